@@ -1,0 +1,92 @@
+"""The ``geoseg`` command line: a click group, one module per command.
+
+Command modules import only click at import time, so ``geoseg --help`` stays fast and torch-free;
+each command imports the library it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import warnings
+from typing import Any
+
+import click
+
+from geoseg._version import __version__
+from geoseg.errors import GeosegError, GeosegWarning
+
+__all__ = ["cli", "main"]
+
+_COMMANDS = {
+    "info": ("geoseg.cli.info", "info"),
+}
+
+
+class GeosegGroup(click.Group):
+    """Loads command modules on demand and turns geoseg errors into one-line messages."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        import importlib
+
+        module, attr = _COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        verbose = (ctx.params.get("verbose") or 0) > 0
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except GeosegError as exc:
+            if verbose:
+                traceback.print_exc()
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("Interrupted: nothing was written under the output names.", err=True, fg="yellow")
+            sys.exit(130)
+        except Exception as exc:
+            if verbose:
+                raise
+            click.secho(
+                f"Error: unexpected {type(exc).__name__}: {exc}. Run again with -v for the full traceback "
+                "and report it if the input looks valid.",
+                err=True,
+                fg="red",
+            )
+            sys.exit(2)
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    if issubclass(category, GeosegWarning):
+        click.secho(f"Warning: {message}", err=True, fg="yellow")
+    else:
+        logging.getLogger("py.warnings").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+
+
+@click.group(cls=GeosegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geoseg")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); show tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Segment satellite and aerial imagery into GIS-ready rasters and polygons."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("geoseg").setLevel(level)
+    warnings.showwarning = _show_warning
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+    ctx.obj["verbose"] = verbose
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="geoseg")

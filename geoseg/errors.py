@@ -1,0 +1,68 @@
+"""Every error and warning geoseg raises on purpose.
+
+Each error inherits both :class:`GeosegError` (catch everything geoseg raises with one clause) and
+the builtin that fits it (``ValueError``, ``FileNotFoundError``...), so generic handlers still work.
+Messages follow one pattern: what was expected, what arrived, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class GeosegError(Exception):
+    """Root of every error geoseg raises on purpose."""
+
+
+class RasterOpenError(GeosegError, OSError):
+    """A path or URL could not be opened as a raster."""
+
+
+class RasterFormatError(GeosegError, ValueError):
+    """A raster opened but cannot be used as asked (GCP-only georeferencing, wrong dtype...)."""
+
+
+class OutputExistsError(GeosegError, FileExistsError):
+    """The destination exists and overwriting was not asked for."""
+
+
+class WriteError(GeosegError, OSError):
+    """An output could not be written; nothing was left under the final name."""
+
+
+class TilingError(GeosegError, ValueError):
+    """Tile size, overlap or stride do not fit together or with the model."""
+
+
+class ModelError(GeosegError, ValueError):
+    """An architecture, encoder or model option is unknown or inconsistent."""
+
+
+class WeightsError(GeosegError, OSError):
+    """Encoder or model weights could not be found, downloaded or loaded."""
+
+
+class CheckpointError(GeosegError, ValueError):
+    """A checkpoint is missing, unsafe (a pickle), from a newer format, or inconsistent."""
+
+
+class BandMismatchError(GeosegError, ValueError):
+    """The input raster's bands do not match what the model expects."""
+
+
+class DeviceError(GeosegError, RuntimeError):
+    """The requested device or precision is not available."""
+
+
+class GeosegWarning(UserWarning):
+    """Root of every warning geoseg emits."""
+
+
+class NoCRSWarning(GeosegWarning):
+    """A raster has no CRS: results keep its pixel grid but cannot be placed on a map."""
+
+
+class RotatedTransformWarning(GeosegWarning):
+    """A raster has a rotated or sheared geotransform; outputs keep it exactly."""
+
+
+class NoValidDataWarning(GeosegWarning):
+    """A raster or window holds no valid pixel."""

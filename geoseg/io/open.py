@@ -1,0 +1,81 @@
+"""The one place that turns a path or URL into an open rasterio dataset, with clear errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from geoseg.errors import NoCRSWarning, RasterOpenError
+
+__all__ = ["is_url", "open_raster", "to_gdal_path"]
+
+_URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
+
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a URL (``http(s)://``, ``s3://``...) rather than a local file."""
+    return str(path).startswith(_URL_PREFIXES) or str(path).startswith("/vsi")
+
+
+def to_gdal_path(path: str | os.PathLike[str]) -> str:
+    """The string GDAL opens: URLs go through ``/vsicurl/`` (range requests), paths stay as they are."""
+    text = str(path)
+    if text.startswith(("http://", "https://")):
+        return "/vsicurl/" + text
+    return text
+
+
+def _check_local(path: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise RasterOpenError(f"{path}: no such file; expected a raster such as a GeoTIFF. Check the path.")
+    if p.is_dir():
+        raise RasterOpenError(
+            f"{path}: is a directory; expected a raster file (e.g. {p / 'scene.tif'}). Name a file inside it."
+        )
+
+
+def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kwargs: Any) -> Any:
+    """Open a raster for reading with a clear error when it cannot be.
+
+    Args:
+        path: local path or URL (``http(s)://`` uses HTTP range requests).
+        warn_no_crs: emit :class:`NoCRSWarning` when the raster has no CRS.
+        **kwargs: passed to :func:`rasterio.open`.
+
+    Returns:
+        An open ``rasterio.DatasetReader``; close it (or use it as a context manager).
+
+    Raises:
+        RasterOpenError: missing path, a directory, or a file GDAL does not read as a raster.
+    """
+    text = str(path)
+    if not is_url(text):
+        _check_local(text)
+    try:
+        dataset = rasterio.open(to_gdal_path(text), **kwargs)
+    except RasterioIOError as exc:
+        reason = str(exc).split("\n")[0]
+        if "not recognized as being in a supported file format" in reason or "not recognized as a supported" in reason:
+            found = "a file GDAL does not recognise as a raster"
+        elif is_url(text):
+            found = f"an error from the server or network ({reason})"
+        else:
+            found = f"a file GDAL cannot read ({reason})"
+        raise RasterOpenError(
+            f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found {found}. "
+            "Check that the file is complete and is an image, or convert it with gdal_translate."
+        ) from None
+    if warn_no_crs and dataset.crs is None:
+        warnings.warn(
+            f"{text} has no CRS: outputs keep its pixel grid but will not line up on a map. "
+            "Assign one with `gdal_edit.py -a_srs EPSG:XXXX` if you know it.",
+            NoCRSWarning,
+            stacklevel=2,
+        )
+    return dataset

@@ -1,0 +1,195 @@
+"""Windowed reads that return pixels together with their georeferencing and validity.
+
+``RasterReader`` keeps one dataset handle per thread (GDAL handles are not thread-safe, and GDAL
+releases the GIL while it decodes), so windows can be read ahead in background threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from geoseg.errors import RasterFormatError, RasterOpenError
+from geoseg.io.open import open_raster
+from geoseg.io.windows import tile_transform
+
+__all__ = ["GeoArray", "RasterReader", "valid_mask"]
+
+
+@dataclass
+class GeoArray:
+    """Pixels that carry their georeferencing.
+
+    Attributes:
+        data: ``(bands, rows, cols)`` array.
+        valid: ``(rows, cols)`` bool array, True where the pixel holds data.
+        transform: affine transform of ``data``'s pixel grid.
+        crs: coordinate reference system, or None.
+        window: the window of the source raster this was read from, if any.
+    """
+
+    data: np.ndarray
+    valid: np.ndarray
+    transform: Affine
+    crs: CRS | None
+    window: Window | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return int(self.data.shape[-2]), int(self.data.shape[-1])
+
+
+def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Valid pixels of a ``(bands, rows, cols)`` array: not nodata in every band, and not NaN.
+
+    A pixel is invalid when all of its bands equal ``nodata`` (so a dark pixel with one zero band
+    stays valid) or when any band is NaN.
+    """
+    valid = np.ones(data.shape[-2:], dtype=bool)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= ~np.all(data == nodata, axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        valid &= ~np.any(np.isnan(data), axis=0)
+    return valid
+
+
+class RasterReader:
+    """Read windows of a raster, boundless at the edges, with a validity mask.
+
+    Args:
+        path: local path or ``http(s)://`` URL.
+        bands: 1-based band indexes to read, in the order the model wants; default all.
+        fill: value written into pixels outside the raster.
+
+    Raises:
+        RasterOpenError: when the raster cannot be opened.
+        RasterFormatError: when a band index is out of range.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, bands: Sequence[int] | None = None, fill: float = 0) -> None:
+        self.path = str(path)
+        self.fill = fill
+        self._local = threading.local()
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+        ds = self._dataset()
+        self.height: int = ds.height
+        self.width: int = ds.width
+        self.count: int = ds.count
+        self.transform: Affine = ds.transform
+        self.crs: CRS | None = ds.crs
+        self.gcps = ds.gcps if (ds.transform == Affine.identity() and ds.gcps[0]) else None
+        self.dtypes: tuple[str, ...] = tuple(ds.dtypes)
+        self.descriptions: tuple[str | None, ...] = tuple(ds.descriptions)
+        self.block_shape: tuple[int, int] = tuple(ds.block_shapes[0])  # type: ignore[assignment]
+        self.bands: tuple[int, ...] = tuple(bands) if bands else tuple(range(1, ds.count + 1))
+        bad = [b for b in self.bands if not 1 <= b <= ds.count]
+        if bad:
+            raise RasterFormatError(
+                f"{self.path}: band(s) {bad} do not exist; the raster has {ds.count} band(s), "
+                f"numbered 1..{ds.count}. Pick bands in that range, e.g. --bands {','.join(map(str, range(1, min(ds.count, 3) + 1)))}"
+            )
+        self.nodata: float | None = ds.nodata
+        flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
+        self._gdal_mask = any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags)
+        self.dtype = np.result_type(*[np.dtype(self.dtypes[b - 1]) for b in self.bands])
+
+    def _dataset(self) -> Any:
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            ds = open_raster(self.path)
+            self._local.ds = ds
+            with self._lock:
+                self._handles.append(ds)
+        return ds
+
+    def close(self) -> None:
+        """Close every thread's handle."""
+        with self._lock:
+            for ds in self._handles:
+                ds.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> RasterReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, window: Window) -> GeoArray:
+        """Read one window, filling pixels outside the raster with ``fill`` (marked invalid).
+
+        Args:
+            window: the window in raster pixels; may reach past the raster edge.
+
+        Returns:
+            A :class:`GeoArray` of shape ``(len(bands), window.height, window.width)``.
+
+        Raises:
+            RasterOpenError: when GDAL cannot decode the window (e.g. a truncated file).
+        """
+        ds = self._dataset()
+        row0, col0 = int(window.row_off), int(window.col_off)
+        rows, cols = int(window.height), int(window.width)
+        r0, r1 = max(row0, 0), min(row0 + rows, self.height)
+        c0, c1 = max(col0, 0), min(col0 + cols, self.width)
+        inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
+        inside = r1 > r0 and c1 > c0
+        full = inside and (r0, r1, c0, c1) == (row0, row0 + rows, col0, col0 + cols)
+        try:
+            if full:
+                data = ds.read(self.bands, window=inner, out_dtype=self.dtype)
+                valid = self._valid(ds, data, inner)
+            else:
+                data = np.full((len(self.bands), rows, cols), self.fill, dtype=self.dtype)
+                valid = np.zeros((rows, cols), dtype=bool)
+                if inside:
+                    part = ds.read(self.bands, window=inner, out_dtype=self.dtype)
+                    sl = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
+                    data[(slice(None), *sl)] = part
+                    valid[sl] = self._valid(ds, part, inner)
+        except RasterioIOError as exc:
+            raise RasterOpenError(
+                f"{self.path}: could not read pixels at rows {r0}-{r1}, cols {c0}-{c1} "
+                f"({str(exc).splitlines()[0]}); expected a complete raster. The file may be "
+                "truncated or corrupt: re-download or re-export it."
+            ) from None
+        return GeoArray(data, valid, tile_transform(window, self.transform), self.crs, window)
+
+    def _valid(self, ds: Any, data: np.ndarray, window: Window) -> np.ndarray:
+        valid = valid_mask(data, self.nodata)
+        if self._gdal_mask:
+            valid &= ds.read_masks(self.bands[0], window=window) > 0
+        return valid
+
+    def read_many(self, windows: Iterable[Window], *, workers: int = 2, prefetch: int = 4) -> Iterator[GeoArray]:
+        """Read windows in order, ``workers`` threads reading up to ``prefetch`` windows ahead.
+
+        Memory stays bounded by ``prefetch`` windows whatever the number of windows.
+        """
+        if workers <= 0:
+            for w in windows:
+                yield self.read(w)
+            return
+        pending: list[Any] = []
+        it = iter(windows)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geoseg-read") as pool:
+            for w in it:
+                pending.append(pool.submit(self.read, w))
+                if len(pending) > prefetch:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()

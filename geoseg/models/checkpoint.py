@@ -1,0 +1,133 @@
+"""Self-describing checkpoints: safetensors weights plus the JSON model config. Never unpickles.
+
+Two layouts are read and written:
+
+* one file ``model.safetensors`` whose header metadata holds the config (``geoseg_config``);
+* a folder holding ``model.safetensors`` and ``config.json`` (as ``save_pretrained`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from geoseg.errors import CheckpointError
+from geoseg.models.config import ModelConfig
+from geoseg.models.registry import build_model
+
+__all__ = ["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"]
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
+
+
+@dataclass
+class LoadedModel:
+    """A network with the config that describes its inputs and outputs."""
+
+    model: nn.Module
+    config: ModelConfig
+
+
+def model_from_config(config: ModelConfig) -> nn.Module:
+    """Build the (randomly initialised) network a config describes."""
+    return build_model(
+        config.architecture,
+        config.encoder,
+        in_channels=config.in_channels,
+        classes=config.num_classes,
+        encoder_weights=None,
+        **config.model_kwargs,
+    )
+
+
+def _files(path: Path) -> tuple[Path, Path | None]:
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        cfg = path / "config.json"
+        if not weights.exists():
+            raise CheckpointError(f"{path}: folder has no model.safetensors; expected a geoseg checkpoint folder")
+        return weights, cfg if cfg.exists() else None
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: is a pickle ({path.suffix}); geoseg never unpickles checkpoints. Expected a .safetensors "
+            "checkpoint: load the state dict yourself with torch.load(..., weights_only=True) and save it with "
+            "geoseg.save_checkpoint(model, config, 'model.safetensors')"
+        )
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint; expected a .safetensors file or a checkpoint folder")
+    sidecar = path.with_suffix(".json")
+    return path, sidecar if sidecar.exists() else None
+
+
+def read_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """Read only the config of a checkpoint (cheap: no weights, no torch model)."""
+    weights, cfg = _files(Path(path))
+    if cfg is not None:
+        return ModelConfig.from_json(cfg.read_text(encoding="utf-8"), source=str(cfg))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc}); expected a geoseg checkpoint") from None
+    if "geoseg_config" not in meta:
+        raise CheckpointError(f"{weights}: safetensors file carries no geoseg config; expected one written by geoseg.save_checkpoint")
+    return ModelConfig.from_json(meta["geoseg_config"], source=str(weights))
+
+
+def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
+    """Save weights and config; a path ending in ``.safetensors`` gives one file, else a folder.
+
+    The file is written under a temporary name and renamed, so a crash never leaves half a
+    checkpoint under the final name.
+    """
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if p.suffix == ".safetensors":
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.partial")
+        save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
+        os.replace(tmp, p)
+        return p
+    p.mkdir(parents=True, exist_ok=True)
+    tmp = p / ".model.safetensors.partial"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    (p / ".config.json.partial").write_text(config.to_json(), encoding="utf-8")
+    os.replace(p / ".config.json.partial", p / "config.json")
+    os.replace(tmp, p / "model.safetensors")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint into a ready-to-run model (``eval()`` mode).
+
+    Raises:
+        CheckpointError: missing file, a pickle, a newer format, or weights that do not fit.
+    """
+    from safetensors.torch import load_file
+
+    config = read_config(path)
+    weights, _ = _files(Path(path))
+    model = model_from_config(config)
+    try:
+        state: dict[str, Any] = load_file(str(weights), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first})") from None
+    model.eval().to(device)
+    return LoadedModel(model, config)
+
+
+def describe(config: ModelConfig) -> dict[str, Any]:
+    """A short JSON-ready summary for ``geoseg models``."""
+    return json.loads(config.to_json())

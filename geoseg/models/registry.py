@@ -1,0 +1,161 @@
+"""Architectures by name (or any callable) over segmentation-models-pytorch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from geoseg.errors import ModelError, WeightsError
+
+__all__ = ["ARCHITECTURES", "build_model", "list_architectures", "list_encoders", "load_encoder_weights", "register_architecture"]
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[..., nn.Module]
+
+
+def _smp(name: str) -> Builder:
+    def build(**kwargs: Any) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        return getattr(smp, name)(**kwargs)  # type: ignore[no-any-return]
+
+    build.__name__ = name
+    build.__doc__ = f"segmentation_models_pytorch.{name}"
+    return build
+
+
+ARCHITECTURES: dict[str, Builder] = {
+    "unet": _smp("Unet"),
+    "unetplusplus": _smp("UnetPlusPlus"),
+    "fpn": _smp("FPN"),
+    "deeplabv3plus": _smp("DeepLabV3Plus"),
+    "linknet": _smp("Linknet"),
+    "manet": _smp("MAnet"),
+    "pspnet": _smp("PSPNet"),
+}
+_ALIASES = {"unet++": "unetplusplus", "deeplabv3+": "deeplabv3plus"}
+
+
+def register_architecture(name: str, builder: Builder) -> None:
+    """Add an architecture: ``builder(encoder_name=, encoder_weights=, in_channels=, classes=, **kw)``."""
+    ARCHITECTURES[name.lower()] = builder
+
+
+def list_architectures() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def list_encoders() -> list[str]:
+    """Encoder names segmentation-models-pytorch knows."""
+    import segmentation_models_pytorch as smp
+
+    return sorted(smp.encoders.get_encoder_names())
+
+
+def _resolve(architecture: str | Builder) -> Builder:
+    if callable(architecture):
+        return architecture
+    key = _ALIASES.get(architecture.lower(), architecture.lower())
+    if key not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {architecture!r}; expected one of {', '.join(list_architectures())} or a callable")
+    return ARCHITECTURES[key]
+
+
+def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a local encoder state dict (``.safetensors``, or ``.pth`` read with ``weights_only=True``).
+
+    Keys may be bare or prefixed with ``encoder.``; a first convolution trained on 3 bands is
+    adapted to the model's band count (mean over RGB, repeated). Nothing is unpickled.
+
+    Raises:
+        WeightsError: missing file, unreadable file, or no key that matches the encoder.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: encoder weights file not found; expected a local .safetensors or .pth state dict")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+    except Exception as exc:
+        raise WeightsError(f"{p}: cannot read encoder weights ({exc}); expected a tensor state dict") from None
+    encoder = model.encoder if hasattr(model, "encoder") else model
+    own = encoder.state_dict()
+    loaded = {}
+    for key, value in state.items():
+        k = key.removeprefix("encoder.")
+        if k not in own:
+            continue
+        target = own[k]
+        if value.shape != target.shape and value.ndim == 4 and value.shape[1] == 3 and value.shape[0] == target.shape[0]:
+            value = value.mean(dim=1, keepdim=True).repeat(1, target.shape[1], 1, 1) * (3 / target.shape[1])
+        if value.shape == target.shape:
+            loaded[k] = value
+    if not loaded:
+        raise WeightsError(f"{p}: no tensor in the file matches the encoder's parameters; is it for this encoder?")
+    encoder.load_state_dict(loaded, strict=False)
+    log.info("loaded %d/%d encoder tensors from %s", len(loaded), len(own), p)
+
+
+def build_model(
+    architecture: str | Builder = "unet",
+    encoder: str = "resnet34",
+    *,
+    in_channels: int = 3,
+    classes: int = 2,
+    encoder_weights: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a segmentation network that maps ``(N, in_channels, H, W)`` to ``(N, classes, H, W)`` logits.
+
+    Args:
+        architecture: a registry name (see :func:`list_architectures`) or a builder callable.
+        encoder: an encoder name of segmentation-models-pytorch (``vgg11``, ``resnet34``...).
+        in_channels: input bands.
+        classes: output classes.
+        encoder_weights: None (random init, the default), ``"imagenet"`` (downloads; needs a
+            network), or a path to a local state-dict file.
+        **kwargs: passed to the architecture (``encoder_depth``, ``decoder_channels``...).
+
+    Raises:
+        ModelError: unknown architecture or encoder, or bad options.
+        WeightsError: weights cannot be downloaded or loaded.
+    """
+    builder = _resolve(architecture)
+    if not callable(architecture):
+        known = list_encoders()
+        if encoder not in known:
+            close = [e for e in known if e.startswith(encoder.split("-")[0][:6])][:8]
+            raise ModelError(f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}")
+    local = encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
+        os.sep in str(encoder_weights) or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
+    )
+    hub = None if local else encoder_weights
+    try:
+        model = builder(encoder_name=encoder, encoder_weights=hub, in_channels=in_channels, classes=classes, **kwargs)
+    except (KeyError, ValueError, TypeError) as exc:
+        if hub is not None and "weights" in str(exc).lower():
+            raise WeightsError(f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or a local file") from None
+        raise ModelError(f"cannot build {architecture!r} with encoder {encoder!r}: {exc}") from None
+    except Exception as exc:
+        if hub is not None:
+            raise WeightsError(
+                f"could not download {hub!r} weights for encoder {encoder!r} ({type(exc).__name__}); "
+                "this machine may be offline. Pass a local weights file instead "
+                "(--encoder-weights path/to/encoder.safetensors) or use random initialization."
+            ) from None
+        raise
+    if local:
+        load_encoder_weights(model, encoder_weights)  # type: ignore[arg-type]
+    return model
