@@ -61,7 +61,7 @@ def _lonlat_bounds(ds: Any) -> list[float] | None:
 
 def _native_bounds(ds: Any) -> tuple[float, float, float, float]:
     t = ds.transform
-    corners = [t * (c, r) for c, r in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
+    corners = [t @ (c, r) for c, r in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
     xs, ys = zip(*corners, strict=True)
     return min(xs), min(ys), max(xs), max(ys)
 

@@ -1,18 +1,26 @@
 """Models: an architecture registry over segmentation-models-pytorch and self-describing checkpoints.
 
-:mod:`geoseg.models.config` needs no torch; importing this package imports torch.
+Importing this package is cheap; torch loads when a builder or checkpoint function is first used.
+:mod:`geoseg.models.config` never needs torch.
 """
 
-from geoseg.models.checkpoint import LoadedModel, load_checkpoint, model_from_config, read_config, save_checkpoint
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from geoseg.models.config import FORMAT_VERSION, ModelConfig
-from geoseg.models.registry import (
-    ARCHITECTURES,
-    build_model,
-    list_architectures,
-    list_encoders,
-    load_encoder_weights,
-    register_architecture,
-)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.models.checkpoint import LoadedModel, load_checkpoint, model_from_config, read_config, save_checkpoint
+    from geoseg.models.registry import (
+        ARCHITECTURES,
+        build_model,
+        list_architectures,
+        list_encoders,
+        load_encoder_weights,
+        register_architecture,
+    )
 
 __all__ = [
     "ARCHITECTURES",
@@ -29,3 +37,17 @@ __all__ = [
     "register_architecture",
     "save_checkpoint",
 ]
+
+_LAZY = {
+    **dict.fromkeys(["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"], "geoseg.models.checkpoint"),
+    **dict.fromkeys(
+        ["ARCHITECTURES", "build_model", "list_architectures", "list_encoders", "load_encoder_weights", "register_architecture"],
+        "geoseg.models.registry",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'geoseg.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

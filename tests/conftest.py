@@ -1,0 +1,103 @@
+"""Shared fixtures: a network guard, tiny rasters made in code, the shared sample data, a COG server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from tests.http_server import serve_directory
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any socket connection that leaves this machine (loopback stays allowed)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX):
+            return real_connect(self, address)
+        raise RuntimeError(f"tests must not use the network (tried to connect to {address!r})")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The public sample data beside the repository; skips when absent (a lone clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared sample data not found at {SHARED_DATA} (only present beside a full checkout)")
+    return SHARED_DATA
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Affine | None = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0),
+    crs: str | None = "EPSG:32631",
+    nodata: float | None = None,
+    **profile: Any,
+) -> Path:
+    """Write a ``(bands, rows, cols)`` array as a GeoTIFF and return its path."""
+    if data.ndim == 2:
+        data = data[None]
+    kwargs: dict[str, Any] = {
+        "driver": "GTiff",
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "nodata": nodata,
+    }
+    if transform is not None:
+        kwargs["transform"] = transform
+    if crs is not None:
+        kwargs["crs"] = crs
+    kwargs.update(profile)
+    with rasterio.open(path, "w", **kwargs) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture
+def make_raster(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``make_raster(data, name="x.tif", **profile)`` writes a tiny GeoTIFF in tmp_path."""
+
+    def make(data: np.ndarray, name: str = "raster.tif", **kwargs: Any) -> Path:
+        return write_raster(tmp_path / name, data, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def textured_rgb() -> Callable[[int, int], np.ndarray]:
+    """Seeded, textured 3-band uint8 imagery of a given (rows, cols)."""
+
+    def make(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        y, x = np.mgrid[0:rows, 0:cols]
+        base = np.stack([np.sin(x / 7.0 + k) + np.cos(y / 11.0 - k) for k in range(3)])
+        noise = rng.normal(0, 0.3, size=(3, rows, cols))
+        return np.clip((base + noise + 2.5) * 50, 1, 255).astype(np.uint8)
+
+    return make
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A loopback HTTP server with range requests over a folder: yields (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_directory(root) as url:
+        yield root, url

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from geoseg.classes import ClassTable
+from geoseg.errors import OutputExistsError, WriteError
+from geoseg.io.info import describe_raster
+from geoseg.io.writer import COGWriter
+
+CLASSES = ClassTable.from_names(["background", "building", "road"])
+
+
+def _write(dst: Path, arr: np.ndarray, step: int = 100, **kw) -> None:
+    with COGWriter(dst, height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=arr.dtype.name,
+                   transform=Affine(0.5, 0, 1000, 0, -0.5, 2000), crs="EPSG:32631", **kw) as out:
+        for r in range(0, arr.shape[1], step):
+            out.write(arr[:, r : r + step], Window(0, r, arr.shape[2], min(step, arr.shape[1] - r)))
+
+
+def test_class_mask_is_a_valid_cog_with_colours_and_names(tmp_path: Path) -> None:
+    arr = (np.indices((700, 600)).sum(0) // 50 % 3).astype(np.uint8)[None]
+    dst = tmp_path / "mask.tif"
+    _write(dst, arr, nodata=255, classes=CLASSES, resampling="mode")
+    info = describe_raster(dst)
+    assert info["cog"], info["cog_problems"]
+    assert info["overviews"] and info["bands"][0]["color_table"]
+    assert info["crs"]["epsg"] == 32631 and info["nodata"] == 255
+    with rasterio.open(dst) as ds:
+        np.testing.assert_array_equal(ds.read(), arr)
+        assert ds.colormap(1)[1] == (230, 25, 75, 255)
+        assert ClassTable.from_json(ds.tags()["CLASS_NAMES"]).names == ["background", "building", "road"]
+    qml = (tmp_path / "mask.qml").read_text()
+    assert 'label="building"' in qml and 'color="#e6194b"' in qml
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif"]  # no leftovers
+
+
+def test_failure_inside_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError, match="boom"):
+        with COGWriter(dst, height=10, width=10, count=1, dtype="uint8", transform=Affine.identity(), crs=None) as out:
+            out.write(np.zeros((1, 10, 10), np.uint8), Window(0, 0, 10, 10))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    arr = np.ones((1, 20, 20), np.uint8)
+    _write(dst, arr)
+    with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
+        _write(dst, arr)
+    _write(dst, arr * 2, overwrite=True)
+    with rasterio.open(dst) as ds:
+        assert ds.read(1)[0, 0] == 2
+
+
+def test_leftover_partial_file_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / ".out.tif.partial.tif").write_bytes(b"killed half way")
+    _write(tmp_path / "out.tif", np.ones((1, 20, 20), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_missing_folder_and_directory_destination(tmp_path: Path) -> None:
+    with pytest.raises(WriteError, match="does not exist; create it first"):
+        _write(tmp_path / "no" / "out.tif", np.ones((1, 4, 4), np.uint8))
+    with pytest.raises(WriteError, match="is a directory"):
+        _write(tmp_path, np.ones((1, 4, 4), np.uint8))
