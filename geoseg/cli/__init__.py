@@ -21,6 +21,8 @@ __all__ = ["cli", "main"]
 
 _COMMANDS = {
     "info": ("geoseg.cli.info", "info"),
+    "models": ("geoseg.cli.models", "models"),
+    "predict": ("geoseg.cli.predict", "predict"),
 }
 
 

@@ -1,0 +1,374 @@
+"""``predict_raster``: stream a raster of any size through a segmentation model into COGs.
+
+Tiles are read ahead in background threads (GDAL releases the GIL), batched through the model,
+blended into a band of rows that is at most one tile high, and finished rows are written behind
+by another thread. Memory does not grow with the raster's height; very wide rasters are split
+into column stripes. Any block of the output can be predicted on its own with identical values
+(:func:`predict_block`), because every pixel sums exactly the same tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch import nn
+
+from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
+from geoseg.inference.accumulator import FinishedRows, RowAccumulator
+from geoseg.inference.blending import Kernel, blend_weights
+from geoseg.inference.runtime import Precision, Runner, make_runner, resolve_device
+from geoseg.inference.tiles import MASK_NODATA, finalize, geoarray_of, read_tile
+from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.io.windows import Tile, TilePlan, plan_tiles
+from geoseg.io.writer import COGWriter, check_destination
+from geoseg.models.checkpoint import LoadedModel, load_checkpoint
+from geoseg.models.config import ModelConfig
+
+__all__ = ["PredictionResult", "predict_block", "predict_raster", "resolve_model"]
+
+log = logging.getLogger(__name__)
+
+ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
+STRIPE_BUDGET = 512 * 2**20  # bytes of accumulator per column stripe
+
+
+@dataclass
+class PredictionResult:
+    """What a prediction produced and how fast.
+
+    Attributes:
+        mask: path of the class mask (None for :func:`predict_block`).
+        probabilities: path of the probability raster, if asked for.
+        confidence: path of the confidence raster, if asked for.
+        tiles: tiles in the plan; ``tiles_run`` went through the model, ``tiles_skipped`` held no data.
+        precision: precision used (``auto`` resolved).
+        device: device used.
+        seconds: wall time.
+        megapixels_per_second: raster megapixels per wall-clock second.
+    """
+
+    mask: Path | None
+    probabilities: Path | None = None
+    confidence: Path | None = None
+    tiles: int = 0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    precision: str = "fp32"
+    device: str = "cpu"
+    seconds: float = 0.0
+    megapixels_per_second: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu") -> LoadedModel:
+    """A :class:`LoadedModel` from a checkpoint path, a LoadedModel, or a module plus its config."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_checkpoint(model, device=device)
+    if config is None:
+        raise TilingError("a bare torch module needs config=ModelConfig(...) (classes, bands, normalization)")
+    return LoadedModel(model, config)
+
+
+@dataclass
+class _Job:
+    reader: RasterReader
+    plan: TilePlan
+    runner: Runner
+    weights: np.ndarray
+    weights_t: torch.Tensor
+    config: ModelConfig
+    batch_size: int
+    workers: int
+    progress: Any = None
+    stats: dict[str, int] = field(default_factory=lambda: {"run": 0, "skipped": 0})
+
+
+def _setup(
+    src: str | os.PathLike[str],
+    model: ModelSource,
+    *,
+    config: ModelConfig | None,
+    tile_size: int | None,
+    overlap: float | int | None,
+    blend: str | Kernel,
+    batch_size: int,
+    device: str | torch.device,
+    precision: Precision,
+    tta: str,
+    bands: tuple[int, ...] | None,
+    workers: int,
+) -> _Job:
+    dev = resolve_device(device)
+    loaded = resolve_model(model, config=config, device="cpu")
+    cfg = loaded.config
+    reader = RasterReader(src, bands=bands)
+    if len(reader.bands) != cfg.in_channels:
+        hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1)) if reader.count >= cfg.in_channels else None
+        names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
+        reader.close()
+        raise BandMismatchError(
+            f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} were selected "
+            f"from a raster of {reader.count}; "
+            + (f"choose them with --bands {hint} (1-based, in the model's order)" if hint else "use imagery with enough bands")
+        )
+    tile = int(tile_size or cfg.tile_size)
+    stride = cfg.output_stride
+    if tile % stride:
+        reader.close()
+        lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
+        raise TilingError(f"tile_size={tile} is not a multiple of the model's output stride {stride}; use {lower} or {upper}")
+    ov = cfg.overlap if overlap is None else overlap
+    plan = plan_tiles(reader.height, reader.width, tile, ov)
+    weights = blend_weights(blend, tile, plan.overlap)
+    runner = make_runner(loaded.model, dev, precision, tta)
+    if batch_size < 1:
+        raise TilingError(f"batch_size must be at least 1, got {batch_size}")
+    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
+
+
+def _stripes(plan: TilePlan, classes: int, budget: int = STRIPE_BUDGET) -> list[Window]:
+    """Column stripes whose accumulators fit ``budget`` bytes (one stripe for most rasters)."""
+    per_col = plan.tile_size * (classes * 4 + 4 + 1)
+    width = max(plan.tile_size, (budget // per_col) // 512 * 512)
+    if width >= plan.width:
+        return [Window(0, 0, plan.width, plan.height)]
+    return [Window(c, 0, min(width, plan.width - c), plan.height) for c in range(0, plan.width, width)]
+
+
+def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
+    """Blend every tile that touches ``region``; yield finished rows top to bottom."""
+    plan = job.plan
+    tiles = list(plan.tiles(region))
+    last_in_row: dict[int, int] = {}
+    for t in tiles:
+        last_in_row[t.grid_row] = t.index
+    acc = RowAccumulator(job.config.num_classes, region, plan.tile_size)
+    norm = job.config.normalization
+    reader = job.reader
+
+    def prepare(tile: Tile) -> tuple[np.ndarray, np.ndarray] | None:
+        return read_tile(reader, tile.window, norm)
+
+    pending: list[tuple[Tile, tuple[np.ndarray, np.ndarray] | None]] = []
+
+    def flush() -> Iterator[FinishedRows]:
+        ready = [p for p in pending if p[1] is not None]
+        probs = None
+        if ready:
+            x = torch.from_numpy(np.stack([p[1][0] for p in ready]))  # type: ignore[index]
+            if job.runner.device.type == "cuda":
+                x = x.pin_memory()
+            with torch.inference_mode():
+                out = job.runner(x).mul_(job.weights_t)
+                probs = out.cpu().numpy() if out.device.type != "cpu" else out.numpy()
+        i = 0
+        for tile, item in pending:
+            w = tile.window
+            if item is None:
+                job.stats["skipped"] += 1
+                zeros = np.zeros((plan.tile_size, plan.tile_size), dtype=bool)
+                acc.add(None, job.weights, zeros, int(w.row_off), int(w.col_off))
+            else:
+                acc.add(probs[i], job.weights, item[1], int(w.row_off), int(w.col_off))  # type: ignore[index]
+                job.stats["run"] += 1
+                i += 1
+            if job.progress is not None:
+                job.progress(1)
+            if last_in_row[tile.grid_row] == tile.index:
+                done = acc.release(plan.rows_final_after(tile.grid_row))
+                if done is not None:
+                    yield done
+        pending.clear()
+
+    executor = ThreadPoolExecutor(max_workers=max(job.workers, 1), thread_name_prefix="geoseg-read")
+    try:
+        futures: list[tuple[Tile, Future[Any]]] = []
+        ahead = job.batch_size * 2 + job.workers
+        it = iter(tiles)
+        for t in it:
+            futures.append((t, executor.submit(prepare, t)))
+            if len(futures) >= ahead:
+                break
+        while futures:
+            tile, fut = futures.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                futures.append((nxt, executor.submit(prepare, nxt)))
+            pending.append((tile, fut.result()))
+            if sum(p[1] is not None for p in pending) >= job.batch_size:
+                yield from flush()
+        yield from flush()
+        rest = acc.release(region.row_off + region.height)
+        if rest is not None:
+            yield rest
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def predict_block(
+    src: str | os.PathLike[str],
+    model: ModelSource,
+    block: Window,
+    *,
+    config: ModelConfig | None = None,
+    tile_size: int | None = None,
+    overlap: float | int | None = None,
+    blend: str | Kernel = "gaussian",
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    precision: Precision = "fp32",
+    tta: str = "none",
+    bands: tuple[int, ...] | None = None,
+    workers: int = 2,
+) -> GeoArray:
+    """Class probabilities of one block of the raster, identical to that block of a full run.
+
+    Returns:
+        A :class:`GeoArray` with ``(classes, rows, cols)`` float32 probabilities, the validity
+        mask, and the block's transform and CRS.
+    """
+    job = _setup(src, model, config=config, tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size,
+                 device=device, precision=precision, tta=tta, bands=bands, workers=workers)
+    try:
+        parts = [geoarray_of(rows, job.reader) for rows in _run_region(job, block)]
+    finally:
+        job.reader.close()
+    data = np.concatenate([p.data for p in parts], axis=1)
+    valid = np.concatenate([p.valid for p in parts], axis=0)
+    return GeoArray(data, valid, parts[0].transform, job.reader.crs, block)
+
+
+def predict_raster(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    model: ModelSource,
+    *,
+    config: ModelConfig | None = None,
+    tile_size: int | None = None,
+    overlap: float | int | None = None,
+    blend: str | Kernel = "gaussian",
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    tta: str = "none",
+    bands: tuple[int, ...] | None = None,
+    probabilities: str | os.PathLike[str] | None = None,
+    confidence: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> PredictionResult:
+    """Segment a raster of any size into a class-mask COG (and optional probability/confidence COGs).
+
+    Args:
+        src: input raster path or ``http(s)://`` URL; ``(bands, rows, cols)`` of any dtype.
+        dst: output class mask (uint8, nodata 255, colour table and class names).
+        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``).
+        config: model config for a bare module.
+        tile_size: tile edge in pixels (default: the checkpoint's); a multiple of the output stride.
+        overlap: pixels or a fraction of the tile (default: the checkpoint's).
+        blend: weight kernel name (``gaussian``, ``cosine``, ``linear``, ``mean``, ``crop``) or callable.
+        batch_size: tiles per forward pass.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
+            ``fp32``, ``bf16`` or ``fp16``.
+        tta: ``none``, ``flip`` or ``d4`` test-time augmentation.
+        bands: 1-based input bands in the model's order (default: all).
+        probabilities: optional path for per-class probabilities (uint8, 0-255).
+        confidence: optional path for the winning class's probability (uint8, 0-255).
+        overwrite: replace existing outputs.
+        workers: threads reading tiles ahead.
+        progress: called with the number of tiles done since the last call.
+
+    Returns:
+        A :class:`PredictionResult` with paths and figures.
+
+    Raises:
+        RasterOpenError, BandMismatchError, TilingError, CheckpointError, OutputExistsError,
+        WriteError, DeviceError: with what was expected and how to fix it.
+    """
+    start = time.perf_counter()
+    outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
+    for p in outputs:
+        check_destination(p, overwrite=overwrite)
+    job = _setup(src, model, config=config, tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size,
+                 device=device, precision=precision, tta=tta, bands=bands, workers=workers)
+    job.progress = progress
+    reader, cfg = job.reader, job.config
+    geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
+    if reader.gcps is not None:
+        geo["gcps"] = reader.gcps
+    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
+    writers = [COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
+                         descriptions=["class"], tags=tags, overwrite=overwrite, **geo)]
+    if probabilities is not None:
+        writers.append(COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
+                                 descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, **geo))
+    if confidence is not None:
+        writers.append(COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
+                                 descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo))
+    entered: list[COGWriter] = []
+    error: BaseException | None = None
+    try:
+        for w in writers:
+            entered.append(w.__enter__())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoseg-write") as write_pool:
+            in_flight: list[Future[None]] = []
+
+            def write(rows: FinishedRows) -> None:
+                out = finalize(rows, probabilities=probabilities is not None, confidence=confidence is not None)
+                writers[0].write(out.classes, out.window)
+                k = 1
+                if probabilities is not None:
+                    writers[k].write(out.probabilities, out.window)  # type: ignore[arg-type]
+                    k += 1
+                if confidence is not None:
+                    writers[k].write(out.confidence, out.window)  # type: ignore[arg-type]
+
+            for region in _stripes(job.plan, cfg.num_classes):
+                for rows in _run_region(job, region):
+                    in_flight.append(write_pool.submit(write, rows))
+                    while len(in_flight) > 2:
+                        in_flight.pop(0).result()
+            for f in in_flight:
+                f.result()
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        reader.close()
+        for w in reversed(entered):
+            if error is None:
+                w.__exit__(None, None, None)
+            else:
+                w.__exit__(type(error), error, None)
+    seconds = time.perf_counter() - start
+    if job.stats["run"] == 0:
+        import warnings
+
+        warnings.warn(f"{src}: no tile held a valid pixel; the mask is all nodata ({MASK_NODATA})", NoValidDataWarning, stacklevel=2)
+    return PredictionResult(
+        mask=Path(dst),
+        probabilities=Path(probabilities) if probabilities else None,
+        confidence=Path(confidence) if confidence else None,
+        tiles=len(job.plan),
+        tiles_run=job.stats["run"],
+        tiles_skipped=job.stats["skipped"],
+        precision=job.runner.precision,
+        device=str(job.runner.device),
+        seconds=seconds,
+        megapixels_per_second=reader.height * reader.width / 1e6 / seconds,
+        extra={"agreement": job.runner.agreement, "stride": job.plan.stride, "overlap": job.plan.overlap},
+    )

@@ -1,0 +1,85 @@
+"""Turning raster windows into model-ready tiles, and finished rows into output arrays: pure numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.inference.accumulator import FinishedRows
+from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.normalize import Normalization
+
+__all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
+
+MASK_NODATA = 255
+
+
+def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
+    """Pad ``(bands, rows, cols)`` by reflection (edge replication where an axis is 1 px)."""
+    widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
+    mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
+    return np.pad(data, widths, mode=mode)
+
+
+def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tuple[np.ndarray, np.ndarray] | None:
+    """Read, pad and normalise one tile.
+
+    Returns:
+        ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 with invalid pixels set to 0 (the
+        normalised mean), ``valid`` is ``(rows, cols)`` bool; or None when the tile holds no valid
+        pixel (the model is not run on it).
+    """
+    row0, col0 = int(window.row_off), int(window.col_off)
+    rows, cols = int(window.height), int(window.width)
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + rows, reader.height), min(col0 + cols, reader.width)
+    inner = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
+    if not inner.valid.any():
+        return None
+    x = norm.apply(inner.data)
+    x[:, ~inner.valid] = 0.0
+    before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
+    if any(before) or any(after):
+        x = pad_reflect(x, before, after)
+        valid = np.zeros((rows, cols), dtype=bool)
+        valid[before[0] : before[0] + r1 - r0, before[1] : before[1] + c1 - c0] = inner.valid
+        return x, valid
+    return x, inner.valid
+
+
+class Finished:
+    """Output arrays of finished rows: class mask, confidence and probabilities (uint8)."""
+
+    def __init__(self, rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> None:
+        self.window = rows.window
+        valid = rows.valid & (rows.weight > 0)
+        self.valid = valid
+        classes = np.argmax(rows.probs, axis=0).astype(np.uint8)
+        classes[~valid] = MASK_NODATA
+        self.classes = classes[None]
+        self.probabilities = None
+        self.confidence = None
+        if probabilities or confidence:
+            norm = rows.probs / np.where(valid, rows.weight, 1.0)[None]
+            if probabilities:
+                p = np.rint(norm * 255).astype(np.uint8)
+                p[:, ~valid] = 0
+                self.probabilities = p
+            if confidence:
+                c = np.rint(norm.max(axis=0) * 255).astype(np.uint8)
+                c[~valid] = 0
+                self.confidence = c[None]
+
+
+def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> Finished:
+    """Class ids (255 where invalid), and optionally uint8 probabilities and confidence."""
+    return Finished(rows, probabilities=probabilities, confidence=confidence)
+
+
+def geoarray_of(rows: FinishedRows, reader: RasterReader) -> GeoArray:
+    """Normalised probabilities of finished rows, with their georeferencing."""
+    from geoseg.io.windows import tile_transform
+
+    valid = rows.valid & (rows.weight > 0)
+    probs = rows.probs / np.where(valid, rows.weight, 1.0)[None]
+    return GeoArray(probs, valid, tile_transform(rows.window, reader.transform), reader.crs, rows.window)
