@@ -16,6 +16,7 @@ from tests.http_server import serve_directory
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TRANSFORM = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def write_raster(
     path: Path,
     data: np.ndarray,
     *,
-    transform: Affine | None = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0),
+    transform: Affine | None = DEFAULT_TRANSFORM,
     crs: str | None = "EPSG:32631",
     nodata: float | None = None,
     **profile: Any,

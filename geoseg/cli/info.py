@@ -52,7 +52,8 @@ def info(paths: tuple[str, ...], as_json: bool) -> None:
     results = [describe_raster(p) for p in paths]
     if as_json:
         for r in results:
-            r["crs"] and r["crs"].pop("wkt", None)
+            if r["crs"]:
+                r["crs"].pop("wkt", None)
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
         click.echo("\n\n".join(_format(r) for r in results))

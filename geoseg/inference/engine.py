@@ -103,7 +103,7 @@ def _setup(
     tile_size: int | None,
     overlap: float | int | None,
     blend: str | Kernel,
-    batch_size: int,
+    batch_size: int | None,
     device: str | torch.device,
     precision: Precision,
     tta: str,
@@ -111,6 +111,8 @@ def _setup(
     workers: int,
 ) -> _Job:
     dev = resolve_device(device)
+    if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
+        batch_size = 8 if dev.type == "cuda" else 2
     loaded = resolve_model(model, config=config, device="cpu")
     cfg = loaded.config
     reader = RasterReader(src, bands=bands)
@@ -138,8 +140,9 @@ def _setup(
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
 
 
-def _stripes(plan: TilePlan, classes: int, budget: int = STRIPE_BUDGET) -> list[Window]:
+def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Window]:
     """Column stripes whose accumulators fit ``budget`` bytes (one stripe for most rasters)."""
+    budget = STRIPE_BUDGET if budget is None else budget
     per_col = plan.tile_size * (classes * 4 + 4 + 1)
     width = max(plan.tile_size, (budget // per_col) // 512 * 512)
     if width >= plan.width:
@@ -226,7 +229,7 @@ def predict_block(
     tile_size: int | None = None,
     overlap: float | int | None = None,
     blend: str | Kernel = "gaussian",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device = "auto",
     precision: Precision = "fp32",
     tta: str = "none",
@@ -259,7 +262,7 @@ def predict_raster(
     tile_size: int | None = None,
     overlap: float | int | None = None,
     blend: str | Kernel = "gaussian",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device = "auto",
     precision: Precision = "auto",
     tta: str = "none",
@@ -280,7 +283,7 @@ def predict_raster(
         tile_size: tile edge in pixels (default: the checkpoint's); a multiple of the output stride.
         overlap: pixels or a fraction of the tile (default: the checkpoint's).
         blend: weight kernel name (``gaussian``, ``cosine``, ``linear``, ``mean``, ``crop``) or callable.
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass (default 2 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
             ``fp32``, ``bf16`` or ``fp16``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import BinaryIO
 
 __all__ = ["IFDLayout", "cog_layout_problems", "read_ifd_layout"]
@@ -93,6 +94,6 @@ def cog_layout_problems(layout: list[IFDLayout]) -> list[str]:
     if every and max(ifds) > min(every):
         problems.append("image directories are not all ahead of the pixel data")
     firsts = [d.first_data for d in layout if d.first_data is not None and not d.is_mask]
-    if len(firsts) > 1 and any(a < b for a, b in zip(firsts, firsts[1:], strict=False)):
+    if len(firsts) > 1 and any(a < b for a, b in pairwise(firsts)):
         problems.append("overview data is not stored before the full-resolution data")
     return problems

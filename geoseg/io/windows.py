@@ -52,7 +52,7 @@ def resolve_overlap(tile_size: int, overlap: float | int) -> int:
     if isinstance(overlap, bool):
         raise TilingError(f"overlap must be pixels (int) or a fraction (float), got {overlap!r}")
     if isinstance(overlap, float) and 0 <= overlap < 1:
-        pixels = min(int(round(tile_size * overlap)), max(tile_size - 1, 0))
+        pixels = min(round(tile_size * overlap), max(tile_size - 1, 0))
     elif float(overlap).is_integer():
         pixels = int(overlap)
     else:

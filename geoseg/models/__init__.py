@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from geoseg.models.config import FORMAT_VERSION, ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from geoseg.models.checkpoint import LoadedModel, load_checkpoint, model_from_config, read_config, save_checkpoint
+    from geoseg.models.checkpoint import (
+        LoadedModel,
+        load_checkpoint,
+        model_from_config,
+        read_config,
+        save_checkpoint,
+    )
     from geoseg.models.registry import (
         ARCHITECTURES,
         build_model,

@@ -6,8 +6,8 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from geoseg.cli import cli
 from geoseg.classes import ClassTable
+from geoseg.cli import cli
 from geoseg.models import ModelConfig, build_model, save_checkpoint
 from tests.conftest import REPO
 

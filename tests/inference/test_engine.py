@@ -17,9 +17,10 @@ from rasterio.windows import Window
 from geoseg.errors import BandMismatchError, NoValidDataWarning, OutputExistsError, TilingError
 from geoseg.inference import predict_block, predict_raster
 from geoseg.inference.blending import BLEND_KERNELS
+from geoseg.io.windows import plan_tiles
 from geoseg.models.checkpoint import LoadedModel
 from tests.conftest import REPO
-from tests.inference.conftest import config_for, conv3_model, pointwise_model
+from tests.inference.conftest import config_for, pointwise_model
 
 SIZES = [(1, 1), (5, 7), (100, 37), (97, 131)]
 
@@ -136,9 +137,9 @@ def test_predict_from_an_http_cog(http_root, pointwise, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rgb) -> None:
+    from geoseg.classes import ClassTable
     from geoseg.models import build_model, save_checkpoint
     from geoseg.models.config import ModelConfig
-    from geoseg.classes import ClassTable
     from tests.conftest import write_raster
 
     src = write_raster(tmp_path / "big.tif", textured_rgb(1024, 1024), tiled=True, blockxsize=256, blockysize=256)
@@ -160,3 +161,18 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in dst.parent.iterdir()) == ["mask.qml", "mask.tif"]
+
+
+def test_column_stripes_give_the_same_mask(make_raster, textured_rgb, conv3: LoadedModel, tmp_path: Path, monkeypatch) -> None:
+    import geoseg.inference.engine as engine
+
+    src = make_raster(textured_rgb(90, 300))
+    predict_raster(src, tmp_path / "one.tif", conv3, device="cpu", probabilities=tmp_path / "p1.tif")
+    # a budget that fits one 64-px tile column forces several stripes
+    monkeypatch.setattr(engine, "STRIPE_BUDGET", 64 * 64 * (4 * 4 + 5))
+    assert len(engine._stripes(plan_tiles(90, 300, 64, 16), 4)) > 1
+    predict_raster(src, tmp_path / "many.tif", conv3, device="cpu", probabilities=tmp_path / "p2.tif")
+    with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "many.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    with rasterio.open(tmp_path / "p1.tif") as a, rasterio.open(tmp_path / "p2.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -99,9 +99,8 @@ def test_truncated_file_fails_on_read_with_a_clear_message(make_raster, textured
     path = make_raster(textured_rgb(256, 256), compress="deflate", tiled=True, blockxsize=64, blockysize=64)
     cut = tmp_path / "cut.tif"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(RasterOpenError, match="truncated or corrupt"):
-        with RasterReader(cut) as r:
-            r.read(Window(0, 0, 256, 256))
+    with pytest.raises(RasterOpenError, match="truncated or corrupt"), RasterReader(cut) as r:
+        r.read(Window(0, 0, 256, 256))
 
 
 def test_reads_over_http_range_requests(http_root, textured_rgb) -> None:

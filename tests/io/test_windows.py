@@ -26,9 +26,9 @@ def test_plan_covers_every_pixel_with_full_tiles(height: int, width: int, tile: 
         w = t.window
         assert (w.height, w.width) == (tile, tile)  # every tile has the full size
         if edge == "shift" and height >= tile:
-            assert 0 <= w.row_off and w.row_off + tile <= height  # inside the raster
+            assert w.row_off >= 0 and w.row_off + tile <= height  # inside the raster
         if edge == "shift" and width >= tile:
-            assert 0 <= w.col_off and w.col_off + tile <= width
+            assert w.col_off >= 0 and w.col_off + tile <= width
         cover[max(w.row_off, 0) : w.row_off + tile, max(w.col_off, 0) : w.col_off + tile] += 1
     assert cover.min() >= 1
     # consecutive tiles overlap by at least the asked overlap

@@ -37,9 +37,9 @@ def test_registry_builds_any_band_count(arch: str, encoder: str, bands: int) -> 
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
-    with pytest.raises(ModelError, match="unknown architecture 'segnet'; expected one of .*unet"):
+    with pytest.raises(ModelError, match=r"unknown architecture 'segnet'; expected one of .*unet"):
         build_model("segnet")
-    with pytest.raises(ModelError, match="unknown encoder 'resnet35'; expected .*resnet34"):
+    with pytest.raises(ModelError, match=r"unknown encoder 'resnet35'; expected .*resnet34"):
         build_model("unet", "resnet35")
     assert "deeplabv3plus" in list_architectures()
 
@@ -50,7 +50,7 @@ def test_callable_architecture() -> None:
 
 
 def test_imagenet_offline_names_the_local_file_alternative() -> None:
-    with pytest.raises(WeightsError, match="offline.*local weights file"):
+    with pytest.raises(WeightsError, match=r"offline.*local weights file"):
         build_model("unet", "resnet18", encoder_weights="imagenet")
 
 
@@ -92,7 +92,7 @@ def test_newer_format_is_refused_with_the_upgrade_hint(tmp_path: Path) -> None:
     cfg = json.loads((folder / "config.json").read_text())
     cfg["format_version"] = 99
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="format 99 .* upgrade geoseg"):
+    with pytest.raises(CheckpointError, match=r"format 99 .* upgrade geoseg"):
         load_checkpoint(folder)
 
 
