@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 from rasterio.windows import Window
 from torch import nn
@@ -27,7 +28,7 @@ from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import Kernel, blend_weights
 from geoseg.inference.runtime import Precision, Runner, make_runner, resolve_device
-from geoseg.inference.tiles import MASK_NODATA, finalize, geoarray_of, read_tile
+from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
 from geoseg.io.reader import GeoArray, RasterReader
 from geoseg.io.windows import Tile, TilePlan, plan_tiles
 from geoseg.io.writer import COGWriter, check_destination
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
 STRIPE_BUDGET = 512 * 2**20  # bytes of accumulator per column stripe
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while predicting: enough for 512-px blocks of a wide row band
 
 
 @dataclass
@@ -324,14 +326,15 @@ def predict_raster(
                                  descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo))
     entered: list[COGWriter] = []
     error: BaseException | None = None
+    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)  # GDAL's default (5 % of RAM) would grow with the output
+    env.__enter__()
     try:
         for w in writers:
             entered.append(w.__enter__())
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoseg-write") as write_pool:
             in_flight: list[Future[None]] = []
 
-            def write(rows: FinishedRows) -> None:
-                out = finalize(rows, probabilities=probabilities is not None, confidence=confidence is not None)
+            def write(out: Finished) -> None:
                 writers[0].write(out.classes, out.window)
                 k = 1
                 if probabilities is not None:
@@ -342,7 +345,10 @@ def predict_raster(
 
             for region in _stripes(job.plan, cfg.num_classes):
                 for rows in _run_region(job, region):
-                    in_flight.append(write_pool.submit(write, rows))
+                    # reduce to uint8 here, so only small arrays wait for the writer thread
+                    out = finalize(rows, probabilities=probabilities is not None, confidence=confidence is not None)
+                    del rows
+                    in_flight.append(write_pool.submit(write, out))
                     while len(in_flight) > 2:
                         in_flight.pop(0).result()
             for f in in_flight:
@@ -352,11 +358,14 @@ def predict_raster(
         raise
     finally:
         reader.close()
-        for w in reversed(entered):
-            if error is None:
-                w.__exit__(None, None, None)
-            else:
-                w.__exit__(type(error), error, None)
+        try:
+            for w in reversed(entered):
+                if error is None:
+                    w.__exit__(None, None, None)
+                else:
+                    w.__exit__(type(error), error, None)
+        finally:
+            env.__exit__(None, None, None)
     seconds = time.perf_counter() - start
     if job.stats["run"] == 0:
         import warnings
