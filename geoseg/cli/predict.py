@@ -49,22 +49,14 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
     from tqdm import tqdm
 
     from geoseg.inference import predict_raster
-    from geoseg.io.reader import RasterReader
-    from geoseg.io.windows import plan_tiles
-    from geoseg.models import read_config
 
-    cfg = read_config(model_path)
-    with RasterReader(src, bands=bands) as r:
-        size = (r.height, r.width)
-    ts = tile_size or cfg.tile_size
-    n = len(plan_tiles(size[0], size[1], ts, cfg.overlap if overlap is None else overlap)) if ts % cfg.output_stride == 0 else 0
-    bar = tqdm(total=n, unit="tile", disable=is_quiet(ctx) or n == 0, dynamic_ncols=True, leave=False)
+    bar = tqdm(unit="tile", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
     start = time.perf_counter()
 
-    def step(k: int) -> None:
-        bar.update(k)
-        elapsed = time.perf_counter() - start
-        bar.set_postfix_str(f"{bar.n / max(bar.total, 1) * size[0] * size[1] / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s")
+    def step(done: int, total: int, megapixels: float) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix_str(f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
 
     try:
         result = predict_raster(src, dst, model_path, tile_size=tile_size, overlap=overlap, blend=blend,
@@ -76,7 +68,7 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
     if not is_quiet(ctx):
         agree = result.extra.get("agreement")
         click.echo(
-            f"{result.mask}: {size[1]} x {size[0]} px in {result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s), "
+            f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s), "
             f"{result.tiles_run} tiles run, {result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
             + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else "")
         )

@@ -57,10 +57,9 @@ class RowAccumulator:
     def nbytes(self) -> int:
         return self.probs.nbytes + self.weight.nbytes + self.valid.nbytes
 
-    def add(self, weighted: np.ndarray | None, weight: np.ndarray, valid: np.ndarray, row_off: int, col_off: int) -> None:
+    def add(self, weighted: np.ndarray, weight: np.ndarray, valid: np.ndarray, row_off: int, col_off: int) -> None:
         """Add one tile: ``weighted`` is ``(classes, h, w)`` probabilities already multiplied by
-        ``weight`` (``(h, w)``); ``valid`` is the tile's input validity. ``weighted=None`` records
-        validity only (a tile skipped because it held no data)."""
+        ``weight`` (``(h, w)``); ``valid`` is the tile's input validity."""
         h, w = weight.shape
         ra, rb = max(row_off, self.top), min(row_off + h, self.r1, self.top + self.capacity)
         ca, cb = max(col_off, self.c0), min(col_off + w, self.c1)
@@ -71,9 +70,8 @@ class RowAccumulator:
         src = (slice(ra - row_off, rb - row_off), slice(ca - col_off, cb - col_off))
         dst = (slice(ra - self.top, rb - self.top), slice(ca - self.c0, cb - self.c0))
         self.valid[dst] |= valid[src]
-        if weighted is not None:
-            self.probs[(slice(None), *dst)] += weighted[(slice(None), *src)]
-            self.weight[dst] += weight[src]
+        self.probs[(slice(None), *dst)] += weighted[(slice(None), *src)]
+        self.weight[dst] += weight[src]
 
     def release(self, until: int) -> FinishedRows | None:
         """Hand out rows ``[top, until)`` (clipped to the region) and make room below."""

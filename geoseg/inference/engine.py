@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import Kernel, blend_weights
 from geoseg.inference.runtime import Precision, Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
-from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles
 from geoseg.io.writer import COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
@@ -60,6 +61,8 @@ class PredictionResult:
     """
 
     mask: Path | None
+    height: int = 0
+    width: int = 0
     probabilities: Path | None = None
     confidence: Path | None = None
     tiles: int = 0
@@ -93,7 +96,9 @@ class _Job:
     config: ModelConfig
     batch_size: int
     workers: int
-    progress: Any = None
+    progress: Callable[[int, int, float], None] | None = None
+    total: int = 0  # tiles to visit (a tile shared by two column stripes counts twice)
+    done: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"run": 0, "skipped": 0})
 
 
@@ -115,6 +120,8 @@ def _setup(
     dev = resolve_device(device)
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
+    if batch_size < 1:
+        raise TilingError(f"batch_size must be at least 1, got {batch_size}")
     loaded = resolve_model(model, config=config, device="cpu")
     cfg = loaded.config
     reader = RasterReader(src, bands=bands)
@@ -137,8 +144,6 @@ def _setup(
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(blend, tile, plan.overlap)
     runner = make_runner(loaded.model, dev, precision, tta)
-    if batch_size < 1:
-        raise TilingError(f"batch_size must be at least 1, got {batch_size}")
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
 
 
@@ -156,70 +161,53 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
     """Blend every tile that touches ``region``; yield finished rows top to bottom."""
     plan = job.plan
     tiles = list(plan.tiles(region))
-    last_in_row: dict[int, int] = {}
-    for t in tiles:
-        last_in_row[t.grid_row] = t.index
+    last_in_row = {t.grid_row: t.index for t in tiles}
     acc = RowAccumulator(job.config.num_classes, region, plan.tile_size)
     norm = job.config.normalization
-    reader = job.reader
 
     def prepare(tile: Tile) -> tuple[np.ndarray, np.ndarray] | None:
-        return read_tile(reader, tile.window, norm)
+        return read_tile(job.reader, tile.window, norm)
 
     pending: list[tuple[Tile, tuple[np.ndarray, np.ndarray] | None]] = []
+    ready = 0  # tiles in `pending` that hold data
 
     def flush() -> Iterator[FinishedRows]:
-        ready = [p for p in pending if p[1] is not None]
-        probs = None
-        if ready:
-            x = torch.from_numpy(np.stack([p[1][0] for p in ready]))  # type: ignore[index]
+        batch = [item for _, item in pending if item is not None]
+        probs: np.ndarray | None = None
+        if batch:
+            x = torch.from_numpy(np.stack([x for x, _ in batch]))
             if job.runner.device.type == "cuda":
                 x = x.pin_memory()
             with torch.inference_mode():
-                out = job.runner(x).mul_(job.weights_t)
-                probs = out.cpu().numpy() if out.device.type != "cpu" else out.numpy()
+                probs = job.runner(x).mul_(job.weights_t).cpu().numpy()
         i = 0
         for tile, item in pending:
-            w = tile.window
-            if item is None:
+            if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
                 job.stats["skipped"] += 1
-                zeros = np.zeros((plan.tile_size, plan.tile_size), dtype=bool)
-                acc.add(None, job.weights, zeros, int(w.row_off), int(w.col_off))
             else:
-                acc.add(probs[i], job.weights, item[1], int(w.row_off), int(w.col_off))  # type: ignore[index]
+                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))  # type: ignore[index]
                 job.stats["run"] += 1
                 i += 1
+            job.done += 1
             if job.progress is not None:
-                job.progress(1)
+                job.progress(job.done, job.total, job.reader.height * job.reader.width / 1e6)
             if last_in_row[tile.grid_row] == tile.index:
                 done = acc.release(plan.rows_final_after(tile.grid_row))
                 if done is not None:
                     yield done
         pending.clear()
 
-    executor = ThreadPoolExecutor(max_workers=max(job.workers, 1), thread_name_prefix="geoseg-read")
-    try:
-        futures: list[tuple[Tile, Future[Any]]] = []
-        ahead = job.batch_size * 2 + job.workers
-        it = iter(tiles)
-        for t in it:
-            futures.append((t, executor.submit(prepare, t)))
-            if len(futures) >= ahead:
-                break
-        while futures:
-            tile, fut = futures.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                futures.append((nxt, executor.submit(prepare, nxt)))
-            pending.append((tile, fut.result()))
-            if sum(p[1] is not None for p in pending) >= job.batch_size:
-                yield from flush()
-        yield from flush()
-        rest = acc.release(region.row_off + region.height)
-        if rest is not None:
-            yield rest
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    prefetch = job.batch_size * 2 + job.workers
+    for tile, item in map_ordered(prepare, tiles, workers=job.workers, prefetch=prefetch):
+        pending.append((tile, item))
+        ready += item is not None
+        if ready >= job.batch_size:
+            yield from flush()
+            ready = 0
+    yield from flush()
+    rest = acc.release(region.row_off + region.height)
+    if rest is not None:
+        yield rest
 
 
 def predict_block(
@@ -273,7 +261,7 @@ def predict_raster(
     confidence: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     workers: int = 2,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> PredictionResult:
     """Segment a raster of any size into a class-mask COG (and optional probability/confidence COGs).
 
@@ -295,7 +283,7 @@ def predict_raster(
         confidence: optional path for the winning class's probability (uint8, 0-255).
         overwrite: replace existing outputs.
         workers: threads reading tiles ahead.
-        progress: called with the number of tiles done since the last call.
+        progress: called after each tile with ``(tiles done, tiles in all, raster megapixels)``.
 
     Returns:
         A :class:`PredictionResult` with paths and figures.
@@ -310,40 +298,39 @@ def predict_raster(
         check_destination(p, overwrite=overwrite)
     job = _setup(src, model, config=config, tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size,
                  device=device, precision=precision, tta=tta, bands=bands, workers=workers)
-    job.progress = progress
     reader, cfg = job.reader, job.config
+    stripes = _stripes(job.plan, cfg.num_classes)
+    job.progress = progress
+    job.total = sum(len(list(job.plan.tiles(region))) for region in stripes)
     geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
     if reader.gcps is not None:
         geo["gcps"] = reader.gcps
     tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
-    writers = [COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
-                         descriptions=["class"], tags=tags, overwrite=overwrite, **geo)]
+    outputs_of: list[tuple[COGWriter, str]] = [
+        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
+                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
+    ]
     if probabilities is not None:
-        writers.append(COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                 descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, **geo))
+        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
+                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, **geo), "probabilities"))
     if confidence is not None:
-        writers.append(COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
-                                 descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo))
-    entered: list[COGWriter] = []
-    error: BaseException | None = None
-    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)  # GDAL's default (5 % of RAM) would grow with the output
-    env.__enter__()
-    try:
-        for w in writers:
-            entered.append(w.__enter__())
+        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
+                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
+
+    def write(out: Finished) -> None:
+        for writer, name in outputs_of:
+            writer.write(getattr(out, name), out.window)
+
+    # ExitStack unwinds in reverse: the reader closes, then each COG is published (or removed
+    # on error), then GDAL's cache setting is restored.
+    with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))  # the default (5 % of RAM) grows with the output
+        for writer, _ in outputs_of:
+            stack.enter_context(writer)
+        stack.callback(reader.close)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoseg-write") as write_pool:
             in_flight: list[Future[None]] = []
-
-            def write(out: Finished) -> None:
-                writers[0].write(out.classes, out.window)
-                k = 1
-                if probabilities is not None:
-                    writers[k].write(out.probabilities, out.window)  # type: ignore[arg-type]
-                    k += 1
-                if confidence is not None:
-                    writers[k].write(out.confidence, out.window)  # type: ignore[arg-type]
-
-            for region in _stripes(job.plan, cfg.num_classes):
+            for region in stripes:
                 for rows in _run_region(job, region):
                     # reduce to uint8 here, so only small arrays wait for the writer thread
                     out = finalize(rows, probabilities=probabilities is not None, confidence=confidence is not None)
@@ -353,19 +340,6 @@ def predict_raster(
                         in_flight.pop(0).result()
             for f in in_flight:
                 f.result()
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        reader.close()
-        try:
-            for w in reversed(entered):
-                if error is None:
-                    w.__exit__(None, None, None)
-                else:
-                    w.__exit__(type(error), error, None)
-        finally:
-            env.__exit__(None, None, None)
     seconds = time.perf_counter() - start
     if job.stats["run"] == 0:
         import warnings
@@ -373,6 +347,8 @@ def predict_raster(
         warnings.warn(f"{src}: no tile held a valid pixel; the mask is all nodata ({MASK_NODATA})", NoValidDataWarning, stacklevel=2)
     return PredictionResult(
         mask=Path(dst),
+        height=reader.height,
+        width=reader.width,
         probabilities=Path(probabilities) if probabilities else None,
         confidence=Path(confidence) if confidence else None,
         tiles=len(job.plan),

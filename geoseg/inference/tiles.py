@@ -7,6 +7,7 @@ from rasterio.windows import Window
 
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.io.windows import tile_transform
 from geoseg.normalize import Normalization
 
 __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
@@ -47,6 +48,12 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tupl
     return x, inner.valid
 
 
+def _normalised(rows: FinishedRows) -> tuple[np.ndarray, np.ndarray]:
+    """Blended probabilities ``(classes, rows, cols)`` and validity: valid input and some weight."""
+    valid = rows.valid & (rows.weight > 0)
+    return rows.probs / np.where(valid, rows.weight, 1.0)[None], valid
+
+
 class Finished:
     """Output arrays of finished rows: class mask, confidence and probabilities (uint8)."""
 
@@ -54,13 +61,13 @@ class Finished:
         self.window = rows.window
         valid = rows.valid & (rows.weight > 0)
         self.valid = valid
-        classes = np.argmax(rows.probs, axis=0).astype(np.uint8)
+        classes = np.argmax(rows.probs, axis=0).astype(np.uint8)  # weighted sums share the argmax
         classes[~valid] = MASK_NODATA
         self.classes = classes[None]
         self.probabilities = None
         self.confidence = None
         if probabilities or confidence:
-            norm = rows.probs / np.where(valid, rows.weight, 1.0)[None]
+            norm, _ = _normalised(rows)
             if probabilities:
                 p = np.rint(norm * 255).astype(np.uint8)
                 p[:, ~valid] = 0
@@ -78,8 +85,5 @@ def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: boo
 
 def geoarray_of(rows: FinishedRows, reader: RasterReader) -> GeoArray:
     """Normalised probabilities of finished rows, with their georeferencing."""
-    from geoseg.io.windows import tile_transform
-
-    valid = rows.valid & (rows.weight > 0)
-    probs = rows.probs / np.where(valid, rows.weight, 1.0)[None]
+    probs, valid = _normalised(rows)
     return GeoArray(probs, valid, tile_transform(rows.window, reader.transform), reader.crs, rows.window)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -24,7 +25,10 @@ from geoseg.errors import RasterFormatError, RasterOpenError
 from geoseg.io.open import open_raster
 from geoseg.io.windows import tile_transform
 
-__all__ = ["GeoArray", "RasterReader", "valid_mask"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["GeoArray", "RasterReader", "map_ordered", "valid_mask"]
 
 
 @dataclass
@@ -63,6 +67,28 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
     if np.issubdtype(data.dtype, np.floating):
         valid &= ~np.any(np.isnan(data), axis=0)
     return valid
+
+
+def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[T, R]]:
+    """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items ahead.
+
+    Memory stays bounded by ``prefetch`` results whatever the number of items; ``workers=0``
+    computes in the calling thread. Meant for GDAL reads, which release the GIL.
+    """
+    if workers <= 0:
+        for item in items:
+            yield item, fn(item)
+        return
+    pending: deque[tuple[T, Future[R]]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geoseg-read") as pool:
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) > prefetch:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        while pending:
+            head, fut = pending.popleft()
+            yield head, fut.result()
 
 
 class RasterReader:
@@ -180,16 +206,5 @@ class RasterReader:
 
         Memory stays bounded by ``prefetch`` windows whatever the number of windows.
         """
-        if workers <= 0:
-            for w in windows:
-                yield self.read(w)
-            return
-        pending: list[Any] = []
-        it = iter(windows)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geoseg-read") as pool:
-            for w in it:
-                pending.append(pool.submit(self.read, w))
-                if len(pending) > prefetch:
-                    yield pending.pop(0).result()
-            while pending:
-                yield pending.pop(0).result()
+        for _, array in map_ordered(self.read, windows, workers=workers, prefetch=prefetch):
+            yield array

@@ -8,7 +8,6 @@ Two layouts are read and written:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +125,3 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first})") from None
     model.eval().to(device)
     return LoadedModel(model, config)
-
-
-def describe(config: ModelConfig) -> dict[str, Any]:
-    """A short JSON-ready summary for ``geoseg models``."""
-    return json.loads(config.to_json())
