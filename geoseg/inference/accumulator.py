@@ -52,6 +52,7 @@ class RowAccumulator:
         self.probs = np.zeros((classes, self.capacity, width), dtype=np.float32)
         self.weight = np.zeros((self.capacity, width), dtype=np.float32)
         self.valid = np.zeros((self.capacity, width), dtype=bool)
+        self._released = 0  # rows handed out by the last release, dropped on the next call
 
     @property
     def nbytes(self) -> int:
@@ -60,6 +61,7 @@ class RowAccumulator:
     def add(self, weighted: np.ndarray, weight: np.ndarray, valid: np.ndarray, row_off: int, col_off: int) -> None:
         """Add one tile: ``weighted`` is ``(classes, h, w)`` probabilities already multiplied by
         ``weight`` (``(h, w)``); ``valid`` is the tile's input validity."""
+        self._compact()
         h, w = weight.shape
         ra, rb = max(row_off, self.top), min(row_off + h, self.r1, self.top + self.capacity)
         ca, cb = max(col_off, self.c0), min(col_off + w, self.c1)
@@ -74,22 +76,30 @@ class RowAccumulator:
         self.weight[dst] += weight[src]
 
     def release(self, until: int) -> FinishedRows | None:
-        """Hand out rows ``[top, until)`` (clipped to the region) and make room below."""
+        """Hand out rows ``[top, until)`` (clipped to the region).
+
+        The arrays are views into the accumulator, not copies (a copy of a wide row band would
+        double its memory): they stay valid until the next :meth:`add` or :meth:`release`, so
+        consume them (or copy them) before that.
+        """
+        self._compact()
         until = min(until, self.r1)
         n = until - self.top
         if n <= 0:
             return None
-        out = FinishedRows(
-            Window(self.c0, self.top, self.c1 - self.c0, n),
-            self.probs[:, :n].copy(),
-            self.weight[:n].copy(),
-            self.valid[:n].copy(),
-        )
+        self._released = n
+        return FinishedRows(Window(self.c0, self.top, self.c1 - self.c0, n), self.probs[:, :n], self.weight[:n], self.valid[:n])
+
+    def _compact(self) -> None:
+        """Drop the rows handed out last, moving the rest to the top and zeroing below."""
+        n, self._released = self._released, 0
+        if n == 0:
+            return
         keep = self.capacity - n
-        for arr in (self.probs[:, :, :], self.weight, self.valid):
-            view = arr if arr.ndim == 3 else arr[None]
-            if keep > 0:
-                view[:, :keep] = view[:, n:]
-            view[:, max(keep, 0):] = 0
-        self.top = until
-        return out
+        for plane in (*self.probs, self.weight, self.valid):
+            # chunks no taller than n never overlap, so numpy moves them without a temporary copy
+            for i in range(0, max(keep, 0), n):
+                m = min(n, keep - i)
+                plane[i : i + m] = plane[i + n : i + n + m]
+            plane[max(keep, 0) :] = 0
+        self.top += n

@@ -41,8 +41,8 @@ __all__ = ["PredictionResult", "predict_block", "predict_raster", "resolve_model
 log = logging.getLogger(__name__)
 
 ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
-STRIPE_BUDGET = 512 * 2**20  # bytes of accumulator per column stripe
-GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while predicting: enough for 512-px blocks of a wide row band
+STRIPE_BUDGET = 128 * 2**20  # bytes of accumulator per column stripe (a stripe is 8704 px wide for 6 classes)
+GDAL_CACHE_LIMITS = (16 * 2**20, 256 * 2**20)  # GDAL block cache while predicting: at least, at most
 
 
 @dataclass
@@ -155,6 +155,19 @@ def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Wi
     if width >= plan.width:
         return [Window(0, 0, plan.width, plan.height)]
     return [Window(c, 0, min(width, plan.width - c), plan.height) for c in range(0, plan.width, width)]
+
+
+def _gdal_cache_bytes(reader: RasterReader, plan: TilePlan, stripe: Window, output_bands: int) -> int:
+    """A GDAL block cache that holds the input blocks one row band of tiles touches, plus one row of
+    output blocks: tiles overlap, so each input block is decoded once; and no more than that, as
+    GDAL's default (5 % of RAM) would let the cache grow with the raster."""
+    block_h, block_w = reader.block_shape
+    rows = plan.tile_size + block_h
+    cols = min(reader.width, int(stripe.width) + plan.tile_size + block_w)
+    itemsize = max(np.dtype(d).itemsize for d in reader.dtypes)
+    need = rows * cols * reader.count * itemsize + 512 * reader.width * output_bands
+    low, high = GDAL_CACHE_LIMITS
+    return int(min(max(need * 5 // 4, low), high))
 
 
 def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
@@ -324,7 +337,8 @@ def predict_raster(
     # ExitStack unwinds in reverse: the reader closes, then each COG is published (or removed
     # on error), then GDAL's cache setting is restored.
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))  # the default (5 % of RAM) grows with the output
+        bands_out = 1 + (cfg.num_classes if probabilities is not None else 0) + (confidence is not None)
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_gdal_cache_bytes(reader, job.plan, stripes[0], bands_out)))
         for writer, _ in outputs_of:
             stack.enter_context(writer)
         stack.callback(reader.close)

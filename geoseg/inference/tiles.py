@@ -55,27 +55,37 @@ def _normalised(rows: FinishedRows) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Finished:
-    """Output arrays of finished rows: class mask, confidence and probabilities (uint8)."""
+    """Output arrays of finished rows: class mask, confidence and probabilities (uint8).
+
+    Computed in chunks of rows, so a wide row band needs no full-size float or int64 temporaries.
+    """
+
+    CHUNK_PIXELS = 1 << 20  # pixels per chunk of the computation
 
     def __init__(self, rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> None:
         self.window = rows.window
-        valid = rows.valid & (rows.weight > 0)
-        self.valid = valid
-        classes = np.argmax(rows.probs, axis=0).astype(np.uint8)  # weighted sums share the argmax
-        classes[~valid] = MASK_NODATA
-        self.classes = classes[None]
-        self.probabilities = None
-        self.confidence = None
-        if probabilities or confidence:
-            norm, _ = _normalised(rows)
-            if probabilities:
-                p = np.rint(norm * 255).astype(np.uint8)
-                p[:, ~valid] = 0
-                self.probabilities = p
-            if confidence:
-                c = np.rint(norm.max(axis=0) * 255).astype(np.uint8)
-                c[~valid] = 0
-                self.confidence = c[None]
+        classes_n, n, width = rows.probs.shape
+        self.valid = rows.valid & (rows.weight > 0)
+        self.classes = np.empty((1, n, width), dtype=np.uint8)
+        self.probabilities = np.zeros((classes_n, n, width), np.uint8) if probabilities else None
+        self.confidence = np.zeros((1, n, width), np.uint8) if confidence else None
+        step = max(1, self.CHUNK_PIXELS // max(width, 1))
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            probs, valid = rows.probs[:, a:b], self.valid[a:b]
+            cls = self.classes[0, a:b]
+            cls[...] = np.argmax(probs, axis=0)  # weighted sums share the argmax of the blend
+            cls[~valid] = MASK_NODATA
+            if probabilities or confidence:
+                norm = probs / np.where(valid, rows.weight[a:b], 1.0)[None]
+                if self.confidence is not None:
+                    c = self.confidence[0, a:b]
+                    c[...] = np.rint(norm.max(axis=0) * 255)
+                    c[~valid] = 0
+                if self.probabilities is not None:
+                    p = self.probabilities[:, a:b]
+                    p[...] = np.rint(np.multiply(norm, 255, out=norm), out=norm)
+                    p[:, ~valid] = 0
 
 
 def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> Finished:

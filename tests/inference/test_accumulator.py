@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from rasterio.windows import Window
 
-from geoseg.inference.accumulator import RowAccumulator
+from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.io.windows import plan_tiles
 
 
@@ -23,8 +23,8 @@ def test_streamed_blend_equals_a_full_canvas() -> None:
         acc.add(p, weight, np.ones((16, 16), bool), r, c)
         if t.grid_col == plan.shape[1] - 1:
             done = acc.release(plan.rows_final_after(t.grid_row))
-            if done:
-                out.append(done)
+            if done:  # views, valid until the next call: keep copies
+                out.append(FinishedRows(done.window, done.probs.copy(), done.weight.copy(), done.valid.copy()))
     assert sum(o.window.height for o in out) == 50
     np.testing.assert_allclose(np.concatenate([o.probs for o in out], axis=1), full_p, rtol=1e-6)
     np.testing.assert_allclose(np.concatenate([o.weight for o in out], axis=0), full_w, rtol=1e-6)
