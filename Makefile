@@ -33,6 +33,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_vectorize.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache

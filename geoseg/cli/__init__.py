@@ -23,6 +23,7 @@ _COMMANDS = {
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
+    "vectorize": ("geoseg.cli.vectorize", "vectorize"),
 }
 
 

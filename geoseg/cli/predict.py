@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from geoseg.cli.options import bands_option, is_quiet, overwrite_option
+from geoseg.cli.vectorize import vector_kwargs, vector_options
 
 
 def _overlap(ctx: click.Context, param: click.Parameter, value: str | None) -> float | int | None:
@@ -33,12 +34,15 @@ def _overlap(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @bands_option
 @click.option("--probabilities", type=click.Path(dir_okay=False), help="Also write per-class probabilities (uint8 0-255) here.")
 @click.option("--confidence", type=click.Path(dir_okay=False), help="Also write the winning class's probability (uint8) here.")
+@click.option("--vector", type=click.Path(dir_okay=False), help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
+@vector_options
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Threads reading tiles ahead.")
 @overwrite_option
 @click.pass_context
 def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: int | None, overlap: float | int | None,
             blend: str, batch_size: int | None, device: str, precision: str, tta: str, bands: tuple[int, ...] | None,
-            probabilities: str | None, confidence: str | None, workers: int, overwrite: bool) -> None:
+            probabilities: str | None, confidence: str | None, vector: str | None, workers: int, overwrite: bool,
+            **vector_params: object) -> None:
     """Segment SRC (a GeoTIFF/COG path or http(s):// URL) into the class mask DST.
 
     DST is a Cloud-Optimized GeoTIFF on the same grid as SRC: uint8 class ids, 255 where SRC has
@@ -58,6 +62,12 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
         bar.update(done - bar.n)
         bar.set_postfix_str(f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
 
+    if vector is not None:
+        from geoseg.io.writer import check_destination
+        from geoseg.vectorize.sinks import format_of
+
+        check_destination(vector, overwrite=overwrite)  # fail before the model runs, not after
+        format_of(vector)
     try:
         result = predict_raster(src, dst, model_path, tile_size=tile_size, overlap=overlap, blend=blend,
                                 batch_size=batch_size, device=device, precision=precision, tta=tta, bands=bands,  # type: ignore[arg-type]
@@ -72,3 +82,10 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
             f"{result.tiles_run} tiles run, {result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
             + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else "")
         )
+    if vector is not None:
+        from geoseg.vectorize import vectorize_raster
+
+        vres = vectorize_raster(result.mask, vector, confidence=confidence or probabilities, overwrite=overwrite,  # type: ignore[arg-type]
+                                **vector_kwargs(vector_params))
+        if not is_quiet(ctx):
+            click.echo(f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from geoseg._version import __version__
@@ -11,7 +13,9 @@ from geoseg.classes import ClassTable
 from geoseg.errors import CheckpointError
 from geoseg.normalize import Normalization
 
-__all__ = ["FORMAT_VERSION", "ModelConfig"]
+__all__ = ["FORMAT_VERSION", "ModelConfig", "read_config"]
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
 
 FORMAT_VERSION = 1
 
@@ -138,3 +142,39 @@ class ModelConfig:
             return cls.from_dict(json.loads(text), source=source)
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{source}: config is not valid JSON ({exc})") from None
+
+
+def _files(path: Path) -> tuple[Path, Path | None]:
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        cfg = path / "config.json"
+        if not weights.exists():
+            raise CheckpointError(f"{path}: folder has no model.safetensors; expected a geoseg checkpoint folder")
+        return weights, cfg if cfg.exists() else None
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: is a pickle ({path.suffix}); geoseg never unpickles checkpoints. Expected a .safetensors "
+            "checkpoint: load the state dict yourself with torch.load(..., weights_only=True) and save it with "
+            "geoseg.save_checkpoint(model, config, 'model.safetensors')"
+        )
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint; expected a .safetensors file or a checkpoint folder")
+    sidecar = path.with_suffix(".json")
+    return path, sidecar if sidecar.exists() else None
+
+
+def read_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """Read only the config of a checkpoint (cheap: no weights, no torch model)."""
+    weights, cfg = _files(Path(path))
+    if cfg is not None:
+        return ModelConfig.from_json(cfg.read_text(encoding="utf-8"), source=str(cfg))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc}); expected a geoseg checkpoint") from None
+    if "geoseg_config" not in meta:
+        raise CheckpointError(f"{weights}: safetensors file carries no geoseg config; expected one written by geoseg.save_checkpoint")
+    return ModelConfig.from_json(meta["geoseg_config"], source=str(weights))

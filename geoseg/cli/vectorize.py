@@ -1,0 +1,108 @@
+"""``geoseg vectorize``: a class mask to polygons (GeoPackage, GeoJSON, FlatGeobuf, GeoParquet)."""
+
+from __future__ import annotations
+
+import click
+
+from geoseg.cli.options import is_quiet, overwrite_option
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def vector_options(f):  # type: ignore[no-untyped-def]
+    """The clean-up and format options, shared with ``geoseg predict --vector``."""
+    options = [
+        click.option("--layout", default="single", show_default=True, type=click.Choice(["single", "per-class"]),
+                     help="One layer, or one layer per class (GeoPackage)."),
+        click.option("--connectivity", default=4, show_default=True, type=click.Choice(["4", "8"]),
+                     callback=lambda c, p, v: int(v), help="8: pixels touching at a corner join one polygon."),
+        click.option("--sieve", type=click.IntRange(min=1), metavar="PIXELS",
+                     help="Merge regions smaller than PIXELS into their largest neighbour first."),
+        click.option("--min-area", type=click.FloatRange(min=0), metavar="M2", help="Drop polygons smaller than M2 square metres."),
+        click.option("--fill-holes", type=click.FloatRange(min=0), metavar="M2", help="Fill holes smaller than M2 square metres."),
+        click.option("--simplify", metavar="TOL", help="Simplify, keeping shared boundaries shared: map units, or pixels as '1.5px'."),
+        click.option("--regularize", is_flag=True, help="Square up footprints of the class named building(s)."),
+        click.option("--regularize-class", metavar="IDS", help="Square up these classes instead (ids or names, comma-separated)."),
+        click.option("--exclude", metavar="IDS", help="Classes without polygons (ids or names) [default: background]."),
+        click.option("--keep-all", is_flag=True, help="Polygons for every class, background too."),
+        click.option("--keep-crs", is_flag=True, help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326."),
+        click.option("--block-size", default=2048, show_default=True, type=click.IntRange(min=64), help="Block edge in pixels."),
+        click.option("--vector-workers", "vector_workers", type=click.IntRange(min=0), help="Processes [default: all cores]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def vector_kwargs(params: dict) -> dict:  # type: ignore[type-arg]
+    """``vectorize_raster`` keyword arguments from the shared options."""
+    regularize: bool | list[str] = params["regularize"]
+    if params["regularize_class"]:
+        regularize = _names(params["regularize_class"]) or []
+    exclude = [] if params["keep_all"] else _names(params["exclude"])
+    return {
+        "layout": params["layout"], "connectivity": params["connectivity"], "sieve": params["sieve"],
+        "min_area": params["min_area"], "fill_holes": params["fill_holes"], "simplify": params["simplify"],
+        "regularize": regularize, "exclude": exclude, "keep_crs": params["keep_crs"],
+        "block_size": params["block_size"], "workers": params["vector_workers"],
+    }
+
+
+@click.command(short_help="Turn a class mask into polygons.")
+@click.argument("mask", metavar="MASK")
+@click.argument("dst", type=click.Path(dir_okay=False), metavar="DST")
+@click.option("--confidence", type=click.Path(), help="Confidence or probability raster of the same prediction: adds mean_confidence.")
+@click.option("--classes", "classes_from", type=click.Path(), help="Take class names and colours from this checkpoint or mask.")
+@vector_options
+@overwrite_option
+@click.pass_context
+def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, classes_from: str | None, overwrite: bool, **params: object) -> None:
+    """Polygons of the classes in MASK (a class-mask GeoTIFF, e.g. from `geoseg predict`) into DST.
+
+    The format follows DST's extension: .gpkg (with a QGIS style), .geojson (EPSG:4326), .fgb or
+    .parquet (GeoParquet). Every polygon has class_id, class_name, area_m2 and perimeter_m.
+    """
+    from tqdm import tqdm
+
+    from geoseg.vectorize import vectorize_raster
+
+    classes = _classes_from(classes_from) if classes_from else None
+    bar = tqdm(unit="block", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
+
+    def step(done: int, total: int, features: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix_str(f"{features} polygons")
+
+    try:
+        result = vectorize_raster(mask, dst, classes=classes, confidence=confidence, overwrite=overwrite, progress=step,
+                                  **vector_kwargs(params))
+    finally:
+        bar.close()
+    if not is_quiet(ctx):
+        click.echo(f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
+                   f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}")
+
+
+def _classes_from(path: str):  # type: ignore[no-untyped-def]
+    """A class table from a checkpoint (config only, no weights) or another mask."""
+    from geoseg.errors import RasterFormatError
+
+    if path.endswith(".safetensors") or not path.lower().endswith((".tif", ".tiff")):
+        from geoseg.models.config import read_config
+
+        return read_config(path).classes
+    from geoseg.io.open import open_raster
+    from geoseg.vectorize.source import class_table_of
+
+    with open_raster(path) as ds:
+        try:
+            cmap = ds.colormap(1)
+        except ValueError:
+            cmap = None
+        table = class_table_of(ds.tags(), cmap)
+    if table is None:
+        raise RasterFormatError(f"{path}: expected class names (a CLASS_NAMES tag) or a colour table, found neither")
+    return table

@@ -1,0 +1,295 @@
+"""``vectorize_raster``: a class mask of any size to polygons, block by block, on all cores.
+
+Blocks (aligned to the mask's internal tiles) are polygonized in worker processes, in raster
+order. Polygons that touch no block seam are finished in the worker and written at once; pieces
+on seams wait in a :class:`SeamMerger` until their row of blocks is done, then merge. Memory holds
+the blocks in flight and the seam pieces of one row of blocks, whatever the mask's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from geoseg.classes import ClassTable
+from geoseg.errors import RasterFormatError, RasterOpenError
+from geoseg.io.open import open_raster
+from geoseg.io.writer import check_destination
+from geoseg.vectorize.finish import Cleanup, FeatureBatch, Metric, finish
+from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
+from geoseg.vectorize.seams import SeamMerger
+from geoseg.vectorize.sinks import format_of, write_features
+from geoseg.vectorize.source import MaskSource, block_windows, open_mask
+
+__all__ = ["VectorizeResult", "vectorize_raster"]
+
+log = logging.getLogger(__name__)
+
+BUILDING_NAMES = ("building", "buildings", "bldg")
+
+
+@dataclass
+class VectorizeResult:
+    """What a vectorization wrote and how fast."""
+
+    path: Path
+    features: int
+    layers: list[str]
+    blocks: int
+    seconds: float
+    crs: str | None
+    classes: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def features_per_second(self) -> float:
+        return self.features / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class _Options:
+    connectivity: int
+    sieve: int | None
+    simplify_px: float | None
+    exclude: frozenset[int]
+    cleanup: Cleanup
+
+
+def _read_block(source: MaskSource, window: Window, halo: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """The block (grown by ``halo`` pixels inside the raster), its confidence, and the halo's offsets."""
+    r0, c0 = max(int(window.row_off) - halo, 0), max(int(window.col_off) - halo, 0)
+    r1 = min(int(window.row_off + window.height) + halo, source.height)
+    c1 = min(int(window.col_off + window.width) + halo, source.width)
+    try:
+        with open_raster(source.path) as ds:
+            data = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioError as exc:
+        raise RasterOpenError(
+            f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} ({str(exc).splitlines()[0]}); the file "
+            "looks damaged or incomplete. Write the mask again (e.g. rerun `geoseg predict`)."
+        ) from None
+    conf = None
+    if source.confidence is not None:
+        with open_raster(source.confidence) as cds:
+            arr = cds.read(window=Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height)))
+            scale = 255.0 if arr.dtype == np.uint8 else 1.0
+            conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
+    return data, conf, int(window.row_off) - r0, int(window.col_off) - c0
+
+
+def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch | None, Pieces, Edges]:
+    """Polygonize one block: finished polygons (map coordinates), and the pieces on seams (pixel
+    space) with their indexes along the block's edges."""
+    source, opt, window = args
+    halo = 2 * opt.sieve + 2 if opt.sieve else 0
+    data, conf, dr, dc = _read_block(source, window, halo)
+    if opt.sieve:
+        data = sieve_block(data, opt.sieve, connectivity=opt.connectivity, nodata=source.nodata)
+    rows, cols = int(window.height), int(window.width)
+    data = np.ascontiguousarray(data[dr : dr + rows, dc : dc + cols])
+    row_off, col_off = int(window.row_off), int(window.col_off)
+    seams = (row_off > 0, row_off + rows < source.height, col_off > 0, col_off + cols < source.width)
+    pieces, edges = polygonize_block(data, row_off=row_off, col_off=col_off, connectivity=opt.connectivity,
+                                     nodata=source.nodata, exclude=opt.exclude, simplify_px=opt.simplify_px,
+                                     confidence=conf, seams=seams)
+    on_seam = np.zeros(len(pieces), bool)
+    for side, inside in zip(("top", "bottom", "left", "right"), seams, strict=True):
+        if inside:
+            on_seam[edges[side][edges[side] >= 0]] = True
+    seam_ids = np.flatnonzero(on_seam)
+    renumber = np.full(len(pieces) + 1, -1, np.int64)
+    renumber[seam_ids] = np.arange(len(seam_ids))
+    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, Metric(source.crs))
+    return None if done is None else done.packed(), pieces.take(seam_ids), {k: renumber[v] for k, v in edges.items()}
+
+
+def _submitted(executor: Executor | None, jobs: list[Any], ahead: int) -> Iterator[Any]:
+    """Results of ``_block_job`` over ``jobs`` in order, the first ``ahead`` submitted at once
+    (before the caller iterates) and then one more per result taken."""
+    if executor is None:
+        return (_block_job(job) for job in jobs)
+    pending = deque(executor.submit(_block_job, job) for job in jobs[:ahead])
+    rest = iter(jobs[ahead:])
+
+    def gen() -> Iterator[Any]:
+        while pending:
+            fut = pending.popleft()
+            nxt = next(rest, None)
+            if nxt is not None:
+                pending.append(executor.submit(_block_job, nxt))
+            yield fut.result()
+
+    return gen()
+
+
+def _warm_up() -> None:
+    from geoseg.vectorize._trace import trace_block
+
+    trace_block(np.zeros((2, 2), np.uint8), np.ones((2, 2), bool))
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """fork where it is safe (Linux, no other Python thread): fast to start, and scripts without
+    a ``__main__`` guard still work; spawn otherwise."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _class_ids(items: Sequence[int | str] | None, classes: ClassTable, what: str) -> frozenset[int]:
+    """Class ids from ids or names (names looked up in the class table)."""
+    out = set()
+    by_name = {c.name.lower(): c.id for c in classes}
+    for item in items or ():
+        if isinstance(item, (int, np.integer)) or str(item).isdigit():
+            out.add(int(item))
+        elif str(item).lower() in by_name:
+            out.add(by_name[str(item).lower()])
+        else:
+            raise RasterFormatError(f"{what}: no class named {item!r}; the mask's classes are "
+                                    f"{', '.join(f'{c.id}={c.name}' for c in classes) or 'unnamed ids'}")
+    return frozenset(out)
+
+
+def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | None:
+    """A tolerance in pixels from map units (a number) or ``"<n>px"``."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    try:
+        return float(text[:-2]) if text.endswith("px") else float(text) / pixel_size
+    except ValueError:
+        raise RasterFormatError(f"{what}: expected a number in map units or pixels like '1.5px', got {value!r}") from None
+
+
+def vectorize_raster(
+    mask: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    classes: ClassTable | None = None,
+    layout: str = "single",
+    connectivity: int = 4,
+    sieve: int | None = None,
+    min_area: float | None = None,
+    fill_holes: float | None = None,
+    simplify: float | str | None = None,
+    regularize: bool | Sequence[int | str] = False,
+    exclude: Sequence[int | str] | None = None,
+    confidence: str | os.PathLike[str] | None = None,
+    keep_crs: bool = False,
+    layer: str | None = None,
+    block_size: int = 2048,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> VectorizeResult:
+    """Turn a class mask into polygons with class names, areas in metres and the mask's CRS.
+
+    Args:
+        mask: single-band integer class mask (e.g. from ``geoseg predict``).
+        dst: ``.gpkg``, ``.geojson``, ``.fgb`` or ``.parquet`` (GeoParquet).
+        classes: class table to use instead of the mask's (names, colours).
+        layout: ``single`` layer or ``per-class`` layers (GeoPackage).
+        connectivity: 4 or 8: whether pixels touching at a corner belong to one polygon.
+        sieve: merge regions smaller than this many pixels into their largest neighbour first.
+        min_area: drop polygons smaller than this (m²).
+        fill_holes: fill holes smaller than this (m²).
+        simplify: coverage-preserving tolerance in map units, or ``"<n>px"``: neighbouring
+            polygons still meet exactly, with no gaps or overlaps.
+        regularize: square up building footprints: True for classes named building(s), or ids/names.
+        exclude: class ids or names that produce no polygons (default: a class named background).
+        confidence: a ``--confidence``/``--probabilities`` raster of the same prediction, for
+            ``mean_confidence``.
+        keep_crs: GeoJSON: keep the mask's CRS instead of reprojecting to EPSG:4326.
+        layer: layer name (default: the file's stem).
+        block_size: block edge in pixels (rounded to the mask's internal tiles).
+        workers: processes (default: all cores; 0 or 1 works in this process).
+        overwrite: replace an existing ``dst``.
+        progress: called with ``(blocks done, blocks in all, features so far)``.
+
+    Raises:
+        RasterOpenError, RasterFormatError, OutputExistsError, WriteError.
+    """
+    start = time.perf_counter()
+    check_destination(dst, overwrite=overwrite)
+    format_of(dst)
+    if connectivity not in (4, 8):
+        raise RasterFormatError(f"connectivity must be 4 or 8, got {connectivity}")
+    if sieve is not None and sieve < 1:
+        raise RasterFormatError(f"sieve must be a positive number of pixels, got {sieve}")
+    source = open_mask(mask, classes=classes, confidence=confidence)
+    pixel_size = (abs(source.transform.a) + abs(source.transform.e)) / 2 or 1.0
+    if exclude is None:
+        excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
+    else:
+        excluded = _class_ids(exclude, source.classes, "exclude")
+    if regularize is True:
+        squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
+        if not squared:
+            raise RasterFormatError(f"{mask}: --regularize needs a class named building(s); name it with --classes "
+                                    "or pass the class id, e.g. --regularize-class 1")
+    else:
+        squared = _class_ids(regularize or (), source.classes, "regularize")
+    opt = _Options(connectivity, sieve, _pixels(simplify, pixel_size, "simplify"), excluded,
+                   Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared))
+    grid = block_windows(source, block_size)
+    total = sum(len(row) for row in grid)
+    n_workers = (os.cpu_count() or 1) if workers is None else workers
+    n_workers = min(n_workers, total)
+    merger = SeamMerger(connectivity=connectivity, multipolygons=connectivity == 8)
+    metric = Metric(source.crs)
+    state = {"blocks": 0, "features": 0}
+
+    cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
+    jobs = [(source, opt, grid[r][c]) for r, c in cells]
+    executor = None
+    if n_workers > 1:
+        context = _mp_context()
+        if context.get_start_method() == "fork":
+            _warm_up()  # forked workers share the compiled polygonizer instead of each loading it
+        executor = ProcessPoolExecutor(n_workers, mp_context=context)
+    # the first blocks start now, while this process loads the vector writers
+    results = _submitted(executor, jobs, 2 * n_workers)
+
+    def batches() -> Iterator[FeatureBatch]:
+        for (r, c), (done, seam, edges) in zip(cells, results, strict=True):
+            if done is not None:
+                state["features"] += len(done)
+                yield done
+            merger.add((r, c), seam, edges)
+            if c == len(grid[r]) - 1:
+                merged = merger.release(r, last=r == len(grid) - 1)
+                if merged is not None:
+                    out = finish(merged, source, opt.cleanup, metric)
+                    if out is not None:
+                        state["features"] += len(out)
+                        yield out
+            state["blocks"] += 1
+            if progress is not None:
+                progress(state["blocks"], total, state["features"])
+
+    geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
+    try:
+        count, layers = write_features(dst, batches(), crs=source.crs, classes=source.classes, geometry_type=geometry_type,
+                                       layer=layer, layout=layout, keep_crs=keep_crs, confidence=confidence is not None,
+                                       overwrite=overwrite)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    seconds = time.perf_counter() - start
+    log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
+    return VectorizeResult(Path(dst), count, layers, total, seconds, None if source.crs is None else source.crs.to_string(),
+                           {c.id: c.name for c in source.classes})

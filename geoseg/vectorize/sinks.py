@@ -1,0 +1,267 @@
+"""Streaming polygon writers by file extension: GeoPackage, GeoJSON, FlatGeobuf, GeoParquet.
+
+Batches are written as they come (one open dataset, no full table in memory) to a temporary name
+beside the destination, renamed on success and removed on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+from rasterio.crs import CRS
+
+from geoseg.classes import ClassTable
+from geoseg.errors import RasterFormatError, WriteError
+from geoseg.io.writer import check_destination
+from geoseg.vectorize.finish import FeatureBatch
+
+__all__ = ["FORMATS", "format_of", "layer_qml", "write_features"]
+
+FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf", ".parquet": "GeoParquet"}
+
+
+def format_of(dst: str | os.PathLike[str]) -> str:
+    """The output format for ``dst``'s extension, or a clear error listing the choices."""
+    ext = Path(dst).suffix.lower()
+    if ext not in FORMATS:
+        raise RasterFormatError(
+            f"{dst}: expected a vector file ending in {', '.join(sorted(FORMATS))}, found {ext or 'no extension'}; "
+            "e.g. buildings.gpkg"
+        )
+    return FORMATS[ext]
+
+
+def _schema(confidence: bool) -> Any:
+    import pyarrow as pa
+
+    fields = [
+        pa.field("geometry", pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb"}),
+        pa.field("class_id", pa.int32()),
+        pa.field("class_name", pa.string()),
+        pa.field("area_m2", pa.float64()),
+        pa.field("perimeter_m", pa.float64()),
+    ]
+    if confidence:
+        fields.append(pa.field("mean_confidence", pa.float64()))
+    return pa.schema(fields)
+
+
+def _record_batches(batches: Iterable[FeatureBatch], schema: Any, counter: list[int]) -> Iterator[Any]:
+    import pyarrow as pa
+
+    for b in batches:
+        if not len(b):
+            continue
+        columns = [pa.array(b.to_wkb(), type=pa.binary()), pa.array(b.class_id.astype(np.int32)), pa.array(b.class_name),
+                   pa.array(b.area_m2), pa.array(b.perimeter_m)]
+        if "mean_confidence" in schema.names:
+            columns.append(pa.array(b.mean_confidence))
+        counter[0] += len(b)
+        yield pa.record_batch(columns, schema=schema)
+
+
+def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
+    """A QGIS style: categorized by ``class_id``, each class with its name and colour."""
+    from geoseg.vectorize.source import class_info
+
+    ids = sorted({int(i) for i in class_ids})
+    cats, syms = [], []
+    for k, cid in enumerate(ids):
+        info = class_info(classes, cid)
+        r, g, b = info.color
+        cats.append(f'<category value="{cid}" label="{escape(info.name)}" symbol="{k}" render="true"/>')
+        syms.append(
+            f'<symbol type="fill" name="{k}" alpha="0.6" clip_to_extent="1" force_rhr="0">'
+            f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">'
+            f'<Option name="color" value="{r},{g},{b},255" type="QString"/>'
+            f'<Option name="outline_color" value="{r},{g},{b},255" type="QString"/>'
+            f'<Option name="outline_style" value="solid" type="QString"/>'
+            f'<Option name="outline_width" value="0.3" type="QString"/>'
+            f'<Option name="style" value="solid" type="QString"/></Option>'
+            f'<prop k="color" v="{r},{g},{b},255"/><prop k="outline_color" v="{r},{g},{b},255"/>'
+            f"</layer></symbol>"
+        )
+    return (
+        '<!DOCTYPE qgis PUBLIC \'http://mrcc.com/qgis.dtd\' \'SYSTEM\'>\n'
+        '<qgis version="3.28" styleCategories="Symbology|Labeling">\n'
+        f'<renderer-v2 type="categorizedSymbol" attr="class_id" symbollevels="0" enableorderby="0" forceraster="0">'
+        f'<categories>{"".join(cats)}</categories><symbols>{"".join(syms)}</symbols></renderer-v2>\n'
+        "<layerGeometryType>2</layerGeometryType>\n</qgis>\n"
+    )
+
+
+def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
+    """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        geom_col = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name=?", (layer,)).fetchone()[0]
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), "
+            "f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), "
+            "styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
+            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
+            "VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles')"
+        )
+        db.execute(
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, "
+            "styleQML, styleSLD, useAsDefault, description, owner) VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '')",
+            (layer, geom_col, layer, qml),
+        )
+
+
+def _geoparquet(path: Path, batches: Iterator[Any], schema: Any, crs: CRS | None, geometry_type: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column: dict[str, Any] = {"encoding": "WKB", "geometry_types": [geometry_type]}
+    if crs is not None:
+        from pyproj import CRS as ProjCRS
+
+        column["crs"] = ProjCRS.from_user_input(crs.to_wkt()).to_json_dict()
+    else:
+        column["crs"] = None
+    geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
+    fields = [pa.field("geometry", pa.binary()), *[schema.field(n) for n in schema.names[1:]]]
+    out_schema = pa.schema(fields, metadata={b"geo": json.dumps(geo).encode()})
+    with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
+        for rb in batches:
+            writer.write_batch(pa.record_batch(rb.columns, schema=out_schema))
+
+
+def write_features(
+    dst: str | os.PathLike[str],
+    batches: Iterable[FeatureBatch],
+    *,
+    crs: CRS | None,
+    classes: ClassTable,
+    geometry_type: str = "Polygon",
+    layer: str | None = None,
+    layout: str = "single",
+    keep_crs: bool = False,
+    confidence: bool = False,
+    overwrite: bool = False,
+    on_close: Callable[[], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Write polygon batches to ``dst`` (format from the extension), atomically.
+
+    Args:
+        layout: ``single`` (one layer) or ``per-class`` (one layer per class; GeoPackage only).
+        keep_crs: GeoJSON only: keep the native CRS (non-standard) instead of EPSG:4326.
+
+    Returns:
+        ``(features written, layer names)``.
+    """
+    import pyogrio
+
+    path = check_destination(dst, overwrite=overwrite)
+    fmt = format_of(path)
+    if layout not in ("single", "per-class"):
+        raise RasterFormatError(f"layout must be 'single' or 'per-class', got {layout!r}")
+    if layout == "per-class" and fmt != "GPKG":
+        raise RasterFormatError(f"{dst}: one layer per class needs a GeoPackage (.gpkg); {fmt} holds one layer. "
+                                "Use a .gpkg name or --layout single.")
+    if fmt == "GeoJSON" and crs is None and not keep_crs:
+        raise RasterFormatError(f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
+                                "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs.")
+    layer = layer or path.stem
+    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    spill = path.with_name(f".{path.name}.partial-all.gpkg")
+    schema = _schema(confidence)
+    counter = [0]
+    seen: set[int] = set()
+
+    failure: list[BaseException] = []
+
+    def tracked(items: Iterable[FeatureBatch]) -> Iterator[FeatureBatch]:
+        try:
+            for b in items:
+                seen.update(int(v) for v in np.unique(b.class_id))
+                yield b
+        except BaseException as exc:  # GDAL reports only "error while accessing batch": keep the cause
+            failure.append(exc)
+            raise
+
+    import pyarrow as pa
+
+    wkt = crs.to_wkt() if crs is not None else None
+    stream = _record_batches(tracked(batches), schema, counter)
+    layers = [layer]
+    for p in (tmp, spill):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    try:
+        if fmt == "GeoParquet":
+            _geoparquet(tmp, stream, schema, crs, geometry_type)
+        else:
+            options: dict[str, str] = {}
+            driver = fmt
+            if fmt == "GeoJSON":
+                options["RFC7946"] = "NO" if keep_crs else "YES"
+            target = spill if layout == "per-class" else tmp
+            reader = pa.RecordBatchReader.from_batches(schema, stream)
+            pyogrio.write_arrow(reader, target, layer=layer, driver="GPKG" if layout == "per-class" else driver,
+                                geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
+            if layout == "per-class":
+                layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), geometry_type, wkt)
+            if fmt == "GPKG":
+                for name, ids in _layer_ids(layers, layer, sorted(seen), classes, layout):
+                    _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
+        if on_close is not None:
+            on_close()
+        os.replace(tmp, path)
+    except BaseException as exc:
+        for p in (tmp, spill):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        if failure and failure[0] is not exc:
+            raise failure[0] from None
+        if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(exc, PermissionError):
+            raise WriteError(f"{dst}: writing failed ({exc}); nothing was written under that name") from None
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            spill.unlink()
+    return counter[0], layers
+
+
+def _layer_ids(layers: list[str], layer: str, seen: list[int], classes: ClassTable, layout: str) -> list[tuple[str, list[int]]]:
+    if layout == "single":
+        return [(layer, seen)]
+    return [(name, [cid]) for name, cid in zip(layers, seen, strict=True)] if seen else []
+
+
+def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, ids: list[int], geometry_type: str, wkt: str | None) -> list[str]:
+    """Copy each class of the spilled single layer into its own layer (streamed with a filter)."""
+    import pyogrio
+
+    from geoseg.vectorize.source import class_info
+
+    names = []
+    for k, cid in enumerate(ids):
+        name = _safe_layer(class_info(classes, cid).name)
+        with pyogrio.open_arrow(spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True) as (_, reader):
+            pyogrio.write_arrow(reader, tmp, layer=name, driver="GPKG", geometry_name="geometry",
+                                geometry_type=geometry_type, crs=wkt, append=k > 0)
+        names.append(name)
+    if not ids:  # still a valid, empty layer with the schema
+        import pyarrow as pa
+
+        pyogrio.write_arrow(pa.RecordBatchReader.from_batches(_schema(False), iter(())), tmp, layer=layer, driver="GPKG",
+                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+        names.append(layer)
+    return names
+
+
+def _safe_layer(name: str) -> str:
+    out = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name.strip()) or "class"
+    return out if not out[0].isdigit() else f"class_{out}"

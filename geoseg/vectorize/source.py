@@ -1,0 +1,138 @@
+"""The class mask to vectorize: checks, class table, pixel geometry and the block plan. No torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from geoseg.classes import ClassInfo, ClassTable, default_palette
+from geoseg.errors import NoCRSWarning, RasterFormatError
+from geoseg.io.open import open_raster
+
+__all__ = ["MaskSource", "block_windows", "class_info", "class_table_of", "open_mask"]
+
+MASK_NODATA = 255
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """What the vectorizer needs to know about a class mask (picklable, for worker processes).
+
+    Attributes:
+        path: the mask's path or URL.
+        height, width: size in pixels.
+        transform: pixel -> map affine transform.
+        crs: coordinate reference system (None: pixel grid only).
+        nodata: value that marks no data (None: every pixel is data).
+        classes: class table (ids, names, colours).
+        block_shape: the mask's internal block (rows, cols).
+        confidence: optional confidence/probability raster on the same grid (band 1 is used;
+            uint8 0-255 or float 0-1).
+    """
+
+    path: str
+    height: int
+    width: int
+    transform: Affine
+    crs: CRS | None
+    nodata: int | None
+    classes: ClassTable
+    block_shape: tuple[int, int]
+    confidence: str | None = None
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one pixel in squared CRS units."""
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+
+def class_table_of(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | None, values: list[int] | None = None) -> ClassTable | None:
+    """A class table from a mask's ``CLASS_NAMES`` tag, else from its colour table, else None."""
+    if "CLASS_NAMES" in tags:
+        try:
+            return ClassTable.from_json(tags["CLASS_NAMES"])
+        except (ValueError, json.JSONDecodeError):
+            pass
+    if colormap:
+        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0) and (values is None or i in values))
+        if ids and len(ids) < 255:
+            return ClassTable(tuple(ClassInfo(i, f"class_{i}", tuple(colormap[i][:3])) for i in ids))  # type: ignore[arg-type]
+    return None
+
+
+def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None, confidence: str | os.PathLike[str] | None = None) -> MaskSource:
+    """Open and check a class mask.
+
+    Args:
+        path: single-band integer raster (e.g. the output of ``geoseg predict``).
+        classes: class table to use instead of the mask's own.
+        confidence: optional raster of per-pixel confidence on the same grid.
+
+    Raises:
+        RasterOpenError: the mask cannot be opened.
+        RasterFormatError: a float or multi-band mask, or a confidence raster on another grid.
+    """
+    text = str(path)
+    with open_raster(text) as ds:
+        dtype = np.dtype(ds.dtypes[0])
+        if ds.count != 1:
+            raise RasterFormatError(
+                f"{text}: expected a single-band class mask, found {ds.count} bands. Vectorize one band, e.g. "
+                f"`gdal_translate -b 1 {os.path.basename(text)} mask.tif`, or write the mask with `geoseg predict`."
+            )
+        if dtype.kind not in "ui" or dtype.itemsize > 2:
+            raise RasterFormatError(
+                f"{text}: expected integer class ids (uint8/uint16/int16), found {dtype.name}. A probability or "
+                "regression raster must be classified first, e.g. `gdal_calc.py --calc \"A>0.5\" --type Byte`, "
+                "or predict with `geoseg predict`, which writes uint8 class ids."
+            )
+        if ds.crs is None:
+            warnings.warn(f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and GeoJSON "
+                          "output needs --keep-crs.", NoCRSWarning, stacklevel=2)
+        tags = ds.tags()
+        try:
+            cmap = ds.colormap(1)
+        except ValueError:
+            cmap = None
+        nodata = None if ds.nodata is None else int(ds.nodata)
+        table = classes or class_table_of(tags, cmap) or ClassTable(())  # unlisted ids are named class_<id>
+        source = MaskSource(text, ds.height, ds.width, ds.transform, ds.crs, nodata, table, tuple(ds.block_shapes[0]))  # type: ignore[arg-type]
+    if confidence is not None:
+        with open_raster(confidence) as cds:
+            if (cds.height, cds.width) != (source.height, source.width) or not cds.transform.almost_equals(source.transform):
+                raise RasterFormatError(
+                    f"{confidence}: expected a confidence raster on the mask's grid ({source.width} x {source.height} px), "
+                    f"found {cds.width} x {cds.height} px with another transform. Use the --confidence or --probabilities "
+                    "output of the same `geoseg predict` run."
+                )
+        source = MaskSource(**{**source.__dict__, "confidence": str(confidence)})
+    return source
+
+
+def block_windows(source: MaskSource, block_size: int) -> list[list[Window]]:
+    """Rows of blocks covering the mask, each a multiple of its internal block (so reads decode
+    every stored block once)."""
+    bh, bw = source.block_shape
+    rows = max(bh, block_size // bh * bh) if bh < source.height else source.height
+    cols = max(bw, block_size // bw * bw) if bw < source.width else source.width
+    return [
+        [Window(c, r, min(cols, source.width - c), min(rows, source.height - r)) for c in range(0, source.width, cols)]
+        for r in range(0, source.height, rows)
+    ]
+
+
+def class_info(table: ClassTable, class_id: int) -> ClassInfo:
+    """The class with ``class_id``, or a generated one for ids the table does not list."""
+    for c in table:
+        if c.id == class_id:
+            return c
+    return ClassInfo(class_id, f"class_{class_id}", default_palette(class_id % 18 + 1)[-1])
+
+
