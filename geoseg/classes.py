@@ -9,7 +9,9 @@ from typing import Any
 
 from geoseg.errors import GeosegError
 
-__all__ = ["ClassInfo", "ClassTable", "default_palette"]
+__all__ = ["MASK_NODATA", "ClassInfo", "ClassTable", "default_palette"]
+
+MASK_NODATA = 255  # the class mask value for "no data"; class ids stay below it
 
 # A qualitative palette (distinct on satellite imagery); class i gets _PALETTE[i % len].
 _PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -114,5 +116,5 @@ class ClassTable:
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         """GDAL colour table: class id -> RGBA; nodata (255) transparent."""
         cmap = {c.id: (*c.color, 255) for c in self.classes}
-        cmap[255] = (0, 0, 0, 0)
+        cmap[MASK_NODATA] = (0, 0, 0, 0)
         return cmap

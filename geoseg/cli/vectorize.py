@@ -95,14 +95,10 @@ def _classes_from(path: str):  # type: ignore[no-untyped-def]
 
         return read_config(path).classes
     from geoseg.io.open import open_raster
-    from geoseg.vectorize.source import class_table_of
+    from geoseg.vectorize.source import classes_of
 
     with open_raster(path) as ds:
-        try:
-            cmap = ds.colormap(1)
-        except ValueError:
-            cmap = None
-        table = class_table_of(ds.tags(), cmap)
+        table = classes_of(ds)
     if table is None:
         raise RasterFormatError(f"{path}: expected class names (a CLASS_NAMES tag) or a colour table, found neither")
     return table

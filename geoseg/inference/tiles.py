@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.classes import MASK_NODATA
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.io.reader import GeoArray, RasterReader
 from geoseg.io.windows import tile_transform
@@ -12,7 +13,6 @@ from geoseg.normalize import Normalization
 
 __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
 
-MASK_NODATA = 255
 
 
 def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
@@ -48,10 +48,14 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tupl
     return x, inner.valid
 
 
-def _normalised(rows: FinishedRows) -> tuple[np.ndarray, np.ndarray]:
-    """Blended probabilities ``(classes, rows, cols)`` and validity: valid input and some weight."""
-    valid = rows.valid & (rows.weight > 0)
-    return rows.probs / np.where(valid, rows.weight, 1.0)[None], valid
+def _valid(rows: FinishedRows) -> np.ndarray:
+    """Pixels with valid input that some tile covered."""
+    return rows.valid & (rows.weight > 0)
+
+
+def _normalised(probs: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Blended probabilities ``(classes, rows, cols)`` from weighted sums and weight sums."""
+    return probs / np.where(valid, weight, 1.0)[None]
 
 
 class Finished:
@@ -65,7 +69,7 @@ class Finished:
     def __init__(self, rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> None:
         self.window = rows.window
         classes_n, n, width = rows.probs.shape
-        self.valid = rows.valid & (rows.weight > 0)
+        self.valid = _valid(rows)
         self.classes = np.empty((1, n, width), dtype=np.uint8)
         self.probabilities = np.zeros((classes_n, n, width), np.uint8) if probabilities else None
         self.confidence = np.zeros((1, n, width), np.uint8) if confidence else None
@@ -77,7 +81,7 @@ class Finished:
             cls[...] = np.argmax(probs, axis=0)  # weighted sums share the argmax of the blend
             cls[~valid] = MASK_NODATA
             if probabilities or confidence:
-                norm = probs / np.where(valid, rows.weight[a:b], 1.0)[None]
+                norm = _normalised(probs, rows.weight[a:b], valid)
                 if self.confidence is not None:
                     c = self.confidence[0, a:b]
                     c[...] = np.rint(norm.max(axis=0) * 255)
@@ -95,5 +99,5 @@ def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: boo
 
 def geoarray_of(rows: FinishedRows, reader: RasterReader) -> GeoArray:
     """Normalised probabilities of finished rows, with their georeferencing."""
-    probs, valid = _normalised(rows)
-    return GeoArray(probs, valid, tile_transform(rows.window, reader.transform), reader.crs, rows.window)
+    valid = _valid(rows)
+    return GeoArray(_normalised(rows.probs, rows.weight, valid), valid, tile_transform(rows.window, reader.transform), reader.crs, rows.window)

@@ -6,12 +6,11 @@ releases the GIL while it decodes), so windows can be read ahead in background t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,25 +69,20 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return valid
 
 
-def map_ordered(
-    fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4, executor: Executor | None = None
-) -> Iterator[tuple[T, R]]:
+def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[T, R]]:
     """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items ahead.
 
     Memory stays bounded by ``prefetch`` results whatever the number of items; ``workers=0``
-    computes in the calling thread. Threads suit GDAL reads, which release the GIL; pass
-    ``executor`` (e.g. a process pool) for work that holds it.
+    computes in the calling thread. Meant for GDAL reads, which release the GIL.
     """
-    if workers <= 0 and executor is None:
+    if workers <= 0:
         for item in items:
             yield item, fn(item)
         return
     pending: deque[tuple[T, Future[R]]] = deque()
-    with contextlib.ExitStack() as stack:
-        if executor is None:
-            executor = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geoseg-read"))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geoseg-read") as pool:
         for item in items:
-            pending.append((item, executor.submit(fn, item)))
+            pending.append((item, pool.submit(fn, item)))
             if len(pending) > prefetch:
                 head, fut = pending.popleft()
                 yield head, fut.result()

@@ -29,7 +29,7 @@ from geoseg.classes import ClassTable
 from geoseg.errors import RasterFormatError, RasterOpenError
 from geoseg.io.open import open_raster
 from geoseg.io.writer import check_destination
-from geoseg.vectorize.finish import Cleanup, FeatureBatch, Metric, finish
+from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
 from geoseg.vectorize.seams import SeamMerger
 from geoseg.vectorize.sinks import format_of, write_features
@@ -112,7 +112,7 @@ def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch 
     seam_ids = np.flatnonzero(on_seam)
     renumber = np.full(len(pieces) + 1, -1, np.int64)
     renumber[seam_ids] = np.arange(len(seam_ids))
-    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, Metric(source.crs))
+    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, metric_for(source.crs))
     return None if done is None else done.packed(), pieces.take(seam_ids), {k: renumber[v] for k, v in edges.items()}
 
 
@@ -231,7 +231,6 @@ def vectorize_raster(
     if sieve is not None and sieve < 1:
         raise RasterFormatError(f"sieve must be a positive number of pixels, got {sieve}")
     source = open_mask(mask, classes=classes, confidence=confidence)
-    pixel_size = (abs(source.transform.a) + abs(source.transform.e)) / 2 or 1.0
     if exclude is None:
         excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
     else:
@@ -243,14 +242,14 @@ def vectorize_raster(
                                     "or pass the class id, e.g. --regularize-class 1")
     else:
         squared = _class_ids(regularize or (), source.classes, "regularize")
-    opt = _Options(connectivity, sieve, _pixels(simplify, pixel_size, "simplify"), excluded,
+    opt = _Options(connectivity, sieve, _pixels(simplify, source.pixel_size, "simplify"), excluded,
                    Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared))
     grid = block_windows(source, block_size)
     total = sum(len(row) for row in grid)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     n_workers = min(n_workers, total)
     merger = SeamMerger(connectivity=connectivity, multipolygons=connectivity == 8)
-    metric = Metric(source.crs)
+    metric = metric_for(source.crs)
     state = {"blocks": 0, "features": 0}
 
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]

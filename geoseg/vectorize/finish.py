@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from geoseg.vectorize.polygonize import Pieces
 from geoseg.vectorize.regularize import regularize
 from geoseg.vectorize.source import MaskSource, class_info
 
-__all__ = ["Cleanup", "FeatureBatch", "Metric", "finish", "to_map"]
+__all__ = ["Cleanup", "FeatureBatch", "Metric", "finish", "metric_for", "to_map"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class Metric:
         return abs(float(self.geod.polygon_area_perimeter(x, y)[0]))
 
 
+@functools.lru_cache(maxsize=8)
+def metric_for(crs: CRS | None) -> Metric:
+    """One :class:`Metric` per CRS and process (building it parses the CRS)."""
+    return Metric(crs)
+
+
 def _fill_holes(geoms: np.ndarray, limit: float, metric: Metric) -> np.ndarray:
     """Drop interior rings smaller than ``limit`` m²."""
     out = geoms.copy()
@@ -114,7 +121,7 @@ def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric)
         return None
     geoms = to_map(pieces.geoms, source.transform)
     if cleanup.regularize:
-        px = (abs(source.transform.a) + abs(source.transform.e)) / 2 * cleanup.regularize_px
+        px = source.pixel_size * cleanup.regularize_px
         for i in np.flatnonzero(np.isin(pieces.values, list(cleanup.regularize))):
             geoms[i] = regularize(geoms[i], px)
     if cleanup.fill_holes:

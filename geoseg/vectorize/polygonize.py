@@ -40,13 +40,6 @@ class Pieces:
                       None if self.conf_sum is None else self.conf_sum[index])
 
     @staticmethod
-    def concat(parts: list[Pieces]) -> Pieces:
-        parts = [p for p in parts if len(p)] or parts[:1]
-        conf = None if any(p.conf_sum is None for p in parts) else np.concatenate([p.conf_sum for p in parts])  # type: ignore[misc]
-        return Pieces(np.concatenate([p.geoms for p in parts]), np.concatenate([p.values for p in parts]),
-                      np.concatenate([p.pixels for p in parts]), conf)
-
-    @staticmethod
     def empty(with_confidence: bool = False) -> Pieces:
         return Pieces(np.empty(0, dtype=object), np.empty(0, np.int32), np.empty(0, np.int64),
                       np.empty(0, np.float64) if with_confidence else None)
@@ -119,8 +112,8 @@ def polygonize_block(
         keep &= data != nodata
     for value in exclude:
         keep &= data != value
-    full = np.ones(data.shape, bool)
-    pieces, edges = _polygons(data, full if simplify_px else keep, connectivity, row_off, col_off, confidence, seams,
+    # to simplify, the whole block (nodata and excluded classes too) is one coverage
+    pieces, edges = _polygons(data, np.ones(data.shape, bool) if simplify_px else keep, connectivity, row_off, col_off, confidence, seams,
                               every_corner=bool(simplify_px))  # a coverage to simplify shares all its vertices
     geoms = pieces.geoms
     if connectivity == 8 and len(geoms):

@@ -68,9 +68,6 @@ class SeamMerger:
         self.open: set[int] = set()
         self.edges: dict[tuple[int, int], Edges] = {}
 
-    def __len__(self) -> int:
-        return len(self.open)
-
     def _find(self, i: int) -> int:
         parent = self.parent
         root = i

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -150,7 +150,6 @@ def write_features(
     keep_crs: bool = False,
     confidence: bool = False,
     overwrite: bool = False,
-    on_close: Callable[[], None] | None = None,
 ) -> tuple[int, list[str]]:
     """Write polygon batches to ``dst`` (format from the extension), atomically.
 
@@ -161,6 +160,7 @@ def write_features(
     Returns:
         ``(features written, layer names)``.
     """
+    import pyarrow as pa
     import pyogrio
 
     path = check_destination(dst, overwrite=overwrite)
@@ -191,33 +191,28 @@ def write_features(
             failure.append(exc)
             raise
 
-    import pyarrow as pa
-
     wkt = crs.to_wkt() if crs is not None else None
     stream = _record_batches(tracked(batches), schema, counter)
-    layers = [layer]
     for p in (tmp, spill):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     try:
         if fmt == "GeoParquet":
             _geoparquet(tmp, stream, schema, crs, geometry_type)
+            layers = [(layer, sorted(seen))]
+        elif layout == "per-class":
+            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
+                                geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+            layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
         else:
-            options: dict[str, str] = {}
-            driver = fmt
-            if fmt == "GeoJSON":
-                options["RFC7946"] = "NO" if keep_crs else "YES"
-            target = spill if layout == "per-class" else tmp
-            reader = pa.RecordBatchReader.from_batches(schema, stream)
-            pyogrio.write_arrow(reader, target, layer=layer, driver="GPKG" if layout == "per-class" else driver,
+            options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
+            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
                                 geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
-            if layout == "per-class":
-                layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), geometry_type, wkt)
-            if fmt == "GPKG":
-                for name, ids in _layer_ids(layers, layer, sorted(seen), classes, layout):
+            layers = [(layer, sorted(seen))]
+        if fmt == "GPKG":
+            for name, ids in layers:
+                if ids or layout == "single":
                     _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
-        if on_close is not None:
-            on_close()
         os.replace(tmp, path)
     except BaseException as exc:
         for p in (tmp, spill):
@@ -231,35 +226,30 @@ def write_features(
     finally:
         with contextlib.suppress(FileNotFoundError):
             spill.unlink()
-    return counter[0], layers
+    return counter[0], [name for name, _ in layers]
 
 
-def _layer_ids(layers: list[str], layer: str, seen: list[int], classes: ClassTable, layout: str) -> list[tuple[str, list[int]]]:
-    if layout == "single":
-        return [(layer, seen)]
-    return [(name, [cid]) for name, cid in zip(layers, seen, strict=True)] if seen else []
-
-
-def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, ids: list[int], geometry_type: str, wkt: str | None) -> list[str]:
-    """Copy each class of the spilled single layer into its own layer (streamed with a filter)."""
+def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, ids: list[int], schema: Any,
+                     geometry_type: str, wkt: str | None) -> list[tuple[str, list[int]]]:
+    """Copy each class of the spilled single layer into its own layer (streamed with a filter);
+    returns each layer's name and class ids."""
+    import pyarrow as pa
     import pyogrio
 
     from geoseg.vectorize.source import class_info
 
-    names = []
+    if not ids:  # still a valid, empty layer with the schema
+        pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, iter(())), tmp, layer=layer, driver="GPKG",
+                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+        return [(layer, [])]
+    layers = []
     for k, cid in enumerate(ids):
         name = _safe_layer(class_info(classes, cid).name)
         with pyogrio.open_arrow(spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True) as (_, reader):
             pyogrio.write_arrow(reader, tmp, layer=name, driver="GPKG", geometry_name="geometry",
                                 geometry_type=geometry_type, crs=wkt, append=k > 0)
-        names.append(name)
-    if not ids:  # still a valid, empty layer with the schema
-        import pyarrow as pa
-
-        pyogrio.write_arrow(pa.RecordBatchReader.from_batches(_schema(False), iter(())), tmp, layer=layer, driver="GPKG",
-                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
-        names.append(layer)
-    return names
+        layers.append((name, [cid]))
+    return layers
 
 
 def _safe_layer(name: str) -> str:

@@ -12,13 +12,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from geoseg.classes import ClassInfo, ClassTable, default_palette
+from geoseg.classes import MASK_NODATA, ClassInfo, ClassTable, default_palette
 from geoseg.errors import NoCRSWarning, RasterFormatError
 from geoseg.io.open import open_raster
 
-__all__ = ["MaskSource", "block_windows", "class_info", "class_table_of", "open_mask"]
-
-MASK_NODATA = 255
+__all__ = ["MaskSource", "block_windows", "class_info", "class_table_of", "classes_of", "open_mask"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,12 @@ class MaskSource:
     confidence: str | None = None
 
     @property
-    def pixel_area(self) -> float:
-        """Area of one pixel in squared CRS units."""
-        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+    def pixel_size(self) -> float:
+        """Mean pixel edge in CRS units (1 for a bare pixel grid)."""
+        return (abs(self.transform.a) + abs(self.transform.e)) / 2 or 1.0
 
 
-def class_table_of(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | None, values: list[int] | None = None) -> ClassTable | None:
+def class_table_of(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | None) -> ClassTable | None:
     """A class table from a mask's ``CLASS_NAMES`` tag, else from its colour table, else None."""
     if "CLASS_NAMES" in tags:
         try:
@@ -61,10 +59,19 @@ def class_table_of(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | 
         except (ValueError, json.JSONDecodeError):
             pass
     if colormap:
-        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0) and (values is None or i in values))
+        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0))
         if ids and len(ids) < 255:
             return ClassTable(tuple(ClassInfo(i, f"class_{i}", tuple(colormap[i][:3])) for i in ids))  # type: ignore[arg-type]
     return None
+
+
+def classes_of(ds: object) -> ClassTable | None:
+    """The class table an open mask carries (class-name tag or colour table), or None."""
+    try:
+        cmap = ds.colormap(1)  # type: ignore[attr-defined]
+    except ValueError:
+        cmap = None
+    return class_table_of(ds.tags(), cmap)  # type: ignore[attr-defined]
 
 
 def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None, confidence: str | os.PathLike[str] | None = None) -> MaskSource:
@@ -96,13 +103,8 @@ def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None
         if ds.crs is None:
             warnings.warn(f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and GeoJSON "
                           "output needs --keep-crs.", NoCRSWarning, stacklevel=2)
-        tags = ds.tags()
-        try:
-            cmap = ds.colormap(1)
-        except ValueError:
-            cmap = None
         nodata = None if ds.nodata is None else int(ds.nodata)
-        table = classes or class_table_of(tags, cmap) or ClassTable(())  # unlisted ids are named class_<id>
+        table = classes or classes_of(ds) or ClassTable(())  # unlisted ids are named class_<id>
         source = MaskSource(text, ds.height, ds.width, ds.transform, ds.crs, nodata, table, tuple(ds.block_shapes[0]))  # type: ignore[arg-type]
     if confidence is not None:
         with open_raster(confidence) as cds:
