@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -197,18 +198,21 @@ def write_features(
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     try:
-        if fmt == "GeoParquet":
-            _geoparquet(tmp, stream, schema, crs, geometry_type)
-            layers = [(layer, sorted(seen))]
-        elif layout == "per-class":
-            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
-                                geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
-            layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
-        else:
-            options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
-            pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
-                                geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
-            layers = [(layer, sorted(seen))]
+        with warnings.catch_warnings():
+            if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
+                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            if fmt == "GeoParquet":
+                _geoparquet(tmp, stream, schema, crs, geometry_type)
+                layers = [(layer, sorted(seen))]
+            elif layout == "per-class":
+                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
+                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+                layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
+            else:
+                options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
+                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
+                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
+                layers = [(layer, sorted(seen))]
         if fmt == "GPKG":
             for name, ids in layers:
                 if ids or layout == "single":
