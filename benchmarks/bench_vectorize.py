@@ -72,17 +72,20 @@ def make_mask(path: Path, size: int, seed: int = 0) -> Path:
     return path
 
 
-def measured(cmd: list[str]) -> tuple[float, float, str]:
-    """Seconds (a run on its own) and peak memory (a second run, sampled) of a command.
+def measured(cmd: list[str], out: Path) -> tuple[float, float]:
+    """Seconds (a run on its own) and peak memory (a second run, sampled) of a command writing ``out``.
 
     Memory is PSS summed over the process tree (MB), so pages that forked workers share with their
     parent count once; sampling it reads /proc/*/smaps, which costs CPU, hence the separate run.
+    ``out`` is removed before each run, so both runs do the whole job.
     """
+    out.unlink(missing_ok=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"{cmd[:3]} failed:\n{done.stdout}{done.stderr}")
+    out.unlink()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     while proc.poll() is None:
@@ -94,7 +97,9 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
             pass
         peak = max(peak, total / 2**20)
         time.sleep(0.05)
-    return seconds, peak, done.stdout
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[:3]} failed on its second run")
+    return seconds, peak
 
 
 def gdal_python() -> str | None:
@@ -153,15 +158,18 @@ def main() -> None:
         print(f"\n{size}² mask ({mask.stat().st_size / 2**20:.0f} MB on disk), every class polygonized (nodata excluded)")
         results: dict[str, tuple[float, float]] = {}
         if gdal_cli:
-            s, m, _ = measured([gdal_cli, "-q", str(mask), "-f", "GPKG", str(tmp / f"gdal_cli_{size}.gpkg"), "polygons", "class_id"])
+            out = tmp / f"gdal_cli_{size}.gpkg"
+            s, m = measured([gdal_cli, "-q", str(mask), "-f", "GPKG", str(out), "polygons", "class_id"], out)
             results["gdal_polygonize.py"] = (s, m)
         if gpy:
-            s, m, _ = measured([gpy, "-c", TRANSACTION, str(mask), str(tmp / f"gdal_tx_{size}.gpkg")])
+            out = tmp / f"gdal_tx_{size}.gpkg"
+            s, m = measured([gpy, "-c", TRANSACTION, str(mask), str(out)], out)
             results["GDAL polygonize, one transaction"] = (s, m)
-        s, m, _ = measured([sys.executable, "-c", SHAPES, str(mask), str(tmp / f"shapes_{size}.gpkg")])
+        out = tmp / f"shapes_{size}.gpkg"
+        s, m = measured([sys.executable, "-c", SHAPES, str(mask), str(out)], out)
         results["rasterio shapes + geopandas"] = (s, m)
         out = tmp / f"geoseg_{size}.gpkg"
-        s, m, _ = measured([*geoseg_cli, str(mask), str(out)])
+        s, m = measured([*geoseg_cli, str(mask), str(out)], out)
         results["geoseg vectorize (GeoPackage)"] = (s, m)
         import pyogrio
 
@@ -174,7 +182,7 @@ def main() -> None:
                 print(f"   geoseg vs {name}: {s / g:.2f}x faster")
         print(f"   {n} polygons, geoseg {n / g:,.0f} polygons/s to GeoPackage")
         for ext in ("geojson", "fgb", "parquet"):
-            s, m, _ = measured([*geoseg_cli, str(mask), str(tmp / f"geoseg_{size}.{ext}")])
+            s, m = measured([*geoseg_cli, str(mask), str(tmp / f"geoseg_{size}.{ext}")], tmp / f"geoseg_{size}.{ext}")
             print(f"   geoseg vectorize to .{ext:8s} {s:7.2f} s  {m:6.0f} MB peak  {n / s:,.0f} polygons/s")
 
 
