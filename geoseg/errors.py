@@ -66,3 +66,19 @@ class RotatedTransformWarning(GeosegWarning):
 
 class NoValidDataWarning(GeosegWarning):
     """A raster or window holds no valid pixel."""
+
+
+class DatasetError(GeosegError, ValueError):
+    """A dataset folder is empty, has the wrong layout, or holds files that cannot be used."""
+
+
+class ConfigError(GeosegError, ValueError):
+    """A training or evaluation config has an unknown key, a bad value or a missing entry."""
+
+
+class TrainingError(GeosegError, RuntimeError):
+    """Training cannot start or go on (no samples, a resume from another config...)."""
+
+
+class AlignmentWarning(GeosegWarning):
+    """Image and labels differ in CRS or resolution and are reprojected to match."""

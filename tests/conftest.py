@@ -102,3 +102,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root.mkdir()
     with serve_directory(root) as url:
         yield root, url
+
+
+# Dataset fixtures made in code, shared by the dataset, training and CLI tests.
+from tests.datasets.conftest import dubai_root, geotiff_pair, sn6_root  # noqa: E402, F401

@@ -1,0 +1,131 @@
+"""The Dubai aerial imagery dataset (Humans in the Loop / MBRSC): 8 tiles of JPG images, PNG masks.
+
+Layout, as distributed: ``<root>/Tile N/images/image_part_NNN.jpg`` with ``<root>/Tile N/masks/
+image_part_NNN.png``. The images are not georeferenced; scenes get an identity transform.
+
+Masks are decoded by the colours the PNGs actually hold (the ``classes.json`` shipped with the
+dataset lists other colours). Palette PNGs (tiles 2 and 4) are converted to RGB first. Black
+(#000000, unannotated) and any colour not in the table become ``IGNORE_INDEX``; so does
+"unlabeled" (#9B9B9B) unless asked to keep it as a class.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geoseg.classes import ClassInfo, ClassTable
+from geoseg.datasets.patches import IGNORE_INDEX, Scene
+from geoseg.errors import DatasetError
+
+__all__ = ["DUBAI_CLASSES", "DUBAI_COLOURS", "DubaiItem", "decode_mask", "find_dubai", "load_dubai", "split_tiles"]
+
+# colour in the mask PNGs -> (class id, name). Ids 0-4 are the five land-cover classes.
+DUBAI_COLOURS: dict[str, tuple[int, str]] = {
+    "#3c1098": (0, "building"),
+    "#8429f6": (1, "land"),
+    "#6ec1e4": (2, "road"),
+    "#fedd3a": (3, "vegetation"),
+    "#e2a929": (4, "water"),
+    "#9b9b9b": (5, "unlabeled"),
+}
+UNLABELED = 5
+
+DUBAI_CLASSES = ClassTable(tuple(
+    ClassInfo(i, name, tuple(int(h[k : k + 2], 16) for k in (1, 3, 5)))  # type: ignore[arg-type]
+    for h, (i, name) in DUBAI_COLOURS.items() if i != UNLABELED
+))
+
+_LUT_KEYS = np.array([int(h[1:], 16) for h in DUBAI_COLOURS], np.int64)
+_LUT_VALUES = np.array([i for i, _ in DUBAI_COLOURS.values()], np.uint8)
+_ORDER = np.argsort(_LUT_KEYS)
+
+
+def decode_mask(rgb: np.ndarray, *, keep_unlabeled: bool = False) -> np.ndarray:
+    """``(rows, cols, 3)`` uint8 mask colours to class ids; unknown colours to ``IGNORE_INDEX``."""
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise DatasetError(f"expected an RGB mask (rows, cols, 3), got shape {rgb.shape}")
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    keys = _LUT_KEYS[_ORDER]
+    pos = np.clip(np.searchsorted(keys, packed), 0, keys.size - 1)
+    out = np.where(keys[pos] == packed, _LUT_VALUES[_ORDER][pos], IGNORE_INDEX).astype(np.uint8)
+    if not keep_unlabeled:
+        out[out == UNLABELED] = IGNORE_INDEX
+    return out
+
+
+@dataclass(frozen=True)
+class DubaiItem:
+    tile: int
+    image: Path
+    mask: Path
+
+
+_TILE = re.compile(r"^Tile (\d+)$")
+
+
+def find_dubai(root: str | os.PathLike[str]) -> list[DubaiItem]:
+    """Every image/mask pair under ``root`` (the dataset folder or any folder above its tiles).
+
+    Raises:
+        DatasetError: no ``Tile N`` folder, or an image without its mask.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(f"{base}: not a folder; expected the Dubai dataset folder holding 'Tile 1' ... 'Tile 8'")
+    tiles = sorted((p for p in base.rglob("Tile *") if p.is_dir() and _TILE.match(p.name)), key=lambda p: int(p.name.split()[1]))
+    if not tiles:
+        raise DatasetError(f"{base}: no 'Tile N' folder found; expected the Dubai layout "
+                           "'Tile N/images/image_part_NNN.jpg' + 'Tile N/masks/image_part_NNN.png'")
+    items, missing = [], []
+    for t in tiles:
+        n = int(t.name.split()[1])
+        for img in sorted((t / "images").glob("*.jpg")):
+            mask = t / "masks" / (img.stem + ".png")
+            if mask.is_file():
+                items.append(DubaiItem(n, img, mask))
+            else:
+                missing.append(str(img))
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) have no mask of the same name under masks/ (first: {missing[0]})")
+    if not items:
+        raise DatasetError(f"{base}: 'Tile N' folders hold no images/*.jpg; expected the Dubai layout")
+    return items
+
+
+def split_tiles(items: Iterable[DubaiItem], *, val: Sequence[int] = (1,), test: Sequence[int] = (8,)) -> dict[str, list[DubaiItem]]:
+    """Split by tile folder, so neighbouring patches of one tile never straddle splits."""
+    out: dict[str, list[DubaiItem]] = {"train": [], "val": [], "test": []}
+    for it in items:
+        out["test" if it.tile in test else "val" if it.tile in val else "train"].append(it)
+    return out
+
+
+def read_item(item: DubaiItem, *, keep_unlabeled: bool = False) -> Scene:
+    """Decode one pair into a :class:`Scene` (image ``(3, rows, cols)`` uint8)."""
+    from PIL import Image
+
+    try:
+        with Image.open(item.image) as im:
+            image = np.asarray(im.convert("RGB"))
+        with Image.open(item.mask) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise DatasetError(f"cannot read {item.image.name} / {item.mask.name} of tile {item.tile}: {exc}") from None
+    if rgb.shape[:2] != image.shape[:2]:
+        raise DatasetError(f"{item.mask}: mask is {rgb.shape[1]}x{rgb.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}")
+    return Scene(image=np.ascontiguousarray(image.transpose(2, 0, 1)), mask=decode_mask(rgb, keep_unlabeled=keep_unlabeled),
+                 name=str(item.image), group=f"Tile {item.tile}")
+
+
+def load_dubai(root: str | Path, tiles: Sequence[int] | None = None, *, keep_unlabeled: bool = False) -> list[Scene]:
+    """Decode every pair of the given tiles (all when None) into memory."""
+    items = [it for it in find_dubai(root) if tiles is None or it.tile in tiles]
+    if not items:
+        raise DatasetError(f"{root}: no image in tile(s) {list(tiles or [])}")
+    return [read_item(it, keep_unlabeled=keep_unlabeled) for it in items]

@@ -1,0 +1,122 @@
+"""Scenes held in memory and the patch dataset that cuts them on the fly.
+
+A :class:`Scene` is one image with its label mask and validity mask, georeferenced or not (an
+identity transform and no CRS are first-class). :class:`PatchDataset` is a TorchGeo
+``NonGeoDataset`` indexed by :class:`~geoseg.datasets.samplers.Patch` keys: it crops, augments
+(image, mask and validity together), normalizes with the same :class:`~geoseg.normalize.Normalization`
+the checkpoint records, and returns ``{"image", "mask", "valid"}`` tensors. Invalid pixels carry
+``ignore_index`` in the mask, so losses and metrics skip them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from affine import Affine
+from torchgeo.datasets import NonGeoDataset
+
+from geoseg.classes import MASK_NODATA
+from geoseg.datasets.augment import Augment
+from geoseg.datasets.samplers import Patch, PatchIndex
+from geoseg.normalize import Normalization
+
+__all__ = ["IGNORE_INDEX", "PatchDataset", "Scene"]
+
+IGNORE_INDEX = MASK_NODATA  # label value excluded from losses and metrics
+
+
+@dataclass
+class Scene:
+    """One image ``(bands, rows, cols)`` with its labels.
+
+    Attributes:
+        image: raw pixel values.
+        mask: class ids, ``IGNORE_INDEX`` where unlabeled; None for unlabeled imagery.
+        valid: True where the image has data; None when every pixel is valid.
+        name: where it came from (a path).
+        group: what splits keep together (a tile folder, a location).
+        transform: pixel to map coordinates (identity when not georeferenced).
+        crs: the CRS as WKT/EPSG text, or None.
+    """
+
+    image: np.ndarray | None
+    mask: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    name: str = ""
+    group: str = ""
+    transform: Affine = field(default_factory=Affine.identity)
+    crs: str | None = None
+    loader: Callable[[], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None = None
+    size: tuple[int, int] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if self.image is None:
+            if self.size is None:
+                raise ValueError(f"scene {self.name!r} is loaded lazily and needs its size")
+            return self.size
+        return int(self.image.shape[1]), int(self.image.shape[2])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(image, mask, valid): held in memory, or read now by ``loader`` (lazy scenes)."""
+        if self.image is not None:
+            return self.image, self.mask, self.valid
+        if self.loader is None:
+            raise ValueError(f"scene {self.name!r} has neither pixels nor a loader")
+        return self.loader()
+
+
+def index_scenes(scenes: Sequence[Scene], num_classes: int = 0, cell: int = 16) -> PatchIndex:
+    """The sampler summary (nodata, class counts) of ``scenes``."""
+    return PatchIndex([s.shape for s in scenes], [s.mask for s in scenes], [s.valid for s in scenes],
+                      num_classes=num_classes, cell=cell)
+
+
+class PatchDataset(NonGeoDataset):
+    """Patches of in-memory scenes, cut, augmented and normalized on the fly."""
+
+    def __init__(self, scenes: Sequence[Scene], *, num_classes: int, normalization: Normalization | None = None,
+                 augment: Augment | None = None, seed: int = 0) -> None:
+        self.scenes = list(scenes)
+        self.num_classes = num_classes
+        self.normalization = normalization or Normalization(kind="none")
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def crop(self, p: Patch) -> dict[str, np.ndarray]:
+        """The raw arrays of one patch: image, mask (uint8, ignore filled in), valid."""
+        img, msk, vld = self.scenes[p.scene].arrays()
+        rs, cs = slice(p.row, p.row + p.size), slice(p.col, p.col + p.size)
+        image = img[:, rs, cs]
+        valid = np.ones((p.size, p.size), bool) if vld is None else vld[rs, cs]
+        if msk is None:
+            mask = np.full((p.size, p.size), IGNORE_INDEX, np.uint8)
+        else:
+            mask = msk[rs, cs].astype(np.uint8, copy=True)
+            mask[(mask >= self.num_classes) | ~valid] = IGNORE_INDEX
+        return {"image": image, "mask": mask, "valid": valid}
+
+    def __getitem__(self, p: Patch) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        arrays = self.crop(p)
+        rng = np.random.default_rng([self.seed, self.epoch, p.scene, p.row, p.col])
+        if self.augment is not None:
+            arrays = self.augment.geometry(arrays, rng)
+        image = self.normalization.apply(arrays["image"])
+        image[:, ~arrays["valid"]] = 0.0
+        if self.augment is not None:
+            image = self.augment.photometric(image, rng)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "mask": torch.from_numpy(arrays["mask"].astype(np.int64)),
+            "valid": torch.from_numpy(np.ascontiguousarray(arrays["valid"])),
+        }
