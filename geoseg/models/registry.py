@@ -135,13 +135,21 @@ def build_model(
     builder = _resolve(architecture)
     if not callable(architecture):
         known = list_encoders()
-        if encoder not in known:
+        if encoder.startswith("tu-"):
+            import timm
+
+            if not timm.is_model(encoder[3:].split(".")[0]):
+                raise ModelError(f"unknown encoder {encoder!r}: 'tu-' encoders name a timm model, and timm has no "
+                                 f"{encoder[3:]!r}; see timm.list_models(), e.g. tu-resnet18, tu-mobilenetv3_small_100")
+        elif encoder not in known:
             close = [e for e in known if e.startswith(encoder.split("-")[0][:6])][:8]
             raise ModelError(f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}")
     local = encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
         os.sep in str(encoder_weights) or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
     )
     hub = None if local else encoder_weights
+    if hub is not None and encoder.startswith("tu-"):
+        hub = True  # timm universal encoders take a flag; the pretrained variant is part of the name
     try:
         model = builder(encoder_name=encoder, encoder_weights=hub, in_channels=in_channels, classes=classes, **kwargs)
     except (KeyError, ValueError, TypeError) as exc:

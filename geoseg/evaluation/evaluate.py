@@ -1,0 +1,314 @@
+"""``evaluate``: run a checkpoint over held-out images with the prediction engine and score it.
+
+Each image goes through :func:`geoseg.inference.predict_raster` (the same sliding window, blending
+and precision as ``geoseg predict``); its class mask is compared with the labels on the image's
+grid, nodata and ``ignore_index`` excluded. When the model has a ``building`` class, predicted
+buildings are vectorized with :func:`geoseg.vectorize.vectorize_raster` and scored with the
+SpaceNet metric against the true footprints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from geoseg.datasets.patches import IGNORE_INDEX
+from geoseg.errors import DatasetError
+from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
+from geoseg.evaluation.spacenet import PolygonScore, match_polygons
+
+__all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalPair:
+    """An image and its labels: a class-id array on the image grid, or a label raster path."""
+
+    image: str
+    labels: np.ndarray | str
+    name: str = ""
+    footprints: list[Any] | None = None  # true building polygons in pixel coordinates, when known
+    flip: bool = False  # labels are rotated 180° relative to the image file (SpaceNet 6 orientation)
+
+
+@dataclass
+class EvalResult:
+    scores: Scores
+    classes: list[str]
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    buildings: PolygonScore | None = None
+    seconds: float = 0.0
+    megapixels: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.scores.to_dict(self.classes)
+        out["images"] = self.per_image
+        if self.buildings is not None:
+            out["spacenet"] = self.buildings.to_dict()
+        out["seconds"] = round(self.seconds, 3)
+        out["megapixels"] = round(self.megapixels, 3)
+        return out
+
+    def table(self) -> str:
+        """The per-class figures as a fixed-width table."""
+        s = self.scores
+        width = max(8, *(len(c) for c in self.classes))
+        lines = [f"{'class':<{width}}  {'IoU':>6}  {'F1':>6}  {'prec':>6}  {'recall':>6}  {'pixels':>11}"]
+        fmt = lambda v: "   n/a" if not np.isfinite(v) else f"{v:6.3f}"  # noqa: E731
+        for i, name in enumerate(self.classes):
+            lines.append(f"{name:<{width}}  {fmt(s.iou[i])}  {fmt(s.f1[i])}  {fmt(s.precision[i])}  {fmt(s.recall[i])}  {s.support[i]:>11,}")
+        lines.append(f"{'mean':<{width}}  {fmt(s.miou)}  {fmt(s.mf1)}")
+        lines.append(f"pixel accuracy {s.accuracy:.3f} over {int(s.confusion.sum()):,} labelled pixels")
+        if self.buildings is not None:
+            b = self.buildings
+            lines.append(f"SpaceNet metric (IoU >= {b.iou_threshold}): F1 x 100 = {100 * b.f1:.1f}  "
+                         f"precision {b.precision:.3f}  recall {b.recall:.3f}  (TP {b.tp}, FP {b.fp}, FN {b.fn})")
+        return "\n".join(lines)
+
+
+def _read_labels(path: str, image: str) -> np.ndarray:
+    """A label raster on the image grid (warped with nearest neighbour when grids differ)."""
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(image) as img, rasterio.open(path) as lab:
+        same = (lab.crs, lab.transform, lab.shape) == (img.crs, img.transform, img.shape)
+        if same or img.crs is None or lab.crs is None:
+            if lab.shape != img.shape:
+                raise DatasetError(f"{path}: labels are {lab.width}x{lab.height} but {image} is {img.width}x{img.height}")
+            data = lab.read(1)
+        else:
+            with WarpedVRT(lab, crs=img.crs, transform=img.transform, width=img.width, height=img.height,
+                           resampling=rasterio.enums.Resampling.nearest, nodata=IGNORE_INDEX) as vrt:
+                data = vrt.read(1)
+        out = data.astype(np.int64)
+        if lab.nodata is not None:
+            out[data == lab.nodata] = IGNORE_INDEX
+    return out
+
+
+def pairs_from_dirs(images: str | os.PathLike[str], labels: str | os.PathLike[str]) -> list[EvalPair]:
+    """Images and label rasters matched by file stem (``a.tif`` with ``a.tif`` or ``a_label.tif``...)."""
+    idir, ldir = Path(images), Path(labels)
+    for d, what in ((idir, "images"), (ldir, "labels")):
+        if not d.is_dir():
+            raise DatasetError(f"--{what} {d}: not a folder; expected a folder of rasters")
+    exts = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
+    label_files = {p.stem: p for p in ldir.iterdir() if p.suffix.lower() in exts}
+    out = []
+    for img in sorted(p for p in idir.iterdir() if p.suffix.lower() in exts):
+        match = label_files.get(img.stem) or next((v for k, v in label_files.items() if k.startswith(img.stem)), None)
+        if match is not None:
+            out.append(EvalPair(str(img), str(match), img.name))
+    if not out:
+        raise DatasetError(f"no image in {idir} has a label raster of the same name in {ldir}")
+    return out
+
+
+def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
+    """The held-out images a training config names (``test`` tiles for dubai, ``val`` otherwise)."""
+    d = cfg.data
+    if d.kind == "dubai":
+        from geoseg.datasets.dubai import decode_mask, find_dubai, split_tiles
+
+        parts = split_tiles(find_dubai(d.root), val=d.split.get("val", [1]), test=d.split.get("test", [8]))
+        if not parts[split]:
+            raise DatasetError(f"the {split} split of {d.root} holds no image; check data.split")
+        from PIL import Image
+
+        pairs = []
+        for it in parts[split]:
+            with Image.open(it.mask) as im:
+                ids = decode_mask(np.asarray(im.convert("RGB"))).astype(np.int64)
+            pairs.append(EvalPair(str(it.image), ids, f"Tile {it.tile}/{it.image.name}"))
+        return pairs
+    if d.kind == "spacenet6":
+        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, split_by_location
+
+        products = [p.strip() for p in d.product.split("+")]
+        if len(products) > 1:
+            raise DatasetError("evaluation runs on one product file per tile; stacked products are not supported yet")
+        tiles = find_spacenet6(d.root, products)
+        part = split_by_location(tiles, float(d.split.get("val", 0.2)), seed=cfg.seed)["val" if split != "train" else "train"]
+        pairs = []
+        for t in part:
+            _, tile_ids, _, _ = load_tile(t, products, target=d.target, flip_orientation=False)
+            pairs.append(EvalPair(str(t.files[products[0]]), tile_ids.astype(np.int64), t.files[products[0]].name,
+                                  footprints=_footprints(t)))
+        return pairs
+    from geoseg.datasets.geotiff import expand_paths
+
+    images = expand_paths(d.images, d.root)
+    labels = expand_paths(d.labels, d.root)
+    if len(labels) == len(images):
+        return [EvalPair(i, lab, Path(i).name) for i, lab in zip(images, labels, strict=True)]
+    raise DatasetError("evaluate needs one label raster per image; pass --images DIR --labels DIR")
+
+
+def _footprints(tile: Any) -> list[Any] | None:
+    if tile.buildings is None:
+        return None
+    import geopandas as gpd
+
+    with rasterio.open(next(iter(tile.files.values()))) as src:
+        crs, transform = src.crs, src.transform
+    gdf = gpd.read_file(tile.buildings)
+    if gdf.crs is not None and gdf.crs != crs:
+        gdf = gdf.to_crs(crs)
+    import shapely
+
+    inv = ~transform
+    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff]) for g in gdf.geometry if g is not None]
+
+
+def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
+    """Polygons (pixel coordinates) of one class of a mask, through geoseg's vectorizer."""
+    import warnings
+
+    import pyogrio
+    from rasterio.transform import Affine
+
+    from geoseg.vectorize import vectorize_raster
+
+    with tempfile.TemporaryDirectory(prefix="geoseg-eval-") as tmp:
+        src = Path(tmp, "mask.tif")
+        binary = np.where(mask == value, 1, 0).astype(np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dst_ds = rasterio.open(src, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1, dtype="uint8",
+                                   transform=Affine.identity())
+        with dst_ds as dst:
+            dst.write(binary, 1)
+        out = Path(tmp, "polygons.fgb")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a pixel-grid mask without CRS, on purpose
+            vectorize_raster(src, out, exclude=(0,), workers=1)
+        table = pyogrio.read_dataframe(out)
+    import shapely
+
+    # rasterio's identity transform has y growing downwards; polygons come back in pixel units.
+    return list(shapely.make_valid(table.geometry.values))
+
+
+def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.PathLike[str] | None = None,
+             building_class: str | None = "auto", progress: Callable[[int, int], None] | None = None,
+             **predict_kwargs: Any) -> EvalResult:
+    """Predict every pair's image with ``checkpoint`` and score the class masks.
+
+    Args:
+        checkpoint: a checkpoint path or a loaded model.
+        pairs: images with their labels.
+        out_dir: also write ``metrics.json`` and ``confusion.png`` here.
+        building_class: class scored with the SpaceNet metric; ``"auto"``: ``building`` when the model
+            is a building model (background and building, optionally edge and contact); None: never.
+        **predict_kwargs: passed to :func:`~geoseg.inference.predict_raster` (``tile_size``, ``device``...).
+    """
+    import warnings
+
+    from geoseg.errors import NoCRSWarning
+    from geoseg.inference import predict_raster
+    from geoseg.inference.engine import resolve_model
+
+    if not pairs:
+        raise DatasetError("nothing to evaluate: no image/label pair")
+    loaded = resolve_model(checkpoint)
+    names = loaded.config.classes.names
+    ids = [c.id for c in loaded.config.classes]
+    n = len(names)
+    total = np.zeros((n, n), np.int64)
+    per_image: list[dict[str, Any]] = []
+    poly_scores: list[PolygonScore] = []
+    if building_class == "auto":
+        building_class = "building" if "building" in names and set(names) <= {"background", "building", "edge", "contact"} else None
+    bidx = names.index(building_class) if building_class in names else None
+    seconds = megapixels = 0.0
+    with tempfile.TemporaryDirectory(prefix="geoseg-eval-") as tmp:
+        for k, pair in enumerate(pairs):
+            dst = Path(tmp, f"pred{k}.tif")
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoCRSWarning)
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                result = predict_raster(pair.image, dst, loaded, **predict_kwargs)
+            seconds += time.perf_counter() - start
+            megapixels += result.height * result.width / 1e6
+            with rasterio.open(dst) as src:
+                pred_ids = src.read(1)
+            pred = np.full(pred_ids.shape, -1, np.int64)
+            for i, cid in enumerate(ids):
+                pred[pred_ids == cid] = i
+            labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
+            if pair.flip:
+                labels = labels[::-1, ::-1]
+            if labels.shape != pred.shape:
+                raise DatasetError(f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+                                   f"{pred.shape[1]}x{pred.shape[0]}")
+            top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
+            if top >= n:
+                raise DatasetError(f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
+                                   "is this the right checkpoint for these labels?")
+            valid = pred_ids != 255
+            cm = confusion_matrix(pred, labels, n, valid=valid)
+            total += cm
+            entry: dict[str, Any] = {"image": pair.name, "miou": _clean(scores(cm).miou), "pixels": int(cm.sum())}
+            if bidx is not None:
+                truth = pair.footprints if pair.footprints is not None else _polygons_of(labels, bidx)
+                ps = match_polygons(_polygons_of(pred, bidx), truth)
+                poly_scores.append(ps)
+                entry["spacenet_f1"] = round(100 * ps.f1, 3)
+            per_image.append(entry)
+            if progress is not None:
+                progress(k + 1, len(pairs))
+    report = EvalResult(scores(total), names, per_image, PolygonScore.total(poly_scores) if poly_scores else None,
+                        seconds, megapixels)
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report
+
+
+def _clean(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 6)
+
+
+def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
+    """``metrics.json`` and ``confusion.png`` (row-normalised) in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".metrics.json.partial"
+    tmp.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    os.replace(tmp, out / "metrics.json")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = result.scores.confusion.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
+    n = len(result.classes)
+    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), result.classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), result.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(f"mIoU {result.scores.miou:.3f}, pixel accuracy {result.scores.accuracy:.3f}")
+    fig.tight_layout()
+    fig.savefig(out / ".confusion.partial.png", dpi=100)
+    plt.close(fig)
+    os.replace(out / ".confusion.partial.png", out / "confusion.png")
+    return out / "metrics.json"

@@ -1,0 +1,236 @@
+"""Training configs: YAML in, validated dataclasses out, with ``key.sub=value`` overrides.
+
+Every unknown key and every bad value is reported with its dotted name and what is allowed, so a
+typo in a config fails before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from geoseg.errors import ConfigError
+
+__all__ = ["DataConfig", "ModelSpec", "OptimConfig", "TrainConfig", "apply_overrides", "load_config", "resolve_config"]
+
+DataKind = Literal["dubai", "geotiff", "spacenet6"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from and how they are cut.
+
+    ``split`` depends on ``kind``: for ``dubai`` the tile numbers held out (``{val: [1], test: [8]}``);
+    for ``geotiff`` and ``spacenet6`` the fraction of locations held out (``{val: 0.2, test: 0.0}``),
+    split by location so overlapping tiles stay on one side.
+    """
+
+    kind: DataKind = "dubai"
+    root: str = ""
+    images: str = "images/*.tif"
+    labels: str = "labels/*.tif"
+    label_attribute: str = "class"
+    classes: list[str] = field(default_factory=list)
+    product: str = "SAR-Intensity"
+    target: Literal["footprint", "footprint-edge-contact"] = "footprint"
+    split: dict[str, Any] = field(default_factory=lambda: {"val": [1], "test": [8]})
+    patch_size: int = 256
+    samples_per_epoch: int = 1000
+    val_stride: int | None = None
+    sampler: Literal["random", "balanced"] = "random"
+    balance_power: float = 0.5
+    max_nodata: float = 0.5
+    normalization: Literal["meanstd", "percentile", "scale"] = "meanstd"
+    augment: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    architecture: str = "unet"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["onecycle", "cosine", "none"] = "onecycle"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run. ``loss`` maps loss names to weights (summed)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: dict[str, float] = field(default_factory=lambda: {"ce": 1.0})
+    class_weights: list[float] | None = None
+    batch_size: int = 8
+    epochs: int = 10
+    precision: Literal["fp32", "bf16", "16-mixed", "bf16-mixed"] = "fp32"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
+    seed: int = 0
+    grad_clip: float | None = 1.0
+    patience: int | None = None
+    monitor: str = "val_miou"
+    tile_size: int = 512
+    overlap: int = 64
+    logger: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    output: str = "runs/train"
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _allowed(tp: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    return None
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+    values = {}
+    for key, value in raw.items():
+        dotted = f"{where}.{key}" if where else key
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            values[key] = _build(typing.cast(type, tp), value or {}, dotted)
+            continue
+        values[key] = _check(dotted, tp, value)
+    return cls(**values)
+
+
+def _check(dotted: str, tp: Any, value: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is None:
+        if type(None) in typing.get_args(tp):
+            return None
+        raise ConfigError(f"{dotted}: may not be empty")
+    allowed = _allowed(tp) or next((_allowed(a) for a in args if _allowed(a)), None)
+    if allowed is not None:
+        if value not in allowed:
+            raise ConfigError(f"{dotted}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}")
+        return value
+    base = typing.get_origin(tp) or tp
+    if base in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        base = typing.get_origin(args[0]) or args[0]
+    try:
+        if base is int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base is float and not isinstance(value, bool):
+            return float(value)
+        if base is str:
+            return str(value)
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is list and isinstance(value, list | tuple):
+            return list(value)
+        if base is dict and isinstance(value, dict):
+            return dict(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{dotted}: expected {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.01"`` to (``["optim", "lr"]``, 0.01); values are read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01 or data.root=/data/dubai")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = dict(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[path[-1]] = value
+    return out
+
+
+def resolve_config(name: str | os.PathLike[str]) -> Path:
+    """A config path, or the bundled config of that name (``dubai-default``)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    bundled = Path(__file__).resolve().parent.parent / "configs" / f"{p.stem}.yaml"
+    if bundled.is_file() and p.suffix in ("", ".yaml", ".yml") and len(p.parts) == 1:
+        return bundled
+    known = sorted(q.stem for q in bundled.parent.glob("*.yaml"))
+    raise ConfigError(f"{name}: config file not found; give a YAML path or a bundled config ({', '.join(known)})")
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    cfg: TrainConfig = _build(TrainConfig, raw, "")
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found; expected a YAML file such as configs/dubai.yaml")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a YAML mapping at the top level, got {type(raw).__name__}")
+    return config_from_dict(apply_overrides(raw, list(overrides)))
+
+
+def _validate(cfg: TrainConfig) -> None:
+    from geoseg.training.losses import LOSSES
+
+    for name, weight in cfg.loss.items():
+        if name not in LOSSES:
+            raise ConfigError(f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}")
+        if not isinstance(weight, int | float) or weight < 0:
+            raise ConfigError(f"loss.{name}: expected a weight >= 0, got {weight!r}")
+    if not cfg.loss:
+        raise ConfigError(f"loss: name at least one loss, e.g. {{ce: 1.0, dice: 1.0}}; known: {', '.join(sorted(LOSSES))}")
+    checks = [
+        ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),
+        ("epochs", cfg.epochs >= 1, "an integer >= 1"),
+        ("optim.lr", cfg.optim.lr > 0, "a learning rate > 0"),
+        ("data.patch_size", cfg.data.patch_size >= 32, "at least 32 pixels"),
+        ("data.samples_per_epoch", cfg.data.samples_per_epoch >= 1, "an integer >= 1"),
+        ("data.max_nodata", 0 <= cfg.data.max_nodata <= 1, "a fraction in [0, 1]"),
+        ("overlap", 0 <= cfg.overlap < cfg.tile_size, "pixels in [0, tile_size)"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"{key}: expected {what}")
+    for name in cfg.logger:
+        if name not in ("csv", "tensorboard", "wandb", "none"):
+            raise ConfigError(f"logger: {name!r} is not allowed; expected some of csv, tensorboard, wandb, none")

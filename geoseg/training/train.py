@@ -1,0 +1,219 @@
+"""``train``: one call from a config to a self-describing checkpoint, with logs and curves.
+
+A run folder (``cfg.output``) holds ``config.yaml`` (what was asked), ``last.ckpt`` (Lightning
+state for resuming, written every epoch and on Ctrl-C), ``best.safetensors`` (the best validation
+model so far, a geoseg checkpoint), ``model.safetensors`` (the final export), ``metrics.csv``,
+TensorBoard events and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from geoseg.errors import ConfigError, TrainingError, WeightsError
+from geoseg.training.config import TrainConfig, config_from_dict
+
+__all__ = ["TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    run_dir: Path
+    metrics: dict[str, Any]
+    epochs: int
+    interrupted: bool = False
+
+
+def _precision(p: str) -> str:
+    return {"fp32": "32-true", "bf16": "bf16-mixed", "16-mixed": "16-mixed", "bf16-mixed": "bf16-mixed"}[p]
+
+
+def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Path, Path | None]:
+    run = Path(cfg.output)
+    saved = run / "config.yaml"
+    last = run / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise TrainingError(f"{run}: nothing to resume (no last.ckpt); start the run without --resume")
+        before = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+        now = json.loads(json.dumps(cfg.to_dict()))
+        if before is not None:
+            changed = sorted(k for k in set(before) | set(now) if k not in ("epochs",) and before.get(k) != now.get(k))
+            if changed:
+                raise TrainingError(f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); "
+                                    "resume with the saved config (geoseg train --resume RUN) or start a new output folder")
+        return run, last
+    if run.exists() and any(run.iterdir()):
+        if not overwrite:
+            raise TrainingError(f"{run}: run folder exists and is not empty; pass --resume to continue it, "
+                                "--overwrite to start again, or choose another output")
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    return run, None
+
+
+def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    out: list[Any] = []
+    for name in cfg.logger:
+        if name == "csv":
+            out.append(CSVLogger(str(run), name="", version=""))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(str(run), name="", version="", default_hp_metric=False))
+        elif name == "wandb":
+            try:
+                import wandb  # noqa: F401
+                from lightning.pytorch.loggers import WandbLogger
+            except ImportError:
+                raise ConfigError("logger: wandb is not installed; pip install 'geoseg[wandb]' (or wandb), or use csv/tensorboard") from None
+            offline = os.environ.get("WANDB_MODE", "") != "online" and not os.environ.get("WANDB_API_KEY")
+            out.append(WandbLogger(project="geoseg", name=cfg.name or run.name, save_dir=str(run), offline=offline))
+    return out
+
+
+def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          max_steps: int | None = None) -> TrainResult:
+    """Train the model ``cfg`` describes and export the best validation checkpoint.
+
+    Args:
+        cfg: a :class:`TrainConfig` or the dict form of one.
+        resume: continue the run in ``cfg.output`` from its ``last.ckpt`` (same config required).
+        overwrite: delete an existing, non-empty run folder first.
+        progress: show a progress bar.
+        max_steps: stop after this many optimizer steps (smoke tests).
+
+    Raises:
+        ConfigError, DatasetError, TrainingError: bad config, no data, or a run that cannot resume.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+    from geoseg.models.checkpoint import save_checkpoint
+    from geoseg.models.config import ModelConfig
+    from geoseg.models.registry import build_model
+    from geoseg.training.data import build_data
+    from geoseg.training.losses import build_loss
+    from geoseg.training.task import SegmentationTask
+
+    if isinstance(cfg, dict):
+        cfg = config_from_dict(cfg)
+    run, ckpt_path = _prepare_run(cfg, resume=resume, overwrite=overwrite)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = build_data(cfg)
+    (run / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
+    n = len(data.classes)
+    try:
+        model = build_model(cfg.model.architecture, cfg.model.encoder, in_channels=len(data.band_names), classes=n,
+                             encoder_weights=cfg.model.encoder_weights, **cfg.model.kwargs)
+    except WeightsError as exc:
+        if cfg.model.encoder_weights == "imagenet":
+            raise WeightsError(f"{exc}. Offline? Download the encoder's weights once and pass the local file with "
+                               "--encoder-weights PATH (model.encoder_weights=PATH)") from None
+        raise
+    stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
+    if cfg.data.patch_size % stride or cfg.tile_size % stride:
+        raise ConfigError(f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be multiples of "
+                          f"the model's output stride {stride}")
+
+    def describe(metrics: dict[str, Any]) -> ModelConfig:
+        return ModelConfig(
+            architecture=cfg.model.architecture, encoder=cfg.model.encoder, in_channels=len(data.band_names),
+            classes=data.classes, band_names=data.band_names, band_dtype=data.band_dtype,
+            normalization=data.normalization, nodata=data.nodata, gsd=data.gsd, tile_size=cfg.tile_size,
+            overlap=cfg.overlap, output_stride=stride, model_kwargs=dict(cfg.model.kwargs), metrics=metrics,
+            training={"data": data.description, "stats": data.stats.to_dict(), "config": json.loads(json.dumps(cfg.to_dict()))},
+        )
+
+    loss = build_loss(cfg.loss, class_weights=cfg.class_weights, num_classes=n)
+    task = SegmentationTask(model, loss, n, cfg.optim, class_names=data.classes.names, max_epochs=cfg.epochs)
+    train_loader, val_loader = data.loaders(cfg.batch_size, cfg.data.num_workers)
+    monitor = cfg.monitor if val_loader is not None else "train_loss_epoch"
+    mode = "min" if "loss" in monitor else "max"
+
+    class ExportBest(Callback):
+        """Writes best.safetensors whenever the monitored figure improves."""
+
+        best = -math.inf if mode == "max" else math.inf
+
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            value = trainer.callback_metrics.get(monitor)
+            if value is None:
+                return
+            v = float(value)
+            if (mode == "max" and v > self.best) or (mode == "min" and v < self.best):
+                self.best = v
+                metrics = {"epoch": trainer.current_epoch, "monitor": monitor, monitor: v, "validation": task.last_scores}
+                save_checkpoint(task.model, describe(metrics), run / "best.safetensors")
+
+        def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException) -> None:
+            if isinstance(exc, KeyboardInterrupt) and trainer.global_step > 0:
+                trainer.save_checkpoint(str(run / "last.ckpt"))
+
+    callbacks: list[Any] = [ExportBest(), ModelCheckpoint(dirpath=str(run), filename="last", save_last=False,
+                                                          save_top_k=1, monitor=None, enable_version_counter=False)]
+    if cfg.patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    accelerator = "gpu" if cfg.accelerator == "cuda" else cfg.accelerator
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("accelerator: gpu asked but no CUDA device is visible; use accelerator=cpu or auto")
+    precision = _precision(cfg.precision)
+    if precision == "16-mixed" and not torch.cuda.is_available():
+        precision = "bf16-mixed"
+    if log.getEffectiveLevel() > logging.INFO:  # Lightning's banners and tips, unless -v
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for pattern in (".*does not have many workers.*", ".*The number of training batches.*", ".*exists and is not empty.*",
+                        ".*dataloader is not resumable.*", ".*isinstance.treespec, LeafSpec.*"):
+            warnings.filterwarnings("ignore", pattern)
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs, max_steps=max_steps or -1, accelerator=accelerator, devices=1, precision=precision,  # type: ignore[arg-type]
+            gradient_clip_val=cfg.grad_clip, logger=_loggers(cfg, run) or False, callbacks=callbacks,
+            enable_progress_bar=progress, enable_model_summary=False, default_root_dir=str(run),
+            num_sanity_val_steps=0, log_every_n_steps=10,
+        )
+        try:
+            trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        except SystemExit:
+            if not trainer.interrupted:
+                raise
+            import signal
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
+            saved = (run / "last.ckpt").is_file()
+            raise KeyboardInterrupt(
+                f"training stopped; the last checkpoint is {run / 'last.ckpt'}: resume with "
+                f"geoseg train --resume -o {run}" if saved else "training stopped before the first step; nothing to resume"
+            ) from None
+    interrupted = bool(trainer.interrupted)
+    best = run / "best.safetensors"
+    final = run / "model.safetensors"
+    if best.is_file():
+        shutil.copyfile(best, run / ".model.safetensors.partial")
+        os.replace(run / ".model.safetensors.partial", final)
+    else:
+        save_checkpoint(task.model, describe({"epoch": trainer.current_epoch}), final)
+    if "csv" in cfg.logger:
+        from geoseg.training.curves import plot_curves
+
+        plot_curves(run / "metrics.csv", run / "curves.png")
+    from geoseg.models.config import read_config
+
+    return TrainResult(final, run, read_config(final).metrics, trainer.current_epoch, interrupted)

@@ -1,0 +1,165 @@
+"""Training end to end on tiny generated data, through the real CLI and the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from click.testing import CliRunner
+
+from geoseg.cli import cli
+from geoseg.errors import ConfigError, TrainingError
+from geoseg.models.checkpoint import load_checkpoint
+from geoseg.models.config import read_config
+from geoseg.training.config import load_config
+from geoseg.training.train import train
+
+TINY = {
+    "data": {"kind": "dubai", "split": {"val": [2], "test": [3]}, "patch_size": 32, "samples_per_epoch": 8,
+             "num_workers": 0},
+    "model": {"architecture": "unet", "encoder": "resnet18", "kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}},
+    "optim": {"lr": 0.01},
+    "loss": {"ce": 1.0, "dice": 0.5},
+    "batch_size": 4, "epochs": 2, "tile_size": 64, "overlap": 16, "logger": ["csv"],
+}
+
+
+def tiny(tmp_path: Path, dubai_root: Path, **changes) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    cfg["data"]["root"] = str(dubai_root)
+    cfg["output"] = str(tmp_path / "run")
+    cfg.update(changes)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_train_then_predict_and_evaluate(tmp_path, dubai_root) -> None:
+    cfg = tiny(tmp_path, dubai_root)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["-q", "train", "-c", str(cfg), "seed=3"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    for name in ("model.safetensors", "best.safetensors", "last.ckpt", "metrics.csv", "curves.png", "config.yaml"):
+        assert (run / name).is_file(), name
+    config = read_config(run / "model.safetensors")
+    assert config.classes.names == ["building", "land", "road", "vegetation", "water"]
+    assert config.normalization.kind == "meanstd" and len(config.normalization.mean) == 3
+    assert config.training["data"]["train_groups"] == ["Tile 1"] and config.training["config"]["seed"] == 3
+    assert "miou" in config.metrics["validation"]
+    image = next((dubai_root / "Tile 3" / "images").glob("*.jpg"))
+    res = runner.invoke(cli, ["-q", "predict", str(image), str(tmp_path / "mask.tif"), "--model", str(run / "model.safetensors")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "mask.tif") as src:
+        assert src.shape == (96, 112) and src.read(1).max() < 5
+    res = runner.invoke(cli, ["-q", "evaluate", str(run / "model.safetensors"), "-c", str(cfg), "-o", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    assert "mean" in res.output and "pixel accuracy" in res.output
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(report["per_class"]) == set(config.classes.names) and (tmp_path / "eval" / "confusion.png").is_file()
+
+
+@pytest.mark.slow
+def test_save_load_predict_identical(tmp_path, dubai_root) -> None:
+    from geoseg.inference import predict_raster
+
+    cfg = load_config(tiny(tmp_path, dubai_root), ["epochs=1"])
+    result = train(cfg, progress=False)
+    image = next((dubai_root / "Tile 3" / "images").glob("*.jpg"))
+    loaded = load_checkpoint(result.checkpoint)
+    a = predict_raster(image, tmp_path / "a.tif", loaded, precision="fp32")
+    b = predict_raster(image, tmp_path / "b.tif", result.checkpoint, precision="fp32")
+    with rasterio.open(a.mask) as x, rasterio.open(b.mask) as y:
+        assert np.array_equal(x.read(), y.read())
+
+
+@pytest.mark.slow
+def test_interrupt_keeps_last_checkpoint_and_resumes(tmp_path, dubai_root, monkeypatch) -> None:
+    from geoseg.training.task import SegmentationTask
+
+    cfg = load_config(tiny(tmp_path, dubai_root), ["epochs=3"])
+    real = SegmentationTask.training_step
+
+    def stop(self, batch, idx):  # Ctrl-C during the second epoch
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, idx)
+
+    monkeypatch.setattr(SegmentationTask, "training_step", stop)
+    with pytest.raises(KeyboardInterrupt, match="resume with"):
+        train(cfg, progress=False)
+    assert (tmp_path / "run" / "last.ckpt").is_file()
+    monkeypatch.setattr(SegmentationTask, "training_step", real)
+    with pytest.raises(TrainingError, match="not empty"):
+        train(cfg, progress=False)
+    changed = load_config(tiny(tmp_path, dubai_root), ["epochs=3", "optim.lr=0.5"])
+    with pytest.raises(TrainingError, match=r"different config \(changed: optim\)"):
+        train(changed, resume=True, progress=False)
+    result = train(cfg, resume=True, progress=False)
+    assert result.epochs == 3
+
+
+def test_config_errors_name_the_key(tmp_path, dubai_root) -> None:
+    path = tiny(tmp_path, dubai_root)
+    with pytest.raises(ConfigError, match=r"data.kind: 'tiff' is not allowed; expected one of dubai, geotiff, spacenet6"):
+        load_config(path, ["data.kind=tiff"])
+    with pytest.raises(ConfigError, match=r"optim.lrr: unknown key; allowed keys here: lr, name, schedule, weight_decay"):
+        load_config(path, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"loss.dise: unknown loss; expected some of ce, dice, focal, jaccard, lovasz"):
+        load_config(path, ["loss={dise: 1}"])
+    with pytest.raises(ConfigError, match="batch_size: expected int, got 'many'"):
+        load_config(path, ["batch_size=many"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["epochs"])
+
+
+def test_bad_data_is_reported(tmp_path, dubai_root) -> None:
+    with pytest.raises(Exception, match="not a folder; expected the Dubai dataset folder"):
+        train(load_config(tiny(tmp_path, tmp_path / "empty"), []), progress=False)
+    with pytest.raises(ConfigError, match="class_weights: 2 weight"):
+        train(load_config(tiny(tmp_path, dubai_root), ["class_weights=[1, 2]", "output=" + str(tmp_path / "r2")]), progress=False)
+
+
+def test_imagenet_offline_names_the_local_alternative(tmp_path, dubai_root) -> None:
+    from geoseg.errors import WeightsError
+
+    cfg = load_config(tiny(tmp_path, dubai_root), ["model.encoder_weights=imagenet", "output=" + str(tmp_path / "r3")])
+    with pytest.raises(WeightsError, match="--encoder-weights PATH"):
+        train(cfg, progress=False)
+
+
+def test_bundled_default_config_is_valid() -> None:
+    from geoseg.training.config import resolve_config
+
+    cfg = load_config(resolve_config("dubai-default"))
+    assert cfg.data.kind == "dubai" and cfg.data.split == {"val": [1], "test": [8]}
+
+
+@pytest.mark.slow
+def test_train_spacenet6_sar_with_edge_targets(tmp_path, sn6_root) -> None:
+    cfg = load_config(None, [f"data.root={sn6_root}", "data.kind=spacenet6", "data.patch_size=64", "data.samples_per_epoch=4",
+                             "data.split={val: 0.25}", "data.target=footprint-edge-contact", "epochs=1", "batch_size=2",
+                             "model.encoder=resnet18", "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+                             "logger=[csv]", f"output={tmp_path / 'sn6'}", "tile_size=64", "overlap=16"])
+    result = train(cfg, progress=False)
+    config = read_config(result.checkpoint)
+    assert config.band_names == ("HH", "HV", "VH", "VV")
+    assert config.classes.names == ["background", "building", "edge", "contact"]
+    assert config.normalization.sar_db and config.training["data"]["split"]["by"] == "location"
+
+
+@pytest.mark.slow
+def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
+    image, _ = geotiff_pair
+    cfg = load_config(None, [f"data.root={image.parent.parent}", "data.kind=geotiff", "data.patch_size=32", "data.samples_per_epoch=4",
+                             "data.split={val: 0.0}", "epochs=1", "batch_size=2", "model.encoder=resnet18",
+                             "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}", "logger=[csv]",
+                             f"output={tmp_path / 'gt'}", "tile_size=64", "overlap=16"])
+    result = train(cfg, progress=False)
+    config = read_config(result.checkpoint)
+    assert config.in_channels == 3 and config.num_classes == 3 and config.nodata == 0
