@@ -10,7 +10,10 @@ SCENE  := sample_data/rotterdam_ps_rgb.tif
 OUTDIR ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+DUBAI  ?=
+RUN    ?= runs/dubai-default
+
+.PHONY: install demo test lint bench clean default-model
 
 install: $(STAMP)
 
@@ -21,8 +24,19 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The main job: segment the sample scene with the bundled model into a class-mask COG, polygons and a quicklook.
 demo: install
-	$(BIN)/geoseg info $(SCENE)
+	@mkdir -p $(OUTDIR)
+	$(BIN)/geoseg predict $(SCENE) $(OUTDIR)/classes.tif --vector $(OUTDIR)/polygons.gpkg \
+		--quicklook $(OUTDIR)/quicklook.png --overwrite
+	@echo "outputs in $(OUTDIR)/: classes.tif (class-mask COG), polygons.gpkg, quicklook.png"
+
+# Retrain the bundled model on the Dubai dataset (Tile 8 test, Tile 1 validation), score it, ship it.
+default-model: install
+	@test -n "$(DUBAI)" || { echo "usage: make default-model DUBAI='/path/to/Semantic segmentation dataset'"; exit 2; }
+	$(BIN)/geoseg train --config dubai-default data.root="$(DUBAI)" -o $(RUN) --overwrite
+	$(BIN)/geoseg evaluate $(RUN)/model.safetensors --config dubai-default data.root="$(DUBAI)" -o $(RUN)/test
+	cp $(RUN)/model.safetensors sample_data/dubai-landcover-unet.safetensors
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -34,6 +48,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_vectorize.py
+	$(BIN)/python benchmarks/bench_dataset.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache

@@ -20,6 +20,7 @@ def _modules_after(code: str) -> set[str]:
         "import geoseg",
         "import geoseg.io",
         "import geoseg.models.config",
+        "import geoseg.evaluation.metrics, geoseg.evaluation.spacenet, geoseg.datasets.stats",
         # vectorizing a mask end to end, with a class table from a checkpoint's config, needs no torch
         "import numpy as np, rasterio, tempfile, os; from geoseg.vectorize import vectorize_raster; "
         "d = tempfile.mkdtemp(); p = os.path.join(d, 'm.tif'); "

@@ -20,9 +20,12 @@ from geoseg.errors import GeosegError, GeosegWarning
 __all__ = ["cli", "main"]
 
 _COMMANDS = {
+    "dataset": ("geoseg.cli.dataset", "dataset"),
+    "evaluate": ("geoseg.cli.evaluate", "evaluate"),
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
+    "train": ("geoseg.cli.train", "train"),
     "vectorize": ("geoseg.cli.vectorize", "vectorize"),
 }
 
@@ -52,8 +55,8 @@ class GeosegGroup(click.Group):
                 traceback.print_exc()
             click.secho(f"Error: {exc}", err=True, fg="red")
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.secho("Interrupted: nothing was written under the output names.", err=True, fg="yellow")
+        except KeyboardInterrupt as exc:
+            click.secho(f"Interrupted: {exc or 'nothing was written under the output names.'}", err=True, fg="yellow")
             sys.exit(130)
         except Exception as exc:
             if verbose:

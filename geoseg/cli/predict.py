@@ -21,7 +21,7 @@ def _overlap(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.command(short_help="Segment a raster into a class-mask COG.")
 @click.argument("src", metavar="SRC")
 @click.argument("dst", type=click.Path(dir_okay=False), metavar="DST")
-@click.option("--model", "model_path", required=True, type=click.Path(), help="Checkpoint (.safetensors file or folder).")
+@click.option("--model", "model_path", type=click.Path(), help="Checkpoint (.safetensors file or folder) [default: the bundled Dubai land-cover model].")
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile edge in pixels [default: the model's].")
 @click.option("--overlap", callback=_overlap, help="Overlap in pixels or as a fraction of the tile [default: the model's].")
 @click.option("--blend", default="gaussian", show_default=True,
@@ -35,13 +35,14 @@ def _overlap(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option("--probabilities", type=click.Path(dir_okay=False), help="Also write per-class probabilities (uint8 0-255) here.")
 @click.option("--confidence", type=click.Path(dir_okay=False), help="Also write the winning class's probability (uint8) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
+@click.option("--quicklook", type=click.Path(dir_okay=False), help="Also write a PNG: the image with the classes overlaid and a legend.")
 @vector_options
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Threads reading tiles ahead.")
 @overwrite_option
 @click.pass_context
-def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: int | None, overlap: float | int | None,
+def predict(ctx: click.Context, src: str, dst: str, model_path: str | None, tile_size: int | None, overlap: float | int | None,
             blend: str, batch_size: int | None, device: str, precision: str, tta: str, bands: tuple[int, ...] | None,
-            probabilities: str | None, confidence: str | None, vector: str | None, workers: int, overwrite: bool,
+            probabilities: str | None, confidence: str | None, vector: str | None, quicklook: str | None, workers: int, overwrite: bool,
             **vector_params: object) -> None:
     """Segment SRC (a GeoTIFF/COG path or http(s):// URL) into the class mask DST.
 
@@ -62,6 +63,14 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
         bar.update(done - bar.n)
         bar.set_postfix_str(f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
 
+    if model_path is None:
+        from geoseg.models.default import default_model
+
+        model_path = str(default_model())
+    if quicklook is not None:
+        from geoseg.io.writer import check_destination
+
+        check_destination(quicklook, overwrite=overwrite)
     if vector is not None:
         from geoseg.io.writer import check_destination
         from geoseg.vectorize.sinks import format_of
@@ -82,6 +91,12 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str, tile_size: 
             f"{result.tiles_run} tiles run, {result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
             + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else "")
         )
+    if quicklook is not None:
+        from geoseg.io.quicklook import write_quicklook
+
+        write_quicklook(src, result.mask, quicklook)  # type: ignore[arg-type]
+        if not is_quiet(ctx):
+            click.echo(f"{quicklook}: quicklook")
     if vector is not None:
         from geoseg.vectorize import vectorize_raster
 

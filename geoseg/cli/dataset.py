@@ -1,0 +1,63 @@
+"""``geoseg dataset check|stats``: inspect a dataset folder before training on it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from geoseg.cli.options import is_quiet
+
+_kind = click.option("--kind", required=True, type=click.Choice(["geotiff", "spacenet6", "dubai"]), help="Dataset layout.")
+_images = click.option("--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff).")
+_product = click.option("--product", default="SAR-Intensity", show_default=True,
+                        help="SpaceNet 6 product(s), e.g. SAR-Intensity or SAR-Intensity+PS-RGB.")
+
+
+@click.group(short_help="Check a dataset or compute its band statistics.")
+def dataset() -> None:
+    """Inspect datasets: `check` reports what is there, `stats` computes per-band statistics."""
+
+
+@dataset.command(short_help="Report files, CRS/resolution mismatches, nodata and class frequencies.")
+@click.argument("path", type=click.Path())
+@_kind
+@_images
+@click.option("--labels", default="labels/*.tif", show_default=True, help="Label glob under PATH (geotiff).")
+@_product
+@click.option("--on-error", default="stop", show_default=True, type=click.Choice(["stop", "skip"]),
+              help="On an unreadable file: stop, or list it and carry on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def check(ctx: click.Context, path: str, kind: str, images: str, labels: str, product: str, on_error: str, as_json: bool) -> None:
+    """Read every file of the dataset at PATH once and report what training would meet."""
+    from geoseg.datasets.check import check_dataset
+
+    report = check_dataset(path, kind, images=images, labels=labels, product=product, on_error=on_error)  # type: ignore[arg-type]
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
+    if report.unreadable or report.problems:
+        ctx.exit(1 if report.unreadable else 0)
+
+
+@dataset.command(short_help="Per-band mean, std and 2/98 percentiles (nodata excluded).")
+@click.argument("path", type=click.Path())
+@_kind
+@_images
+@_product
+@click.option("--sar-db/--no-sar-db", default=None, help="Convert to dB first [default: yes for SAR-Intensity].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
+@click.pass_context
+def stats(ctx: click.Context, path: str, kind: str, images: str, product: str, sar_db: bool | None, output: str | None) -> None:
+    """Streaming per-band statistics over every valid pixel of the dataset at PATH."""
+    from geoseg.datasets.check import dataset_stats
+
+    result = dataset_stats(path, kind, images=images, product=product, sar_db=sar_db)  # type: ignore[arg-type]
+    text = json.dumps(result.to_dict(), indent=2)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        if not is_quiet(ctx):
+            click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
