@@ -1,7 +1,8 @@
 """``vectorize_raster``: a class mask of any size to polygons, block by block, on all cores.
 
-Blocks (aligned to the mask's internal tiles) are polygonized in worker processes, in raster
-order. Polygons that touch no block seam are finished in the worker and written at once; pieces
+Blocks (aligned to the mask's internal tiles) are polygonized by a pool of worker threads (the
+boundary tracer, GDAL reads and shapely's array operations release the GIL) or processes, in
+raster order. Polygons that touch no block seam are finished in the worker and written at once; pieces
 on seams wait in a :class:`SeamMerger` until their row of blocks is done, then merge. Memory holds
 the blocks in flight and the seam pieces of one row of blocks, whatever the mask's size.
 """
@@ -16,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ def vectorize_raster(
     layer: str | None = None,
     block_size: int = 2048,
     workers: int | None = None,
+    pool: str = "thread",
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> VectorizeResult:
@@ -216,7 +218,8 @@ def vectorize_raster(
         keep_crs: GeoJSON: keep the mask's CRS instead of reprojecting to EPSG:4326.
         layer: layer name (default: the file's stem).
         block_size: block edge in pixels (rounded to the mask's internal tiles).
-        workers: processes (default: all cores; 0 or 1 works in this process).
+        workers: parallel workers (default: all cores; 0 or 1 works in this process).
+        pool: ``"thread"`` (shared memory, the default) or ``"process"`` (separate interpreters).
         overwrite: replace an existing ``dst``.
         progress: called with ``(blocks done, blocks in all, features so far)``.
 
@@ -255,7 +258,12 @@ def vectorize_raster(
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
     executor = None
-    if n_workers > 1:
+    if pool not in ("thread", "process"):
+        raise RasterFormatError(f"pool must be 'thread' or 'process', got {pool!r}")
+    if n_workers > 1 and pool == "thread":
+        _warm_up()  # compile (or load) the tracer once, before threads race to do it
+        executor = ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize")
+    elif n_workers > 1:
         context = _mp_context()
         if context.get_start_method() == "fork":
             _warm_up()  # forked workers share the compiled polygonizer instead of each loading it

@@ -163,3 +163,20 @@ def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
     result = train(cfg, progress=False)
     config = read_config(result.checkpoint)
     assert config.in_channels == 3 and config.num_classes == 3 and config.nodata == 0
+
+
+@pytest.mark.slow
+def test_wandb_logger_offline_or_clear_error(tmp_path, dubai_root, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = load_config(tiny(tmp_path, dubai_root), ["epochs=1", "logger=[csv, wandb]"])
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"pip install 'geoseg\[wandb\]'"):
+            train(cfg, progress=False)
+        return
+    result = train(cfg, progress=False)
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "an offline W&B run was recorded"
+    assert result.checkpoint.is_file()

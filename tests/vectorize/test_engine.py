@@ -42,10 +42,11 @@ def test_equals_gdal_polygonize_and_areas_are_exact(make_mask: Any, tmp_path: Pa
 def test_result_does_not_depend_on_blocks_or_workers(make_mask: Any, tmp_path: Path, connectivity: int) -> None:
     m = landcover((257, 301), 2)
     src = make_mask(m)
-    runs = [(4096, 0), (64, 0), (128, 2), (96, 0)]
+    runs = [(4096, 0, "thread"), (64, 0, "thread"), (128, 2, "thread"), (64, 3, "thread"), (128, 2, "process"), (96, 0, "thread")]
     sets = []
-    for k, (block, workers) in enumerate(runs):
-        res = vectorize_raster(src, tmp_path / f"o{k}.fgb", block_size=block, workers=workers, connectivity=connectivity, exclude=["background"])
+    for k, (block, workers, pool) in enumerate(runs):
+        res = vectorize_raster(src, tmp_path / f"o{k}.fgb", block_size=block, workers=workers, pool=pool,
+                               connectivity=connectivity, exclude=["background"])
         df = read(res.path)
         assert df.geometry.is_valid.all()
         sets.append((normalized(df.geometry.values), sorted(df.class_id)))
