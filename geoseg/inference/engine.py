@@ -102,6 +102,9 @@ class _Job:
     stats: dict[str, int] = field(default_factory=lambda: {"run": 0, "skipped": 0})
 
 
+FREEZE_MIN_TILES = 8  # fewer tiles than this run eagerly: the trace would cost more than it saves
+
+
 def _setup(
     src: str | os.PathLike[str],
     model: ModelSource,
@@ -143,7 +146,9 @@ def _setup(
     ov = cfg.overlap if overlap is None else overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(blend, tile, plan.overlap)
-    runner = make_runner(loaded.model, dev, precision, tta)
+    tiles = len(plan.row_starts) * len(plan.col_starts)
+    # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
+    runner = make_runner(loaded.model, dev, precision, tta, freeze=dev.type == "cpu" and tiles >= FREEZE_MIN_TILES)
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -81,12 +82,17 @@ class Runner:
             precision of the device if its argmax agrees with fp32 on >= 99.5 % of pixels).
         tta: ``none``, ``flip`` (2 passes) or ``d4`` (8 passes): averaged probabilities.
         channels_last: use the channels-last memory format (faster convolutions on CPU and GPU).
+        freeze: on CPU, run a TorchScript-frozen copy of the model (batch norms folded into the
+            convolutions, about 1.5x faster for small networks). It is traced on the first full
+            batch and checked against the eager model (probabilities within 1e-3); any failure
+            falls back to the eager model.
     """
 
     AGREEMENT = 0.995
 
     def __init__(
-        self, model: nn.Module, device: torch.device, precision: Precision = "auto", tta: str = "none", *, channels_last: bool = True
+        self, model: nn.Module, device: torch.device, precision: Precision = "auto", tta: str = "none", *, channels_last: bool = True,
+        freeze: bool | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise DeviceError(f"unknown tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
@@ -100,6 +106,24 @@ class Runner:
         self.tta = TTA_MODES[tta]
         self.precision: str = precision
         self.agreement: float | None = None
+        self.freeze = device.type == "cpu" if freeze is None else freeze
+        self._frozen: Any = None
+        self._frozen_shape: tuple[int, ...] | None = None
+
+    def _net(self, x: torch.Tensor) -> Any:
+        """The frozen model for batches of the traced shape, else the eager one."""
+        if not self.freeze:
+            return self.model
+        if self._frozen is None and self._frozen_shape is None:
+            self._frozen_shape = tuple(x.shape)
+            cache = _FROZEN.setdefault(self.model, {})
+            key = (self._frozen_shape, str(x.device))
+            if key not in cache:
+                cache[key] = _freeze(self.model, x)
+            self._frozen = cache[key]
+        if self._frozen is not None and tuple(x.shape) == self._frozen_shape:
+            return self._frozen
+        return self.model
 
     @contextlib.contextmanager
     def _autocast(self, precision: str) -> Iterator[None]:
@@ -109,11 +133,12 @@ class Runner:
             with torch.autocast(self.device.type, dtype=_DTYPES[precision]):
                 yield
 
-    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, precision: str, *, eager: bool = False) -> torch.Tensor:
         out: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast(precision):
             for k, flip in self.tta:
-                logits = self.model(_flips(x, k, flip).contiguous(memory_format=self.memory_format))
+                xt = _flips(x, k, flip).contiguous(memory_format=self.memory_format)
+                logits = (self.model if eager else self._net(xt))(xt)
                 probs = _unflips(torch.softmax(logits.float(), dim=1), k, flip)
                 out = probs if out is None else out.add_(probs)
         assert out is not None
@@ -121,11 +146,11 @@ class Runner:
 
     def _choose(self, x: torch.Tensor) -> torch.Tensor:
         fast = fast_precision(self.device)
-        reference = self._forward(x, "fp32")
+        reference = self._forward(x, "fp32", eager=True)
         if fast == "fp32":
             self.precision = "fp32"
             return reference
-        candidate = self._forward(x, fast)
+        candidate = self._forward(x, fast, eager=True)
         self.agreement = agreement(reference, candidate)
         self.precision = fast if self.agreement >= self.AGREEMENT else "fp32"
         log.info("precision auto: %s argmax agrees with fp32 on %.3f%% of pixels -> %s", fast, 100 * self.agreement, self.precision)
@@ -139,11 +164,37 @@ class Runner:
             first = self._choose(x[:1])
             if len(x) == 1:
                 return first
+            if self.freeze:  # the whole first batch, so the frozen trace fits every full batch
+                return self._forward(x, self.precision)
             return torch.cat([first, self._forward(x[1:], self.precision)])
         return self._forward(x, self.precision)
 
 
-def make_runner(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], device: torch.device, precision: Precision, tta: str) -> Runner:
+# frozen traces per model and (batch shape, device), kept while the model lives
+_FROZEN: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
+    """A frozen TorchScript trace of ``model`` for inputs shaped like ``example``, or None."""
+    import warnings
+
+    try:
+        with torch.no_grad(), torch.autocast(example.device.type, enabled=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+            ref = torch.softmax(model(example).float(), 1)
+            got = torch.softmax(frozen(example).float(), 1)
+        if not torch.allclose(ref, got, atol=1e-3):
+            log.info("frozen model differs from the eager one (max %.2e); using the eager model", float((ref - got).abs().max()))
+            return None
+        return frozen
+    except Exception as exc:  # tracing is best effort: any model still runs eagerly
+        log.info("cannot freeze the model (%s: %s); using the eager model", type(exc).__name__, str(exc).splitlines()[0][:200])
+        return None
+
+
+def make_runner(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], device: torch.device, precision: Precision, tta: str,
+                *, freeze: bool | None = None) -> Runner:
     """A :class:`Runner` for a module (plain callables are wrapped)."""
     if not isinstance(model, nn.Module):
         fn = model
@@ -153,4 +204,4 @@ def make_runner(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], devic
                 return fn(x)
 
         model = _Wrapped()
-    return Runner(model, device, precision, tta)
+    return Runner(model, device, precision, tta, freeze=freeze)

@@ -58,6 +58,17 @@ def _normalised(probs: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> np.
     return probs / np.where(valid, weight, 1.0)[None]
 
 
+def _argmax0(probs: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = argmax(probs, axis=0)`` (first maximum on ties), one class plane at a time:
+    contiguous passes instead of numpy's strided reduction over the first axis."""
+    best = probs[0].copy()
+    out[...] = 0
+    for c in range(1, probs.shape[0]):
+        better = probs[c] > best
+        out[better] = c
+        np.maximum(best, probs[c], out=best)
+
+
 class Finished:
     """Output arrays of finished rows: class mask, confidence and probabilities (uint8).
 
@@ -78,7 +89,7 @@ class Finished:
             b = min(n, a + step)
             probs, valid = rows.probs[:, a:b], self.valid[a:b]
             cls = self.classes[0, a:b]
-            cls[...] = np.argmax(probs, axis=0)  # weighted sums share the argmax of the blend
+            _argmax0(probs, cls)  # weighted sums share the argmax of the blend
             cls[~valid] = MASK_NODATA
             if probabilities or confidence:
                 norm = _normalised(probs, rows.weight[a:b], valid)

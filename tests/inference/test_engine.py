@@ -176,3 +176,31 @@ def test_column_stripes_give_the_same_mask(make_raster, textured_rgb, conv3: Loa
         np.testing.assert_array_equal(a.read(), b.read())
     with rasterio.open(tmp_path / "p1.tif") as a, rasterio.open(tmp_path / "p2.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_frozen_runner_matches_eager_and_falls_back() -> None:
+    import torch
+    from torch import nn
+
+    from geoseg.inference.runtime import Runner
+    from geoseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", "resnet18", in_channels=3, classes=4, encoder_depth=3, decoder_channels=(16, 8, 8))
+    x = torch.randn(2, 3, 64, 64)
+    eager = Runner(model, torch.device("cpu"), "fp32", freeze=False)(x)
+    runner = Runner(model, torch.device("cpu"), "fp32", freeze=True)
+    frozen = runner(x)
+    assert runner._frozen is not None
+    assert torch.allclose(eager, frozen, atol=1e-4)
+    assert torch.allclose(runner(x[:1]), eager[:1], atol=1e-4)  # other batch shapes run eagerly
+
+    class Untraceable(nn.Module):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            if torch.jit.is_tracing():
+                raise RuntimeError("this model cannot be traced")
+            return t[:, :2]
+
+    r = Runner(Untraceable(), torch.device("cpu"), "fp32", freeze=True)
+    out = r(x)
+    assert r._frozen is None and out.shape == (2, 2, 64, 64)  # ran eagerly
