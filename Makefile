@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
+	$(BIN)/python benchmarks/bench_default_model.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache

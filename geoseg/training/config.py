@@ -194,12 +194,10 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (a path or a bundled name; defaults when None) and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found; expected a YAML file such as configs/dubai.yaml")
+        p = resolve_config(path)
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
