@@ -29,7 +29,7 @@ def vector_options(f):  # type: ignore[no-untyped-def]
         click.option("--keep-all", is_flag=True, help="Polygons for every class, background too."),
         click.option("--keep-crs", is_flag=True, help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326."),
         click.option("--block-size", default=2048, show_default=True, type=click.IntRange(min=64), help="Block edge in pixels."),
-        click.option("--vector-workers", "vector_workers", type=click.IntRange(min=0), help="Processes [default: all cores]."),
+        click.option("--vector-workers", "vector_workers", type=click.IntRange(min=0), help="Worker threads [default: all cores]."),
     ]
     for option in reversed(options):
         f = option(f)
