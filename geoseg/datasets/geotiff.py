@@ -276,6 +276,7 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
     nodata = image_nodata(images)
     scenes = []
     top = 0
+    label_nodata = _label_nodata(labels)
     for path in images:
         ds = geotiff_dataset([path], list(labels), label_attribute=label_attribute, classes=classes)
         with rasterio.open(path) as src:
@@ -290,7 +291,6 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
         valid = ~np.isnan(image).any(0)
         if nodata is not None and not np.isnan(nodata):
             valid &= ~(image == nodata).all(0)
-        label_nodata = _label_nodata(labels)
         bad = ~valid | (mask < 0) | (mask >= IGNORE_INDEX)
         if label_nodata is not None:
             bad |= mask == label_nodata

@@ -40,7 +40,6 @@ class EvalPair:
     labels: np.ndarray | str
     name: str = ""
     footprints: list[Any] | None = None  # true building polygons in pixel coordinates, when known
-    flip: bool = False  # labels are rotated 180° relative to the image file (SpaceNet 6 orientation)
 
 
 @dataclass
@@ -249,8 +248,6 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.Pa
             for i, cid in enumerate(ids):
                 pred[pred_ids == cid] = i
             labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
-            if pair.flip:
-                labels = labels[::-1, ::-1]
             if labels.shape != pred.shape:
                 raise DatasetError(f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
                                    f"{pred.shape[1]}x{pred.shape[0]}")

@@ -64,7 +64,8 @@ def scene_stats(scenes: list[Scene]) -> StatsResult:
     return stats.result()
 
 
-def normalization_for(cfg: DataConfig, stats: StatsResult, *, sar: bool = False, dtype: str = "uint8") -> Normalization:
+def normalization_for(cfg: DataConfig, stats: StatsResult, *, dtype: str = "uint8") -> Normalization:
+    """The normalization a config asks for, from the training split's statistics."""
     if cfg.normalization == "scale":
         return Normalization(kind="scale", scale=255.0 if dtype == "uint8" else 65535.0 if dtype == "uint16" else 1.0)
     return stats.normalization(cfg.normalization, sar_db=False)
@@ -80,7 +81,7 @@ def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes
     stats = scene_stats(train)
     first = train[0].arrays()[0]
     dtype = str(first.dtype)
-    norm = normalization or normalization_for(d, stats, sar=sar, dtype=dtype)
+    norm = normalization or normalization_for(d, stats, dtype=dtype)
     n = len(classes)
     augment = (Augment.for_sar() if sar else Augment(brightness=d.brightness, contrast=d.contrast)) if d.augment else None
     train_index = index_scenes(train, n)

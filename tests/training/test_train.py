@@ -154,6 +154,24 @@ def test_train_spacenet6_sar_with_edge_targets(tmp_path, sn6_root) -> None:
 
 
 @pytest.mark.slow
+def test_evaluate_building_model_reports_spacenet_metric(tmp_path, sn6_root) -> None:
+    from geoseg.evaluation.evaluate import evaluate, pairs_from_config
+
+    cfg = load_config(None, [f"data.root={sn6_root}", "data.kind=spacenet6", "data.product=PS-RGB", "data.patch_size=64",
+                             "data.samples_per_epoch=8", "data.split={val: 0.25}", "epochs=2", "batch_size=4", "optim.lr=0.01",
+                             "model.encoder=resnet18", "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+                             "logger=[csv]", f"output={tmp_path / 'b'}", "tile_size=64", "overlap=16"])
+    result = train(cfg, progress=False)
+    pairs = pairs_from_config(cfg, "val")
+    assert pairs and pairs[0].footprints  # true footprints from the GeoJSON, in pixel coordinates
+    report = evaluate(result.checkpoint, pairs, out_dir=tmp_path / "eval")
+    assert report.buildings is not None and report.buildings.fn + report.buildings.tp == 3 * len(pairs)
+    out = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "spacenet" in out and 0 <= out["spacenet"]["spacenet_score"] <= 100
+    assert "SpaceNet metric" in report.table()
+
+
+@pytest.mark.slow
 def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
     cfg = load_config(None, [f"data.root={image.parent.parent}", "data.kind=geotiff", "data.patch_size=32", "data.samples_per_epoch=4",
