@@ -68,7 +68,7 @@ class ClassTable:
     def __len__(self) -> int:
         return len(self.classes)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self.classes)
 
     @property

@@ -66,7 +66,7 @@ class Normalization:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalization:
         known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**known)  # type: ignore[arg-type]
 
     def apply(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Normalize a ``(bands, rows, cols)`` array into float32 (optionally into ``out``)."""

@@ -42,7 +42,7 @@ class GeosegGroup(click.Group):
         import importlib
 
         module, attr = _COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context) -> Any:
         verbose = (ctx.params.get("verbose") or 0) > 0

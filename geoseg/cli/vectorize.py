@@ -11,7 +11,7 @@ def _names(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def vector_options(f):  # type: ignore[no-untyped-def]
+def vector_options(f):
     """The clean-up and format options, shared with ``geoseg predict --vector``."""
     options = [
         click.option("--layout", default="single", show_default=True, type=click.Choice(["single", "per-class"]),
@@ -36,7 +36,7 @@ def vector_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def vector_kwargs(params: dict) -> dict:  # type: ignore[type-arg]
+def vector_kwargs(params: dict) -> dict:
     """``vectorize_raster`` keyword arguments from the shared options."""
     regularize: bool | list[str] = params["regularize"]
     if params["regularize_class"]:
@@ -86,7 +86,7 @@ def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, c
                    f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}")
 
 
-def _classes_from(path: str):  # type: ignore[no-untyped-def]
+def _classes_from(path: str):
     """A class table from a checkpoint (config only, no weights) or another mask."""
     from geoseg.errors import RasterFormatError
 

@@ -102,7 +102,7 @@ class Runner:
             raise DeviceError("fp16 is not supported on CPU; use --precision bf16 or fp32")
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.eval().to(device=device, memory_format=self.memory_format)
+        self.model = model.eval().to(device=device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.tta = TTA_MODES[tta]
         self.precision: str = precision
         self.agreement: float | None = None

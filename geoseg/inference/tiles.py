@@ -19,7 +19,7 @@ def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int
     """Pad ``(bands, rows, cols)`` by reflection (edge replication where an axis is 1 px)."""
     widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
     mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
-    return np.pad(data, widths, mode=mode)
+    return np.pad(data, widths, mode=mode)  # type: ignore[call-overload]
 
 
 def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tuple[np.ndarray, np.ndarray] | None:

@@ -119,7 +119,7 @@ class RasterReader:
         self.gcps = ds.gcps if (ds.transform == Affine.identity() and ds.gcps[0]) else None
         self.dtypes: tuple[str, ...] = tuple(ds.dtypes)
         self.descriptions: tuple[str | None, ...] = tuple(ds.descriptions)
-        self.block_shape: tuple[int, int] = tuple(ds.block_shapes[0])  # type: ignore[assignment]
+        self.block_shape: tuple[int, int] = tuple(ds.block_shapes[0])
         self.bands: tuple[int, ...] = tuple(bands) if bands else tuple(range(1, ds.count + 1))
         bad = [b for b in self.bands if not 1 <= b <= ds.count]
         if bad:

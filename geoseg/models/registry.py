@@ -24,7 +24,7 @@ def _smp(name: str) -> Builder:
     def build(**kwargs: Any) -> nn.Module:
         import segmentation_models_pytorch as smp
 
-        return getattr(smp, name)(**kwargs)  # type: ignore[no-any-return]
+        return getattr(smp, name)(**kwargs)
 
     build.__name__ = name
     build.__doc__ = f"segmentation_models_pytorch.{name}"
@@ -86,11 +86,11 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
 
             state = load_file(str(p))
         else:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
+            raw = torch.load(str(p), map_location="cpu", weights_only=True)
+            state = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
     except Exception as exc:
         raise WeightsError(f"{p}: cannot read encoder weights ({exc}); expected a tensor state dict") from None
-    encoder = model.encoder if hasattr(model, "encoder") else model
+    encoder: nn.Module = model.encoder if isinstance(getattr(model, "encoder", None), nn.Module) else model  # type: ignore[assignment]
     own = encoder.state_dict()
     loaded = {}
     for key, value in state.items():
@@ -147,7 +147,7 @@ def build_model(
     local = encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
         os.sep in str(encoder_weights) or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
     )
-    hub = None if local else encoder_weights
+    hub: Any = None if local else encoder_weights
     if hub is not None and encoder.startswith("tu-"):
         hub = True  # timm universal encoders take a flag; the pretrained variant is part of the name
     try:

@@ -257,7 +257,7 @@ def vectorize_raster(
 
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
-    executor = None
+    executor: Executor | None = None
     if pool not in ("thread", "process"):
         raise RasterFormatError(f"pool must be 'thread' or 'process', got {pool!r}")
     if n_workers > 1 and pool == "thread":

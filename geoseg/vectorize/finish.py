@@ -61,7 +61,7 @@ def to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
         x, y = xy[:, 0], xy[:, 1]
         return np.column_stack([a * x + b * y + c, d * x + e * y + f])
 
-    return shapely.transform(geoms, apply)  # type: ignore[no-any-return]
+    return shapely.transform(geoms, apply)
 
 
 class Metric:

@@ -141,6 +141,6 @@ def sieve_block(data: np.ndarray, size: int, *, connectivity: int = 4, nodata: i
     mask = None if nodata is None else data != nodata
     dtype = data.dtype if data.dtype in (np.uint8, np.int16, np.uint16, np.int32) else np.int32
     out = features.sieve(data.astype(dtype, copy=False), size, mask=mask, connectivity=connectivity)
-    if nodata is not None:
-        out[~mask] = nodata  # type: ignore[index]
+    if nodata is not None and mask is not None:
+        out[~mask] = nodata
     return np.asarray(out, dtype=data.dtype)

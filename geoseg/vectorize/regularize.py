@@ -72,7 +72,7 @@ def _regularize_polygon(poly: shapely.Polygon, tolerance: float) -> shapely.Poly
     angle = dominant_angle(np.asarray(simple.exterior.coords))
     shell = regularize_ring(np.asarray(simple.exterior.coords), angle)
     if shell is None:
-        return shapely.minimum_rotated_rectangle(poly) if poly.area > 0 else poly  # type: ignore[no-any-return]
+        return shapely.minimum_rotated_rectangle(poly) if poly.area > 0 else poly
     holes = [h for h in (regularize_ring(np.asarray(r.coords), angle) for r in simple.interiors) if h is not None]
     out = shapely.Polygon(shell, holes)
     if not out.is_valid:

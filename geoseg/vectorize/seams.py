@@ -51,7 +51,7 @@ def drop_collinear(geoms: np.ndarray) -> np.ndarray:
     order = np.argsort(np.concatenate([ring[kept], np.arange(len(counts))]), kind="stable")
     new_coords = coords[out_idx[order]]
     new_ring_off = np.concatenate(([0], np.cumsum(counts + 1)))
-    return shapely.from_ragged_array(kind, new_coords, (new_ring_off, *offsets[1:]))  # type: ignore[no-any-return]
+    return shapely.from_ragged_array(kind, new_coords, (new_ring_off, *offsets[1:]))
 
 
 class SeamMerger:

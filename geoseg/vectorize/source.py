@@ -105,7 +105,7 @@ def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None
                           "output needs --keep-crs.", NoCRSWarning, stacklevel=2)
         nodata = None if ds.nodata is None else int(ds.nodata)
         table = classes or classes_of(ds) or ClassTable(())  # unlisted ids are named class_<id>
-        source = MaskSource(text, ds.height, ds.width, ds.transform, ds.crs, nodata, table, tuple(ds.block_shapes[0]))  # type: ignore[arg-type]
+        source = MaskSource(text, ds.height, ds.width, ds.transform, ds.crs, nodata, table, tuple(ds.block_shapes[0]))
     if confidence is not None:
         with open_raster(confidence) as cds:
             if (cds.height, cds.width) != (source.height, source.width) or not cds.transform.almost_equals(source.transform):
