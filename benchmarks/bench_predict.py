@@ -16,7 +16,9 @@ Usage: python benchmarks/bench_predict.py [--big 16384] [--skip-big] [--skip-too
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,11 +147,14 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files (their folder is printed)")
     args = ap.parse_args()
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="geoseg-bench-"))
+    if not args.keep:  # the rasters and outputs take hundreds of MB
+        atexit.register(shutil.rmtree, tmp, True)
     print(f"torch {torch.__version__}, {args.threads} threads, CPU bf16 native: {torch.backends.mkldnn.is_available()}; files in {tmp}")
     ckpt = make_checkpoint(tmp / "unet_r34.safetensors")
     small = make_raster(tmp / "scene_2048.tif", 2048)

@@ -15,6 +15,7 @@ Usage: python benchmarks/bench_vectorize.py [--sizes 8192 16384] [--workers N]
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
@@ -147,8 +148,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--keep", action="store_true", help="keep the generated files (their folder is printed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="geoseg-vbench-"))
+    if not args.keep:  # the rasters and outputs take hundreds of MB
+        atexit.register(shutil.rmtree, tmp, True)
     gdal_cli = shutil.which("gdal_polygonize.py") or shutil.which("gdal_polygonize")
     gpy = gdal_python()
     geoseg_cli = [sys.executable, "-m", "geoseg", "-q", "vectorize", "--keep-all", "--vector-workers", str(args.workers)]

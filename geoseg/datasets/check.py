@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 
 from geoseg.datasets.patches import IGNORE_INDEX
-from geoseg.datasets.stats import BandStats, StatsResult, to_db
+from geoseg.datasets.stats import StatsResult, stream_stats, to_db
 from geoseg.errors import DatasetError
 
 __all__ = ["CheckReport", "check_dataset", "dataset_stats"]
@@ -91,7 +91,7 @@ def check_dataset(root: str | os.PathLike[str], kind: Kind, *, images: str = "im
     if kind == "dubai":
         from PIL import Image
 
-        from geoseg.datasets.dubai import DUBAI_COLOURS, decode_mask, find_dubai
+        from geoseg.datasets.dubai import DUBAI_COLOURS, find_dubai, read_mask
 
         items = find_dubai(base)
         report.files, report.images, report.labels = 2 * len(items), len(items), len(items)
@@ -99,11 +99,10 @@ def check_dataset(root: str | os.PathLike[str], kind: Kind, *, images: str = "im
         unknown = 0
         for k, it in enumerate(items):
             try:
-                with Image.open(it.mask) as im:
-                    m = decode_mask(np.asarray(im.convert("RGB")), keep_unlabeled=True)
+                m = read_mask(it, keep_unlabeled=True)
                 with Image.open(it.image) as im:
                     size = im.size
-            except OSError as exc:
+            except (OSError, DatasetError) as exc:
                 _handle(report, str(it.mask), exc, on_error)
                 continue
             if (m.shape[1], m.shape[0]) != size:
@@ -119,9 +118,9 @@ def check_dataset(root: str | os.PathLike[str], kind: Kind, *, images: str = "im
         report.crs = {"none (not georeferenced)": len(items)}
         return report
     if kind == "spacenet6":
-        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile
+        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, parse_products
 
-        products = [p.strip() for p in product.split("+")]
+        products = parse_products(product)
         tiles = find_spacenet6(base, products)
         report.images = len(tiles)
         report.labels = sum(t.buildings is not None for t in tiles)
@@ -195,44 +194,28 @@ def dataset_stats(root: str | os.PathLike[str], kind: Kind, *, images: str = "im
     if kind == "dubai":
         from geoseg.datasets.dubai import find_dubai, read_item
 
-        stats: BandStats | None = None
-        for it in find_dubai(root):
-            if tiles is None or it.tile in tiles:
-                s = read_item(it)
-                stats = stats or BandStats(3)
-                assert s.image is not None
-                stats.update(s.image)
-        if stats is None:
+        items = [it for it in find_dubai(root) if tiles is None or it.tile in tiles]
+        if not items:
             raise DatasetError(f"{root}: no image in tile(s) {list(tiles or [])}")
-        return stats.result()
+        return stream_stats((read_item(it).arrays()[0], None) for it in items)
     if kind == "spacenet6":
-        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile
+        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, parse_products
 
-        products = [p.strip() for p in product.split("+")]
+        products = parse_products(product)
         db = (products[0] == "SAR-Intensity") if sar_db is None else sar_db
-        stats = None
-        for t in find_spacenet6(root, products):
-            image, _, valid, _ = load_tile(t, products, flip_orientation=False)
-            if db:
-                image = np.concatenate([to_db(image[:4]), image[4:]]) if image.shape[0] > 4 else to_db(image)
-            stats = stats or BandStats(image.shape[0])
-            stats.update(image, valid)
-        assert stats is not None
-        return stats.result()
+        chips = (load_tile(t, products, flip_orientation=False) for t in find_spacenet6(root, products))
+        return stream_stats(((image, valid) for image, _, valid, _ in chips), db_bands=4 if db else 0)
     from geoseg.datasets.geotiff import expand_paths
 
     paths = expand_paths(images, root)
     if not paths:
         raise DatasetError(f"{root}: no image matches {images!r}")
-    stats = None
-    for p in paths:
-        with rasterio.open(p) as src:
-            for _, window in src.block_windows(1):
-                data = src.read(window=window)
-                valid = src.dataset_mask(window=window) > 0
-                if sar_db:
-                    data = to_db(data)
-                stats = stats or BandStats(src.count)
-                stats.update(data, valid)
-    assert stats is not None
-    return stats.result()
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for p in paths:
+            with rasterio.open(p) as src:
+                for _, window in src.block_windows(1):
+                    data = src.read(window=window)
+                    yield (to_db(data) if sar_db else data), src.dataset_mask(window=window) > 0
+
+    return stream_stats(blocks())

@@ -23,7 +23,8 @@ from geoseg.classes import ClassInfo, ClassTable
 from geoseg.datasets.patches import IGNORE_INDEX, Scene
 from geoseg.errors import DatasetError
 
-__all__ = ["DUBAI_CLASSES", "DUBAI_COLOURS", "DubaiItem", "decode_mask", "find_dubai", "load_dubai", "split_tiles"]
+__all__ = ["DUBAI_CLASSES", "DUBAI_COLOURS", "DubaiItem", "decode_mask", "find_dubai", "load_dubai", "read_item", "read_mask",
+           "split_tiles"]
 
 # colour in the mask PNGs -> (class id, name). Ids 0-4 are the five land-cover classes.
 DUBAI_COLOURS: dict[str, tuple[int, str]] = {
@@ -106,21 +107,28 @@ def split_tiles(items: Iterable[DubaiItem], *, val: Sequence[int] = (1,), test: 
     return out
 
 
-def read_item(item: DubaiItem, *, keep_unlabeled: bool = False) -> Scene:
-    """Decode one pair into a :class:`Scene` (image ``(3, rows, cols)`` uint8)."""
+def _rgb(path: Path, item: DubaiItem) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(item.image) as im:
-            image = np.asarray(im.convert("RGB"))
-        with Image.open(item.mask) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
     except OSError as exc:
-        raise DatasetError(f"cannot read {item.image.name} / {item.mask.name} of tile {item.tile}: {exc}") from None
-    if rgb.shape[:2] != image.shape[:2]:
-        raise DatasetError(f"{item.mask}: mask is {rgb.shape[1]}x{rgb.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}")
-    return Scene(image=np.ascontiguousarray(image.transpose(2, 0, 1)), mask=decode_mask(rgb, keep_unlabeled=keep_unlabeled),
-                 name=str(item.image), group=f"Tile {item.tile}")
+        raise DatasetError(f"cannot read {path.name} of tile {item.tile}: {exc}") from None
+
+
+def read_mask(item: DubaiItem, *, keep_unlabeled: bool = False) -> np.ndarray:
+    """The class ids of one mask PNG (RGB or palette), ``IGNORE_INDEX`` where unannotated."""
+    return decode_mask(_rgb(item.mask, item), keep_unlabeled=keep_unlabeled)
+
+
+def read_item(item: DubaiItem, *, keep_unlabeled: bool = False) -> Scene:
+    """Decode one pair into a :class:`Scene` (image ``(3, rows, cols)`` uint8)."""
+    image = _rgb(item.image, item)
+    mask = read_mask(item, keep_unlabeled=keep_unlabeled)
+    if mask.shape != image.shape[:2]:
+        raise DatasetError(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}")
+    return Scene(image=np.ascontiguousarray(image.transpose(2, 0, 1)), mask=mask, name=str(item.image), group=f"Tile {item.tile}")
 
 
 def load_dubai(root: str | Path, tiles: Sequence[int] | None = None, *, keep_unlabeled: bool = False) -> list[Scene]:

@@ -30,6 +30,7 @@ from torchgeo.datasets import IntersectionDataset, RasterDataset, VectorDataset
 from geoseg.datasets._torchgeo import sample_image, sample_mask
 from geoseg.datasets.patches import IGNORE_INDEX
 from geoseg.errors import AlignmentWarning, DatasetError
+from geoseg.io.reader import valid_mask
 from geoseg.normalize import Normalization
 
 __all__ = ["GeoTiffImages", "GeoTiffLabels", "VectorLabels", "expand_paths", "geotiff_dataset", "to_training_sample"]
@@ -146,9 +147,8 @@ class VectorLabels(VectorDataset):
     def get_label(self, feature: Any) -> int:  # 0.8 passes a pandas Series, earlier releases a dict
         if not self.label_name:
             return 1
-        value = feature[self.label_name] if not hasattr(feature, "get") or self.label_name in feature else None
-        if value is None and isinstance(feature, dict):
-            value = feature.get("properties", {}).get(self.label_name)
+        props = feature.get("properties", feature) if isinstance(feature, dict) else feature
+        value = props.get(self.label_name)
         if isinstance(value, str) and not value.lstrip("-").isdigit():
             if value not in self._names:
                 raise DatasetError(f"label attribute {self.label_name!r} has class {value!r}, which is not in the class list "
@@ -159,7 +159,7 @@ class VectorLabels(VectorDataset):
         return int(value)
 
 
-def _describe(paths: list[str]) -> tuple[set[str], set[tuple[float, float]]]:
+def _describe(paths: Sequence[str]) -> tuple[set[str], set[tuple[float, float]]]:
     crss, res = set(), set()
     for p in paths:
         try:
@@ -181,27 +181,48 @@ def geotiff_dataset(images: str | Sequence[str], labels: str | Sequence[str] | N
     image_paths = expand_paths(images, root)
     if not image_paths:
         raise DatasetError(f"no image file matches {images!r}{f' under {root}' if root else ''}; expected GeoTIFFs, e.g. images/*.tif")
-    icrs, ires = _describe(image_paths)
-    if "none" in icrs:
-        raise DatasetError("an image has no CRS; georeferenced datasets need one (use the dubai kind for plain images)")
-    image_ds = GeoTiffImages(paths=image_paths)
-    if bands is not None:
-        image_ds.band_indexes = list(bands)
+    image_ds, grid = _image_dataset(image_paths, bands)
     if labels is None:
         return image_ds
     label_paths = expand_paths(labels, root)
     if not label_paths:
         raise DatasetError(f"no label file matches {labels!r}{f' under {root}' if root else ''}; expected label GeoTIFFs or GeoJSON/GPKG")
-    vector = all(Path(p).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb") for p in label_paths)
-    if vector:
-        label_ds: Any = VectorLabels(label_paths, attribute=label_attribute, classes=classes, crs=image_ds.crs, res=image_ds.res)
-    else:
-        lcrs, lres = _describe(label_paths)
-        if lcrs != icrs or lres != ires:
-            warnings.warn(AlignmentWarning(
-                f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} at {sorted(ires)}; "
-                "labels are reprojected to the image grid (nearest neighbour)"), stacklevel=2)
-        label_ds = GeoTiffLabels(paths=label_paths, crs=image_ds.crs, res=image_ds.res)
+    label_grid = None if _is_vector(label_paths) else _describe(label_paths)
+    label_ds = _label_dataset(label_paths, image_ds, grid, label_grid, label_attribute=label_attribute, classes=classes)
+    return _intersect(image_ds, label_ds)
+
+
+Grid = tuple[set[str], set[tuple[float, float]]]  # the CRSs and resolutions of a set of files
+
+
+def _is_vector(paths: Sequence[str]) -> bool:
+    return all(Path(p).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb") for p in paths)
+
+
+def _image_dataset(paths: list[str], bands: Sequence[int] | None = None) -> tuple[GeoTiffImages, Grid]:
+    grid = _describe(paths)
+    if "none" in grid[0]:
+        raise DatasetError("an image has no CRS; georeferenced datasets need one (use the dubai kind for plain images)")
+    image_ds = GeoTiffImages(paths=paths)
+    if bands is not None:
+        image_ds.band_indexes = list(bands)
+    return image_ds, grid
+
+
+def _label_dataset(label_paths: list[str], image_ds: GeoTiffImages, grid: Grid, label_grid: Grid | None, *,
+                   label_attribute: str | None, classes: Sequence[str]) -> Any:
+    """Labels on the image dataset's CRS and resolution (``label_grid`` None: vector labels)."""
+    if label_grid is None:
+        return VectorLabels(label_paths, attribute=label_attribute, classes=classes, crs=image_ds.crs, res=image_ds.res)
+    if label_grid != grid:
+        (lcrs, lres), (icrs, ires) = label_grid, grid
+        warnings.warn(AlignmentWarning(
+            f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} at {sorted(ires)}; "
+            "labels are reprojected to the image grid (nearest neighbour)"), stacklevel=3)
+    return GeoTiffLabels(paths=label_paths, crs=image_ds.crs, res=image_ds.res)
+
+
+def _intersect(image_ds: GeoTiffImages, label_ds: Any) -> Any:
     try:
         return IntersectionDataset(image_ds, label_ds)
     except RuntimeError as exc:
@@ -234,9 +255,7 @@ def to_training_sample(sample: dict[str, Any], *, normalization: Normalization, 
     Invalid pixels: NaN in any band, or ``nodata`` in every band.
     """
     image = sample_image(sample).numpy().astype(np.float32, copy=False)
-    valid = ~np.isnan(image).any(0)
-    if nodata is not None and not np.isnan(nodata):
-        valid &= ~(image == nodata).all(0)
+    valid = valid_mask(image, nodata)
     x = normalization.apply(np.nan_to_num(image))
     x[:, ~valid] = 0.0
     if "mask" in sample:
@@ -277,8 +296,15 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
     scenes = []
     top = 0
     label_nodata = _label_nodata(labels)
+    label_grid = None if _is_vector(labels) else _describe(labels)
+    label_sets: dict[tuple[str, Any], Any] = {}  # one label dataset per image CRS and resolution, not per image
     for path in images:
-        ds = geotiff_dataset([path], list(labels), label_attribute=label_attribute, classes=classes)
+        image_ds, grid = _image_dataset([path])
+        key = (image_ds.crs.to_wkt(), image_ds.res)
+        if key not in label_sets:
+            label_sets[key] = _label_dataset(list(labels), image_ds, grid, label_grid, label_attribute=label_attribute,
+                                             classes=classes)
+        ds = _intersect(image_ds, label_sets[key])
         with rasterio.open(path) as src:
             b, res = src.bounds, (abs(src.transform.a), abs(src.transform.e))
             transform, crs = src.transform, src.crs
@@ -288,9 +314,7 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
             continue  # this image has no labels over it
         image = sample_image(sample).numpy()
         mask = sample_mask(sample).numpy().astype(np.int64)
-        valid = ~np.isnan(image).any(0)
-        if nodata is not None and not np.isnan(nodata):
-            valid &= ~(image == nodata).all(0)
+        valid = valid_mask(image, nodata)
         bad = ~valid | (mask < 0) | (mask >= IGNORE_INDEX)
         if label_nodata is not None:
             bad |= mask == label_nodata
@@ -311,8 +335,7 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
 
 
 def _label_nodata(labels: Sequence[str]) -> float | None:
-    vector = Path(labels[0]).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb")
-    return None if vector else image_nodata(labels)
+    return None if _is_vector(labels) else image_nodata(labels)
 
 
 def _label_classes(labels: Sequence[str], count: int) -> Any:

@@ -67,6 +67,11 @@ def _aoi(root: Path) -> Path:
                        "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<start>_<stop>_tile_<n>.tif (and PS-RGB/, geojson_buildings/...)")
 
 
+def parse_products(text: str) -> list[str]:
+    """``"SAR-Intensity+PS-RGB"`` to ``["SAR-Intensity", "PS-RGB"]`` (checked by :func:`find_spacenet6`)."""
+    return [p.strip() for p in text.split("+") if p.strip()]
+
+
 def read_orientations(path: Path) -> dict[str, int]:
     """``SAR_orientations.txt``: strip id (``<start>_<stop>``) to 0 or 1."""
     out: dict[str, int] = {}
@@ -137,23 +142,30 @@ def targets_from_footprint(footprint: np.ndarray, instances: np.ndarray | None =
     return out
 
 
-def _burn(tile: SN6Tile, shape: tuple[int, int], transform: rasterio.Affine, crs: rasterio.crs.CRS) -> tuple[np.ndarray, np.ndarray]:
-    """Instance ids (1..n) burnt from the tile's buildings GeoJSON onto the grid."""
+def building_polygons(tile: SN6Tile, crs: rasterio.crs.CRS | None) -> list[object]:
+    """The tile's building footprints (non-empty), reprojected to ``crs``; [] without a GeoJSON."""
     import geopandas as gpd
-    from rasterio.features import rasterize
 
-    inst = np.zeros(shape, np.int32)
     if tile.buildings is None:
-        return inst, inst.astype(bool)
+        return []
     try:
         gdf = gpd.read_file(tile.buildings)
     except Exception as exc:
         raise DatasetError(f"{tile.buildings}: cannot read the buildings GeoJSON ({exc})") from None
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    if len(gdf):
-        if gdf.crs is not None and crs is not None and gdf.crs != crs:
-            gdf = gdf.to_crs(crs)
-        inst = rasterize(((g, i + 1) for i, g in enumerate(gdf.geometry)), out_shape=shape, transform=transform,
+    if len(gdf) and gdf.crs is not None and crs is not None and gdf.crs != crs:
+        gdf = gdf.to_crs(crs)
+    return list(gdf.geometry)
+
+
+def _burn(tile: SN6Tile, shape: tuple[int, int], transform: rasterio.Affine, crs: rasterio.crs.CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Instance ids (1..n) burnt from the tile's buildings GeoJSON onto the grid."""
+    from rasterio.features import rasterize
+
+    inst = np.zeros(shape, np.int32)
+    polygons = building_polygons(tile, crs)
+    if polygons:
+        inst = rasterize(((g, i + 1) for i, g in enumerate(polygons)), out_shape=shape, transform=transform,
                          dtype="int32", fill=0)
     return inst, inst > 0
 

@@ -8,14 +8,16 @@ per band for float imagery (SAR in dB, reflectances), which is exact below that 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from geoseg.errors import DatasetError
 from geoseg.normalize import Normalization
 
-__all__ = ["BandStats", "StatsResult", "to_db"]
+__all__ = ["BandStats", "StatsResult", "stream_stats", "to_db"]
 
 
 def to_db(linear: np.ndarray) -> np.ndarray:
@@ -162,3 +164,20 @@ class BandStats:
             p98=tuple(p[1] for p in pct),
             exact_percentiles=not self._float or all(sum(s.size for s in self._samples[b]) >= self._n[b] for b in range(self.bands)),
         )
+
+
+def stream_stats(chips: Iterable[tuple[np.ndarray, np.ndarray | None]], *, db_bands: int = 0) -> StatsResult:
+    """Statistics of ``(image, valid)`` chips; the first ``db_bands`` bands are taken in dB first.
+
+    Raises:
+        DatasetError: no chip at all.
+    """
+    stats: BandStats | None = None
+    for image, valid in chips:
+        if db_bands:
+            image = np.concatenate([to_db(image[:db_bands]), image[db_bands:].astype(np.float32)])
+        stats = stats or BandStats(image.shape[0])
+        stats.update(image, valid)
+    if stats is None:
+        raise DatasetError("no image to compute statistics on")
+    return stats.result()

@@ -119,32 +119,30 @@ def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
     """The held-out images a training config names (``test`` tiles for dubai, ``val`` otherwise)."""
     d = cfg.data
     if d.kind == "dubai":
-        from geoseg.datasets.dubai import decode_mask, find_dubai, split_tiles
+        from geoseg.datasets.dubai import find_dubai, read_mask, split_tiles
 
         parts = split_tiles(find_dubai(d.root), val=d.split.get("val", [1]), test=d.split.get("test", [8]))
         if not parts[split]:
             raise DatasetError(f"the {split} split of {d.root} holds no image; check data.split")
-        from PIL import Image
-
-        pairs = []
-        for it in parts[split]:
-            with Image.open(it.mask) as im:
-                ids = decode_mask(np.asarray(im.convert("RGB"))).astype(np.int64)
-            pairs.append(EvalPair(str(it.image), ids, f"Tile {it.tile}/{it.image.name}"))
-        return pairs
+        return [EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}") for it in parts[split]]
     if d.kind == "spacenet6":
-        from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, split_by_location
+        from geoseg.datasets.spacenet6 import (
+            find_spacenet6,
+            load_tile,
+            parse_products,
+            split_by_location,
+        )
 
-        products = [p.strip() for p in d.product.split("+")]
+        products = parse_products(d.product)
         if len(products) > 1:
             raise DatasetError("evaluation runs on one product file per tile; stacked products are not supported yet")
         tiles = find_spacenet6(d.root, products)
         part = split_by_location(tiles, float(d.split.get("val", 0.2)), seed=cfg.seed)["val" if split != "train" else "train"]
         pairs = []
         for t in part:
-            _, tile_ids, _, _ = load_tile(t, products, target=d.target, flip_orientation=False)
+            _, tile_ids, _, geo = load_tile(t, products, target=d.target, flip_orientation=False)
             pairs.append(EvalPair(str(t.files[products[0]]), tile_ids.astype(np.int64), t.files[products[0]].name,
-                                  footprints=_footprints(t)))
+                                  footprints=_footprints(t, geo)))
         return pairs
     from geoseg.datasets.geotiff import expand_paths
 
@@ -155,49 +153,25 @@ def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
     raise DatasetError("evaluate needs one label raster per image; pass --images DIR --labels DIR")
 
 
-def _footprints(tile: Any) -> list[Any] | None:
+def _footprints(tile: Any, geo: dict[str, Any]) -> list[Any] | None:
+    """True footprints of a SpaceNet 6 tile in its pixel coordinates (``geo``: its CRS and transform)."""
     if tile.buildings is None:
         return None
-    import geopandas as gpd
-
-    with rasterio.open(next(iter(tile.files.values()))) as src:
-        crs, transform = src.crs, src.transform
-    gdf = gpd.read_file(tile.buildings)
-    if gdf.crs is not None and gdf.crs != crs:
-        gdf = gdf.to_crs(crs)
     import shapely
 
-    inv = ~transform
-    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff]) for g in gdf.geometry if g is not None]
+    from geoseg.datasets.spacenet6 import building_polygons
+
+    inv = ~geo["transform"]
+    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+            for g in building_polygons(tile, geo["crs"])]
 
 
 def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
-    """Polygons (pixel coordinates) of one class of a mask, through geoseg's vectorizer."""
-    import warnings
+    """Polygons (pixel coordinates) of one class of a mask, by the vectorizer's polygonizer, in memory."""
+    from geoseg.vectorize.polygonize import polygonize_block
 
-    import pyogrio
-    from rasterio.transform import Affine
-
-    from geoseg.vectorize import vectorize_raster
-
-    with tempfile.TemporaryDirectory(prefix="geoseg-eval-") as tmp:
-        src = Path(tmp, "mask.tif")
-        binary = np.where(mask == value, 1, 0).astype(np.uint8)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dst_ds = rasterio.open(src, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1, dtype="uint8",
-                                   transform=Affine.identity())
-        with dst_ds as dst:
-            dst.write(binary, 1)
-        out = Path(tmp, "polygons.fgb")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a pixel-grid mask without CRS, on purpose
-            vectorize_raster(src, out, exclude=(0,), workers=1)
-        table = pyogrio.read_dataframe(out)
-    import shapely
-
-    # rasterio's identity transform has y growing downwards; polygons come back in pixel units.
-    return list(shapely.make_valid(table.geometry.values))
+    pieces, _ = polygonize_block((mask == value).astype(np.uint8), row_off=0, col_off=0, exclude=frozenset({0}))
+    return list(pieces.geoms)
 
 
 def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.PathLike[str] | None = None,

@@ -146,9 +146,8 @@ def _setup(
     ov = cfg.overlap if overlap is None else overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(blend, tile, plan.overlap)
-    tiles = len(plan.row_starts) * len(plan.col_starts)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
-    runner = make_runner(loaded.model, dev, precision, tta, freeze=dev.type == "cpu" and tiles >= FREEZE_MIN_TILES)
+    runner = make_runner(loaded.model, dev, precision, tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,13 +128,13 @@ def _check(dotted: str, tp: Any, value: Any) -> Any:
         if type(None) in typing.get_args(tp):
             return None
         raise ConfigError(f"{dotted}: may not be empty")
-    allowed = _allowed(tp) or next((_allowed(a) for a in args if _allowed(a)), None)
+    allowed = next((a for a in map(_allowed, [tp, *args]) if a), None)
     if allowed is not None:
         if value not in allowed:
             raise ConfigError(f"{dotted}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}")
         return value
     base = typing.get_origin(tp) or tp
-    if base in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if base in (typing.Union, types.UnionType):  # Optional[X] / X | None: check X
         base = typing.get_origin(args[0]) or args[0]
     try:
         if base is int and not isinstance(value, bool):

@@ -17,7 +17,7 @@ from geoseg.classes import ClassTable
 from geoseg.datasets.augment import Augment
 from geoseg.datasets.patches import PatchDataset, Scene, index_scenes
 from geoseg.datasets.samplers import ClassBalancedSampler, GridSampler, RandomSampler
-from geoseg.datasets.stats import BandStats, StatsResult
+from geoseg.datasets.stats import StatsResult, stream_stats
 from geoseg.errors import ConfigError, DatasetError
 from geoseg.normalize import Normalization
 from geoseg.training.config import DataConfig, TrainConfig
@@ -53,15 +53,9 @@ class DataBundle:
         return train, val
 
 
-def scene_stats(scenes: list[Scene]) -> StatsResult:
-    """Per-band statistics over every valid pixel of ``scenes``."""
-    stats: BandStats | None = None
-    for s in scenes:
-        image, _, valid = s.arrays()
-        stats = stats or BandStats(image.shape[0])
-        stats.update(image, valid)
-    assert stats is not None
-    return stats.result()
+def scene_stats(scenes: list[Scene], *, db_bands: int = 0) -> StatsResult:
+    """Per-band statistics over every valid pixel of ``scenes`` (the first ``db_bands`` in dB)."""
+    return stream_stats(((image, valid) for image, _, valid in (s.arrays() for s in scenes)), db_bands=db_bands)
 
 
 def normalization_for(cfg: DataConfig, stats: StatsResult, *, dtype: str = "uint8") -> Normalization:
@@ -72,16 +66,20 @@ def normalization_for(cfg: DataConfig, stats: StatsResult, *, dtype: str = "uint
 
 
 def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes: ClassTable, *, sar: bool = False,
-                 band_names: tuple[str, ...] = (), normalization: Normalization | None = None,
+                 band_names: tuple[str, ...] = (), db_bands: int = 0,
                  description: dict[str, Any] | None = None) -> DataBundle:
-    """Loaders over in-memory scenes (images already in the units the model sees before scaling)."""
+    """Loaders over scenes; normalization statistics from the training split (its first
+    ``db_bands`` bands in dB, converted by the model's normalization at training and prediction)."""
     d = cfg.data
     if not train:
         raise DatasetError("the training split holds no scene; check data.root and data.split")
-    stats = scene_stats(train)
+    stats = scene_stats(train, db_bands=db_bands)
     first = train[0].arrays()[0]
     dtype = str(first.dtype)
-    norm = normalization or normalization_for(d, stats, dtype=dtype)
+    if db_bands and d.normalization != "scale":
+        norm = stats.normalization(d.normalization, sar_db=True)
+    else:
+        norm = normalization_for(d, stats, dtype=dtype)
     n = len(classes)
     augment = (Augment.for_sar() if sar else Augment(brightness=d.brightness, contrast=d.contrast)) if d.augment else None
     train_index = index_scenes(train, n)
@@ -135,6 +133,7 @@ def _spacenet6(cfg: TrainConfig) -> DataBundle:
         SN6_CLASSES,
         SN6_EDGE_CLASSES,
         find_spacenet6,
+        parse_products,
         split_by_location,
         tile_scene,
     )
@@ -142,7 +141,7 @@ def _spacenet6(cfg: TrainConfig) -> DataBundle:
     d = cfg.data
     if not d.root:
         raise ConfigError("data.root: give the SpaceNet 6 folder (the one holding AOI_11_Rotterdam/)")
-    products = [p.strip() for p in d.product.split("+")]
+    products = parse_products(d.product)
     tiles = find_spacenet6(d.root, products)
     val_fraction = float((d.split or {}).get("val", 0.2) or 0.0)
     parts = split_by_location(tiles, val_fraction, seed=cfg.seed)
@@ -150,28 +149,12 @@ def _spacenet6(cfg: TrainConfig) -> DataBundle:
     sar = products == ["SAR-Intensity"]
     classes = SN6_EDGE_CLASSES if d.target == "footprint-edge-contact" else SN6_CLASSES
     train, val = make(parts["train"]), make(parts["val"])
-    norm = None
-    if "SAR-Intensity" in products and d.normalization != "scale":
-        stats = _db_stats(train, sar_bands=4)
-        norm = stats.normalization(d.normalization, sar_db=True) if sar else None
-    bundle = scene_bundle(cfg, train, val, classes, sar=sar, normalization=norm,
+    bundle = scene_bundle(cfg, train, val, classes, sar=sar, db_bands=4 if sar else 0,
                           band_names=tuple(b for p in products for b in BAND_NAMES[p]),
                           description={"dataset": "SpaceNet 6 (AOI_11_Rotterdam)", "products": products, "target": d.target,
                                        "split": {"by": "location", "val_fraction": val_fraction,
                                                  "excluded_tiles": len(parts["excluded"])}})
-    bundle.sar = sar
     return bundle
-
-
-def _db_stats(scenes: list[Scene], sar_bands: int) -> StatsResult:
-    """Statistics of SAR bands in dB (the model sees dB: Normalization.sar_db)."""
-    from geoseg.datasets.stats import to_db
-
-    stats = BandStats(sar_bands)
-    for s in scenes:
-        image, _, valid = s.arrays()
-        stats.update(to_db(image[:sar_bands]), valid)
-    return stats.result()
 
 
 def _geotiff(cfg: TrainConfig) -> DataBundle:
