@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geoseg.cli.options import is_quiet
+from geoseg.cli.options import is_quiet, pop_predict_options, predict_options
 
 
 @click.command(short_help="Score a model on held-out images (IoU, F1, SpaceNet metric).")
@@ -15,12 +15,10 @@ from geoseg.cli.options import is_quiet
 @click.option("--images", type=click.Path(file_okay=False), help="Folder of images (instead of --config).")
 @click.option("--labels", type=click.Path(file_okay=False), help="Folder of label rasters named like the images.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Write metrics.json and confusion.png here.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
-@click.option("--tile-size", type=click.IntRange(min=1), help="Tile edge in pixels [default: the model's].")
+@predict_options
 @click.pass_context
 def evaluate(ctx: click.Context, checkpoint: str | None, overrides: tuple[str, ...], config: str | None, split: str,
-             images: str | None, labels: str | None, output: str | None, device: str, precision: str, tile_size: int | None) -> None:
+             images: str | None, labels: str | None, output: str | None, **params: object) -> None:
     """Run CKPT (default: the bundled model) over held-out images and report per-class IoU, F1,
     precision, recall, mIoU, pixel accuracy, a confusion matrix and, for building models, the
     SpaceNet metric.
@@ -30,6 +28,7 @@ def evaluate(ctx: click.Context, checkpoint: str | None, overrides: tuple[str, .
     from geoseg.evaluation.evaluate import pairs_from_config, pairs_from_dirs
     from geoseg.models.default import default_model
 
+    options = pop_predict_options(params)
     if checkpoint is not None and "=" in checkpoint:
         overrides, checkpoint = (checkpoint, *overrides), None
     if (images is None) != (labels is None):
@@ -46,7 +45,7 @@ def evaluate(ctx: click.Context, checkpoint: str | None, overrides: tuple[str, .
     from tqdm import tqdm
 
     bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(model, pairs, out_dir=output, device=device, precision=precision, tile_size=tile_size,
+    result = run(model, pairs, options, out_dir=output,
                  progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     click.echo(result.table())

@@ -29,6 +29,49 @@ bands_option = click.option(
     "--bands", callback=parse_bands, metavar="B1,B2,..", help="1-based input bands, in the model's order (e.g. 3,2,1)."
 )
 
+# The options of PredictOptions, in the order --help shows them. Choices are checked by the
+# library's own parser when the command runs, so a kernel added with register_blend can be chosen.
+PREDICT_OPTION_NAMES = ("tile_size", "overlap", "blend", "batch_size", "device", "precision", "tta", "bands", "workers")
+
+_predict_options = [
+    click.option("--tile-size", type=click.IntRange(min=1), help="Tile edge in pixels [default: the model's]."),
+    click.option("--overlap", metavar="PX|FRACTION", help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's]."),
+    click.option("--blend", default="gaussian", show_default=True, metavar="KERNEL",
+                 help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with register_blend."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA]."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option("--precision", default="auto", show_default=True, metavar="auto|fp32|bf16|fp16",
+                 help="auto: the fastest precision whose classes agree with fp32 on >= 99.5% of pixels."),
+    click.option("--tta", default="none", show_default=True, metavar="none|flip|d4", help="Test-time augmentation."),
+    bands_option,
+    click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Threads reading tiles ahead."),
+]
+
+
+def predict_options(f: F) -> F:
+    """Add the prediction options (tile size, overlap, blend, batch, device, precision, TTA, bands,
+    workers) to a command; read them back with :func:`pop_predict_options`."""
+    for option in reversed(_predict_options):
+        f = option(f)
+    return f
+
+
+def pop_predict_options(params: dict[str, Any]) -> Any:
+    """Remove the prediction options from a command's keyword arguments and parse them into a
+    :class:`~geoseg.inference.PredictOptions` with the library's parser.
+
+    Raises:
+        click.BadParameter: a value the library refuses (its message says why and what to use).
+    """
+    from geoseg.errors import TilingError
+    from geoseg.inference.options import PredictOptions
+
+    values = {name: params.pop(name) for name in PREDICT_OPTION_NAMES if name in params}
+    try:
+        return PredictOptions.parse(values)
+    except TilingError as exc:
+        raise click.BadParameter(str(exc)) from None
+
 
 def is_quiet(ctx: click.Context) -> bool:
     """Whether the group's -q was given."""

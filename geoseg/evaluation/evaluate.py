@@ -26,6 +26,7 @@ from geoseg.datasets.patches import IGNORE_INDEX
 from geoseg.errors import DatasetError
 from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.evaluation.spacenet import PolygonScore, match_polygons
+from geoseg.inference.options import PredictOptions
 
 __all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs"]
 
@@ -174,9 +175,9 @@ def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
     return list(pieces.geoms)
 
 
-def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.PathLike[str] | None = None,
-             building_class: str | None = "auto", progress: Callable[[int, int], None] | None = None,
-             **predict_kwargs: Any) -> EvalResult:
+def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions | None = None, *,
+             out_dir: str | os.PathLike[str] | None = None, building_class: str | None = "auto",
+             progress: Callable[[int, int], None] | None = None, **overrides: Any) -> EvalResult:
     """Predict every pair's image with ``checkpoint`` and score the class masks.
 
     Args:
@@ -185,7 +186,8 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.Pa
         out_dir: also write ``metrics.json`` and ``confusion.png`` here.
         building_class: class scored with the SpaceNet metric; ``"auto"``: ``building`` when the model
             is a building model (background and building, optionally edge and contact); None: never.
-        **predict_kwargs: passed to :func:`~geoseg.inference.predict_raster` (``tile_size``, ``device``...).
+        options: how to predict (:class:`~geoseg.inference.PredictOptions`), the same value
+            ``predict_raster`` takes; keyword ``overrides`` change fields of it.
     """
     import warnings
 
@@ -193,6 +195,7 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.Pa
     from geoseg.inference import predict_raster
     from geoseg.inference.engine import resolve_model
 
+    opts = PredictOptions.of(options, **overrides)
     if not pairs:
         raise DatasetError("nothing to evaluate: no image/label pair")
     loaded = resolve_model(checkpoint)
@@ -213,7 +216,7 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], *, out_dir: str | os.Pa
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoCRSWarning)
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                result = predict_raster(pair.image, dst, loaded, **predict_kwargs)
+                result = predict_raster(pair.image, dst, loaded, opts)
             seconds += time.perf_counter() - start
             megapixels += result.height * result.width / 1e6
             with rasterio.open(dst) as src:

@@ -1,17 +1,59 @@
-"""Inference: tile plans, blending kernels, a bounded-memory accumulator and ``predict_raster``."""
+"""Inference: tile plans, blending kernels, a bounded-memory accumulator and ``predict_raster``.
 
-from geoseg.inference.blending import BLEND_KERNELS, blend_weights, register_blend
-from geoseg.inference.engine import PredictionResult, predict_block, predict_raster, resolve_model
-from geoseg.inference.runtime import Runner, resolve_device
+Names load lazily, so ``from geoseg.inference import PredictOptions`` needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.inference.blending import BLEND_KERNELS, blend_weights, register_blend
+    from geoseg.inference.engine import (
+        PredictionResult,
+        predict_block,
+        predict_raster,
+        resolve_model,
+    )
+    from geoseg.inference.options import PredictOptions, parse_overlap
+    from geoseg.inference.runtime import Runner, resolve_device
 
 __all__ = [
     "BLEND_KERNELS",
+    "PredictOptions",
     "PredictionResult",
     "Runner",
     "blend_weights",
+    "parse_overlap",
     "predict_block",
     "predict_raster",
     "register_blend",
     "resolve_device",
     "resolve_model",
 ]
+
+_WHERE = {
+    "BLEND_KERNELS": "blending",
+    "blend_weights": "blending",
+    "register_blend": "blending",
+    "PredictOptions": "options",
+    "parse_overlap": "options",
+    "PredictionResult": "engine",
+    "predict_block": "engine",
+    "predict_raster": "engine",
+    "resolve_model": "engine",
+    "Runner": "runtime",
+    "resolve_device": "runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'geoseg.inference' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geoseg.inference.{where}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,16 +27,17 @@ from torch import nn
 
 from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
-from geoseg.inference.blending import Kernel, blend_weights
-from geoseg.inference.runtime import Precision, Runner, make_runner, resolve_device
+from geoseg.inference.blending import blend_weights
+from geoseg.inference.options import PredictOptions
+from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles
-from geoseg.io.writer import COGWriter, check_destination
+from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig
 
-__all__ = ["PredictionResult", "predict_block", "predict_raster", "resolve_model"]
+__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_raster", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -105,29 +106,14 @@ class _Job:
 FREEZE_MIN_TILES = 8  # fewer tiles than this run eagerly: the trace would cost more than it saves
 
 
-def _setup(
-    src: str | os.PathLike[str],
-    model: ModelSource,
-    *,
-    config: ModelConfig | None,
-    tile_size: int | None,
-    overlap: float | int | None,
-    blend: str | Kernel,
-    batch_size: int | None,
-    device: str | torch.device,
-    precision: Precision,
-    tta: str,
-    bands: tuple[int, ...] | None,
-    workers: int,
-) -> _Job:
-    dev = resolve_device(device)
+def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOptions, config: ModelConfig | None) -> _Job:
+    dev = resolve_device(options.device)
+    batch_size = options.batch_size
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
-    if batch_size < 1:
-        raise TilingError(f"batch_size must be at least 1, got {batch_size}")
     loaded = resolve_model(model, config=config, device="cpu")
     cfg = loaded.config
-    reader = RasterReader(src, bands=bands)
+    reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
         hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1)) if reader.count >= cfg.in_channels else None
         names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
@@ -137,25 +123,25 @@ def _setup(
             f"from a raster of {reader.count}; "
             + (f"choose them with --bands {hint} (1-based, in the model's order)" if hint else "use imagery with enough bands")
         )
-    tile = int(tile_size or cfg.tile_size)
+    tile = int(options.tile_size or cfg.tile_size)
     stride = cfg.output_stride
     if tile % stride:
         reader.close()
         lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
         raise TilingError(f"tile_size={tile} is not a multiple of the model's output stride {stride}; use {lower} or {upper}")
-    ov = cfg.overlap if overlap is None else overlap
+    ov = cfg.overlap if options.overlap is None else options.overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
-    weights = blend_weights(blend, tile, plan.overlap)
+    weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
-    runner = make_runner(loaded.model, dev, precision, tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
-    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, workers)
+    runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
+    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers)
 
 
 def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Window]:
     """Column stripes whose accumulators fit ``budget`` bytes (one stripe for most rasters)."""
     budget = STRIPE_BUDGET if budget is None else budget
     per_col = plan.tile_size * (classes * 4 + 4 + 1)
-    width = max(plan.tile_size, (budget // per_col) // 512 * 512)
+    width = max(plan.tile_size, (budget // per_col) // COG_BLOCK * COG_BLOCK)
     if width >= plan.width:
         return [Window(0, 0, plan.width, plan.height)]
     return [Window(c, 0, min(width, plan.width - c), plan.height) for c in range(0, plan.width, width)]
@@ -169,7 +155,7 @@ def _gdal_cache_bytes(reader: RasterReader, plan: TilePlan, stripe: Window, outp
     rows = plan.tile_size + block_h
     cols = min(reader.width, int(stripe.width) + plan.tile_size + block_w)
     itemsize = max(np.dtype(d).itemsize for d in reader.dtypes)
-    need = rows * cols * reader.count * itemsize + 512 * reader.width * output_bands
+    need = rows * cols * reader.count * itemsize + COG_BLOCK * reader.width * output_bands
     low, high = GDAL_CACHE_LIMITS
     return int(min(max(need * 5 // 4, low), high))
 
@@ -231,26 +217,25 @@ def predict_block(
     src: str | os.PathLike[str],
     model: ModelSource,
     block: Window,
+    options: PredictOptions | None = None,
     *,
     config: ModelConfig | None = None,
-    tile_size: int | None = None,
-    overlap: float | int | None = None,
-    blend: str | Kernel = "gaussian",
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    precision: Precision = "fp32",
-    tta: str = "none",
-    bands: tuple[int, ...] | None = None,
-    workers: int = 2,
+    **overrides: Any,
 ) -> GeoArray:
     """Class probabilities of one block of the raster, identical to that block of a full run.
+
+    Args:
+        src: input raster path or URL.
+        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``).
+        block: the output window, in the raster's pixel grid.
+        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of it.
+        config: model config for a bare module.
 
     Returns:
         A :class:`GeoArray` with ``(classes, rows, cols)`` float32 probabilities, the validity
         mask, and the block's transform and CRS.
     """
-    job = _setup(src, model, config=config, tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size,
-                 device=device, precision=precision, tta=tta, bands=bands, workers=workers)
+    job = _setup(src, model, PredictOptions.of(options, **overrides), config)
     try:
         parts = [geoarray_of(rows, job.reader) for rows in _run_region(job, block)]
     finally:
@@ -263,43 +248,30 @@ def predict_block(
 def predict_raster(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
-    model: ModelSource,
+    model: ModelSource | None = None,
+    options: PredictOptions | None = None,
     *,
     config: ModelConfig | None = None,
-    tile_size: int | None = None,
-    overlap: float | int | None = None,
-    blend: str | Kernel = "gaussian",
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    precision: Precision = "auto",
-    tta: str = "none",
-    bands: tuple[int, ...] | None = None,
     probabilities: str | os.PathLike[str] | None = None,
     confidence: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
-    workers: int = 2,
     progress: Callable[[int, int, float], None] | None = None,
+    **overrides: Any,
 ) -> PredictionResult:
     """Segment a raster of any size into a class-mask COG (and optional probability/confidence COGs).
 
     Args:
         src: input raster path or ``http(s)://`` URL; ``(bands, rows, cols)`` of any dtype.
         dst: output class mask (uint8, nodata 255, colour table and class names).
-        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``).
+        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``);
+            ``None``: the bundled land-cover model.
+        options: how to predict (:class:`PredictOptions`: tile size, overlap, blend, batch,
+            device, precision, TTA, bands, workers); keyword ``overrides`` change fields of it,
+            e.g. ``predict_raster(src, dst, model, tile_size=256, device="cpu")``.
         config: model config for a bare module.
-        tile_size: tile edge in pixels (default: the checkpoint's); a multiple of the output stride.
-        overlap: pixels or a fraction of the tile (default: the checkpoint's).
-        blend: weight kernel name (``gaussian``, ``cosine``, ``linear``, ``mean``, ``crop``) or callable.
-        batch_size: tiles per forward pass (default 2 on CPU, 8 on CUDA).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
-            ``fp32``, ``bf16`` or ``fp16``.
-        tta: ``none``, ``flip`` or ``d4`` test-time augmentation.
-        bands: 1-based input bands in the model's order (default: all).
         probabilities: optional path for per-class probabilities (uint8, 0-255).
         confidence: optional path for the winning class's probability (uint8, 0-255).
         overwrite: replace existing outputs.
-        workers: threads reading tiles ahead.
         progress: called after each tile with ``(tiles done, tiles in all, raster megapixels)``.
 
     Returns:
@@ -313,8 +285,12 @@ def predict_raster(
     outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
     for p in outputs:
         check_destination(p, overwrite=overwrite)
-    job = _setup(src, model, config=config, tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size,
-                 device=device, precision=precision, tta=tta, bands=bands, workers=workers)
+    opts = PredictOptions.of(options, **overrides)
+    if model is None:
+        from geoseg.models.default import default_model
+
+        model = default_model()
+    job = _setup(src, model, opts, config)
     reader, cfg = job.reader, job.config
     stripes = _stripes(job.plan, cfg.num_classes)
     job.progress = progress

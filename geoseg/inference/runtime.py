@@ -6,18 +6,18 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from geoseg.errors import DeviceError
+from geoseg.inference.options import TTA_MODES, Precision
 
 __all__ = ["TTA_MODES", "Runner", "agreement", "cpu_supports_bf16", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -60,11 +60,6 @@ def _unflips(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -k, dims=(-2, -1)) if k else x
 
 
-TTA_MODES: dict[str, list[tuple[int, bool]]] = {
-    "none": [(0, False)],
-    "flip": [(0, False), (0, True)],
-    "d4": [(k, f) for k in range(4) for f in (False, True)],
-}
 
 
 def agreement(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -27,9 +27,11 @@ from rasterio.windows import Window
 from geoseg.classes import ClassTable
 from geoseg.errors import OutputExistsError, WriteError
 
-__all__ = ["COGWriter", "check_destination", "write_qml"]
+__all__ = ["COG_BLOCK", "COGWriter", "check_destination", "write_qml"]
 
 log = logging.getLogger(__name__)
+
+COG_BLOCK = 512  # internal tile edge of the COGs geoseg writes; prediction stripes are a multiple of it
 
 Resampling = Literal["nearest", "mode", "average", "bilinear"]
 
@@ -129,7 +131,7 @@ class COGWriter:
         tags: Mapping[str, str] | None = None,
         resampling: Resampling = "nearest",
         compress: str = "deflate",
-        blocksize: int = 512,
+        blocksize: int = COG_BLOCK,
         overwrite: bool = False,
     ) -> None:
         self.dst = check_destination(dst, overwrite=overwrite)

@@ -36,7 +36,7 @@ def whole_image(model: torch.nn.Module, data: np.ndarray, scale: float = 255.0) 
 def test_tiled_equals_whole_image_for_a_pointwise_model(make_raster, textured_rgb, pointwise: LoadedModel, blend: str, size) -> None:
     data = textured_rgb(*size)
     path = make_raster(data)
-    got = predict_block(path, pointwise, Window(0, 0, size[1], size[0]), blend=blend, device="cpu", workers=1)
+    got = predict_block(path, pointwise, Window(0, 0, size[1], size[0]), blend=blend, device="cpu", precision="fp32", workers=1)
     expected = whole_image(pointwise.model, data)
     assert got.data.shape == expected.shape
     np.testing.assert_allclose(got.data, expected, atol=1e-4)
@@ -45,7 +45,7 @@ def test_tiled_equals_whole_image_for_a_pointwise_model(make_raster, textured_rg
 
 def test_conv_net_crop_blend_is_exact_away_from_the_border(make_raster, textured_rgb, conv3: LoadedModel) -> None:
     data = textured_rgb(150, 170)
-    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend="crop", device="cpu")
+    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend="crop", device="cpu", precision="fp32")
     expected = whole_image(conv3.model, data)
     np.testing.assert_allclose(got.data[:, 3:-3, 3:-3], expected[:, 3:-3, 3:-3], atol=1e-4)
 
@@ -55,7 +55,7 @@ def test_conv_net_blends_agree_on_classes(make_raster, textured_rgb, conv3: Load
     # A real receptive field makes tile edges differ from the whole image; tapered kernels hide
     # that, a uniform mean shows it (which is why gaussian is the default).
     data = textured_rgb(150, 170)
-    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend=blend, device="cpu")
+    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend=blend, device="cpu", precision="fp32")
     expected = whole_image(conv3.model, data)
     assert (got.data.argmax(0) == expected.argmax(0))[3:-3, 3:-3].mean() >= target
 
@@ -63,9 +63,9 @@ def test_conv_net_blends_agree_on_classes(make_raster, textured_rgb, conv3: Load
 def test_any_block_alone_equals_the_same_block_of_the_full_run(make_raster, textured_rgb, conv3: LoadedModel) -> None:
     data = textured_rgb(120, 90)
     path = make_raster(data)
-    full = predict_block(path, conv3, Window(0, 0, 90, 120), device="cpu")
+    full = predict_block(path, conv3, Window(0, 0, 90, 120), device="cpu", precision="fp32")
     block = Window(13, 41, 50, 37)
-    part = predict_block(path, conv3, block, device="cpu")
+    part = predict_block(path, conv3, block, device="cpu", precision="fp32")
     np.testing.assert_array_equal(part.data, full.data[:, 41:78, 13:63])
     assert part.transform == full.transform * Affine.translation(13, 41)
 

@@ -1,0 +1,158 @@
+"""``PredictOptions``: how a raster goes through a model, as one frozen, validated value.
+
+Every entry point that runs a model over a raster (``predict_raster``, ``predict_block``,
+``evaluate``, and the code built on them) takes one of these, so the defaults live in one place
+and a value is checked once, with the fix in the message. The CLI builds it through
+:meth:`PredictOptions.parse`, the same parser a script uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from geoseg.errors import TilingError
+from geoseg.inference.blending import BLEND_KERNELS, Kernel
+
+__all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap"]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+# test-time augmentation: (quarter turns, horizontal flip) applied to each batch, undone on the output
+TTA_MODES: dict[str, list[tuple[int, bool]]] = {
+    "none": [(0, False)],
+    "flip": [(0, False), (0, True)],
+    "d4": [(k, f) for k in range(4) for f in (False, True)],
+}
+
+
+def parse_overlap(value: str | float | int | None) -> float | int | None:
+    """``"128"`` -> 128 pixels; ``"0.25"`` -> a quarter of the tile; ``None`` stays ``None``.
+
+    Raises:
+        TilingError: for text that is not a number, a negative number, or a number >= 1 that is
+            not whole pixels (``1.5``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TilingError(f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TilingError(f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}") from None
+    if number < 0:
+        raise TilingError(f"overlap must be >= 0, got {value!r}; e.g. 0.25 or 128")
+    if number < 1:
+        return number
+    if not number.is_integer():
+        raise TilingError(f"overlap={value!r} is neither whole pixels nor a fraction in [0, 1); e.g. 128 or 0.25")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a raster goes through a model. ``None`` means "the checkpoint's value".
+
+    Attributes:
+        tile_size: tile edge in pixels; a multiple of the model's output stride.
+        overlap: pixels (int) or a fraction of the tile (float in [0, 1)).
+        blend: a kernel name from :data:`~geoseg.inference.BLEND_KERNELS` or a callable
+            ``kernel(tile, overlap) -> (tile, tile)`` array.
+        batch_size: tiles per forward pass (``None``: 2 on CPU, 8 on CUDA).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
+            ``fp32``, ``bf16`` or ``fp16``.
+        tta: test-time augmentation, a key of :data:`~geoseg.inference.runtime.TTA_MODES`.
+        bands: 1-based input bands in the model's order (``None``: all).
+        workers: threads reading tiles ahead (0: read in the calling thread).
+        extra: options for code built on top of prediction (free-form, copied, not validated).
+
+    Raises:
+        TilingError: for any value out of range, with the valid choices.
+    """
+
+    tile_size: int | None = None
+    overlap: float | int | None = None
+    blend: str | Kernel = "gaussian"
+    batch_size: int | None = None
+    device: str = "auto"
+    precision: Precision = "auto"
+    tta: str = "none"
+    bands: tuple[int, ...] | None = None
+    workers: int = 2
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: int | None, low: int) -> None:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise TilingError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        positive("tile_size", self.tile_size, 1)
+        positive("batch_size", self.batch_size, 1)
+        positive("workers", self.workers, 0)
+        object.__setattr__(self, "overlap", parse_overlap(self.overlap))
+        if not callable(self.blend) and self.blend not in BLEND_KERNELS:
+            raise TilingError(f"unknown blend {self.blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable")
+        if self.precision not in PRECISIONS:
+            raise TilingError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.tta not in TTA_MODES:
+            raise TilingError(f"unknown tta {self.tta!r}; expected one of {', '.join(TTA_MODES)}")
+        if not isinstance(self.device, str):
+            object.__setattr__(self, "device", str(self.device))
+        if self.bands is not None:
+            bands = tuple(self.bands)
+            if not bands or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands):
+                raise TilingError(f"bands are 1-based integers such as (3, 2, 1), got {self.bands!r}")
+            object.__setattr__(self, "bands", bands)
+        object.__setattr__(self, "extra", dict(self.extra))
+
+    def replace(self, **changes: Any) -> PredictOptions:
+        """A copy with some fields changed (and validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any]) -> PredictOptions:
+        """Build from loose values (CLI text, a YAML mapping): ``overlap`` as text, ``bands`` as
+        ``"3,2,1"``; keys whose value is ``None`` keep the default.
+
+        Raises:
+            TilingError: an unknown key (listing the known ones) or a bad value.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise TilingError(f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+        kwargs = {k: v for k, v in values.items() if v is not None}
+        if isinstance(kwargs.get("bands"), str):
+            text = kwargs["bands"]
+            try:
+                kwargs["bands"] = tuple(int(v) for v in text.split(",") if v.strip())
+            except ValueError:
+                raise TilingError(f"bands are comma-separated numbers such as 3,2,1, got {text!r}") from None
+        for key in ("tile_size", "batch_size", "workers"):
+            if isinstance(kwargs.get(key), str):
+                try:
+                    kwargs[key] = int(kwargs[key])
+                except ValueError:
+                    raise TilingError(f"{key} must be an integer, got {kwargs[key]!r}") from None
+        if "precision" in kwargs:
+            kwargs["precision"] = cast(Precision, str(kwargs["precision"]))
+        return cls(**kwargs)
+
+    @classmethod
+    def of(cls, options: PredictOptions | None = None, **overrides: Any) -> PredictOptions:
+        """``options`` (or the defaults) with keyword overrides applied: the calling convention of
+        every entry point, ``predict_raster(src, dst, model, options, tile_size=256)``."""
+        base = options if options is not None else cls()
+        if not overrides:
+            return base
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TilingError(f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+        return base.replace(**overrides)
+
