@@ -8,6 +8,7 @@ import click
 
 from geoseg.cli.options import is_quiet
 
+
 class KindChoice(click.ParamType):
     """A registered dataset kind, looked up when the command runs (so kinds registered later count)."""
 

@@ -200,7 +200,7 @@ def dataset_kind(name: str) -> DatasetKind:
     """
     kind = DATASET_KINDS.get(name)
     if kind is None:
-        raise ConfigError(f"data.kind: {name!r} is not a known dataset kind; expected one of {', '.join(kind_names())} "
+        raise ConfigError(f"data.kind: {name!r} is not allowed; expected one of {', '.join(kind_names())} "
                           "(or register yours with geoseg.datasets.register_dataset_kind)")
     return kind
 

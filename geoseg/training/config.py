@@ -156,7 +156,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``key.sub=value`` overrides applied (values read as YAML)."""
     out = dict(raw)
     for text in overrides:
         path, value = parse_override(text)
