@@ -8,7 +8,8 @@ SPEC   := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha1(open('pyprojec
 STAMP  := $(VENV)/.installed-$(SPEC)
 SCENE  := sample_data/rotterdam_ps_rgb.tif
 OUTDIR ?= demo_output
-PYTEST_ARGS ?=
+# the ten slowest tests are listed after every run, CI included
+PYTEST_ARGS ?= --durations=10
 
 DUBAI  ?=
 RUN    ?= runs/dubai-default

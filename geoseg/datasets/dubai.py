@@ -42,7 +42,7 @@ DUBAI_COLOURS: dict[str, tuple[int, str]] = {
 UNLABELED = 5
 
 DUBAI_CLASSES = ClassTable(tuple(
-    ClassInfo(i, name, tuple(int(h[k : k + 2], 16) for k in (1, 3, 5)))  # type: ignore[arg-type]
+    ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
     for h, (i, name) in DUBAI_COLOURS.items() if i != UNLABELED
 ))
 

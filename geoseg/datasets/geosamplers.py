@@ -8,9 +8,9 @@ over every file it touches, is at least ``1 - max_nodata``. Random samplers are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from affine import Affine
@@ -88,7 +88,7 @@ class NodataFilter(Sampler[Any]):
         return 1.0 - self.index.valid_fraction(*box) <= self.max_nodata + 1e-9
 
     def __len__(self) -> int:
-        return self.length if self.length is not None else len(self.sampler)  # type: ignore[arg-type]
+        return self.length if self.length is not None else len(cast(Sized, self.sampler))
 
     def __iter__(self) -> Iterator[Any]:
         if self.length is None:

@@ -176,7 +176,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
 
     def flush() -> Iterator[FinishedRows]:
         batch = [item for _, item in pending if item is not None]
-        probs: np.ndarray | None = None
+        probs = np.empty((0,), np.float32)  # weighted probabilities of the batch, one per tile with data
         if batch:
             x = torch.from_numpy(np.stack([x for x, _ in batch]))
             if job.runner.device.type == "cuda":
@@ -188,7 +188,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
             if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
                 job.stats["skipped"] += 1
             else:
-                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))  # type: ignore[index]
+                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))
                 job.stats["run"] += 1
                 i += 1
             job.done += 1

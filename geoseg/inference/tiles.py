@@ -18,8 +18,9 @@ __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
 def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
     """Pad ``(bands, rows, cols)`` by reflection (edge replication where an axis is 1 px)."""
     widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
-    mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
-    return np.pad(data, widths, mode=mode)  # type: ignore[call-overload]
+    if min(data.shape[1:]) > 1:
+        return np.pad(data, widths, mode="reflect")
+    return np.pad(data, widths, mode="edge")
 
 
 def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tuple[np.ndarray, np.ndarray] | None:

@@ -165,6 +165,6 @@ def build_model(
                 "(--encoder-weights path/to/encoder.safetensors) or use random initialization."
             ) from None
         raise
-    if local:
-        load_encoder_weights(model, encoder_weights)  # type: ignore[arg-type]
+    if local and encoder_weights is not None:
+        load_encoder_weights(model, encoder_weights)
     return model

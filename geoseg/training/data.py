@@ -8,8 +8,9 @@ on the training split only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -47,11 +48,16 @@ class DataBundle:
     def loaders(self, batch_size: int, num_workers: int) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
         common: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers,
                                   "persistent_workers": num_workers > 0}
-        train = DataLoader(self.train, sampler=self.train_sampler, drop_last=len(self.train_sampler) >= batch_size, **common)  # type: ignore[arg-type]
+        train = DataLoader(self.train, sampler=self.train_sampler, drop_last=_count(self.train_sampler) >= batch_size, **common)
         val = None
-        if self.val is not None and self.val_sampler is not None and len(self.val_sampler):  # type: ignore[arg-type]
+        if self.val is not None and self.val_sampler is not None and _count(self.val_sampler):
             val = DataLoader(self.val, sampler=self.val_sampler, **common)
         return train, val
+
+
+def _count(sampler: Sampler[Any]) -> int:
+    """Samples per epoch of one of our samplers (torch's ``Sampler`` type declares no ``len``)."""
+    return len(cast(Sized, sampler))
 
 
 def scene_stats(scenes: list[Scene], *, db_bands: int = 0) -> StatsResult:
@@ -121,6 +127,6 @@ def build_data(cfg: TrainConfig) -> DataBundle:
     bundle = scene_bundle(cfg, scenes.train, scenes.val, scenes.classes, sar=scenes.sar, band_names=scenes.band_names,
                           db_bands=scenes.db_bands, description=scenes.description)
     bundle.nodata = scenes.nodata
-    if len(bundle.train_sampler) == 0:  # type: ignore[arg-type]
+    if _count(bundle.train_sampler) == 0:
         raise DatasetError("the training split yields no sample; lower data.max_nodata or data.patch_size")
     return bundle
