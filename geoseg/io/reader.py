@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
 from geoseg.io.open import open_raster
-from geoseg.io.windows import tile_transform
+from geoseg.io.windows import clip_window, tile_transform
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -189,10 +189,10 @@ class RasterReader:
         ds = self._dataset()
         row0, col0 = int(window.row_off), int(window.col_off)
         rows, cols = int(window.height), int(window.width)
-        r0, r1 = max(row0, 0), min(row0 + rows, self.height)
-        c0, c1 = max(col0, 0), min(col0 + cols, self.width)
-        inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
-        inside = r1 > r0 and c1 > c0
+        inner = clip_window(window, self.height, self.width)
+        r0, c0 = int(inner.row_off), int(inner.col_off)
+        r1, c1 = r0 + int(inner.height), c0 + int(inner.width)
+        inside = inner.height > 0 and inner.width > 0
         full = inside and (r0, r1, c0, c1) == (row0, row0 + rows, col0, col0 + cols)
         try:
             if full:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rasterio.windows import Window
 
 from geoseg.errors import TilingError
-from geoseg.io.windows import axis_starts, plan_tiles, resolve_overlap, tile_transform
+from geoseg.io.windows import axis_starts, clip_window, plan_tiles, resolve_overlap, tile_transform
 
 
 @st.composite
@@ -100,3 +100,19 @@ def test_tile_transform_keeps_rotation() -> None:
     tt = tile_transform(Window(4, 2, 8, 8), t)
     assert tt @ (0, 0) == pytest.approx(t @ (4, 2))
     assert (tt.a, tt.b, tt.d, tt.e) == (t.a, t.b, t.d, t.e)
+
+
+@pytest.mark.parametrize(
+    ("window", "grow", "expected"),
+    [
+        (Window(-5, -3, 20, 10), 0, Window(0, 0, 15, 7)),  # reaches past the top-left corner
+        (Window(90, 45, 20, 10), 0, Window(90, 45, 10, 5)),  # past the bottom-right corner
+        (Window(10, 10, 5, 5), 2, Window(8, 8, 9, 9)),  # grown by a halo, inside
+        (Window(0, 0, 5, 5), 3, Window(0, 0, 8, 8)),  # grown, clipped at the corner
+        (Window(200, 10, 5, 5), 0, Window(200, 10, 0, 5)),  # outside: zero width
+    ],
+)
+def test_clip_window(window: Window, grow: int, expected: Window) -> None:
+    got = clip_window(window, 50, 100, grow=grow)
+    assert (got.col_off, got.row_off, got.height) == (expected.col_off, expected.row_off, expected.height)
+    assert got.width == expected.width
