@@ -21,10 +21,10 @@ Vectorizing: :func:`vectorize_raster`. Models: :func:`build_model`, :func:`load_
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from geoseg._lazy import lazy_attributes
 from geoseg._version import __version__
 from geoseg.errors import GeosegError
 
@@ -79,12 +79,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'geoseg' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

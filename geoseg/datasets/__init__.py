@@ -12,9 +12,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from geoseg._lazy import lazy_attributes
 from geoseg.datasets.check import CheckReport, check_dataset, dataset_stats
 from geoseg.datasets.kinds import (
     DATASET_KINDS,
@@ -87,12 +87,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module 'geoseg.datasets' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"geoseg.datasets.{where}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _LAZY.items()}, __all__)

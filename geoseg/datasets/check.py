@@ -43,7 +43,13 @@ class CheckReport:
     groups: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
         return dict(self.__dict__)
+
+    def add_grid(self, crs: str, resolution: str) -> None:
+        """Count one file's CRS and resolution."""
+        self.crs[crs] = self.crs.get(crs, 0) + 1
+        self.resolutions[resolution] = self.resolutions.get(resolution, 0) + 1
 
     def lines(self) -> list[str]:
         out = [f"{self.root} ({self.kind})",
@@ -112,6 +118,12 @@ def _source(root: str | os.PathLike[str], kind: str, source: DataSource | None, 
     return dataclasses.replace(source, kind=kind, root=str(root))
 
 
+def _start(source: DataSource) -> tuple[Path, CheckReport, Counter[int]]:
+    """The folder, an empty report and class counts for one check."""
+    base = Path(source.root)
+    return base, CheckReport(source.kind, str(base)), Counter()
+
+
 def check_scenes(source: DataSource, on_error: OnError = "stop", progress: Progress | None = None) -> CheckReport:
     """The check of any kind: build each item's scene once, count classes, nodata, CRS and resolution."""
     kind = dataset_kind(source.kind)
@@ -134,9 +146,8 @@ def check_scenes(source: DataSource, on_error: OnError = "stop", progress: Progr
         if scene.group:
             groups[scene.group] += 1
         crs = scene.crs or "none"
-        report.crs[crs] = report.crs.get(crs, 0) + 1
         res = f"{abs(scene.transform.a):.6g}"
-        report.resolutions[res] = report.resolutions.get(res, 0) + 1
+        report.add_grid(crs, res)
         rows, cols = scene.shape
         if valid is not None:
             nodata += int((~valid).sum())
@@ -159,9 +170,7 @@ def check_dubai(source: DataSource, on_error: OnError = "stop", progress: Progre
 
     from geoseg.datasets.dubai import DUBAI_COLOURS, find_dubai, read_mask
 
-    base = Path(source.root)
-    report = CheckReport(source.kind, str(base))
-    counts: Counter[int] = Counter()
+    base, report, counts = _start(source)
     total = 0
     items = find_dubai(base)
     report.files, report.images, report.labels = 2 * len(items), len(items), len(items)
@@ -193,9 +202,7 @@ def check_spacenet6(source: DataSource, on_error: OnError = "stop", progress: Pr
     """The ``spacenet6`` check: every tile read and its buildings burnt, as training would."""
     from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, parse_products
 
-    base = Path(source.root)
-    report = CheckReport(source.kind, str(base))
-    counts: Counter[int] = Counter()
+    base, report, counts = _start(source)
     nodata = total = 0
     products = parse_products(source.product)
     tiles = find_spacenet6(base, products)
@@ -214,9 +221,8 @@ def check_spacenet6(source: DataSource, on_error: OnError = "stop", progress: Pr
             continue
         geo: dict[str, Any] = dict(info)
         crs = geo["crs"].to_string() if geo["crs"] else "none"
-        report.crs[crs] = report.crs.get(crs, 0) + 1
         res = f"{abs(geo['transform'].a):.3g} m"
-        report.resolutions[res] = report.resolutions.get(res, 0) + 1
+        report.add_grid(crs, res)
         nodata += int((~valid).sum())
         total += valid.size
         counts.update(dict(zip(*np.unique(lab[valid], return_counts=True), strict=True)))
@@ -231,9 +237,7 @@ def check_geotiff(source: DataSource, on_error: OnError = "stop", progress: Prog
     """The ``geotiff`` check: CRS, resolution, nodata and label values of every file, from overviews."""
     from geoseg.datasets.geotiff import expand_paths
 
-    base = Path(source.root)
-    report = CheckReport(source.kind, str(base))
-    counts: Counter[int] = Counter()
+    base, report, counts = _start(source)
     nodata = total = 0.0
     image_paths, label_paths = expand_paths(source.images, base), expand_paths(source.labels, base)
     if not image_paths:
@@ -244,9 +248,8 @@ def check_geotiff(source: DataSource, on_error: OnError = "stop", progress: Prog
         try:
             with open_raster(p) as src:
                 crs = src.crs.to_string() if src.crs else "none"
-                report.crs[crs] = report.crs.get(crs, 0) + 1
                 res = f"{abs(src.transform.a):.6g}"
-                report.resolutions[res] = report.resolutions.get(res, 0) + 1
+                report.add_grid(crs, res)
                 cell = max(1, max(src.width, src.height) // 2048)
                 if k >= len(image_paths):  # a label raster
                     shape = (max(1, src.height // cell), max(1, src.width // cell))
