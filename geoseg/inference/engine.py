@@ -31,6 +31,7 @@ from geoseg.inference.blending import blend_weights
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
+from geoseg.io.atomic import check_paths
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles
 from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
@@ -282,6 +283,8 @@ def predict_raster(
         WriteError, DeviceError: with what was expected and how to fix it.
     """
     start = time.perf_counter()
+    model_path = model if isinstance(model, (str, os.PathLike)) else None
+    check_paths({"SRC": src, "--model": model_path}, {"DST": dst, "--probabilities": probabilities, "--confidence": confidence})
     outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
     for p in outputs:
         check_destination(p, overwrite=overwrite)

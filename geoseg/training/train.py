@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from geoseg.errors import ConfigError, TrainingError, WeightsError
+from geoseg.io.atomic import atomic_output, check_run_folder
 from geoseg.training.config import TrainConfig, config_from_dict
 
 __all__ = ["TrainResult", "train"]
@@ -43,6 +44,9 @@ def _precision(p: str) -> str:
 
 def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Path, Path | None]:
     run = Path(cfg.output)
+    weights = cfg.model.encoder_weights
+    check_run_folder(run, {"data.root": cfg.data.root or None,
+                           "model.encoder_weights": weights if weights and Path(weights).exists() else None})
     saved = run / "config.yaml"
     last = run / "last.ckpt"
     if resume:
@@ -115,7 +119,8 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
     run, ckpt_path = _prepare_run(cfg, resume=resume, overwrite=overwrite)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg)
-    (run / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
+    with atomic_output(run / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
     n = len(data.classes)
     try:
         model = build_model(cfg.model.architecture, cfg.model.encoder, in_channels=len(data.band_names), classes=n,
@@ -206,8 +211,8 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
     best = run / "best.safetensors"
     final = run / "model.safetensors"
     if best.is_file():
-        shutil.copyfile(best, run / ".model.safetensors.partial")
-        os.replace(run / ".model.safetensors.partial", final)
+        with atomic_output(final) as tmp:
+            shutil.copyfile(best, tmp)
     else:
         save_checkpoint(task.model, describe({"epoch": trainer.current_epoch}), final)
     if "csv" in cfg.logger:

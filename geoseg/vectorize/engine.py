@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from geoseg.classes import ClassTable
 from geoseg.errors import RasterFormatError, RasterOpenError
+from geoseg.io.atomic import check_paths
 from geoseg.io.open import open_raster
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
@@ -227,6 +228,7 @@ def vectorize_raster(
         RasterOpenError, RasterFormatError, OutputExistsError, WriteError.
     """
     start = time.perf_counter()
+    check_paths({"MASK": mask, "--confidence": confidence}, {"DST": dst})
     check_destination(dst, overwrite=overwrite)
     format_of(dst)
     if connectivity not in (4, 8):

@@ -21,6 +21,7 @@ from rasterio.crs import CRS
 
 from geoseg.classes import ClassTable
 from geoseg.errors import RasterFormatError, WriteError
+from geoseg.io.atomic import atomic_output, temporary_name
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import FeatureBatch
 
@@ -175,8 +176,6 @@ def write_features(
         raise RasterFormatError(f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
                                 "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs.")
     layer = layer or path.stem
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    spill = path.with_name(f".{path.name}.partial-all.gpkg")
     schema = _schema(confidence)
     counter = [0]
     seen: set[int] = set()
@@ -194,34 +193,29 @@ def write_features(
 
     wkt = crs.to_wkt() if crs is not None else None
     stream = _record_batches(tracked(batches), schema, counter)
-    for p in (tmp, spill):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+    spill = temporary_name(path, "-all").with_suffix(".gpkg")
     try:
-        with warnings.catch_warnings():
-            if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
-                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-            if fmt == "GeoParquet":
-                _geoparquet(tmp, stream, schema, crs, geometry_type)
-                layers = [(layer, sorted(seen))]
-            elif layout == "per-class":
-                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
-                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
-                layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
-            else:
-                options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
-                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
-                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
-                layers = [(layer, sorted(seen))]
-        if fmt == "GPKG":
-            for name, ids in layers:
-                if ids or layout == "single":
-                    _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            with warnings.catch_warnings():
+                if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
+                    warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+                if fmt == "GeoParquet":
+                    _geoparquet(tmp, stream, schema, crs, geometry_type)
+                    layers = [(layer, sorted(seen))]
+                elif layout == "per-class":
+                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
+                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+                    layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
+                else:
+                    options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
+                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
+                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
+                    layers = [(layer, sorted(seen))]
+            if fmt == "GPKG":
+                for name, ids in layers:
+                    if ids or layout == "single":
+                        _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
     except BaseException as exc:
-        for p in (tmp, spill):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
         if failure and failure[0] is not exc:
             raise failure[0] from None
         if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(exc, PermissionError):

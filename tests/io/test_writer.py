@@ -60,8 +60,12 @@ def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
         assert ds.read(1)[0, 0] == 2
 
 
-def test_leftover_partial_file_is_replaced(tmp_path: Path) -> None:
-    (tmp_path / ".out.tif.partial.tif").write_bytes(b"killed half way")
+def test_leftover_partial_file_of_a_killed_run_is_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    (tmp_path / f".out.tif.geoseg-{dead.stdout.strip()}-abcd.partial.tif").write_bytes(b"killed half way")
     _write(tmp_path / "out.tif", np.ones((1, 20, 20), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
 
