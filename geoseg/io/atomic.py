@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = ["atomic_output", "check_paths", "describe_os_error", "temporary_name"
 log = logging.getLogger(__name__)
 
 _MARK = ".geoseg-"  # temporary names: .<name>.geoseg-<pid>-<token>.partial<suffix>
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is blamed on a full disk
 NAME_MAX = 255  # bytes in one path component on the file systems geoseg writes to
 
 
@@ -67,13 +69,15 @@ def remove_stale(dst: Path) -> None:
                     log.debug("removed %s, left by a run that was killed", p)
 
 
-def describe_os_error(dst: str | os.PathLike[str], exc: OSError) -> str | None:
+def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
     """A one-line explanation (expected / got / fix) of an OSError met while writing ``dst``,
     or None when it is not one of the write failures geoseg explains."""
     path = Path(dst)
-    code = exc.errno
-    text = str(exc)
-    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text:
+    code = getattr(exc, "errno", None)
+    text = " ".join(str(e) for e in _chain(exc))  # GDAL's reason hides in the cause ("see previous exception")
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text or (
+        "write" in text.lower() and _nearly_full(path.parent)
+    ):
         return (f"{path}: the disk is full (no space left in {path.parent}); nothing was written under that name. "
                 "Free some space or write the output to another disk")
     if code == errno.EFBIG or "File too large" in text:
@@ -87,6 +91,24 @@ def describe_os_error(dst: str | os.PathLike[str], exc: OSError) -> str | None:
     if code == errno.ENOENT:
         return f"{path}: the folder {path.parent} does not exist (or vanished while writing); create it first"
     return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether ``folder``'s file system has (almost) no space left: GDAL's write errors often
+    say only "write failed", and the real reason went to stderr."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _fsync(path: Path) -> None:
@@ -108,8 +130,6 @@ def _fsync_dir(folder: Path) -> None:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        import shutil
-
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
@@ -162,11 +182,12 @@ def atomic_output(
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as exc:
-        _remove(tmp)
+        message = None
         if isinstance(exc, OSError) and not isinstance(exc, WriteError) and type(exc).__module__.split(".")[0] != "geoseg":
-            message = describe_os_error(path, exc)
-            if message is not None:
-                raise WriteError(message) from None
+            message = describe_os_error(path, exc)  # before the removal frees the space
+        _remove(tmp)
+        if message is not None:
+            raise WriteError(message) from None
         raise
 
 

@@ -26,7 +26,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassTable
-from geoseg.errors import OutputExistsError, WriteError
+from geoseg.errors import GeosegError, OutputExistsError, WriteError
 from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
 
 __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_qml"]
@@ -46,11 +46,11 @@ def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
         WriteError: the destination folder is missing or is not a folder.
     """
     path = Path(dst)
-    if path.is_dir():
-        raise WriteError(f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}")
     if len(os.fsencode(path.name)) > 255:
         raise WriteError(f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
                          "at most 255); choose a shorter name")
+    if path.is_dir():
+        raise WriteError(f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another name")
     if not path.parent.exists():
@@ -87,7 +87,7 @@ def verify_cog(path: Path) -> None:
                     h, w = min(bh, view.height), min(bw, view.width)
                     view.read(window=Window(view.width - w, view.height - h, w, h))
                     view.read(window=Window(0, 0, w, h))
-    except (RasterioError, OSError) as exc:
+    except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WriteError(f"{path}: the finished raster does not read back ({reason}); the disk may be full") from None
 
@@ -211,8 +211,9 @@ class COGWriter:
         try:
             self._ds = rasterio.open(self._tmp, "w", **self.profile)
         except (RasterioError, OSError) as exc:
+            message = self._explain(exc, "cannot create the output", "check the folder is writable and has space")
             self._abort(exc)
-            raise WriteError(self._explain(exc, "cannot create the output", "check the folder is writable and has space")) from None
+            raise WriteError(message) from None
         if self.gcps is not None:
             self._ds.gcps = self.gcps
         if self.classes is not None:
@@ -228,12 +229,12 @@ class COGWriter:
         """Write a ``(bands, rows, cols)`` array at ``window``."""
         try:
             self._ds.write(data, window=window)
-        except (RasterioError, OSError) as exc:
+        except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             rows = f"rows {window.row_off}..{window.row_off + window.height}"
             raise WriteError(self._explain(exc, f"writing {rows} failed", "nothing was written under that name")) from None
 
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
-        known = describe_os_error(self.dst, exc) if isinstance(exc, OSError) else None
+        known = describe_os_error(self.dst, exc)
         return known or f"{self.dst}: {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
 
     def _abort(self, exc: BaseException) -> None:
@@ -255,9 +256,12 @@ class COGWriter:
             self._ds.close()
             self._publish()
         except BaseException as error:
+            message = None
+            if isinstance(error, Exception) and not isinstance(error, GeosegError):
+                message = self._explain(error, "finishing the COG failed", "nothing was written under that name")
             self._abort(error)
-            if isinstance(error, OSError) and not isinstance(error, WriteError):
-                raise WriteError(self._explain(error, "finishing the COG failed", "nothing was written under that name")) from None
+            if message is not None:
+                raise WriteError(message) from None
             raise
         finally:
             self._cleanup()
@@ -277,7 +281,7 @@ class COGWriter:
             options["predictor"] = "NO" if self.classes is not None else "YES"
         try:
             rasterio.shutil.copy(self._tmp, self._tmp_cog, driver="COG", **options)
-        except (RasterioError, OSError) as exc:
+        except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             raise WriteError(self._explain(exc, "finishing the COG failed", "nothing was written under that name")) from None
         self._cleanup()
         if self.classes is not None:
