@@ -214,15 +214,22 @@ class COGWriter:
             message = self._explain(exc, "cannot create the output", "check the folder is writable and has space")
             self._abort(exc)
             raise WriteError(message) from None
-        if self.gcps is not None:
-            self._ds.gcps = self.gcps
-        if self.classes is not None:
-            self._ds.write_colormap(1, self.classes.colormap())
-            self.tags["CLASS_NAMES"] = self.classes.to_json()
-        if self.tags:
-            self._ds.update_tags(**self.tags)
-        for i, text in enumerate(self.descriptions or (), start=1):
-            self._ds.set_band_description(i, text)
+        except BaseException as exc:  # Ctrl-C while creating: leave nothing behind
+            self._abort(exc)
+            raise
+        try:
+            if self.gcps is not None:
+                self._ds.gcps = self.gcps
+            if self.classes is not None:
+                self._ds.write_colormap(1, self.classes.colormap())
+                self.tags["CLASS_NAMES"] = self.classes.to_json()
+            if self.tags:
+                self._ds.update_tags(**self.tags)
+            for i, text in enumerate(self.descriptions or (), start=1):
+                self._ds.set_band_description(i, text)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
         return self
 
     def write(self, data: np.ndarray, window: Window) -> None:

@@ -162,8 +162,6 @@ def write_features(
     Returns:
         ``(features written, layer names)``.
     """
-    import pyarrow as pa
-    import pyogrio
 
     path = check_destination(dst, overwrite=overwrite)
     fmt = format_of(path)
@@ -192,8 +190,50 @@ def write_features(
             raise
 
     wkt = crs.to_wkt() if crs is not None else None
-    stream = _record_batches(tracked(batches), schema, counter)
+    def guarded(items: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from items
+        except BaseException as exc:  # Ctrl-C arrives wherever the main thread is: keep it, not GDAL's echo
+            if not failure:
+                failure.append(exc)
+            raise
+
+    stream = guarded(_record_batches(tracked(batches), schema, counter))
     spill = temporary_name(path, "-all").with_suffix(".gpkg")
+    interrupted: list[bool] = []
+    with _noting_interrupts(interrupted):
+        return _write_features(path, dst, fmt, layer, layout, stream, schema, geometry_type, wkt, crs, classes, keep_crs,
+                               spill, seen, counter, failure, interrupted)
+
+
+@contextlib.contextmanager
+def _noting_interrupts(interrupted: list[bool]) -> Iterator[None]:
+    """Note Ctrl-C while GDAL pulls batches: Arrow turns it into "error while accessing batch"."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, stream: Iterator[Any], schema: Any,
+                    geometry_type: str, wkt: str | None, crs: CRS | None, classes: ClassTable, keep_crs: bool, spill: Path,
+                    seen: set[int], counter: list[int], failure: list[BaseException],
+                    interrupted: list[bool]) -> tuple[int, list[str]]:
+    import pyarrow as pa
+    import pyogrio
+
     try:
         with atomic_output(path) as tmp:
             with warnings.catch_warnings():
@@ -216,6 +256,8 @@ def write_features(
                     if ids or layout == "single":
                         _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
     except BaseException as exc:
+        if interrupted and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         if failure and failure[0] is not exc:
             raise failure[0] from None
         if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(exc, PermissionError):

@@ -54,7 +54,7 @@ def test_temporary_names_are_unique_per_run(tmp_path: Path) -> None:
 def test_disk_full_is_a_clean_error_and_leaves_nothing(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 255, size=(1, 700, 700), dtype=np.uint8)  # 490 kB, incompressible
     with small_disk(tmp_path / "disk", "256k") as disk:
-        with pytest.raises(WriteError, match="disk is full|does not read back"):
+        with pytest.raises(WriteError, match=r"disk is full|does not read back"):
             _cog(disk / "mask.tif", data)
         assert sorted(p.name for p in disk.iterdir()) == []
 
@@ -82,7 +82,7 @@ def test_read_only_folder_and_long_name_are_one_line_errors(tmp_path: Path) -> N
     folder.mkdir()
     if os.geteuid() == 0:
         with small_disk(folder, "64k"):
-            os.system(f"mount -o remount,ro {folder}")  # noqa: S605 - a test-only remount of our own tmpfs
+            os.system(f"mount -o remount,ro {folder}")  # a test-only remount of our own tmpfs
             with pytest.raises(WriteError, match="read-only file system"):
                 _cog(folder / "mask.tif", data)
     else:

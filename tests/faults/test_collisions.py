@@ -63,12 +63,12 @@ def test_evaluate_report_never_replaces_an_input(tmp_path: Path, ckpt: Path) -> 
     from geoseg.evaluation.evaluate import EvalPair, evaluate
 
     image = write_raster(tmp_path / "metrics.json", np.ones((3, 8, 8), np.uint8))
-    with pytest.raises(OutputCollisionError, match="metrics.json is the input image 1"):
+    with pytest.raises(OutputCollisionError, match=r"metrics\.json is the input image 1"):
         evaluate(ckpt, [EvalPair(str(image), np.zeros((8, 8), np.uint8))], out_dir=tmp_path)
 
 
 def test_train_output_folder_never_holds_the_data(tmp_path: Path) -> None:
-    with pytest.raises(OutputCollisionError, match="holds the input data.root"):
+    with pytest.raises(OutputCollisionError, match=r"holds the input data\.root"):
         check_run_folder(tmp_path, {"data.root": tmp_path / "dubai"})
     check_run_folder(tmp_path / "runs" / "a", {"data.root": tmp_path / "dubai"})
 
