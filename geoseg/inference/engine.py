@@ -28,6 +28,7 @@ from torch import nn
 from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import blend_weights
+from geoseg.inference.compat import InputAdapter, check_input
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
@@ -98,6 +99,7 @@ class _Job:
     config: ModelConfig
     batch_size: int
     workers: int
+    adapt: InputAdapter | None = None
     progress: Callable[[int, int, float], None] | None = None
     total: int = 0  # tiles to visit (a tile shared by two column stripes counts twice)
     done: int = 0
@@ -116,14 +118,25 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     cfg = loaded.config
     reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
-        hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1)) if reader.count >= cfg.in_channels else None
         names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
+        count = reader.count
         reader.close()
+        if count >= cfg.in_channels:
+            hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1))
+            fix = f"choose them with --bands {hint} (1-based, in the model's order)"
+        else:  # fewer bands than the model takes: repeating one is the only way, and a weak one
+            hint = ",".join(str(min(b, count)) for b in range(1, cfg.in_channels + 1))
+            fix = (f"use imagery with {cfg.in_channels} bands, or repeat bands with --bands {hint} "
+                   "(1-based; e.g. a grey band as red, green and blue; expect poorer results)")
         raise BandMismatchError(
             f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} were selected "
-            f"from a raster of {reader.count}; "
-            + (f"choose them with --bands {hint} (1-based, in the model's order)" if hint else "use imagery with enough bands")
+            f"from a raster of {count}; {fix}"
         )
+    try:
+        adapt = check_input(reader, cfg, options, str(src))
+    except BaseException:
+        reader.close()
+        raise
     tile = int(options.tile_size or cfg.tile_size)
     stride = cfg.output_stride
     if tile % stride:
@@ -135,7 +148,8 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
     runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
-    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers)
+    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
+                None if adapt.identity else adapt)
 
 
 def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Window]:
@@ -170,7 +184,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
     norm = job.config.normalization
 
     def prepare(tile: Tile) -> tuple[np.ndarray, np.ndarray] | None:
-        return read_tile(job.reader, tile.window, norm)
+        return read_tile(job.reader, tile.window, norm, job.adapt)
 
     pending: list[tuple[Tile, tuple[np.ndarray, np.ndarray] | None]] = []
     ready = 0  # tiles in `pending` that hold data

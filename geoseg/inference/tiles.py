@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from rasterio.windows import Window
 
@@ -22,8 +24,9 @@ def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int
     return np.pad(data, widths, mode=mode)  # type: ignore[call-overload]
 
 
-def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tuple[np.ndarray, np.ndarray] | None:
-    """Read, pad and normalise one tile.
+def read_tile(reader: RasterReader, window: Window, norm: Normalization,
+              adapt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a rescaling).
 
     Returns:
         ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 with invalid pixels set to 0 (the
@@ -37,8 +40,9 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tupl
     inner = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
     if not inner.valid.any():
         return None
-    x = norm.apply(inner.data)
+    x = norm.apply(inner.data if adapt is None else adapt(inner.data))
     x[:, ~inner.valid] = 0.0
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # never let one value swamp a tile
     before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
     if any(before) or any(after):
         x = pad_reflect(x, before, after)
