@@ -322,14 +322,15 @@ def predict_raster(
     ]
     if probabilities is not None:
         outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, **geo), "probabilities"))
+                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
+                           "probabilities"))
     if confidence is not None:
         outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
+                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, mask=True, **geo), "confidence"))
 
     def write(out: Finished) -> None:
         for writer, name in outputs_of:
-            writer.write(getattr(out, name), out.window)
+            writer.write(getattr(out, name), out.window, out.valid)
 
     # ExitStack unwinds in reverse: the reader closes, then each COG is published (or removed
     # on error), then GDAL's cache setting is restored.

@@ -146,6 +146,8 @@ class COGWriter:
         compress: COG compression.
         blocksize: internal tile size of the COG.
         overwrite: replace an existing ``dst``.
+        mask: keep an internal validity mask (see :meth:`write`): readers show the invalid area
+            as transparent, and GDAL leaves it out of the overviews.
 
     Raises:
         OutputExistsError: ``dst`` exists and ``overwrite`` is False.
@@ -171,6 +173,7 @@ class COGWriter:
         compress: str = "deflate",
         blocksize: int = COG_BLOCK,
         overwrite: bool = False,
+        mask: bool = False,
     ) -> None:
         self.dst = check_destination(dst, overwrite=overwrite)
         self.profile: dict[str, Any] = {
@@ -200,6 +203,7 @@ class COGWriter:
         self.resampling = resampling
         self.compress = compress
         self.blocksize = blocksize
+        self.mask = mask
         self._tmp = temporary_name(self.dst, "-stream")
         self._publisher: Any = None
         self._tmp_cog = self._tmp
@@ -232,10 +236,13 @@ class COGWriter:
             raise
         return self
 
-    def write(self, data: np.ndarray, window: Window) -> None:
-        """Write a ``(bands, rows, cols)`` array at ``window``."""
+    def write(self, data: np.ndarray, window: Window, valid: np.ndarray | None = None) -> None:
+        """Write a ``(bands, rows, cols)`` array at ``window``; ``valid`` (``(rows, cols)`` bool)
+        fills the internal mask of a writer made with ``mask=True``."""
         try:
             self._ds.write(data, window=window)
+            if self.mask:
+                self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8) if valid is not None else 255, window=window)
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             rows = f"rows {window.row_off}..{window.row_off + window.height}"
             raise WriteError(self._explain(exc, f"writing {rows} failed", "nothing was written under that name")) from None
