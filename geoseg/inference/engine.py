@@ -169,7 +169,7 @@ def _gdal_cache_bytes(reader: RasterReader, plan: TilePlan, stripe: Window, outp
     block_h, block_w = reader.block_shape
     rows = plan.tile_size + block_h
     cols = min(reader.width, int(stripe.width) + plan.tile_size + block_w)
-    itemsize = max(np.dtype(d).itemsize for d in reader.dtypes)
+    itemsize = np.dtype(reader.dtype).itemsize
     need = rows * cols * reader.count * itemsize + COG_BLOCK * reader.width * output_bands
     low, high = GDAL_CACHE_LIMITS
     return int(min(max(need * 5 // 4, low), high))
