@@ -260,6 +260,24 @@ def predict_block(
     return GeoArray(data, valid, parts[0].transform, job.reader.crs, block)
 
 
+def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike[str], probabilities: str | os.PathLike[str] | None,
+                   confidence: str | os.PathLike[str] | None, *, overwrite: bool) -> list[tuple[COGWriter, str]]:
+    """The COG writers of one prediction, each with the :class:`Finished` attribute it writes."""
+    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
+    outputs_of: list[tuple[COGWriter, str]] = [
+        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
+                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
+    ]
+    if probabilities is not None:
+        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
+                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
+                           "probabilities"))
+    if confidence is not None:
+        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
+                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, mask=True, **geo), "confidence"))
+    return outputs_of
+
+
 def predict_raster(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -307,6 +325,11 @@ def predict_raster(
         from geoseg.models.default import default_model
 
         model = default_model()
+    if opts.resample_to_model:
+        from geoseg.inference.resample import predict_resampled
+
+        return predict_resampled(src, dst, resolve_model(model, config=config), opts, probabilities=probabilities,
+                                 confidence=confidence, overwrite=overwrite, progress=progress)
     job = _setup(src, model, opts, config)
     reader, cfg = job.reader, job.config
     stripes = _stripes(job.plan, cfg.num_classes)
@@ -315,18 +338,7 @@ def predict_raster(
     geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
     if reader.gcps is not None:
         geo["gcps"] = reader.gcps
-    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
-    outputs_of: list[tuple[COGWriter, str]] = [
-        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
-                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
-    ]
-    if probabilities is not None:
-        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
-                           "probabilities"))
-    if confidence is not None:
-        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, mask=True, **geo), "confidence"))
+    outputs_of = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
 
     def write(out: Finished) -> None:
         for writer, name in outputs_of:

@@ -64,9 +64,8 @@ def remove_stale(dst: Path) -> None:
                 continue
             pid = p.name[len(prefix):].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    log.debug("removed %s, left by a run that was killed", p)
+                _remove(p)
+                log.debug("removed %s, left by a run that was killed", p)
 
 
 def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
