@@ -94,3 +94,7 @@ class InputCompatibilityWarning(GeosegWarning):
 
 class InputCompatibilityError(GeosegError, ValueError):
     """The input differs from what the model was trained on, and ``strict`` refuses it."""
+
+
+class NegativeClassWarning(GeosegWarning):
+    """A class mask holds negative ids, which make no polygons."""
