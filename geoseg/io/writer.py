@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import rasterio
@@ -118,6 +118,25 @@ def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> N
 """
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def rat_xml(classes: ClassTable) -> str:
+    """A GDAL raster attribute table (value, class name, colour) for band 1, as GDAL's PAM XML."""
+    fields = [("value", 0, 5), ("class", 2, 2), ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8), ("alpha", 0, 9)]
+    defs = "".join(f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
+                   for i, (name, kind, usage) in enumerate(fields))
+    rows = "".join(
+        f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>'
+        for k, c in enumerate(classes)
+    )
+    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in range(max(c.id for c in classes) + 1))
+    return (f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
+            f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>'
+            "</PAMRasterBand></PAMDataset>\n")
+
+
+def _name_of(classes: ClassTable, value: int) -> str:
+    return next((c.name for c in classes if c.id == value), "")
 
 
 class COGWriter:
@@ -300,6 +319,9 @@ class COGWriter:
         self._cleanup()
         if self.classes is not None:
             write_qml(self.dst.with_suffix(".qml"), self.classes)
+            # GDAL keeps a GeoTIFF's attribute table in its PAM side-car; QGIS >= 3.30 shows it as the legend
+            with atomic_output(self.dst.with_name(self.dst.name + ".aux.xml")) as tmp:
+                tmp.write_text(rat_xml(self.classes), encoding="utf-8")
 
     def _cleanup(self) -> None:
         for p in (self._tmp, self._tmp.with_name(self._tmp.name + ".aux.xml"), self._tmp_cog.with_name(self._tmp_cog.name + ".aux.xml")):

