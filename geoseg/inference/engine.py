@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
 STRIPE_BUDGET = 128 * 2**20  # bytes of accumulator per column stripe (a stripe is 8704 px wide for 6 classes)
+CONFIDENCE_NODATA = 0  # confidence where the input has no data; valid pixels are 1..255
 GDAL_CACHE_LIMITS = (16 * 2**20, 256 * 2**20)  # GDAL block cache while predicting: at least, at most
 
 
@@ -273,8 +274,10 @@ def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike
                                      descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
                            "probabilities"))
     if confidence is not None:
-        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, mask=True, **geo), "confidence"))
+        # the winning class's probability is at least 1/classes, so 0 is free to mean "no data": a nodata value
+        # QGIS 3.22 reads without complaint (it shows an internal mask as an extra alpha band)
+        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, resampling="average",
+                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
     return outputs_of
 
 

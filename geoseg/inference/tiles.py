@@ -99,7 +99,7 @@ class Finished:
                 norm = _normalised(probs, rows.weight[a:b], valid)
                 if self.confidence is not None:
                     c = self.confidence[0, a:b]
-                    c[...] = np.rint(norm.max(axis=0) * 255)
+                    c[...] = np.maximum(np.rint(norm.max(axis=0) * 255), 1)  # 0 is nodata
                     c[~valid] = 0
                 if self.probabilities is not None:
                     p = self.probabilities[:, a:b]

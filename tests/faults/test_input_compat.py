@@ -124,6 +124,8 @@ def test_probability_and_confidence_cogs_mask_the_invalid_area(tmp_path: Path, c
     src = write_raster(tmp_path / "half.tif", data, nodata=0)
     predict_raster(src, tmp_path / "m.tif", ckpt, device="cpu", precision="fp32", probabilities=tmp_path / "p.tif",
                    confidence=tmp_path / "c.tif", tile_size=320, batch_size=4)
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert ds.nodata == 0 and ds.read(1)[:, 310:].min() >= 1
     for name in ("p.tif", "c.tif"):
         with rasterio.open(tmp_path / name) as ds:
             masks = ds.read_masks(1)
