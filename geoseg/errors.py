@@ -28,6 +28,10 @@ class WriteError(GeosegError, OSError):
     """An output could not be written; nothing was left under the final name."""
 
 
+class OutputCollisionError(GeosegError, ValueError):
+    """An output names one of the run's inputs, or another output of the same run."""
+
+
 class TilingError(GeosegError, ValueError):
     """Tile size, overlap or stride do not fit together or with the model."""
 
@@ -82,3 +86,15 @@ class TrainingError(GeosegError, RuntimeError):
 
 class AlignmentWarning(GeosegWarning):
     """Image and labels differ in CRS or resolution and are reprojected to match."""
+
+
+class InputCompatibilityWarning(GeosegWarning):
+    """The input differs from what the model was trained on (dtype, value range, bands, pixel size)."""
+
+
+class InputCompatibilityError(GeosegError, ValueError):
+    """The input differs from what the model was trained on, and ``strict`` refuses it."""
+
+
+class NegativeClassWarning(GeosegWarning):
+    """A class mask holds negative ids, which make no polygons."""

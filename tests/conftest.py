@@ -21,7 +21,7 @@ DEFAULT_TRANSFORM = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0)
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any socket connection that leaves this machine (loopback stays allowed)."""
+    """Fail any socket connection or name lookup that leaves this machine (loopback stays allowed)."""
     real_connect = socket.socket.connect
 
     def guarded(self: socket.socket, address: Any) -> Any:
@@ -31,6 +31,14 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError(f"tests must not use the network (tried to connect to {address!r})")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:  # no name lookups either: a test stays hermetic
+        if host is None or str(host) in ("localhost", "::1") or str(host).startswith("127."):
+            return real_getaddrinfo(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, f"tests must not use the network (tried to look up {host!r})")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
 
 
 @pytest.fixture

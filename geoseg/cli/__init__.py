@@ -56,7 +56,7 @@ class GeosegGroup(click.Group):
             click.secho(f"Error: {exc}", err=True, fg="red")
             sys.exit(1)
         except KeyboardInterrupt as exc:
-            click.secho(f"Interrupted: {exc or 'nothing was written under the output names.'}", err=True, fg="yellow")
+            click.secho(f"Interrupted: {str(exc) or 'nothing was written under the output names.'}", err=True, fg="yellow")
             sys.exit(130)
         except Exception as exc:
             if verbose:
@@ -93,6 +93,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("terminated; nothing was written under the output names.")
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # `kill` cleans up like Ctrl-C: temporary files are removed
     cli(prog_name="geoseg")

@@ -34,7 +34,8 @@ bands_option = click.option(
 
 # The options of PredictOptions, in the order --help shows them. Choices are checked by the
 # library's own parser when the command runs, so a kernel added with register_blend can be chosen.
-PREDICT_OPTION_NAMES = ("tile_size", "overlap", "blend", "batch_size", "device", "precision", "tta", "bands", "workers")
+PREDICT_OPTION_NAMES = ("tile_size", "overlap", "blend", "batch_size", "device", "precision", "tta", "bands", "workers",
+                        "scale", "resample_to_model", "strict")
 
 _predict_options = [
     click.option("--tile-size", type=click.IntRange(min=1), help="Tile edge in pixels [default: the model's]."),
@@ -48,12 +49,20 @@ _predict_options = [
     click.option("--tta", default="none", show_default=True, metavar="none|flip|d4", help="Test-time augmentation."),
     bands_option,
     click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Threads reading tiles ahead."),
+    click.option("--scale", metavar="LOW,HIGH|auto",
+                 help="Map input values LOW..HIGH onto the model's training range (e.g. 0,10000 for reflectance), "
+                      "or auto: a 2-98% stretch per band."),
+    click.option("--resample-to-model", "resample_to_model", is_flag=True, default=None,
+                 help="Predict at the model's pixel size, then resample the outputs back onto the input grid."),
+    click.option("--strict", is_flag=True, default=None,
+                 help="Refuse input unlike the training data (dtype, value range, pixel size) instead of warning."),
 ]
 
 
 def predict_options(f: F) -> F:
     """Add the prediction options (tile size, overlap, blend, batch, device, precision, TTA, bands,
-    workers) to a command; read them back with :func:`pop_predict_options`."""
+    workers, input scaling, resampling, strictness) to a command; read them back with
+    :func:`pop_predict_options`."""
     for option in reversed(_predict_options):
         f = option(f)
     return f

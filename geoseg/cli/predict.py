@@ -42,6 +42,11 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str | None, prob
         bar.update(done - bar.n)
         bar.set_postfix_str(f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
 
+    from geoseg.io.atomic import check_paths
+
+    check_paths({"SRC": src, "--model": model_path},  # before anything runs, whatever --overwrite says
+                {"DST": dst, "--probabilities": probabilities, "--confidence": confidence, "--vector": vector,
+                 "--quicklook": quicklook})
     if quicklook is not None:
         from geoseg.io.writer import check_destination
 

@@ -28,6 +28,7 @@ from geoseg.errors import DatasetError, NoCRSWarning
 from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.evaluation.spacenet import PolygonScore, match_polygons
 from geoseg.inference.options import PredictOptions
+from geoseg.io.atomic import atomic_output, check_paths
 
 __all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs", "write_report"]
 
@@ -152,6 +153,13 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
     opts = PredictOptions.of(options, **overrides)
     if not pairs:
         raise DatasetError("nothing to evaluate: no image/label pair")
+    if out_dir is not None:  # before any work: the report never replaces an input
+        inputs: dict[str, Any] = {"CKPT": checkpoint if isinstance(checkpoint, (str, os.PathLike)) else None}
+        for k, pair in enumerate(pairs):
+            inputs[f"image {k + 1}"] = pair.image
+            inputs[f"labels {k + 1}"] = pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
+        out = Path(out_dir)
+        check_paths(inputs, {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"})
     loaded = resolve_model(checkpoint)
     names = loaded.config.classes.names
     ids = [c.id for c in loaded.config.classes]
@@ -209,9 +217,8 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     """``metrics.json`` and ``confusion.png`` (row-normalised) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".metrics.json.partial"
-    tmp.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
-    os.replace(tmp, out / "metrics.json")
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +239,9 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(f"mIoU {result.scores.miou:.3f}, pixel accuracy {result.scores.accuracy:.3f}")
     fig.tight_layout()
-    fig.savefig(out / ".confusion.partial.png", dpi=100)
-    plt.close(fig)
-    os.replace(out / ".confusion.partial.png", out / "confusion.png")
+    try:
+        with atomic_output(out / "confusion.png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return out / "metrics.json"

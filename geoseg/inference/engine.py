@@ -28,9 +28,11 @@ from torch import nn
 from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import blend_weights
+from geoseg.inference.compat import InputAdapter, check_input
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
+from geoseg.io.atomic import check_paths
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
 STRIPE_BUDGET = 128 * 2**20  # bytes of accumulator per column stripe (a stripe is 8704 px wide for 6 classes)
+CONFIDENCE_NODATA = 0  # confidence where the input has no data; valid pixels are 1..255
 GDAL_CACHE_LIMITS = (16 * 2**20, 256 * 2**20)  # GDAL block cache while predicting: at least, at most
 
 
@@ -97,6 +100,7 @@ class _Job:
     config: ModelConfig
     batch_size: int
     workers: int
+    adapt: InputAdapter | None = None
     progress: Callable[[int, int, float], None] | None = None
     total: int = 0  # tiles to visit (a tile shared by two column stripes counts twice)
     done: int = 0
@@ -115,14 +119,25 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     cfg = loaded.config
     reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
-        hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1)) if reader.count >= cfg.in_channels else None
         names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
+        count = reader.count
         reader.close()
+        if count >= cfg.in_channels:
+            hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1))
+            fix = f"choose them with --bands {hint} (1-based, in the model's order)"
+        else:  # fewer bands than the model takes: repeating one is the only way, and a weak one
+            hint = ",".join(str(min(b, count)) for b in range(1, cfg.in_channels + 1))
+            fix = (f"use imagery with {cfg.in_channels} bands, or repeat bands with --bands {hint} "
+                   "(1-based; e.g. a grey band as red, green and blue; expect poorer results)")
         raise BandMismatchError(
             f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} were selected "
-            f"from a raster of {reader.count}; "
-            + (f"choose them with --bands {hint} (1-based, in the model's order)" if hint else "use imagery with enough bands")
+            f"from a raster of {count}; {fix}"
         )
+    try:
+        adapt = check_input(reader, cfg, options, str(src))
+    except BaseException:
+        reader.close()
+        raise
     tile = int(options.tile_size or cfg.tile_size)
     stride = cfg.output_stride
     if tile % stride:
@@ -134,7 +149,8 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
     runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
-    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers)
+    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
+                None if adapt.identity else adapt)
 
 
 def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Window]:
@@ -154,7 +170,7 @@ def _gdal_cache_bytes(reader: RasterReader, plan: TilePlan, stripe: Window, outp
     block_h, block_w = reader.block_shape
     rows = plan.tile_size + block_h
     cols = min(reader.width, int(stripe.width) + plan.tile_size + block_w)
-    itemsize = max(np.dtype(d).itemsize for d in reader.dtypes)
+    itemsize = np.dtype(reader.dtype).itemsize
     need = rows * cols * reader.count * itemsize + COG_BLOCK * reader.width * output_bands
     low, high = GDAL_CACHE_LIMITS
     return int(min(max(need * 5 // 4, low), high))
@@ -169,7 +185,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
     norm = job.config.normalization
 
     def prepare(tile: Tile) -> tuple[np.ndarray, np.ndarray] | None:
-        return read_tile(job.reader, tile.window, norm)
+        return read_tile(job.reader, tile.window, norm, job.adapt)
 
     pending: list[tuple[Tile, tuple[np.ndarray, np.ndarray] | None]] = []
     ready = 0  # tiles in `pending` that hold data
@@ -283,6 +299,26 @@ def predict_classes(
     return GeoArray(ids, valid, tile_transform(region, job.reader.transform), job.reader.crs, region)
 
 
+def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike[str], probabilities: str | os.PathLike[str] | None,
+                   confidence: str | os.PathLike[str] | None, *, overwrite: bool) -> list[tuple[COGWriter, str]]:
+    """The COG writers of one prediction, each with the :class:`Finished` attribute it writes."""
+    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
+    outputs_of: list[tuple[COGWriter, str]] = [
+        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
+                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
+    ]
+    if probabilities is not None:
+        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
+                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
+                           "probabilities"))
+    if confidence is not None:
+        # the winning class's probability is at least 1/classes, so 0 is free to mean "no data": a nodata value
+        # QGIS 3.22 reads without complaint (it shows an internal mask as an extra alpha band)
+        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, resampling="average",
+                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
+    return outputs_of
+
+
 def predict_raster(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -320,6 +356,8 @@ def predict_raster(
         WriteError, DeviceError: with what was expected and how to fix it.
     """
     start = time.perf_counter()
+    model_path = model if isinstance(model, (str, os.PathLike)) else None
+    check_paths({"SRC": src, "--model": model_path}, {"DST": dst, "--probabilities": probabilities, "--confidence": confidence})
     outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
     for p in outputs:
         check_destination(p, overwrite=overwrite)
@@ -328,6 +366,11 @@ def predict_raster(
         from geoseg.models.default import default_model
 
         model = default_model()
+    if opts.resample_to_model:
+        from geoseg.inference.resample import predict_resampled
+
+        return predict_resampled(src, dst, resolve_model(model, config=config), opts, probabilities=probabilities,
+                                 confidence=confidence, overwrite=overwrite, progress=progress)
     job = _setup(src, model, opts, config)
     reader, cfg = job.reader, job.config
     stripes = _stripes(job.plan, cfg.num_classes)
@@ -336,21 +379,11 @@ def predict_raster(
     geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
     if reader.gcps is not None:
         geo["gcps"] = reader.gcps
-    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
-    outputs_of: list[tuple[COGWriter, str]] = [
-        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
-                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
-    ]
-    if probabilities is not None:
-        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, **geo), "probabilities"))
-    if confidence is not None:
-        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
+    outputs_of = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
 
     def write(out: Finished) -> None:
         for writer, name in outputs_of:
-            writer.write(getattr(out, name), out.window)
+            writer.write(getattr(out, name), out.window, out.valid)
 
     # ExitStack unwinds in reverse: the reader closes, then each COG is published (or removed
     # on error), then GDAL's cache setting is restored.

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast, get_args
 from geoseg.errors import TilingError
 from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
-__all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap"]
+__all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap", "parse_scale"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -53,6 +53,24 @@ def parse_overlap(value: str | float | int | None) -> float | int | None:
     return int(number)
 
 
+def parse_scale(value: str | tuple[float, float] | list[float] | None) -> tuple[float, float] | str | None:
+    """``"0,10000"`` -> ``(0.0, 10000.0)``; ``"auto"`` (a 2-98 % percentile stretch) stays; None stays.
+
+    Raises:
+        TilingError: for anything else, or a low value not below the high one.
+    """
+    if value is None or value == "auto":
+        return value
+    parts: list[Any] = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        low, high = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise TilingError(f"scale must be LOW,HIGH (e.g. 0,10000) or auto, got {value!r}") from None
+    if not (low < high) or not all(map(lambda v: abs(v) < float("inf"), (low, high))):
+        raise TilingError(f"scale needs finite LOW < HIGH, got {value!r}; e.g. 0,10000")
+    return low, high
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """How a raster goes through a model. ``None`` means "the checkpoint's value".
@@ -69,6 +87,13 @@ class PredictOptions:
         tta: test-time augmentation, a key of :data:`~geoseg.inference.runtime.TTA_MODES`.
         bands: 1-based input bands in the model's order (``None``: all).
         workers: threads reading tiles ahead (0: read in the calling thread).
+        scale: map input values ``(low, high)`` linearly onto the range the model was trained
+            on (clipped), or ``"auto"``: each band's 2-98 % percentiles, sampled over the whole
+            raster. ``None``: feed values as they are.
+        resample_to_model: predict at the model's ground sample distance (the input resampled
+            to it), then bring the outputs back onto the input's grid.
+        strict: refuse input that differs from the training data (dtype, value range, pixel
+            size, complex values) instead of warning.
         extra: options for code built on top of prediction (free-form, copied, not validated).
 
     Raises:
@@ -84,6 +109,9 @@ class PredictOptions:
     tta: str = "none"
     bands: tuple[int, ...] | None = None
     workers: int = 2
+    scale: tuple[float, float] | str | None = None
+    resample_to_model: bool = False
+    strict: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +136,10 @@ class PredictOptions:
             if not bands or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands):
                 raise TilingError(f"bands are 1-based integers such as (3, 2, 1), got {self.bands!r}")
             object.__setattr__(self, "bands", bands)
+        object.__setattr__(self, "scale", parse_scale(self.scale))
+        for flag in ("resample_to_model", "strict"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TilingError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         object.__setattr__(self, "extra", dict(self.extra))
 
     def replace(self, **changes: Any) -> PredictOptions:
@@ -139,6 +171,12 @@ class PredictOptions:
                     kwargs[key] = int(kwargs[key])
                 except ValueError:
                     raise TilingError(f"{key} must be an integer, got {kwargs[key]!r}") from None
+        for key in ("resample_to_model", "strict"):
+            if isinstance(kwargs.get(key), str):
+                text = kwargs[key].strip().lower()
+                if text not in ("true", "false", "yes", "no", "1", "0"):
+                    raise TilingError(f"{key} must be true or false, got {kwargs[key]!r}")
+                kwargs[key] = text in ("true", "yes", "1")
         if "precision" in kwargs:
             kwargs["precision"] = cast(Precision, str(kwargs["precision"]))
         return cls(**kwargs)

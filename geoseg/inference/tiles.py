@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from rasterio.windows import Window
 
@@ -23,8 +25,9 @@ def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int
     return np.pad(data, widths, mode="edge")
 
 
-def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tuple[np.ndarray, np.ndarray] | None:
-    """Read, pad and normalise one tile.
+def read_tile(reader: RasterReader, window: Window, norm: Normalization,
+              adapt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a rescaling).
 
     Returns:
         ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 with invalid pixels set to 0 (the
@@ -39,8 +42,9 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization) -> tupl
     inner = reader.read(clipped)
     if not inner.valid.any():
         return None
-    x = norm.apply(inner.data)
+    x = norm.apply(inner.data if adapt is None else adapt(inner.data))
     x[:, ~inner.valid] = 0.0
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # never let one value swamp a tile
     before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
     if any(before) or any(after):
         x = pad_reflect(x, before, after)
@@ -97,7 +101,7 @@ class Finished:
                 norm = _normalised(probs, rows.weight[a:b], valid)
                 if self.confidence is not None:
                     c = self.confidence[0, a:b]
-                    c[...] = np.rint(norm.max(axis=0) * 255)
+                    c[...] = np.maximum(np.rint(norm.max(axis=0) * 255), 1)  # 0 is nodata
                     c[~valid] = 0
                 if self.probabilities is not None:
                     p = self.probabilities[:, a:b]

@@ -16,6 +16,24 @@ __all__ = ["is_url", "open_raster", "to_gdal_path"]
 
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
+# GDAL's HTTP settings unless the environment sets them: a server that accepts the connection and
+# never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to change it.
+HTTP_DEFAULTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to connect
+    "GDAL_HTTP_TIMEOUT": "60",  # seconds for a whole request
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",  # give up on a transfer slower than LOW_SPEED_LIMIT for this long
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # bytes per second
+    "GDAL_HTTP_MAX_RETRY": "2",  # retries of 429/5xx answers and timeouts
+    "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (doubling)
+}
+
+
+def http_defaults() -> None:
+    """Apply :data:`HTTP_DEFAULTS` where the environment does not set them (GDAL reads its
+    configuration from the environment)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
 
 def is_url(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a URL (``http(s)://``, ``s3://``...) rather than a local file."""
@@ -57,19 +75,25 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
     text = str(path)
     if not is_url(text):
         _check_local(text)
+    else:
+        http_defaults()
     try:
         dataset = rasterio.open(to_gdal_path(text), **kwargs)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
         if "not recognized as being in a supported file format" in reason or "not recognized as a supported" in reason:
             found = "a file GDAL does not recognise as a raster"
+        elif is_url(text) and ("timed out" in reason.lower() or "timeout" in reason.lower()):
+            found = (f"no answer from the server within {os.environ.get('GDAL_HTTP_TIMEOUT')} s ({reason}); "
+                     "check the URL, or allow longer with GDAL_HTTP_TIMEOUT=SECONDS")
         elif is_url(text):
             found = f"an error from the server or network ({reason})"
         else:
             found = f"a file GDAL cannot read ({reason})"
+        advice = "" if "GDAL_HTTP_TIMEOUT" in found else (
+            " Check that the file is complete and is an image, or convert it with gdal_translate.")
         raise RasterOpenError(
-            f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found {found}. "
-            "Check that the file is complete and is an image, or convert it with gdal_translate."
+            f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found {found}.{advice}"
         ) from None
     if warn_no_crs and dataset.crs is None:
         warnings.warn(

@@ -11,6 +11,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from geoseg.classes import MASK_NODATA, ClassTable, classes_of
+from geoseg.io.atomic import atomic_output
 
 __all__ = ["write_quicklook"]
 
@@ -68,7 +69,6 @@ def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str],
         draw.rectangle([x, y + 2, x + 12, y + 14], fill=c.color, outline="black")
         draw.text((x + 18, y + 2), c.name, fill="black")
     out = Path(dst)
-    tmp = out.with_name(f".{out.name}.partial.png")
-    canvas.save(tmp)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        canvas.save(tmp, format="PNG")
     return out

@@ -28,7 +28,11 @@ from geoseg.io.windows import clip_window, tile_transform
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
+__all__ = ["ABSURD", "GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
+
+ABSURD = 1e30  # float values at least this large in magnitude are fill values (3.4e38 and the like), not data
+# GDAL's complex integer types have no numpy twin: read them as complex floats
+_NUMPY_DTYPE = {"complex_int16": "complex64", "complex_int32": "complex128"}
 
 
 @dataclass
@@ -56,16 +60,19 @@ class GeoArray:
 
 
 def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Valid pixels of a ``(bands, rows, cols)`` array: not nodata in every band, and not NaN.
+    """Valid pixels of a ``(bands, rows, cols)`` array: not nodata in every band, and finite.
 
     A pixel is invalid when all of its bands equal ``nodata`` (so a dark pixel with one zero band
-    stays valid) or when any band is NaN.
+    stays valid), or when any band is NaN, +-Inf, or an absurd float (magnitude >= :data:`ABSURD`,
+    such as 3.4e38 fill values): one such pixel would otherwise swamp the normalization of every
+    tile that touches it.
     """
     valid = np.ones(data.shape[-2:], dtype=bool)
     if nodata is not None and not np.isnan(nodata):
         valid &= ~np.all(data == nodata, axis=0)
-    if np.issubdtype(data.dtype, np.floating):
-        valid &= ~np.any(np.isnan(data), axis=0)
+    if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
+        with np.errstate(invalid="ignore", over="ignore"):
+            valid &= np.all(np.isfinite(data) & (np.abs(data) < ABSURD), axis=0)
     return valid
 
 
@@ -149,7 +156,7 @@ class RasterReader:
         self.nodata: float | None = ds.nodata
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
         self._gdal_mask = any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags)
-        self.dtype = np.result_type(*[np.dtype(self.dtypes[b - 1]) for b in self.bands])
+        self.dtype = np.result_type(*[np.dtype(_NUMPY_DTYPE.get(self.dtypes[b - 1], self.dtypes[b - 1])) for b in self.bands])
 
     def _dataset(self) -> Any:
         ds = getattr(self._local, "ds", None)
@@ -219,6 +226,35 @@ class RasterReader:
         if self._gdal_mask:
             valid &= ds.read_masks(self.bands[0], window=window) > 0
         return valid
+
+    def sample(self, *, windows: int = 5, size: int = 256) -> GeoArray:
+        """Pixels from a ``windows`` x ``windows`` grid of windows of ``size`` px spread over the
+        raster, side by side in one ``(bands, rows, cols)`` array: a bounded-cost look at the
+        values, whatever the raster's size or layout."""
+        h, w = min(size, self.height), min(size, self.width)
+        rows = sorted({round(i * (self.height - h) / max(windows - 1, 1)) for i in range(windows)})
+        cols = sorted({round(j * (self.width - w) / max(windows - 1, 1)) for j in range(windows)})
+        parts = [self.read(Window(c, r, w, h)) for r in rows for c in cols]
+        data = np.concatenate([p.data for p in parts], axis=2)
+        valid = np.concatenate([p.valid for p in parts], axis=1)
+        return GeoArray(data, valid, self.transform, self.crs)
+
+    @property
+    def pixel_size(self) -> float | None:
+        """Ground pixel size in metres (the mean of x and y), or None without a CRS or transform."""
+        if self.crs is None or self.gcps is not None:
+            return None
+        size = (abs(self.transform.a) + abs(self.transform.e)) / 2
+        if self.crs.is_geographic:  # degrees: metres along the parallel at the raster's centre
+            import math
+
+            lat = self.transform.f + self.transform.e * self.height / 2
+            return size * 111_320 * max(math.cos(math.radians(lat)), 0.01)
+        try:
+            factor = self.crs.linear_units_factor[1]
+        except Exception:  # an unusual CRS without linear units
+            return None
+        return size * float(factor)
 
     def read_many(self, windows: Iterable[Window], *, workers: int = 2, prefetch: int = 4) -> Iterator[GeoArray]:
         """Read windows in order, ``workers`` threads reading up to ``prefetch`` windows ahead.

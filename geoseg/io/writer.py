@@ -1,9 +1,10 @@
 """Atomic, block-by-block writing of large rasters, finished as Cloud-Optimized GeoTIFFs.
 
 The writer streams windows into a tiled GeoTIFF under a hidden temporary name in the destination
-folder, then copies it through GDAL's COG driver (overviews included) and renames the result onto
-the final name. An interrupted or killed run leaves nothing under the final name; the next run
-replaces the leftover temporary files.
+folder, then copies it through GDAL's COG driver (overviews included), checks that the result
+decodes (last tile and every overview), flushes it to disk and renames it onto the final name
+(:func:`~geoseg.io.atomic.atomic_output`). An interrupted or killed run leaves nothing under the
+final name; temporary names are unique per run, so two runs never share one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import rasterio
@@ -25,9 +26,10 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassTable, class_tags
-from geoseg.errors import OutputExistsError, WriteError
+from geoseg.errors import GeosegError, OutputExistsError, WriteError
+from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
 
-__all__ = ["COG_BLOCK", "COGWriter", "check_destination", "write_qml"]
+__all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_qml"]
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,50 @@ def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
         WriteError: the destination folder is missing or is not a folder.
     """
     path = Path(dst)
+    if len(os.fsencode(path.name)) > 255:
+        raise WriteError(f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
+                         "at most 255); choose a shorter name")
     if path.is_dir():
         raise WriteError(f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another name")
     if not path.parent.exists():
         raise WriteError(f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})")
+    _check_writable(path)
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a read-only or forbidden folder before any work is done."""
+    folder = path.parent
+    read_only = False
+    with contextlib.suppress(OSError, AttributeError):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    if read_only:
+        raise WriteError(f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(f"{path}: no permission to write in {folder}; write the output to a folder you own")
+
+
+def verify_cog(path: Path) -> None:
+    """Check a finished GeoTIFF decodes: it opens, and the last tile of every band and of every
+    overview reads back (a disk that filled up truncates the file there first).
+
+    Raises:
+        WriteError: the file is unreadable, with the reason.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            levels = len(ds.overviews(1))
+            for level in (None, *range(levels)):
+                with (rasterio.open(path, overview_level=level) if level is not None else contextlib.nullcontext(ds)) as view:
+                    bh, bw = view.block_shapes[0]
+                    h, w = min(bh, view.height), min(bw, view.width)
+                    view.read(window=Window(view.width - w, view.height - h, w, h))
+                    view.read(window=Window(0, 0, w, h))
+    except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WriteError(f"{path}: the finished raster does not read back ({reason}); the disk may be full") from None
 
 
 def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> None:
@@ -77,9 +116,27 @@ def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> N
   </pipe>
 </qgis>
 """
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def rat_xml(classes: ClassTable) -> str:
+    """A GDAL raster attribute table (value, class name, colour) for band 1, as GDAL's PAM XML."""
+    fields = [("value", 0, 5), ("class", 2, 2), ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8), ("alpha", 0, 9)]
+    defs = "".join(f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
+                   for i, (name, kind, usage) in enumerate(fields))
+    rows = "".join(
+        f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>'
+        for k, c in enumerate(classes)
+    )
+    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in range(max(c.id for c in classes) + 1))
+    return (f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
+            f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>'
+            "</PAMRasterBand></PAMDataset>\n")
+
+
+def _name_of(classes: ClassTable, value: int) -> str:
+    return next((c.name for c in classes if c.id == value), "")
 
 
 class COGWriter:
@@ -108,6 +165,8 @@ class COGWriter:
         compress: COG compression.
         blocksize: internal tile size of the COG.
         overwrite: replace an existing ``dst``.
+        mask: keep an internal validity mask (see :meth:`write`): readers show the invalid area
+            as transparent, and GDAL leaves it out of the overviews.
 
     Raises:
         OutputExistsError: ``dst`` exists and ``overwrite`` is False.
@@ -133,6 +192,7 @@ class COGWriter:
         compress: str = "deflate",
         blocksize: int = COG_BLOCK,
         overwrite: bool = False,
+        mask: bool = False,
     ) -> None:
         self.dst = check_destination(dst, overwrite=overwrite)
         self.profile: dict[str, Any] = {
@@ -162,48 +222,85 @@ class COGWriter:
         self.resampling = resampling
         self.compress = compress
         self.blocksize = blocksize
-        self._tmp = self.dst.with_name(f".{self.dst.name}.partial.tif")
-        self._tmp_cog = self.dst.with_name(f".{self.dst.name}.partial.cog.tif")
+        self.mask = mask
+        self._tmp = temporary_name(self.dst, "-stream")
+        self._publisher: Any = None
+        self._tmp_cog = self._tmp
         self._ds: Any = None
 
     def __enter__(self) -> COGWriter:
-        self._cleanup()
+        self._publisher = atomic_output(self.dst, verify=verify_cog)
+        self._tmp_cog = self._publisher.__enter__()
         try:
             self._ds = rasterio.open(self._tmp, "w", **self.profile)
         except (RasterioError, OSError) as exc:
-            raise WriteError(f"{self.dst}: cannot create the output ({exc}); check the folder is writable and has space") from None
-        if self.gcps is not None:
-            self._ds.gcps = self.gcps
-        if self.classes is not None:
-            self._ds.write_colormap(1, self.classes.colormap())
-            self.tags.update(class_tags(self.classes))
-        if self.tags:
-            self._ds.update_tags(**self.tags)
-        for i, text in enumerate(self.descriptions or (), start=1):
-            self._ds.set_band_description(i, text)
+            message = self._explain(exc, "cannot create the output", "check the folder is writable and has space")
+            self._abort(exc)
+            raise WriteError(message) from None
+        except BaseException as exc:  # Ctrl-C while creating: leave nothing behind
+            self._abort(exc)
+            raise
+        try:
+            if self.gcps is not None:
+                self._ds.gcps = self.gcps
+            if self.classes is not None:
+                self._ds.write_colormap(1, self.classes.colormap())
+                self.tags.update(class_tags(self.classes))
+            if self.tags:
+                self._ds.update_tags(**self.tags)
+            for i, text in enumerate(self.descriptions or (), start=1):
+                self._ds.set_band_description(i, text)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
         return self
 
-    def write(self, data: np.ndarray, window: Window) -> None:
-        """Write a ``(bands, rows, cols)`` array at ``window``."""
+    def write(self, data: np.ndarray, window: Window, valid: np.ndarray | None = None) -> None:
+        """Write a ``(bands, rows, cols)`` array at ``window``; ``valid`` (``(rows, cols)`` bool)
+        fills the internal mask of a writer made with ``mask=True``."""
         try:
             self._ds.write(data, window=window)
-        except (RasterioError, OSError) as exc:
-            raise WriteError(f"{self.dst}: writing rows {window.row_off}..{window.row_off + window.height} failed ({exc})") from None
+            if self.mask:
+                self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8) if valid is not None else 255, window=window)
+        except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
+            rows = f"rows {window.row_off}..{window.row_off + window.height}"
+            raise WriteError(self._explain(exc, f"writing {rows} failed", "nothing was written under that name")) from None
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            with contextlib.suppress(Exception):
+    def _explain(self, exc: BaseException, what: str, fix: str) -> str:
+        known = describe_os_error(self.dst, exc)
+        return known or f"{self.dst}: {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
+
+    def _abort(self, exc: BaseException) -> None:
+        """Remove every temporary file after a failure."""
+        with contextlib.suppress(Exception):
+            if self._ds is not None:
                 self._ds.close()
-            self._cleanup()
+        self._cleanup()
+        if self._publisher is not None:
+            with contextlib.suppress(BaseException):
+                self._publisher.__exit__(type(exc), exc, exc.__traceback__)
+            self._publisher = None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._abort(exc)
             return
         try:
             self._ds.close()
             self._publish()
-        except BaseException:
-            self._cleanup()
+        except BaseException as error:
+            message = None
+            if isinstance(error, Exception) and not isinstance(error, GeosegError):
+                message = self._explain(error, "finishing the COG failed", "nothing was written under that name")
+            self._abort(error)
+            if message is not None:
+                raise WriteError(message) from None
             raise
         finally:
             self._cleanup()
+        publisher, self._publisher = self._publisher, None
+        publisher.__exit__(None, None, None)  # verify, flush, rename
+        log.info("wrote %s", self.dst)
 
     def _publish(self) -> None:
         options: dict[str, Any] = {
@@ -217,14 +314,16 @@ class COGWriter:
             options["predictor"] = "NO" if self.classes is not None else "YES"
         try:
             rasterio.shutil.copy(self._tmp, self._tmp_cog, driver="COG", **options)
-            if self.classes is not None:
-                write_qml(self.dst.with_suffix(".qml"), self.classes)
-            os.replace(self._tmp_cog, self.dst)
-        except (RasterioError, OSError) as exc:
-            raise WriteError(f"{self.dst}: finishing the COG failed ({exc}); nothing was written under that name") from None
-        log.info("wrote %s", self.dst)
+        except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
+            raise WriteError(self._explain(exc, "finishing the COG failed", "nothing was written under that name")) from None
+        self._cleanup()
+        if self.classes is not None:
+            write_qml(self.dst.with_suffix(".qml"), self.classes)
+            # GDAL keeps a GeoTIFF's attribute table in its PAM side-car; QGIS >= 3.30 shows it as the legend
+            with atomic_output(self.dst.with_name(self.dst.name + ".aux.xml")) as tmp:
+                tmp.write_text(rat_xml(self.classes), encoding="utf-8")
 
     def _cleanup(self) -> None:
-        for p in (self._tmp, self._tmp_cog, self._tmp.with_name(self._tmp.name + ".aux.xml")):
+        for p in (self._tmp, self._tmp.with_name(self._tmp.name + ".aux.xml"), self._tmp_cog.with_name(self._tmp_cog.name + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

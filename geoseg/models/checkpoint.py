@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from geoseg.errors import CheckpointError
+from geoseg.io.atomic import atomic_output
 from geoseg.models.config import ModelConfig, _files, read_config
 from geoseg.models.registry import build_model
 
@@ -54,16 +55,13 @@ def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLi
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if p.suffix == ".safetensors":
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.partial")
-        save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
-        os.replace(tmp, p)
+        with atomic_output(p) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
         return p
     p.mkdir(parents=True, exist_ok=True)
-    tmp = p / ".model.safetensors.partial"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    (p / ".config.json.partial").write_text(config.to_json(), encoding="utf-8")
-    os.replace(p / ".config.json.partial", p / "config.json")
-    os.replace(tmp, p / "model.safetensors")
+    with atomic_output(p / "model.safetensors") as tmp, atomic_output(p / "config.json") as tmp_config:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp_config.write_text(config.to_json(), encoding="utf-8")
     return p
 
 

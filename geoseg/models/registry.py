@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,54 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
     log.info("loaded %d/%d encoder tensors from %s", len(loaded), len(own), p)
 
 
+HUB_PROBE_SECONDS = 3.0  # how long to wait for the model hub's address and a TCP connection
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``), where encoder weights come from, answers a
+    TCP connection within ``timeout`` seconds. Name lookup runs in a thread, as it has no timeout."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except Exception:  # no name, no route, refused, or a network guard
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answer and answer[0])
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Tell huggingface_hub to use its cache only (it reads HF_HUB_OFFLINE once, at import)."""
+    if not offline:
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def build_model(
     architecture: str | Builder = "unet",
     encoder: str = "resnet34",
@@ -151,18 +200,21 @@ def build_model(
     hub: Any = None if local else encoder_weights
     if hub is not None and encoder.startswith("tu-"):
         hub = True  # timm universal encoders take a flag; the pretrained variant is part of the name
+    offline = hub is not None and not hub_reachable()
     try:
-        model = builder(encoder_name=encoder, encoder_weights=hub, in_channels=in_channels, classes=classes, **kwargs)
+        with _hub_offline(offline):  # offline: the local cache only, no minute of retries
+            model = builder(encoder_name=encoder, encoder_weights=hub, in_channels=in_channels, classes=classes, **kwargs)
     except (KeyError, ValueError, TypeError) as exc:
         if hub is not None and "weights" in str(exc).lower():
             raise WeightsError(f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or a local file") from None
         raise ModelError(f"cannot build {architecture!r} with encoder {encoder!r}: {exc}") from None
     except Exception as exc:
         if hub is not None:
+            why = "the model hub cannot be reached (offline?)" if offline else f"the download failed ({type(exc).__name__})"
             raise WeightsError(
-                f"could not download {hub!r} weights for encoder {encoder!r} ({type(exc).__name__}); "
-                "this machine may be offline. Pass a local weights file instead "
-                "(--encoder-weights path/to/encoder.safetensors) or use random initialization."
+                f"could not get {encoder_weights!r} weights for encoder {encoder!r}: {why} and they are not in the local "
+                "cache. Pass a local weights file instead (--encoder-weights path/to/encoder.safetensors) or use random "
+                "initialization."
             ) from None
         raise
     if local and encoder_weights is not None:

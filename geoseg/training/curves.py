@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from geoseg.io.atomic import atomic_output
+
 __all__ = ["plot_curves"]
 
 
@@ -53,8 +55,9 @@ def plot_curves(metrics_csv: str | os.PathLike[str], dst: str | os.PathLike[str]
     ax2.legend()
     fig.tight_layout()
     out = Path(dst)
-    tmp = out.with_name(f".{out.name}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_output(out) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return out

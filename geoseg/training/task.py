@@ -71,6 +71,16 @@ class SegmentationTask(L.LightningModule):
         for name, iou in zip(self.class_names, s.iou, strict=True):
             self.log(f"val_iou/{name}", float(np.nan_to_num(iou)))
 
+    def on_train_start(self) -> None:
+        # a resume with more epochs restores the schedule's old length: stretch it to the new one
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
+                sched.total_steps = max(total, sched.last_epoch + 1)
+            elif isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+                sched.T_max = total
+
     def configure_optimizers(self) -> Any:
         o = self.optim
         params = self.model.parameters()

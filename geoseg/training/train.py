@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from geoseg.errors import ConfigError, TrainingError, WeightsError
+from geoseg.io.atomic import atomic_output, check_run_folder
 from geoseg.training.config import TrainConfig, config_from_dict
 
 __all__ = ["TrainResult", "train"]
@@ -41,8 +42,48 @@ def _precision(p: str) -> str:
     return {"fp32": "32-true", "bf16": "bf16-mixed", "16-mixed": "16-mixed", "bf16-mixed": "bf16-mixed"}[p]
 
 
+RESUME_SAFE = frozenset({"epochs", "patience", "logger", "accelerator", "data.num_workers"})  # may change on resume
+STATE = "state.json"  # epochs done and whether the run finished
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in ("data", "model", "optim", "loss"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _read_state(run: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((run / STATE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _merge_history(run: Path, earlier: list[dict[str, str]]) -> None:
+    """Put the rows of the runs before a resume back in front of ``metrics.csv``."""
+    import csv
+
+    path = run / "metrics.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8"))) if path.is_file() else []
+    merged = earlier + rows
+    fields: list[str] = []
+    for row in merged:
+        fields += [k for k in row if k not in fields]
+    with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(merged)
+
+
 def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Path, Path | None]:
     run = Path(cfg.output)
+    weights = cfg.model.encoder_weights
+    check_run_folder(run, {"data.root": cfg.data.root or None,
+                           "model.encoder_weights": weights if weights and Path(weights).exists() else None})
     saved = run / "config.yaml"
     last = run / "last.ckpt"
     if resume:
@@ -50,11 +91,18 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
             raise TrainingError(f"{run}: nothing to resume (no last.ckpt); start the run without --resume")
         before = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else None
         now = json.loads(json.dumps(cfg.to_dict()))
-        if before is not None:
-            changed = sorted(k for k in set(before) | set(now) if k not in ("epochs",) and before.get(k) != now.get(k))
+        if before is not None:  # checked before anything in the run folder is touched
+            old, new = _flat(before), _flat(now)
+            changed = sorted(k for k in set(old) | set(new) if k not in RESUME_SAFE and old.get(k) != new.get(k))
             if changed:
-                raise TrainingError(f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); "
-                                    "resume with the saved config (geoseg train --resume RUN) or start a new output folder")
+                raise TrainingError(f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); only "
+                                    f"{', '.join(sorted(RESUME_SAFE))} may change on resume. Resume with the saved config "
+                                    "(geoseg train --resume -o RUN) or start a new output folder")
+        state = _read_state(run)
+        done = int(state.get("epochs_done", 0))
+        if state.get("finished") and cfg.epochs <= done:
+            raise TrainingError(f"{run}: this run is finished ({done} of {done} epochs); to train longer resume with more "
+                                f"epochs (geoseg train --resume -o {run} --epochs {done + 1}), or start a new output folder")
         return run, last
     if run.exists() and any(run.iterdir()):
         if not overwrite:
@@ -115,7 +163,14 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
     run, ckpt_path = _prepare_run(cfg, resume=resume, overwrite=overwrite)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg)
-    (run / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
+    earlier: list[dict[str, str]] = []
+    if ckpt_path is not None and (run / "metrics.csv").is_file():  # Lightning starts metrics.csv over: keep the history
+        import csv
+
+        with (run / "metrics.csv").open(encoding="utf-8") as f:
+            earlier = list(csv.DictReader(f))
+    with atomic_output(run / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
     n = len(data.classes)
     try:
         model = build_model(cfg.model.architecture, cfg.model.encoder, in_channels=len(data.band_names), classes=n,
@@ -176,9 +231,10 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
     precision = _precision(cfg.precision)
     if precision == "16-mixed" and not torch.cuda.is_available():
         precision = "bf16-mixed"
-    if log.getEffectiveLevel() > logging.INFO:  # Lightning's banners and tips, unless -v
-        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    if log.getEffectiveLevel() > logging.INFO:  # Lightning's banners and tips, unless -v; nothing but errors with -q
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                     "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     with warnings.catch_warnings():
         for pattern in (".*does not have many workers.*", ".*The number of training batches.*", ".*exists and is not empty.*",
                         ".*dataloader is not resumable.*", ".*isinstance.treespec, LeafSpec.*"):
@@ -203,11 +259,15 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
                 f"geoseg train --resume -o {run}" if saved else "training stopped before the first step; nothing to resume"
             ) from None
     interrupted = bool(trainer.interrupted)
+    if earlier:
+        _merge_history(run, earlier)
+    with atomic_output(run / STATE) as tmp:
+        tmp.write_text(json.dumps({"epochs_done": int(trainer.current_epoch), "finished": not interrupted}), encoding="utf-8")
     best = run / "best.safetensors"
     final = run / "model.safetensors"
     if best.is_file():
-        shutil.copyfile(best, run / ".model.safetensors.partial")
-        os.replace(run / ".model.safetensors.partial", final)
+        with atomic_output(final) as tmp:
+            shutil.copyfile(best, tmp)
     else:
         save_checkpoint(task.model, describe({"epoch": trainer.current_epoch}), final)
     if "csv" in cfg.logger:

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,7 +28,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassTable
-from geoseg.errors import RasterFormatError, RasterOpenError
+from geoseg.errors import NegativeClassWarning, RasterFormatError, RasterOpenError
+from geoseg.io.atomic import check_paths
 from geoseg.io.open import open_raster
 from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
@@ -92,9 +94,10 @@ def _read_block(source: MaskSource, window: Window, halo: int) -> tuple[np.ndarr
     return data, conf, int(window.row_off) - r0, int(window.col_off) - c0
 
 
-def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch | None, Pieces, Edges]:
-    """Polygonize one block: finished polygons (map coordinates), and the pieces on seams (pixel
-    space) with their indexes along the block's edges."""
+def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch | None, Pieces, Edges, tuple[int, int]]:
+    """Polygonize one block: finished polygons (map coordinates), the pieces on seams (pixel
+    space) with their indexes along the block's edges, and (pixels, lowest id) of negative class
+    ids, which make no polygon."""
     source, opt, window = args
     halo = 2 * opt.sieve + 2 if opt.sieve else 0
     data, conf, dr, dc = _read_block(source, window, halo)
@@ -102,6 +105,11 @@ def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch 
         data = sieve_block(data, opt.sieve, connectivity=opt.connectivity, nodata=source.nodata)
     rows, cols = int(window.height), int(window.width)
     data = np.ascontiguousarray(data[dr : dr + rows, dc : dc + cols])
+    negative = (0, 0)
+    if data.dtype.kind == "i":
+        below = (data < 0) if source.nodata is None else (data < 0) & (data != source.nodata)
+        if below.any():
+            negative = (int(below.sum()), int(data[below].min()))
     row_off, col_off = int(window.row_off), int(window.col_off)
     seams = (row_off > 0, row_off + rows < source.height, col_off > 0, col_off + cols < source.width)
     pieces, edges = polygonize_block(data, row_off=row_off, col_off=col_off, connectivity=opt.connectivity,
@@ -114,8 +122,10 @@ def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch 
     seam_ids = np.flatnonzero(on_seam)
     renumber = np.full(len(pieces) + 1, -1, np.int64)
     renumber[seam_ids] = np.arange(len(seam_ids))
-    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, metric_for(source.crs))
-    return None if done is None else done.packed(), pieces.take(seam_ids), {k: renumber[v] for k, v in edges.items()}
+    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, metric_for(source.crs), window,
+                  pieces.take(seam_ids))
+    return (None if done is None else done.packed(), pieces.take(seam_ids), {k: renumber[v] for k, v in edges.items()},
+            negative)
 
 
 def _submitted(executor: Executor | None, jobs: list[Any], ahead: int) -> Iterator[Any]:
@@ -228,6 +238,7 @@ def vectorize_raster(
         RasterOpenError, RasterFormatError, OutputExistsError, WriteError.
     """
     start = time.perf_counter()
+    check_paths({"MASK": mask, "--confidence": confidence}, {"DST": dst})
     check_destination(dst, overwrite=overwrite)
     format_of(dst)
     if connectivity not in (4, 8):
@@ -254,7 +265,7 @@ def vectorize_raster(
     n_workers = min(n_workers, total)
     merger = SeamMerger(connectivity=connectivity, multipolygons=connectivity == 8)
     metric = metric_for(source.crs)
-    state = {"blocks": 0, "features": 0}
+    state = {"blocks": 0, "features": 0, "negative": 0, "lowest": 0}
 
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
@@ -273,7 +284,9 @@ def vectorize_raster(
     results = _submitted(executor, jobs, 2 * n_workers)
 
     def batches() -> Iterator[FeatureBatch]:
-        for (r, c), (done, seam, edges) in zip(cells, results, strict=True):
+        for (r, c), (done, seam, edges, negative) in zip(cells, results, strict=True):
+            state["negative"] += negative[0]
+            state["lowest"] = min(state["lowest"], negative[1])
             if done is not None:
                 state["features"] += len(done)
                 yield done
@@ -297,6 +310,10 @@ def vectorize_raster(
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
+    if state["negative"]:
+        warnings.warn(f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to {state['lowest']}), which make no "
+                      "polygons: class ids start at 0. Remap them (e.g. gdal_calc.py) or make that value the mask's nodata "
+                      "(gdal_edit.py -a_nodata)", NegativeClassWarning, stacklevel=2)
     seconds = time.perf_counter() - start
     log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
     return VectorizeResult(Path(dst), count, layers, total, seconds, None if source.crs is None else source.crs.to_string(),

@@ -9,6 +9,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.windows import Window
 
 from geoseg.vectorize.polygonize import Pieces
 from geoseg.vectorize.regularize import regularize
@@ -115,15 +116,59 @@ def _fill_one(poly: shapely.Polygon, limit: float, metric: Metric) -> shapely.Po
     return shapely.Polygon(poly.exterior, keep) if len(keep) != len(poly.interiors) else poly
 
 
-def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric) -> FeatureBatch | None:
-    """Map coordinates, clean-up and attributes for finished pieces (None when nothing is left)."""
+def _without_overlaps(geoms: np.ndarray, changed: np.ndarray, shapes: list[shapely.Geometry],
+                      cell: shapely.Geometry | None, others: np.ndarray | None = None) -> np.ndarray:
+    """Put regularized ``shapes`` in place of ``geoms[changed]`` without overlapping any other polygon.
+
+    A squared-up footprint may grow into space no polygon of its batch holds, never into a
+    neighbour: each new shape loses what the current shapes of its neighbours cover. Polygons of
+    other batches are out of sight, so growth stays inside ``cell`` (the block the batch comes
+    from; None: no growth at all, for polygons merged across blocks), and out of ``others`` (the
+    block's polygons finished elsewhere). The output stays a coverage.
+    """
+    out = geoms.copy()
+    if cell is not None and others is not None and len(others):
+        cell = shapely.difference(cell, shapely.union_all(others))
+    limits = [shapely.union(geoms[i], cell) if cell is not None else geoms[i] for i in changed]
+    shapes = [shapely.intersection(s, lim) for s, lim in zip(shapes, limits, strict=True)]
+    if not len(changed):
+        return out
+    tree = shapely.STRtree(geoms)
+    done: list[int] = []  # grown shapes are not in the tree: check them directly
+    for i, shape in zip(changed, shapes, strict=True):
+        found = {int(j) for j in tree.query(shape, predicate="intersects")}
+        found |= {k for k in done if shapely.intersects(out[k], shape)}
+        near = sorted(found - {int(i)})
+        if near:
+            shape = shapely.difference(shape, shapely.union_all(out[near]))
+            if shape.geom_type not in ("Polygon", "MultiPolygon"):
+                shape = shapely.union_all([p for p in shapely.get_parts(shape) if p.geom_type == "Polygon"])
+            if shape.is_empty or not shape.is_valid:
+                shape = geoms[i]
+        out[i] = shape
+        done.append(int(i))
+    return out
+
+
+def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric, window: Window | None = None,
+           others: Pieces | None = None) -> FeatureBatch | None:
+    """Map coordinates, clean-up and attributes for finished pieces (None when nothing is left).
+
+    ``window``: the block every piece lies in (regularized footprints may grow inside it, but not
+    into ``others``, the block's pieces finished later); None for pieces merged across blocks."""
     if not len(pieces):
         return None
     geoms = to_map(pieces.geoms, source.transform)
     if cleanup.regularize:
         px = source.pixel_size * cleanup.regularize_px
-        for i in np.flatnonzero(np.isin(pieces.values, list(cleanup.regularize))):
-            geoms[i] = regularize(geoms[i], px)
+        squared = np.flatnonzero(np.isin(pieces.values, list(cleanup.regularize)))
+        cell = None
+        if window is not None:
+            r0, c0 = int(window.row_off), int(window.col_off)
+            r1, c1 = r0 + int(window.height), c0 + int(window.width)
+            cell = shapely.Polygon([source.transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1))])
+        rest = to_map(others.geoms, source.transform) if others is not None and len(squared) else None
+        geoms = _without_overlaps(geoms, squared, [regularize(geoms[i], px) for i in squared], cell, rest)
     if cleanup.fill_holes:
         geoms = _fill_holes(geoms, cleanup.fill_holes, metric)
     area, perimeter = metric.area_perimeter(geoms)

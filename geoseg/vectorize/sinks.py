@@ -20,7 +20,8 @@ import numpy as np
 from rasterio.crs import CRS
 
 from geoseg.classes import ClassTable
-from geoseg.errors import RasterFormatError, WriteError
+from geoseg.errors import GeosegWarning, RasterFormatError, WriteError
+from geoseg.io.atomic import atomic_output, temporary_name
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import FeatureBatch
 
@@ -99,6 +100,23 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
     )
 
 
+# GeoPackage 1.2: what GDAL 3.6 (Debian 12, QGIS 3.22 LTR) reads without "non-conformant" warnings;
+# GDAL >= 3.8 writes 1.4 by default, with triggers the older readers reject.
+GPKG_OPTIONS = {"VERSION": "1.2"}
+STYLED_SIDECAR = ("FlatGeobuf", "GeoJSON", "GeoParquet")  # formats without a style inside: QGIS reads NAME.qml
+
+
+def _write_qml_sidecar(path: Path, qml: str) -> None:
+    """The style beside a FlatGeobuf/GeoJSON/GeoParquet file, unless a raster's style holds that name."""
+    side = path.with_suffix(".qml")
+    if side.exists() and "<rasterrenderer" in side.read_text(encoding="utf-8", errors="replace"):
+        warnings.warn(f"{side} is the style of a raster of the same name; {path.name} gets no .qml side-car. "
+                      "Give the vector another name to have it styled", GeosegWarning, stacklevel=3)
+        return
+    with atomic_output(side) as tmp:
+        tmp.write_text(qml, encoding="utf-8")
+
+
 def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
     """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
@@ -107,7 +125,7 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
             "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), "
             "f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), "
             "styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
-            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+            "update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"  # ISO-8601, as QGIS writes it
         )
         db.execute(
             "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
@@ -115,7 +133,8 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
         )
         db.execute(
             "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, "
-            "styleQML, styleSLD, useAsDefault, description, owner) VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '')",
+            "styleQML, styleSLD, useAsDefault, description, owner, update_time) "
+            "VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
             (layer, geom_col, layer, qml),
         )
 
@@ -161,8 +180,6 @@ def write_features(
     Returns:
         ``(features written, layer names)``.
     """
-    import pyarrow as pa
-    import pyogrio
 
     path = check_destination(dst, overwrite=overwrite)
     fmt = format_of(path)
@@ -175,8 +192,6 @@ def write_features(
         raise RasterFormatError(f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
                                 "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs.")
     layer = layer or path.stem
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    spill = path.with_name(f".{path.name}.partial-all.gpkg")
     schema = _schema(confidence)
     counter = [0]
     seen: set[int] = set()
@@ -193,35 +208,77 @@ def write_features(
             raise
 
     wkt = crs.to_wkt() if crs is not None else None
-    stream = _record_batches(tracked(batches), schema, counter)
-    for p in (tmp, spill):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+    def guarded(items: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from items
+        except BaseException as exc:  # Ctrl-C arrives wherever the main thread is: keep it, not GDAL's echo
+            if not failure:
+                failure.append(exc)
+            raise
+
+    stream = guarded(_record_batches(tracked(batches), schema, counter))
+    spill = temporary_name(path, "-all").with_suffix(".gpkg")
+    interrupted: list[bool] = []
+    with _noting_interrupts(interrupted):
+        return _write_features(path, dst, fmt, layer, layout, stream, schema, geometry_type, wkt, crs, classes, keep_crs,
+                               spill, seen, counter, failure, interrupted)
+
+
+@contextlib.contextmanager
+def _noting_interrupts(interrupted: list[bool]) -> Iterator[None]:
+    """Note Ctrl-C while GDAL pulls batches: Arrow turns it into "error while accessing batch"."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
     try:
-        with warnings.catch_warnings():
-            if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
-                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-            if fmt == "GeoParquet":
-                _geoparquet(tmp, stream, schema, crs, geometry_type)
-                layers = [(layer, sorted(seen))]
-            elif layout == "per-class":
-                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
-                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
-                layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
-            else:
-                options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
-                pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
-                                    geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options)
-                layers = [(layer, sorted(seen))]
-        if fmt == "GPKG":
-            for name, ids in layers:
-                if ids or layout == "single":
-                    _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
-        os.replace(tmp, path)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, stream: Iterator[Any], schema: Any,
+                    geometry_type: str, wkt: str | None, crs: CRS | None, classes: ClassTable, keep_crs: bool, spill: Path,
+                    seen: set[int], counter: list[int], failure: list[BaseException],
+                    interrupted: list[bool]) -> tuple[int, list[str]]:
+    import pyarrow as pa
+    import pyogrio
+
+    try:
+        with atomic_output(path) as tmp:
+            with warnings.catch_warnings():
+                if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
+                    warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+                if fmt == "GeoParquet":
+                    _geoparquet(tmp, stream, schema, crs, geometry_type)
+                    layers = [(layer, sorted(seen))]
+                elif layout == "per-class":
+                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
+                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+                    layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
+                else:
+                    options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
+                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
+                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options,
+                                        dataset_options=GPKG_OPTIONS if fmt == "GPKG" else {})
+                    layers = [(layer, sorted(seen))]
+            if fmt == "GPKG":
+                for name, ids in layers:
+                    if ids or layout == "single":
+                        _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
+        if fmt in STYLED_SIDECAR:
+            _write_qml_sidecar(path, layer_qml(classes, layers[0][1] or [0]))
     except BaseException as exc:
-        for p in (tmp, spill):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        if interrupted and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         if failure and failure[0] is not exc:
             raise failure[0] from None
         if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(exc, PermissionError):
@@ -244,14 +301,14 @@ def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, id
 
     if not ids:  # still a valid, empty layer with the schema
         pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, iter(())), tmp, layer=layer, driver="GPKG",
-                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
+                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt, dataset_options=GPKG_OPTIONS)
         return [(layer, [])]
     layers = []
     for k, cid in enumerate(ids):
         name = _safe_layer(class_info(classes, cid).name)
         with pyogrio.open_arrow(spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True) as (_, reader):
             pyogrio.write_arrow(reader, tmp, layer=name, driver="GPKG", geometry_name="geometry",
-                                geometry_type=geometry_type, crs=wkt, append=k > 0)
+                                geometry_type=geometry_type, crs=wkt, append=k > 0, dataset_options={} if k else GPKG_OPTIONS)
         layers.append((name, [cid]))
     return layers
 

@@ -37,7 +37,7 @@ def test_class_mask_is_a_valid_cog_with_colours_and_names(tmp_path: Path) -> Non
         assert ClassTable.from_json(ds.tags()["CLASS_NAMES"]).names == ["background", "building", "road"]
     qml = (tmp_path / "mask.qml").read_text()
     assert 'label="building"' in qml and 'color="#e6194b"' in qml
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif", "mask.tif.aux.xml"]  # no leftovers
 
 
 def test_failure_inside_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
@@ -60,8 +60,12 @@ def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
         assert ds.read(1)[0, 0] == 2
 
 
-def test_leftover_partial_file_is_replaced(tmp_path: Path) -> None:
-    (tmp_path / ".out.tif.partial.tif").write_bytes(b"killed half way")
+def test_leftover_partial_file_of_a_killed_run_is_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    (tmp_path / f".out.tif.geoseg-{dead.stdout.strip()}-abcd.partial.tif").write_bytes(b"killed half way")
     _write(tmp_path / "out.tif", np.ones((1, 20, 20), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
 

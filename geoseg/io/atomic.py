@@ -1,0 +1,259 @@
+"""Atomic outputs: every file geoseg writes appears complete under its final name, or not at all.
+
+:func:`atomic_output` hands out a temporary path that is unique to this run (process id plus a
+random token) in the destination's own folder, so the final :func:`os.replace` is an atomic rename
+on one file system. On a clean exit the file is checked (an optional ``verify`` callable), flushed
+to disk with ``fsync`` and renamed; on any exception, ``KeyboardInterrupt`` included, it is
+removed. Temporary files left by a run that was killed outright (SIGKILL, power loss) are
+recognised by their dead process id and removed by the next run that writes the same name.
+
+:func:`check_paths` refuses a run whose outputs name one of its inputs or each other, compared
+by resolved path and by device/inode (hard links, ``./dir/../x``), whatever ``overwrite`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+from geoseg.errors import OutputCollisionError, WriteError
+
+__all__ = ["atomic_output", "check_paths", "describe_os_error", "temporary_name"]
+
+log = logging.getLogger(__name__)
+
+_MARK = ".geoseg-"  # temporary names: .<name>.geoseg-<pid>-<token>.partial<suffix>
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is blamed on a full disk
+NAME_MAX = 255  # bytes in one path component on the file systems geoseg writes to
+
+
+def temporary_name(dst: Path, tag: str = "") -> Path:
+    """A fresh temporary sibling of ``dst``: hidden, unique to this process and call, same suffix.
+
+    The suffix is kept last, because some writers pick the format from it (PNG, GeoJSON...).
+    """
+    token = f"{os.getpid()}-{secrets.token_hex(4)}{tag}"
+    name = f".{dst.name}{_MARK}{token}.partial{dst.suffix}"
+    if len(os.fsencode(name)) > NAME_MAX:  # a long final name: shorten the stem, keep it unique
+        name = f".{_MARK[1:]}{token}.partial{dst.suffix}"
+    return dst.with_name(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(dst: Path) -> None:
+    """Remove temporary siblings of ``dst`` left by runs that died (their process is gone)."""
+    prefix = f".{dst.name}{_MARK}"
+    with contextlib.suppress(OSError):
+        for p in dst.parent.iterdir():
+            if not p.name.startswith(prefix):
+                continue
+            pid = p.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                _remove(p)
+                log.debug("removed %s, left by a run that was killed", p)
+
+
+def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
+    """A one-line explanation (expected / got / fix) of an OSError met while writing ``dst``,
+    or None when it is not one of the write failures geoseg explains."""
+    path = Path(dst)
+    code = getattr(exc, "errno", None)
+    text = " ".join(str(e) for e in _chain(exc))  # GDAL's reason hides in the cause ("see previous exception")
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text or (
+        "write" in text.lower() and _nearly_full(path.parent)
+    ):
+        return (f"{path}: the disk is full (no space left in {path.parent}); nothing was written under that name. "
+                "Free some space or write the output to another disk")
+    if code == errno.EFBIG or "File too large" in text:
+        return f"{path}: the file system refuses a file this large; write to a disk without a size limit (not FAT32)"
+    if code == errno.EROFS or "Read-only file system" in text:
+        return f"{path}: the folder {path.parent} is on a read-only file system; write the output elsewhere"
+    if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        return f"{path}: no permission to write in {path.parent}; write the output to a folder you own"
+    if code == errno.ENAMETOOLONG or "name too long" in text:
+        return f"{path}: the file name is too long for the file system ({len(os.fsencode(path.name))} bytes); choose a shorter name"
+    if code == errno.ENOENT:
+        return f"{path}: the folder {path.parent} does not exist (or vanished while writing); create it first"
+    return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether ``folder``'s file system has (almost) no space left: GDAL's write errors often
+    say only "write failed", and the real reason went to stderr."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened and synced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(
+    dst: str | os.PathLike[str],
+    *,
+    verify: Callable[[Path], None] | None = None,
+    tag: str = "",
+) -> Iterator[Path]:
+    """Write ``dst`` under a unique temporary name; publish it by atomic rename on success.
+
+    Usage::
+
+        with atomic_output("mask.tif", verify=check_cog) as tmp:
+            write_something(tmp)          # may raise: tmp is removed, mask.tif is untouched
+
+    On a clean exit the temporary file is verified (``verify(tmp)`` raises when it is unusable),
+    flushed to disk and renamed onto ``dst``. On any exception, ``KeyboardInterrupt`` included,
+    it is removed and the exception goes on. OSErrors of writing (disk full, read-only folder,
+    permission, name too long) come out as one-line :class:`WriteError`.
+
+    Args:
+        dst: the final path. Its folder must exist; checking ``overwrite`` is the caller's job
+            (:func:`~geoseg.io.writer.check_destination`).
+        verify: called with the finished temporary path before the rename.
+        tag: text added to the temporary name (several temporaries of one output).
+
+    Yields:
+        The temporary path to write (a sibling of ``dst``; nothing exists there yet).
+
+    Raises:
+        WriteError: the output could not be written, verified or renamed; nothing was left
+            under ``dst`` and the temporary file is gone.
+    """
+    path = Path(dst)
+    remove_stale(path)
+    tmp = temporary_name(path, tag)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise WriteError(f"{path}: the writer produced no file; nothing was written under that name")
+        if verify is not None:
+            verify(tmp)
+        if tmp.is_file():
+            _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as exc:
+        message = None
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError) and type(exc).__module__.split(".")[0] != "geoseg":
+            message = describe_os_error(path, exc)  # before the removal frees the space
+        _remove(tmp)
+        if message is not None:
+            raise WriteError(message) from None
+        raise
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+    """Refuse a run whose outputs name one of its inputs, or name each other.
+
+    Paths are compared resolved (``./dir/../x.tif``, symlinks) and, when they exist, by device
+    and inode (hard links). URLs among the inputs are skipped. ``overwrite`` plays no part: an
+    input is never replaced, and two outputs of one run never share a file.
+
+    Args:
+        inputs: role -> path (``{"SRC": "scene.tif"}``); ``None`` entries are ignored.
+        outputs: role -> path (``{"DST": "mask.tif", "--vector": "mask.gpkg"}``).
+
+    Raises:
+        OutputCollisionError: naming both roles and what to do.
+    """
+    def keyed(items: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> list[tuple[str, str, Path, tuple[int, int] | None]]:
+        out = []
+        for role, p in items:
+            if p is None or "://" in str(p) or str(p).startswith("/vsi"):
+                continue
+            resolved = Path(p).expanduser().resolve()
+            out.append((role, str(p), resolved, _identity(resolved)))
+        return out
+
+    def same(a: tuple[str, str, Path, tuple[int, int] | None], b: tuple[str, str, Path, tuple[int, int] | None]) -> bool:
+        return a[2] == b[2] or (a[3] is not None and a[3] == b[3])
+
+    ins, outs = keyed(inputs.items()), keyed(outputs.items())
+    for o in outs:
+        for i in ins:
+            if same(o, i):
+                raise OutputCollisionError(
+                    f"{o[1]}: the output {o[0]} is the input {i[0]} ({i[1]}); geoseg never writes over an input, "
+                    "even with --overwrite. Choose another output name"
+                )
+    for k, a in enumerate(outs):
+        for b in outs[k + 1:]:
+            if same(a, b):
+                raise OutputCollisionError(
+                    f"{a[1]}: the outputs {a[0]} and {b[0]} name the same file ({b[1]}); one would destroy the other. "
+                    "Give each output its own name"
+                )
+
+
+def check_run_folder(folder: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+    """Refuse an output folder that is, or contains, one of the inputs (``--overwrite`` would delete it).
+
+    Raises:
+        OutputCollisionError: naming the input and what to do.
+    """
+    run = Path(folder).expanduser().resolve()
+    for role, p in inputs.items():
+        if p is None or "://" in str(p):
+            continue
+        resolved = Path(p).expanduser().resolve()
+        if resolved == run or run in resolved.parents:
+            raise OutputCollisionError(
+                f"{folder}: the output folder holds the input {role} ({p}); geoseg never deletes or writes over its "
+                "inputs, even with --overwrite. Choose an output folder outside the data"
+            )
