@@ -98,12 +98,12 @@ def _writer(dst: str, value: int) -> None:
 
 def test_concurrent_writers_publish_one_complete_output(tmp_path: Path) -> None:
     dst = tmp_path / "mask.tif"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # no fork: the test process already runs threads (GDAL, torch)
     procs = [ctx.Process(target=_writer, args=(str(dst), v)) for v in (1, 2, 3)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(180)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     with rasterio.open(dst) as ds:
         values = np.unique(ds.read(1))
