@@ -82,3 +82,7 @@ class TrainingError(GeosegError, RuntimeError):
 
 class AlignmentWarning(GeosegWarning):
     """Image and labels differ in CRS or resolution and are reprojected to match."""
+
+
+class UploadError(GeosegError, ValueError):
+    """The web app refuses an input: too large, not an image it accepts, or an unsafe name or URL."""
