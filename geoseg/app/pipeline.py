@@ -9,6 +9,7 @@ Prediction is :func:`geoseg.inference.predict_raster` with a
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -61,6 +62,19 @@ class SegmentResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def _private(text: str, src: str | Path, folder: Path, shown: str | None) -> str:
+    """A message without the server's paths: the input by the name the user knows, outputs by file name."""
+    return text.replace(str(src), shown or str(src)).replace(f"{folder}{os.sep}", "")
+
+
+def result_crs(mask: Path) -> object | None:
+    """The CRS of a written mask (None when the input had none)."""
+    from geoseg.io.open import open_raster
+
+    with open_raster(mask) as ds:
+        return ds.crs
+
+
 def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder: Path, *,
             shown: str | None = None, progress: Progress | None = None) -> SegmentResult:
     """Segment ``src`` with ``model`` and write every output into ``folder``.
@@ -89,7 +103,7 @@ def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder
     def on_tile(done: int, total: int, megapixels: float) -> None:
         report(0.05 + 0.75 * done / max(total, 1), f"predicting: tile {done} of {total}")
 
-    caught: list[str] = []
+    notes: list[str] = []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", GeosegWarning)
         try:
@@ -101,13 +115,14 @@ def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder
             report(0.86, "polygons")
             t = time.perf_counter()
             vectorize_raster(files["mask"], files["gpkg"], confidence=files["confidence"])
-            vectorize_raster(files["mask"], files["geojson"], confidence=files["confidence"])
+            if result_crs(files["mask"]) is not None:  # GeoJSON is lon/lat: without a CRS there is nothing to reproject
+                vectorize_raster(files["mask"], files["geojson"], confidence=files["confidence"])
+            else:
+                notes.append("no GeoJSON: the image has no CRS (GeoJSON is always lon/lat); the GeoPackage keeps pixel coordinates")
             seconds["vectorize"] = time.perf_counter() - t
         except GeosegError as exc:
-            if shown is not None:
-                raise type(exc)(str(exc).replace(str(src), shown)) from None
-            raise
-        caught = [str(w.message).replace(str(src), shown or str(src)) for w in seen if issubclass(w.category, GeosegWarning)]
+            raise type(exc)(_private(str(exc), src, folder, shown)) from None
+        notes[:0] = [_private(str(w.message), src, folder, shown) for w in seen if issubclass(w.category, GeosegWarning)]
     report(0.95, "views")
     t = time.perf_counter()
     classes = model.config.classes
@@ -121,4 +136,4 @@ def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder
     summary = (f"{shown or src}: {result.width} x {result.height} px, {result.tiles_run} tiles run "
                f"({result.tiles_skipped} without data skipped), {result.precision} on {result.device}, "
                f"{seconds['total']:.1f} s")
-    return SegmentResult(files, areas, legend_html(areas), view, conf, seconds, summary, caught)
+    return SegmentResult(files, areas, legend_html(areas), view, conf, seconds, summary, notes)

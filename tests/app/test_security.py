@@ -1,0 +1,55 @@
+"""What makes the app safe to run for others: size limits, no path traversal, private results."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+
+from tests.app.conftest import Served
+from tests.conftest import write_raster
+
+pytestmark = pytest.mark.slow
+
+
+def test_oversize_upload_is_refused(segment_call: Callable[..., Any], tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    big = write_raster(tmp_path / "big.tif", rng.integers(0, 255, (3, 700, 700), dtype=np.uint8))  # ~1.5 MB > 1 MB
+    with pytest.raises(Exception, match=r"(?i)(upload limit|exceeds|too large|413)"):
+        segment_call(big)
+
+
+@pytest.mark.parametrize("name", ["../tiny", "../../etc/passwd", "/etc/passwd", "tiny.safetensors", "notes", "..", ""])
+def test_model_names_cannot_reach_files(segment_call: Callable[..., Any], scenes: dict[str, Path], name: str) -> None:
+    from gradio_client.exceptions import AppError
+
+    # the picker refuses names it does not list; the app looks names up, never joins them to a path
+    with pytest.raises(AppError, match=r"unknown model .* expected one of: tiny|is not in the list of choices: \['tiny'\]"):
+        segment_call(scenes["a"], model=name)
+
+
+def test_two_clients_get_their_own_results(app_server: Served, segment_call: Callable[..., Any], scenes: dict[str, Path]) -> None:
+    results: dict[str, Any] = {}
+
+    def go(key: str) -> None:
+        results[key] = segment_call(scenes[key], client=app_server.client())
+
+    threads = [threading.Thread(target=go, args=(k,)) for k in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    folders = set()
+    for key in ("a", "b"):
+        downloads, status = results[key][5], results[key][6]
+        assert f"{key}.tif" in status
+        with rasterio.open(Path(downloads[0])) as out, rasterio.open(scenes[key]) as src:
+            assert (out.transform, out.shape) == (src.transform, src.shape)
+    # on the server, each request wrote into its own folder
+    folders = {p.parent for p in Path(app_server.demo.workspace.root).glob("*/classes.tif")}
+    assert len(folders) >= 2
