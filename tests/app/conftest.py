@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("gradio", reason="the web app needs the `app` extra (gradio)")
 pytest.importorskip("gradio_client", reason="the app tests drive it with gradio_client")
 
-from geoseg.app import AppConfig, build_app  # noqa: E402
+from geoseg.app import AppConfig, launch_app  # noqa: E402
 from geoseg.classes import ClassTable  # noqa: E402
 from geoseg.models import ModelConfig, build_model, save_checkpoint  # noqa: E402
 from tests.conftest import write_raster  # noqa: E402
@@ -77,9 +77,7 @@ class Served:
 
 
 def serve(config: AppConfig) -> Served:
-    demo = build_app(config)
-    demo.launch(server_name="127.0.0.1", server_port=config.port, prevent_thread_lock=True, quiet=True,
-                max_file_size=config.max_bytes, allowed_paths=[str(demo.workspace.root)], ssr_mode=False)
+    demo = launch_app(config, block=False, warm=False, quiet=True)
     return Served(demo, f"http://127.0.0.1:{config.port}/", config)
 
 
