@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoseg.errors import GeosegWarning, UploadError
+from geoseg.errors import ConfigError, GeosegWarning
 
 __all__ = ["LOOPBACK_HOSTS", "AppConfig", "ExposedWithoutAuthWarning", "is_loopback"]
 
@@ -59,15 +59,15 @@ class AppConfig:
         if self.models_dir is not None:
             folder = Path(os.fspath(self.models_dir)).expanduser()
             if not folder.is_dir():
-                raise UploadError(f"--models {folder}: expected a folder of .safetensors checkpoints, found no such folder; "
+                raise ConfigError(f"--models {folder}: expected a folder of .safetensors checkpoints, found no such folder; "
                                   "create it or point --models elsewhere")
             object.__setattr__(self, "models_dir", folder.resolve())
         if self.max_size_mb <= 0:
-            raise UploadError(f"max_size_mb must be > 0, got {self.max_size_mb}; e.g. 200")
+            raise ConfigError(f"max_size_mb must be > 0, got {self.max_size_mb}; e.g. 200")
         if self.concurrency < 1 or self.queue_size < 1:
-            raise UploadError(f"concurrency and queue_size must be >= 1, got {self.concurrency} and {self.queue_size}")
+            raise ConfigError(f"concurrency and queue_size must be >= 1, got {self.concurrency} and {self.queue_size}")
         if self.keep_minutes <= 0:
-            raise UploadError(f"keep_minutes must be > 0, got {self.keep_minutes}; e.g. 60")
+            raise ConfigError(f"keep_minutes must be > 0, got {self.keep_minutes}; e.g. 60")
 
     @property
     def max_bytes(self) -> int:

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geoseg.app.views import ClassArea, class_areas, confidence_png, footprint_of, legend_html, map_svg, mask_png
+from geoseg.app.views import (
+    ClassArea,
+    class_areas,
+    confidence_png,
+    footprint_of,
+    legend_html,
+    map_svg,
+    mask_png,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.options import PredictOptions

@@ -17,7 +17,7 @@ from geoseg.app.pipeline import OUTPUT_NAMES, segment
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.errors import GeosegError, UploadError
 
-__all__ = ["API_NAME", "TABLE_HEADERS", "build_app", "import_gradio", "launch_app"]
+__all__ = ["API_NAME", "TABLE_HEADERS", "build_app", "import_gradio", "launch_app", "warn_if_exposed"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,14 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
     return demo
 
 
+def warn_if_exposed(config: AppConfig) -> None:
+    """Warn (:class:`~geoseg.app.config.ExposedWithoutAuthWarning`) when ``config`` listens beyond
+    this machine and nobody has to log in."""
+    message = config.exposure_warning()
+    if message:
+        warnings.warn(message, ExposedWithoutAuthWarning, stacklevel=3)
+
+
 def launch_app(config: AppConfig | None = None, *, block: bool = True, warm: bool = True, quiet: bool = False) -> Any:
     """Build and serve the app; returns the ``Blocks`` (``block=False`` returns once it listens).
 
@@ -197,9 +205,7 @@ def launch_app(config: AppConfig | None = None, *, block: bool = True, warm: boo
     """
     gr = import_gradio()
     config = config or AppConfig()
-    message = config.exposure_warning()
-    if message:
-        warnings.warn(message, ExposedWithoutAuthWarning, stacklevel=2)
+    warn_if_exposed(config)
     demo = build_app(config)
     if warm and demo.catalog.default_name():
         import threading

@@ -148,9 +148,8 @@ def check_raster_kind(path: str | os.PathLike[str], shown: str) -> str:
         RasterOpenError: not a raster, or unreadable (the CLI's message, naming ``shown``).
         UploadError: a raster of another format.
     """
-    from geoseg.io.open import open_raster
-
     from geoseg.errors import RasterOpenError
+    from geoseg.io.open import open_raster
 
     try:
         with open_raster(path) as ds:

@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("gradio", reason="the web app needs the `app` extra (gradio)")
 pytest.importorskip("gradio_client", reason="the app tests drive it with gradio_client")
 
-from geoseg.app import AppConfig, launch_app  # noqa: E402
-from geoseg.classes import ClassTable  # noqa: E402
-from geoseg.models import ModelConfig, build_model, save_checkpoint  # noqa: E402
-from tests.conftest import write_raster  # noqa: E402
+from geoseg.app import AppConfig, launch_app
+from geoseg.classes import ClassTable
+from geoseg.models import ModelConfig, build_model, save_checkpoint
+from tests.conftest import write_raster
 
 TINY = "tiny"
 

@@ -26,6 +26,7 @@ def test_segment_returns_cog_on_input_grid_and_polygons(segment_call: Callable[.
     assert sum(r[1] for r in rows) == 96 * 80
     assert abs(sum(r[2] for r in rows) - 96 * 80 * 0.25) < 1e-3  # 0.5 m pixels
     assert status.startswith("Done.") and "a.tif" in status
+    assert Path(overlay).read_bytes()[:4] == Path(confidence).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from geoseg.app.config import AppConfig
 from geoseg.app.views import class_areas, footprint_of, legend_html, map_svg
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.classes import ClassTable
-from geoseg.errors import ModelError, RasterOpenError, UploadError
+from geoseg.errors import ConfigError, ModelError, RasterOpenError, UploadError
 from tests.conftest import write_raster
 
 
@@ -94,9 +94,9 @@ def test_exposure_warning_and_settings(models_dir: Path, tmp_path: Path) -> None
     assert AppConfig().exposure_warning() is None
     assert "nobody has to log in" in (AppConfig(host="0.0.0.0").exposure_warning() or "")
     assert AppConfig(host="0.0.0.0", auth=(("a", "b"),)).exposure_warning() is None
-    with pytest.raises(UploadError, match="no such folder"):
+    with pytest.raises(ConfigError, match="no such folder"):
         AppConfig(models_dir=tmp_path / "none")
-    with pytest.raises(UploadError, match="max_size_mb must be > 0"):
+    with pytest.raises(ConfigError, match="max_size_mb must be > 0"):
         AppConfig(max_size_mb=0)
 
 
