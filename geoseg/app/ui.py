@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ class _Handlers:
         self.config = config
         self.catalog = catalog
         self.workspace = workspace
+        self._errors: dict[str, str] = {}  # session -> last refusal, shown in the status line too
+        self._errors_lock = threading.Lock()
+
+    def last_error(self, session: str | None) -> str:
+        with self._errors_lock:
+            message = self._errors.pop(session or "", None)
+        return f"**Error:** {message}" if message else ""
+
+    def _remember(self, session: str | None, message: str) -> None:
+        with self._errors_lock:
+            if len(self._errors) > 1000:  # sessions that never came back for theirs
+                self._errors.clear()
+            self._errors[session or ""] = message
 
     def describe(self, name: str) -> tuple[str, int | None, int | None]:
         try:
@@ -70,7 +84,7 @@ class _Handlers:
         return entry.describe(), entry.config.tile_size, entry.config.overlap
 
     def run(self, upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap: Any, tta: str,
-            precision: str, bands: str | None, progress: Any) -> tuple[Any, ...]:
+            precision: str, bands: str | None, progress: Any, session: str | None = None) -> tuple[Any, ...]:
         gr = import_gradio()
 
         def report(fraction: float, text: str) -> None:
@@ -80,11 +94,12 @@ class _Handlers:
             return self._run(upload, url, model_name, tile_size, overlap, tta, precision, bands, report)
         except GeosegError as exc:
             log.info("refused: %s", exc)
-            raise gr.Error(str(exc), duration=None, print_exception=False) from None
+            message = str(exc)
         except Exception as exc:
             log.exception("unexpected error")
-            raise gr.Error(f"unexpected {type(exc).__name__}: {exc}. The server log has the details; report it if "
-                           "the input looks valid", duration=None, print_exception=False) from None
+            message = f"unexpected {type(exc).__name__}: {exc}. The server log has the details; report it if the input looks valid"
+        self._remember(session, message)
+        raise gr.Error(message, duration=None, print_exception=False)
 
     def _run(self, upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap: Any, tta: str,
              precision: str, bands: str | None, report: Any) -> tuple[Any, ...]:
@@ -178,11 +193,19 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
         model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], api_name=False)
 
         def on_run(upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap_: Any, tta_: str,
-                   precision_: str, bands_: str | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-            return handlers.run(upload, url, model_name, tile_size, overlap_, tta_, precision_, bands_, progress)
+                   precision_: str, bands_: str | None, request: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+            return handlers.run(upload, url, model_name, tile_size, overlap_, tta_, precision_, bands_, progress,
+                                session=getattr(request, "session_hash", None))
 
-        run.click(on_run, inputs=[upload, url, model, tile, overlap, tta, precision, bands],
-                  outputs=[overlay, legend, confidence, map_view, table, downloads, status], api_name=API_NAME)
+        def on_failure(request: Any) -> str:
+            return handlers.last_error(getattr(request, "session_hash", None))
+
+        # Gradio passes the request to parameters annotated with its class (annotations are text here)
+        on_run.__annotations__["request"] = on_failure.__annotations__["request"] = gr.Request
+
+        event = run.click(on_run, inputs=[upload, url, model, tile, overlap, tta, precision, bands],
+                          outputs=[overlay, legend, confidence, map_view, table, downloads, status], api_name=API_NAME)
+        event.failure(on_failure, outputs=status, api_name=False)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.workspace = workspace
     demo.catalog = catalog
@@ -208,8 +231,6 @@ def launch_app(config: AppConfig | None = None, *, block: bool = True, warm: boo
     warn_if_exposed(config)
     demo = build_app(config)
     if warm and demo.catalog.default_name():
-        import threading
-
         threading.Thread(target=demo.catalog.load, args=(demo.catalog.default_name(),), daemon=True,
                          name="geoseg-app-warm").start()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts

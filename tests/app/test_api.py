@@ -82,3 +82,4 @@ def test_cog_url_is_read_over_http(segment_call: Callable[..., Any], scenes: dic
     assert status.startswith("Done.") and "b.tif" in status
     with rasterio.open(Path(downloads[0])) as out:
         assert out.shape == (72, 120)
+

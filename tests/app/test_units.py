@@ -129,3 +129,12 @@ def test_map_and_legend(tmp_path: Path) -> None:
     assert "cannot be placed on a map" in map_svg(None)
     html = legend_html(class_areas(ras, ClassTable.from_names(["a<b", "c"])))
     assert "a&lt;b" in html and "100.0%" in html
+
+
+def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
+    import subprocess
+    import sys
+
+    code = "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' '.join(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "torch" not in loaded and "gradio" not in loaded
