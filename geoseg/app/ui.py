@@ -192,6 +192,13 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
 
         model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], api_name=False)
 
+        def on_load(current: str | None) -> Any:
+            """List the model folder again, so checkpoints added since the start show up."""
+            fresh = catalog.refresh()
+            return gr.Dropdown(choices=fresh, value=current if current in fresh else catalog.default_name())
+
+        demo.load(on_load, inputs=model, outputs=model, api_name=False)
+
         def on_run(upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap_: Any, tta_: str,
                    precision_: str, bands_: str | None, request: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             return handlers.run(upload, url, model_name, tile_size, overlap_, tta_, precision_, bands_, progress,

@@ -138,3 +138,18 @@ def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
     code = "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' '.join(sys.modules))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert "torch" not in loaded and "gradio" not in loaded
+
+
+def test_catalog_refresh_sees_new_and_removed_checkpoints(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    catalog = ModelCatalog(folder, include_bundled=False)
+    assert catalog.names() == []
+    with pytest.raises(ModelError, match=r"expected one of: none \(no checkpoints found\)"):
+        catalog.entry("tiny")
+    (folder / "new.safetensors").write_bytes((models_dir / "tiny.safetensors").read_bytes())
+    (folder / "broken.safetensors").write_bytes(b"not a checkpoint")
+    assert catalog.refresh() == ["new"]
+    catalog.load("new")
+    (folder / "new.safetensors").unlink()
+    assert catalog.refresh() == [] and not catalog._loaded
