@@ -58,3 +58,36 @@ def test_two_clients_get_their_own_results(app_server: Served, segment_call: Cal
     # on the server, each request wrote into its own folder
     folders = {p.parent for p in Path(app_server.demo.workspace.root).glob("*/classes.tif")}
     assert len(folders) >= 2
+
+
+def test_auth_keeps_strangers_out(models_dir: Path, tmp_path: Path) -> None:
+    import requests
+    from gradio_client import Client
+
+    from geoseg.app import AppConfig
+    from tests.app.conftest import free_port, serve
+
+    config = AppConfig(models_dir=models_dir, include_bundled=False, port=free_port(), auth=(("alice", "s3cret"),),
+                       workdir=tmp_path)
+    served = serve(config)
+    try:
+        assert requests.get(f"{served.url}config", timeout=30).status_code in (401, 403)
+        with pytest.raises(Exception, match=r"(?i)(401|403|auth|login|credentials)"):
+            Client(served.url, verbose=False)
+        with pytest.raises(Exception, match=r"(?i)(401|403|auth|login|credentials|incorrect)"):
+            Client(served.url, auth=("alice", "wrong"), verbose=False)
+        client = Client(served.url, auth=("alice", "s3cret"), verbose=False)
+        assert "/segment" in str(client.view_api(print_info=False, return_format="dict"))
+    finally:
+        served.demo.close()
+        served.demo.workspace.close()
+
+
+@pytest.mark.parametrize("target", ["models", "/etc/passwd", "../../../../etc/passwd"])
+def test_server_files_are_not_served(app_server: Served, models_dir: Path, target: str) -> None:
+    import requests
+
+    path = str(models_dir / "tiny.safetensors") if target == "models" else target
+    r = requests.get(f"{app_server.url}gradio_api/file={path}", timeout=30)
+    assert r.status_code in (400, 403, 404), (r.status_code, r.text[:200])
+    assert b"root:" not in r.content and b"geoseg_config" not in r.content
