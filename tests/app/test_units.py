@@ -131,6 +131,7 @@ def test_map_and_legend(tmp_path: Path) -> None:
     assert "a&lt;b" in html and "100.0%" in html
 
 
+@pytest.mark.slow
 def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
     import subprocess
     import sys
