@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -90,19 +91,22 @@ class _Handlers:
         def report(fraction: float, text: str) -> None:
             progress(fraction, desc=text)
 
+        made: list[Path] = []
         try:
-            return self._run(upload, url, model_name, tile_size, overlap, tta, precision, bands, report)
+            return self._run(upload, url, model_name, tile_size, overlap, tta, precision, bands, report, made)
         except GeosegError as exc:
             log.info("refused: %s", exc)
             message = str(exc)
         except Exception as exc:
             log.exception("unexpected error")
             message = f"unexpected {type(exc).__name__}: {exc}. The server log has the details; report it if the input looks valid"
+        for f in made:  # a refused request keeps nothing
+            shutil.rmtree(f, ignore_errors=True)
         self._remember(session, message)
         raise gr.Error(message, duration=None, print_exception=False)
 
     def _run(self, upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap: Any, tta: str,
-             precision: str, bands: str | None, report: Any) -> tuple[Any, ...]:
+             precision: str, bands: str | None, report: Any, made: list[Path]) -> tuple[Any, ...]:
         from geoseg.inference.options import PredictOptions
 
         entry = self.catalog.entry(model_name)  # refuse unknown names before touching any file
@@ -110,6 +114,7 @@ class _Handlers:
                                         "precision": precision or "auto", "bands": (bands or "").strip() or None,
                                         "device": self.config.device})
         folder = self.workspace.new_request()
+        made.append(folder)
         if upload:
             shown = display_name(Path(upload).name)
             src: str | Path = stage_upload(upload, folder, max_bytes=self.config.max_bytes, name=shown)
@@ -190,14 +195,16 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
                 downloads = gr.File(label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), quicklook, confidence COG",
                                     file_count="multiple", interactive=False, elem_id="geoseg-downloads")
 
-        model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], api_name=False)
+        # quick events do not wait behind predictions in the queue
+        model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], api_name=False,
+                     concurrency_limit=None)
 
         def on_load(current: str | None) -> Any:
             """List the model folder again, so checkpoints added since the start show up."""
             fresh = catalog.refresh()
             return gr.Dropdown(choices=fresh, value=current if current in fresh else catalog.default_name())
 
-        demo.load(on_load, inputs=model, outputs=model, api_name=False)
+        demo.load(on_load, inputs=model, outputs=model, api_name=False, concurrency_limit=None)
 
         def on_run(upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap_: Any, tta_: str,
                    precision_: str, bands_: str | None, request: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
@@ -211,8 +218,9 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
         on_run.__annotations__["request"] = on_failure.__annotations__["request"] = gr.Request
 
         event = run.click(on_run, inputs=[upload, url, model, tile, overlap, tta, precision, bands],
-                          outputs=[overlay, legend, confidence, map_view, table, downloads, status], api_name=API_NAME)
-        event.failure(on_failure, outputs=status, api_name=False)
+                          outputs=[overlay, legend, confidence, map_view, table, downloads, status], api_name=API_NAME,
+                          concurrency_limit=config.concurrency, concurrency_id="predict")
+        event.failure(on_failure, outputs=status, api_name=False, concurrency_limit=None)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.workspace = workspace
     demo.catalog = catalog
