@@ -88,6 +88,12 @@ def test_sample_scene_end_to_end(browser: Any, full_app: Served, tmp_path: Path)
         assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
         assert out.tags()["CLASS_NAMES"].count("building") == 1
 
+    page.get_by_role("tab", name="Confidence").click()
+    conf = page.locator("#geoseg-confidence img")
+    conf.wait_for(state="visible")
+    assert conf.evaluate("img => img.complete && img.naturalWidth") > 500
+    page.screenshot(path=str(ARTIFACTS / "app-confidence.png"))
+
     page.get_by_role("tab", name="Map").click()
     svg = page.locator("svg#geoseg-map")
     svg.wait_for(state="visible")
