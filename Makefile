@@ -14,7 +14,7 @@ PYTEST_ARGS ?= --durations=10
 DUBAI  ?=
 RUN    ?= runs/dubai-default
 
-.PHONY: install demo test lint bench clean default-model
+.PHONY: install demo app test lint bench clean default-model
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ demo: install
 	$(BIN)/geoseg predict $(SCENE) $(OUTDIR)/classes.tif --vector $(OUTDIR)/polygons.gpkg \
 		--quicklook $(OUTDIR)/quicklook.png --overwrite
 	@echo "outputs in $(OUTDIR)/: classes.tif (class-mask COG), polygons.gpkg, quicklook.png"
+
+# The web app on http://127.0.0.1:7860 (MODELS=folder of .safetensors checkpoints to offer too).
+MODELS ?=
+app: install
+	$(BIN)/geoseg app $(if $(MODELS),--models $(MODELS))
 
 # Retrain the bundled model on the Dubai dataset (Tile 8 test, Tile 1 validation), score it, ship it.
 default-model: install
@@ -51,6 +56,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
+	$(BIN)/python benchmarks/bench_app.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache

@@ -98,3 +98,7 @@ class InputCompatibilityError(GeosegError, ValueError):
 
 class NegativeClassWarning(GeosegWarning):
     """A class mask holds negative ids, which make no polygons."""
+
+
+class UploadError(GeosegError, ValueError):
+    """The web app refuses an input: too large, not an image it accepts, or an unsafe name or URL."""

@@ -20,6 +20,13 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
 
 
+def test_blocks_that_do_not_run_say_why() -> None:
+    """``py`` blocks (not run here) must say what they need, e.g. a running server."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for block in re.findall(r"^```py\n(.*?)^```$", text, flags=re.S | re.M):
+        assert block.startswith("# needs "), block[:80]
+
+
 def test_blocks_are_found() -> None:
     assert len(python_blocks("x\n```python\na = 1\n```\n```bash\nls\n```\n```python\nb = 2\n```\n")) == 2
     assert len(python_blocks((REPO / "README.md").read_text(encoding="utf-8"))) >= 2

@@ -20,6 +20,7 @@ from geoseg.errors import GeosegError, GeosegWarning
 __all__ = ["cli", "main"]
 
 _COMMANDS = {
+    "app": ("geoseg.cli.app", "app"),
     "dataset": ("geoseg.cli.dataset", "dataset"),
     "evaluate": ("geoseg.cli.evaluate", "evaluate"),
     "info": ("geoseg.cli.info", "info"),

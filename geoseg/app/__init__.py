@@ -1,0 +1,46 @@
+"""The geoseg web app: upload an image, pick a model, get a map back (an optional extra).
+
+A client of the public API only: it runs :func:`geoseg.inference.predict_raster` with a
+:class:`~geoseg.inference.PredictOptions`, the vectorizer and the quicklook writer. Gradio is
+imported when the app is built, so ``import geoseg.app`` stays light::
+
+    from geoseg.app import AppConfig, build_app
+    demo = build_app(AppConfig(models_dir="models"))
+    demo.launch(server_name="127.0.0.1")
+
+Names load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.app.catalog import ModelCatalog, ModelEntry
+    from geoseg.app.config import AppConfig
+    from geoseg.app.pipeline import SegmentResult, segment
+    from geoseg.app.ui import build_app, launch_app
+
+__all__ = ["AppConfig", "ModelCatalog", "ModelEntry", "SegmentResult", "build_app", "launch_app", "segment"]
+
+_WHERE = {
+    "AppConfig": "config",
+    "ModelCatalog": "catalog",
+    "ModelEntry": "catalog",
+    "SegmentResult": "pipeline",
+    "segment": "pipeline",
+    "build_app": "ui",
+    "launch_app": "ui",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'geoseg.app' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geoseg.app.{where}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

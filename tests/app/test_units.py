@@ -1,0 +1,156 @@
+"""The app's pieces without a server: model catalogue, workspace, input checks, views, settings."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from geoseg.app.catalog import ModelCatalog
+from geoseg.app.config import AppConfig
+from geoseg.app.views import class_areas, footprint_of, legend_html, map_svg
+from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
+from geoseg.classes import ClassTable
+from geoseg.errors import ConfigError, ModelError, RasterOpenError, UploadError
+from tests.conftest import write_raster
+
+
+def test_catalog_offers_only_checkpoints_directly_in_the_folder(models_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((models_dir / "tiny.safetensors").read_bytes())
+    link = models_dir / "link.safetensors"
+    link.symlink_to(outside)
+    try:
+        catalog = ModelCatalog(models_dir, include_bundled=False)
+        assert catalog.names() == ["tiny"]
+        for name in ("link", "../outside", str(outside), "notes"):
+            with pytest.raises(ModelError, match="unknown model"):
+                catalog.entry(name)
+        assert catalog.load("tiny") is catalog.load("tiny")  # loaded once, kept
+        assert "classes (3): background, building, road" in catalog.entry("tiny").describe()
+        assert "GSD: 0.5 m" in catalog.entry("tiny").describe()
+    finally:
+        link.unlink()
+
+
+def test_bundled_model_is_offered_first(models_dir: Path) -> None:
+    names = ModelCatalog(models_dir).names()
+    assert names[0].endswith("(bundled)") and "tiny" in names
+
+
+def test_workspace_folders_are_private_and_swept(tmp_path: Path) -> None:
+    ws = Workspace(keep_seconds=60, root=tmp_path)
+    a, b = ws.new_request(), ws.new_request()
+    assert a != b and a.parent == b.parent == ws.root
+    assert oct(os.stat(ws.root).st_mode & 0o777) == "0o700"
+    old = time.time() - 120
+    os.utime(a, (old, old))
+    assert ws.sweep() == 1 and not a.exists() and b.exists()
+    ws.close()
+    assert not ws.root.exists()
+
+
+def test_uploads_get_fixed_names_and_size_checks(tmp_path: Path) -> None:
+    src = tmp_path / "x.TIFF"
+    src.write_bytes(b"0" * 100)
+    folder = tmp_path / "req"
+    folder.mkdir()
+    assert stage_upload(src, folder, max_bytes=1000, name="../../evil.TIFF") == folder / "input.tif"
+    with pytest.raises(UploadError, match=r"big\.tif: 0\.0 MB is over this server's upload limit"):
+        stage_upload(src, tmp_path, max_bytes=10, name="big.tif")
+    assert display_name("../../etc/passwd") == "passwd"
+    assert display_name("..\\..\\a b.tif") == "a_b.tif"
+    assert display_name("...") == "upload"
+
+
+def test_only_plain_image_formats_are_read(tmp_path: Path) -> None:
+    vrt = tmp_path / "x.vrt"
+    write_raster(tmp_path / "r.tif", np.ones((1, 4, 4), np.uint8))
+    vrt.write_text('<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Byte" band="1">'
+                   f'<SimpleSource><SourceFilename>{tmp_path / "r.tif"}</SourceFilename></SimpleSource>'
+                   "</VRTRasterBand></VRTDataset>")
+    with pytest.raises(UploadError, match="expected a GeoTIFF/COG, JPEG or PNG image, found a VRT file"):
+        check_raster_kind(vrt, "x.vrt")
+    assert check_raster_kind(tmp_path / "r.tif", "r.tif") == "GTiff"
+    (tmp_path / "t.txt").write_text("hello")
+    with pytest.raises(RasterOpenError, match=r"^t\.txt: expected a raster"):
+        check_raster_kind(tmp_path / "t.txt", "t.txt")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/vsicurl/http://x/a.tif", "ftp://host/a.tif", "http://", "s3://b/k.tif"])
+def test_only_http_urls(url: str) -> None:
+    with pytest.raises(UploadError, match="expected an http:// or https:// URL"):
+        check_url(url)
+    with pytest.raises(UploadError, match="does not read URLs"):
+        check_url("https://example.org/a.tif", allowed=False)
+    assert check_url(" https://example.org/a.tif ") == "https://example.org/a.tif"
+
+
+def test_exposure_warning_and_settings(models_dir: Path, tmp_path: Path) -> None:
+    assert AppConfig().exposure_warning() is None
+    assert "nobody has to log in" in (AppConfig(host="0.0.0.0").exposure_warning() or "")
+    assert AppConfig(host="0.0.0.0", auth=(("a", "b"),)).exposure_warning() is None
+    with pytest.raises(ConfigError, match="no such folder"):
+        AppConfig(models_dir=tmp_path / "none")
+    with pytest.raises(ConfigError, match="max_size_mb must be > 0"):
+        AppConfig(max_size_mb=0)
+
+
+def test_class_areas_in_metres_and_geodesic(tmp_path: Path) -> None:
+    ids = np.zeros((1, 10, 10), np.uint8)
+    ids[0, :4] = 1
+    ids[0, 9, 9] = 255
+    table = ClassTable.from_names(["land", "water"])
+    utm = write_raster(tmp_path / "utm.tif", ids, nodata=255, transform=Affine(2, 0, 500000, 0, -2, 5700000))
+    areas = class_areas(utm, table)
+    assert [a.pixels for a in areas] == [59, 40]
+    assert areas[1].m2 == pytest.approx(160.0) and areas[1].ha == pytest.approx(0.016)
+    assert areas[1].share == pytest.approx(40 / 99)
+    geo = write_raster(tmp_path / "geo.tif", ids, nodata=255, crs="EPSG:4326", transform=Affine(1e-4, 0, 4.35, 0, -1e-4, 51.87))
+    water = class_areas(geo, table)[1].m2
+    assert water == pytest.approx(40 * 11.13 * 6.88, rel=0.01)  # ~11.1 m by ~6.9 m pixels at 51.9°N
+    bare = write_raster(tmp_path / "bare.tif", ids, crs=None, transform=None)
+    assert class_areas(bare, table)[0].m2 is None
+
+
+def test_map_and_legend(tmp_path: Path) -> None:
+    ras = write_raster(tmp_path / "m.tif", np.zeros((1, 20, 20), np.uint8))
+    fp = footprint_of(ras)
+    assert fp is not None
+    west, south, east, north = fp.bounds
+    assert 2.9 < west < east < 3.1 and 51.4 < south < north < 51.5  # EPSG:32631 at 500 km E, 5700 km N
+    svg = map_svg(fp, b"\x89PNG")
+    assert svg.startswith('<svg id="geoseg-map"') and "°N" in svg and "°E" in svg and "data:image/png;base64" in svg
+    assert footprint_of(write_raster(tmp_path / "n.tif", np.zeros((1, 4, 4), np.uint8), crs=None, transform=None)) is None
+    assert "cannot be placed on a map" in map_svg(None)
+    html = legend_html(class_areas(ras, ClassTable.from_names(["a<b", "c"])))
+    assert "a&lt;b" in html and "100.0%" in html
+
+
+@pytest.mark.slow
+def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
+    import subprocess
+    import sys
+
+    code = "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' '.join(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "torch" not in loaded and "gradio" not in loaded
+
+
+def test_catalog_refresh_sees_new_and_removed_checkpoints(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    catalog = ModelCatalog(folder, include_bundled=False)
+    assert catalog.names() == []
+    with pytest.raises(ModelError, match=r"expected one of: none \(no checkpoints found\)"):
+        catalog.entry("tiny")
+    (folder / "new.safetensors").write_bytes((models_dir / "tiny.safetensors").read_bytes())
+    (folder / "broken.safetensors").write_bytes(b"not a checkpoint")
+    assert catalog.refresh() == ["new"]
+    catalog.load("new")
+    (folder / "new.safetensors").unlink()
+    assert catalog.refresh() == [] and not catalog._loaded
