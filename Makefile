@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed-$(SPEC)
 SCENE  := sample_data/rotterdam_ps_rgb.tif
 OUTDIR ?= demo_output
 PYTEST_ARGS ?=
+PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 DUBAI  ?=
 RUN    ?= runs/dubai-default
 
-.PHONY: install demo test lint bench clean default-model
+.PHONY: install demo test lint bench clean default-model image image-gpu image-check
 
 install: $(STAMP)
 
@@ -50,6 +51,23 @@ bench: install
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
+
+# Container image (README "Container image"). CONTAINER=docker works too; podman builds need
+# `--format docker` to keep the HEALTHCHECK, and root podman here also `--isolation chroot`.
+CONTAINER ?= podman
+IMAGE     ?= geoseg:latest
+IMAGE_GPU ?= geoseg:gpu
+IMAGE_BUILD_ARGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker,)
+
+image:
+	$(CONTAINER) build $(IMAGE_BUILD_ARGS) -f Containerfile -t $(IMAGE) .
+
+image-gpu:
+	$(CONTAINER) build $(IMAGE_BUILD_ARGS) -f Containerfile.gpu -t $(IMAGE_GPU) .
+
+# Builds the base with debootstrap when missing, builds the image, runs geoseg inside it (chroot), cleans up.
+image-check:
+	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache
