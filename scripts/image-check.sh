@@ -9,18 +9,23 @@
 #   1. base: `debian:bookworm-slim` is used when present; otherwise it is built with debootstrap
 #      (Debian's package mirror is enough) and imported under that name, so the Containerfile is
 #      the one online users build.
-#   2. build: `podman build` (chroot isolation, docker format so HEALTHCHECK is kept).
+#   2. build: `podman build` (chroot isolation, docker format so HEALTHCHECK is kept; the CA bundle
+#      in CA_BUNDLE, or PIP_CERT, is passed as the build secret `ca-bundle` for pip behind a
+#      TLS-inspecting proxy).
 #   3. smoke test, inside the image: `geoseg info`, `geoseg predict` on the sample scene without
 #      --model (the bundled model), the result checked with rasterio outside and timed against the
 #      same command outside the image; `geoseg app` started on 127.0.0.1 and its health URL polled
 #      (skipped with a message when the image has no `geoseg app`); `dask worker --help` (skipped
-#      when the image has no dask).
+#      when the image has no dask); with moto and boto3 on the outside Python, the scene served by
+#      a local S3 server and read inside the image as s3://..., credentials and endpoint passed
+#      as AWS_* variables exactly as a user passes them to `docker run -e`.
 #   4. clean-up: chroot mounts, the image mount, scratch files and dangling layers. The image stays;
 #      `podman rmi geoseg:latest` removes it.
 #
 # Needs: root, podman (Debian: apt-get install podman), debootstrap when the base is missing, and a
 # Python with rasterio for the outside checks (PYTHON, default .venv/bin/python or python3).
-# Environment: IMAGE (geoseg:latest), CONTAINERFILE (Containerfile), STORAGE_DRIVER (vfs),
+# Environment: IMAGE (geoseg:latest), CONTAINERFILE (Containerfile), STORAGE_DRIVER (podman's
+# default, overlay as root; vfs also works but stores every layer as a full copy), CA_BUNDLE,
 # BUILD_ARGS (extra `podman build` arguments), SKIP_BUILD=1 (test an image already built),
 # DEBIAN_MIRROR (http://deb.debian.org/debian).
 set -euo pipefail
@@ -34,7 +39,7 @@ SCENE=sample_data/rotterdam_ps_rgb.tif
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-podman() { command podman --storage-driver "${STORAGE_DRIVER:-vfs}" "$@"; }
+podman() { command podman ${STORAGE_DRIVER:+--storage-driver "$STORAGE_DRIVER"} "$@"; }
 say() { printf '== %s\n' "$*"; }
 die() { printf 'image-check: %s\n' "$*" >&2; exit 1; }
 
@@ -46,9 +51,11 @@ SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/geoseg-image-check.XXXXXX")
 MNT=""
 BOUND=()
 APP_PID=""
+S3_PID=""
 cleanup() {
     set +e
     [[ -n "$APP_PID" ]] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null
+    [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null
     local i
     for ((i = ${#BOUND[@]} - 1; i >= 0; i--)); do umount -l "${BOUND[i]}" 2>/dev/null; done
     [[ -n "$MNT" ]] && podman image unmount "$IMAGE" >/dev/null 2>&1
@@ -81,7 +88,9 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     say "building $IMAGE from $CONTAINERFILE"
     t0=$SECONDS
     # shellcheck disable=SC2086
-    podman build --isolation chroot --format docker --layers -f "$CONTAINERFILE" -t "$IMAGE" ${BUILD_ARGS:-} .
+    CA_BUNDLE=${CA_BUNDLE:-${PIP_CERT:-}}
+    podman build --isolation chroot --format docker --layers ${CA_BUNDLE:+--secret "id=ca-bundle,src=$CA_BUNDLE"} \
+        -f "$CONTAINERFILE" -t "$IMAGE" ${BUILD_ARGS:-} . || die "podman build failed (log above)"
     say "built in $((SECONDS - t0)) s"
 fi
 podman image exists "$IMAGE" || die "image $IMAGE not found; build it first (make image)"
@@ -165,9 +174,48 @@ printf '== predict time: inside the image %.1f s' "$t_in"
 [[ -n "$OUTSIDE" ]] && printf ', outside %.1f s' "$t_out"
 printf '\n'
 
+free_port() { "$PYTHON" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+
+# --------------------------------------------------------------------------------------- s3://
+if "$PYTHON" -c "import moto.server, boto3" 2>/dev/null; then
+    S3_PORT=$(free_port)
+    "$PYTHON" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$SCRATCH/s3.log" 2>&1 &
+    S3_PID=$!
+    S3_ENV=(AWS_ACCESS_KEY_ID=check AWS_SECRET_ACCESS_KEY=check AWS_REGION=us-east-1
+            AWS_S3_ENDPOINT="127.0.0.1:$S3_PORT" AWS_HTTPS=NO AWS_VIRTUAL_HOSTING=FALSE)
+    "$PYTHON" - "$S3_PORT" "$SCENE" <<'PY'
+import sys
+import time
+
+import boto3
+
+port, scene = sys.argv[1:3]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="check",
+                  aws_secret_access_key="check", region_name="us-east-1")
+for _ in range(100):
+    try:
+        s3.create_bucket(Bucket="geoseg-check")
+        break
+    except Exception:
+        time.sleep(0.2)
+s3.upload_file(scene, "geoseg-check", "scenes/rotterdam_ps_rgb.tif")
+PY
+    say "inside: geoseg info / predict s3://geoseg-check/scenes/rotterdam_ps_rgb.tif (local S3 server, AWS_* passed in)"
+    inside env "${S3_ENV[@]}" geoseg info s3://geoseg-check/scenes/rotterdam_ps_rgb.tif | sed -n 1,3p
+    inside env "${S3_ENV[@]}" geoseg predict s3://geoseg-check/scenes/rotterdam_ps_rgb.tif from_s3.tif
+    cmp -s "$SCRATCH/data/from_s3.tif" "$SCRATCH/data/classes.tif" \
+        || "$PYTHON" -c "import sys, rasterio; a, b = (rasterio.open(p).read() for p in sys.argv[1:]); assert (a == b).all(), 'the s3:// prediction differs from the local one'" \
+            "$SCRATCH/data/from_s3.tif" "$SCRATCH/data/classes.tif"
+    say "the s3:// prediction equals the local one"
+    kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true
+    S3_PID=""
+else
+    say "skipped the s3:// check: $PYTHON has no moto[server] and boto3 to serve a local S3"
+fi
+
 # ----------------------------------------------------------------------------------------- app
 if inside geoseg app --help >/dev/null 2>&1; then
-    PORT=$("$PYTHON" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    PORT=$(free_port)
     HEALTH_URL="http://127.0.0.1:$PORT/"
     say "inside: geoseg app --host 127.0.0.1 --port $PORT"
     inside geoseg app --host 127.0.0.1 --port "$PORT" >"$SCRATCH/app.log" 2>&1 &
