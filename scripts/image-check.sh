@@ -15,10 +15,11 @@
 #   3. smoke test, inside the image: `geoseg info`, `geoseg predict` on the sample scene without
 #      --model (the bundled model), the result checked with rasterio outside and timed against the
 #      same command outside the image; `geoseg app` started on 127.0.0.1 and its health URL polled
-#      (skipped with a message when the image has no `geoseg app`); `dask worker --help` (skipped
-#      when the image has no dask); with moto and boto3 on the outside Python, the scene served by
-#      a local S3 server and read inside the image as s3://..., credentials and endpoint passed
-#      as AWS_* variables exactly as a user passes them to `docker run -e`.
+#      (skipped with a message when the image has no `geoseg app`); a Dask scheduler and worker
+#      started inside, a client inside the image seeing the worker, and the image's HEALTHCHECK
+#      against the worker's /health (skipped when the image has no dask); with moto and boto3 on
+#      the outside Python, the scene served by a local S3 server and read inside the image as
+#      s3://..., credentials and endpoint passed as AWS_* variables as `docker run -e` passes them.
 #   4. clean-up: chroot mounts, the image mount, scratch files and dangling layers. The image stays;
 #      `podman rmi geoseg:latest` removes it.
 #
@@ -52,8 +53,10 @@ MNT=""
 BOUND=()
 APP_PID=""
 S3_PID=""
+DASK_PIDS=()
 cleanup() {
     set +e
+    [[ ${#DASK_PIDS[@]} -gt 0 ]] && kill "${DASK_PIDS[@]}" 2>/dev/null
     [[ -n "$APP_PID" ]] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null
     [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null
     local i
@@ -160,7 +163,6 @@ with rasterio.open(scene) as src, rasterio.open(mask) as out:
     assert (out.height, out.width) == (src.height, src.width), "size differs from the scene"
     assert out.dtypes[0] == "uint8", f"dtype {out.dtypes[0]}, expected uint8"
     data = out.read(1)
-    names = {i: out.tags(1).get(f"class_{i}", "") for i in np.unique(data)}
     counts = np.bincount(data.ravel(), minlength=256)
     share = ", ".join(f"{i}:{counts[i] / data.size:.1%}" for i in np.flatnonzero(counts))
     print(f"classes.tif: {out.width}x{out.height} {out.dtypes[0]} {out.crs}, same grid as the scene; class shares {share}")
@@ -214,6 +216,12 @@ else
 fi
 
 # ----------------------------------------------------------------------------------------- app
+mapfile -t HC < <(podman image inspect --format '{{range .Config.Healthcheck.Test}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
+case "${HC[0]:-}" in
+    CMD) hc_cmd=("${HC[@]:1}") ;;
+    CMD-SHELL) hc_cmd=(/bin/sh -c "${HC[*]:1}") ;;
+    *) die "the image has no HEALTHCHECK (build with --format docker)" ;;
+esac
 if inside geoseg app --help >/dev/null 2>&1; then
     PORT=$(free_port)
     HEALTH_URL="http://127.0.0.1:$PORT/"
@@ -228,12 +236,6 @@ if inside geoseg app --help >/dev/null 2>&1; then
         sleep 1
     done
     # The image's own HEALTHCHECK command, pointed at the test port.
-    mapfile -t HC < <(podman image inspect --format '{{range .Config.Healthcheck.Test}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
-    case "${HC[0]:-}" in
-        CMD) hc_cmd=("${HC[@]:1}") ;;
-        CMD-SHELL) hc_cmd=(/bin/sh -c "${HC[*]:1}") ;;
-        *) die "the image has no HEALTHCHECK (build with --format docker)" ;;
-    esac
     hc=$(inside env GEOSEG_HEALTH_URL="$HEALTH_URL" "${hc_cmd[@]}" >/dev/null 2>&1 && echo ok || echo failed)
     kill "$APP_PID" 2>/dev/null; wait "$APP_PID" 2>/dev/null || true
     APP_PID=""
@@ -246,8 +248,27 @@ fi
 
 # ---------------------------------------------------------------------------------------- dask
 if inside sh -c 'command -v dask' >/dev/null 2>&1; then
-    say "inside: dask worker --help"
-    inside dask worker --help | head -3
+    SCHED_PORT=$(free_port)
+    WORKER_HTTP=$(free_port)
+    say "inside: dask scheduler on 127.0.0.1:$SCHED_PORT and dask worker (dashboard :$WORKER_HTTP)"
+    inside dask scheduler --host 127.0.0.1 --port "$SCHED_PORT" --dashboard-address "127.0.0.1:$(free_port)" \
+        >"$SCRATCH/scheduler.log" 2>&1 &
+    DASK_PIDS=($!)
+    inside env GEOSEG_HEALTH_URL="http://127.0.0.1:$WORKER_HTTP/health" dask worker "tcp://127.0.0.1:$SCHED_PORT" \
+        --nthreads 1 --host 127.0.0.1 --dashboard-address "127.0.0.1:$WORKER_HTTP" >"$SCRATCH/worker.log" 2>&1 &
+    DASK_PIDS+=($!)
+    inside python -c "
+import sys
+from distributed import Client
+with Client('tcp://127.0.0.1:$SCHED_PORT', timeout=120) as client:
+    client.wait_for_workers(1, timeout=120)
+    print('a client inside the image sees', len(client.scheduler_info()['workers']), 'worker(s); geoseg', client.submit(lambda: __import__('geoseg').__version__).result(), 'on the worker')
+" || { tail -20 "$SCRATCH/worker.log" >&2; die "the Dask worker did not join the scheduler"; }
+    hc=$(inside env GEOSEG_HEALTH_URL="http://127.0.0.1:$WORKER_HTTP/health" "${hc_cmd[@]}" >/dev/null 2>&1 && echo ok || echo failed)
+    kill "${DASK_PIDS[@]}" 2>/dev/null; wait "${DASK_PIDS[@]}" 2>/dev/null || true
+    DASK_PIDS=()
+    say "the image's HEALTHCHECK against the worker's /health: $hc; scheduler and worker stopped"
+    [[ "$hc" == ok ]] || die "the image's HEALTHCHECK failed against the Dask worker"
 else
     say "skipped the Dask check: this image has no 'dask' command (the distributed extra is not installed)"
 fi
