@@ -144,7 +144,7 @@ OUTSIDE=""
 if "$PYTHON" -c "import geoseg.cli" 2>/dev/null; then
     say "outside: the same predict with $PYTHON"
     t0=$(date +%s.%N)
-    "$PYTHON" -c "from geoseg.cli import main; main()" predict "$SCENE" "$SCRATCH/outside.tif" -q
+    "$PYTHON" -c "from geoseg.cli import main; main()" predict "$SCENE" "$SCRATCH/outside.tif"
     t_out=$(echo "$(date +%s.%N) - $t0" | bc)
     OUTSIDE="$SCRATCH/outside.tif"
 fi
