@@ -45,13 +45,25 @@ def test_recipe_runs_as_a_user_with_app_healthcheck_and_dependencies_before_code
     assert "AWS_SECRET_ACCESS_KEY" not in env, "credentials are passed at run time, never baked in"
 
 
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves ``path`` out: the last matching pattern wins, ``!`` keeps."""
+    result = False
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        bare = pattern.lstrip("!").replace("**/", "*")
+        if fnmatch.fnmatch(path, bare) or path.startswith(bare.rstrip("/") + "/"):
+            result = not keep
+    return result
+
+
 def test_build_context_leaves_out_local_and_generated_files() -> None:
     patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
-    for path in (".git", ".venv", "demo_output", "runs", "tests", "geoseg/__pycache__/x.pyc"):
-        assert any(fnmatch.fnmatch(path, p.replace("**/", "*")) for p in patterns), path
+    for path in (".git/config", ".venv/bin/python", "demo_output/classes.tif", "runs/x/model.safetensors",
+                 "tests/test_container.py", "geoseg/__pycache__/x.pyc", "scripts/image-check.sh", "Makefile"):
+        assert _ignored(path, patterns), path
     for path in ("pyproject.toml", "README.md", "geoseg/cli/__init__.py", "scripts/image-requirements.py",
-                 "sample_data/rotterdam_ps_rgb.tif"):
-        assert not any(fnmatch.fnmatch(path, p) for p in patterns), path
+                 "sample_data/rotterdam_ps_rgb.tif", "sample_data/dubai-landcover-unet.safetensors"):
+        assert not _ignored(path, patterns), path
 
 
 def test_image_requirements_expands_extras_and_skips_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
