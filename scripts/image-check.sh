@@ -112,6 +112,9 @@ chmod 1777 "$SCRATCH/tmp"
 cp "$SCENE" "$SCRATCH/data/"
 bind /proc /proc
 bind /dev /dev
+# A private, world-writable /dev/shm as a container runtime gives (multiprocessing, Dask's nanny).
+mount -t tmpfs -o mode=1777,size=256m tmpfs "$MNT/dev/shm"
+BOUND+=("$MNT/dev/shm")
 bind /sys /sys
 bind "$SCRATCH/tmp" /tmp  # nothing is written into the image's own layers
 WORKDIR=$(podman image inspect --format '{{.Config.WorkingDir}}' "$IMAGE")
