@@ -52,12 +52,16 @@ bench: install
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
 
-# Container image (README "Container image"). CONTAINER=docker works too; podman builds need
-# `--format docker` to keep the HEALTHCHECK, and root podman here also `--isolation chroot`.
+# Container image (README "Container image"). CONTAINER=docker works too. Podman builds use the
+# docker format (it keeps the HEALTHCHECK) and chroot isolation (RUN steps work where containers
+# cannot start). With PIP_CERT set (a TLS-inspecting proxy), its CA bundle is lent to pip in the
+# build as the secret `ca-bundle`, never stored in the image.
 CONTAINER ?= podman
 IMAGE     ?= geoseg:latest
 IMAGE_GPU ?= geoseg:gpu
-IMAGE_BUILD_ARGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker,)
+comma := ,
+IMAGE_BUILD_ARGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker --isolation chroot,) \
+	$(if $(PIP_CERT),--secret id=ca-bundle$(comma)src=$(PIP_CERT),)
 
 image:
 	$(CONTAINER) build $(IMAGE_BUILD_ARGS) -f Containerfile -t $(IMAGE) .
