@@ -10,11 +10,12 @@ SCENE  := sample_data/rotterdam_ps_rgb.tif
 OUTDIR ?= demo_output
 # the ten slowest tests are listed after every run, CI included
 PYTEST_ARGS ?= --durations=10
+PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 DUBAI  ?=
 RUN    ?= runs/dubai-default
 
-.PHONY: install demo app test lint bench clean default-model
+.PHONY: install demo app test lint bench clean default-model image image-gpu image-check
 
 install: $(STAMP)
 
@@ -57,6 +58,27 @@ bench: install
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
 	$(BIN)/python benchmarks/bench_app.py
+
+# Container image (README "Container image"). CONTAINER=docker works too. Podman builds use the
+# docker format (it keeps the HEALTHCHECK) and chroot isolation (RUN steps work where containers
+# cannot start). With PIP_CERT set (a TLS-inspecting proxy), its CA bundle is lent to pip in the
+# build as the secret `ca-bundle`, never stored in the image.
+CONTAINER ?= podman
+IMAGE     ?= geoseg:latest
+IMAGE_GPU ?= geoseg:gpu
+comma := ,
+IMAGE_BUILD_ARGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker --isolation chroot,) \
+	$(if $(PIP_CERT),--secret id=ca-bundle$(comma)src=$(PIP_CERT),)
+
+image:
+	$(CONTAINER) build $(IMAGE_BUILD_ARGS) -f Containerfile -t $(IMAGE) .
+
+image-gpu:
+	$(CONTAINER) build $(IMAGE_BUILD_ARGS) -f Containerfile.gpu -t $(IMAGE_GPU) .
+
+# Builds the base with debootstrap when missing, builds the image, runs geoseg inside it (chroot), cleans up.
+image-check:
+	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache
