@@ -36,7 +36,7 @@ default-model: install
 	@test -n "$(DUBAI)" || { echo "usage: make default-model DUBAI='/path/to/Semantic segmentation dataset'"; exit 2; }
 	$(BIN)/geoseg train --config dubai-default data.root="$(DUBAI)" -o $(RUN) --overwrite
 	$(BIN)/geoseg evaluate $(RUN)/model.safetensors --config dubai-default data.root="$(DUBAI)" -o $(RUN)/test
-	cp $(RUN)/model.safetensors sample_data/dubai-landcover-unet.safetensors
+	cp $(RUN)/model.safetensors geoseg/models/weights/dubai-landcover-unet.safetensors
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -94,8 +94,8 @@ def _classes_from(path: str):
         from geoseg.models.config import read_config
 
         return read_config(path).classes
+    from geoseg.classes import classes_of
     from geoseg.io.open import open_raster
-    from geoseg.vectorize.source import classes_of
 
     with open_raster(path) as ds:
         table = classes_of(ds)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.engine import (
         PredictionResult,
         predict_block,
+        predict_classes,
         predict_raster,
         resolve_model,
     )
@@ -27,6 +28,7 @@ __all__ = [
     "blend_weights",
     "parse_overlap",
     "predict_block",
+    "predict_classes",
     "predict_raster",
     "register_blend",
     "resolve_device",
@@ -41,6 +43,7 @@ _WHERE = {
     "parse_overlap": "options",
     "PredictionResult": "engine",
     "predict_block": "engine",
+    "predict_classes": "engine",
     "predict_raster": "engine",
     "resolve_model": "engine",
     "Runner": "runtime",

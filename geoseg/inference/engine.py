@@ -32,12 +32,12 @@ from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
-from geoseg.io.windows import Tile, TilePlan, plan_tiles
+from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig
 
-__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_raster", "resolve_model"]
+__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_classes", "predict_raster", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,44 @@ def predict_block(
     data = np.concatenate([p.data for p in parts], axis=1)
     valid = np.concatenate([p.valid for p in parts], axis=0)
     return GeoArray(data, valid, parts[0].transform, job.reader.crs, block)
+
+
+def predict_classes(
+    src: str | os.PathLike[str],
+    model: ModelSource | None = None,
+    options: PredictOptions | None = None,
+    *,
+    block: Window | None = None,
+    config: ModelConfig | None = None,
+    **overrides: Any,
+) -> GeoArray:
+    """Class ids of a raster (or of one ``block``) in memory, equal to the mask :func:`predict_raster` writes.
+
+    Args:
+        src: input raster path or URL.
+        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``);
+            ``None``: the bundled land-cover model.
+        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of it.
+        block: the output window (default: the whole raster).
+        config: model config for a bare module.
+
+    Returns:
+        A :class:`GeoArray` whose ``data`` is ``(1, rows, cols)`` uint8 class ids (255 where the
+        input has no data), with the validity mask, transform and CRS.
+    """
+    if model is None:
+        from geoseg.models.default import default_model
+
+        model = default_model()
+    job = _setup(src, model, PredictOptions.of(options, **overrides), config)
+    region = block if block is not None else Window(0, 0, job.reader.width, job.reader.height)
+    try:
+        parts = [finalize(rows) for rows in _run_region(job, region)]
+    finally:
+        job.reader.close()
+    ids = np.concatenate([p.classes for p in parts], axis=1)
+    valid = np.concatenate([p.valid for p in parts], axis=0)
+    return GeoArray(ids, valid, tile_transform(region, job.reader.transform), job.reader.crs, region)
 
 
 def predict_raster(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -28,7 +28,7 @@ from geoseg.io.windows import tile_transform
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["GeoArray", "RasterReader", "map_ordered", "valid_mask"]
+__all__ = ["GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
 
 
 @dataclass
@@ -67,6 +67,25 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
     if np.issubdtype(data.dtype, np.floating):
         valid &= ~np.any(np.isnan(data), axis=0)
     return valid
+
+
+def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
+    """The share of valid pixels per ``cell`` x ``cell`` block of an open raster, and that grid's transform.
+
+    Read through GDAL's dataset mask (nodata in every band, internal mask or alpha) at the coarse
+    size, so overviews make it cheap.
+
+    Args:
+        dataset: an open rasterio dataset (see :func:`geoseg.io.open_raster`).
+        cell: block edge in pixels (>= 1).
+
+    Returns:
+        ``(fractions, transform)``: float32 ``(rows, cols)`` in [0, 1], ``rows = max(1, height // cell)``.
+    """
+    rows, cols = max(1, dataset.height // cell), max(1, dataset.width // cell)
+    mask = dataset.dataset_mask(out_shape=(rows, cols), resampling=Resampling.average).astype(np.float32) / 255.0
+    transform = dataset.transform * Affine.scale(dataset.width / cols, dataset.height / rows)
+    return mask, transform
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[T, R]]:

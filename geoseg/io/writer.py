@@ -24,7 +24,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from geoseg.classes import ClassTable
+from geoseg.classes import ClassTable, class_tags
 from geoseg.errors import OutputExistsError, WriteError
 
 __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "write_qml"]
@@ -176,7 +176,7 @@ class COGWriter:
             self._ds.gcps = self.gcps
         if self.classes is not None:
             self._ds.write_colormap(1, self.classes.colormap())
-            self.tags["CLASS_NAMES"] = self.classes.to_json()
+            self.tags.update(class_tags(self.classes))
         if self.tags:
             self._ds.update_tags(**self.tags)
         for i, text in enumerate(self.descriptions or (), start=1):

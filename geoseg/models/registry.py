@@ -49,6 +49,7 @@ def register_architecture(name: str, builder: Builder) -> None:
 
 
 def list_architectures() -> list[str]:
+    """The registered architecture names, sorted."""
     return sorted(ARCHITECTURES)
 
 
