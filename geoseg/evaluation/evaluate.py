@@ -212,16 +212,14 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     tmp = out / ".metrics.json.partial"
     tmp.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
     os.replace(tmp, out / "metrics.json")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a library must not switch the caller's backend
 
     cm = result.scores.confusion.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
     n = len(result.classes)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    fig = Figure(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), result.classes, rotation=45, ha="right")
     ax.set_yticks(range(n), result.classes)
@@ -233,6 +231,5 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     ax.set_title(f"mIoU {result.scores.miou:.3f}, pixel accuracy {result.scores.accuracy:.3f}")
     fig.tight_layout()
     fig.savefig(out / ".confusion.partial.png", dpi=100)
-    plt.close(fig)
     os.replace(out / ".confusion.partial.png", out / "confusion.png")
     return out / "metrics.json"
