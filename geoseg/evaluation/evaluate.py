@@ -219,16 +219,16 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import (
+        Figure,  # no pyplot: a library must not switch the caller's backend
+    )
 
     cm = result.scores.confusion.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
     n = len(result.classes)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    fig = Figure(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), result.classes, rotation=45, ha="right")
     ax.set_yticks(range(n), result.classes)
@@ -239,9 +239,6 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(f"mIoU {result.scores.miou:.3f}, pixel accuracy {result.scores.accuracy:.3f}")
     fig.tight_layout()
-    try:
-        with atomic_output(out / "confusion.png") as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_output(out / "confusion.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return out / "metrics.json"

@@ -58,7 +58,7 @@ def crop(tile: int, overlap: int) -> np.ndarray:
     """
     margin = overlap // 2
     depth = np.minimum(np.arange(tile), np.arange(tile)[::-1])  # pixels to the nearest edge
-    profile = np.where(depth >= margin, 1.0, 1e-6 ** ((margin - depth) / max(margin, 1)))
+    profile = 1e-6 ** (np.maximum(margin - depth, 0) / max(margin, 1))  # 1 from `margin` pixels inward
     return np.outer(profile, profile)
 
 

@@ -33,12 +33,12 @@ def plot_curves(metrics_csv: str | os.PathLike[str], dst: str | os.PathLike[str]
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    import matplotlib
+    from matplotlib.figure import (
+        Figure,  # no pyplot: a library must not switch the caller's backend
+    )
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     for key, label in (("train_loss_epoch", "train loss"), ("val_loss", "validation loss")):
         xs, ys = _series(rows, key, "epoch")
         if xs:
@@ -55,9 +55,6 @@ def plot_curves(metrics_csv: str | os.PathLike[str], dst: str | os.PathLike[str]
     ax2.legend()
     fig.tight_layout()
     out = Path(dst)
-    try:
-        with atomic_output(out) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return out
