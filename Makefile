@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
+	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_app.py
 
 # Container image (README "Container image"). CONTAINER=docker works too. Podman builds use the

@@ -11,6 +11,7 @@ import pytest
 from affine import Affine
 from shapely.geometry import box
 
+from geoseg.datasets import DATASET_KINDS
 from tests.conftest import REPO, write_raster
 from tests.datasets.conftest import write_dubai
 
@@ -36,11 +37,11 @@ def test_blocks_are_found() -> None:
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     t = Affine(0.5, 0, 592_000.0, 0, -0.5, 5_747_500.0)
-    y, x = np.mgrid[0:512, 0:512]
-    scene = np.stack([(np.sin(x / (9.0 + k)) + np.cos(y / 13.0)) * 900 + 2000 + rng.normal(0, 50, (512, 512))
+    y, x = np.mgrid[0:256, 0:256]
+    scene = np.stack([(np.sin(x / (9.0 + k)) + np.cos(y / 13.0)) * 900 + 2000 + rng.normal(0, 50, (256, 256))
                       for k in range(4)]).astype(np.uint16)
     write_raster(tmp_path / "scene.tif", scene, transform=t, crs="EPSG:32631")
-    write_dubai(tmp_path / "dubai", tiles=(1, 2, 8), parts=2, size=(256, 256))
+    write_dubai(tmp_path / "dubai", tiles=(1, 2, 8), parts=1, size=(256, 256))
     (tmp_path / "images").mkdir()
     image = rng.integers(20, 120, (3, 256, 256)).astype(np.uint8)
     image[:, 64:128, 64:160] = 220  # two bright roofs
@@ -53,8 +54,13 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                      crs="EPSG:32631").to_file(tmp_path / "labels" / "a.gpkg")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme"}
-    for block in python_blocks((REPO / "README.md").read_text(encoding="utf-8")):
-        exec(compile(block, "README.md", "exec"), namespace)
+    kinds = dict(DATASET_KINDS)
+    try:
+        for block in python_blocks((REPO / "README.md").read_text(encoding="utf-8")):
+            exec(compile(block, "README.md", "exec"), namespace)
+    finally:  # the README registers a dataset kind: leave the registry as other tests expect it
+        DATASET_KINDS.clear()
+        DATASET_KINDS.update(kinds)
     assert Path("mask.gpkg").is_file() and Path("landcover.tif").is_file()
-    assert namespace["ids"].data.shape == (1, 512, 512)  # type: ignore[attr-defined]
+    assert namespace["ids"].data.shape == (1, 256, 256)  # type: ignore[attr-defined]
     assert "roof" in namespace["report"].class_pixels  # type: ignore[attr-defined]
