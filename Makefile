@@ -8,7 +8,8 @@ SPEC   := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha1(open('pyprojec
 STAMP  := $(VENV)/.installed-$(SPEC)
 SCENE  := sample_data/rotterdam_ps_rgb.tif
 OUTDIR ?= demo_output
-PYTEST_ARGS ?=
+# the ten slowest tests are listed after every run, CI included
+PYTEST_ARGS ?= --durations=10
 
 DUBAI  ?=
 RUN    ?= runs/dubai-default
@@ -36,7 +37,7 @@ default-model: install
 	@test -n "$(DUBAI)" || { echo "usage: make default-model DUBAI='/path/to/Semantic segmentation dataset'"; exit 2; }
 	$(BIN)/geoseg train --config dubai-default data.root="$(DUBAI)" -o $(RUN) --overwrite
 	$(BIN)/geoseg evaluate $(RUN)/model.safetensors --config dubai-default data.root="$(DUBAI)" -o $(RUN)/test
-	cp $(RUN)/model.safetensors sample_data/dubai-landcover-unet.safetensors
+	cp $(RUN)/model.safetensors geoseg/models/weights/dubai-landcover-unet.safetensors
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,50 +1,82 @@
 """geoseg: segment satellite and aerial imagery into GIS-ready rasters and polygons.
 
-``import geoseg`` is cheap: it imports neither torch nor rasterio. The heavy entry points are
-loaded on first use::
+``import geoseg`` is cheap: it imports neither torch nor rasterio. Every name below loads its
+module on first use::
 
     import geoseg
-    geoseg.predict_raster("scene.tif", "mask.tif", "model.safetensors")
+
+    geoseg.predict_raster("scene.tif", "mask.tif")                  # the bundled land-cover model
+    geoseg.predict_raster("scene.tif", "mask.tif", "model.safetensors", tile_size=256)
+    geoseg.vectorize_raster("mask.tif", "polygons.gpkg")
+    run = geoseg.train(geoseg.load_config("dubai-default", ["data.root=/data/dubai"]))
+    report = geoseg.evaluate(run.checkpoint, geoseg.pairs_from_config(geoseg.load_config(...)))
+
+Prediction: :func:`predict_raster` (to COGs), :func:`predict_block` (probabilities of one window,
+in memory), :func:`predict_classes` (class ids in memory), all taking one :class:`PredictOptions`.
+Vectorizing: :func:`vectorize_raster`. Models: :func:`build_model`, :func:`load_checkpoint`,
+:func:`save_checkpoint`, :func:`default_model`. Training and evaluation: :func:`load_config`,
+:func:`train`, :func:`evaluate`, :func:`pairs_from_config`. Data: :func:`describe_raster`,
+:func:`check_dataset`, :func:`register_dataset_kind`. Errors: :class:`GeosegError`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from geoseg._lazy import lazy_attributes
 from geoseg._version import __version__
 from geoseg.errors import GeosegError
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:  # pragma: no cover
-    from geoseg.inference import predict_raster
-    from geoseg.io import describe_raster
-    from geoseg.models import build_model, load_checkpoint, save_checkpoint
+    from geoseg.classes import ClassTable
+    from geoseg.datasets import DatasetKind, check_dataset, register_dataset_kind
+    from geoseg.evaluation import evaluate, pairs_from_config
+    from geoseg.inference import PredictOptions, predict_block, predict_classes, predict_raster
+    from geoseg.io import GeoArray, describe_raster
+    from geoseg.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
+    from geoseg.models.default import default_model
+    from geoseg.training import load_config, train
+    from geoseg.vectorize import vectorize_raster
 
 __all__ = [
+    "ClassTable",
+    "DatasetKind",
+    "GeoArray",
     "GeosegError",
+    "ModelConfig",
+    "PredictOptions",
     "__version__",
     "build_model",
+    "check_dataset",
+    "default_model",
     "describe_raster",
+    "evaluate",
     "load_checkpoint",
+    "load_config",
+    "pairs_from_config",
+    "predict_block",
+    "predict_classes",
     "predict_raster",
+    "register_dataset_kind",
     "save_checkpoint",
+    "train",
+    "vectorize_raster",
 ]
 
 _LAZY = {
-    "describe_raster": "geoseg.io",
-    "predict_raster": "geoseg.inference",
-    "build_model": "geoseg.models",
-    "load_checkpoint": "geoseg.models",
-    "save_checkpoint": "geoseg.models",
+    "ClassTable": "geoseg.classes",
+    **dict.fromkeys(["DatasetKind", "check_dataset", "register_dataset_kind"], "geoseg.datasets"),
+    **dict.fromkeys(["evaluate", "pairs_from_config"], "geoseg.evaluation"),
+    **dict.fromkeys(["PredictOptions", "predict_block", "predict_classes", "predict_raster"], "geoseg.inference"),
+    **dict.fromkeys(["GeoArray", "describe_raster"], "geoseg.io"),
+    **dict.fromkeys(["ModelConfig", "build_model", "load_checkpoint", "save_checkpoint"], "geoseg.models"),
+    "default_model": "geoseg.models.default",
+    **dict.fromkeys(["load_config", "train"], "geoseg.training"),
+    "vectorize_raster": "geoseg.vectorize",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'geoseg' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -1,17 +1,34 @@
-"""Class tables: ids, names and RGB colours that travel from checkpoints to rasters and polygons."""
+"""Class tables: ids, names and RGB colours that travel from checkpoints to rasters and polygons.
+
+Also the one place that knows how a class table is stored in a raster (a ``CLASS_NAMES`` JSON tag
+plus a GDAL colour table, see :func:`class_tags` and :func:`class_table_of`) and which label value
+losses and metrics skip (:data:`IGNORE_INDEX`). Needs neither torch nor rasterio.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from geoseg.errors import GeosegError
 
-__all__ = ["MASK_NODATA", "ClassInfo", "ClassTable", "default_palette"]
+__all__ = [
+    "CLASS_NAMES_TAG",
+    "IGNORE_INDEX",
+    "MASK_NODATA",
+    "ClassInfo",
+    "ClassTable",
+    "class_table_of",
+    "class_tags",
+    "classes_of",
+    "default_palette",
+]
 
 MASK_NODATA = 255  # the class mask value for "no data"; class ids stay below it
+IGNORE_INDEX = MASK_NODATA  # the label value excluded from losses and metrics
+CLASS_NAMES_TAG = "CLASS_NAMES"  # the GDAL metadata item that holds a mask's class table as JSON
 
 # A qualitative palette (distinct on satellite imagery); class i gets _PALETTE[i % len].
 _PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -44,7 +61,7 @@ def _parse_color(value: Any, where: str) -> tuple[int, int, int]:
         text = value.lstrip("#")
         if len(text) == 6:
             try:
-                return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+                return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
             except ValueError:
                 pass
     elif isinstance(value, Sequence) and len(value) in (3, 4) and all(isinstance(v, int) and 0 <= v <= 255 for v in value):
@@ -68,7 +85,7 @@ class ClassTable:
     def __len__(self) -> int:
         return len(self.classes)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ClassInfo]:
         return iter(self.classes)
 
     @property
@@ -118,3 +135,38 @@ class ClassTable:
         cmap = {c.id: (*c.color, 255) for c in self.classes}
         cmap[MASK_NODATA] = (0, 0, 0, 0)
         return cmap
+
+
+def class_tags(table: ClassTable) -> dict[str, str]:
+    """The raster metadata that stores ``table`` (read back by :func:`class_table_of`)."""
+    return {CLASS_NAMES_TAG: table.to_json()}
+
+
+def class_table_of(tags: Mapping[str, str], colormap: Mapping[int, Sequence[int]] | None) -> ClassTable | None:
+    """A class table from a mask's ``CLASS_NAMES`` tag, else from its colour table, else None."""
+    if CLASS_NAMES_TAG in tags:
+        try:
+            return ClassTable.from_json(tags[CLASS_NAMES_TAG])
+        except (ValueError, GeosegError):
+            pass
+    if colormap:
+        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0))
+        if ids and len(ids) < 255:
+            return ClassTable(tuple(ClassInfo(i, f"class_{i}", (int(colormap[i][0]), int(colormap[i][1]), int(colormap[i][2])))
+                                    for i in ids))
+    return None
+
+
+class _TaggedRaster(Protocol):
+    def tags(self) -> dict[str, str]: ...
+
+    def colormap(self, bidx: int) -> dict[int, tuple[int, ...]]: ...
+
+
+def classes_of(dataset: _TaggedRaster) -> ClassTable | None:
+    """The class table an open raster (a rasterio dataset) carries in band 1, or None."""
+    try:
+        cmap: Mapping[int, Sequence[int]] | None = dataset.colormap(1)
+    except ValueError:
+        cmap = None
+    return class_table_of(dataset.tags(), cmap)

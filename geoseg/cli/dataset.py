@@ -8,7 +8,22 @@ import click
 
 from geoseg.cli.options import is_quiet
 
-_kind = click.option("--kind", required=True, type=click.Choice(["geotiff", "spacenet6", "dubai"]), help="Dataset layout.")
+
+class KindChoice(click.ParamType):
+    """A registered dataset kind, looked up when the command runs (so kinds registered later count)."""
+
+    name = "kind"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from geoseg.datasets.kinds import DATASET_KINDS, kind_names
+
+        if value not in DATASET_KINDS:
+            self.fail(f"{value!r} is not a dataset kind; expected one of {', '.join(kind_names())}", param, ctx)
+        return str(value)
+
+
+_kind = click.option("--kind", required=True, type=KindChoice(),
+                     help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with geoseg.datasets.register_dataset_kind.")
 _images = click.option("--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff).")
 _product = click.option("--product", default="SAR-Intensity", show_default=True,
                         help="SpaceNet 6 product(s), e.g. SAR-Intensity or SAR-Intensity+PS-RGB.")
@@ -33,7 +48,7 @@ def check(ctx: click.Context, path: str, kind: str, images: str, labels: str, pr
     """Read every file of the dataset at PATH once and report what training would meet."""
     from geoseg.datasets.check import check_dataset
 
-    report = check_dataset(path, kind, images=images, labels=labels, product=product, on_error=on_error)  # type: ignore[arg-type]
+    report = check_dataset(path, kind, images=images, labels=labels, product=product, on_error="skip" if on_error == "skip" else "stop")
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
     if report.unreadable or report.problems:
         ctx.exit(1 if report.unreadable else 0)
@@ -51,7 +66,7 @@ def stats(ctx: click.Context, path: str, kind: str, images: str, product: str, s
     """Streaming per-band statistics over every valid pixel of the dataset at PATH."""
     from geoseg.datasets.check import dataset_stats
 
-    result = dataset_stats(path, kind, images=images, product=product, sar_db=sar_db)  # type: ignore[arg-type]
+    result = dataset_stats(path, kind, images=images, product=product, sar_db=sar_db)
     text = json.dumps(result.to_dict(), indent=2)
     if output:
         from pathlib import Path

@@ -33,8 +33,8 @@ def evaluate(ctx: click.Context, checkpoint: str | None, overrides: tuple[str, .
         overrides, checkpoint = (checkpoint, *overrides), None
     if (images is None) != (labels is None):
         raise click.UsageError("--images and --labels go together")
-    if images is not None:
-        pairs = pairs_from_dirs(images, labels)  # type: ignore[arg-type]
+    if images is not None and labels is not None:
+        pairs = pairs_from_dirs(images, labels)
     elif config is not None:
         from geoseg.training.config import load_config, resolve_config
 

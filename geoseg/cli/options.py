@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.inference.options import PredictOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,7 +68,7 @@ def predict_options(f: F) -> F:
     return f
 
 
-def pop_predict_options(params: dict[str, Any]) -> Any:
+def pop_predict_options(params: dict[str, Any]) -> PredictOptions:
     """Remove the prediction options from a command's keyword arguments and parse them into a
     :class:`~geoseg.inference.PredictOptions` with the library's parser.
 

@@ -72,13 +72,13 @@ def predict(ctx: click.Context, src: str, dst: str, model_path: str | None, prob
     if quicklook is not None:
         from geoseg.io.quicklook import write_quicklook
 
-        write_quicklook(src, result.mask, quicklook)  # type: ignore[arg-type]
+        write_quicklook(src, dst, quicklook)
         if not is_quiet(ctx):
             click.echo(f"{quicklook}: quicklook")
     if vector is not None:
         from geoseg.vectorize import vectorize_raster
 
-        vres = vectorize_raster(result.mask, vector, confidence=confidence or probabilities, overwrite=overwrite,  # type: ignore[arg-type]
+        vres = vectorize_raster(dst, vector, confidence=confidence or probabilities, overwrite=overwrite,
                                 **vector_kwargs(params))
         if not is_quiet(ctx):
             click.echo(f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")

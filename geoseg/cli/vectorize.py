@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from geoseg.cli.options import is_quiet, overwrite_option
+from geoseg.cli.options import F, is_quiet, overwrite_option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.classes import ClassTable
 
 
 def _names(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def vector_options(f):
+def vector_options(f: F) -> F:
     """The clean-up and format options, shared with ``geoseg predict --vector``."""
     options = [
         click.option("--layout", default="single", show_default=True, type=click.Choice(["single", "per-class"]),
@@ -86,7 +91,7 @@ def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, c
                    f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}")
 
 
-def _classes_from(path: str):
+def _classes_from(path: str) -> ClassTable:
     """A class table from a checkpoint (config only, no weights) or another mask."""
     from geoseg.errors import RasterFormatError
 
@@ -94,8 +99,8 @@ def _classes_from(path: str):
         from geoseg.models.config import read_config
 
         return read_config(path).classes
+    from geoseg.classes import classes_of
     from geoseg.io.open import open_raster
-    from geoseg.vectorize.source import classes_of
 
     with open_raster(path) as ds:
         table = classes_of(ds)

@@ -1,0 +1,90 @@
+"""Datasets: one registry of dataset kinds, scenes, checks and TorchGeo datasets.
+
+Torch-free at import: the registry (:mod:`geoseg.datasets.kinds`), :class:`Scene`,
+:func:`check_dataset` and :func:`dataset_stats` load eagerly; the TorchGeo datasets and samplers
+(:func:`geotiff_dataset`, :class:`NodataFilter`, :class:`PatchDataset`...) load on first use.
+
+Example::
+
+    from geoseg.datasets import check_dataset
+    print("\\n".join(check_dataset("/data/dubai", "dubai").lines()))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geoseg._lazy import lazy_attributes
+from geoseg.datasets.check import CheckReport, check_dataset, dataset_stats
+from geoseg.datasets.kinds import (
+    DATASET_KINDS,
+    DatasetKind,
+    DataSource,
+    EvalPair,
+    SceneSet,
+    dataset_kind,
+    eval_pairs,
+    kind_names,
+    register_dataset_kind,
+    split_by_fraction,
+    split_scenes,
+)
+from geoseg.datasets.scene import Scene
+from geoseg.datasets.stats import StatsResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.datasets._torchgeo import (
+        SampleGeo,
+        make_query,
+        sample_geo,
+        sample_image,
+        sample_mask,
+    )
+    from geoseg.datasets.geosamplers import NodataFilter, ValidityIndex
+    from geoseg.datasets.geotiff import geotiff_dataset, to_training_sample
+    from geoseg.datasets.patches import PatchDataset
+    from geoseg.datasets.samplers import ClassBalancedSampler, GridSampler, Patch, RandomSampler
+
+__all__ = [
+    "DATASET_KINDS",
+    "CheckReport",
+    "ClassBalancedSampler",
+    "DataSource",
+    "DatasetKind",
+    "EvalPair",
+    "GridSampler",
+    "NodataFilter",
+    "Patch",
+    "PatchDataset",
+    "RandomSampler",
+    "SampleGeo",
+    "Scene",
+    "SceneSet",
+    "StatsResult",
+    "ValidityIndex",
+    "check_dataset",
+    "dataset_kind",
+    "dataset_stats",
+    "eval_pairs",
+    "geotiff_dataset",
+    "kind_names",
+    "make_query",
+    "register_dataset_kind",
+    "sample_geo",
+    "sample_image",
+    "sample_mask",
+    "split_by_fraction",
+    "split_scenes",
+    "to_training_sample",
+]
+
+_LAZY = {
+    **dict.fromkeys(["SampleGeo", "make_query", "sample_geo", "sample_image", "sample_mask"], "_torchgeo"),
+    **dict.fromkeys(["NodataFilter", "ValidityIndex"], "geosamplers"),
+    **dict.fromkeys(["geotiff_dataset", "to_training_sample"], "geotiff"),
+    "PatchDataset": "patches",
+    **dict.fromkeys(["ClassBalancedSampler", "GridSampler", "Patch", "RandomSampler"], "samplers"),
+}
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _LAZY.items()}, __all__)

@@ -16,12 +16,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geoseg.classes import ClassInfo, ClassTable
-from geoseg.datasets.patches import IGNORE_INDEX, Scene
-from geoseg.errors import DatasetError
+from geoseg.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from geoseg.datasets.scene import Scene
+from geoseg.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = ["DUBAI_CLASSES", "DUBAI_COLOURS", "DubaiItem", "decode_mask", "find_dubai", "load_dubai", "read_item", "read_mask",
            "split_tiles"]
@@ -38,7 +42,7 @@ DUBAI_COLOURS: dict[str, tuple[int, str]] = {
 UNLABELED = 5
 
 DUBAI_CLASSES = ClassTable(tuple(
-    ClassInfo(i, name, tuple(int(h[k : k + 2], 16) for k in (1, 3, 5)))  # type: ignore[arg-type]
+    ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
     for h, (i, name) in DUBAI_COLOURS.items() if i != UNLABELED
 ))
 
@@ -137,3 +141,58 @@ def load_dubai(root: str | Path, tiles: Sequence[int] | None = None, *, keep_unl
     if not items:
         raise DatasetError(f"{root}: no image in tile(s) {list(tiles or [])}")
     return [read_item(it, keep_unlabeled=keep_unlabeled) for it in items]
+
+
+# The `dubai` dataset kind (see geoseg.datasets.kinds).
+
+def source_classes(source: DataSource) -> ClassTable:
+    """The five land-cover classes."""
+    return DUBAI_CLASSES
+
+
+def find_items(source: DataSource) -> list[DubaiItem]:
+    """Every image/mask pair under ``source.root``."""
+    if not source.root:
+        raise ConfigError("data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')")
+    return find_dubai(source.root)
+
+
+def _held_out(source: DataSource) -> tuple[list[int], list[int]]:
+    split = source.split or {}
+    val, test = split.get("val", [1]), split.get("test", [8])
+    if not isinstance(val, list | tuple) or not isinstance(test, list | tuple) or not all(isinstance(t, int) for t in [*val, *test]):
+        raise ConfigError(f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got {split!r}")
+    return list(val), list(test)
+
+
+def split_items(items: Sequence[DubaiItem], source: DataSource, seed: int = 0) -> dict[str, list[DubaiItem]]:
+    """Split by the tile numbers of ``source.split`` (``{val: [1], test: [8]}``)."""
+    val, test = _held_out(source)
+    return split_tiles(items, val=val, test=test)
+
+
+def item_scene(item: DubaiItem, source: DataSource) -> Scene:
+    """One pair decoded into memory."""
+    return read_item(item)
+
+
+def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
+    """Training and validation scenes, split by tile folder."""
+    from geoseg.datasets.kinds import SceneSet
+
+    val, test = _held_out(source)
+    parts = split_items(find_items(source), source, seed)
+    return SceneSet([read_item(it) for it in parts["train"]], [read_item(it) for it in parts["val"]], DUBAI_CLASSES,
+                    band_names=("red", "green", "blue"),
+                    description={"dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
+                                 "split": {"val_tiles": val, "test_tiles": test}})
+
+
+def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
+    """The images of the ``split`` tiles with their decoded masks."""
+    from geoseg.datasets.kinds import EvalPair
+
+    part = split_items(find_items(source), source, seed)[split]
+    if not part:
+        raise DatasetError(f"the {split} split of {source.root} holds no image; check data.split")
+    return [EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}") for it in part]

@@ -8,17 +8,17 @@ over every file it touches, is at least ``1 - max_nodata``. Random samplers are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
 from torch.utils.data import Sampler
 
 from geoseg.errors import DatasetError
+from geoseg.io.open import open_raster
+from geoseg.io.reader import coarse_validity
 
 __all__ = ["NodataFilter", "ValidityIndex"]
 
@@ -36,10 +36,8 @@ class ValidityIndex:
     def __init__(self, paths: Sequence[str], *, cell: int = 16) -> None:
         self.grids: list[_Coarse] = []
         for p in paths:
-            with rasterio.open(p) as src:
-                rows, cols = max(1, src.height // cell), max(1, src.width // cell)
-                mask = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.average).astype(np.float32) / 255.0
-                t = src.transform * Affine.scale(src.width / cols, src.height / rows)
+            with open_raster(p) as src:
+                mask, t = coarse_validity(src, cell)
                 b = src.bounds
                 self.grids.append(_Coarse(mask, t, (b.left, b.bottom, b.right, b.top)))
 
@@ -90,7 +88,7 @@ class NodataFilter(Sampler[Any]):
         return 1.0 - self.index.valid_fraction(*box) <= self.max_nodata + 1e-9
 
     def __len__(self) -> int:
-        return self.length if self.length is not None else len(self.sampler)  # type: ignore[arg-type]
+        return self.length if self.length is not None else len(cast(Sized, self.sampler))
 
     def __iter__(self) -> Iterator[Any]:
         if self.length is None:

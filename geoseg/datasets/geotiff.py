@@ -18,20 +18,28 @@ import glob
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
 import torch
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.io import DatasetReader
 from torchgeo.datasets import IntersectionDataset, RasterDataset, VectorDataset
 
+from geoseg.classes import IGNORE_INDEX, ClassTable, classes_of
 from geoseg.datasets._torchgeo import sample_image, sample_mask
-from geoseg.datasets.patches import IGNORE_INDEX
-from geoseg.errors import AlignmentWarning, DatasetError
+from geoseg.datasets.scene import Scene
+from geoseg.errors import AlignmentWarning, ConfigError, DatasetError, RasterOpenError
+from geoseg.io.open import open_raster
 from geoseg.io.reader import valid_mask
 from geoseg.normalize import Normalization
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = ["GeoTiffImages", "GeoTiffLabels", "VectorLabels", "expand_paths", "geotiff_dataset", "to_training_sample"]
 
@@ -159,16 +167,46 @@ class VectorLabels(VectorDataset):
         return int(value)
 
 
+@dataclass(frozen=True)
+class _FileInfo:
+    """What dataset building needs to know of one raster, read in one open."""
+
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+    nodata: float | None
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return round(abs(self.transform.a), 9), round(abs(self.transform.e), 9)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return Scene(None, size=(self.height, self.width), transform=self.transform).bounds
+
+
+@lru_cache(maxsize=4096)
+def _info(path: str, mtime: float) -> _FileInfo:
+    try:
+        with open_raster(path) as src:
+            return _FileInfo(src.crs, src.transform, src.width, src.height, src.nodata)
+    except RasterOpenError as exc:
+        raise DatasetError(f"{path}: cannot open as a raster ({exc}); remove it or fix the glob") from None
+
+
+def file_info(path: str) -> _FileInfo:
+    """CRS, grid and nodata of a raster (opened once per path and modification time)."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        mtime = 0.0  # a URL: opened once per process
+    return _info(path, mtime)
+
+
 def _describe(paths: Sequence[str]) -> tuple[set[str], set[tuple[float, float]]]:
-    crss, res = set(), set()
-    for p in paths:
-        try:
-            with rasterio.open(p) as src:
-                crss.add(src.crs.to_string() if src.crs else "none")
-                res.add((round(abs(src.transform.a), 9), round(abs(src.transform.e), 9)))
-        except rasterio.errors.RasterioIOError as exc:
-            raise DatasetError(f"{p}: cannot open as a raster ({exc}); remove it or fix the glob") from None
-    return crss, res
+    infos = [file_info(p) for p in paths]
+    return {i.crs.to_string() if i.crs else "none" for i in infos}, {i.res for i in infos}
 
 
 def geotiff_dataset(images: str | Sequence[str], labels: str | Sequence[str] | None = None, *, root: str = "",
@@ -241,11 +279,7 @@ def _box(ds: Any) -> str:
 
 def image_nodata(paths: Sequence[str]) -> float | None:
     """The nodata value the image files declare (the first one set), or None."""
-    for p in paths:
-        with rasterio.open(p) as src:
-            if src.nodata is not None:
-                return float(src.nodata)
-    return None
+    return next((float(i.nodata) for i in map(file_info, paths) if i.nodata is not None), None)
 
 
 def to_training_sample(sample: dict[str, Any], *, normalization: Normalization, num_classes: int,
@@ -266,29 +300,21 @@ def to_training_sample(sample: dict[str, Any], *, normalization: Normalization, 
     return {"image": torch.from_numpy(x), "mask": torch.from_numpy(mask), "valid": torch.from_numpy(valid)}
 
 
-def scene_bounds(scene: Any) -> tuple[float, float, float, float]:
-    rows, cols = scene.shape
-    (x0, y0), (x1, y1) = scene.transform * (0, 0), scene.transform * (cols, rows)
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+def split_scenes_by_location(scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0) -> dict[str, list[Scene]]:
+    """Split scenes so overlapping ones stay on one side (see :func:`geoseg.datasets.kinds.split_scenes`)."""
+    from geoseg.datasets.kinds import split_scenes
 
-
-def split_scenes_by_location(scenes: Sequence[Any], val_fraction: float, *, seed: int = 0) -> dict[str, list[Any]]:
-    from geoseg.datasets.splits import split_by_location
-
-    idx = split_by_location([scene_bounds(s) for s in scenes], val_fraction, seed=seed)
-    return {k: [scenes[i] for i in v] for k, v in idx.items()}
+    return split_scenes(scenes, val_fraction, seed=seed)
 
 
 def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attribute: str | None = None,
-                   classes: Sequence[str] = ()) -> tuple[list[Any], Any, float | None]:
+                   classes: Sequence[str] = ()) -> tuple[list[Scene], ClassTable, float | None]:
     """Read each image with its labels through TorchGeo (labels aligned to the image grid).
 
     Returns the scenes, the class table (names from ``classes``, the label raster's category
     names, or ``class0..``), and the images' nodata value.
     """
-    from geoseg.classes import ClassTable
     from geoseg.datasets._torchgeo import make_query
-    from geoseg.datasets.patches import Scene
 
     if not labels:
         raise DatasetError("no label file given or matched; training needs label GeoTIFFs or polygons")
@@ -305,11 +331,11 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
             label_sets[key] = _label_dataset(list(labels), image_ds, grid, label_grid, label_attribute=label_attribute,
                                              classes=classes)
         ds = _intersect(image_ds, label_sets[key])
-        with rasterio.open(path) as src:
-            b, res = src.bounds, (abs(src.transform.a), abs(src.transform.e))
-            transform, crs = src.transform, src.crs
+        info = file_info(path)
+        transform, crs = info.transform, info.crs
+        left, bottom, right, top_y = info.bounds
         try:
-            sample = ds[make_query(b.left, b.bottom, b.right, b.top, res)]
+            sample = ds[make_query(left, bottom, right, top_y, (abs(transform.a), abs(transform.e)))]
         except IndexError:
             continue  # this image has no labels over it
         image = sample_image(sample).numpy()
@@ -338,14 +364,71 @@ def _label_nodata(labels: Sequence[str]) -> float | None:
     return None if _is_vector(labels) else image_nodata(labels)
 
 
-def _label_classes(labels: Sequence[str], count: int) -> Any:
-    from geoseg.classes import ClassTable
-
+def _label_classes(labels: Sequence[str], count: int) -> ClassTable:
     if Path(labels[0]).suffix.lower() in (".tif", ".tiff"):
-        from geoseg.vectorize.source import classes_of
-
-        with rasterio.open(labels[0]) as src:
+        with open_raster(labels[0]) as src:
             table = classes_of(src)
         if table is not None and len(table) >= count:
             return table
     return ClassTable.default(count)
+
+
+# The `geotiff` dataset kind (see geoseg.datasets.kinds).
+
+def find_items(source: DataSource) -> list[str]:
+    """The image files ``source.images`` matches under ``source.root``."""
+    images = expand_paths(source.images, source.root)
+    if not images:
+        raise ConfigError(f"data.images: no file matches {source.images!r} under {source.root or '.'}")
+    return images
+
+
+def _labels(source: DataSource) -> list[str]:
+    return expand_paths(source.labels, source.root)
+
+
+def _val_fraction(source: DataSource) -> float:
+    return float((source.split or {}).get("val", 0.2) or 0.0)
+
+
+def split_items(items: Sequence[str], source: DataSource, seed: int = 0) -> dict[str, list[str]]:
+    """Split images by location (their footprints): overlapping images stay on one side."""
+    from geoseg.datasets.splits import split_by_location
+
+    idx = split_by_location([file_info(p).bounds for p in items], _val_fraction(source), seed=seed)
+    return {**{k: [items[i] for i in v] for k, v in idx.items()}, "test": []}
+
+
+def item_scene(item: str, source: DataSource) -> Scene:
+    """One image with its labels aligned to its grid."""
+    return geotiff_scenes([item], _labels(source), label_attribute=source.label_attribute or None,
+                          classes=source.classes)[0][0]
+
+
+def source_classes(source: DataSource) -> ClassTable:
+    """Names from ``data.classes``, else the label rasters' class table, else ``class_0..``."""
+    if source.classes:
+        return ClassTable.from_names(source.classes)
+    return geotiff_scenes(find_items(source), _labels(source), label_attribute=source.label_attribute or None)[1]
+
+
+def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
+    """Every image read with its labels, split by location."""
+    from geoseg.datasets.kinds import SceneSet, split_scenes
+
+    scenes, classes, nodata = geotiff_scenes(find_items(source), _labels(source),
+                                             label_attribute=source.label_attribute or None, classes=source.classes)
+    parts = split_scenes(scenes, _val_fraction(source), seed=seed)
+    return SceneSet(parts["train"], parts["val"], classes, nodata=nodata,
+                    description={"dataset": "GeoTIFF images with labels", "images": source.images, "labels": source.labels,
+                                 "split": {"by": "location", "val_fraction": _val_fraction(source)}})
+
+
+def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
+    """Every image with its label raster (matched in sorted order; one label raster per image)."""
+    from geoseg.datasets.kinds import EvalPair
+
+    images, labels = expand_paths(source.images, source.root), _labels(source)
+    if images and len(labels) == len(images):
+        return [EvalPair(i, lab, Path(i).name) for i, lab in zip(images, labels, strict=True)]
+    raise DatasetError("evaluate needs one label raster per image; pass --images DIR --labels DIR")

@@ -10,63 +10,19 @@ the checkpoint records, and returns ``{"image", "mask", "valid"}`` tensors. Inva
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from affine import Affine
 from torchgeo.datasets import NonGeoDataset
 
-from geoseg.classes import MASK_NODATA
+from geoseg.classes import IGNORE_INDEX
 from geoseg.datasets.augment import Augment
 from geoseg.datasets.samplers import Patch, PatchIndex
+from geoseg.datasets.scene import Scene
 from geoseg.normalize import Normalization
 
-__all__ = ["IGNORE_INDEX", "PatchDataset", "Scene"]
-
-IGNORE_INDEX = MASK_NODATA  # label value excluded from losses and metrics
-
-
-@dataclass
-class Scene:
-    """One image ``(bands, rows, cols)`` with its labels.
-
-    Attributes:
-        image: raw pixel values.
-        mask: class ids, ``IGNORE_INDEX`` where unlabeled; None for unlabeled imagery.
-        valid: True where the image has data; None when every pixel is valid.
-        name: where it came from (a path).
-        group: what splits keep together (a tile folder, a location).
-        transform: pixel to map coordinates (identity when not georeferenced).
-        crs: the CRS as WKT/EPSG text, or None.
-    """
-
-    image: np.ndarray | None
-    mask: np.ndarray | None = None
-    valid: np.ndarray | None = None
-    name: str = ""
-    group: str = ""
-    transform: Affine = field(default_factory=Affine.identity)
-    crs: str | None = None
-    loader: Callable[[], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None = None
-    size: tuple[int, int] | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        if self.image is None:
-            if self.size is None:
-                raise ValueError(f"scene {self.name!r} is loaded lazily and needs its size")
-            return self.size
-        return int(self.image.shape[1]), int(self.image.shape[2])
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """(image, mask, valid): held in memory, or read now by ``loader`` (lazy scenes)."""
-        if self.image is not None:
-            return self.image, self.mask, self.valid
-        if self.loader is None:
-            raise ValueError(f"scene {self.name!r} has neither pixels nor a loader")
-        return self.loader()
+__all__ = ["PatchDataset", "Scene", "index_scenes"]
 
 
 def index_scenes(scenes: Sequence[Scene], num_classes: int = 0, cell: int = 16) -> PatchIndex:

@@ -17,6 +17,7 @@ from torch.utils.data import Sampler
 
 from geoseg.classes import MASK_NODATA
 from geoseg.errors import DatasetError
+from geoseg.io.windows import axis_starts
 
 __all__ = ["ClassBalancedSampler", "GridSampler", "Patch", "PatchIndex", "RandomSampler"]
 
@@ -165,10 +166,9 @@ class GridSampler(_Base):
 
 
 def _starts(n: int, size: int, stride: int) -> list[int]:
-    starts = list(range(0, max(n - size, 0) + 1, stride))
-    if starts[-1] + size < n:
-        starts.append(n - size)
-    return starts
+    """Patch starts along one axis: the tile plan's own (the last patch shifted inside the scene);
+    a stride above the patch size is read as the patch size, so patches never leave gaps."""
+    return list(axis_starts(n, size, min(stride, size)))
 
 
 class ClassBalancedSampler(_Base):

@@ -26,14 +26,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.vrt import WarpedVRT
 
-from geoseg.classes import ClassInfo, ClassTable
-from geoseg.datasets.patches import IGNORE_INDEX, Scene
-from geoseg.errors import DatasetError
+from geoseg.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from geoseg.datasets.scene import Scene
+from geoseg.errors import ConfigError, DatasetError
+from geoseg.io.open import open_raster
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = ["PRODUCTS", "SN6_CLASSES", "SN6_EDGE_CLASSES", "SN6Tile", "find_spacenet6", "load_tile", "split_by_location",
            "targets_from_footprint"]
@@ -142,7 +148,7 @@ def targets_from_footprint(footprint: np.ndarray, instances: np.ndarray | None =
     return out
 
 
-def building_polygons(tile: SN6Tile, crs: rasterio.crs.CRS | None) -> list[object]:
+def building_polygons(tile: SN6Tile, crs: CRS | None) -> list[Any]:
     """The tile's building footprints (non-empty), reprojected to ``crs``; [] without a GeoJSON."""
     import geopandas as gpd
 
@@ -158,7 +164,7 @@ def building_polygons(tile: SN6Tile, crs: rasterio.crs.CRS | None) -> list[objec
     return list(gdf.geometry)
 
 
-def _burn(tile: SN6Tile, shape: tuple[int, int], transform: rasterio.Affine, crs: rasterio.crs.CRS) -> tuple[np.ndarray, np.ndarray]:
+def _burn(tile: SN6Tile, shape: tuple[int, int], transform: Affine, crs: CRS | None) -> tuple[np.ndarray, np.ndarray]:
     """Instance ids (1..n) burnt from the tile's buildings GeoJSON onto the grid."""
     from rasterio.features import rasterize
 
@@ -180,10 +186,10 @@ def load_tile(tile: SN6Tile, products: Sequence[str] = ("SAR-Intensity",), *, ta
     first = tile.files[products[0]]
     bands: list[np.ndarray] = []
     valid: np.ndarray | None = None
-    with rasterio.open(first) as ref:
+    with open_raster(first) as ref:
         crs, transform, shape = ref.crs, ref.transform, (ref.height, ref.width)
     for product in products:
-        with rasterio.open(tile.files[product]) as src:
+        with open_raster(tile.files[product]) as src:
             if src.count != PRODUCTS[product]:
                 raise DatasetError(f"{tile.files[product].name}: {product} should have {PRODUCTS[product]} band(s), has {src.count}")
             if (src.crs, src.transform, (src.height, src.width)) != (crs, transform, shape):
@@ -209,7 +215,7 @@ def load_tile(tile: SN6Tile, products: Sequence[str] = ("SAR-Intensity",), *, ta
 
 def tile_scene(tile: SN6Tile, products: Sequence[str], *, target: str = "footprint", flip_orientation: bool = True) -> Scene:
     """A lazily loaded :class:`Scene` of one tile (pixels are read when a patch needs them)."""
-    with rasterio.open(tile.files[products[0]]) as ref:
+    with open_raster(tile.files[products[0]]) as ref:
         size, transform, crs = (ref.height, ref.width), ref.transform, ref.crs
 
     def load() -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -221,7 +227,7 @@ def tile_scene(tile: SN6Tile, products: Sequence[str], *, target: str = "footpri
 
 
 def _bounds(tile: SN6Tile) -> tuple[float, float, float, float]:
-    with rasterio.open(next(iter(tile.files.values()))) as src:
+    with open_raster(next(iter(tile.files.values()))) as src:
         b = src.bounds
     return b.left, b.bottom, b.right, b.top
 
@@ -232,3 +238,78 @@ def split_by_location(tiles: Sequence[SN6Tile], val_fraction: float = 0.2, *, se
 
     idx = split([_bounds(t) for t in tiles], val_fraction, seed=seed)
     return {k: [tiles[i] for i in v] for k, v in idx.items()}
+
+
+def pixel_footprints(tile: SN6Tile, geo: dict[str, Any]) -> list[Any] | None:
+    """True footprints of a tile in its pixel coordinates (``geo``: its CRS and transform); None without a GeoJSON."""
+    if tile.buildings is None:
+        return None
+    import shapely
+
+    inv = ~geo["transform"]
+    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+            for g in building_polygons(tile, geo["crs"])]
+
+
+# The `spacenet6` dataset kind (see geoseg.datasets.kinds).
+
+def source_classes(source: DataSource) -> ClassTable:
+    """Background and building, plus edge and contact for ``footprint-edge-contact`` targets."""
+    return SN6_EDGE_CLASSES if source.target == "footprint-edge-contact" else SN6_CLASSES
+
+
+def _products(source: DataSource) -> list[str]:
+    if not source.root:
+        raise ConfigError("data.root: give the SpaceNet 6 folder (the one holding AOI_11_Rotterdam/)")
+    return parse_products(source.product)
+
+
+def find_items(source: DataSource) -> list[SN6Tile]:
+    """Every tile that has all products of ``source.product``."""
+    return find_spacenet6(source.root, _products(source))
+
+
+def _val_fraction(source: DataSource) -> float:
+    return float((source.split or {}).get("val", 0.2) or 0.0)
+
+
+def split_items(items: Sequence[SN6Tile], source: DataSource, seed: int = 0) -> dict[str, list[SN6Tile]]:
+    """Split by location; there is no separate test part (``test`` is the validation part)."""
+    parts = split_by_location(items, _val_fraction(source), seed=seed)
+    return {**parts, "test": parts["val"]}
+
+
+def item_scene(item: SN6Tile, source: DataSource) -> Scene:
+    """A lazily read scene of one tile."""
+    return tile_scene(item, _products(source), target=source.target)
+
+
+def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
+    """Training and validation scenes (read lazily), split by location; SAR normalized in dB."""
+    from geoseg.datasets.kinds import SceneSet
+
+    products = _products(source)
+    parts = split_items(find_spacenet6(source.root, products), source, seed)
+    sar = products == ["SAR-Intensity"]
+    make = lambda ts: [tile_scene(t, products, target=source.target) for t in ts]  # noqa: E731
+    return SceneSet(make(parts["train"]), make(parts["val"]), source_classes(source), sar=sar, db_bands=4 if sar else 0,
+                    band_names=tuple(b for p in products for b in BAND_NAMES[p]),
+                    description={"dataset": "SpaceNet 6 (AOI_11_Rotterdam)", "products": products, "target": source.target,
+                                 "split": {"by": "location", "val_fraction": _val_fraction(source),
+                                           "excluded_tiles": len(parts["excluded"])}})
+
+
+def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
+    """Held-out tiles (the validation part for ``test`` and ``val``) with labels and true footprints."""
+    from geoseg.datasets.kinds import EvalPair
+
+    products = _products(source)
+    if len(products) > 1:
+        raise DatasetError("evaluation runs on one product file per tile; stacked products are not supported yet")
+    part = split_items(find_spacenet6(source.root, products), source, seed)["val" if split != "train" else "train"]
+    pairs = []
+    for t in part:
+        _, tile_ids, _, geo = load_tile(t, products, target=source.target, flip_orientation=False)
+        pairs.append(EvalPair(str(t.files[products[0]]), tile_ids.astype(np.int64), t.files[products[0]].name,
+                              footprints=pixel_footprints(t, geo)))
+    return pairs

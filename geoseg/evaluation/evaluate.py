@@ -1,7 +1,7 @@
 """``evaluate``: run a checkpoint over held-out images with the prediction engine and score it.
 
-Each image goes through :func:`geoseg.inference.predict_raster` (the same sliding window, blending
-and precision as ``geoseg predict``); its class mask is compared with the labels on the image's
+Each image goes through :func:`geoseg.inference.predict_classes` (the same sliding window, blending
+and precision as ``geoseg predict``, kept in memory); its class mask is compared with the labels on the image's
 grid, nodata and ``ignore_index`` excluded. When the model has a ``building`` class, predicted
 buildings are vectorized with :func:`geoseg.vectorize.vectorize_raster` and scored with the
 SpaceNet metric against the true footprints.
@@ -12,36 +12,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 
-from geoseg.datasets.patches import IGNORE_INDEX
-from geoseg.errors import DatasetError
+from geoseg.classes import IGNORE_INDEX, MASK_NODATA
+from geoseg.datasets.kinds import DataSource, EvalPair, eval_pairs
+from geoseg.errors import DatasetError, NoCRSWarning
 from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.evaluation.spacenet import PolygonScore, match_polygons
 from geoseg.inference.options import PredictOptions
 from geoseg.io.atomic import atomic_output, check_paths
 
-__all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs"]
+__all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs", "write_report"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalPair:
-    """An image and its labels: a class-id array on the image grid, or a label raster path."""
-
-    image: str
-    labels: np.ndarray | str
-    name: str = ""
-    footprints: list[Any] | None = None  # true building polygons in pixel coordinates, when known
 
 
 @dataclass
@@ -81,9 +72,12 @@ class EvalResult:
 
 def _read_labels(path: str, image: str) -> np.ndarray:
     """A label raster on the image grid (warped with nearest neighbour when grids differ)."""
+    from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    with rasterio.open(image) as img, rasterio.open(path) as lab:
+    from geoseg.io.open import open_raster
+
+    with open_raster(image) as img, open_raster(path) as lab:
         same = (lab.crs, lab.transform, lab.shape) == (img.crs, img.transform, img.shape)
         if same or img.crs is None or lab.crs is None:
             if lab.shape != img.shape:
@@ -91,7 +85,7 @@ def _read_labels(path: str, image: str) -> np.ndarray:
             data = lab.read(1)
         else:
             with WarpedVRT(lab, crs=img.crs, transform=img.transform, width=img.width, height=img.height,
-                           resampling=rasterio.enums.Resampling.nearest, nodata=IGNORE_INDEX) as vrt:
+                           resampling=Resampling.nearest, nodata=IGNORE_INDEX) as vrt:
                 data = vrt.read(1)
         out = data.astype(np.int64)
         if lab.nodata is not None:
@@ -118,54 +112,18 @@ def pairs_from_dirs(images: str | os.PathLike[str], labels: str | os.PathLike[st
 
 
 def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
-    """The held-out images a training config names (``test`` tiles for dubai, ``val`` otherwise)."""
-    d = cfg.data
-    if d.kind == "dubai":
-        from geoseg.datasets.dubai import find_dubai, read_mask, split_tiles
+    """The held-out images a training config names, through its dataset kind.
 
-        parts = split_tiles(find_dubai(d.root), val=d.split.get("val", [1]), test=d.split.get("test", [8]))
-        if not parts[split]:
-            raise DatasetError(f"the {split} split of {d.root} holds no image; check data.split")
-        return [EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}") for it in parts[split]]
-    if d.kind == "spacenet6":
-        from geoseg.datasets.spacenet6 import (
-            find_spacenet6,
-            load_tile,
-            parse_products,
-            split_by_location,
-        )
+    ``test`` tiles for ``dubai``; the validation part for ``spacenet6``; every image with its
+    label raster for ``geotiff``; the kind's ``split`` part for a registered kind.
 
-        products = parse_products(d.product)
-        if len(products) > 1:
-            raise DatasetError("evaluation runs on one product file per tile; stacked products are not supported yet")
-        tiles = find_spacenet6(d.root, products)
-        part = split_by_location(tiles, float(d.split.get("val", 0.2)), seed=cfg.seed)["val" if split != "train" else "train"]
-        pairs = []
-        for t in part:
-            _, tile_ids, _, geo = load_tile(t, products, target=d.target, flip_orientation=False)
-            pairs.append(EvalPair(str(t.files[products[0]]), tile_ids.astype(np.int64), t.files[products[0]].name,
-                                  footprints=_footprints(t, geo)))
-        return pairs
-    from geoseg.datasets.geotiff import expand_paths
-
-    images = expand_paths(d.images, d.root)
-    labels = expand_paths(d.labels, d.root)
-    if len(labels) == len(images):
-        return [EvalPair(i, lab, Path(i).name) for i, lab in zip(images, labels, strict=True)]
-    raise DatasetError("evaluate needs one label raster per image; pass --images DIR --labels DIR")
-
-
-def _footprints(tile: Any, geo: dict[str, Any]) -> list[Any] | None:
-    """True footprints of a SpaceNet 6 tile in its pixel coordinates (``geo``: its CRS and transform)."""
-    if tile.buildings is None:
-        return None
-    import shapely
-
-    from geoseg.datasets.spacenet6 import building_polygons
-
-    inv = ~geo["transform"]
-    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
-            for g in building_polygons(tile, geo["crs"])]
+    Args:
+        cfg: a :class:`~geoseg.training.TrainConfig` (its ``data`` and ``seed``), or a
+            :class:`~geoseg.datasets.DataSource`.
+        split: ``test`` or ``val``.
+    """
+    source: DataSource = cfg if isinstance(cfg, DataSource) else cfg.data
+    return eval_pairs(source, split, seed=int(getattr(cfg, "seed", 0)))
 
 
 def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
@@ -190,11 +148,7 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
         options: how to predict (:class:`~geoseg.inference.PredictOptions`), the same value
             ``predict_raster`` takes; keyword ``overrides`` change fields of it.
     """
-    import warnings
-
-    from geoseg.errors import NoCRSWarning
-    from geoseg.inference import predict_raster
-    from geoseg.inference.engine import resolve_model
+    from geoseg.inference.engine import predict_classes, resolve_model
 
     opts = PredictOptions.of(options, **overrides)
     if not pairs:
@@ -217,41 +171,37 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
         building_class = "building" if "building" in names and set(names) <= {"background", "building", "edge", "contact"} else None
     bidx = names.index(building_class) if building_class in names else None
     seconds = megapixels = 0.0
-    with tempfile.TemporaryDirectory(prefix="geoseg-eval-") as tmp:
-        for k, pair in enumerate(pairs):
-            dst = Path(tmp, f"pred{k}.tif")
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NoCRSWarning)
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                result = predict_raster(pair.image, dst, loaded, opts)
-            seconds += time.perf_counter() - start
-            megapixels += result.height * result.width / 1e6
-            with rasterio.open(dst) as src:
-                pred_ids = src.read(1)
-            pred = np.full(pred_ids.shape, -1, np.int64)
-            for i, cid in enumerate(ids):
-                pred[pred_ids == cid] = i
-            labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
-            if labels.shape != pred.shape:
-                raise DatasetError(f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
-                                   f"{pred.shape[1]}x{pred.shape[0]}")
-            top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
-            if top >= n:
-                raise DatasetError(f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
-                                   "is this the right checkpoint for these labels?")
-            valid = pred_ids != 255
-            cm = confusion_matrix(pred, labels, n, valid=valid)
-            total += cm
-            entry: dict[str, Any] = {"image": pair.name, "miou": _clean(scores(cm).miou), "pixels": int(cm.sum())}
-            if bidx is not None:
-                truth = pair.footprints if pair.footprints is not None else _polygons_of(labels, bidx)
-                ps = match_polygons(_polygons_of(pred, bidx), truth)
-                poly_scores.append(ps)
-                entry["spacenet_f1"] = round(100 * ps.f1, 3)
-            per_image.append(entry)
-            if progress is not None:
-                progress(k + 1, len(pairs))
+    for k, pair in enumerate(pairs):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoCRSWarning)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            pred_ids = predict_classes(pair.image, loaded, opts).data[0]
+        seconds += time.perf_counter() - start
+        megapixels += pred_ids.size / 1e6
+        pred = np.full(pred_ids.shape, -1, np.int64)
+        for i, cid in enumerate(ids):
+            pred[pred_ids == cid] = i
+        labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
+        if labels.shape != pred.shape:
+            raise DatasetError(f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+                               f"{pred.shape[1]}x{pred.shape[0]}")
+        top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
+        if top >= n:
+            raise DatasetError(f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
+                               "is this the right checkpoint for these labels?")
+        valid = pred_ids != MASK_NODATA
+        cm = confusion_matrix(pred, labels, n, valid=valid)
+        total += cm
+        entry: dict[str, Any] = {"image": pair.name, "miou": _clean(scores(cm).miou), "pixels": int(cm.sum())}
+        if bidx is not None:
+            truth = pair.footprints if pair.footprints is not None else _polygons_of(labels, bidx)
+            ps = match_polygons(_polygons_of(pred, bidx), truth)
+            poly_scores.append(ps)
+            entry["spacenet_f1"] = round(100 * ps.f1, 3)
+        per_image.append(entry)
+        if progress is not None:
+            progress(k + 1, len(pairs))
     report = EvalResult(scores(total), names, per_image, PolygonScore.total(poly_scores) if poly_scores else None,
                         seconds, megapixels)
     if out_dir is not None:

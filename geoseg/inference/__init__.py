@@ -5,14 +5,16 @@ Names load lazily, so ``from geoseg.inference import PredictOptions`` needs no t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from geoseg._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.blending import BLEND_KERNELS, blend_weights, register_blend
     from geoseg.inference.engine import (
         PredictionResult,
         predict_block,
+        predict_classes,
         predict_raster,
         resolve_model,
     )
@@ -27,6 +29,7 @@ __all__ = [
     "blend_weights",
     "parse_overlap",
     "predict_block",
+    "predict_classes",
     "predict_raster",
     "register_blend",
     "resolve_device",
@@ -41,6 +44,7 @@ _WHERE = {
     "parse_overlap": "options",
     "PredictionResult": "engine",
     "predict_block": "engine",
+    "predict_classes": "engine",
     "predict_raster": "engine",
     "resolve_model": "engine",
     "Runner": "runtime",
@@ -48,12 +52,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'geoseg.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"geoseg.inference.{where}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)

@@ -34,12 +34,12 @@ from geoseg.inference.runtime import Runner, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
 from geoseg.io.atomic import check_paths
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
-from geoseg.io.windows import Tile, TilePlan, plan_tiles
+from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig
 
-__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_raster", "resolve_model"]
+__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_classes", "predict_raster", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
 
     def flush() -> Iterator[FinishedRows]:
         batch = [item for _, item in pending if item is not None]
-        probs: np.ndarray | None = None
+        probs = np.empty((0,), np.float32)  # weighted probabilities of the batch, one per tile with data
         if batch:
             x = torch.from_numpy(np.stack([x for x, _ in batch]))
             if job.runner.device.type == "cuda":
@@ -204,7 +204,7 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
             if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
                 job.stats["skipped"] += 1
             else:
-                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))  # type: ignore[index]
+                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))
                 job.stats["run"] += 1
                 i += 1
             job.done += 1
@@ -279,6 +279,44 @@ def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike
         outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, resampling="average",
                                      descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
     return outputs_of
+
+
+def predict_classes(
+    src: str | os.PathLike[str],
+    model: ModelSource | None = None,
+    options: PredictOptions | None = None,
+    *,
+    block: Window | None = None,
+    config: ModelConfig | None = None,
+    **overrides: Any,
+) -> GeoArray:
+    """Class ids of a raster (or of one ``block``) in memory, equal to the mask :func:`predict_raster` writes.
+
+    Args:
+        src: input raster path or URL.
+        model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``);
+            ``None``: the bundled land-cover model.
+        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of it.
+        block: the output window (default: the whole raster).
+        config: model config for a bare module.
+
+    Returns:
+        A :class:`GeoArray` whose ``data`` is ``(1, rows, cols)`` uint8 class ids (255 where the
+        input has no data), with the validity mask, transform and CRS.
+    """
+    if model is None:
+        from geoseg.models.default import default_model
+
+        model = default_model()
+    job = _setup(src, model, PredictOptions.of(options, **overrides), config)
+    region = block if block is not None else Window(0, 0, job.reader.width, job.reader.height)
+    try:
+        parts = [finalize(rows) for rows in _run_region(job, region)]
+    finally:
+        job.reader.close()
+    ids = np.concatenate([p.classes for p in parts], axis=1)
+    valid = np.concatenate([p.valid for p in parts], axis=0)
+    return GeoArray(ids, valid, tile_transform(region, job.reader.transform), job.reader.crs, region)
 
 
 def predict_raster(

@@ -10,7 +10,7 @@ from rasterio.windows import Window
 from geoseg.classes import MASK_NODATA
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.io.reader import GeoArray, RasterReader
-from geoseg.io.windows import tile_transform
+from geoseg.io.windows import clip_window, tile_transform
 from geoseg.normalize import Normalization
 
 __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
@@ -20,8 +20,9 @@ __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
 def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
     """Pad ``(bands, rows, cols)`` by reflection (edge replication where an axis is 1 px)."""
     widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
-    mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
-    return np.pad(data, widths, mode=mode)  # type: ignore[call-overload]
+    if min(data.shape[1:]) > 1:
+        return np.pad(data, widths, mode="reflect")
+    return np.pad(data, widths, mode="edge")
 
 
 def read_tile(reader: RasterReader, window: Window, norm: Normalization,
@@ -35,9 +36,10 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization,
     """
     row0, col0 = int(window.row_off), int(window.col_off)
     rows, cols = int(window.height), int(window.width)
-    r0, c0 = max(row0, 0), max(col0, 0)
-    r1, c1 = min(row0 + rows, reader.height), min(col0 + cols, reader.width)
-    inner = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
+    clipped = clip_window(window, reader.height, reader.width)
+    r0, c0 = int(clipped.row_off), int(clipped.col_off)
+    r1, c1 = r0 + int(clipped.height), c0 + int(clipped.width)
+    inner = reader.read(clipped)
     if not inner.valid.any():
         return None
     x = norm.apply(inner.data if adapt is None else adapt(inner.data))

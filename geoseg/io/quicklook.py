@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from geoseg.classes import MASK_NODATA, ClassTable
+from geoseg.classes import MASK_NODATA, ClassTable, classes_of
 from geoseg.io.atomic import atomic_output
 
 __all__ = ["write_quicklook"]
@@ -39,8 +39,6 @@ def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str],
     Class names and colours come from ``classes`` or from the mask's own class table.
     """
     from PIL import Image, ImageDraw
-
-    from geoseg.vectorize.source import classes_of
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)

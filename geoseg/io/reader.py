@@ -17,18 +17,18 @@ from typing import Any, TypeVar
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
 from geoseg.io.open import open_raster
-from geoseg.io.windows import tile_transform
+from geoseg.io.windows import clip_window, tile_transform
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["ABSURD", "GeoArray", "RasterReader", "map_ordered", "valid_mask"]
+__all__ = ["ABSURD", "GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
 
 ABSURD = 1e30  # float values at least this large in magnitude are fill values (3.4e38 and the like), not data
 # GDAL's complex integer types have no numpy twin: read them as complex floats
@@ -74,6 +74,25 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
             valid &= np.all(np.isfinite(data) & (np.abs(data) < ABSURD), axis=0)
     return valid
+
+
+def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
+    """The share of valid pixels per ``cell`` x ``cell`` block of an open raster, and that grid's transform.
+
+    Read through GDAL's dataset mask (nodata in every band, internal mask or alpha) at the coarse
+    size, so overviews make it cheap.
+
+    Args:
+        dataset: an open rasterio dataset (see :func:`geoseg.io.open_raster`).
+        cell: block edge in pixels (>= 1).
+
+    Returns:
+        ``(fractions, transform)``: float32 ``(rows, cols)`` in [0, 1], ``rows = max(1, height // cell)``.
+    """
+    rows, cols = max(1, dataset.height // cell), max(1, dataset.width // cell)
+    mask = dataset.dataset_mask(out_shape=(rows, cols), resampling=Resampling.average).astype(np.float32) / 255.0
+    transform = dataset.transform * Affine.scale(dataset.width / cols, dataset.height / rows)
+    return mask, transform
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[T, R]]:
@@ -177,10 +196,10 @@ class RasterReader:
         ds = self._dataset()
         row0, col0 = int(window.row_off), int(window.col_off)
         rows, cols = int(window.height), int(window.width)
-        r0, r1 = max(row0, 0), min(row0 + rows, self.height)
-        c0, c1 = max(col0, 0), min(col0 + cols, self.width)
-        inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
-        inside = r1 > r0 and c1 > c0
+        inner = clip_window(window, self.height, self.width)
+        r0, c0 = int(inner.row_off), int(inner.col_off)
+        r1, c1 = r0 + int(inner.height), c0 + int(inner.width)
+        inside = inner.height > 0 and inner.width > 0
         full = inside and (r0, r1, c0, c1) == (row0, row0 + rows, col0, col0 + cols)
         try:
             if full:

@@ -21,7 +21,7 @@ from rasterio.windows import transform as window_transform
 
 from geoseg.errors import TilingError
 
-__all__ = ["Tile", "TilePlan", "axis_starts", "plan_tiles", "resolve_overlap", "tile_transform"]
+__all__ = ["Tile", "TilePlan", "axis_starts", "clip_window", "plan_tiles", "resolve_overlap", "tile_transform"]
 
 EdgeMode = Literal["shift", "pad"]
 
@@ -194,6 +194,17 @@ def plan_tiles(
         row_starts=axis_starts(height, tile_size, stride, edge),
         col_starts=axis_starts(width, tile_size, stride, edge),
     )
+
+
+def clip_window(window: Window, height: int, width: int, *, grow: int = 0) -> Window:
+    """The part of ``window`` (grown by ``grow`` pixels on every side) inside a ``height x width`` raster.
+
+    Returns a window of zero height or width when they do not overlap. Offsets and sizes are ints.
+    """
+    row0, col0 = int(window.row_off) - grow, int(window.col_off) - grow
+    r0, r1 = max(row0, 0), min(row0 + int(window.height) + 2 * grow, height)
+    c0, c1 = max(col0, 0), min(col0 + int(window.width) + 2 * grow, width)
+    return Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
 
 
 def tile_transform(window: Window, transform: Affine) -> Affine:

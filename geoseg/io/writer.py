@@ -25,7 +25,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from geoseg.classes import ClassTable
+from geoseg.classes import ClassTable, class_tags
 from geoseg.errors import GeosegError, OutputExistsError, WriteError
 from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
 
@@ -245,7 +245,7 @@ class COGWriter:
                 self._ds.gcps = self.gcps
             if self.classes is not None:
                 self._ds.write_colormap(1, self.classes.colormap())
-                self.tags["CLASS_NAMES"] = self.classes.to_json()
+                self.tags.update(class_tags(self.classes))
             if self.tags:
                 self._ds.update_tags(**self.tags)
             for i, text in enumerate(self.descriptions or (), start=1):

@@ -6,9 +6,9 @@ Importing this package is cheap; torch loads when a builder or checkpoint functi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from geoseg._lazy import lazy_attributes
 from geoseg.models.config import FORMAT_VERSION, ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'geoseg.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -50,6 +50,7 @@ def register_architecture(name: str, builder: Builder) -> None:
 
 
 def list_architectures() -> list[str]:
+    """The registered architecture names, sorted."""
     return sorted(ARCHITECTURES)
 
 
@@ -216,6 +217,6 @@ def build_model(
                 "initialization."
             ) from None
         raise
-    if local:
-        load_encoder_weights(model, encoder_weights)  # type: ignore[arg-type]
+    if local and encoder_weights is not None:
+        load_encoder_weights(model, encoder_weights)
     return model

@@ -10,37 +10,29 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from geoseg.datasets.kinds import DataSource
 from geoseg.errors import ConfigError
 
 __all__ = ["DataConfig", "ModelSpec", "OptimConfig", "TrainConfig", "apply_overrides", "load_config", "resolve_config"]
 
-DataKind = Literal["dubai", "geotiff", "spacenet6"]
-
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Where samples come from and how they are cut.
+class DataConfig(DataSource):
+    """Where samples come from (the :class:`~geoseg.datasets.DataSource` keys) and how they are cut.
 
-    ``split`` depends on ``kind``: for ``dubai`` the tile numbers held out (``{val: [1], test: [8]}``);
+    ``kind`` is any registered dataset kind (:func:`geoseg.datasets.register_dataset_kind`).
+    ``split`` depends on it: for ``dubai`` the tile numbers held out (``{val: [1], test: [8]}``);
     for ``geotiff`` and ``spacenet6`` the fraction of locations held out (``{val: 0.2, test: 0.0}``),
     split by location so overlapping tiles stay on one side.
     """
 
-    kind: DataKind = "dubai"
-    root: str = ""
-    images: str = "images/*.tif"
-    labels: str = "labels/*.tif"
-    label_attribute: str = "class"
-    classes: list[str] = field(default_factory=list)
-    product: str = "SAR-Intensity"
-    target: Literal["footprint", "footprint-edge-contact"] = "footprint"
-    split: dict[str, Any] = field(default_factory=lambda: {"val": [1], "test": [8]})
     patch_size: int = 256
     samples_per_epoch: int = 1000
     val_stride: int | None = None
@@ -164,7 +156,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``key.sub=value`` overrides applied (values read as YAML)."""
     out = dict(raw)
     for text in overrides:
         path, value = parse_override(text)
@@ -194,7 +187,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (a path or a bundled name; defaults when None) and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
@@ -209,8 +202,10 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
 
 
 def _validate(cfg: TrainConfig) -> None:
+    from geoseg.datasets.kinds import dataset_kind
     from geoseg.training.losses import LOSSES
 
+    dataset_kind(cfg.data.kind)  # a registered kind, or a ConfigError listing them
     for name, weight in cfg.loss.items():
         if name not in LOSSES:
             raise ConfigError(f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}")

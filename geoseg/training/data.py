@@ -1,28 +1,30 @@
 """Turn a :class:`DataConfig` into training and validation loaders plus what the checkpoint records.
 
-Builders are registered by dataset kind (``dubai``, ``geotiff``, ``spacenet6``); each returns a
-:class:`DataBundle`. Normalization statistics are computed on the training split only.
+Scenes come from the dataset kind's registry entry (:mod:`geoseg.datasets.kinds`: ``dubai``,
+``geotiff``, ``spacenet6`` or one registered by the user). Normalization statistics are computed
+on the training split only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geoseg.classes import ClassTable
 from geoseg.datasets.augment import Augment
+from geoseg.datasets.kinds import dataset_kind
 from geoseg.datasets.patches import PatchDataset, Scene, index_scenes
 from geoseg.datasets.samplers import ClassBalancedSampler, GridSampler, RandomSampler
 from geoseg.datasets.stats import StatsResult, stream_stats
-from geoseg.errors import ConfigError, DatasetError
+from geoseg.errors import DatasetError
 from geoseg.normalize import Normalization
 from geoseg.training.config import DataConfig, TrainConfig
 
-__all__ = ["DATA_BUILDERS", "DataBundle", "build_data", "register_data"]
+__all__ = ["DataBundle", "build_data", "scene_bundle"]
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,16 @@ class DataBundle:
     def loaders(self, batch_size: int, num_workers: int) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
         common: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers,
                                   "persistent_workers": num_workers > 0}
-        train = DataLoader(self.train, sampler=self.train_sampler, drop_last=len(self.train_sampler) >= batch_size, **common)  # type: ignore[arg-type]
+        train = DataLoader(self.train, sampler=self.train_sampler, drop_last=_count(self.train_sampler) >= batch_size, **common)
         val = None
-        if self.val is not None and self.val_sampler is not None and len(self.val_sampler):  # type: ignore[arg-type]
+        if self.val is not None and self.val_sampler is not None and _count(self.val_sampler):
             val = DataLoader(self.val, sampler=self.val_sampler, **common)
         return train, val
+
+
+def _count(sampler: Sampler[Any]) -> int:
+    """Samples per epoch of one of our samplers (torch's ``Sampler`` type declares no ``len``)."""
+    return len(cast(Sized, sampler))
 
 
 def scene_stats(scenes: list[Scene], *, db_bands: int = 0) -> StatsResult:
@@ -109,86 +116,17 @@ def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes
     )
 
 
-def _dubai(cfg: TrainConfig) -> DataBundle:
-    from geoseg.datasets.dubai import DUBAI_CLASSES, find_dubai, read_item, split_tiles
-
-    d = cfg.data
-    if not d.root:
-        raise ConfigError("data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')")
-    split = d.split or {}
-    val, test = split.get("val", [1]), split.get("test", [8])
-    if not all(isinstance(t, int) for t in [*val, *test]):
-        raise ConfigError(f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got {split!r}")
-    parts = split_tiles(find_dubai(d.root), val=val, test=test)
-    train = [read_item(it) for it in parts["train"]]
-    valid = [read_item(it) for it in parts["val"]]
-    return scene_bundle(cfg, train, valid, DUBAI_CLASSES, band_names=("red", "green", "blue"),
-                        description={"dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
-                                     "split": {"val_tiles": list(val), "test_tiles": list(test)}})
-
-
-def _spacenet6(cfg: TrainConfig) -> DataBundle:
-    from geoseg.datasets.spacenet6 import (
-        BAND_NAMES,
-        SN6_CLASSES,
-        SN6_EDGE_CLASSES,
-        find_spacenet6,
-        parse_products,
-        split_by_location,
-        tile_scene,
-    )
-
-    d = cfg.data
-    if not d.root:
-        raise ConfigError("data.root: give the SpaceNet 6 folder (the one holding AOI_11_Rotterdam/)")
-    products = parse_products(d.product)
-    tiles = find_spacenet6(d.root, products)
-    val_fraction = float((d.split or {}).get("val", 0.2) or 0.0)
-    parts = split_by_location(tiles, val_fraction, seed=cfg.seed)
-    make = lambda ts: [tile_scene(t, products, target=d.target) for t in ts]  # noqa: E731
-    sar = products == ["SAR-Intensity"]
-    classes = SN6_EDGE_CLASSES if d.target == "footprint-edge-contact" else SN6_CLASSES
-    train, val = make(parts["train"]), make(parts["val"])
-    bundle = scene_bundle(cfg, train, val, classes, sar=sar, db_bands=4 if sar else 0,
-                          band_names=tuple(b for p in products for b in BAND_NAMES[p]),
-                          description={"dataset": "SpaceNet 6 (AOI_11_Rotterdam)", "products": products, "target": d.target,
-                                       "split": {"by": "location", "val_fraction": val_fraction,
-                                                 "excluded_tiles": len(parts["excluded"])}})
-    return bundle
-
-
-def _geotiff(cfg: TrainConfig) -> DataBundle:
-    from geoseg.datasets.geotiff import expand_paths, geotiff_scenes
-
-    d = cfg.data
-    images = expand_paths(d.images, d.root)
-    if not images:
-        raise ConfigError(f"data.images: no file matches {d.images!r} under {d.root or '.'}")
-    scenes, classes, nodata = geotiff_scenes(images, expand_paths(d.labels, d.root), label_attribute=d.label_attribute or None,
-                                             classes=d.classes)
-    from geoseg.datasets.geotiff import split_scenes_by_location
-
-    val_fraction = float((d.split or {}).get("val", 0.2) or 0.0)
-    parts = split_scenes_by_location(scenes, val_fraction, seed=cfg.seed)
-    bundle = scene_bundle(cfg, parts["train"], parts["val"], classes,
-                          description={"dataset": "GeoTIFF images with labels", "images": d.images, "labels": d.labels,
-                                       "split": {"by": "location", "val_fraction": val_fraction}})
-    bundle.nodata = nodata
-    return bundle
-
-
-DATA_BUILDERS: dict[str, Callable[[TrainConfig], DataBundle]] = {"dubai": _dubai, "spacenet6": _spacenet6, "geotiff": _geotiff}
-
-
-def register_data(kind: str, builder: Callable[[TrainConfig], DataBundle]) -> None:
-    DATA_BUILDERS[kind] = builder
-
-
 def build_data(cfg: TrainConfig) -> DataBundle:
-    kind = cfg.data.kind
-    if kind not in DATA_BUILDERS:
-        raise ConfigError(f"data.kind: {kind!r} is not allowed; expected one of {', '.join(sorted(DATA_BUILDERS))}")
-    bundle = DATA_BUILDERS[kind](cfg)
-    if len(bundle.train_sampler) == 0:  # type: ignore[arg-type]
+    """Loaders for ``cfg``: the scenes of its dataset kind (:mod:`geoseg.datasets.kinds`), patched.
+
+    Raises:
+        ConfigError: an unknown kind or a bad ``data`` key.
+        DatasetError: the training split yields no sample.
+    """
+    scenes = dataset_kind(cfg.data.kind).build_scenes(cfg.data, cfg.seed)
+    bundle = scene_bundle(cfg, scenes.train, scenes.val, scenes.classes, sar=scenes.sar, band_names=scenes.band_names,
+                          db_bands=scenes.db_bands, description=scenes.description)
+    bundle.nodata = scenes.nodata
+    if _count(bundle.train_sampler) == 0:
         raise DatasetError("the training split yields no sample; lower data.max_nodata or data.patch_size")
     return bundle

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from geoseg.datasets.patches import IGNORE_INDEX
+from geoseg.classes import IGNORE_INDEX
 from geoseg.errors import ConfigError
 
 __all__ = ["LOSSES", "CombinedLoss", "build_loss", "register_loss"]

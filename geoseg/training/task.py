@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geoseg.datasets.patches import IGNORE_INDEX
+from geoseg.classes import IGNORE_INDEX
 from geoseg.evaluation.metrics import scores
 from geoseg.training.config import OptimConfig
 

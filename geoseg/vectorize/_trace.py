@@ -34,7 +34,7 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _runs(code: np.ndarray):
+def _runs(code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Runs of equal kept values per row of a padded code array (-1: not kept): row start
     offsets, run starts, ends (block columns) and values."""
     h, w = code.shape[0] - 2, code.shape[1] - 2
@@ -69,7 +69,8 @@ def _runs(code: np.ndarray):
 
 
 @njit(cache=True, nogil=True)
-def _label_runs(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, value: np.ndarray, h: int, diagonal: bool):
+def _label_runs(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, value: np.ndarray, h: int,
+                diagonal: bool) -> tuple[np.ndarray, int]:
     """Region label of every run (0..n_regions-1), by union-find over touching runs of one value."""
     n = start.shape[0]
     parent = np.arange(n)
@@ -113,7 +114,7 @@ def _label_at(row_first: np.ndarray, start: np.ndarray, label: np.ndarray, i: in
 
 
 @njit(cache=True, nogil=True)
-def _ahead(d: int, i: int, j: int):
+def _ahead(d: int, i: int, j: int) -> tuple[int, int, int, int]:
     """Pixels ahead-right and ahead-left of corner (i, j) when moving in direction d."""
     if d == 0:
         return i, j, i - 1, j
@@ -125,7 +126,8 @@ def _ahead(d: int, i: int, j: int):
 
 
 @njit(cache=True, nogil=True)
-def _follow(code, row_first, start, label, region, v, i, j, visited, xs, ys, n, dense):
+def _follow(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, label: np.ndarray, region: int, v: int, i: int, j: int,
+            visited: np.ndarray, xs: np.ndarray, ys: np.ndarray, n: int, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Follow the ring leaving corner (i, j) rightwards (region on the right); append its
     corners to xs/ys from n on (growing them as needed). Along the block edges flagged in
     ``dense`` (top, bottom, left, right) every pixel corner is a vertex, so pieces cut by a seam
@@ -170,7 +172,7 @@ def _follow(code, row_first, start, label, region, v, i, j, visited, xs, ys, n, 
 
 @njit(cache=True, nogil=True)
 def _trace(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, end: np.ndarray,
-           value: np.ndarray, label: np.ndarray, dense: np.ndarray):
+           value: np.ndarray, label: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every boundary ring: corner coordinates (col, row), ring offsets and each ring's region.
 
     A ring starts on the top edge of a pixel whose upper neighbour is not its class: within each
@@ -217,7 +219,7 @@ def _trace(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, end: np.n
 
 
 @njit(cache=True, nogil=True)
-def _edges(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.ndarray, h: int, w: int):
+def _edges(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Region of every pixel on the block's top, bottom, left and right edges (-1: not kept)."""
     top = np.full(w, -1, np.int64)
     bottom = np.full(w, -1, np.int64)
@@ -239,7 +241,7 @@ def _edges(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.
 
 @njit(cache=True, nogil=True)
 def _region_stats(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, value: np.ndarray, label: np.ndarray,
-                  regions: int, weights: np.ndarray, use_weights: bool):
+                  regions: int, weights: np.ndarray, use_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.zeros(regions, np.int64)
     pixels = np.zeros(regions, np.int64)
     sums = np.zeros(regions, np.float64)

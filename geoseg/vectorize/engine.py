@@ -31,6 +31,7 @@ from geoseg.classes import ClassTable
 from geoseg.errors import NegativeClassWarning, RasterFormatError, RasterOpenError
 from geoseg.io.atomic import check_paths
 from geoseg.io.open import open_raster
+from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
@@ -73,12 +74,12 @@ class _Options:
 
 def _read_block(source: MaskSource, window: Window, halo: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
     """The block (grown by ``halo`` pixels inside the raster), its confidence, and the halo's offsets."""
-    r0, c0 = max(int(window.row_off) - halo, 0), max(int(window.col_off) - halo, 0)
-    r1 = min(int(window.row_off + window.height) + halo, source.height)
-    c1 = min(int(window.col_off + window.width) + halo, source.width)
+    grown = clip_window(window, source.height, source.width, grow=halo)
+    r0, c0 = int(grown.row_off), int(grown.col_off)
+    r1, c1 = r0 + int(grown.height), c0 + int(grown.width)
     try:
         with open_raster(source.path) as ds:
-            data = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+            data = ds.read(1, window=grown)
     except RasterioError as exc:
         raise RasterOpenError(
             f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} ({str(exc).splitlines()[0]}); the file "

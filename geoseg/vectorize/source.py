@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -12,11 +11,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from geoseg.classes import MASK_NODATA, ClassInfo, ClassTable, default_palette
+from geoseg.classes import ClassInfo, ClassTable, classes_of, default_palette
 from geoseg.errors import NoCRSWarning, RasterFormatError
 from geoseg.io.open import open_raster
 
-__all__ = ["MaskSource", "block_windows", "class_info", "class_table_of", "classes_of", "open_mask"]
+__all__ = ["MaskSource", "block_windows", "class_info", "open_mask"]
 
 
 @dataclass(frozen=True)
@@ -49,29 +48,6 @@ class MaskSource:
     def pixel_size(self) -> float:
         """Mean pixel edge in CRS units (1 for a bare pixel grid)."""
         return (abs(self.transform.a) + abs(self.transform.e)) / 2 or 1.0
-
-
-def class_table_of(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | None) -> ClassTable | None:
-    """A class table from a mask's ``CLASS_NAMES`` tag, else from its colour table, else None."""
-    if "CLASS_NAMES" in tags:
-        try:
-            return ClassTable.from_json(tags["CLASS_NAMES"])
-        except (ValueError, json.JSONDecodeError):
-            pass
-    if colormap:
-        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0))
-        if ids and len(ids) < 255:
-            return ClassTable(tuple(ClassInfo(i, f"class_{i}", tuple(colormap[i][:3])) for i in ids))  # type: ignore[arg-type]
-    return None
-
-
-def classes_of(ds: object) -> ClassTable | None:
-    """The class table an open mask carries (class-name tag or colour table), or None."""
-    try:
-        cmap = ds.colormap(1)  # type: ignore[attr-defined]
-    except ValueError:
-        cmap = None
-    return class_table_of(ds.tags(), cmap)  # type: ignore[attr-defined]
 
 
 def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None, confidence: str | os.PathLike[str] | None = None) -> MaskSource:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from geoseg.classes import IGNORE_INDEX
 from geoseg.datasets.dubai import DUBAI_CLASSES, decode_mask, find_dubai, load_dubai, split_tiles
-from geoseg.datasets.patches import IGNORE_INDEX
 from geoseg.errors import DatasetError
 from tests.datasets.conftest import COLOURS, dubai_labels
 

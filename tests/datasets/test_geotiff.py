@@ -13,6 +13,7 @@ from affine import Affine
 from rasterio.warp import reproject
 from torchgeo.datasets import RasterDataset
 
+from geoseg.classes import IGNORE_INDEX
 from geoseg.datasets._torchgeo import make_query, sample_geo, sample_image, sample_mask
 from geoseg.datasets.geotiff import (
     GeoTiffImages,
@@ -20,7 +21,6 @@ from geoseg.datasets.geotiff import (
     geotiff_scenes,
     to_training_sample,
 )
-from geoseg.datasets.patches import IGNORE_INDEX
 from geoseg.errors import AlignmentWarning, DatasetError
 from geoseg.normalize import Normalization
 from tests.conftest import write_raster

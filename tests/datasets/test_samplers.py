@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geoseg.classes import IGNORE_INDEX
 from geoseg.datasets.augment import Augment
-from geoseg.datasets.patches import IGNORE_INDEX, PatchDataset, Scene, index_scenes
+from geoseg.datasets.patches import PatchDataset, Scene, index_scenes
 from geoseg.datasets.samplers import ClassBalancedSampler, GridSampler, Patch, RandomSampler
 from geoseg.datasets.stats import BandStats, to_db
 from geoseg.errors import DatasetError

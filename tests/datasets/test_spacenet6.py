@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoseg.datasets.patches import IGNORE_INDEX
+from geoseg.classes import IGNORE_INDEX
 from geoseg.datasets.spacenet6 import (
     find_spacenet6,
     load_tile,

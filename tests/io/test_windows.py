@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -8,19 +10,23 @@ from hypothesis import strategies as st
 from rasterio.windows import Window
 
 from geoseg.errors import TilingError
-from geoseg.io.windows import axis_starts, plan_tiles, resolve_overlap, tile_transform
+from geoseg.io.windows import axis_starts, clip_window, plan_tiles, resolve_overlap, tile_transform
+
+
+@st.composite
+def _grid(draw: st.DrawFn) -> tuple[int, int, int]:
+    """A tile size and a raster of at most 6 tiles (and 700 px) per side: up to ~2,600 tiles at 90 %
+    overlap, so one example costs milliseconds while edges, tiny rasters and strides are all drawn."""
+    tile = draw(st.integers(1, 256))
+    side = st.integers(1, min(700, 6 * tile))
+    return draw(side), draw(side), tile
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    height=st.integers(1, 700),
-    width=st.integers(1, 700),
-    tile=st.integers(1, 256),
-    frac=st.floats(0, 0.9),
-    edge=st.sampled_from(["shift", "pad"]),
-)
-def test_plan_covers_every_pixel_with_full_tiles(height: int, width: int, tile: int, frac: float, edge: str) -> None:
-    plan = plan_tiles(height, width, tile, frac, edge=edge)  # type: ignore[arg-type]
+@given(grid=_grid(), frac=st.floats(0, 0.9), edge=st.sampled_from(["shift", "pad"]))
+def test_plan_covers_every_pixel_with_full_tiles(grid: tuple[int, int, int], frac: float, edge: Literal["shift", "pad"]) -> None:
+    height, width, tile = grid
+    plan = plan_tiles(height, width, tile, frac, edge=edge)
     cover = np.zeros((height, width), dtype=np.int32)
     for t in plan:
         w = t.window
@@ -94,3 +100,19 @@ def test_tile_transform_keeps_rotation() -> None:
     tt = tile_transform(Window(4, 2, 8, 8), t)
     assert tt @ (0, 0) == pytest.approx(t @ (4, 2))
     assert (tt.a, tt.b, tt.d, tt.e) == (t.a, t.b, t.d, t.e)
+
+
+@pytest.mark.parametrize(
+    ("window", "grow", "expected"),
+    [
+        (Window(-5, -3, 20, 10), 0, Window(0, 0, 15, 7)),  # reaches past the top-left corner
+        (Window(90, 45, 20, 10), 0, Window(90, 45, 10, 5)),  # past the bottom-right corner
+        (Window(10, 10, 5, 5), 2, Window(8, 8, 9, 9)),  # grown by a halo, inside
+        (Window(0, 0, 5, 5), 3, Window(0, 0, 8, 8)),  # grown, clipped at the corner
+        (Window(200, 10, 5, 5), 0, Window(200, 10, 0, 5)),  # outside: zero width
+    ],
+)
+def test_clip_window(window: Window, grow: int, expected: Window) -> None:
+    got = clip_window(window, 50, 100, grow=grow)
+    assert (got.col_off, got.row_off, got.height) == (expected.col_off, expected.row_off, expected.height)
+    assert got.width == expected.width

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -51,3 +54,39 @@ def test_bundled_model_segments_held_out_dubai(shared_data) -> None:
         labels = decode_mask(np.asarray(im.convert("RGB"))).astype(np.int64)
     result = evaluate(default_model(), [EvalPair(str(folder / "images" / "image_part_005.jpg"), labels, "8/005")])
     assert result.scores.miou > 0.5
+
+
+@pytest.mark.slow
+def test_bundled_model_is_found_after_a_plain_install(tmp_path) -> None:
+    """A non-editable install into a fresh venv carries the model as package data.
+
+    The venv gets no pip and no downloads: the running interpreter's site-packages (torch and the
+    other dependencies) are put on its path by a ``.pth`` file, and pip installs only geoseg,
+    built from a copy of the sources (so the checkout gets no build folders).
+    """
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "geoseg", src / "geoseg", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", str(src)], check=True, capture_output=True)
+    shutil.rmtree(src)  # nothing may point back at the sources
+    code = ("import geoseg; from geoseg.models import read_config; p = geoseg.default_model(); "
+            "print(geoseg.__file__); print(p); print(','.join(read_config(p).classes.names))")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GEOSEG_DEFAULT_MODEL")}
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    module, model, names = out.stdout.split()
+    assert module.startswith(site) and model.startswith(site), out.stdout
+    assert names == "building,land,road,vegetation,water"

@@ -105,12 +105,12 @@ def test_bad_inputs_get_clear_errors(make_mask: Any, make_raster: Any, tmp_path:
         vectorize_raster(make_raster(np.zeros((3, 8, 8), np.uint8), name="rgb.tif"), tmp_path / "x.gpkg")
     with pytest.raises(RasterFormatError, match=r"\.gpkg"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.shp")
-    with pytest.raises(RasterOpenError):
+    with pytest.raises(RasterOpenError, match=r"missing\.tif: no such file"):
         vectorize_raster(tmp_path / "missing.tif", tmp_path / "x.gpkg")
     with pytest.raises(RasterFormatError, match="no class named"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.gpkg", exclude=["forest"])
     (tmp_path / "exists.gpkg").write_bytes(b"keep me")
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputExistsError, match=r"exists\.gpkg: already exists"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "exists.gpkg")
     assert (tmp_path / "exists.gpkg").read_bytes() == b"keep me"
 
