@@ -43,7 +43,8 @@ def _names(folder: Path) -> list[str]:
 
 @pytest.fixture
 def big_scene(tmp_path: Path) -> Path:
-    return write_raster(tmp_path / "in" / "scene.tif", rgb(512, 512)) if (tmp_path / "in").mkdir() is None else Path()
+    (tmp_path / "in").mkdir()
+    return write_raster(tmp_path / "in" / "scene.tif", rgb(512, 512))
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def test_interrupt_keeps_last_checkpoint_and_resumes(tmp_path, dubai_root, monke
     with pytest.raises(TrainingError, match="not empty"):
         train(cfg, progress=False)
     changed = load_config(tiny(tmp_path, dubai_root), ["epochs=3", "optim.lr=0.5"])
-    with pytest.raises(TrainingError, match=r"different config \(changed: optim\)"):
+    with pytest.raises(TrainingError, match=r"different config \(changed: optim\.lr\)"):
         train(changed, resume=True, progress=False)
     result = train(cfg, resume=True, progress=False)
     assert result.epochs == 3
