@@ -82,3 +82,11 @@ class TrainingError(GeosegError, RuntimeError):
 
 class AlignmentWarning(GeosegWarning):
     """Image and labels differ in CRS or resolution and are reprojected to match."""
+
+
+class StorageError(GeosegError, OSError):
+    """An object-storage path (``s3://bucket/key``) cannot be read, listed or written."""
+
+
+class SchedulerError(GeosegError, RuntimeError):
+    """A Dask scheduler address is malformed, unreachable, or Dask is not installed."""
