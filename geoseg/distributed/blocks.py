@@ -70,9 +70,9 @@ class BlockOutput:
 
 
 def block_grid(height: int, width: int, block_size: int = DEFAULT_BLOCK) -> list[Window]:
-    """Windows of ``block_size`` (rounded to the COG's internal tiles) covering ``(height, width)``
-    in raster order."""
-    size = max(COG_BLOCK, block_size // COG_BLOCK * COG_BLOCK)
+    """Windows of ``block_size`` (rounded down to the COG's 512-px internal tiles when larger)
+    covering ``(height, width)`` in raster order."""
+    size = block_size // COG_BLOCK * COG_BLOCK if block_size >= COG_BLOCK else max(16, block_size)
     return [Window(c, r, min(size, width - c), min(size, height - r)) for r in range(0, height, size) for c in range(0, width, size)]
 
 

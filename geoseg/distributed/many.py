@@ -165,6 +165,10 @@ def run_output_sets(
 ) -> ManyResult:
     """:func:`predict_many` over output sets already named (see there for the arguments)."""
     start = time.perf_counter()
+    if isinstance(scheduler, str):
+        from geoseg.distributed.cluster import parse_scheduler
+
+        parse_scheduler(scheduler)  # a bad value fails now, even when every input is done
     check_output_sets(sets)
     result = ManyResult()
     todo: list[OutputSet] = []
