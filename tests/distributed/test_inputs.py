@@ -60,3 +60,14 @@ def test_object_urls_and_endpoint_settings() -> None:
     assert opts["AWS_S3_ENDPOINT"] == "127.0.0.1:9000" and opts["AWS_HTTPS"] == "NO" and opts["AWS_VIRTUAL_HOSTING"] == "FALSE"
     assert opts["AWS_REGION"] == "eu-west-1" and "AWS_SECRET_ACCESS_KEY" not in opts
     assert gdal_options({"AWS_S3_ENDPOINT": "minio:9000", "AWS_ENDPOINT_URL": "https://x"})["AWS_S3_ENDPOINT"] == "minio:9000"
+
+
+def test_object_storage_and_input_expansion_import_neither_torch_nor_dask() -> None:
+    import subprocess
+    import sys
+
+    code = ("import geoseg.distributed, geoseg.io.storage, geoseg.distributed.inputs, geoseg.distributed.cluster, sys; "
+            "geoseg.distributed.inputs.expand_inputs(['s3://b/a.tif']); "
+            "print(' '.join(m for m in ('torch', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
