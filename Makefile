@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_default_model.py
+	$(BIN)/python benchmarks/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache
