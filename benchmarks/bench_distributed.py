@@ -11,7 +11,8 @@ With the bundled model on textured RGB rasters (tiled 512, DEFLATE), prints:
 3. the object-storage round trip: a ``--size``² COG read from and written back to an S3-compatible
    server on 127.0.0.1 (moto, a child process), against the same run on local disk.
 
-Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--big 16384] [--big-baseline] [--skip-s3]
+Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--big 16384] [--block-size 4096] [--big-baseline]
+       [--skip-many] [--skip-s3] [--skip-big]
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def many_rasters(root: Path, count: int, size: int, opts: PredictOptions) -> Non
               f"/ in-process = {wall / base:.3f} (cluster start+stop {startup:.1f} s; without it {(wall - startup) / base:.3f})")
 
 
-def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool) -> None:
+def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, block: int) -> None:
     src = make_raster(root / "big.tif", size, seed=7)
     mpx = size * size / 1e6
-    print(f"\n## one {size}² raster ({mpx:.0f} Mpx) as 4096² blocks")
+    print(f"\n## one {size}² raster ({mpx:.0f} Mpx) as {block}² blocks")
     with open_client("local:2") as (client, _):
-        wall, res = timed(predict_many, [src], root / "big-out", None, opts, scheduler=client, blocks=True)
+        wall, res = timed(predict_many, [src], root / "big-out", None, opts, scheduler=client, blocks=True, block_size=block)
         rss = client.run(peak_rss_mb)
     print(f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
           f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB")
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--big", type=int, default=16384)
+    parser.add_argument("--block-size", type=int, default=4096, help="block edge for the big raster")
     parser.add_argument("--big-baseline", action="store_true", help="also run the big raster in one process")
     parser.add_argument("--skip-many", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
@@ -155,7 +157,7 @@ def main() -> None:
         if not args.skip_s3:
             s3_round_trip(root, args.size, opts)
         if not args.skip_big:
-            one_big_raster(root, args.big, opts, args.big_baseline)
+            one_big_raster(root, args.big, opts, args.big_baseline, args.block_size)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
