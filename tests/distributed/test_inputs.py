@@ -62,6 +62,7 @@ def test_object_urls_and_endpoint_settings() -> None:
     assert gdal_options({"AWS_S3_ENDPOINT": "minio:9000", "AWS_ENDPOINT_URL": "https://x"})["AWS_S3_ENDPOINT"] == "minio:9000"
 
 
+@pytest.mark.slow
 def test_object_storage_and_input_expansion_import_neither_torch_nor_dask() -> None:
     import subprocess
     import sys

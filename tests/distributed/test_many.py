@@ -21,6 +21,7 @@ from tests.vectorize.conftest import landcover, normalized
 from tests.vectorize.conftest import read as read_polygons
 
 OPTS = PredictOptions(device="cpu", precision="fp32", workers=1)
+pytestmark = pytest.mark.slow  # a cluster, a server and several predictions: seconds each
 
 
 def reference(src: Path, tmp_path: Path, model: LoadedModel, **kwargs: Any) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[
 boto3 = pytest.importorskip("boto3", reason="writing to s3:// needs boto3 (the s3 extra)")
 
 OPTS = PredictOptions(device="cpu", precision="fp32", workers=1)
+pytestmark = pytest.mark.slow  # a cluster, a server and several predictions: seconds each
 
 
 @pytest.fixture
