@@ -36,6 +36,7 @@ from bench_predict import make_raster
 from geoseg.distributed import predict_many
 from geoseg.distributed.cluster import open_client, parse_scheduler
 from geoseg.inference import PredictOptions
+from geoseg.io.windows import plan_tiles
 
 
 def peak_rss_mb() -> float:
@@ -86,7 +87,9 @@ def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, 
         wall, res = timed(predict_many, [src], root / "big-out", None, opts, scheduler=client, blocks=True, block_size=block)
         rss = client.run(peak_rss_mb)
     print(f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
-          f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB")
+          f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; "
+          f"tiles run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: {len(plan_tiles(size, size, 512, 32))}: "
+          "tiles on block edges run for each block)")
     if baseline:
         code = ("import time; from geoseg.inference import predict_raster; t = time.perf_counter(); "
                 f"predict_raster({str(src)!r}, {str(root / 'big-ref.tif')!r}, None, precision={opts.precision!r}); "
