@@ -86,6 +86,8 @@ def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, 
     with open_client("local:2") as (client, _):
         wall, res = timed(predict_many, [src], root / "big-out", None, opts, scheduler=client, blocks=True, block_size=block)
         rss = client.run(peak_rss_mb)
+        warm, _ = timed(predict_many, [src], root / "big-out-warm", None, opts, scheduler=client, blocks=True, block_size=block)
+    print(f"local:2 again on the same (warm) workers: {warm:.1f} s ({mpx / warm:.2f} Mpx/s)")
     print(f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
           f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; "
           f"tiles run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: {len(plan_tiles(size, size, 512, 32))}: "
