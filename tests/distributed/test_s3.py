@@ -111,3 +111,15 @@ def test_bad_bucket_gets_a_clear_error(bucket: tuple[str, Any], tmp_path: Path) 
     f.write_bytes(b"x")
     with pytest.raises(StorageError, match="check the bucket name"):
         storage.upload(f, "s3://no-such-bucket-here/a.bin")
+
+
+def test_a_checkpoint_in_the_bucket_is_loaded_once_per_worker(bucket: tuple[str, Any]) -> None:
+    from geoseg.distributed import worker
+    from geoseg.models.default import default_model
+
+    name, s3 = bucket
+    s3.upload_file(str(default_model()), name, "models/landcover.safetensors")
+    url = f"s3://{name}/models/landcover.safetensors"
+    first = worker.cached_model(url)
+    assert first.config.num_classes == 5 and worker.cached_model(url) is first
+    worker._MODELS.clear()
