@@ -22,6 +22,18 @@ def scale_options(f: F) -> F:
                         help="Run on Dask: a local cluster of N worker processes, or a running scheduler.")(f)
 
 
+def quiet_dask(ctx: click.Context) -> None:
+    """Dask's own INFO records (workers starting, connections) only with -v."""
+    import logging
+
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels; set ours after)
+    except ImportError:
+        return
+    verbose = (ctx.find_root().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def _is_folder(dst: str) -> bool:
     import os
 
@@ -51,6 +63,8 @@ def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None
     from geoseg.io.storage import check_output, is_object_url
 
     scheduler, retries = params.pop("scheduler"), params.pop("retries")
+    if scheduler:
+        quiet_dask(ctx)
     options = pop_predict_options(params)
     vopts = vector_kwargs(params)
     vopts.pop("workers", None)

@@ -80,7 +80,11 @@ def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, c
 
     try:
         if scheduler is not None or dst.startswith("s3://"):
+            from geoseg.cli.scale import quiet_dask
             from geoseg.distributed.vectorize import vectorize_on_cluster
+
+            if scheduler is not None:
+                quiet_dask(ctx)
 
             kwargs = vector_kwargs(params)
             if kwargs["workers"] is None:

@@ -70,6 +70,18 @@ def _import_distributed() -> Any:
     return distributed
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only critical records from logger ``name`` and its children for the duration."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _configure(client: Any) -> None:
     """Send the object-store settings to every worker, present and future."""
     from geoseg.distributed.worker import EnvironmentPlugin
@@ -111,8 +123,9 @@ def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Schedul
             log.info("local Dask cluster: %d worker(s), %d thread(s) each", spec.workers, spec.threads)
             yield client, spec
         finally:
-            client.close()
-            cluster.close()
+            with _quiet("distributed"):  # closing logs connection tracebacks and slow-exit warnings
+                client.close()
+                cluster.close()
         return
     try:
         client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT)
