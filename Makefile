@@ -80,6 +80,7 @@ image-gpu:
 # Builds the base with debootstrap when missing, builds the image, runs geoseg inside it (chroot), cleans up.
 image-check:
 	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
+	$(BIN)/python benchmarks/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache

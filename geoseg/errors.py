@@ -102,3 +102,11 @@ class NegativeClassWarning(GeosegWarning):
 
 class UploadError(GeosegError, ValueError):
     """The web app refuses an input: too large, not an image it accepts, or an unsafe name or URL."""
+
+
+class StorageError(GeosegError, OSError):
+    """An object-storage path (``s3://bucket/key``) cannot be read, listed or written."""
+
+
+class SchedulerError(GeosegError, RuntimeError):
+    """A Dask scheduler address is malformed, unreachable, or Dask is not installed."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from geoseg.cli.options import is_quiet, overwrite_option, pop_predict_options, predict_options
+from geoseg.cli.scale import is_many, run_many, scale_options
 from geoseg.cli.vectorize import vector_kwargs, vector_options
 
 
 @click.command(short_help="Segment a raster into a class-mask COG.")
-@click.argument("src", metavar="SRC")
-@click.argument("dst", type=click.Path(dir_okay=False), metavar="DST")
+@click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
 @click.option("--model", "model_path", type=click.Path(), help="Checkpoint (.safetensors file or folder) [default: the bundled Dubai land-cover model].")
 @predict_options
 @click.option("--probabilities", type=click.Path(dir_okay=False), help="Also write per-class probabilities (uint8 0-255) here.")
@@ -18,15 +18,27 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
 @click.option("--vector", type=click.Path(dir_okay=False), help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
 @click.option("--quicklook", type=click.Path(dir_okay=False), help="Also write a PNG: the image with the classes overlaid and a legend.")
 @vector_options
+@scale_options
 @overwrite_option
 @click.pass_context
-def predict(ctx: click.Context, src: str, dst: str, model_path: str | None, probabilities: str | None, confidence: str | None,
+def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, probabilities: str | None, confidence: str | None,
             vector: str | None, quicklook: str | None, overwrite: bool, **params: object) -> None:
-    """Segment SRC (a GeoTIFF/COG path or http(s):// URL) into the class mask DST.
+    """Segment SRC (a GeoTIFF/COG path, http(s):// or s3:// URL) into the class mask DST.
 
     DST is a Cloud-Optimized GeoTIFF on the same grid as SRC: uint8 class ids, 255 where SRC has
     no data, with the model's class names and colours (QGIS opens it styled).
+
+    With several SRC (paths, URLs, globs, folders, @list.txt) DST is an output folder (or
+    s3://bucket/prefix/) that gets SRC_classes.tif per input; inputs already done are skipped.
+    --scheduler local:N or tcp://host:port runs on Dask (one raster: blocks across the workers).
     """
+    if len(paths) < 2:
+        raise click.UsageError("expected SRC DST, or several inputs and an output folder: SRC... DIR")
+    *sources, dst = paths
+    if is_many(sources, dst, params):
+        run_many(ctx, sources, dst, model_path, probabilities, confidence, vector, quicklook, overwrite, params)
+        return
+    src = sources[0]
     import time
 
     from tqdm import tqdm

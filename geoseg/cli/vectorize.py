@@ -61,9 +61,11 @@ def vector_kwargs(params: dict) -> dict:
 @click.option("--confidence", type=click.Path(), help="Confidence or probability raster of the same prediction: adds mean_confidence.")
 @click.option("--classes", "classes_from", type=click.Path(), help="Take class names and colours from this checkpoint or mask.")
 @vector_options
+@click.option("--scheduler", metavar="local[:N]|tcp://HOST:PORT", help="Polygonize the blocks on Dask workers (seams still merge here).")
 @overwrite_option
 @click.pass_context
-def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, classes_from: str | None, overwrite: bool, **params: object) -> None:
+def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, classes_from: str | None, overwrite: bool,
+              scheduler: str | None, **params: object) -> None:
     """Polygons of the classes in MASK (a class-mask GeoTIFF, e.g. from `geoseg predict`) into DST.
 
     The format follows DST's extension: .gpkg (with a QGIS style), .geojson (EPSG:4326), .fgb or
@@ -82,8 +84,21 @@ def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, c
         bar.set_postfix_str(f"{features} polygons")
 
     try:
-        result = vectorize_raster(mask, dst, classes=classes, confidence=confidence, overwrite=overwrite, progress=step,
-                                  **vector_kwargs(params))
+        if scheduler is not None or dst.startswith("s3://"):
+            from geoseg.cli.scale import quiet_dask
+            from geoseg.distributed.vectorize import vectorize_on_cluster
+
+            if scheduler is not None:
+                quiet_dask(ctx)
+
+            kwargs = vector_kwargs(params)
+            if kwargs["workers"] is None:
+                kwargs.pop("workers")
+            result = vectorize_on_cluster(mask, dst, scheduler=scheduler, classes=classes, confidence=confidence,
+                                          overwrite=overwrite, progress=step, **kwargs)
+        else:
+            result = vectorize_raster(mask, dst, classes=classes, confidence=confidence, overwrite=overwrite, progress=step,
+                                      **vector_kwargs(params))
     finally:
         bar.close()
     if not is_quiet(ctx):

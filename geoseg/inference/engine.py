@@ -149,6 +149,7 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
     runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
+    runner.batch_size = batch_size
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
                 None if adapt.identity else adapt)
 

@@ -104,6 +104,7 @@ class Runner:
         self.freeze = device.type == "cpu" if freeze is None else freeze
         self._frozen: Any = None
         self._frozen_shape: tuple[int, ...] | None = None
+        self.batch_size: int | None = None  # full batch size: frozen traces are made (and run) at this size
 
     def _net(self, x: torch.Tensor) -> Any:
         """The frozen model for batches of the traced shape, else the eager one."""
@@ -129,6 +130,13 @@ class Runner:
                 yield
 
     def _forward(self, x: torch.Tensor, precision: str, *, eager: bool = False) -> torch.Tensor:
+        n = len(x)
+        if self.freeze and not eager and self.batch_size and n < self.batch_size:
+            # a short batch is padded to the traced shape, so every tile goes through the same
+            # frozen network whatever batch it falls in: a block predicted alone (on another
+            # worker) gets the very bits of a full run
+            pad = x.new_zeros((self.batch_size - n, *x.shape[1:]))
+            return self._forward(torch.cat([x, pad]), precision)[:n]
         out: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast(precision):
             for k, flip in self.tta:

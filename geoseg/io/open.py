@@ -40,11 +40,18 @@ def is_url(path: str | os.PathLike[str]) -> bool:
     return str(path).startswith(_URL_PREFIXES) or str(path).startswith("/vsi")
 
 
+_VSI = {"s3://": "/vsis3/", "gs://": "/vsigs/", "az://": "/vsiaz/"}
+
+
 def to_gdal_path(path: str | os.PathLike[str]) -> str:
-    """The string GDAL opens: URLs go through ``/vsicurl/`` (range requests), paths stay as they are."""
+    """The string GDAL opens: URLs go through ``/vsicurl/`` (range requests), ``s3://bucket/key``
+    through ``/vsis3/bucket/key`` (likewise ``gs://``, ``az://``), paths stay as they are."""
     text = str(path)
     if text.startswith(("http://", "https://")):
         return "/vsicurl/" + text
+    for scheme, vsi in _VSI.items():
+        if text.startswith(scheme):
+            return vsi + text[len(scheme):]
     return text
 
 

@@ -205,7 +205,7 @@ def vectorize_raster(
     layer: str | None = None,
     block_size: int = 2048,
     workers: int | None = None,
-    pool: str = "thread",
+    pool: str | Executor = "thread",
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> VectorizeResult:
@@ -230,7 +230,9 @@ def vectorize_raster(
         layer: layer name (default: the file's stem).
         block_size: block edge in pixels (rounded to the mask's internal tiles).
         workers: parallel workers (default: all cores; 0 or 1 works in this process).
-        pool: ``"thread"`` (shared memory, the default) or ``"process"`` (separate interpreters).
+        pool: ``"thread"`` (shared memory, the default), ``"process"`` (separate interpreters),
+            or an ``Executor`` you own (e.g. a Dask client's ``get_executor()``: blocks run on a
+            cluster, seams still merge here in order, so the polygons are the same).
         overwrite: replace an existing ``dst``.
         progress: called with ``(blocks done, blocks in all, features so far)``.
 
@@ -270,9 +272,13 @@ def vectorize_raster(
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
     executor: Executor | None = None
-    if pool not in ("thread", "process"):
-        raise RasterFormatError(f"pool must be 'thread' or 'process', got {pool!r}")
-    if n_workers > 1 and pool == "thread":
+    owned = not isinstance(pool, Executor)
+    if not owned:
+        executor = pool  # type: ignore[assignment]
+        n_workers = max(n_workers, 1)
+    elif pool not in ("thread", "process"):
+        raise RasterFormatError(f"pool must be 'thread', 'process' or an Executor, got {pool!r}")
+    elif n_workers > 1 and pool == "thread":
         _warm_up()  # compile (or load) the tracer once, before threads race to do it
         executor = ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize")
     elif n_workers > 1:
@@ -308,7 +314,7 @@ def vectorize_raster(
                                        layer=layer, layout=layout, keep_crs=keep_crs, confidence=confidence is not None,
                                        overwrite=overwrite)
     finally:
-        if executor is not None:
+        if executor is not None and owned:
             executor.shutdown(cancel_futures=True)
     if state["negative"]:
         warnings.warn(f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to {state['lowest']}), which make no "

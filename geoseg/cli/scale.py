@@ -1,0 +1,102 @@
+"""``geoseg predict`` over many inputs, over ``s3://``, or on a Dask cluster (``--scheduler``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from geoseg.cli.options import is_quiet, pop_predict_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PATTERN = ("*", "?", "[")
+
+
+def scale_options(f: F) -> F:
+    """``--scheduler`` and ``--retries``."""
+    f = click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
+                     help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun anyway).")(f)
+    return click.option("--scheduler", metavar="local[:N]|tcp://HOST:PORT",
+                        help="Run on Dask: a local cluster of N worker processes, or a running scheduler.")(f)
+
+
+def quiet_dask(ctx: click.Context) -> None:
+    """Dask's own INFO records (workers starting, connections) only with -v."""
+    import logging
+
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels; set ours after)
+    except ImportError:
+        return
+    verbose = (ctx.find_root().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _is_folder(dst: str) -> bool:
+    import os
+
+    return dst.endswith("/") or os.path.isdir(dst) or not os.path.splitext(dst.rstrip("/"))[1]
+
+
+def is_many(sources: list[str], dst: str, params: dict[str, Any]) -> bool:
+    """Whether this run goes through the scale-out path: several inputs, a pattern, folder or
+    @list input, an output folder, s3:// paths, or a scheduler."""
+    import os
+
+    one = sources[0]
+    pattern = one.startswith("@") or any(ch in one for ch in _PATTERN) or os.path.isdir(one)
+    return bool(len(sources) > 1 or pattern or params.get("scheduler") or _is_folder(dst)
+                or one.startswith("s3://") or dst.startswith("s3://"))
+
+
+def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None, probabilities: str | None,
+             confidence: str | None, vector: str | None, quicklook: str | None, overwrite: bool, params: dict[str, Any]) -> None:
+    """Run the scale-out path and print one line per run."""
+    from tqdm import tqdm
+
+    from geoseg.cli.vectorize import vector_kwargs
+    from geoseg.distributed.inputs import OutputSet, expand_inputs, output_set
+    from geoseg.distributed.many import run_output_sets
+    from geoseg.errors import WriteError
+    from geoseg.io.storage import check_output, is_object_url
+
+    scheduler, retries = params.pop("scheduler"), params.pop("retries")
+    if scheduler:
+        quiet_dask(ctx)
+    options = pop_predict_options(params)
+    vopts = vector_kwargs(params)
+    vopts.pop("workers", None)
+    if quicklook is not None:
+        raise click.UsageError("--quicklook writes one PNG for one input; run it without --scheduler or several inputs")
+    if not _is_folder(dst):  # one input, one named output (on s3:// or through a cluster)
+        src = expand_inputs(sources)
+        if len(src) != 1:
+            raise WriteError(f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending in /)")
+        sets = [OutputSet(src[0], dst, probabilities, confidence, vector)]
+        for path in sets[0].paths:
+            check_output(path, overwrite=overwrite)
+        overwrite = True
+    else:
+        if not is_object_url(dst):
+            import os
+
+            os.makedirs(dst, exist_ok=True)
+        sets = [output_set(s, dst, probabilities=probabilities is not None, confidence=confidence is not None, vector=vector)
+                for s in expand_inputs(sources)]
+    bar = tqdm(unit="raster", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
+
+    def step(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = run_output_sets(sets, model, options, scheduler=scheduler, vector_options=vopts, overwrite=overwrite,
+                                 retries=retries, progress=step)
+    finally:
+        bar.close()
+    if not is_quiet(ctx):
+        where = f" on {result.workers} Dask worker(s)" if scheduler else ""
+        click.echo(f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in {result.seconds:.1f} s "
+                   f"({result.megapixels_per_second:.2f} Mpx/s){where}")

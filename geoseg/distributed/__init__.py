@@ -1,0 +1,54 @@
+"""Scale-out on Dask: many rasters as one task each, one huge raster as blocks, vectorizing on a
+cluster; inputs and outputs on object storage (``s3://``).
+
+Dask is optional (``pip install 'geoseg[distributed]'``); without a scheduler everything runs in
+this process. Names load lazily::
+
+    from geoseg.distributed import predict_many
+    predict_many(["tiles/*.tif"], "out/", scheduler="local:2")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.distributed.blocks import RasterDone, block_grid, predict_blocks
+    from geoseg.distributed.cluster import open_client, parse_scheduler
+    from geoseg.distributed.inputs import OutputSet, expand_inputs, output_set
+    from geoseg.distributed.many import ManyResult, predict_many
+    from geoseg.distributed.vectorize import vectorize_on_cluster
+
+__all__ = [
+    "ManyResult",
+    "OutputSet",
+    "RasterDone",
+    "block_grid",
+    "expand_inputs",
+    "open_client",
+    "output_set",
+    "parse_scheduler",
+    "predict_blocks",
+    "predict_many",
+    "vectorize_on_cluster",
+]
+
+_WHERE = {
+    "RasterDone": "blocks", "block_grid": "blocks", "predict_blocks": "blocks",
+    "open_client": "cluster", "parse_scheduler": "cluster",
+    "OutputSet": "inputs", "expand_inputs": "inputs", "output_set": "inputs",
+    "ManyResult": "many", "predict_many": "many",
+    "vectorize_on_cluster": "vectorize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'geoseg.distributed' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geoseg.distributed.{where}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,226 @@
+"""``predict_many``: many rasters into one output folder, in this process or on a Dask cluster.
+
+Each input gets one output set (class mask, and optionally probabilities, confidence and
+polygons). Inputs whose outputs all exist are skipped, so an interrupted run resumes where it
+stopped. On a cluster, many rasters run as one task each; a single raster runs as blocks
+(:mod:`geoseg.distributed.blocks`). Workers load the model once each and keep it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geoseg.distributed.blocks import DEFAULT_BLOCK, RasterDone, predict_blocks
+from geoseg.distributed.inputs import OutputSet, check_output_sets, expand_inputs, output_set
+from geoseg.distributed.worker import cached_model, task_environment
+from geoseg.inference.options import PredictOptions
+from geoseg.io.storage import exists, is_object_url
+
+__all__ = ["ManyResult", "predict_many", "predict_one", "run_output_sets"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ManyResult:
+    """What :func:`predict_many` did.
+
+    Attributes:
+        done: one :class:`RasterDone` per input, in input order (skipped ones included).
+        seconds: wall time.
+        workers: Dask workers used (0: in this process).
+    """
+
+    done: list[RasterDone] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 0
+
+    @property
+    def predicted(self) -> int:
+        return sum(not d.skipped for d in self.done)
+
+    @property
+    def skipped(self) -> int:
+        return sum(d.skipped for d in self.done)
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return sum(d.height * d.width for d in self.done if not d.skipped) / 1e6 / self.seconds if self.seconds else 0.0
+
+
+def predict_one(outputs: OutputSet, model: Any, options: PredictOptions, vector_options: Mapping[str, Any] | None = None,
+                threads: int | None = None) -> RasterDone:
+    """Predict one input into its output set, replacing leftovers of an interrupted run (a task).
+
+    Outputs bound for ``s3://`` are built in a temporary folder and uploaded when complete, the
+    class mask last.
+    """
+    from geoseg.inference.engine import predict_raster
+    from geoseg.io.storage import published
+
+    start = time.perf_counter()
+    with task_environment(threads), ExitStack() as stack:
+        loaded = cached_model(model)
+        mask = stack.enter_context(published(outputs.mask))
+        probs = stack.enter_context(published(outputs.probabilities)) if outputs.probabilities else None
+        conf = stack.enter_context(published(outputs.confidence)) if outputs.confidence else None
+        result = predict_raster(outputs.src, mask, loaded, options, probabilities=probs, confidence=conf, overwrite=True)
+        if outputs.vector is not None:
+            from geoseg.vectorize import vectorize_raster
+
+            vector = stack.enter_context(published(outputs.vector))
+            kwargs = {"workers": threads or 1, **(vector_options or {})}
+            vectorize_raster(mask, vector, confidence=conf or probs, overwrite=True, **kwargs)
+    return RasterDone(outputs, False, result.height, result.width, result.tiles_run, result.tiles_skipped, result.precision,
+                      time.perf_counter() - start)
+
+
+def _vectorize_on_cluster(outputs: OutputSet, client: Any, vector_options: Mapping[str, Any] | None, retries: int) -> None:
+    from geoseg.distributed.cluster import total_threads
+    from geoseg.io.storage import published
+    from geoseg.vectorize import vectorize_raster
+
+    assert outputs.vector is not None
+    with published(outputs.vector) as vector:
+        kwargs = {**(vector_options or {}), "workers": total_threads(client)}
+        vectorize_raster(outputs.mask, vector, confidence=outputs.confidence or outputs.probabilities, overwrite=True,
+                         pool=client.get_executor(retries=retries, pure=False), **kwargs)
+
+
+def predict_many(
+    inputs: Iterable[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    model: Any = None,
+    options: PredictOptions | None = None,
+    *,
+    scheduler: Any = None,
+    probabilities: bool = False,
+    confidence: bool = False,
+    vector: str | None = None,
+    vector_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    blocks: bool | None = None,
+    block_size: int = DEFAULT_BLOCK,
+    retries: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
+) -> ManyResult:
+    """Segment many rasters into ``outdir``, one output set each, skipping those already done.
+
+    Args:
+        inputs: paths, URLs (``http(s)://``, ``s3://``), globs, folders, ``@list.txt`` files.
+        outdir: output folder or ``s3://bucket/prefix``; a local one is created. Outputs are
+            ``<stem>_classes.tif`` (and ``_probabilities.tif``, ``_confidence.tif``,
+            ``_polygons<vector>``).
+        model: checkpoint path or ``s3://`` URL, a LoadedModel, or None (the bundled model).
+        options: :class:`~geoseg.inference.PredictOptions`; keyword ``overrides`` change fields.
+        scheduler: None (this process), ``"local"``, ``"local:N"``, ``"tcp://host:port"``, or a
+            ``distributed.Client``.
+        probabilities, confidence: also write those rasters.
+        vector: also write polygons in this format (``".gpkg"``, ``".fgb"``, ``".parquet"``...).
+        vector_options: keyword arguments of :func:`~geoseg.vectorize.vectorize_raster`
+            (``simplify``, ``min_area``...).
+        overwrite: redo inputs whose outputs exist instead of skipping them.
+        blocks: on a cluster, split each raster into blocks across the workers (default: when a
+            single raster is to be done) instead of running each raster as one task.
+        block_size: block edge in pixels for ``blocks``.
+        retries: times a failed task is retried (a lost worker's tasks are rerun in any case).
+        progress: called with ``(done, total)`` in rasters (or blocks, for one raster in blocks).
+
+    Returns:
+        A :class:`ManyResult`.
+
+    Raises:
+        RasterOpenError: an input names nothing. WriteError: two inputs share output names.
+        SchedulerError: the scheduler is unreachable. Any error of a task, as raised there.
+    """
+    opts = PredictOptions.of(options, **overrides)
+    sources = expand_inputs(inputs)
+    if not is_object_url(outdir):
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    sets = [output_set(s, outdir, probabilities=probabilities, confidence=confidence, vector=vector) for s in sources]
+    return run_output_sets(sets, model, opts, scheduler=scheduler, vector_options=vector_options, overwrite=overwrite,
+                           blocks=blocks, block_size=block_size, retries=retries, progress=progress)
+
+
+def run_output_sets(
+    sets: list[OutputSet],
+    model: Any,
+    opts: PredictOptions,
+    *,
+    scheduler: Any = None,
+    vector_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    blocks: bool | None = None,
+    block_size: int = DEFAULT_BLOCK,
+    retries: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> ManyResult:
+    """:func:`predict_many` over output sets already named (see there for the arguments)."""
+    start = time.perf_counter()
+    if isinstance(scheduler, str):
+        from geoseg.distributed.cluster import parse_scheduler
+
+        parse_scheduler(scheduler)  # a bad value fails now, even when every input is done
+    check_output_sets(sets)
+    result = ManyResult()
+    todo: list[OutputSet] = []
+    by_src: dict[str, RasterDone] = {}
+    for s in sets:
+        if not overwrite and all(exists(p) for p in s.paths):
+            by_src[s.src] = RasterDone(s, skipped=True)
+            log.info("%s: outputs exist, skipped", s.src)
+        else:
+            todo.append(s)
+    total, done = len(sets), len(sets) - len(todo)
+    if progress is not None:
+        progress(done, total)
+    if scheduler is None:
+        for s in todo:
+            by_src[s.src] = predict_one(s, model, opts, vector_options)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    elif todo:
+        from distributed import as_completed
+
+        from geoseg.distributed.cluster import open_client
+
+        with open_client(scheduler) as (client, spec):
+            result.workers = len(client.scheduler_info().get("workers", {}))
+            threads = spec.threads if spec.local else None
+            shared = model
+            if model is not None and not isinstance(model, (str, os.PathLike)):
+                shared = client.scatter(model, broadcast=True)
+            if blocks if blocks is not None else len(todo) == 1:
+                for s in todo:
+                    step = None if progress is None or len(todo) > 1 else progress
+                    by_src[s.src] = predict_blocks(s, shared, opts, client=client, overwrite=True, block_size=block_size,
+                                                   retries=retries, threads=threads, progress=step)
+                    if s.vector is not None:
+                        _vectorize_on_cluster(s, client, vector_options, retries)
+                    done += 1
+                    if progress is not None and step is None:
+                        progress(done, total)
+            else:
+                futures = [client.submit(predict_one, s, shared, opts, vector_options, threads, retries=retries, pure=False)
+                           for s in todo]
+                try:
+                    for future in as_completed(futures):
+                        item: RasterDone = future.result()
+                        by_src[item.outputs.src] = item
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
+                finally:
+                    client.cancel(futures)
+    result.done = [by_src[s.src] for s in sets]
+    result.seconds = time.perf_counter() - start
+    return result

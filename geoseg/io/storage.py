@@ -1,0 +1,250 @@
+"""Object storage beside local paths: ``s3://bucket/key`` inputs and outputs.
+
+GDAL reads COGs straight from the bucket (``/vsis3/``, range requests). Outputs are never
+streamed into the bucket: they are built in a local temporary folder by the usual atomic writers,
+then uploaded, the main file last. S3 makes an object visible only once its upload completes (a
+multipart upload that is not completed never appears), so an interrupted run leaves no object, and
+no half object, under the final key.
+
+Credentials come from the standard AWS environment variables or profile
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws``). An S3-compatible
+store (MinIO, Ceph, a local test server) is named with ``AWS_ENDPOINT_URL=http://host:port``,
+which both boto3 and, through :func:`gdal_options`, GDAL follow; GDAL's own ``AWS_S3_ENDPOINT``,
+``AWS_HTTPS`` and ``AWS_VIRTUAL_HOSTING`` work too. Needs ``boto3`` only to write, list or
+download (``pip install 'geoseg[s3]'``); reading a raster needs nothing but GDAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from geoseg.errors import OutputExistsError, StorageError
+
+__all__ = [
+    "download",
+    "exists",
+    "gdal_options",
+    "is_object_url",
+    "join",
+    "list_objects",
+    "localized",
+    "published",
+    "split_url",
+    "upload",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEME = "s3://"
+# GDAL settings a worker needs to reach the same store (no secrets: workers use their own credentials)
+FORWARDED = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+             "AWS_PROFILE", "AWS_NO_SIGN_REQUEST", "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_RETRY_DELAY",
+             "GDAL_DISABLE_READDIR_ON_OPEN", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS")
+
+
+def is_object_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an ``s3://bucket/key`` URL."""
+    return str(path).startswith(SCHEME)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b.tif`` -> ``("bucket", "a/b.tif")``.
+
+    Raises:
+        StorageError: not an ``s3://bucket/...`` URL.
+    """
+    parsed = urlparse(str(url))
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StorageError(f"{url}: expected an object URL such as s3://bucket/folder/scene.tif")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join(folder: str | os.PathLike[str], name: str) -> str:
+    """``folder/name`` for a local folder or an ``s3://bucket/prefix`` URL."""
+    text = str(folder)
+    if is_object_url(text):
+        return text.rstrip("/") + "/" + name
+    return str(Path(text) / name)
+
+
+def gdal_options(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """GDAL configuration for the object store named in the environment.
+
+    ``AWS_ENDPOINT_URL=http://127.0.0.1:9000`` becomes ``AWS_S3_ENDPOINT=127.0.0.1:9000``,
+    ``AWS_HTTPS=NO`` and path-style addressing (``AWS_VIRTUAL_HOSTING=FALSE``), unless GDAL's own
+    settings are already there; the settings in :data:`FORWARDED` are passed on as they are. Use
+    with ``rasterio.Env(**gdal_options())``; workers of a cluster get the same dict.
+    """
+    env = dict(os.environ if environ is None else environ)
+    out = {k: env[k] for k in FORWARDED if env.get(k)}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint and "AWS_S3_ENDPOINT" not in out:
+        parsed = urlparse(endpoint)
+        out["AWS_S3_ENDPOINT"] = parsed.netloc or parsed.path
+        out.setdefault("AWS_HTTPS", "NO" if parsed.scheme == "http" else "YES")
+        out.setdefault("AWS_VIRTUAL_HOSTING", "FALSE")
+    return out
+
+
+def _endpoint_url() -> str | None:
+    """The endpoint boto3 should use: ``AWS_ENDPOINT_URL`` (boto3 reads it itself), else one
+    made from GDAL's ``AWS_S3_ENDPOINT``/``AWS_HTTPS``."""
+    if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    host = os.environ.get("AWS_S3_ENDPOINT")
+    if not host:
+        return None
+    if "://" in host:
+        return host
+    scheme = "http" if os.environ.get("AWS_HTTPS", "YES").upper() in ("NO", "FALSE", "OFF", "0") else "https"
+    return f"{scheme}://{host}"
+
+
+def _client() -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise StorageError("writing, listing or downloading s3:// objects needs boto3; install it with "
+                           "pip install 'geoseg[s3]'") from None
+    addressing = "path" if os.environ.get("AWS_VIRTUAL_HOSTING", "").upper() in ("FALSE", "NO", "0") else "auto"
+    return boto3.client("s3", endpoint_url=_endpoint_url(), config=Config(s3={"addressing_style": addressing},
+                                                                           retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def _failure(url: str, exc: Exception, doing: str) -> StorageError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return StorageError(f"{url}: {doing} failed ({reason}); check the bucket name, the credentials (AWS_ACCESS_KEY_ID/"
+                        "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the endpoint (AWS_ENDPOINT_URL)")
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    """Whether a local file or an ``s3://`` object exists."""
+    text = str(path)
+    if not is_object_url(text):
+        return Path(text).exists()
+    bucket, key = split_url(text)
+    client = _client()
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        return True
+    except client.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise _failure(text, exc, "looking up the object") from None
+    except Exception as exc:
+        raise _failure(text, exc, "looking up the object") from None
+
+
+def upload(local: str | os.PathLike[str], url: str, *, callback: Callable[[int], None] | None = None) -> None:
+    """Upload a finished local file to ``url``; the object appears only when the upload completes.
+
+    Args:
+        local: the file to upload.
+        url: ``s3://bucket/key``.
+        callback: called with the bytes sent by each part (progress).
+
+    Raises:
+        StorageError: the upload failed; nothing is left under ``url``.
+    """
+    bucket, key = split_url(url)
+    try:
+        _client().upload_file(str(local), bucket, key, Callback=callback)
+    except Exception as exc:
+        raise _failure(url, exc, "uploading") from None
+    log.info("uploaded %s", url)
+
+
+def download(url: str, local: str | os.PathLike[str]) -> Path:
+    """Download ``s3://bucket/key`` to ``local`` (under a temporary name, renamed when complete)."""
+    bucket, key = split_url(url)
+    dst = Path(local)
+    tmp = dst.with_name(f".{dst.name}.partial")
+    try:
+        _client().download_file(bucket, key, str(tmp))
+    except Exception as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise _failure(url, exc, "downloading") from None
+    os.replace(tmp, dst)
+    return dst
+
+
+def list_objects(url: str, pattern: str | None = None) -> list[str]:
+    """URLs of the objects under the prefix ``url`` (whose names match the glob ``pattern``)."""
+    bucket, prefix = split_url(url)
+    out: list[str] = []
+    try:
+        pages = _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                if pattern is None or fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern):
+                    out.append(f"{SCHEME}{bucket}/{key}")
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise _failure(url, exc, "listing") from None
+    return sorted(out)
+
+
+@contextlib.contextmanager
+def localized(path: str | os.PathLike[str]) -> Iterator[str]:
+    """A local path for ``path``: itself, or a temporary download of an ``s3://`` object
+    (removed on exit). For files GDAL cannot read in place, such as checkpoints."""
+    text = str(path)
+    if not is_object_url(text):
+        yield text
+        return
+    with tempfile.TemporaryDirectory(prefix="geoseg-") as tmp:
+        yield str(download(text, Path(tmp) / split_url(text)[1].rsplit("/", 1)[-1]))
+
+
+def check_output(dst: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Refuse an existing output (local file or object) unless ``overwrite``.
+
+    Raises:
+        OutputExistsError: it exists and ``overwrite`` is False.
+    """
+    text = str(dst)
+    if not is_object_url(text):
+        from geoseg.io.writer import check_destination
+
+        check_destination(text, overwrite=overwrite)
+    elif not overwrite and exists(text):
+        raise OutputExistsError(f"{text}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another key")
+
+
+@contextlib.contextmanager
+def published(dst: str | os.PathLike[str]) -> Iterator[str]:
+    """Where to build ``dst``: a local ``dst`` is itself (geoseg's writers are already atomic);
+    an ``s3://`` ``dst`` is a file in a temporary folder that is uploaded when the block exits
+    cleanly. Side files written beside it (a ``.qml`` style) go up first, the main file last, so
+    its key appears only when everything is there. On error nothing is uploaded."""
+    text = str(dst)
+    if not is_object_url(text):
+        yield text
+        return
+    name = split_url(text)[1].rsplit("/", 1)[-1] or "output"
+    tmp = tempfile.mkdtemp(prefix="geoseg-out-")
+    try:
+        local = Path(tmp) / name
+        yield str(local)
+        if not local.exists():
+            raise StorageError(f"{text}: nothing was built to upload")
+        prefix = text.rsplit("/", 1)[0]
+        for side in sorted(Path(tmp).iterdir()):
+            if side != local and side.is_file() and not side.name.startswith("."):
+                upload(side, f"{prefix}/{side.name}")
+        upload(local, text)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

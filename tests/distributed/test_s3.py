@@ -1,0 +1,125 @@
+"""Object storage against a real S3-compatible server on 127.0.0.1 (moto in server mode): GDAL's
+own HTTP client reads and boto3 writes, exactly as against a cloud bucket."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.shutil
+
+from geoseg.distributed import predict_many
+from geoseg.errors import OutputExistsError, StorageError
+from geoseg.inference import PredictOptions, predict_raster
+from geoseg.io import storage
+from geoseg.models.checkpoint import LoadedModel
+from geoseg.vectorize import vectorize_raster
+from tests.conftest import write_raster
+from tests.distributed.conftest import read, textured
+from tests.vectorize.conftest import normalized
+from tests.vectorize.conftest import read as read_polygons
+
+moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (in the dev extra)")
+boto3 = pytest.importorskip("boto3", reason="writing to s3:// needs boto3 (the s3 extra)")
+
+OPTS = PredictOptions(device="cpu", precision="fp32", workers=1)
+pytestmark = pytest.mark.slow  # a cluster, a server and several predictions: seconds each
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """A fresh bucket on a local S3 server; GDAL and boto3 pointed at it. Yields (name, client)."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_S3_ENDPOINT": f"{host}:{port}",
+                       "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    name = f"geoseg-{uuid.uuid4().hex[:12]}"  # GDAL caches by path: a new name per test
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+    client.create_bucket(Bucket=name)
+    try:
+        yield name, client
+    finally:
+        server.stop()
+
+
+def _cog(src: Path, dst: Path) -> Path:
+    rasterio.shutil.copy(src, dst, driver="COG", blocksize=64)
+    return dst
+
+
+def test_read_a_cog_from_the_bucket_predict_and_write_mask_and_polygons_back(bucket: tuple[str, Any], tmp_path: Path,
+                                                                           tiny_model: LoadedModel) -> None:
+    name, s3 = bucket
+    local = _cog(write_raster(tmp_path / "plain.tif", textured(150, 170)), tmp_path / "scene.tif")
+    s3.upload_file(str(local), name, "in/scene.tif")
+    res = predict_many([f"s3://{name}/in/*.tif"], f"s3://{name}/out/", tiny_model, OPTS, confidence=True, vector=".gpkg")
+    assert res.predicted == 1 and res.done[0].outputs.mask == f"s3://{name}/out/scene_classes.tif"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]}
+    assert keys == {"out/scene_classes.tif", "out/scene_classes.qml", "out/scene_confidence.tif", "out/scene_polygons.gpkg"}
+    # the same run on local disk gives the same mask, confidence and polygons
+    predict_raster(local, tmp_path / "m.tif", tiny_model, OPTS, confidence=tmp_path / "c.tif")
+    vectorize_raster(tmp_path / "m.tif", tmp_path / "v.gpkg", confidence=tmp_path / "c.tif", workers=0)
+    with rasterio.open(f"/vsis3/{name}/out/scene_classes.tif") as ds:  # GDAL reads it back from the bucket
+        assert ds.crs.to_epsg() == 32631 and ds.tags()["GEOSEG_MODEL"] == "test-none"
+        np.testing.assert_array_equal(ds.read(), read(tmp_path / "m.tif"))
+    s3.download_file(name, "out/scene_polygons.gpkg", str(tmp_path / "back.gpkg"))
+    a, b = read_polygons(tmp_path / "v.gpkg"), read_polygons(tmp_path / "back.gpkg")
+    assert len(a) == len(b) > 0 and normalized(a.geometry.values) == normalized(b.geometry.values)
+    # resumable: the outputs are found in the bucket
+    again = predict_many([f"s3://{name}/in/scene.tif"], f"s3://{name}/out", tiny_model, OPTS, confidence=True, vector=".gpkg")
+    assert again.skipped == 1
+    with pytest.raises(OutputExistsError, match="already exists"):
+        storage.check_output(f"s3://{name}/out/scene_classes.tif", overwrite=False)
+
+
+def test_an_interrupted_run_leaves_no_object_under_the_final_key(bucket: tuple[str, Any], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    name, s3 = bucket
+    url = f"s3://{name}/out/mask.tif"
+    # a failure while the output is being built: nothing is uploaded
+    with pytest.raises(RuntimeError, match="killed"), storage.published(url) as local:
+        Path(local).write_bytes(b"half a file")
+        raise RuntimeError("killed")
+    assert not storage.exists(url)
+    # a failure in the middle of a multipart upload: S3 shows nothing until the upload completes
+    big = tmp_path / "big.bin"
+    big.write_bytes(np.random.default_rng(0).integers(0, 255, 12 * 2**20, dtype=np.uint8).tobytes())
+    sent = [0]
+
+    def cut(n: int) -> None:
+        sent[0] += n
+        if sent[0] > 2**20:
+            raise ConnectionError("connection lost")
+
+    with pytest.raises(StorageError, match="uploading failed"):
+        storage.upload(big, url, callback=cut)
+    assert sent[0] > 0 and not storage.exists(url)
+    assert "Contents" not in s3.list_objects_v2(Bucket=name, Prefix="out/")
+
+
+def test_bad_bucket_gets_a_clear_error(bucket: tuple[str, Any], tmp_path: Path) -> None:
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(StorageError, match="check the bucket name"):
+        storage.upload(f, "s3://no-such-bucket-here/a.bin")
+
+
+def test_a_checkpoint_in_the_bucket_is_loaded_once_per_worker(bucket: tuple[str, Any]) -> None:
+    from geoseg.distributed import worker
+    from geoseg.models.default import default_model
+
+    name, s3 = bucket
+    s3.upload_file(str(default_model()), name, "models/landcover.safetensors")
+    url = f"s3://{name}/models/landcover.safetensors"
+    first = worker.cached_model(url)
+    assert first.config.num_classes == 5 and worker.cached_model(url) is first
+    worker._MODELS.clear()
