@@ -89,7 +89,7 @@ def test_cli_several_inputs_into_a_folder_then_resume(rasters: list[Path], tmp_p
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert "2 raster(s) predicted, 0 already done" in first.output
-    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".qml")) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith((".qml", ".aux.xml"))) == [
         "scene0_classes.tif", "scene0_polygons.gpkg", "scene1_classes.tif", "scene1_polygons.gpkg"]
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "0 raster(s) predicted, 2 already done" in second.output

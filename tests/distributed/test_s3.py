@@ -64,7 +64,8 @@ def test_read_a_cog_from_the_bucket_predict_and_write_mask_and_polygons_back(buc
     res = predict_many([f"s3://{name}/in/*.tif"], f"s3://{name}/out/", tiny_model, OPTS, confidence=True, vector=".gpkg")
     assert res.predicted == 1 and res.done[0].outputs.mask == f"s3://{name}/out/scene_classes.tif"
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]}
-    assert keys == {"out/scene_classes.tif", "out/scene_classes.qml", "out/scene_confidence.tif", "out/scene_polygons.gpkg"}
+    assert keys == {"out/scene_classes.tif", "out/scene_classes.tif.aux.xml", "out/scene_classes.qml", "out/scene_confidence.tif",
+                    "out/scene_polygons.gpkg"}
     # the same run on local disk gives the same mask, confidence and polygons
     predict_raster(local, tmp_path / "m.tif", tiny_model, OPTS, confidence=tmp_path / "c.tif")
     vectorize_raster(tmp_path / "m.tif", tmp_path / "v.gpkg", confidence=tmp_path / "c.tif", workers=0)
