@@ -22,6 +22,7 @@ __all__ = ["cli", "main"]
 _COMMANDS = {
     "dataset": ("geoseg.cli.dataset", "dataset"),
     "evaluate": ("geoseg.cli.evaluate", "evaluate"),
+    "export": ("geoseg.cli.export", "export"),
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),

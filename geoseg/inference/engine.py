@@ -76,11 +76,25 @@ class PredictionResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Model files other than checkpoints, by suffix: a loader ``(path, device=...) -> LoadedModel``, or
+# "module:function" imported on first use (exported models are run by the layer above).
+MODEL_LOADERS: dict[str, str | Callable[..., LoadedModel]] = {".onnx": "geoseg.export.runner:load_onnx"}
+
+
 def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu") -> LoadedModel:
-    """A :class:`LoadedModel` from a checkpoint path, a LoadedModel, or a module plus its config."""
+    """A :class:`LoadedModel` from a checkpoint path (or an exported ``.onnx`` file), a
+    LoadedModel, or a module plus its config."""
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, (str, os.PathLike)):
+        loader = MODEL_LOADERS.get(Path(model).suffix.lower())
+        if loader is not None:
+            if isinstance(loader, str):
+                import importlib
+
+                module, name = loader.split(":")
+                loader = getattr(importlib.import_module(module), name)
+            return loader(model, device=device)
         return load_checkpoint(model, device=device)
     if config is None:
         raise TilingError("a bare torch module needs config=ModelConfig(...) (classes, bands, normalization)")
@@ -111,8 +125,11 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     batch_size = options.batch_size
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
-    loaded = resolve_model(model, config=config, device="cpu")
+    exported = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in MODEL_LOADERS
+    loaded = resolve_model(model, config=config, device=dev if exported else "cpu")
     cfg = loaded.config
+    # a graph run by another runtime (onnxruntime) is neither traced nor autocast
+    outside = bool(getattr(loaded.model, "runs_outside_torch", False))
     reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
         hint = ",".join(str(b) for b in range(1, cfg.in_channels + 1)) if reader.count >= cfg.in_channels else None
@@ -133,7 +150,9 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
-    runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
+    precision = "fp32" if outside else options.precision
+    runner = make_runner(loaded.model, dev, precision, options.tta,
+                         freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES and not outside)
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers)
 
 
