@@ -22,6 +22,7 @@ __all__ = ["cli", "main"]
 _COMMANDS = {
     "dataset": ("geoseg.cli.dataset", "dataset"),
     "evaluate": ("geoseg.cli.evaluate", "evaluate"),
+    "explain": ("geoseg.cli.explain", "explain"),
     "export": ("geoseg.cli.export", "export"),
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
