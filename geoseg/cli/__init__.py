@@ -21,6 +21,7 @@ __all__ = ["cli", "main"]
 
 _COMMANDS = {
     "dataset": ("geoseg.cli.dataset", "dataset"),
+    "diagnose": ("geoseg.cli.diagnose", "diagnose"),
     "evaluate": ("geoseg.cli.evaluate", "evaluate"),
     "explain": ("geoseg.cli.explain", "explain"),
     "export": ("geoseg.cli.export", "export"),

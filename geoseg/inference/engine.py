@@ -37,7 +37,7 @@ from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig
 
-__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_raster", "resolve_model"]
+__all__ = ["PredictOptions", "PredictionResult", "iter_probabilities", "predict_block", "predict_raster", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,37 @@ def predict_block(
     data = np.concatenate([p.data for p in parts], axis=1)
     valid = np.concatenate([p.valid for p in parts], axis=0)
     return GeoArray(data, valid, parts[0].transform, job.reader.crs, block)
+
+
+def iter_probabilities(
+    src: str | os.PathLike[str],
+    model: ModelSource | None = None,
+    options: PredictOptions | None = None,
+    *,
+    config: ModelConfig | None = None,
+    **overrides: Any,
+) -> Iterator[GeoArray]:
+    """Blended class probabilities of a whole raster, one finished band of rows at a time.
+
+    The same tiles, blending and values as :func:`predict_raster`, for code that needs the
+    probabilities themselves (diagnostics, calibration) in bounded memory. Very wide rasters come
+    in column stripes: each array's ``window`` says where it sits.
+
+    Yields:
+        :class:`GeoArray` values with ``(classes, rows, cols)`` float32 probabilities.
+    """
+    opts = PredictOptions.of(options, **overrides)
+    if model is None:
+        from geoseg.models.default import default_model
+
+        model = default_model()
+    job = _setup(src, model, opts, config)
+    try:
+        for region in _stripes(job.plan, job.config.num_classes):
+            for rows in _run_region(job, region):
+                yield geoarray_of(rows, job.reader)
+    finally:
+        job.reader.close()
 
 
 def predict_raster(
