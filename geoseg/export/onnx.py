@@ -25,7 +25,7 @@ from torch import nn
 from geoseg.errors import ExportError
 from geoseg.export._deps import require
 from geoseg.export.metadata import export_metadata
-from geoseg.inference.engine import ModelSource, resolve_model
+from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
 from geoseg.io.writer import check_destination
 from geoseg.models.checkpoint import LoadedModel
 
@@ -41,12 +41,14 @@ INPUT, OUTPUT = "image", "probabilities"
 class Probabilities(nn.Module):
     """The network followed by a softmax over classes: ``(N, C, H, W)`` probabilities."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, temperature: float | None = None) -> None:
         super().__init__()
         self.model = model
+        self.temperature = temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        logits = self.model(x)
+        return torch.softmax(logits / self.temperature if self.temperature else logits, dim=1)
 
 
 @dataclass
@@ -126,7 +128,7 @@ def check_parity(path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarra
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {INPUT: x})[0]
     with torch.inference_mode():
-        ref = torch.softmax(loaded.model.eval()(torch.from_numpy(x)).float(), 1).numpy()
+        ref = Probabilities(loaded.model.eval(), calibration_temperature(loaded.config))(torch.from_numpy(x)).float().numpy()
     agreement = float((got.argmax(1) == ref.argmax(1)).mean())
     parity = Parity(agreement, float(np.abs(got - ref).max()), source)
     if agreement < MIN_AGREEMENT:
@@ -213,7 +215,7 @@ def export_onnx(
     if tile % cfg.output_stride:
         raise ExportError(f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
                           f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}")
-    module = Probabilities(loaded.model).eval().cpu()
+    module = Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()  # a calibration temperature goes into the graph
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)

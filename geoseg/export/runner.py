@@ -97,6 +97,13 @@ def load_onnx(path: str | os.PathLike[str], *, device: torch.device | str = "cpu
     module = OnnxModule(p, device, output=meta.get("geoseg_output", "probabilities"))
     if module.fixed_size is not None:
         config = config.replace(tile_size=int(module.fixed_size[0]))
+    metrics = dict(config.metrics)
+    if isinstance(metrics.get("calibration"), dict) and "temperature" in metrics["calibration"]:
+        # the exported graph already divides its logits by the temperature: do not apply it twice
+        calibration = dict(metrics["calibration"])
+        calibration["temperature_in_graph"] = calibration.pop("temperature")
+        metrics["calibration"] = calibration
+        config = config.replace(metrics=metrics)
     training = dict(config.training)
     training["runtime"] = {"onnx": str(p), "providers": module.providers}
     log.info("%s: onnxruntime with %s", p, ", ".join(module.providers))

@@ -10,7 +10,7 @@ import torch
 
 from geoseg.errors import ExportError
 from geoseg.export.onnx import MIN_AGREEMENT, Parity, Probabilities, parity_tile
-from geoseg.inference.engine import ModelSource, resolve_model
+from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
 from geoseg.io.writer import check_destination
 
 __all__ = ["CONFIG_FILE", "export_torchscript"]
@@ -38,7 +38,7 @@ def export_torchscript(model: ModelSource, dst: str | os.PathLike[str], *, tile_
     tile = int(tile_size or loaded.config.tile_size)
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
-    module = Probabilities(loaded.model).eval().cpu()
+    module = Probabilities(loaded.model, calibration_temperature(loaded.config)).eval().cpu()
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with torch.no_grad(), warnings.catch_warnings():

@@ -101,6 +101,24 @@ def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, devi
     return LoadedModel(model, config)
 
 
+def calibration_temperature(config: ModelConfig) -> float | None:
+    """The temperature a calibrated checkpoint records (``metrics.calibration.temperature``), if any."""
+    value = (config.metrics.get("calibration") or {}).get("temperature")
+    return float(value) if value and float(value) > 0 and float(value) != 1.0 else None
+
+
+class Tempered(nn.Module):
+    """A network whose logits are divided by a calibration temperature."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+        self.runs_outside_torch = bool(getattr(model, "runs_outside_torch", False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
+
+
 @dataclass
 class _Job:
     reader: RasterReader
@@ -150,6 +168,9 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
+    temperature = calibration_temperature(cfg)
+    if temperature is not None:  # calibrated probabilities: softmax(logits / T); classes unchanged
+        loaded = LoadedModel(Tempered(loaded.model, temperature), cfg)
     precision = "fp32" if outside else options.precision
     runner = make_runner(loaded.model, dev, precision, options.tta,
                          freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES and not outside)

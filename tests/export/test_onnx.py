@@ -167,3 +167,16 @@ def test_cli_export_and_predict(tmp_path: Path, conv3_64: LoadedModel, make_rast
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["export", str(ckpt), str(tmp_path / "m.bin")])
     assert res.exit_code == 1 and "expected OUT.onnx or OUT.pt" in res.output
+
+
+def test_calibration_temperature_is_applied_once(tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel) -> None:
+    calibrated = LoadedModel(conv3_64.model, conv3_64.config.replace(metrics={"calibration": {"temperature": 2.5}}))
+    src = make_raster(textured_rgb(60, 70))
+    opts = {"device": "cpu", "precision": "fp32", "workers": 1}
+    plain = predict_block(src, conv3_64, Window(0, 0, 70, 60), **opts)
+    hot = predict_block(src, calibrated, Window(0, 0, 70, 60), **opts)
+    assert (plain.data.argmax(0) == hot.data.argmax(0)).all()
+    assert hot.data.max(0).mean() < plain.data.max(0).mean()
+    export_onnx(calibrated, tmp_path / "c.onnx")
+    via_onnx = predict_block(src, tmp_path / "c.onnx", Window(0, 0, 70, 60), **opts)
+    np.testing.assert_allclose(via_onnx.data, hot.data, atol=1e-5)
