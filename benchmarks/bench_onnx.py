@@ -7,7 +7,7 @@ times ``predict_raster`` end to end with the checkpoint (fp32, the TorchScript p
 is present). Models: the bundled one and a U-Net with a ResNet-34 encoder (random weights: speed
 does not depend on them). Prints Mpx/s and the ratio onnxruntime / PyTorch.
 
-Usage: python benchmarks/bench_onnx.py [--repeat 2]
+Usage: python benchmarks/bench_onnx.py [--repeat 2] [--models bundled,unet-resnet34] [--no-auto]
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def rate(src: Path, out: Path, model: str, repeat: int, **kw: object) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--models", default="bundled,unet-resnet34", help="Comma-separated: bundled, unet-resnet34.")
+    ap.add_argument("--no-auto", action="store_true", help="Skip the --precision auto run of the PyTorch path.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-onnx-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -62,13 +64,15 @@ def main() -> None:
         save_checkpoint(build_model("unet", "resnet34", in_channels=3, classes=cfg.num_classes), cfg, r34)
         print(f"1800 x 1800 px raster (16 tiles of 512 px), {torch.get_num_threads()} torch threads, median of {args.repeat} runs")
         for label, ckpt in (("bundled", str(default_model())), ("unet-resnet34", str(r34))):
+            if label not in args.models.split(","):
+                continue
             onnx_path = tmp / f"{label}.onnx"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeepnessWarning)
                 export_onnx(ckpt, onnx_path, check_raster=SCENE)
             out = tmp / "out.tif"
             ts = rate(src, out, ckpt, args.repeat, device="cpu", precision="fp32")
-            auto = rate(src, out, ckpt, args.repeat, device="cpu", precision="auto")
+            auto = float("nan") if args.no_auto else rate(src, out, ckpt, args.repeat, device="cpu", precision="auto")
             ort = rate(src, out, str(onnx_path), args.repeat, device="cpu")
             line = (f"  {label}: PyTorch fp32 (TorchScript) {ts:.3f} Mpx/s, PyTorch auto {auto:.3f} Mpx/s, onnxruntime CPU {ort:.3f} Mpx/s; "
                     f"onnxruntime / TorchScript = {ort / ts:.2f}, onnxruntime / auto = {ort / auto:.2f}")
