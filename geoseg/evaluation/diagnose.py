@@ -42,10 +42,11 @@ from geoseg.evaluation.calibration import (
 )
 from geoseg.evaluation.errormap import error_codes, error_table, write_rat
 from geoseg.evaluation.evaluate import EvalPair, EvalResult, _read_labels, write_report
-from geoseg.evaluation.metrics import confusion_matrix, scores
+from geoseg.evaluation.metrics import scores
 from geoseg.evaluation.pertile import CellGrid, write_cells
 from geoseg.evaluation.uncertainty import entropy, margin
 from geoseg.inference.options import PredictOptions
+from geoseg.inference.tiles import _argmax0
 
 __all__ = ["DiagnoseResult", "diagnose"]
 
@@ -160,7 +161,6 @@ def diagnose(
             raise DatasetError(f"{name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
                                "is this the right checkpoint for these labels?")
         grid = CellGrid(geo["height"], geo["width"], cell, n)
-        cm_image = np.zeros((n, n), np.int64)
         hist = np.zeros(256, np.int64)
         paths = {key: folder / f"{key}.tif" for key in ("prediction", "errors", "entropy", "margin")}
         with ExitStack() as stack:
@@ -180,7 +180,8 @@ def diagnose(
                     assert w is not None
                     r0, c0, h, wd = int(w.row_off), int(w.col_off), int(w.height), int(w.width)
                     probs, valid = block.data, block.valid
-                    pred = probs.argmax(axis=0)
+                    pred = np.empty(probs.shape[1:], np.uint8)
+                    _argmax0(probs, pred)  # one contiguous pass per class plane
                     truth = labels[r0 : r0 + h, c0 : c0 + wd]
                     counted = valid & (truth != IGNORE) & (truth >= 0) & (truth < n)
                     codes = error_codes(pred, truth, counted, n)
@@ -193,13 +194,13 @@ def diagnose(
                     w_err.write(codes[None], win)
                     w_ent.write(ent[None], win)
                     w_mar.write(mar[None], win)
-                    cm_image += confusion_matrix(pred, truth, n, ignore_index=IGNORE, valid=valid)
                     grid.add(r0, c0, truth, pred, counted, np.nan_to_num(ent))
                     conf = probs.max(axis=0)
                     calib.add(conf[counted], (pred == truth)[counted])
                     if sample is not None:
                         sample.add(probs[:, counted], truth[counted])
         write_rat(paths["errors"], codes_table, hist)
+        cm_image = grid.total()  # the cells hold every counted pixel once
         total += cm_image
         megapixels += geo["height"] * geo["width"] / 1e6
         recs = grid.records(names, name)

@@ -52,12 +52,17 @@ class CellGrid:
         """Add a block of pixels at ``(row_off, col_off)``: class indexes ``truth`` and ``pred``,
         ``valid`` pixels that count, and their entropy."""
         n = self.num_classes
-        r, c = np.mgrid[row_off : row_off + truth.shape[0], col_off : col_off + truth.shape[1]]
+        rows = (np.arange(row_off, row_off + truth.shape[0]) // self.cell) * self.cols
+        cols = np.arange(col_off, col_off + truth.shape[1]) // self.cell
         ok = valid & (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
-        cell = (r[ok] // self.cell) * self.cols + c[ok] // self.cell
-        code = (cell * n + truth[ok].astype(np.int64)) * n + pred[ok].astype(np.int64)
+        cell = np.add.outer(rows, cols)[ok]
+        code = (cell * n + truth[ok]) * n + pred[ok]
         self.confusion += np.bincount(code, minlength=self.confusion.size).reshape(self.confusion.shape)
         self.entropy += np.bincount(cell, weights=entropy[ok], minlength=self.entropy.size)
+
+    def total(self) -> np.ndarray:
+        """The ``(n, n)`` confusion matrix of every pixel added (true rows, predicted columns)."""
+        return self.confusion.sum(axis=0)
 
     def records(self, names: list[str], image: str = "") -> list[dict[str, Any]]:
         """One dict per cell that holds labelled pixels: position, counts and scores."""
