@@ -50,8 +50,13 @@ class CamComputer:
 
     def __init__(self, model: nn.Module, layer: nn.Module, class_index: int, method: str = "gradcam",
                  device: torch.device | str = "cpu") -> None:
-        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+        try:
+            from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+        except ImportError:
+            from geoseg.errors import MissingDependencyError
 
+            raise MissingDependencyError("Grad-CAM needs the grad-cam package, which is not installed; "
+                                         "install it with pip install 'geoseg[explain]'") from None
         if method not in ("gradcam", "gradcam++"):
             raise ExplainError(f"unknown method {method!r}; expected gradcam, gradcam++ or activations")
         self.device = torch.device(device)

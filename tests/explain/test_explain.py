@@ -16,6 +16,8 @@ from geoseg.explain import CamComputer, explain_raster, list_layers, resolve_lay
 from geoseg.models.checkpoint import LoadedModel, model_from_config, save_checkpoint
 from tests.inference.conftest import config_for
 
+pytest.importorskip("pytorch_grad_cam")
+
 
 def region_model() -> nn.Module:
     """Class k's logit is ReLU(band k - 0.5): with dark imagery it depends only on where band k is bright."""
