@@ -63,6 +63,13 @@ class CamComputer:
         self.model = model.eval().to(self.device)
         self.layer = layer
         self.class_index = class_index
+        # Gradients are needed from the target back to the layer only: no parameter gradients and
+        # no backward pass through the layers before it (the layer's output starts the graph).
+        # This hook runs before grad-cam's own hooks, which then see a tensor that requires grad.
+        self._flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in self._flags:
+            p.requires_grad_(False)
+        self._start = layer.register_forward_hook(lambda m, a, out: out.detach().requires_grad_(True))
         cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
         self._cam = cls(model=self.model, target_layers=[layer])
 
@@ -72,10 +79,8 @@ class CamComputer:
         mask = mask.to(self.device).float()
         grads_of = self._cam.activations_and_grads
         with torch.inference_mode(False), torch.enable_grad():
-            x = x.clone().requires_grad_(True)
-            logits = grads_of(x)
+            logits = grads_of(x.clone())
             targets = [_MaskedClassScore(self.class_index, m) for m in mask]
-            self.model.zero_grad(set_to_none=True)
             score = sum(t(o) for t, o in zip(targets, logits, strict=True))
             assert isinstance(score, torch.Tensor)
             score.backward()
@@ -90,8 +95,11 @@ class CamComputer:
         return out
 
     def close(self) -> None:
-        """Remove the hooks from the network."""
+        """Remove the hooks from the network and restore its parameters' ``requires_grad``."""
         self._cam.activations_and_grads.release()
+        self._start.remove()
+        for p, flag in self._flags:
+            p.requires_grad_(flag)
 
 
 def activation_maps(model: nn.Module, layer: nn.Module, x: torch.Tensor, channels: slice, *, upsample: bool = True) -> torch.Tensor:
