@@ -110,3 +110,19 @@ class StorageError(GeosegError, OSError):
 
 class SchedulerError(GeosegError, RuntimeError):
     """A Dask scheduler address is malformed, unreachable, or Dask is not installed."""
+
+
+class ExportError(GeosegError, RuntimeError):
+    """A model could not be exported, or the exported file does not reproduce the model."""
+
+
+class MissingDependencyError(GeosegError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class ExplainError(GeosegError, ValueError):
+    """A layer, class, method or region asked of ``explain`` does not exist or does not fit."""
+
+
+class DeepnessWarning(GeosegWarning):
+    """Part of the model's contract (normalization, resolution) cannot be told to QGIS Deepness."""

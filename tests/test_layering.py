@@ -31,6 +31,9 @@ def _modules_after(code: str) -> set[str]:
         "import geoseg.datasets, geoseg.training, geoseg.evaluation, geoseg.inference, geoseg.models",
         "import geoseg.training.config",
         "import geoseg.io.quicklook, geoseg.models.default",
+        # the diagnostics arithmetic and the export/explain packages load without torch
+        "import geoseg.evaluation.errormap, geoseg.evaluation.uncertainty, geoseg.evaluation.calibration, "
+        "geoseg.export, geoseg.explain, geoseg.export.metadata, geoseg.io.overlay",
         # vectorizing a mask end to end, with a class table from a checkpoint's config, needs no torch
         "import numpy as np, rasterio, tempfile, os; from geoseg.vectorize import vectorize_raster; "
         "d = tempfile.mkdtemp(); p = os.path.join(d, 'm.tif'); "

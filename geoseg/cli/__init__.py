@@ -22,7 +22,10 @@ __all__ = ["cli", "main"]
 _COMMANDS = {
     "app": ("geoseg.cli.app", "app"),
     "dataset": ("geoseg.cli.dataset", "dataset"),
+    "diagnose": ("geoseg.cli.diagnose", "diagnose"),
     "evaluate": ("geoseg.cli.evaluate", "evaluate"),
+    "explain": ("geoseg.cli.explain", "explain"),
+    "export": ("geoseg.cli.export", "export"),
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),

@@ -11,8 +11,13 @@ import click
 @click.argument("checkpoint", required=False, type=click.Path())
 @click.option("--encoders", is_flag=True, help="Also list every encoder name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models(checkpoint: str | None, encoders: bool, as_json: bool) -> None:
+@click.option("--layers", is_flag=True, help="With CHECKPOINT, list the layer presets that geoseg explain --layer takes.")
+@click.option("--all", "all_modules", is_flag=True, help="With --layers, also list every module name.")
+def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, all_modules: bool) -> None:
     """Without CHECKPOINT, list the registry; with it, print the checkpoint's config."""
+    if checkpoint and layers:
+        _layers(checkpoint, as_json, all_modules)
+        return
     if checkpoint:
         from geoseg.models import read_config
 
@@ -39,3 +44,20 @@ def models(checkpoint: str | None, encoders: bool, as_json: bool) -> None:
     else:
         picks = [e for e in ("vgg11", "resnet18", "resnet34", "resnet50", "efficientnet-b0", "mobilenet_v2") if e in names]
         click.echo(f"encoders: {', '.join(picks)} ... ({len(names)} in all; --encoders lists them)")
+
+
+def _layers(checkpoint: str, as_json: bool, all_modules: bool) -> None:
+    from geoseg.explain.layers import list_layers
+    from geoseg.models import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    found = list_layers(loaded.model, loaded.config.in_channels, size=max(64, 2 * loaded.config.output_stride))
+    names = [n for n, _ in loaded.model.named_modules() if n] if all_modules else []
+    if as_json:
+        click.echo(json.dumps({"presets": [vars(layer) for layer in found], "modules": names}, indent=2))
+        return
+    click.echo(f"{checkpoint}: layer presets (geoseg explain --layer NAME)")
+    for layer in found:
+        click.echo(f"  {layer.name:<16} {layer.module:<28} {layer.channels:>5} ch  1/{layer.stride}")
+    for name in names:
+        click.echo(f"  {name}")

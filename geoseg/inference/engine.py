@@ -39,7 +39,8 @@ from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig
 
-__all__ = ["PredictOptions", "PredictionResult", "predict_block", "predict_classes", "predict_raster", "resolve_model"]
+__all__ = ["PredictOptions", "PredictionResult", "iter_probabilities", "predict_block", "predict_classes", "predict_raster",
+           "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,47 @@ class PredictionResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Model files other than checkpoints, by suffix: a loader ``(path, device=...) -> LoadedModel``, or
+# "module:function" imported on first use (exported models are run by the layer above).
+MODEL_LOADERS: dict[str, str | Callable[..., LoadedModel]] = {".onnx": "geoseg.export.runner:load_onnx"}
+
+
 def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu") -> LoadedModel:
-    """A :class:`LoadedModel` from a checkpoint path, a LoadedModel, or a module plus its config."""
+    """A :class:`LoadedModel` from a checkpoint path (or an exported ``.onnx`` file), a
+    LoadedModel, or a module plus its config."""
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, (str, os.PathLike)):
+        loader = MODEL_LOADERS.get(Path(model).suffix.lower())
+        if loader is not None:
+            if isinstance(loader, str):
+                import importlib
+
+                module, name = loader.split(":")
+                loader = getattr(importlib.import_module(module), name)
+            return loader(model, device=device)
         return load_checkpoint(model, device=device)
     if config is None:
         raise TilingError("a bare torch module needs config=ModelConfig(...) (classes, bands, normalization)")
     return LoadedModel(model, config)
+
+
+def calibration_temperature(config: ModelConfig) -> float | None:
+    """The temperature a calibrated checkpoint records (``metrics.calibration.temperature``), if any."""
+    value = (config.metrics.get("calibration") or {}).get("temperature")
+    return float(value) if value and float(value) > 0 and float(value) != 1.0 else None
+
+
+class Tempered(nn.Module):
+    """A network whose logits are divided by a calibration temperature."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+        self.runs_outside_torch = bool(getattr(model, "runs_outside_torch", False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
 
 
 @dataclass
@@ -115,8 +148,11 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     batch_size = options.batch_size
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
-    loaded = resolve_model(model, config=config, device="cpu")
+    exported = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in MODEL_LOADERS
+    loaded = resolve_model(model, config=config, device=dev if exported else "cpu")
     cfg = loaded.config
+    # a graph run by another runtime (onnxruntime) is neither traced nor autocast
+    outside = bool(getattr(loaded.model, "runs_outside_torch", False))
     reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
         names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
@@ -148,7 +184,12 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
     # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
-    runner = make_runner(loaded.model, dev, options.precision, options.tta, freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES)
+    temperature = calibration_temperature(cfg)
+    if temperature is not None:  # calibrated probabilities: softmax(logits / T); classes unchanged
+        loaded = LoadedModel(Tempered(loaded.model, temperature), cfg)
+    precision = "fp32" if outside else options.precision
+    runner = make_runner(loaded.model, dev, precision, options.tta,
+                         freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES and not outside)
     runner.batch_size = batch_size
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
                 None if adapt.identity else adapt)
@@ -318,6 +359,37 @@ def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike
         outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, resampling="average",
                                      descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
     return outputs_of
+
+
+def iter_probabilities(
+    src: str | os.PathLike[str],
+    model: ModelSource | None = None,
+    options: PredictOptions | None = None,
+    *,
+    config: ModelConfig | None = None,
+    **overrides: Any,
+) -> Iterator[GeoArray]:
+    """Blended class probabilities of a whole raster, one finished band of rows at a time.
+
+    The same tiles, blending and values as :func:`predict_raster`, for code that needs the
+    probabilities themselves (diagnostics, calibration) in bounded memory. Very wide rasters come
+    in column stripes: each array's ``window`` says where it sits.
+
+    Yields:
+        :class:`GeoArray` values with ``(classes, rows, cols)`` float32 probabilities.
+    """
+    opts = PredictOptions.of(options, **overrides)
+    if model is None:
+        from geoseg.models.default import default_model
+
+        model = default_model()
+    job = _setup(src, model, opts, config)
+    try:
+        for region in _stripes(job.plan, job.config.num_classes):
+            for rows in _run_region(job, region):
+                yield geoarray_of(rows, job.reader)
+    finally:
+        job.reader.close()
 
 
 def predict_raster(

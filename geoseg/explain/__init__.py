@@ -1,0 +1,38 @@
+"""Grad-CAM, Grad-CAM++ and layer activations, streamed over rasters with the inference tile engine.
+
+Names load lazily: ``import geoseg.explain`` needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.explain.cam import METHODS, CamComputer, activation_maps
+    from geoseg.explain.layers import LayerInfo, list_layers, resolve_layer
+    from geoseg.explain.stream import ExplainResult, explain_raster
+
+__all__ = ["METHODS", "CamComputer", "ExplainResult", "LayerInfo", "activation_maps", "explain_raster", "list_layers", "resolve_layer"]
+
+_WHERE = {
+    "METHODS": "cam",
+    "CamComputer": "cam",
+    "activation_maps": "cam",
+    "LayerInfo": "layers",
+    "list_layers": "layers",
+    "resolve_layer": "layers",
+    "ExplainResult": "stream",
+    "explain_raster": "stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'geoseg.explain' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geoseg.explain.{where}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

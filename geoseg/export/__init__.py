@@ -1,0 +1,41 @@
+"""Model export (ONNX with QGIS Deepness metadata, TorchScript) and the onnxruntime runner.
+
+Names load lazily: ``import geoseg.export`` needs neither torch nor onnx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.export.metadata import deepness_metadata, export_metadata
+    from geoseg.export.onnx import ExportResult, Parity, export_onnx, read_metadata
+    from geoseg.export.runner import OnnxModule, load_onnx
+    from geoseg.export.torchscript import export_torchscript
+
+__all__ = ["ExportResult", "OnnxModule", "Parity", "deepness_metadata", "export_metadata", "export_onnx",
+           "export_torchscript", "load_onnx", "read_metadata"]
+
+_WHERE = {
+    "deepness_metadata": "metadata",
+    "export_metadata": "metadata",
+    "ExportResult": "onnx",
+    "Parity": "onnx",
+    "export_onnx": "onnx",
+    "read_metadata": "onnx",
+    "OnnxModule": "runner",
+    "load_onnx": "runner",
+    "export_torchscript": "torchscript",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'geoseg.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geoseg.export.{where}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

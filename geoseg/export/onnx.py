@@ -1,0 +1,239 @@
+"""Export a geoseg model to ONNX, with its config and QGIS Deepness metadata, and check it.
+
+Two graphs can be written from one checkpoint: one with dynamic batch, height and width (for
+``geoseg predict --model model.onnx``, onnxruntime and Netron), and one with a fixed square tile
+(what QGIS Deepness expects). Both end in a softmax, so they return class probabilities
+``(N, classes, H, W)`` for a normalized float32 input ``(N, bands, H, W)``. Every file is checked
+with ``onnx.checker`` and by a parity run in onnxruntime against PyTorch before it gets its final
+name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from geoseg.errors import ExportError
+from geoseg.export._deps import require
+from geoseg.export.metadata import export_metadata
+from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
+from geoseg.io.writer import check_destination
+from geoseg.models.checkpoint import LoadedModel
+
+__all__ = ["MIN_AGREEMENT", "OPSET", "ExportResult", "Parity", "export_onnx", "parity_tile"]
+
+log = logging.getLogger(__name__)
+
+OPSET = 17  # >= 17: LayerNormalization and the resize modes U-Net decoders use, read by onnxruntime >= 1.14
+MIN_AGREEMENT = 0.999  # argmax agreement with PyTorch below which an export is refused
+INPUT, OUTPUT = "image", "probabilities"
+
+
+class Probabilities(nn.Module):
+    """The network followed by a softmax over classes: ``(N, C, H, W)`` probabilities."""
+
+    def __init__(self, model: nn.Module, temperature: float | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.temperature = temperature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return torch.softmax(logits / self.temperature if self.temperature else logits, dim=1)
+
+
+@dataclass
+class Parity:
+    """How closely an exported graph reproduces PyTorch on one tile.
+
+    Attributes:
+        agreement: fraction of pixels whose argmax class is the same.
+        max_abs_diff: largest absolute difference of a class probability.
+        source: where the tile came from (a raster and window, or ``synthetic``).
+    """
+
+    agreement: float
+    max_abs_diff: float
+    source: str
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how it was checked.
+
+    Attributes:
+        path: the dynamic-shape ONNX file.
+        fixed: the fixed square-tile ONNX file (for QGIS Deepness), if written.
+        tile_size: the fixed variant's tile edge.
+        opset: ONNX opset.
+        parity: parity of each written file with PyTorch, by path.
+        metadata: the metadata properties written into the files.
+        seconds: wall time.
+    """
+
+    path: Path
+    fixed: Path | None
+    tile_size: int
+    opset: int
+    parity: dict[str, Parity] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def sample_scene() -> Path | None:
+    """The sample scene shipped with the repository, if this installation has it."""
+    path = Path(__file__).resolve().parents[2] / "sample_data" / "rotterdam_ps_rgb.tif"
+    return path if path.is_file() else None
+
+
+def parity_tile(loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, str]:
+    """A normalized ``(1, bands, tile, tile)`` float32 tile for parity checks: the top-left tile of
+    ``raster`` read and normalized as ``predict`` does, or a seeded synthetic tile without one."""
+    cfg = loaded.config
+    if raster is not None:
+        from rasterio.windows import Window
+
+        from geoseg.inference.tiles import read_tile
+        from geoseg.io.reader import RasterReader
+
+        with RasterReader(raster) as reader:
+            if reader.count < cfg.in_channels:
+                raise ExportError(f"{raster}: has {reader.count} band(s), the model takes {cfg.in_channels}; "
+                                  "pass a check raster with the model's bands, or none for a synthetic tile")
+            reader.close()
+        with RasterReader(raster, bands=list(range(1, cfg.in_channels + 1))) as reader:
+            got = read_tile(reader, Window(0, 0, tile_size, tile_size), cfg.normalization)
+        if got is not None:
+            return got[0][None].astype(np.float32), f"{raster} window (0, 0, {tile_size}, {tile_size})"
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((1, cfg.in_channels, tile_size, tile_size)).astype(np.float32), "synthetic"
+
+
+def check_parity(path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarray, source: str) -> Parity:
+    """Run ``x`` through the ONNX file in onnxruntime (CPU) and through PyTorch; compare.
+
+    Raises:
+        ExportError: argmax agreement below :data:`MIN_AGREEMENT`.
+    """
+    ort = require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT: x})[0]
+    with torch.inference_mode():
+        ref = Probabilities(loaded.model.eval(), calibration_temperature(loaded.config))(torch.from_numpy(x)).float().numpy()
+    agreement = float((got.argmax(1) == ref.argmax(1)).mean())
+    parity = Parity(agreement, float(np.abs(got - ref).max()), source)
+    if agreement < MIN_AGREEMENT:
+        raise ExportError(f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of {source}, "
+                          f"expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the architecture")
+    return parity
+
+
+def _write_graph(module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool, opset: int) -> None:
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated but needs no onnxscript
+        try:
+            torch.onnx.export(module, (example,), str(path), opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_axes={INPUT: axes, OUTPUT: axes}, dynamo=False, do_constant_folding=True)
+        except Exception as exc:
+            raise ExportError(f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                              "try a newer --opset") from None
+
+
+def _finish(tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x: np.ndarray, source: str) -> Parity:
+    """Add metadata, check the graph and its parity, then give it its final name."""
+    onnx = require("onnx")
+    proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "geoseg"
+    proto.doc_string = f"geoseg {loaded.config.architecture}-{loaded.config.encoder}: normalized (N, bands, H, W) float32 -> class probabilities"
+    onnx.save(proto, str(tmp))
+    try:
+        onnx.checker.check_model(str(tmp), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{dst}: onnx.checker refused the exported graph ({str(exc).splitlines()[0][:300]})") from None
+    parity = check_parity(tmp, loaded, x, source)
+    os.replace(tmp, dst)
+    return parity
+
+
+def export_onnx(
+    model: ModelSource,
+    dst: str | os.PathLike[str],
+    *,
+    fixed: str | os.PathLike[str] | None = None,
+    tile_size: int | None = None,
+    opset: int = OPSET,
+    check_raster: str | os.PathLike[str] | None = None,
+    resolution_cm: float | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export a model to ONNX (dynamic batch, height and width) and optionally a fixed-tile copy.
+
+    Args:
+        model: checkpoint path or :class:`LoadedModel`.
+        dst: the ``.onnx`` file with dynamic batch/height/width.
+        fixed: optional second ``.onnx`` file with a fixed ``tile_size`` square input (QGIS Deepness).
+        tile_size: the fixed variant's tile edge (default: the model's tile size).
+        opset: ONNX opset, >= 17.
+        check_raster: a raster whose top-left tile drives the parity check (default: synthetic).
+        resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD).
+        overwrite: replace existing files.
+
+    Returns:
+        An :class:`ExportResult` with the parity figures of each file.
+
+    Raises:
+        ExportError: the graph cannot be exported, the checker refuses it, or it does not agree
+            with PyTorch; MissingDependencyError: onnx/onnxruntime are not installed.
+    """
+    start = time.perf_counter()
+    require("onnx")
+    require("onnxruntime")
+    if opset < 17:
+        raise ExportError(f"opset {opset} is too old; expected >= 17 (the default is {OPSET})")
+    outputs = [Path(dst)] + ([Path(fixed)] if fixed is not None else [])
+    for p in outputs:
+        if p.suffix.lower() != ".onnx":
+            raise ExportError(f"{p}: expected a file name ending in .onnx")
+        check_destination(p, overwrite=overwrite)
+    loaded = resolve_model(model)
+    cfg = loaded.config
+    tile = int(tile_size or cfg.tile_size)
+    if tile % cfg.output_stride:
+        raise ExportError(f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
+                          f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}")
+    module = Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()  # a calibration temperature goes into the graph
+    x, source = parity_tile(loaded, tile, check_raster)
+    example = torch.from_numpy(x)
+    result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
+    result.metadata = export_metadata(cfg, tile_size=tile, resolution_cm=resolution_cm)  # warns once
+    for path, dynamic in zip(outputs, (True, False), strict=False):
+        tmp = path.with_name(f".{path.name}.partial")
+        try:
+            _write_graph(module, example, tmp, dynamic=dynamic, opset=opset)
+            result.parity[str(path)] = _finish(tmp, path, result.metadata, loaded, x, source)
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("%s: agreement %.4f, max |dp| %.2e", path, result.parity[str(path)].agreement, result.parity[str(path)].max_abs_diff)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata properties of an ONNX file, as text."""
+    onnx = require("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
