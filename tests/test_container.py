@@ -62,7 +62,7 @@ def test_build_context_leaves_out_local_and_generated_files() -> None:
                  "tests/test_container.py", "geoseg/__pycache__/x.pyc", "scripts/image-check.sh", "Makefile"):
         assert _ignored(path, patterns), path
     for path in ("pyproject.toml", "README.md", "geoseg/cli/__init__.py", "scripts/image-requirements.py",
-                 "sample_data/rotterdam_ps_rgb.tif", "sample_data/dubai-landcover-unet.safetensors"):
+                 "sample_data/rotterdam_ps_rgb.tif", "geoseg/models/weights/dubai-landcover-unet.safetensors"):
         assert not _ignored(path, patterns), path
 
 

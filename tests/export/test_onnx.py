@@ -139,7 +139,9 @@ def test_torchscript_export(tmp_path: Path, conv3_64: LoadedModel) -> None:
 @pytest.mark.slow
 def test_bundled_model_export_parity_on_the_sample_scene(tmp_path: Path) -> None:
     scene = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
-    model = REPO / "sample_data" / "dubai-landcover-unet.safetensors"
+    from geoseg.models.default import default_model
+
+    model = default_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeepnessWarning)  # the Dubai images carry no GSD
         res = export_onnx(model, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", check_raster=scene)
