@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -136,8 +137,11 @@ class Runner:
     """
 
     AGREEMENT = 0.995
-    FREEZE_MIN_TILES = 8  # fewer tiles than this never pay for measuring a trace
-    FREEZE_GAIN = 1.10  # keep the frozen copy only when it is at least this much faster per tile
+    FREEZE_MIN_TILES = 8  # a large network is traced only when this many tiles remain to pay for it
+    FREEZE_SMALL_PARAMS = 5_000_000  # a network this small is cheap to trace, whatever the raster
+    # a cached frozen module starts a run without building the network (no segmentation-models-pytorch
+    # import), so it is kept unless it runs measurably slower than the eager model
+    FREEZE_GAIN = 0.95
 
     def __init__(
         self, model: nn.Module, device: torch.device, precision: Precision = "auto", tta: str = "none", *, channels_last: bool = True,
@@ -194,12 +198,15 @@ class Runner:
             if self._frozen is not None or not record.get("keep"):
                 return
             self._frozen_shape = None  # the module file went missing: measure again
-        if not self.cache.enabled or self._eager_per_tile is None:
-            return  # measure only with somewhere to keep the result, and after one timed eager batch
-        if self._tiles_left is not None and self._tiles_left < self.FREEZE_MIN_TILES:
-            return
-        self._frozen_shape = tile
-        self._measure_freeze(x[:1].contiguous(memory_format=self.memory_format))
+
+    def _should_measure(self) -> bool:
+        """Whether to measure a trace now: there is somewhere to keep the result, no decision yet,
+        and the trace is cheap (a small network) or enough tiles remain to pay for it."""
+        if self.freeze is not None or self.scripted or self._frozen_shape is not None or not self.cache.enabled:
+            return False
+        if self._tiles_left is None or self._tiles_left >= self.FREEZE_MIN_TILES:
+            return True
+        return sum(p.numel() for p in self.model.parameters()) <= self.FREEZE_SMALL_PARAMS
 
     def _measure_freeze(self, x1: torch.Tensor) -> None:
         """Trace, check and time a frozen copy against the eager model on one tile; record it."""
@@ -208,9 +215,11 @@ class Runner:
         if frozen is not None:
             with torch.inference_mode(), self._autocast(self.precision):
                 frozen(x1)  # the first calls of a TorchScript module optimise its graph
-                start = time.perf_counter()
-                frozen(x1)
-                per_tile = time.perf_counter() - start
+                per_tile = math.inf
+                for _ in range(2):  # the faster of two: a busy machine only ever slows a run down
+                    start = time.perf_counter()
+                    frozen(x1)
+                    per_tile = min(per_tile, time.perf_counter() - start)
             assert self._eager_per_tile is not None
             speedup = self._eager_per_tile / max(per_tile, 1e-9)
             keep = speedup >= self.FREEZE_GAIN
@@ -282,11 +291,13 @@ class Runner:
             if first is not None and len(x) == 1:
                 return self._counted(x, first)
         self._plan_freeze(x)
-        timed = self._frozen is None and self._eager_per_tile is None and self._calls >= 1 and first is None
+        timed = self._frozen is None and self._calls >= 1 and first is None and self._should_measure()
         start = time.perf_counter()
         out = self._forward(x, self.precision) if first is None else torch.cat([first, self._forward(x[1:], self.precision)])
-        if timed:  # the second eager batch: warm, so its time is the eager cost per tile
+        if timed:  # a warm eager batch (not the first): its time per tile is what a trace must beat
             self._eager_per_tile = (time.perf_counter() - start) / len(x)
+            self._frozen_shape = (1, *x.shape[1:])
+            self._measure_freeze(x[:1].contiguous(memory_format=self.memory_format))
         return self._counted(x, out)
 
     def _counted(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
