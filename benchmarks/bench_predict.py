@@ -119,8 +119,11 @@ def geoseg_e2e(src: Path, ckpt: Path, out: Path, overlap: float, precision: str)
 
 def net_used(ckpt: Path, precision: str) -> str:
     """What the model cache now says about the network: eager or frozen, and the measured speed-up."""
-    from geoseg.inference.cache import ModelCache, module_digest
-    from geoseg.inference.runtime import freeze_record
+    try:
+        from geoseg.inference.cache import ModelCache, module_digest
+        from geoseg.inference.runtime import freeze_record
+    except ImportError:  # a geoseg without the model cache: traces every run with 8 tiles or more
+        return "network: frozen on every run of 8 tiles or more (no model cache)"
 
     cache = ModelCache(module_digest(load_checkpoint(ckpt).model))
     rec = cache.get(freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)) or {}
@@ -173,6 +176,7 @@ def run_child(src: Path, ckpt: Path, out: Path, precision: str, threads: int) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=2048, help="edge of the raster of sections 0-3")
     ap.add_argument("--big", type=int, default=16384)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-toolbelt", action="store_true")
@@ -193,14 +197,15 @@ def main() -> None:
     os.environ["GEOSEG_CACHE_DIR"] = str(tmp / "model-cache")  # child processes inherit it
     print(f"machine: {machine_facts()}; files in {tmp}")
     ckpt = make_checkpoint(tmp / "unet_r34.safetensors")
-    small = make_raster(tmp / "scene_2048.tif", 2048)
+    small = make_raster(tmp / f"scene_{args.size}.tif", args.size)
+    mpx, side = args.size**2 / 1e6, f"{args.size}²"
 
-    print("\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), 2048²")
+    print(f"\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), {side}")
     for precision in ("fp32", "bf16"):
         cold, _ = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)
         print(f"   {precision}: {cold:6.2f} s; {net_used(ckpt, precision)}")
 
-    print("\n1) end-to-end vs pure forward, 2048², same tiles (overlap 50 %), batch 4")
+    print(f"\n1) end-to-end vs pure forward, {side}, same tiles (overlap 50 %), batch 4")
     for precision in ("fp32", "bf16"):
         # alternate the two measurements and take medians: single runs vary by ~10 % on a shared machine
         runs = [(pure_forward(small, ckpt, 0.5, precision), geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)[0])
@@ -211,7 +216,7 @@ def main() -> None:
         ratios = [e / f for (f, _), e in runs]
         print(f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, geoseg end-to-end "
               f"{spread([e for _, e in runs])} s (medians (min..max) of {args.repeat}), ratio of medians {e2e / fwd:.3f}, "
-              f"single-run ratios {spread(ratios, '{:.3f}')}; {4.194 / e2e:.2f} Mpx/s")
+              f"single-run ratios {spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s")
         if precision == "fp32":
             e2e_fp32 = e2e
         else:
@@ -220,7 +225,7 @@ def main() -> None:
     print(f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, which can keep fp32)")
 
     if not args.skip_toolbelt:
-        print("\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, 2048², 50 % overlap, batch 4")
+        print(f"\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, {side}, 50 % overlap, batch 4")
         tbs = [toolbelt(small, ckpt, tmp / "toolbelt.tif") for _ in range(3)]
         tb = statistics.median(tbs)
         print(f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
@@ -228,12 +233,12 @@ def main() -> None:
 
     print("\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap 128 px)")
     r_small = run_child(small, ckpt, tmp / "m_small.tif", "bf16", args.threads)
-    print(f"   2048²:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s")
+    print(f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s")
     if not args.skip_big:
         big = make_raster(tmp / f"scene_{args.big}.tif", args.big)
         r_big = run_child(big, ckpt, tmp / "m_big.tif", "bf16", args.threads)
         print(f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, {r_big['mpx_s']:.2f} Mpx/s, "
-              f"{r_big['tiles']} tiles; growth from 2048²: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB")
+              f"{r_big['tiles']} tiles; growth from {side}: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB")
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
