@@ -30,7 +30,7 @@ SCENE = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(cmd, check=True, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return time.perf_counter() - start
 
 
@@ -39,7 +39,7 @@ def imported(cmd: list[str], env: dict[str, str], names: tuple[str, ...]) -> lis
     code = ("import runpy, sys, atexit\n"
             f"atexit.register(lambda: print('MODULES', ' '.join(n for n in {names!r} if n in sys.modules), file=sys.stderr))\n"
             f"sys.argv = {cmd[2:]!r}\nrunpy.run_module({cmd[2]!r}, run_name='__main__', alter_sys=True)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True)
     line = next((ln for ln in out.stderr.splitlines() if ln.startswith("MODULES")), "MODULES")
     return line.split()[1:]
 
