@@ -127,8 +127,8 @@ def net_used(ckpt: Path, precision: str) -> str:
 
     cache = ModelCache(module_digest(load_checkpoint(ckpt).model))
     rec = cache.get(freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)) or {}
-    speed = f"{rec['speedup']:.2f}x" if rec.get("speedup") else "not measured"
-    return f"network: {'frozen TorchScript' if rec.get('keep') else 'eager'} (frozen/eager per tile measured {speed})"
+    speed = f"frozen/eager per tile measured {rec['speedup']:.2f}x" if rec.get("speedup") else "trace not measured: too few tiles"
+    return f"network: {'frozen TorchScript' if rec.get('keep') else 'eager'} ({speed})"
 
 
 def toolbelt(src: Path, ckpt: Path, out: Path) -> float:
