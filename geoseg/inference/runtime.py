@@ -232,9 +232,10 @@ class Runner:
         self.freeze_note = "frozen (measured)" if keep else "eager (measured)"
 
     def _net(self, x: torch.Tensor) -> Any:
-        """The frozen model for tiles of the traced shape, else the eager one."""
-        if self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape[1:]:  # type: ignore[index]
-            frozen = self._frozen
+        """The frozen model for tiles of the traced shape, else the eager one; a frozen model (traced
+        on one tile, or loaded from the cache) runs one tile at a time."""
+        if self.scripted or (self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape[1:]):  # type: ignore[index]
+            frozen = self.model if self.scripted else self._frozen
 
             def tile_by_tile(t: torch.Tensor) -> torch.Tensor:
                 return torch.cat([frozen(t[i : i + 1]) for i in range(len(t))]) if len(t) > 1 else frozen(t)
