@@ -98,11 +98,12 @@ def test_freeze_is_measured_once_and_cached(cache_root: Path, monkeypatch: pytes
 
 def test_slow_trace_is_recorded_as_eager(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Runner, "FREEZE_GAIN", float("inf"))  # never pays
+    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)  # and the network counts as large
     x = torch.randn(2, 3, 32, 32)
-    runner = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
+    runner = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=20)
     runner(x), runner(x)
     assert runner.freeze_note == "eager (measured)" and runner._frozen is None
-    later = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
+    later = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=20)
     later(x)
     assert later.freeze_note == "eager (cached measurement)"
 
