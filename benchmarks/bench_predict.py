@@ -10,14 +10,21 @@ with 6 classes (random weights: speed does not depend on them), and prints:
    whole image in memory, pyramid weights, argmax, GeoTIFF written);
 3. peak RSS of a whole ``geoseg predict`` process on 2048² and 16384² (child processes).
 
-Usage: python benchmarks/bench_predict.py [--big 16384] [--skip-big] [--skip-toolbelt] [--repeat 3] [--threads 2]
+The model cache (auto precision, frozen-vs-eager measurement, frozen modules) lives in a fresh
+folder of the run: the first geoseg call fills it (and is reported on its own line), the timed
+runs use it, as every call after the first does on a user's machine.
+
+Usage: python benchmarks/bench_predict.py [--big 16384] [--skip-big] [--skip-toolbelt] [--repeat 5] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
+import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -41,6 +48,22 @@ from geoseg.models import ModelConfig, build_model, load_checkpoint, save_checkp
 from geoseg.normalize import Normalization
 
 TILE, CLASSES, BATCH = 512, 6, 4
+
+
+def machine_facts() -> str:
+    """CPU model, cores, load averages and library versions, for the header of a benchmark."""
+    cpu = platform.processor() or "cpu"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} cores, load average {load} (1/5/15 min; above the core count the machine is shared/busy); "
+            f"Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+            f"CPU bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``median (min..max)`` of some values."""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
 
 
 def make_raster(path: Path, size: int, seed: int = 0) -> Path:
@@ -70,7 +93,8 @@ def make_checkpoint(path: Path) -> Path:
 
 
 def pure_forward(src: Path, ckpt: Path, overlap: float, precision: str) -> tuple[float, int]:
-    """Seconds for the model alone on the same tiles geoseg runs (no I/O, no blending)."""
+    """Seconds for the model alone on the same tiles geoseg runs (no I/O, no blending), through the
+    same network geoseg uses (eager or frozen, as the model cache says)."""
     loaded = load_checkpoint(ckpt)
     runner = Runner(loaded.model, torch.device("cpu"), precision)  # type: ignore[arg-type]
     with RasterReader(src) as r:
@@ -91,6 +115,20 @@ def geoseg_e2e(src: Path, ckpt: Path, out: Path, overlap: float, precision: str)
     start = time.perf_counter()
     res = predict_raster(src, out, loaded, overlap=overlap, batch_size=BATCH, precision=precision, device="cpu", overwrite=True)  # type: ignore[arg-type]
     return time.perf_counter() - start, res.precision
+
+
+def net_used(ckpt: Path, precision: str) -> str:
+    """What the model cache now says about the network: eager or frozen, and the measured speed-up."""
+    try:
+        from geoseg.inference.cache import ModelCache, module_digest
+        from geoseg.inference.runtime import freeze_record
+    except ImportError:  # a geoseg without the model cache: traces every run with 8 tiles or more
+        return "network: frozen on every run of 8 tiles or more (no model cache)"
+
+    cache = ModelCache(module_digest(load_checkpoint(ckpt).model))
+    rec = cache.get(freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)) or {}
+    speed = f"frozen/eager per tile measured {rec['speedup']:.2f}x" if rec.get("speedup") else "trace not measured: too few tiles"
+    return f"network: {'frozen TorchScript' if rec.get('keep') else 'eager'} ({speed})"
 
 
 def toolbelt(src: Path, ckpt: Path, out: Path) -> float:
@@ -138,10 +176,11 @@ def run_child(src: Path, ckpt: Path, out: Path, precision: str, threads: int) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=2048, help="edge of the raster of sections 0-3")
     ap.add_argument("--big", type=int, default=16384)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-toolbelt", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of the end-to-end vs forward comparison (medians)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of the end-to-end vs forward comparison (medians)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path)
     ap.add_argument("--ckpt", type=Path)
@@ -155,11 +194,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="geoseg-bench-"))
     if not args.keep:  # the rasters and outputs take hundreds of MB
         atexit.register(shutil.rmtree, tmp, True)
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU bf16 native: {torch.backends.mkldnn.is_available()}; files in {tmp}")
+    os.environ["GEOSEG_CACHE_DIR"] = str(tmp / "model-cache")  # child processes inherit it
+    print(f"machine: {machine_facts()}; files in {tmp}")
     ckpt = make_checkpoint(tmp / "unet_r34.safetensors")
-    small = make_raster(tmp / "scene_2048.tif", 2048)
+    small = make_raster(tmp / f"scene_{args.size}.tif", args.size)
+    mpx, side = args.size**2 / 1e6, f"{args.size}²"
 
-    print("\n1) end-to-end vs pure forward, 2048², same tiles (overlap 50 %), batch 4")
+    print(f"\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), {side}")
+    for precision in ("fp32", "bf16"):
+        cold, _ = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)
+        print(f"   {precision}: {cold:6.2f} s; {net_used(ckpt, precision)}")
+
+    print(f"\n1) end-to-end vs pure forward, {side}, same tiles (overlap 50 %), batch 4")
     for precision in ("fp32", "bf16"):
         # alternate the two measurements and take medians: single runs vary by ~10 % on a shared machine
         runs = [(pure_forward(small, ckpt, 0.5, precision), geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)[0])
@@ -167,9 +213,10 @@ def main() -> None:
         n = runs[0][0][1]
         fwd = statistics.median(f for (f, _), _ in runs)
         e2e = statistics.median(e for _, e in runs)
-        ratios = sorted(e / f for (f, _), e in runs)
-        print(f"   {precision}: {n} tiles, pure forward {fwd:6.2f} s, geoseg end-to-end {e2e:6.2f} s (medians of {args.repeat}), "
-              f"ratio {e2e / fwd:.3f} (single runs {ratios[0]:.3f}..{ratios[-1]:.3f}; {4.194 / e2e:.2f} Mpx/s)")
+        ratios = [e / f for (f, _), e in runs]
+        print(f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, geoseg end-to-end "
+              f"{spread([e for _, e in runs])} s (medians (min..max) of {args.repeat}), ratio of medians {e2e / fwd:.3f}, "
+              f"single-run ratios {spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s")
         if precision == "fp32":
             e2e_fp32 = e2e
         else:
@@ -178,19 +225,21 @@ def main() -> None:
     print(f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, which can keep fp32)")
 
     if not args.skip_toolbelt:
-        print("\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, 2048², 50 % overlap, batch 4")
-        tb = toolbelt(small, ckpt, tmp / "toolbelt.tif")
-        print(f"   toolbelt fp32 {tb:6.2f} s | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
+        print(f"\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, {side}, 50 % overlap, batch 4")
+        tbs = [toolbelt(small, ckpt, tmp / "toolbelt.tif") for _ in range(3)]
+        tb = statistics.median(tbs)
+        print(f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
               f"geoseg bf16 {e2e_bf16:6.2f} s ({tb / e2e_bf16:.2f}x faster)")
 
     print("\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap 128 px)")
     r_small = run_child(small, ckpt, tmp / "m_small.tif", "bf16", args.threads)
-    print(f"   2048²:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s")
+    print(f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s")
     if not args.skip_big:
         big = make_raster(tmp / f"scene_{args.big}.tif", args.big)
         r_big = run_child(big, ckpt, tmp / "m_big.tif", "bf16", args.threads)
         print(f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, {r_big['mpx_s']:.2f} Mpx/s, "
-              f"{r_big['tiles']} tiles; growth from 2048²: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB")
+              f"{r_big['tiles']} tiles; growth from {side}: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB")
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,20 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the model cache (precision choices, frozen modules) of the tests out of the user's."""
+    import os
+
+    old = os.environ.get("GEOSEG_CACHE_DIR")
+    os.environ["GEOSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GEOSEG_CACHE_DIR", None)
+    else:
+        os.environ["GEOSEG_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The public sample data beside the repository; skips when absent (a lone clone)."""

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -28,16 +28,17 @@ from torch import nn
 from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import blend_weights
+from geoseg.inference.cache import ModelCache, file_digest
 from geoseg.inference.compat import InputAdapter, check_input
-from geoseg.inference.options import PredictOptions
-from geoseg.inference.runtime import Runner, make_runner, resolve_device
+from geoseg.inference.options import TTA_MODES, Precision, PredictOptions
+from geoseg.inference.runtime import Runner, cached_frozen, make_runner, resolve_device
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
 from geoseg.io.atomic import check_paths
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
-from geoseg.models.config import ModelConfig
+from geoseg.models.config import ModelConfig, _files, read_config
 
 __all__ = ["PredictOptions", "PredictionResult", "iter_probabilities", "predict_block", "predict_classes", "predict_raster",
            "resolve_model"]
@@ -140,7 +141,23 @@ class _Job:
     stats: dict[str, int] = field(default_factory=lambda: {"run": 0, "skipped": 0})
 
 
-FREEZE_MIN_TILES = 8  # fewer tiles than this run eagerly: the trace would cost more than it saves
+def _cached_start(model: ModelSource, dev: torch.device, options: PredictOptions) -> tuple[LoadedModel | None, ModelCache | None, Precision]:
+    """For a checkpoint path on CPU: the model cache keyed by the checkpoint's bytes, and, when an
+    earlier run recorded that a frozen trace pays here, that frozen module with the checkpoint's
+    config, so the eager network need not be built (nor segmentation-models-pytorch imported).
+
+    Returns ``(loaded or None, cache or None, precision)`` with ``auto`` resolved when recorded.
+    """
+    if not isinstance(model, (str, os.PathLike)) or dev.type != "cpu" or options.tta not in TTA_MODES:
+        return None, None, options.precision
+    weights, sidecar = _files(Path(model))
+    cache = ModelCache(file_digest(weights, sidecar))
+    if not cache.enabled:
+        return None, cache, options.precision
+    cfg = read_config(model)
+    tile = int(options.tile_size or cfg.tile_size)
+    frozen, precision = cached_frozen(cache, dev, options.precision, (1, cfg.in_channels, tile, tile))
+    return (LoadedModel(frozen, cfg) if frozen is not None else None), cache, cast(Precision, precision)
 
 
 def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOptions, config: ModelConfig | None) -> _Job:
@@ -149,7 +166,8 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
     exported = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in MODEL_LOADERS
-    loaded = resolve_model(model, config=config, device=dev if exported else "cpu")
+    cached, cache, precision = (None, None, options.precision) if exported else _cached_start(model, dev, options)
+    loaded = cached or resolve_model(model, config=config, device=dev if exported else "cpu")
     cfg = loaded.config
     # a graph run by another runtime (onnxruntime) is neither traced nor autocast
     outside = bool(getattr(loaded.model, "runs_outside_torch", False))
@@ -183,14 +201,15 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     ov = cfg.overlap if options.overlap is None else options.overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
-    # freezing (TorchScript, batch norms folded) costs a trace once per model and batch shape
     temperature = calibration_temperature(cfg)
     if temperature is not None:  # calibrated probabilities: softmax(logits / T); classes unchanged
         loaded = LoadedModel(Tempered(loaded.model, temperature), cfg)
-    precision = "fp32" if outside else options.precision
-    runner = make_runner(loaded.model, dev, precision, options.tta,
-                         freeze=dev.type == "cpu" and len(plan) >= FREEZE_MIN_TILES and not outside)
-    runner.batch_size = batch_size
+    # on CPU a frozen TorchScript copy (batch norms folded) runs where it was measured to pay; the
+    # measurement, the frozen module and the precision `auto` chose are kept in the model cache.
+    # A graph run by another runtime (onnxruntime) is neither traced nor autocast.
+    freeze = False if outside or dev.type != "cpu" else None
+    runner = make_runner(loaded.model, dev, "fp32" if outside else precision, options.tta, freeze=freeze, cache=cache,
+                         tiles=len(plan))
     return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
                 None if adapt.identity else adapt)
 
