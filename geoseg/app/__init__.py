@@ -13,8 +13,9 @@ Names load lazily.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from geoseg._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.app.catalog import ModelCatalog, ModelEntry
@@ -35,12 +36,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'geoseg.app' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"geoseg.app.{where}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)

@@ -89,3 +89,50 @@ def is_quiet(ctx: click.Context) -> bool:
     """Whether the group's -q was given."""
     root = ctx.find_root()
     return bool((root.obj or {}).get("quiet"))
+
+
+_labelled_data_options = [
+    click.argument("checkpoint", required=False, metavar="[CKPT]"),
+    click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]..."),
+    click.option("-c", "--config", "config", help="Training config naming the dataset and its split (or a bundled name)."),
+    click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val"]), help="Which held-out split."),
+    click.option("--images", type=click.Path(file_okay=False), help="Folder of images (instead of --config)."),
+    click.option("--labels", type=click.Path(file_okay=False), help="Folder of label rasters named like the images."),
+]
+
+
+def labelled_data_options(f: F) -> F:
+    """``[CKPT] [KEY=VALUE]... -c CONFIG --split | --images DIR --labels DIR``: a model and the
+    images with labels it is scored on; read them back with :func:`pop_labelled_data`."""
+    for option in reversed(_labelled_data_options):
+        f = option(f)
+    return f
+
+
+def pop_labelled_data(params: dict[str, Any], what: str) -> tuple[str, list[Any]]:
+    """The checkpoint (default: the bundled model) and the image/label pairs named by the
+    :func:`labelled_data_options` in a command's keyword arguments (which are removed).
+
+    Raises:
+        click.UsageError: ``--images`` without ``--labels`` or the reverse.
+        ConfigError: neither a config nor folders (``what`` names the command's job).
+    """
+    from geoseg.errors import ConfigError
+    from geoseg.evaluation.evaluate import pairs_from_config, pairs_from_dirs
+    from geoseg.models.default import default_model
+
+    checkpoint, overrides = params.pop("checkpoint"), tuple(params.pop("overrides"))
+    config, split, images, labels = (params.pop(k) for k in ("config", "split", "images", "labels"))
+    if checkpoint is not None and "=" in checkpoint:  # an override given where CKPT goes
+        overrides, checkpoint = (checkpoint, *overrides), None
+    if (images is None) != (labels is None):
+        raise click.UsageError("--images and --labels go together")
+    if images is not None and labels is not None:
+        pairs = list(pairs_from_dirs(images, labels))
+    elif config is not None:
+        from geoseg.training.config import load_config, resolve_config
+
+        pairs = list(pairs_from_config(load_config(resolve_config(config), list(overrides)), split))
+    else:
+        raise ConfigError(f"nothing to {what}: give --config CONFIG (with data.root=...) or --images DIR --labels DIR")
+    return checkpoint or str(default_model()), pairs

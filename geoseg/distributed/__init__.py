@@ -10,8 +10,9 @@ this process. Names load lazily::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from geoseg._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.distributed.blocks import RasterDone, block_grid, predict_blocks
@@ -43,12 +44,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'geoseg.distributed' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"geoseg.distributed.{where}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)

@@ -5,8 +5,9 @@ Names load lazily: ``import geoseg.export`` needs neither torch nor onnx.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from geoseg._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.export.metadata import deepness_metadata, export_metadata
@@ -30,12 +31,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'geoseg.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"geoseg.export.{where}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
