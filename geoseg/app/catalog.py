@@ -2,7 +2,8 @@
 
 A model is chosen by its name in the picker only; the name is looked up in a table built by
 listing the folder, never joined onto a path, so no name can reach a file outside the folder.
-Checkpoints are safetensors (never pickles); each is loaded once and kept.
+Checkpoints are safetensors (never pickles) or ONNX files written by ``geoseg export`` (run by
+onnxruntime; the ``export`` extra); each is loaded once and kept.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["BUNDLED_SUFFIX", "ModelCatalog", "ModelEntry"]
 log = logging.getLogger(__name__)
 
 BUNDLED_SUFFIX = " (bundled)"
-CHECKPOINT_SUFFIXES = (".safetensors",)
+CHECKPOINT_SUFFIXES = (".safetensors", ".onnx")  # checkpoints, and models written by geoseg export
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,25 @@ class ModelEntry:
                 f"tile {cfg.tile_size} px, overlap {cfg.overlap} px, sizes in multiples of {cfg.output_stride}")
 
 
+def _config_of(path: Path) -> ModelConfig:
+    """The self-description of a checkpoint, or of an exported ONNX file (its ``geoseg_config``)."""
+    if path.suffix == ".onnx":
+        from geoseg.export.onnx import read_metadata
+
+        try:
+            meta = read_metadata(path)
+        except GeosegError:
+            raise
+        except Exception as exc:  # onnx raises protobuf's own errors for a damaged file
+            raise ModelError(f"{path.name}: not a readable ONNX file ({str(exc).splitlines()[0][:120]})") from None
+        if "geoseg_config" not in meta:
+            raise ModelError(f"{path.name}: an ONNX file without geoseg metadata; export it with geoseg export")
+        return ModelConfig.from_json(meta["geoseg_config"], source=str(path))
+    return read_config(path)
+
+
 class ModelCatalog:
-    """The bundled model plus ``*.safetensors`` files directly inside ``models_dir``.
+    """The bundled model plus ``*.safetensors`` and exported ``*.onnx`` files directly inside ``models_dir``.
 
     Args:
         models_dir: folder to list (not recursive); ``None`` for the bundled model only.
@@ -83,7 +101,8 @@ class ModelCatalog:
                     log.warning("%s points outside %s; not offered", path.name, self.models_dir)
                     continue
                 try:
-                    entries.setdefault(path.stem, ModelEntry(path.stem, real, read_config(real)))
+                    entries.setdefault(path.stem if path.suffix == ".safetensors" else path.name, ModelEntry(
+                        path.stem if path.suffix == ".safetensors" else path.name, real, _config_of(real)))
                 except GeosegError as exc:
                     log.warning("%s not offered: %s", path.name, exc)
         with self._lock:
@@ -113,14 +132,16 @@ class ModelCatalog:
         return entry
 
     def load(self, name: str) -> LoadedModel:
-        """The model called ``name``, loaded on first use and kept (safetensors, never a pickle)."""
+        """The model called ``name``, loaded on first use and kept (safetensors or ONNX, never a pickle)."""
         entry = self.entry(name)
         with self._lock:
             held = self._loaded.get(name)
             if held is None:
-                from geoseg.models.checkpoint import load_checkpoint
+                from geoseg.inference.engine import (
+                    resolve_model,  # .safetensors, or .onnx through onnxruntime
+                )
 
                 log.info("loading %s from %s", name, entry.path)
-                held = (entry.path, load_checkpoint(entry.path))
+                held = (entry.path, resolve_model(entry.path))
                 self._loaded[name] = held
             return held[1]

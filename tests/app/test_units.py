@@ -154,3 +154,28 @@ def test_catalog_refresh_sees_new_and_removed_checkpoints(models_dir: Path, tmp_
     catalog.load("new")
     (folder / "new.safetensors").unlink()
     assert catalog.refresh() == [] and not catalog._loaded
+
+
+def test_catalog_offers_exported_onnx_models(models_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from geoseg.export import export_onnx
+    from geoseg.inference import PredictOptions, predict_raster
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    export_onnx(models_dir / "tiny.safetensors", folder / "tiny.onnx")
+    (folder / "broken.onnx").write_bytes(b"not onnx")
+    catalog = ModelCatalog(folder, include_bundled=False)
+    assert catalog.names() == ["tiny.onnx"]  # the unreadable file is not offered
+    entry = catalog.entry("tiny.onnx")
+    assert entry.config.classes.names == ["background", "building", "road"]
+    loaded = catalog.load("tiny.onnx")
+    assert getattr(loaded.model, "runs_outside_torch", False)
+    scene = write_raster(tmp_path / "scene.tif", np.random.default_rng(0).integers(0, 255, (3, 96, 96)).astype(np.uint8),
+                         transform=Affine(0.5, 0, 0, 0, -0.5, 0), crs="EPSG:32631")
+    a = predict_raster(scene, tmp_path / "a.tif", loaded, PredictOptions(device="cpu"))
+    b = predict_raster(scene, tmp_path / "b.tif", models_dir / "tiny.safetensors", PredictOptions(device="cpu", precision="fp32"))
+    import rasterio
+
+    with rasterio.open(a.mask) as x, rasterio.open(b.mask) as y:
+        assert (x.read() == y.read()).mean() > 0.999
