@@ -44,14 +44,14 @@ def _names(folder: Path) -> list[str]:
 @pytest.fixture
 def big_scene(tmp_path: Path) -> Path:
     (tmp_path / "in").mkdir()
-    return write_raster(tmp_path / "in" / "scene.tif", rgb(512, 512))
+    return write_raster(tmp_path / "in" / "scene.tif", rgb(2048, 2048))  # long enough to be caught mid-run
 
 
 @pytest.fixture
 def big_mask(tmp_path: Path) -> Path:
     (tmp_path / "in").mkdir()
     rng = np.random.default_rng(0)
-    mask = rng.integers(0, 4, size=(1, 1024, 1024), dtype=np.uint8)
+    mask = rng.integers(0, 4, size=(1, 2048, 2048), dtype=np.uint8)
     return write_raster(tmp_path / "in" / "mask.tif", mask)
 
 
