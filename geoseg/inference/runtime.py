@@ -168,8 +168,6 @@ class Runner:
         self._tiles_left = tiles
         self._frozen: Any = None
         self._frozen_shape: tuple[int, ...] | None = None
-        self._calls = 0
-        self._eager_per_tile: float | None = None
         self.freeze_note = "scripted" if self.scripted else "eager"
 
     @property
@@ -211,7 +209,7 @@ class Runner:
     def _small(self) -> bool:
         return sum(p.numel() for p in self.model.parameters()) <= self.FREEZE_SMALL_PARAMS
 
-    def _measure_freeze(self, x1: torch.Tensor) -> None:
+    def _measure_freeze(self, x1: torch.Tensor, eager_per_tile: float) -> None:
         """Trace, check and time a frozen copy against the eager model on one tile; record it."""
         frozen = _freeze(self.model, x1)
         keep, speedup = False, None
@@ -223,8 +221,7 @@ class Runner:
                     start = time.perf_counter()
                     frozen(x1)
                     per_tile = min(per_tile, time.perf_counter() - start)
-            assert self._eager_per_tile is not None
-            speedup = self._eager_per_tile / max(per_tile, 1e-9)
+            speedup = eager_per_tile / max(per_tile, 1e-9)
             # a small network keeps its frozen copy whatever one timing on a busy machine says: it was
             # 14-37 % faster per tile where measured quietly, and loading it from the cache saves
             # building the network (seconds of imports) on every later run
@@ -300,9 +297,8 @@ class Runner:
             # decide before any tile is returned, so one run uses one network for every tile (a
             # block predicted alone then gets the very bits of a full run)
             x1 = x[:1].contiguous(memory_format=self.memory_format)
-            self._eager_per_tile = self._time_eager(x1)
             self._frozen_shape = (1, *x.shape[1:])
-            self._measure_freeze(x1)
+            self._measure_freeze(x1, self._time_eager(x1))
             if self._frozen is not None:
                 first = None
         if first is not None and len(x) == 1:
@@ -322,7 +318,6 @@ class Runner:
         return per_tile
 
     def _counted(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        self._calls += 1
         if self._tiles_left is not None:
             self._tiles_left -= len(x)
         return out

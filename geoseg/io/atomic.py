@@ -120,11 +120,7 @@ def _fsync(path: Path) -> None:
 
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a folder be opened and synced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(folder)
 
 
 def _remove(path: Path) -> None:
