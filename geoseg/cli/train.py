@@ -14,7 +14,8 @@ from geoseg.cli.options import is_quiet
 @click.option("--resume", "resume", is_flag=True, help="Continue the run in the output folder from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run folder first.")
 @click.option("--logger", help="Comma-separated: csv, tensorboard, wandb (offline without an API key), none.")
-@click.option("--encoder-weights", help="Encoder weights: a local .safetensors/.pth file, or imagenet (downloads).")
+@click.option("--encoder-weights", help="Encoder weights: packaged ImageNet weights by name (efficientnet-lite0-imagenet, "
+              "offline; see geoseg models), a local .safetensors/.pth file, or imagenet (downloads).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override epochs.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps.")
 @click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu"]), help="Override the device.")

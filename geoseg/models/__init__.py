@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
         read_config,
         save_checkpoint,
     )
+    from geoseg.models.pretrained import PretrainedWeights, list_pretrained, register_pretrained
     from geoseg.models.registry import (
         ARCHITECTURES,
         build_model,
@@ -33,14 +34,17 @@ __all__ = [
     "FORMAT_VERSION",
     "LoadedModel",
     "ModelConfig",
+    "PretrainedWeights",
     "build_model",
     "list_architectures",
     "list_encoders",
+    "list_pretrained",
     "load_checkpoint",
     "load_encoder_weights",
     "model_from_config",
     "read_config",
     "register_architecture",
+    "register_pretrained",
     "save_checkpoint",
 ]
 
@@ -50,6 +54,7 @@ _LAZY = {
         ["ARCHITECTURES", "build_model", "list_architectures", "list_encoders", "load_encoder_weights", "register_architecture"],
         "geoseg.models.registry",
     ),
+    **dict.fromkeys(["PretrainedWeights", "list_pretrained", "register_pretrained"], "geoseg.models.pretrained"),
 }
 
 

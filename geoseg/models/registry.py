@@ -79,6 +79,8 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
     Raises:
         WeightsError: missing file, unreadable file, or no key that matches the encoder.
     """
+    from geoseg.models.pretrained import adapt_in_channels
+
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"{p}: encoder weights file not found; expected a local .safetensors or .pth state dict")
@@ -100,8 +102,7 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
         if k not in own:
             continue
         target = own[k]
-        if value.shape != target.shape and value.ndim == 4 and value.shape[1] == 3 and value.shape[0] == target.shape[0]:
-            value = value.mean(dim=1, keepdim=True).repeat(1, target.shape[1], 1, 1) * (3 / target.shape[1])
+        value = adapt_in_channels(value, target.shape)
         if value.shape == target.shape:
             loaded[k] = value
     if not loaded:
@@ -174,7 +175,9 @@ def build_model(
         encoder: an encoder name of segmentation-models-pytorch (``vgg11``, ``resnet34``...).
         in_channels: input bands.
         classes: output classes.
-        encoder_weights: None (random init, the default), ``"imagenet"`` (downloads; needs a
+        encoder_weights: None (random init, the default), the name of weights a pip package
+            ships (:func:`~geoseg.models.pretrained.list_pretrained`, e.g.
+            ``"efficientnet-lite0-imagenet"``; offline), ``"imagenet"`` (downloads; needs a
             network), or a path to a local state-dict file.
         **kwargs: passed to the architecture (``encoder_depth``, ``decoder_channels``...).
 
@@ -194,10 +197,13 @@ def build_model(
         elif encoder not in known:
             close = [e for e in known if e.startswith(encoder.split("-")[0][:6])][:8]
             raise ModelError(f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}")
-    local = encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
+    from geoseg.models.pretrained import PRETRAINED, load_pretrained
+
+    packaged = str(encoder_weights) if encoder_weights is not None and str(encoder_weights) in PRETRAINED else None
+    local = packaged is None and encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
         os.sep in str(encoder_weights) or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
     )
-    hub: Any = None if local else encoder_weights
+    hub: Any = None if (local or packaged) else encoder_weights
     if hub is not None and encoder.startswith("tu-"):
         hub = True  # timm universal encoders take a flag; the pretrained variant is part of the name
     offline = hub is not None and not hub_reachable()
@@ -217,6 +223,8 @@ def build_model(
                 "initialization."
             ) from None
         raise
-    if local and encoder_weights is not None:
+    if packaged is not None:
+        load_pretrained(model, packaged, encoder=encoder)
+    elif local and encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model

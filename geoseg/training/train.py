@@ -185,13 +185,19 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
         raise ConfigError(f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be multiples of "
                           f"the model's output stride {stride}")
 
+    from geoseg.models.pretrained import PRETRAINED, pretrained_record
+
+    weights = cfg.model.encoder_weights
+    start = {"encoder_weights": pretrained_record(weights)} if weights in PRETRAINED else {}
+
     def describe(metrics: dict[str, Any]) -> ModelConfig:
         return ModelConfig(
             architecture=cfg.model.architecture, encoder=cfg.model.encoder, in_channels=len(data.band_names),
             classes=data.classes, band_names=data.band_names, band_dtype=data.band_dtype,
             normalization=data.normalization, nodata=data.nodata, gsd=data.gsd, tile_size=cfg.tile_size,
             overlap=cfg.overlap, output_stride=stride, model_kwargs=dict(cfg.model.kwargs), metrics=metrics,
-            training={"data": data.description, "stats": data.stats.to_dict(), "config": json.loads(json.dumps(cfg.to_dict()))},
+            training={"data": data.description, "stats": data.stats.to_dict(), **start,
+                      "config": json.loads(json.dumps(cfg.to_dict()))},
         )
 
     loss = build_loss(cfg.loss, class_weights=cfg.class_weights, num_classes=n)
