@@ -17,7 +17,7 @@ import torch
 from torchgeo.datasets import NonGeoDataset
 
 from geoseg.classes import IGNORE_INDEX
-from geoseg.datasets.augment import Augment
+from geoseg.datasets.augment import Augment, resize_sample
 from geoseg.datasets.samplers import Patch, PatchIndex
 from geoseg.datasets.scene import Scene
 from geoseg.normalize import Normalization
@@ -62,11 +62,23 @@ class PatchDataset(NonGeoDataset):
             mask[(mask >= self.num_classes) | ~valid] = IGNORE_INDEX
         return {"image": image, "mask": mask, "valid": valid}
 
+    def zoomed(self, p: Patch, factor: float) -> Patch:
+        """The window ``factor`` times the size of ``p`` around its centre, inside its scene."""
+        rows, cols = self.scenes[p.scene].shape
+        size = max(1, min(round(p.size * factor), rows, cols))
+        row = min(max(0, p.row + (p.size - size) // 2), rows - size)
+        col = min(max(0, p.col + (p.size - size) // 2), cols - size)
+        return Patch(p.scene, row, col, size)
+
     def __getitem__(self, p: Patch) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        arrays = self.crop(p)
         rng = np.random.default_rng([self.seed, self.epoch, p.scene, p.row, p.col])
         if self.augment is not None:
+            window = self.zoomed(p, self.augment.zoom(rng))
+            arrays = resize_sample(self.crop(window), p.size)
             arrays = self.augment.geometry(arrays, rng)
+            arrays["image"] = self.augment.raw(arrays["image"], rng)
+        else:
+            arrays = self.crop(p)
         image = self.normalization.apply(arrays["image"])
         image[:, ~arrays["valid"]] = 0.0
         if self.augment is not None:

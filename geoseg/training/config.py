@@ -31,6 +31,11 @@ class DataConfig(DataSource):
     ``split`` depends on it: for ``dubai`` the tile numbers held out (``{val: [1], test: [8]}``);
     for ``geotiff`` and ``spacenet6`` the fraction of locations held out (``{val: 0.2, test: 0.0}``),
     split by location so overlapping tiles stay on one side.
+
+    With ``augment``, optical patches get flips and rotations plus ``brightness``/``contrast``
+    jitter, and may imitate other sensors: ``scale: [low, high]`` (window-to-patch size factors,
+    e.g. ``[0.6, 2.0]`` for 0.3-1 m imagery from 0.5 m training data), ``saturation``, ``blur``,
+    ``haze`` and ``jpeg`` (probabilities) and ``noise`` (see :class:`~geoseg.datasets.augment.Augment`).
     """
 
     patch_size: int = 256
@@ -43,6 +48,12 @@ class DataConfig(DataSource):
     augment: bool = True
     brightness: float = 0.1
     contrast: float = 0.1
+    scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    saturation: float = 0.0
+    blur: float = 0.0
+    haze: float = 0.0
+    jpeg: float = 0.0
+    noise: float = 0.0
     num_workers: int = 0
 
 
@@ -220,6 +231,10 @@ def _validate(cfg: TrainConfig) -> None:
         ("data.patch_size", cfg.data.patch_size >= 32, "at least 32 pixels"),
         ("data.samples_per_epoch", cfg.data.samples_per_epoch >= 1, "an integer >= 1"),
         ("data.max_nodata", 0 <= cfg.data.max_nodata <= 1, "a fraction in [0, 1]"),
+        ("data.scale", len(cfg.data.scale) == 2 and 0.25 <= min(cfg.data.scale) <= max(cfg.data.scale) <= 4
+         and cfg.data.scale[0] <= cfg.data.scale[1], "[low, high] window-to-patch factors with 0.25 <= low <= high <= 4"),
+        *((f"data.{k}", 0 <= getattr(cfg.data, k) <= 1, "a probability or fraction in [0, 1]")
+          for k in ("saturation", "blur", "haze", "jpeg", "noise")),
         ("overlap", 0 <= cfg.overlap < cfg.tile_size, "pixels in [0, tile_size)"),
     ]
     for key, ok, what in checks:

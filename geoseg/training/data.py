@@ -88,7 +88,9 @@ def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes
     else:
         norm = normalization_for(d, stats, dtype=dtype)
     n = len(classes)
-    augment = (Augment.for_sar() if sar else Augment(brightness=d.brightness, contrast=d.contrast)) if d.augment else None
+    optical = Augment(brightness=d.brightness, contrast=d.contrast, scale=(d.scale[0], d.scale[1]),
+                      saturation=d.saturation, blur=d.blur, haze=d.haze, jpeg=d.jpeg, noise=d.noise)
+    augment = (Augment.for_sar() if sar else optical) if d.augment else None
     train_index = index_scenes(train, n)
     if d.sampler == "balanced":
         sampler: Sampler[Any] = ClassBalancedSampler(train_index, d.patch_size, d.samples_per_epoch, power=d.balance_power,
