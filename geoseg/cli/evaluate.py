@@ -15,10 +15,13 @@ from geoseg.cli.options import (
 
 @click.command(short_help="Score a model on held-out images (IoU, F1, SpaceNet metric).")
 @labelled_data_options
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Write metrics.json and confusion.png here.")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Write metrics.json, confusion.png and quicklooks/ (truth beside prediction) here.")
+@click.option("--quicklooks/--no-quicklooks", default=True, show_default=True,
+              help="With -o, draw each image with its ground truth beside the prediction.")
 @predict_options
 @click.pass_context
-def evaluate(ctx: click.Context, output: str | None, **params: object) -> None:
+def evaluate(ctx: click.Context, output: str | None, quicklooks: bool, **params: object) -> None:
     """Run CKPT (default: the bundled model) over held-out images and report per-class IoU, F1,
     precision, recall, mIoU, pixel accuracy, a confusion matrix and, for building models, the
     SpaceNet metric.
@@ -30,9 +33,10 @@ def evaluate(ctx: click.Context, output: str | None, **params: object) -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(model, pairs, options, out_dir=output,
+    result = run(model, pairs, options, out_dir=output, quicklooks=quicklooks,
                  progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     click.echo(result.table())
     if output and not is_quiet(ctx):
-        click.echo(f"wrote {output}/metrics.json and {output}/confusion.png")
+        extra = f" and {len(pairs)} image(s) with truth beside prediction in {output}/quicklooks/" if quicklooks else ""
+        click.echo(f"wrote {output}/metrics.json, {output}/confusion.png{extra}")

@@ -136,13 +136,15 @@ def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
 
 def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions | None = None, *,
              out_dir: str | os.PathLike[str] | None = None, building_class: str | None = "auto",
-             progress: Callable[[int, int], None] | None = None, **overrides: Any) -> EvalResult:
+             quicklooks: bool = True, progress: Callable[[int, int], None] | None = None,
+             **overrides: Any) -> EvalResult:
     """Predict every pair's image with ``checkpoint`` and score the class masks.
 
     Args:
         checkpoint: a checkpoint path or a loaded model.
         pairs: images with their labels.
-        out_dir: also write ``metrics.json`` and ``confusion.png`` here.
+        out_dir: also write ``metrics.json`` and ``confusion.png`` here, and with ``quicklooks``,
+            ``quicklooks/<image>.png``: each image with its ground truth beside the prediction.
         building_class: class scored with the SpaceNet metric; ``"auto"``: ``building`` when the model
             is a building model (background and building, optionally edge and contact); None: never.
         options: how to predict (:class:`~geoseg.inference.PredictOptions`), the same value
@@ -159,7 +161,10 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
             inputs[f"image {k + 1}"] = pair.image
             inputs[f"labels {k + 1}"] = pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
         out = Path(out_dir)
-        check_paths(inputs, {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"})
+        outputs = {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"}
+        if quicklooks:
+            outputs.update({f"quicklook {k + 1}": _quicklook_path(out, pair) for k, pair in enumerate(pairs)})
+        check_paths(inputs, outputs)
     loaded = resolve_model(checkpoint)
     names = loaded.config.classes.names
     ids = [c.id for c in loaded.config.classes]
@@ -200,6 +205,14 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
             poly_scores.append(ps)
             entry["spacenet_f1"] = round(100 * ps.f1, 3)
         per_image.append(entry)
+        if out_dir is not None and quicklooks:
+            from geoseg.io.quicklook import write_comparison
+
+            _quicklook_path(Path(out_dir), pair).parent.mkdir(parents=True, exist_ok=True)
+            score = entry["miou"]
+            caption = f"{pair.name}: mIoU {score:.3f} over {entry['pixels']:,} labelled pixels" if score is not None else pair.name
+            write_comparison(pair.image, pred_ids, labels, loaded.config.classes, _quicklook_path(Path(out_dir), pair),
+                             caption=caption)
         if progress is not None:
             progress(k + 1, len(pairs))
     report = EvalResult(scores(total), names, per_image, PolygonScore.total(poly_scores) if poly_scores else None,
@@ -207,6 +220,11 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
     if out_dir is not None:
         write_report(report, out_dir)
     return report
+
+
+def _quicklook_path(out: Path, pair: EvalPair) -> Path:
+    name = Path(pair.name or Path(pair.image).name).with_suffix("").as_posix().replace("/", "_").replace(" ", "")
+    return out / "quicklooks" / f"{name}.png"
 
 
 def _clean(v: float) -> float | None:

@@ -1,19 +1,83 @@
-"""A PNG quicklook: the image, its class mask laid over it, and a legend of class names."""
+"""A PNG quicklook: the image, its class mask laid over it, and a legend of class names.
+
+The overlay is drawn with colours people can tell apart (:func:`display_colours`): the class
+colours stored in a mask COG are kept for GIS use, but two of them may look alike once blended with
+imagery (two purples, two yellows), so common land-cover names get their conventional colours
+(buildings red, roads yellow, vegetation green, water blue) and any colour too close to another is
+replaced. With ground truth, the truth is drawn beside the prediction on the same image.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from geoseg.classes import MASK_NODATA, ClassTable, classes_of
+from geoseg.classes import IGNORE_INDEX, MASK_NODATA, ClassTable, classes_of
 from geoseg.io.atomic import atomic_output
 
-__all__ = ["write_quicklook"]
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image as PILImage
+
+__all__ = ["display_colours", "render_quicklook", "write_comparison", "write_quicklook"]
+
+RGB = tuple[int, int, int]
+
+# Conventional land-cover colours, by words that appear in class names.
+CONVENTIONAL: tuple[tuple[tuple[str, ...], RGB], ...] = (
+    (("building", "roof", "house", "urban", "built"), (230, 25, 75)),
+    (("road", "street", "highway", "pavement", "parking"), (255, 215, 0)),
+    (("vegetation", "tree", "forest", "grass", "crop", "park", "green"), (60, 180, 75)),
+    (("water", "river", "sea", "lake", "canal", "flood"), (0, 110, 230)),
+    (("land", "bare", "soil", "sand", "ground", "desert"), (222, 184, 135)),
+    (("cloud", "snow"), (245, 245, 245)),
+)
+# Colour-blind-safe qualitative colours for everything else (Okabe-Ito, then a few more).
+QUALITATIVE: tuple[RGB, ...] = (
+    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+    (204, 121, 167), (128, 128, 128), (145, 30, 180), (70, 240, 240), (170, 110, 40), (128, 0, 0),
+)
+MIN_DELTA_E = 30.0  # CIE76 difference below which two overlay colours are hard to tell apart
+
+
+def _lab(rgb: RGB) -> np.ndarray:
+    """sRGB (0-255) to CIE L*a*b* (D65)."""
+    c = np.asarray(rgb, np.float64) / 255
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def delta_e(a: RGB, b: RGB) -> float:
+    """The CIE76 colour difference of two sRGB colours (about 2.3 is just noticeable)."""
+    return float(np.linalg.norm(_lab(a) - _lab(b)))
+
+
+def display_colours(table: ClassTable) -> dict[int, RGB]:
+    """Overlay colours for ``table``'s classes that people can tell apart.
+
+    A class whose name contains a common land-cover word gets its conventional colour; any other
+    keeps its table colour. A colour closer than :data:`MIN_DELTA_E` to one already given is
+    replaced by the first qualitative colour far enough from all of them.
+    """
+    chosen: dict[int, RGB] = {}
+    for c in table:
+        name = c.name.lower()
+        wish = next((rgb for words, rgb in CONVENTIONAL if any(w in name for w in words)), tuple(c.color))
+        colour: RGB = (int(wish[0]), int(wish[1]), int(wish[2]))
+        if any(delta_e(colour, other) < MIN_DELTA_E for other in chosen.values()):
+            spare = [q for q in QUALITATIVE if all(delta_e(q, o) >= MIN_DELTA_E for o in chosen.values())]
+            colour = spare[0] if spare else QUALITATIVE[len(chosen) % len(QUALITATIVE)]
+        chosen[c.id] = colour
+    return chosen
 
 
 def _display(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -32,43 +96,109 @@ def _display(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                    classes: ClassTable | None = None, max_size: int = 1024, alpha: float = 0.45) -> Path:
-    """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend below.
+def render_quicklook(base: np.ndarray, panels: Sequence[tuple[str, np.ndarray]], table: ClassTable, *,
+                     alpha: float = 0.45, caption: str = "") -> PILImage:
+    """Side-by-side panels of ``base`` (rows, cols, 3 uint8) with class-id arrays laid over it.
 
-    Class names and colours come from ``classes`` or from the mask's own class table.
+    Each panel is ``(title, ids)``; ids outside the table (nodata 255) are left unpainted. Below:
+    a legend of the classes present in any panel, in their display colours, and ``caption``.
     """
     from PIL import Image, ImageDraw
 
+    colours = np.zeros((256, 3), np.float32)
+    shown = display_colours(table)
+    for cid, rgb in shown.items():
+        colours[cid] = rgb
+    known = np.zeros(256, bool)
+    known[list(shown)] = True
+    rows, cols = base.shape[:2]
+    gap, pad, row_h = 8, 6, 18
+    titled = len(panels) > 1
+    top = row_h + pad if titled else 0
+    present = [c for c in table if any((ids == c.id).any() for _, ids in panels)] or list(table)
+    legend_rows = (len(present) + 2) // 3 + (1 if caption else 0)
+    width = cols * len(panels) + gap * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, top + rows + pad * 2 + row_h * legend_rows), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, (title, ids) in enumerate(panels):
+        paint = known[ids][..., None]
+        blended = np.where(paint, base * (1 - alpha) + colours[ids] * alpha, base).astype(np.uint8)
+        x = k * (cols + gap)
+        canvas.paste(Image.fromarray(blended), (x, top))
+        if titled:
+            draw.text((x + pad, pad // 2), title, fill="black")
+    col_w = max(width // 3, 1)
+    for k, c in enumerate(present):
+        x, y = pad + (k % 3) * col_w, top + rows + pad + (k // 3) * row_h
+        draw.rectangle([x, y + 2, x + 12, y + 14], fill=shown[c.id], outline="black")
+        draw.text((x + 18, y + 2), c.name, fill="black")
+    if caption:
+        draw.text((pad, top + rows + pad + (legend_rows - 1) * row_h + 2), caption, fill="black")
+    return canvas
+
+
+def _read_base(image: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(mask) as m:
-            scale = max(m.width, m.height) / max_size
-            shape = (max(1, round(m.height / max(scale, 1))), max(1, round(m.width / max(scale, 1))))
-            ids = m.read(1, out_shape=shape, resampling=Resampling.nearest)
-            table = classes or classes_of(m) or ClassTable.default(int(ids[ids != MASK_NODATA].max(initial=0)) + 1)
         with rasterio.open(image) as src:
             data = src.read(out_shape=(src.count, *shape), resampling=Resampling.average)
             valid = src.dataset_mask(out_shape=shape) > 0
-    base = _display(data, valid).astype(np.float32)
-    colours = np.zeros((256, 3), np.float32)
-    for c in table:
-        colours[c.id] = c.color
-    over = colours[ids]
-    paint = (ids != MASK_NODATA)[..., None]
-    blended = np.where(paint, base * (1 - alpha) + over * alpha, base).astype(np.uint8)
-    present = [c for c in table if (ids == c.id).any()] or list(table)
-    row_h, pad = 18, 6
-    legend_h = pad * 2 + row_h * ((len(present) + 2) // 3)
-    canvas = Image.new("RGB", (shape[1], shape[0] + legend_h), "white")
-    canvas.paste(Image.fromarray(blended), (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    col_w = max(shape[1] // 3, 1)
-    for k, c in enumerate(present):
-        x, y = pad + (k % 3) * col_w, shape[0] + pad + (k // 3) * row_h
-        draw.rectangle([x, y + 2, x + 12, y + 14], fill=c.color, outline="black")
-        draw.text((x + 18, y + 2), c.name, fill="black")
+    return _display(data, valid).astype(np.float32)
+
+
+def _shrink(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
+    scale = max(shape) / max_size
+    return max(1, round(shape[0] / max(scale, 1))), max(1, round(shape[1] / max(scale, 1)))
+
+
+def _nearest(ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = ((np.arange(shape[0]) + 0.5) * ids.shape[0] / shape[0]).astype(int)
+    cols = ((np.arange(shape[1]) + 0.5) * ids.shape[1] / shape[1]).astype(int)
+    return ids[rows[:, None], cols[None, :]]
+
+
+def _save(canvas: PILImage, dst: str | os.PathLike[str]) -> Path:
     out = Path(dst)
     with atomic_output(out) as tmp:
         canvas.save(tmp, format="PNG")
     return out
+
+
+def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                    classes: ClassTable | None = None, max_size: int = 1024, alpha: float = 0.45,
+                    truth: str | os.PathLike[str] | np.ndarray | None = None, caption: str = "") -> Path:
+    """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend below.
+
+    Class names come from ``classes`` or from the mask's own class table; the overlay uses
+    :func:`display_colours`. With ``truth`` (a label raster on the mask's grid, or its class ids),
+    the truth is drawn beside the prediction.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(mask) as m:
+            shape = _shrink((m.height, m.width), max_size)
+            ids = m.read(1, out_shape=shape, resampling=Resampling.nearest)
+            table = classes or classes_of(m) or ClassTable.default(int(ids[ids != MASK_NODATA].max(initial=0)) + 1)
+    panels: list[tuple[str, np.ndarray]] = [("prediction", ids)]
+    if truth is not None:
+        if isinstance(truth, np.ndarray):
+            panels.append(("ground truth", _nearest(truth, shape)))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                with rasterio.open(truth) as t:
+                    panels.append(("ground truth", t.read(1, out_shape=shape, resampling=Resampling.nearest)))
+    return _save(render_quicklook(_read_base(image, shape), panels, table, alpha=alpha, caption=caption), dst)
+
+
+def write_comparison(image: str | os.PathLike[str], predicted: np.ndarray, truth: np.ndarray, table: ClassTable,
+                     dst: str | os.PathLike[str], *, max_size: int = 768, caption: str = "") -> Path:
+    """Write ``dst`` (PNG): ``image`` with its ground truth beside the prediction (both class-id
+    arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below."""
+    shape = _shrink(predicted.shape[-2:], max_size)
+    pred = _nearest(predicted, shape).astype(np.int64)
+    true = _nearest(truth, shape).astype(np.int64)
+    pred[(pred < 0) | (pred > 255)] = MASK_NODATA
+    true[(true < 0) | (true > 255) | (true == IGNORE_INDEX)] = MASK_NODATA
+    panels = [("ground truth", true), ("prediction", pred)]
+    return _save(render_quicklook(_read_base(image, shape), panels, table, caption=caption), dst)
