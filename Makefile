@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 SPEC   := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha1(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 STAMP  := $(VENV)/.installed-$(SPEC)
 SCENE  := sample_data/rotterdam_ps_rgb.tif
+HELDOUT := sample_data/dubai-heldout
 OUTDIR ?= demo_output
 # the ten slowest tests are listed after every run, CI included
 PYTEST_ARGS ?= --durations=10
 PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 DUBAI  ?=
-RUN    ?= runs/dubai-default
+RUN    ?= runs/dubai
 
 .PHONY: install demo app test lint bench clean default-model image image-gpu image-check
 
@@ -26,24 +27,36 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# The main job: segment the sample scene with the bundled model into a class-mask COG, polygons and a quicklook.
+# The main job: segment the sample scene with the bundled model into a class-mask COG, polygons and a
+# quicklook; then score the model on a held-out Dubai image, drawn with its ground truth beside the prediction.
 demo: install
 	@mkdir -p $(OUTDIR)
 	$(BIN)/geoseg predict $(SCENE) $(OUTDIR)/classes.tif --vector $(OUTDIR)/polygons.gpkg \
 		--quicklook $(OUTDIR)/quicklook.png --overwrite
-	@echo "outputs in $(OUTDIR)/: classes.tif (class-mask COG), polygons.gpkg, quicklook.png"
+	$(BIN)/geoseg evaluate --images $(HELDOUT)/images --labels $(HELDOUT)/labels -o $(OUTDIR)/dubai-heldout
+	@echo "outputs in $(OUTDIR)/: classes.tif (class-mask COG), polygons.gpkg, quicklook.png;" \
+		"dubai-heldout/quicklooks/ (truth beside prediction), dubai-heldout/metrics.json"
 
 # The web app on http://127.0.0.1:7860 (MODELS=folder of .safetensors checkpoints to offer too).
 MODELS ?=
 app: install
 	$(BIN)/geoseg app $(if $(MODELS),--models $(MODELS))
 
-# Retrain the bundled model on the Dubai dataset (Tile 8 test, Tile 1 validation), score it, ship it.
+# Retrain a bundled model on the Dubai dataset, score it on the held-out Tile 8 and ship it (fp16,
+# test scores in its config). MODEL=quality (the default model: tiles 1-7 train) or MODEL=fast
+# (tiles 2-7 train, Tile 1 chooses the epoch).
+MODEL  ?= quality
+CONFIG_quality := dubai-default
+CONFIG_fast    := dubai-fast
+SHIP_quality   := dubai-landcover-unet.safetensors
+SHIP_fast      := dubai-landcover-fast.safetensors
 default-model: install
-	@test -n "$(DUBAI)" || { echo "usage: make default-model DUBAI='/path/to/Semantic segmentation dataset'"; exit 2; }
-	$(BIN)/geoseg train --config dubai-default data.root="$(DUBAI)" -o $(RUN) --overwrite
-	$(BIN)/geoseg evaluate $(RUN)/model.safetensors --config dubai-default data.root="$(DUBAI)" -o $(RUN)/test
-	cp $(RUN)/model.safetensors geoseg/models/weights/dubai-landcover-unet.safetensors
+	@test -n "$(DUBAI)" || { echo "usage: make default-model DUBAI='/path/to/Semantic segmentation dataset' [MODEL=quality|fast]"; exit 2; }
+	@test -n "$(CONFIG_$(MODEL))" || { echo "MODEL=$(MODEL): expected quality or fast"; exit 2; }
+	$(BIN)/geoseg train --config $(CONFIG_$(MODEL)) data.root="$(DUBAI)" -o $(RUN)-$(MODEL) --overwrite
+	$(BIN)/geoseg evaluate $(RUN)-$(MODEL)/model.safetensors --config $(CONFIG_$(MODEL)) data.root="$(DUBAI)" -o $(RUN)-$(MODEL)/test
+	$(BIN)/python scripts/ship_model.py $(RUN)-$(MODEL)/model.safetensors $(RUN)-$(MODEL)/test/metrics.json \
+		geoseg/models/weights/$(SHIP_$(MODEL)) "Tile 8"
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,13 +87,16 @@ class ModelCatalog:
         """List the folder again (new checkpoints appear, removed ones go); returns the names."""
         entries: dict[str, ModelEntry] = {}
         if self.include_bundled:
-            from geoseg.models.default import default_model
+            from geoseg.models.default import BUNDLED_MODELS, bundled_model, default_model
 
-            try:
-                path = default_model()
-                entries[path.stem + BUNDLED_SUFFIX] = ModelEntry(path.stem + BUNDLED_SUFFIX, path, read_config(path))
-            except GeosegError as exc:
-                log.warning("bundled model not offered: %s", exc)
+            finds: list[Callable[[], Path | None]] = [default_model, *(partial(bundled_model, n) for n in BUNDLED_MODELS)]
+            for find in finds:
+                try:
+                    path = find()
+                    if path is not None and path.stem + BUNDLED_SUFFIX not in entries:
+                        entries[path.stem + BUNDLED_SUFFIX] = ModelEntry(path.stem + BUNDLED_SUFFIX, path, read_config(path))
+                except GeosegError as exc:
+                    log.warning("bundled model not offered: %s", exc)
         if self.models_dir is not None:
             for path in sorted(self.models_dir.iterdir()):
                 if path.suffix not in CHECKPOINT_SUFFIXES or path.name.startswith(".") or not path.is_file():

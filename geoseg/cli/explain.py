@@ -34,7 +34,7 @@ def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--aoi", type=click.Path(), help="Polygons: explain the class score inside them only.")
 @click.option("--overlay", type=click.Path(dir_okay=False), help="Picture (PNG) [default: OUT.png]; heat-map over the image, or the activation grid.")
 @click.option("--channels", type=click.IntRange(min=1), default=64, show_default=True, help="Activation maps to keep.")
-@click.option("--model", "model_path", type=click.Path(), help="Checkpoint [default: the bundled model].")
+@click.option("--model", "model_path", type=click.Path(), help="Checkpoint, or a bundled model: quality (the default) or fast.")
 @predict_options
 @overwrite_option
 @click.pass_context

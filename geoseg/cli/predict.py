@@ -11,7 +11,7 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
 
 @click.command(short_help="Segment a raster into a class-mask COG.")
 @click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
-@click.option("--model", "model_path", type=click.Path(), help="Checkpoint (.safetensors file or folder) or a model exported to .onnx (run by onnxruntime) [default: the bundled Dubai land-cover model].")
+@click.option("--model", "model_path", type=click.Path(), help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by onnxruntime), or a bundled model by name: quality (the default) or fast.")
 @predict_options
 @click.option("--probabilities", type=click.Path(dir_okay=False), help="Also write per-class probabilities (uint8 0-255) here.")
 @click.option("--confidence", type=click.Path(dir_okay=False), help="Also write the winning class's probability (uint8) here.")

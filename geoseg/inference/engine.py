@@ -87,8 +87,11 @@ MODEL_LOADERS: dict[str, str | Callable[..., LoadedModel]] = {".onnx": "geoseg.e
 
 
 def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu") -> LoadedModel:
-    """A :class:`LoadedModel` from a checkpoint path (or an exported ``.onnx`` file), a
-    LoadedModel, or a module plus its config."""
+    """A :class:`LoadedModel` from a checkpoint path (or an exported ``.onnx`` file), a bundled
+    model's name (``quality``, ``fast``), a LoadedModel, or a module plus its config."""
+    from geoseg.models.default import named_model
+
+    model = named_model(model)
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, (str, os.PathLike)):
@@ -161,6 +164,9 @@ def _cached_start(model: ModelSource, dev: torch.device, options: PredictOptions
 
 
 def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOptions, config: ModelConfig | None) -> _Job:
+    from geoseg.models.default import named_model
+
+    model = named_model(model)
     dev = resolve_device(options.device)
     batch_size = options.batch_size
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput

@@ -21,7 +21,7 @@ from geoseg.io.atomic import atomic_output
 from geoseg.models.config import ModelConfig, _files, read_config
 from geoseg.models.registry import build_model
 
-__all__ = ["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"]
+__all__ = ["LoadedModel", "convert_checkpoint", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"]
 
 @dataclass
 class LoadedModel:
@@ -43,16 +43,25 @@ def model_from_config(config: ModelConfig) -> nn.Module:
     )
 
 
-def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
+def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLike[str], *,
+                    storage: str | None = None) -> Path:
     """Save weights and config; a path ending in ``.safetensors`` gives one file, else a folder.
 
     The file is written under a temporary name and renamed, so a crash never leaves half a
-    checkpoint under the final name.
+    checkpoint under the final name. ``storage="float16"`` (or ``"bfloat16"``) halves the file:
+    weights are stored in that type (batch-norm statistics stay float32) and loading restores
+    the model's own compute dtype.
     """
     from safetensors.torch import save_file
 
     p = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if storage is not None:
+        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(storage)
+        if dtype is None:
+            raise CheckpointError(f"storage {storage!r}: expected float16, bfloat16 or float32")
+        state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(("running_mean", "running_var")) else v
+                 for k, v in state.items()}
     if p.suffix == ".safetensors":
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(p) as tmp:
@@ -84,3 +93,16 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first})") from None
     model.eval().to(device)
     return LoadedModel(model, config)
+
+
+def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, storage: str | None = None,
+                       metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``src`` again as ``dst``: weights stored as ``storage`` (see :func:`save_checkpoint`)
+    and ``metrics`` (e.g. held-out test scores) added to the config's metrics."""
+    import dataclasses
+
+    loaded = load_checkpoint(src)
+    config = loaded.config
+    if metrics:
+        config = dataclasses.replace(config, metrics={**config.metrics, **metrics})
+    return save_checkpoint(loaded.model, config, dst, storage=storage)

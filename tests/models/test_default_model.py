@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import rasterio
+import torch
 from click.testing import CliRunner
+from safetensors import safe_open
 
 from geoseg.cli import cli
 from geoseg.errors import CheckpointError
+from geoseg.models.checkpoint import convert_checkpoint, load_checkpoint, save_checkpoint
 from geoseg.models.config import read_config
-from geoseg.models.default import default_model
+from geoseg.models.default import bundled_model, default_model
 from tests.conftest import REPO
 
 
-def test_bundled_model_is_small_and_describes_itself() -> None:
-    path = default_model()
-    assert path.stat().st_size <= 10_000_000
-    cfg = read_config(path)
-    assert cfg.classes.names == ["building", "land", "road", "vegetation", "water"]
-    assert cfg.normalization.kind == "meanstd" and cfg.band_dtype == "uint8"
-    assert cfg.training["data"]["split"] == {"val_tiles": [1], "test_tiles": [8]}
-    assert cfg.metrics["validation"]["miou"] > 0.4
+def test_bundled_models_are_small_and_describe_themselves() -> None:
+    quality, fast = bundled_model("quality"), bundled_model("fast")
+    assert quality == default_model() and fast is not None and quality is not None
+    for path in (quality, fast):
+        assert path.stat().st_size <= 10_000_000
+        cfg = read_config(path)
+        assert cfg.classes.names == ["building", "land", "road", "vegetation", "water"]
+        assert cfg.normalization.kind == "meanstd" and cfg.band_dtype == "uint8"
+        assert cfg.metrics["test"]["split"] == "Tile 8"  # scored once, on the held-out tile
+        with safe_open(str(path), "pt") as f:  # stored as fp16; loading restores float32
+            key = next(k for k in f.keys() if k.endswith("conv_stem.weight"))  # noqa: SIM118
+            assert f.get_tensor(key).dtype == torch.float16
+    cfg = read_config(quality)
+    assert cfg.encoder == "tu-efficientnet_lite0" and cfg.training["encoder_weights"]["licence"] == "Apache-2.0"
+    assert cfg.training["data"]["split"] == {"val_tiles": [], "test_tiles": [8]}  # tiles 1-7 trained it
+    assert cfg.metrics["test"]["miou"] > read_config(fast).metrics["test"]["miou"]
+    assert read_config(fast).training["data"]["split"] == {"val_tiles": [1], "test_tiles": [8]}
+    assert bundled_model("dubai-landcover-fast") == fast and bundled_model("nothing") is None
+
+
+def test_fp16_storage_loads_as_float32_and_predicts_the_same(tmp_path) -> None:
+    full = tmp_path / "full.safetensors"
+    loaded = load_checkpoint(bundled_model("fast"))
+    save_checkpoint(loaded.model, loaded.config, full)
+    half = convert_checkpoint(full, tmp_path / "half.safetensors", storage="float16", metrics={"test": {"miou": 0.5}})
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    again = load_checkpoint(half)
+    assert next(again.model.parameters()).dtype == torch.float32 and again.config.metrics["test"] == {"miou": 0.5}
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        assert (loaded.model(x).argmax(1) == again.model(x).argmax(1)).float().mean() > 0.999
 
 
 def test_environment_variable_and_missing_model(tmp_path, monkeypatch) -> None:
@@ -42,18 +68,18 @@ def test_predict_without_model_uses_the_bundled_one(tmp_path) -> None:
     assert (tmp_path / "q.png").stat().st_size > 10_000
 
 
-def test_bundled_model_segments_held_out_dubai(shared_data) -> None:
-    """One held-out Tile 8 image: a trained model, not random weights (which score about 0.1)."""
-    from PIL import Image
-
-    from geoseg.datasets.dubai import decode_mask
-    from geoseg.evaluation.evaluate import EvalPair, evaluate
-
-    folder = shared_data / "dubai-aerial-semseg" / "Semantic segmentation dataset" / "Tile 8"
-    with Image.open(folder / "masks" / "image_part_005.png") as im:
-        labels = decode_mask(np.asarray(im.convert("RGB"))).astype(np.int64)
-    result = evaluate(default_model(), [EvalPair(str(folder / "images" / "image_part_005.jpg"), labels, "8/005")])
-    assert result.scores.miou > 0.5
+@pytest.mark.parametrize("name", ["quality", "fast"])
+def test_bundled_models_segment_the_held_out_sample(tmp_path, name) -> None:
+    """The held-out Tile 8 image that ships in sample_data/: trained models, not random weights
+    (which score about 0.1), and through the CLI by name, with truth beside prediction drawn."""
+    folder = REPO / "sample_data" / "dubai-heldout"
+    args = ["-q", "evaluate", name, "--images", str(folder / "images"), "--labels", str(folder / "labels"),
+            "-o", str(tmp_path / name)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert report["miou"] > {"quality": 0.7, "fast": 0.6}[name]
+    assert (tmp_path / name / "quicklooks" / "tile8_image_part_003.png").stat().st_size > 100_000
 
 
 @pytest.mark.slow

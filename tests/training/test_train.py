@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import yaml
 from click.testing import CliRunner
+from PIL import Image
 
 from geoseg.cli import cli
 from geoseg.errors import ConfigError, TrainingError
@@ -62,6 +63,9 @@ def test_cli_train_then_predict_and_evaluate(tmp_path, dubai_root) -> None:
     assert "mean" in res.output and "pixel accuracy" in res.output
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(report["per_class"]) == set(config.classes.names) and (tmp_path / "eval" / "confusion.png").is_file()
+    looks = sorted((tmp_path / "eval" / "quicklooks").glob("*.png"))  # truth beside prediction, one per image
+    assert [p.stem for p in looks] == sorted(e["image"].replace(" ", "").replace("/", "_")[:-4] for e in report["images"])
+    assert Image.open(looks[0]).size[0] == 2 * 112 + 8
 
 
 @pytest.mark.slow
@@ -137,7 +141,10 @@ def test_bundled_default_config_is_valid() -> None:
     from geoseg.training.config import resolve_config
 
     cfg = load_config(resolve_config("dubai-default"))
-    assert cfg.data.kind == "dubai" and cfg.data.split == {"val": [1], "test": [8]}
+    assert cfg.data.kind == "dubai" and cfg.data.split == {"val": [], "test": [8]}  # tiles 1-7 train
+    assert cfg.model.encoder_weights == "efficientnet-lite0-imagenet" and cfg.data.scale == [0.6, 2.0]
+    fast = load_config(resolve_config("dubai-fast"))
+    assert fast.data.split == {"val": [1], "test": [8]} and fast.model.encoder_weights is None
 
 
 @pytest.mark.slow
