@@ -112,10 +112,17 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "geoseg", "-q", "app", "--port", str(port), "--concurrency", "2"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "geoseg", "-q", "app", "--port", str(port), "--concurrency", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         while True:
@@ -133,7 +140,17 @@ def main() -> None:
 
             def request(c: Client) -> float:
                 start = time.perf_counter()
-                c.predict(handle_file(str(args.scene)), "", model, None, None, "none", "auto", "", api_name="/segment")
+                c.predict(
+                    handle_file(str(args.scene)),
+                    "",
+                    model,
+                    None,
+                    None,
+                    "none",
+                    "auto",
+                    "",
+                    api_name="/segment",
+                )
                 return time.perf_counter() - start
 
             first = request(client)
@@ -150,7 +167,9 @@ def main() -> None:
             clients = [Client(url, verbose=False, download_files=tmp) for _ in range(2)]
             both: list[float] = []
             with PeakRSS(server.pid) as two:
-                threads = [threading.Thread(target=lambda c=c: both.append(request(c))) for c in clients]
+                threads = [
+                    threading.Thread(target=lambda c=c: both.append(request(c))) for c in clients
+                ]
                 start = time.perf_counter()
                 for t in threads:
                     t.start()
@@ -160,16 +179,22 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
-    print(f"scene {args.scene.name}, bundled model, precision auto, {os.cpu_count()} CPU(s), medians of {args.repeat}")
+    print(
+        f"scene {args.scene.name}, bundled model, precision auto, {os.cpu_count()} CPU(s), medians of {args.repeat}"
+    )
     print(f"app listening after         {listening:7.2f} s (process start)")
     print(f"first request               {first:7.2f} s (right after the server listens)")
-    print(f"app, warm request           {warm:7.2f} s (upload, predict, polygons, views, downloads)")
+    print(
+        f"app, warm request           {warm:7.2f} s (upload, predict, polygons, views, downloads)"
+    )
     print(f"predict_raster, warm        {alone:7.2f} s")
     print(f"predict+quicklook+gpkg      {full:7.2f} s (= geoseg predict --vector --quicklook)")
     print(f"ratio app / predict_raster  {warm / alone:7.2f}  (target <= 1.2)")
     print(f"ratio app / predict+vector  {warm / full:7.2f}")
     print(f"two users at once           {wall_two:7.2f} s wall, {max(both):.2f} s slowest")
-    print(f"server peak RSS             {idle.peak:7.0f} MB idle (model loaded), {two.peak:.0f} MB with two concurrent users")
+    print(
+        f"server peak RSS             {idle.peak:7.0f} MB idle (model loaded), {two.peak:.0f} MB with two concurrent users"
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,19 @@ from geoseg.classes import ClassTable
 def write(path: Path, data: np.ndarray) -> float:
     start = time.perf_counter()
     n = data.shape[0]
-    with writer.COGWriter(path, height=n, width=n, count=1, dtype="uint8", transform=Affine(0.5, 0, 0, 0, -0.5, 0),
-                          crs=CRS.from_epsg(32631), nodata=255, classes=ClassTable.default(6), resampling="mode",
-                          overwrite=True) as out:
+    with writer.COGWriter(
+        path,
+        height=n,
+        width=n,
+        count=1,
+        dtype="uint8",
+        transform=Affine(0.5, 0, 0, 0, -0.5, 0),
+        crs=CRS.from_epsg(32631),
+        nodata=255,
+        classes=ClassTable.default(6),
+        resampling="mode",
+        overwrite=True,
+    ) as out:
         for row in range(0, n, 512):
             out.write(data[None, row : row + 512], Window(0, row, n, min(512, n - row)))
     return time.perf_counter() - start
@@ -45,15 +55,22 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     blocks = rng.integers(0, 6, size=(args.size // 64, args.size // 64), dtype=np.uint8)
-    data = np.kron(blocks, np.ones((64, 64), np.uint8))  # class regions, compressible like a real mask
+    data = np.kron(
+        blocks, np.ones((64, 64), np.uint8)
+    )  # class regions, compressible like a real mask
     safe, plain = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             safe.append(write(Path(tmp) / "safe.tif", data))
-            with mock.patch.object(writer, "verify_cog", lambda p: None), mock.patch.object(atomic, "_fsync", lambda p: None):
+            with (
+                mock.patch.object(writer, "verify_cog", lambda p: None),
+                mock.patch.object(atomic, "_fsync", lambda p: None),
+            ):
                 plain.append(write(Path(tmp) / "plain.tif", data))
     s, p = statistics.median(safe), statistics.median(plain)
-    print(f"{args.size}x{args.size} class mask: verified+fsync {s:.2f} s, baseline {p:.2f} s, ratio {s / p:.3f}")
+    print(
+        f"{args.size}x{args.size} class mask: verified+fsync {s:.2f} s, baseline {p:.2f} s, ratio {s / p:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,19 @@ from geoseg.datasets.geotiff import GeoTiffImages
 
 def make_image(path: Path, size: int) -> None:
     rng = np.random.default_rng(0)
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32631",
-                   transform=rasterio.transform.from_origin(600000, 5800000, 0.5, 0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32631",
+        transform=rasterio.transform.from_origin(600000, 5800000, 0.5, 0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         base = rng.integers(0, 255, size=(3, 512, size), dtype=np.uint8)
         for r in range(0, size, 512):
@@ -104,13 +114,21 @@ def main() -> None:
             x, y = q[0], q[1]
             w = from_bounds(x.start, y.start, x.stop, y.stop, transform)
             windows.append(Window(round(w.col_off), round(w.row_off), args.chip, args.chip))
-        common = dict(batch_size=args.batch_size, num_workers=args.workers, persistent_workers=False)
+        common = dict(
+            batch_size=args.batch_size, num_workers=args.workers, persistent_workers=False
+        )
         slow = GeoTiffImages(paths=[str(path)])
         slow.cache = False
         readers = {
-            "rasterio windows (baseline)": lambda: DataLoader(PlainWindows(path, windows), **common),
-            "geoseg GeoTiffImages": lambda: DataLoader(ds, sampler=Queries(queries), collate_fn=geo_collate, **common),
-            "TorchGeo merge path": lambda: DataLoader(slow, sampler=Queries(queries), collate_fn=geo_collate, **common),
+            "rasterio windows (baseline)": lambda: DataLoader(
+                PlainWindows(path, windows), **common
+            ),
+            "geoseg GeoTiffImages": lambda: DataLoader(
+                ds, sampler=Queries(queries), collate_fn=geo_collate, **common
+            ),
+            "TorchGeo merge path": lambda: DataLoader(
+                slow, sampler=Queries(queries), collate_fn=geo_collate, **common
+            ),
         }
         timed(readers["rasterio windows (baseline)"]())  # warm the OS page cache
         rates: dict[str, list[float]] = {k: [] for k in readers}
@@ -118,12 +136,16 @@ def main() -> None:
             for name, make in readers.items():
                 rates[name].append(timed(make()))
         base = statistics.median(rates["rasterio windows (baseline)"])
-        print(f"{args.size}x{args.size} RGB GeoTIFF, {args.samples} random {args.chip}px chips, "
-              f"DataLoader with {args.workers} workers, batch {args.batch_size}, median of {args.repeat}")
+        print(
+            f"{args.size}x{args.size} RGB GeoTIFF, {args.samples} random {args.chip}px chips, "
+            f"DataLoader with {args.workers} workers, batch {args.batch_size}, median of {args.repeat}"
+        )
         for name, values in rates.items():
             med = statistics.median(values)
-            print(f"  {name:<28} {med:8.1f} samples/s   ratio to baseline {med / base:5.2f}   "
-                  f"(runs: {', '.join(f'{v:.0f}' for v in values)})")
+            print(
+                f"  {name:<28} {med:8.1f} samples/s   ratio to baseline {med / base:5.2f}   "
+                f"(runs: {', '.join(f'{v:.0f}' for v in values)})"
+            )
 
 
 def _units() -> Any:

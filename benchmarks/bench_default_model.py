@@ -49,9 +49,11 @@ def main() -> None:
             cfg = loaded.config
             params = sum(p.numel() for p in loaded.model.parameters())
             held = (cfg.metrics.get("test") or {}).get("miou")
-            print(f"{name}: {path.name}, {cfg.architecture}/{cfg.encoder}, {params / 1e6:.2f} M parameters, "
-                  f"{path.stat().st_size / 1e6:.1f} MB on disk, tile {cfg.tile_size}, overlap {cfg.overlap}"
-                  + (f", held-out mIoU {held:.3f}" if held is not None else ""))
+            print(
+                f"{name}: {path.name}, {cfg.architecture}/{cfg.encoder}, {params / 1e6:.2f} M parameters, "
+                f"{path.stat().st_size / 1e6:.1f} MB on disk, tile {cfg.tile_size}, overlap {cfg.overlap}"
+                + (f", held-out mIoU {held:.3f}" if held is not None else "")
+            )
             models[name] = path
         runs: dict[str, list[float]] = {n: [] for n in models}
         first: dict[str, tuple[float, str]] = {}
@@ -62,10 +64,14 @@ def main() -> None:
                     first[name] = (res.megapixels_per_second, res.precision)
                 else:
                     runs[name].append(res.megapixels_per_second)
-    print(f"{args.size}x{args.size} RGB raster, {args.threads} threads, {args.repeat} timed runs each, alternating")
+    print(
+        f"{args.size}x{args.size} RGB raster, {args.threads} threads, {args.repeat} timed runs each, alternating"
+    )
     for name in models:
-        print(f"  {name:8s} first call {first[name][0]:.2f} Mpx/s (precision {first[name][1]}), later calls "
-              f"{spread(runs[name])} Mpx/s (median, min..max)")
+        print(
+            f"  {name:8s} first call {first[name][0]:.2f} Mpx/s (precision {first[name][1]}), later calls "
+            f"{spread(runs[name])} Mpx/s (median, min..max)"
+        )
     q, f = statistics.median(runs["quality"]), statistics.median(runs["fast"])
     print(f"  quality / fast speed: {q / f:.2f} (fast is {f / q:.2f}x faster)")
 

@@ -41,29 +41,45 @@ def render_error_map(errors: Path, dst: Path, max_size: int = 900) -> None:
     lut = np.full((256, 3), 255, np.uint8)
     for c in table:
         lut[c.id] = c.color
-    present = sorted(((codes == c.id).mean(), c) for c in table if (codes == c.id).mean() > 0.005)[::-1]
+    present = sorted(((codes == c.id).mean(), c) for c in table if (codes == c.id).mean() > 0.005)[
+        ::-1
+    ]
     fig, ax = plt.subplots(figsize=(9, 9 * shape[0] / shape[1] + 1.2))
     ax.imshow(lut[codes], interpolation="nearest")
     ax.set_axis_off()
     ax.set_title("error map: correct (grey) and true -> predicted (colour of the predicted class)")
-    fig.legend(handles=[Patch(color=tuple(v / 255 for v in c.color), label=f"{c.name} ({f:.1%})") for f, c in present[:12]],
-               loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(
+        handles=[
+            Patch(color=tuple(v / 255 for v in c.color), label=f"{c.name} ({f:.1%})")
+            for f, c in present[:12]
+        ],
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     fig.subplots_adjust(bottom=0.16)
     save_figure(fig, dst)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", required=True, help="The Dubai dataset folder ('Semantic segmentation dataset').")
+    ap.add_argument(
+        "--root", required=True, help="The Dubai dataset folder ('Semantic segmentation dataset')."
+    )
     ap.add_argument("--limit", type=int, default=None, help="Only the first N held-out images.")
-    ap.add_argument("--docs", type=Path, default=None, help="Also write the README pictures into this folder.")
+    ap.add_argument(
+        "--docs", type=Path, default=None, help="Also write the README pictures into this folder."
+    )
     args = ap.parse_args()
     from geoseg.evaluation.diagnose import diagnose
     from geoseg.evaluation.evaluate import evaluate, pairs_from_config
     from geoseg.models.default import default_model
     from geoseg.training.config import load_config
 
-    pairs = pairs_from_config(load_config("dubai-default", [f"data.root={args.root}"]), "test")[: args.limit]
+    pairs = pairs_from_config(load_config("dubai-default", [f"data.root={args.root}"]), "test")[
+        : args.limit
+    ]
     model = str(default_model())
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-diag-") as tmp:
         start = time.perf_counter()
@@ -72,20 +88,34 @@ def main() -> None:
         start = time.perf_counter()
         res = diagnose(model, pairs, Path(tmp, "diag"), device="cpu", temperature=True)
         t_diag = time.perf_counter() - start
-        print(f"{len(pairs)} Dubai held-out image(s), {report.megapixels:.2f} Mpx, bundled model, CPU; one run on a shared machine")
-        print(f"  evaluate {t_eval:.1f} s (mIoU {report.scores.miou:.3f}); diagnose with every output {t_diag:.1f} s "
-              f"(mIoU {res.report.scores.miou:.3f}, ECE {res.ece:.4f}, T {res.temperature:.3f} -> ECE {res.ece_tempered:.4f}); "
-              f"diagnose / evaluate = {t_diag / t_eval:.2f}")
+        print(
+            f"{len(pairs)} Dubai held-out image(s), {report.megapixels:.2f} Mpx, bundled model, CPU; one run on a shared machine"
+        )
+        print(
+            f"  evaluate {t_eval:.1f} s (mIoU {report.scores.miou:.3f}); diagnose with every output {t_diag:.1f} s "
+            f"(mIoU {res.report.scores.miou:.3f}, ECE {res.ece:.4f}, T {res.temperature:.3f} -> ECE {res.ece_tempered:.4f}); "
+            f"diagnose / evaluate = {t_diag / t_eval:.2f}"
+        )
         if args.docs is not None:
             from geoseg.explain import explain_raster
 
             args.docs.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(tmp, "diag", "reliability.png"), args.docs / "reliability.png")
             first = res.report.per_image[0]
-            render_error_map(Path(tmp, "diag", first["outputs"], "errors.tif"), args.docs / "error-map.png")
-            explain_raster(pairs[0].image, Path(tmp, "cam.tif"), model, target="building", overlay=args.docs / "gradcam-building.png",
-                           device="cpu")
-            print(f"  pictures of {first['image']} in {args.docs}/: error-map.png, gradcam-building.png, reliability.png")
+            render_error_map(
+                Path(tmp, "diag", first["outputs"], "errors.tif"), args.docs / "error-map.png"
+            )
+            explain_raster(
+                pairs[0].image,
+                Path(tmp, "cam.tif"),
+                model,
+                target="building",
+                overlay=args.docs / "gradcam-building.png",
+                device="cpu",
+            )
+            print(
+                f"  pictures of {first['image']} in {args.docs}/: error-map.png, gradcam-building.png, reliability.png"
+            )
 
 
 if __name__ == "__main__":

@@ -70,13 +70,25 @@ def many_rasters(root: Path, count: int, size: int, opts: PredictOptions) -> Non
     mpx = count * size * size / 1e6
     print(f"\n## {count} rasters of {size}² ({mpx:.0f} Mpx), bundled model, one task per raster")
     base, res = timed(predict_many, [str(folder)], root / "out0", None, opts)
-    print(f"in-process, {torch.get_num_threads()} threads: {base:.1f} s ({mpx / base:.2f} Mpx/s), precision {res.done[0].precision}")
+    print(
+        f"in-process, {torch.get_num_threads()} threads: {base:.1f} s ({mpx / base:.2f} Mpx/s), precision {res.done[0].precision}"
+    )
     for scheduler in ("local:2", "local:1"):
         startup = cluster_start(scheduler)
-        wall, res = timed(predict_many, [str(folder)], root / f"out-{scheduler[-1]}", None, opts, scheduler=scheduler, blocks=False)
+        wall, res = timed(
+            predict_many,
+            [str(folder)],
+            root / f"out-{scheduler[-1]}",
+            None,
+            opts,
+            scheduler=scheduler,
+            blocks=False,
+        )
         spec = parse_scheduler(scheduler)
-        print(f"{scheduler} ({spec.workers} worker(s) x {spec.threads} thread(s)): {wall:.1f} s ({mpx / wall:.2f} Mpx/s); "
-              f"/ in-process = {wall / base:.3f} (cluster start+stop {startup:.1f} s; without it {(wall - startup) / base:.3f})")
+        print(
+            f"{scheduler} ({spec.workers} worker(s) x {spec.threads} thread(s)): {wall:.1f} s ({mpx / wall:.2f} Mpx/s); "
+            f"/ in-process = {wall / base:.3f} (cluster start+stop {startup:.1f} s; without it {(wall - startup) / base:.3f})"
+        )
 
 
 def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, block: int) -> None:
@@ -84,21 +96,47 @@ def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, 
     mpx = size * size / 1e6
     print(f"\n## one {size}² raster ({mpx:.0f} Mpx) as {block}² blocks")
     with open_client("local:2") as (client, _):
-        wall, res = timed(predict_many, [src], root / "big-out", None, opts, scheduler=client, blocks=True, block_size=block)
+        wall, res = timed(
+            predict_many,
+            [src],
+            root / "big-out",
+            None,
+            opts,
+            scheduler=client,
+            blocks=True,
+            block_size=block,
+        )
         rss = client.run(peak_rss_mb)
-        warm, _ = timed(predict_many, [src], root / "big-out-warm", None, opts, scheduler=client, blocks=True, block_size=block)
+        warm, _ = timed(
+            predict_many,
+            [src],
+            root / "big-out-warm",
+            None,
+            opts,
+            scheduler=client,
+            blocks=True,
+            block_size=block,
+        )
     print(f"local:2 again on the same (warm) workers: {warm:.1f} s ({mpx / warm:.2f} Mpx/s)")
-    print(f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
-          f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; "
-          f"tiles run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: {len(plan_tiles(size, size, 512, 32))}: "
-          "tiles on block edges run for each block)")
+    print(
+        f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
+        f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; "
+        f"tiles run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: {len(plan_tiles(size, size, 512, 32))}: "
+        "tiles on block edges run for each block)"
+    )
     if baseline:
-        code = ("import time; from geoseg.inference import predict_raster; t = time.perf_counter(); "
-                f"predict_raster({str(src)!r}, {str(root / 'big-ref.tif')!r}, None, precision={opts.precision!r}); "
-                "print(time.perf_counter() - t, [int(x.split()[1]) / 1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        code = (
+            "import time; from geoseg.inference import predict_raster; t = time.perf_counter(); "
+            f"predict_raster({str(src)!r}, {str(root / 'big-ref.tif')!r}, None, precision={opts.precision!r}); "
+            "print(time.perf_counter() - t, [int(x.split()[1]) / 1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
         seconds, peak = float(out[0]), float(out[1])
-        print(f"in-process: {seconds:.1f} s ({mpx / seconds:.2f} Mpx/s), peak RSS {peak:.0f} MB; local:2 / in-process time {wall / seconds:.3f}")
+        print(
+            f"in-process: {seconds:.1f} s ({mpx / seconds:.2f} Mpx/s), peak RSS {peak:.0f} MB; local:2 / in-process time {wall / seconds:.3f}"
+        )
 
 
 def free_port() -> int:
@@ -112,11 +150,19 @@ def s3_round_trip(root: Path, size: int, opts: PredictOptions) -> None:
     import rasterio.shutil
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+        env = {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        }
         os.environ.update(env)
         from geoseg.io.storage import gdal_options
 
@@ -130,10 +176,14 @@ def s3_round_trip(root: Path, size: int, opts: PredictOptions) -> None:
                 time.sleep(0.2)
         cog = root / "s3in" / "scene.tif"
         cog.parent.mkdir()
-        rasterio.shutil.copy(make_raster(root / "plain.tif", size, seed=3), cog, driver="COG", compress="deflate")
+        rasterio.shutil.copy(
+            make_raster(root / "plain.tif", size, seed=3), cog, driver="COG", compress="deflate"
+        )
         s3.upload_file(str(cog), "bench", "in/scene.tif")
         local, _ = timed(predict_many, [cog], root / "s3-local-out", None, opts, vector=".gpkg")
-        remote, _ = timed(predict_many, ["s3://bench/in/scene.tif"], "s3://bench/out/", None, opts, vector=".gpkg")
+        remote, _ = timed(
+            predict_many, ["s3://bench/in/scene.tif"], "s3://bench/out/", None, opts, vector=".gpkg"
+        )
         print(f"\n## object storage, one {size}² COG in, mask and polygons out (local S3 server)")
         print(f"local disk {local:.1f} s; s3:// {remote:.1f} s; s3 / local = {remote / local:.3f}")
     finally:
@@ -146,8 +196,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--big", type=int, default=16384)
-    parser.add_argument("--block-size", type=int, default=4096, help="block edge for the big raster")
-    parser.add_argument("--big-baseline", action="store_true", help="also run the big raster in one process")
+    parser.add_argument(
+        "--block-size", type=int, default=4096, help="block edge for the big raster"
+    )
+    parser.add_argument(
+        "--big-baseline", action="store_true", help="also run the big raster in one process"
+    )
     parser.add_argument("--skip-many", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-s3", action="store_true")
@@ -155,7 +209,9 @@ def main() -> None:
     args = parser.parse_args()
     opts = PredictOptions(device="cpu", precision=args.precision)
     root = Path(tempfile.mkdtemp(prefix="geoseg-bench-dist-"))
-    print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads in this process")
+    print(
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads in this process"
+    )
     try:
         if not args.skip_many:
             many_rasters(root, args.count, args.size, opts)

@@ -49,11 +49,16 @@ def main() -> None:
     loaded = load_checkpoint(args.model or default_model())
     cfg = loaded.config
     with RasterReader(SCENE) as reader:
-        tiles = [read_tile(reader, Window(c, r, 512, 512), cfg.normalization) for r, c in ((388, 0), (388, 388))]
+        tiles = [
+            read_tile(reader, Window(c, r, 512, 512), cfg.normalization)
+            for r, c in ((388, 0), (388, 388))
+        ]
     x = torch.from_numpy(np.stack([t[0] for t in tiles if t is not None][: args.batch]))
     masks = torch.ones(x.shape[0], *x.shape[-2:])
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"{cfg.architecture}/{cfg.encoder}, batch {x.shape[0]} x 512 px tiles of {SCENE.name}, median of {args.repeat}")
+    print(
+        f"{cfg.architecture}/{cfg.encoder}, batch {x.shape[0]} x 512 px tiles of {SCENE.name}, median of {args.repeat}"
+    )
     for dev in devices:
         model = loaded.model.eval().to(dev)
         name, layer = resolve_layer(model.cpu(), args.layer, cfg.in_channels)
@@ -78,7 +83,9 @@ def main() -> None:
 
             t = timed(run, args.repeat)
             cam.close()
-            line.append(f"{method} at {name} {t / x.shape[0] * 1000:.0f} ms/tile = {t / fwd:.2f} x forward")
+            line.append(
+                f"{method} at {name} {t / x.shape[0] * 1000:.0f} ms/tile = {t / fwd:.2f} x forward"
+            )
         print("; ".join(line))
 
 

@@ -15,16 +15,27 @@ import statistics
 import subprocess
 import sys
 
-MODULES = ["geoseg", "geoseg.datasets.check", "geoseg.datasets", "geoseg.training", "geoseg.evaluation",
-           "geoseg.vectorize", "geoseg.inference"]
+MODULES = [
+    "geoseg",
+    "geoseg.datasets.check",
+    "geoseg.datasets",
+    "geoseg.training",
+    "geoseg.evaluation",
+    "geoseg.vectorize",
+    "geoseg.inference",
+]
 BASELINE = "torch"
 
 
 def seconds(module: str) -> tuple[float, bool]:
     """Import time of ``module`` in a fresh interpreter, and whether torch got loaded."""
-    code = (f"import time; t = time.perf_counter(); import {module}; d = time.perf_counter() - t; "
-            "import sys; print(d, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        f"import time; t = time.perf_counter(); import {module}; d = time.perf_counter() - t; "
+        "import sys; print(d, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), out[1] == "True"
 
 
@@ -38,7 +49,9 @@ def main() -> None:
     for module in MODULES:
         runs = [seconds(module) for _ in range(args.runs)]
         t = statistics.median(r[0] for r in runs)
-        print(f"{module:<24} {t:8.3f} {t / base:8.2f}  {'yes' if any(r[1] for r in runs) else 'no'}")
+        print(
+            f"{module:<24} {t:8.3f} {t / base:8.2f}  {'yes' if any(r[1] for r in runs) else 'no'}"
+        )
 
 
 if __name__ == "__main__":

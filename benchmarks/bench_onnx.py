@@ -36,33 +36,60 @@ def mosaic(dst: Path) -> Path:
     with rasterio.open(SCENE) as src:
         data, profile = src.read(), src.profile
     big = np.tile(data, (1, 2, 2))
-    profile.update(height=big.shape[1], width=big.shape[2], tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    profile.update(
+        height=big.shape[1],
+        width=big.shape[2],
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     with rasterio.open(dst, "w", **profile) as out:
         out.write(big)
     return dst
 
 
 def rate(src: Path, out: Path, model: str, repeat: int, **kw: object) -> float:
-    runs = [predict_raster(src, out, model, overwrite=True, **kw).megapixels_per_second for _ in range(repeat)]  # type: ignore[arg-type]
+    runs = [
+        predict_raster(src, out, model, overwrite=True, **kw).megapixels_per_second  # type: ignore[arg-type]
+        for _ in range(repeat)
+    ]
     return statistics.median(runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--models", default="bundled,unet-resnet34", help="Comma-separated: bundled, unet-resnet34.")
-    ap.add_argument("--no-auto", action="store_true", help="Skip the --precision auto run of the PyTorch path.")
+    ap.add_argument(
+        "--models", default="bundled,unet-resnet34", help="Comma-separated: bundled, unet-resnet34."
+    )
+    ap.add_argument(
+        "--no-auto", action="store_true", help="Skip the --precision auto run of the PyTorch path."
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-onnx-") as tmp_dir:
         tmp = Path(tmp_dir)
         src = mosaic(tmp / "scene.tif")
         bundled = load_checkpoint(default_model()).config
         r34 = tmp / "unet-resnet34.safetensors"
-        cfg = ModelConfig("unet", "resnet34", 3, bundled.classes or ClassTable.default(5), band_names=bundled.band_names,
-                          band_dtype="uint8", normalization=bundled.normalization, tile_size=512, overlap=32)
+        cfg = ModelConfig(
+            "unet",
+            "resnet34",
+            3,
+            bundled.classes or ClassTable.default(5),
+            band_names=bundled.band_names,
+            band_dtype="uint8",
+            normalization=bundled.normalization,
+            tile_size=512,
+            overlap=32,
+        )
         torch.manual_seed(0)
-        save_checkpoint(build_model("unet", "resnet34", in_channels=3, classes=cfg.num_classes), cfg, r34)
-        print(f"1800 x 1800 px raster (16 tiles of 512 px), {torch.get_num_threads()} torch threads, median of {args.repeat} runs")
+        save_checkpoint(
+            build_model("unet", "resnet34", in_channels=3, classes=cfg.num_classes), cfg, r34
+        )
+        print(
+            f"1800 x 1800 px raster (16 tiles of 512 px), {torch.get_num_threads()} torch threads, median of {args.repeat} runs"
+        )
         for label, ckpt in (("bundled", str(default_model())), ("unet-resnet34", str(r34))):
             if label not in args.models.split(","):
                 continue
@@ -72,10 +99,16 @@ def main() -> None:
                 export_onnx(ckpt, onnx_path, check_raster=SCENE)
             out = tmp / "out.tif"
             ts = rate(src, out, ckpt, args.repeat, device="cpu", precision="fp32")
-            auto = float("nan") if args.no_auto else rate(src, out, ckpt, args.repeat, device="cpu", precision="auto")
+            auto = (
+                float("nan")
+                if args.no_auto
+                else rate(src, out, ckpt, args.repeat, device="cpu", precision="auto")
+            )
             ort = rate(src, out, str(onnx_path), args.repeat, device="cpu")
-            line = (f"  {label}: PyTorch fp32 (TorchScript) {ts:.3f} Mpx/s, PyTorch auto {auto:.3f} Mpx/s, onnxruntime CPU {ort:.3f} Mpx/s; "
-                    f"onnxruntime / TorchScript = {ort / ts:.2f}, onnxruntime / auto = {ort / auto:.2f}")
+            line = (
+                f"  {label}: PyTorch fp32 (TorchScript) {ts:.3f} Mpx/s, PyTorch auto {auto:.3f} Mpx/s, onnxruntime CPU {ort:.3f} Mpx/s; "
+                f"onnxruntime / TorchScript = {ort / ts:.2f}, onnxruntime / auto = {ort / auto:.2f}"
+            )
             if torch.cuda.is_available():
                 cuda_t = rate(src, out, ckpt, args.repeat, device="cuda")
                 cuda_o = rate(src, out, str(onnx_path), args.repeat, device="cuda")

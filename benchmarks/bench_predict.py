@@ -54,11 +54,17 @@ def machine_facts() -> str:
     """CPU model, cores, load averages and library versions, for the header of a benchmark."""
     cpu = platform.processor() or "cpu"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, load average {load} (1/5/15 min; above the core count the machine is shared/busy); "
-            f"Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-            f"CPU bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, load average {load} (1/5/15 min; above the core count the machine is shared/busy); "
+        f"Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+        f"CPU bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
+    )
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -69,27 +75,54 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
 def make_raster(path: Path, size: int, seed: int = 0) -> Path:
     """Textured imagery (smooth fields + edges + noise), written strip by strip."""
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", height=size, width=size, count=3, dtype="uint8", crs="EPSG:32631",
-                   transform=rasterio.transform.from_origin(600000, 5700000, 0.5, 0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate", nodata=0)
+    profile = dict(
+        driver="GTiff",
+        height=size,
+        width=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32631",
+        transform=rasterio.transform.from_origin(600000, 5700000, 0.5, 0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        nodata=0,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, size, 1024):
             h = min(1024, size - r)
             y, x = np.mgrid[r : r + h, 0:size].astype(np.float32)
             bands = []
             for k in range(3):
-                v = 90 + 40 * np.sin(x / (37 + 11 * k)) * np.cos(y / (53 - 7 * k)) + 30 * ((x // 97 + y // 61) % 3)
+                v = (
+                    90
+                    + 40 * np.sin(x / (37 + 11 * k)) * np.cos(y / (53 - 7 * k))
+                    + 30 * ((x // 97 + y // 61) % 3)
+                )
                 bands.append(v + rng.normal(0, 12, size=(h, size)))
-            dst.write(np.clip(np.stack(bands), 1, 255).astype(np.uint8), window=Window(0, r, size, h))
+            dst.write(
+                np.clip(np.stack(bands), 1, 255).astype(np.uint8), window=Window(0, r, size, h)
+            )
     return path
 
 
 def make_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig("unet", "resnet34", 3, ClassTable.from_names(["background", "building", "land", "road", "vegetation", "water"]),
-                      band_names=("red", "green", "blue"), band_dtype="uint8", normalization=Normalization("scale", scale=255.0),
-                      tile_size=TILE, overlap=128)
-    return save_checkpoint(build_model("unet", "resnet34", in_channels=3, classes=CLASSES), cfg, path)
+    cfg = ModelConfig(
+        "unet",
+        "resnet34",
+        3,
+        ClassTable.from_names(["background", "building", "land", "road", "vegetation", "water"]),
+        band_names=("red", "green", "blue"),
+        band_dtype="uint8",
+        normalization=Normalization("scale", scale=255.0),
+        tile_size=TILE,
+        overlap=128,
+    )
+    return save_checkpoint(
+        build_model("unet", "resnet34", in_channels=3, classes=CLASSES), cfg, path
+    )
 
 
 def pure_forward(src: Path, ckpt: Path, overlap: float, precision: str) -> tuple[float, int]:
@@ -108,12 +141,25 @@ def pure_forward(src: Path, ckpt: Path, overlap: float, precision: str) -> tuple
     return time.perf_counter() - start, len(xs)
 
 
-def geoseg_e2e(src: Path, ckpt: Path, out: Path, overlap: float, precision: str) -> tuple[float, str]:
+def geoseg_e2e(
+    src: Path, ckpt: Path, out: Path, overlap: float, precision: str
+) -> tuple[float, str]:
     loaded = load_checkpoint(ckpt)
     warm = "fp32" if precision == "auto" else precision
-    Runner(loaded.model, torch.device("cpu"), warm)(torch.zeros(1, 3, TILE, TILE))  # the same warm-up as pure_forward
+    Runner(loaded.model, torch.device("cpu"), warm)(
+        torch.zeros(1, 3, TILE, TILE)
+    )  # the same warm-up as pure_forward
     start = time.perf_counter()
-    res = predict_raster(src, out, loaded, overlap=overlap, batch_size=BATCH, precision=precision, device="cpu", overwrite=True)  # type: ignore[arg-type]
+    res = predict_raster(
+        src,
+        out,
+        loaded,
+        overlap=overlap,
+        batch_size=BATCH,
+        precision=precision,  # type: ignore[arg-type]
+        device="cpu",
+        overwrite=True,
+    )
     return time.perf_counter() - start, res.precision
 
 
@@ -126,8 +172,17 @@ def net_used(ckpt: Path, precision: str) -> str:
         return "network: frozen on every run of 8 tiles or more (no model cache)"
 
     cache = ModelCache(module_digest(load_checkpoint(ckpt).model))
-    rec = cache.get(freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)) or {}
-    speed = f"frozen/eager per tile measured {rec['speedup']:.2f}x" if rec.get("speedup") else "trace not measured: too few tiles"
+    rec = (
+        cache.get(
+            freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)
+        )
+        or {}
+    )
+    speed = (
+        f"frozen/eager per tile measured {rec['speedup']:.2f}x"
+        if rec.get("speedup")
+        else "trace not measured: too few tiles"
+    )
     return f"network: {'frozen TorchScript' if rec.get('keep') else 'eager'} ({speed})"
 
 
@@ -159,34 +214,75 @@ def toolbelt(src: Path, ckpt: Path, out: Path) -> float:
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    res = predict_raster(args.src, args.out, args.ckpt, precision=args.precision, device="cpu", overwrite=True)
+    res = predict_raster(
+        args.src, args.out, args.ckpt, precision=args.precision, device="cpu", overwrite=True
+    )
     # VmHWM, not ru_maxrss: the latter keeps the forked parent's high-water mark across exec
-    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    hwm = next(
+        line
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmHWM")
+    )
     rss = int(hwm.split()[1]) / 1024
-    print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": rss, "precision": res.precision,
-                      "mpx_s": res.megapixels_per_second, "tiles": res.tiles}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - start,
+                "peak_rss_mb": rss,
+                "precision": res.precision,
+                "mpx_s": res.megapixels_per_second,
+                "tiles": res.tiles,
+            }
+        )
+    )
 
 
 def run_child(src: Path, ckpt: Path, out: Path, precision: str, threads: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", "--src", str(src), "--ckpt", str(ckpt), "--out", str(out),
-           "--precision", precision, "--threads", str(threads)]
-    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--src",
+        str(src),
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--precision",
+        precision,
+        "--threads",
+        str(threads),
+    ]
+    return json.loads(  # type: ignore[no-any-return]
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=2048, help="edge of the raster of sections 0-3")
     ap.add_argument("--big", type=int, default=16384)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-toolbelt", action="store_true")
-    ap.add_argument("--repeat", type=int, default=5, help="runs of the end-to-end vs forward comparison (medians)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="runs of the end-to-end vs forward comparison (medians)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path)
     ap.add_argument("--ckpt", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--precision", default="bf16")
-    ap.add_argument("--keep", action="store_true", help="keep the generated files (their folder is printed)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the generated files (their folder is printed)"
+    )
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -200,7 +296,9 @@ def main() -> None:
     small = make_raster(tmp / f"scene_{args.size}.tif", args.size)
     mpx, side = args.size**2 / 1e6, f"{args.size}²"
 
-    print(f"\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), {side}")
+    print(
+        f"\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), {side}"
+    )
     for precision in ("fp32", "bf16"):
         cold, _ = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)
         print(f"   {precision}: {cold:6.2f} s; {net_used(ckpt, precision)}")
@@ -208,37 +306,56 @@ def main() -> None:
     print(f"\n1) end-to-end vs pure forward, {side}, same tiles (overlap 50 %), batch 4")
     for precision in ("fp32", "bf16"):
         # alternate the two measurements and take medians: single runs vary by ~10 % on a shared machine
-        runs = [(pure_forward(small, ckpt, 0.5, precision), geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)[0])
-                for _ in range(args.repeat)]
+        runs = [
+            (
+                pure_forward(small, ckpt, 0.5, precision),
+                geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)[0],
+            )
+            for _ in range(args.repeat)
+        ]
         n = runs[0][0][1]
         fwd = statistics.median(f for (f, _), _ in runs)
         e2e = statistics.median(e for _, e in runs)
         ratios = [e / f for (f, _), e in runs]
-        print(f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, geoseg end-to-end "
-              f"{spread([e for _, e in runs])} s (medians (min..max) of {args.repeat}), ratio of medians {e2e / fwd:.3f}, "
-              f"single-run ratios {spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s")
+        print(
+            f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, geoseg end-to-end "
+            f"{spread([e for _, e in runs])} s (medians (min..max) of {args.repeat}), ratio of medians {e2e / fwd:.3f}, "
+            f"single-run ratios {spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s"
+        )
         if precision == "fp32":
             e2e_fp32 = e2e
         else:
             e2e_bf16 = e2e
     auto_t, auto_p = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, "auto")
-    print(f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, which can keep fp32)")
+    print(
+        f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, which can keep fp32)"
+    )
 
     if not args.skip_toolbelt:
-        print(f"\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, {side}, 50 % overlap, batch 4")
+        print(
+            f"\n2) geoseg vs pytorch-toolbelt ImageSlicer/TileMerger, {side}, 50 % overlap, batch 4"
+        )
         tbs = [toolbelt(small, ckpt, tmp / "toolbelt.tif") for _ in range(3)]
         tb = statistics.median(tbs)
-        print(f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
-              f"geoseg bf16 {e2e_bf16:6.2f} s ({tb / e2e_bf16:.2f}x faster)")
+        print(
+            f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
+            f"geoseg bf16 {e2e_bf16:6.2f} s ({tb / e2e_bf16:.2f}x faster)"
+        )
 
-    print("\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap 128 px)")
+    print(
+        "\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap 128 px)"
+    )
     r_small = run_child(small, ckpt, tmp / "m_small.tif", "bf16", args.threads)
-    print(f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s")
+    print(
+        f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s"
+    )
     if not args.skip_big:
         big = make_raster(tmp / f"scene_{args.big}.tif", args.big)
         r_big = run_child(big, ckpt, tmp / "m_big.tif", "bf16", args.threads)
-        print(f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, {r_big['mpx_s']:.2f} Mpx/s, "
-              f"{r_big['tiles']} tiles; growth from {side}: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB")
+        print(
+            f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, {r_big['mpx_s']:.2f} Mpx/s, "
+            f"{r_big['tiles']} tiles; growth from {side}: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB"
+        )
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 

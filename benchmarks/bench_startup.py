@@ -30,16 +30,31 @@ SCENE = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        cmd,
+        check=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return time.perf_counter() - start
 
 
 def imported(cmd: list[str], env: dict[str, str], names: tuple[str, ...]) -> list[str]:
     """Which of ``names`` a run of ``cmd`` (a ``python -m ...`` command) imported."""
-    code = ("import runpy, sys, atexit\n"
-            f"atexit.register(lambda: print('MODULES', ' '.join(n for n in {names!r} if n in sys.modules), file=sys.stderr))\n"
-            f"sys.argv = {cmd[2:]!r}\nrunpy.run_module({cmd[2]!r}, run_name='__main__', alter_sys=True)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True)
+    code = (
+        "import runpy, sys, atexit\n"
+        f"atexit.register(lambda: print('MODULES', ' '.join(n for n in {names!r} if n in sys.modules), file=sys.stderr))\n"
+        f"sys.argv = {cmd[2:]!r}\nrunpy.run_module({cmd[2]!r}, run_name='__main__', alter_sys=True)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+    )
     line = next((ln for ln in out.stderr.splitlines() if ln.startswith("MODULES")), "MODULES")
     return line.split()[1:]
 
@@ -53,8 +68,21 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-startup-") as tmp:
-        env = {**os.environ, "GEOSEG_CACHE_DIR": str(Path(tmp, "model-cache")), "OMP_NUM_THREADS": str(args.threads)}
-        predict = [sys.executable, "-m", "geoseg", "-q", "predict", str(SCENE), str(Path(tmp, "mask.tif")), "--overwrite"]
+        env = {
+            **os.environ,
+            "GEOSEG_CACHE_DIR": str(Path(tmp, "model-cache")),
+            "OMP_NUM_THREADS": str(args.threads),
+        }
+        predict = [
+            sys.executable,
+            "-m",
+            "geoseg",
+            "-q",
+            "predict",
+            str(SCENE),
+            str(Path(tmp, "mask.tif")),
+            "--overwrite",
+        ]
         just_torch = [sys.executable, "-c", "import torch"]
         print(f"machine: {machine_facts()}")
         cold = wall(predict, env)
@@ -64,11 +92,26 @@ def main() -> None:
             torch_s.append(wall(just_torch, env))
             predict_s.append(wall(predict, env))
         ratio = statistics.median(predict_s) / statistics.median(torch_s)
-        print(f"python -c 'import torch': {spread(torch_s)} s; geoseg predict 900² (bundled model): {spread(predict_s)} s "
-              f"(medians (min..max) of {args.repeat})")
-        print(f"geoseg predict / import torch: {ratio:.2f} (single pairs {spread([p / t for p, t in zip(predict_s, torch_s, strict=True)])}; "
-              f"target <= 2.0)")
-        heavy = imported(predict, env, ("segmentation_models_pytorch", "timm", "torchvision", "torchgeo", "lightning", "torch._dynamo"))
+        print(
+            f"python -c 'import torch': {spread(torch_s)} s; geoseg predict 900² (bundled model): {spread(predict_s)} s "
+            f"(medians (min..max) of {args.repeat})"
+        )
+        print(
+            f"geoseg predict / import torch: {ratio:.2f} (single pairs {spread([p / t for p, t in zip(predict_s, torch_s, strict=True)])}; "
+            f"target <= 2.0)"
+        )
+        heavy = imported(
+            predict,
+            env,
+            (
+                "segmentation_models_pytorch",
+                "timm",
+                "torchvision",
+                "torchgeo",
+                "lightning",
+                "torch._dynamo",
+            ),
+        )
         print(f"heavy modules a cached predict imports: {', '.join(heavy) or 'none'}")
         print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 

@@ -41,20 +41,36 @@ def make_mask(path: Path, size: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     coarse = rng.normal(size=(3, size // 64 + 3, size // 64 + 3)).astype(np.float32)
     coarse = np.stack([ndimage.gaussian_filter(c, 1.5) for c in coarse])
-    coarse = (coarse - coarse.mean(axis=(1, 2), keepdims=True)) / coarse.std(axis=(1, 2), keepdims=True)
+    coarse = (coarse - coarse.mean(axis=(1, 2), keepdims=True)) / coarse.std(
+        axis=(1, 2), keepdims=True
+    )
     n_buildings = size * size // 6000
     bx, by = rng.integers(0, size, n_buildings), rng.integers(0, size, n_buildings)
     bw, bh = rng.integers(6, 30, n_buildings), rng.integers(6, 30, n_buildings)
     roads_r = np.sort(rng.choice(size, size // 600, replace=False))
     roads_c = np.sort(rng.choice(size, size // 600, replace=False))
-    profile = dict(driver="GTiff", height=size, width=size, count=1, dtype="uint8", nodata=255, crs="EPSG:32631",
-                   transform=rasterio.transform.from_origin(600000, 5800000, 0.5, 0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        height=size,
+        width=size,
+        count=1,
+        dtype="uint8",
+        nodata=255,
+        crs="EPSG:32631",
+        transform=rasterio.transform.from_origin(600000, 5800000, 0.5, 0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, size, 1024):
             h = min(1024, size - r)
             yy, xx = np.mgrid[r : r + h, 0:size].astype(np.float32) / 64
-            f = [ndimage.map_coordinates(c, [yy.ravel(), xx.ravel()], order=1).reshape(h, size) for c in coarse]
+            f = [
+                ndimage.map_coordinates(c, [yy.ravel(), xx.ravel()], order=1).reshape(h, size)
+                for c in coarse
+            ]
             m = np.zeros((h, size), np.uint8)
             m[f[0] > 0.5] = 5  # fields
             m[f[1] > 0.8] = 4  # trees
@@ -112,7 +128,13 @@ def gdal_python() -> str | None:
         if first.startswith("#!"):
             candidates.insert(1, first[2:].strip().split()[0])
     for exe in candidates:
-        if exe and subprocess.run([exe, "-c", "from osgeo import gdal"], capture_output=True).returncode == 0:
+        if (
+            exe
+            and subprocess.run(
+                [exe, "-c", "from osgeo import gdal"], capture_output=True
+            ).returncode
+            == 0
+        ):
             return exe
     return None
 
@@ -145,25 +167,42 @@ SHAPES = textwrap.dedent("""
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--keep", action="store_true", help="keep the generated files (their folder is printed)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the generated files (their folder is printed)"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="geoseg-vbench-"))
     if not args.keep:  # the rasters and outputs take hundreds of MB
         atexit.register(shutil.rmtree, tmp, True)
     gdal_cli = shutil.which("gdal_polygonize.py") or shutil.which("gdal_polygonize")
     gpy = gdal_python()
-    geoseg_cli = [sys.executable, "-m", "geoseg", "-q", "vectorize", "--keep-all", "--vector-workers", str(args.workers)]
+    geoseg_cli = [
+        sys.executable,
+        "-m",
+        "geoseg",
+        "-q",
+        "vectorize",
+        "--keep-all",
+        "--vector-workers",
+        str(args.workers),
+    ]
     print(f"{os.cpu_count()} cores, geoseg workers {args.workers}; files in {tmp}")
     for size in args.sizes:
         mask = make_mask(tmp / f"mask_{size}.tif", size)
-        print(f"\n{size}² mask ({mask.stat().st_size / 2**20:.0f} MB on disk), every class polygonized (nodata excluded)")
+        print(
+            f"\n{size}² mask ({mask.stat().st_size / 2**20:.0f} MB on disk), every class polygonized (nodata excluded)"
+        )
         results: dict[str, tuple[float, float]] = {}
         if gdal_cli:
             out = tmp / f"gdal_cli_{size}.gpkg"
-            s, m = measured([gdal_cli, "-q", str(mask), "-f", "GPKG", str(out), "polygons", "class_id"], out)
+            s, m = measured(
+                [gdal_cli, "-q", str(mask), "-f", "GPKG", str(out), "polygons", "class_id"], out
+            )
             results["gdal_polygonize.py"] = (s, m)
         if gpy:
             out = tmp / f"gdal_tx_{size}.gpkg"
@@ -186,8 +225,13 @@ def main() -> None:
                 print(f"   geoseg vs {name}: {s / g:.2f}x faster")
         print(f"   {n} polygons, geoseg {n / g:,.0f} polygons/s to GeoPackage")
         for ext in ("geojson", "fgb", "parquet"):
-            s, m = measured([*geoseg_cli, str(mask), str(tmp / f"geoseg_{size}.{ext}")], tmp / f"geoseg_{size}.{ext}")
-            print(f"   geoseg vectorize to .{ext:8s} {s:7.2f} s  {m:6.0f} MB peak  {n / s:,.0f} polygons/s")
+            s, m = measured(
+                [*geoseg_cli, str(mask), str(tmp / f"geoseg_{size}.{ext}")],
+                tmp / f"geoseg_{size}.{ext}",
+            )
+            print(
+                f"   geoseg vectorize to .{ext:8s} {s:7.2f} s  {m:6.0f} MB peak  {n / s:,.0f} polygons/s"
+            )
 
 
 if __name__ == "__main__":

@@ -70,9 +70,13 @@ _LAZY = {
     "ClassTable": "geoseg.classes",
     **dict.fromkeys(["DatasetKind", "check_dataset", "register_dataset_kind"], "geoseg.datasets"),
     **dict.fromkeys(["evaluate", "pairs_from_config"], "geoseg.evaluation"),
-    **dict.fromkeys(["PredictOptions", "predict_block", "predict_classes", "predict_raster"], "geoseg.inference"),
+    **dict.fromkeys(
+        ["PredictOptions", "predict_block", "predict_classes", "predict_raster"], "geoseg.inference"
+    ),
     **dict.fromkeys(["GeoArray", "describe_raster"], "geoseg.io"),
-    **dict.fromkeys(["ModelConfig", "build_model", "load_checkpoint", "save_checkpoint"], "geoseg.models"),
+    **dict.fromkeys(
+        ["ModelConfig", "build_model", "load_checkpoint", "save_checkpoint"], "geoseg.models"
+    ),
     "default_model": "geoseg.models.default",
     **dict.fromkeys(["load_config", "train"], "geoseg.training"),
     "vectorize_raster": "geoseg.vectorize",

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
-def lazy_attributes(package: str, where: Mapping[str, str], names: Sequence[str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+    package: str, where: Mapping[str, str], names: Sequence[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` for names that live in other modules.
 
     Args:
@@ -21,7 +23,9 @@ def lazy_attributes(package: str, where: Mapping[str, str], names: Sequence[str]
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(module, package if module.startswith(".") else None), name)
+        return getattr(
+            importlib.import_module(module, package if module.startswith(".") else None), name
+        )
 
     def __dir__() -> list[str]:
         return sorted(names)

@@ -32,9 +32,24 @@ CLASS_NAMES_TAG = "CLASS_NAMES"  # the GDAL metadata item that holds a mask's cl
 
 # A qualitative palette (distinct on satellite imagery); class i gets _PALETTE[i % len].
 _PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
-    (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
 )
 
 
@@ -64,9 +79,15 @@ def _parse_color(value: Any, where: str) -> tuple[int, int, int]:
                 return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
             except ValueError:
                 pass
-    elif isinstance(value, Sequence) and len(value) in (3, 4) and all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+    elif (
+        isinstance(value, Sequence)
+        and len(value) in (3, 4)
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in value)
+    ):
         return (int(value[0]), int(value[1]), int(value[2]))
-    raise GeosegError(f"{where}: expected a colour as '#rrggbb' or [r, g, b] in 0..255, got {value!r}")
+    raise GeosegError(
+        f"{where}: expected a colour as '#rrggbb' or [r, g, b] in 0..255, got {value!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,12 @@ class ClassTable:
     def from_names(cls, names: Iterable[str]) -> ClassTable:
         """Classes ``0..n-1`` with the given names and the default palette."""
         names = list(names)
-        return cls(tuple(ClassInfo(i, n, c) for i, (n, c) in enumerate(zip(names, default_palette(len(names)), strict=True))))
+        return cls(
+            tuple(
+                ClassInfo(i, n, c)
+                for i, (n, c) in enumerate(zip(names, default_palette(len(names)), strict=True))
+            )
+        )
 
     @classmethod
     def default(cls, n: int) -> ClassTable:
@@ -118,7 +144,9 @@ class ClassTable:
                 cid = int(item.get("id", i))
                 name = str(item["name"])
             except (KeyError, TypeError, ValueError):
-                raise GeosegError(f"{where}: expected {{'id': int, 'name': str, 'color': '#rrggbb'}}, got {item!r}") from None
+                raise GeosegError(
+                    f"{where}: expected {{'id': int, 'name': str, 'color': '#rrggbb'}}, got {item!r}"
+                ) from None
             color = _parse_color(item["color"], where) if "color" in item else palette[i]
             out.append(ClassInfo(cid, name, color))
         return cls(tuple(out))
@@ -142,7 +170,9 @@ def class_tags(table: ClassTable) -> dict[str, str]:
     return {CLASS_NAMES_TAG: table.to_json()}
 
 
-def class_table_of(tags: Mapping[str, str], colormap: Mapping[int, Sequence[int]] | None) -> ClassTable | None:
+def class_table_of(
+    tags: Mapping[str, str], colormap: Mapping[int, Sequence[int]] | None
+) -> ClassTable | None:
     """A class table from a mask's ``CLASS_NAMES`` tag, else from its colour table, else None."""
     if CLASS_NAMES_TAG in tags:
         try:
@@ -150,10 +180,20 @@ def class_table_of(tags: Mapping[str, str], colormap: Mapping[int, Sequence[int]
         except (ValueError, GeosegError):
             pass
     if colormap:
-        ids = sorted(i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0))
+        ids = sorted(
+            i for i, c in colormap.items() if i != MASK_NODATA and (len(c) < 4 or c[3] > 0)
+        )
         if ids and len(ids) < 255:
-            return ClassTable(tuple(ClassInfo(i, f"class_{i}", (int(colormap[i][0]), int(colormap[i][1]), int(colormap[i][2])))
-                                    for i in ids))
+            return ClassTable(
+                tuple(
+                    ClassInfo(
+                        i,
+                        f"class_{i}",
+                        (int(colormap[i][0]), int(colormap[i][1]), int(colormap[i][2])),
+                    )
+                    for i in ids
+                )
+            )
     return None
 
 

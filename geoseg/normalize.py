@@ -43,13 +43,23 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if self.kind not in ("none", "scale", "meanstd", "percentile"):
-            raise CheckpointError(f"normalization kind must be none, scale, meanstd or percentile, got {self.kind!r}")
-        if self.kind == "meanstd" and (len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0):
-            raise CheckpointError(f"meanstd needs one mean and one positive std per band, got mean={self.mean} std={self.std}")
+            raise CheckpointError(
+                f"normalization kind must be none, scale, meanstd or percentile, got {self.kind!r}"
+            )
+        if self.kind == "meanstd" and (
+            len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0
+        ):
+            raise CheckpointError(
+                f"meanstd needs one mean and one positive std per band, got mean={self.mean} std={self.std}"
+            )
         if self.kind == "percentile" and (len(self.low) != len(self.high) or not self.low):
-            raise CheckpointError(f"percentile needs one low and one high per band, got low={self.low} high={self.high}")
+            raise CheckpointError(
+                f"percentile needs one low and one high per band, got low={self.low} high={self.high}"
+            )
         if self.kind == "scale" and self.scale == 0:
-            raise CheckpointError("scale normalization needs a non-zero scale, e.g. 255 for 8-bit imagery")
+            raise CheckpointError(
+                "scale normalization needs a non-zero scale, e.g. 255 for 8-bit imagery"
+            )
 
     @property
     def bands(self) -> int | None:
@@ -65,7 +75,11 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalization:
-        known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        known = {
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in d.items()
+            if k in cls.__dataclass_fields__
+        }
         return cls(**known)  # type: ignore[arg-type]
 
     def apply(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -95,5 +109,7 @@ class Normalization:
 
 def _column(values: Sequence[float], bands: int) -> np.ndarray:
     if len(values) != bands:
-        raise CheckpointError(f"normalization has statistics for {len(values)} band(s) but the input has {bands}")
+        raise CheckpointError(
+            f"normalization has statistics for {len(values)} band(s) but the input has {bands}"
+        )
     return np.asarray(values, dtype=np.float32).reshape(-1, 1, 1)

@@ -29,7 +29,10 @@ def requirements(pyproject: str, extras: list[str]) -> list[str]:
             continue
         seen.add(extra)
         if extra not in optional:
-            print(f"image-requirements: extra {extra!r} is not defined in {pyproject}; skipped", file=sys.stderr)
+            print(
+                f"image-requirements: extra {extra!r} is not defined in {pyproject}; skipped",
+                file=sys.stderr,
+            )
             continue
         for req in optional[extra]:
             own = re.match(rf"\s*{re.escape(name)}\s*\[([^\]]*)\]", req, re.IGNORECASE)
@@ -37,7 +40,10 @@ def requirements(pyproject: str, extras: list[str]) -> list[str]:
                 todo.extend(e.strip() for e in own.group(1).split(","))
             else:
                 out.append(req)
-    print(f"image-requirements: extras installed: {', '.join(sorted(seen & set(optional))) or 'none'}", file=sys.stderr)
+    print(
+        f"image-requirements: extras installed: {', '.join(sorted(seen & set(optional))) or 'none'}",
+        file=sys.stderr,
+    )
     return list(dict.fromkeys(out))
 
 

@@ -27,17 +27,23 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded(self: socket.socket, address: Any) -> Any:
         host = address[0] if isinstance(address, tuple) else str(address)
-        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX):
+        if isinstance(host, str) and (
+            host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX
+        ):
             return real_connect(self, address)
         raise RuntimeError(f"tests must not use the network (tried to connect to {address!r})")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     real_getaddrinfo = socket.getaddrinfo
 
-    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:  # no name lookups either: a test stays hermetic
+    def lookup(
+        host: Any, *args: Any, **kwargs: Any
+    ) -> Any:  # no name lookups either: a test stays hermetic
         if host is None or str(host) in ("localhost", "::1") or str(host).startswith("127."):
             return real_getaddrinfo(host, *args, **kwargs)
-        raise socket.gaierror(socket.EAI_NONAME, f"tests must not use the network (tried to look up {host!r})")
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"tests must not use the network (tried to look up {host!r})"
+        )
 
     monkeypatch.setattr(socket, "getaddrinfo", lookup)
     # the Hugging Face hub retries a refused download with back-off (23 s of sleeping): tell it it is offline
@@ -65,7 +71,9 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def shared_data() -> Path:
     """The public sample data beside the repository; skips when absent (a lone clone)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared sample data not found at {SHARED_DATA} (only present beside a full checkout)")
+        pytest.skip(
+            f"shared sample data not found at {SHARED_DATA} (only present beside a full checkout)"
+        )
     return SHARED_DATA
 
 

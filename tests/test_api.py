@@ -10,8 +10,16 @@ import rasterio
 
 import geoseg
 
-PACKAGES = ["geoseg", "geoseg.io", "geoseg.datasets", "geoseg.models", "geoseg.inference", "geoseg.training",
-            "geoseg.evaluation", "geoseg.vectorize"]
+PACKAGES = [
+    "geoseg",
+    "geoseg.io",
+    "geoseg.datasets",
+    "geoseg.models",
+    "geoseg.inference",
+    "geoseg.training",
+    "geoseg.evaluation",
+    "geoseg.vectorize",
+]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -30,13 +38,21 @@ def test_top_level_names_are_the_subpackage_objects() -> None:
     from geoseg.inference.engine import predict_raster
     from geoseg.training.train import train
 
-    assert geoseg.predict_raster is predict_raster and geoseg.train is train and geoseg.evaluate is evaluate
-    assert geoseg.training.train is train and geoseg.evaluation.evaluate is evaluate  # not the modules of the same name
+    assert (
+        geoseg.predict_raster is predict_raster
+        and geoseg.train is train
+        and geoseg.evaluate is evaluate
+    )
+    assert (
+        geoseg.training.train is train and geoseg.evaluation.evaluate is evaluate
+    )  # not the modules of the same name
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = geoseg.nope
 
 
-def test_predict_raster_without_a_model_uses_the_bundled_one(make_raster, textured_rgb, tmp_path) -> None:
+def test_predict_raster_without_a_model_uses_the_bundled_one(
+    make_raster, textured_rgb, tmp_path
+) -> None:
     src = make_raster(textured_rgb(64, 80).astype(np.uint8))
     result = geoseg.predict_raster(src, tmp_path / "mask.tif", device="cpu", precision="fp32")
     with rasterio.open(result.mask) as out:

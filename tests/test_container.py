@@ -34,13 +34,19 @@ def test_recipe_runs_as_a_user_with_app_healthcheck_and_dependencies_before_code
     assert "HEALTHCHECK" in keywords
     assert ("CMD", '["geoseg", "app", "--host", "0.0.0.0", "--port", "7860"]') in steps
     copies = [args for k, args in steps if k == "COPY"]
-    assert copies[0].startswith("pyproject.toml "), "dependencies are installed from pyproject.toml alone first"
+    assert copies[0].startswith("pyproject.toml "), (
+        "dependencies are installed from pyproject.toml alone first"
+    )
     assert copies[-1].startswith(". "), "the code comes last"
     runs = [i for i, k in enumerate(keywords) if k == "RUN"]
     code = keywords.index("COPY", keywords.index("COPY") + 1)
     assert [i for i in runs if i > code] == [runs[-1]], "one RUN after the code is copied"
     env = " ".join(args for k, args in steps if k == "ENV")
-    for key in ("GDAL_DISABLE_READDIR_ON_OPEN", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS", "GEOSEG_DEFAULT_MODEL"):
+    for key in (
+        "GDAL_DISABLE_READDIR_ON_OPEN",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS",
+        "GEOSEG_DEFAULT_MODEL",
+    ):
         assert key in env
     assert "AWS_SECRET_ACCESS_KEY" not in env, "credentials are passed at run time, never baked in"
 
@@ -57,16 +63,34 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_build_context_leaves_out_local_and_generated_files() -> None:
-    patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
-    for path in (".git/config", ".venv/bin/python", "demo_output/classes.tif", "runs/x/model.safetensors",
-                 "tests/test_container.py", "geoseg/__pycache__/x.pyc", "scripts/image-check.sh", "Makefile"):
+    patterns = [
+        p for p in (REPO / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")
+    ]
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        "demo_output/classes.tif",
+        "runs/x/model.safetensors",
+        "tests/test_container.py",
+        "geoseg/__pycache__/x.pyc",
+        "scripts/image-check.sh",
+        "Makefile",
+    ):
         assert _ignored(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "geoseg/cli/__init__.py", "scripts/image-requirements.py",
-                 "sample_data/rotterdam_ps_rgb.tif", "geoseg/models/weights/dubai-landcover-unet.safetensors"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "geoseg/cli/__init__.py",
+        "scripts/image-requirements.py",
+        "sample_data/rotterdam_ps_rgb.tif",
+        "geoseg/models/weights/dubai-landcover-unet.safetensors",
+    ):
         assert not _ignored(path, patterns), path
 
 
-def test_image_requirements_expands_extras_and_skips_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_requirements_expands_extras_and_skips_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     requirements = runpy.run_path(str(REPO / "scripts" / "image-requirements.py"))["requirements"]
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
@@ -74,12 +98,20 @@ def test_image_requirements_expands_extras_and_skips_missing(tmp_path: Path, cap
         '[project.optional-dependencies]\napp = ["gradio>=4"]\n'
         'all = ["geo-seg[app, dist]", "click"]\ndist = ["dask[distributed]>=2024.1"]\n'
     )
-    assert requirements(str(pyproject), ["all", "nope"]) == ["numpy>=1.26", "click", "dask[distributed]>=2024.1", "gradio>=4"]
+    assert requirements(str(pyproject), ["all", "nope"]) == [
+        "numpy>=1.26",
+        "click",
+        "dask[distributed]>=2024.1",
+        "gradio>=4",
+    ]
     assert "extra 'nope' is not defined" in capsys.readouterr().err
     assert requirements(str(pyproject), []) == ["numpy>=1.26", "click"]
 
 
 def test_image_requirements_of_this_project_include_torch() -> None:
     requirements = runpy.run_path(str(REPO / "scripts" / "image-requirements.py"))["requirements"]
-    names = [shlex.split(r)[0].split(">")[0].split("<")[0].split("=")[0] for r in requirements(str(REPO / "pyproject.toml"), [])]
+    names = [
+        shlex.split(r)[0].split(">")[0].split("<")[0].split("=")[0]
+        for r in requirements(str(REPO / "pyproject.toml"), [])
+    ]
     assert {"torch", "torchvision", "rasterio"} <= set(names)

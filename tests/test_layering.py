@@ -13,8 +13,12 @@ import pytest
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(out.stdout.split())
 
 
@@ -49,14 +53,29 @@ def test_no_torch_import(code: str) -> None:
 
 
 def test_help_lists_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "geoseg", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "geoseg", "--help"], capture_output=True, text=True, check=True
+    )
     assert "info" in out.stdout
 
 
 @pytest.mark.parametrize("package", ["geoseg.io", "geoseg.classes", "geoseg.normalize"])
 def test_lower_layers_import_nothing_above(package: str) -> None:
     """io, classes and normalize sit at the bottom: importing them loads no other geoseg layer."""
-    loaded = _modules_after(f"import {package}; import geoseg.io.quicklook" if package == "geoseg.io" else f"import {package}")
-    above = {"geoseg.vectorize", "geoseg.datasets", "geoseg.inference", "geoseg.models", "geoseg.training",
-             "geoseg.evaluation", "geoseg.cli"}
-    assert not {m for m in loaded if m.split(".")[0] == "geoseg" and ".".join(m.split(".")[:2]) in above}
+    loaded = _modules_after(
+        f"import {package}; import geoseg.io.quicklook"
+        if package == "geoseg.io"
+        else f"import {package}"
+    )
+    above = {
+        "geoseg.vectorize",
+        "geoseg.datasets",
+        "geoseg.inference",
+        "geoseg.models",
+        "geoseg.training",
+        "geoseg.evaluation",
+        "geoseg.cli",
+    }
+    assert not {
+        m for m in loaded if m.split(".")[0] == "geoseg" and ".".join(m.split(".")[:2]) in above
+    }

@@ -29,7 +29,10 @@ def test_blocks_that_do_not_run_say_why() -> None:
 
 
 def test_blocks_are_found() -> None:
-    assert len(python_blocks("x\n```python\na = 1\n```\n```bash\nls\n```\n```python\nb = 2\n```\n")) == 2
+    assert (
+        len(python_blocks("x\n```python\na = 1\n```\n```bash\nls\n```\n```python\nb = 2\n```\n"))
+        == 2
+    )
     assert len(python_blocks((REPO / "README.md").read_text(encoding="utf-8"))) >= 2
 
 
@@ -38,8 +41,12 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     rng = np.random.default_rng(0)
     t = Affine(0.5, 0, 592_000.0, 0, -0.5, 5_747_500.0)
     y, x = np.mgrid[0:256, 0:256]
-    scene = np.stack([(np.sin(x / (9.0 + k)) + np.cos(y / 13.0)) * 900 + 2000 + rng.normal(0, 50, (256, 256))
-                      for k in range(4)]).astype(np.uint16)
+    scene = np.stack(
+        [
+            (np.sin(x / (9.0 + k)) + np.cos(y / 13.0)) * 900 + 2000 + rng.normal(0, 50, (256, 256))
+            for k in range(4)
+        ]
+    ).astype(np.uint16)
     write_raster(tmp_path / "scene.tif", scene, transform=t, crs="EPSG:32631")
     write_dubai(tmp_path / "dubai", tiles=(1, 2, 8), parts=1, size=(256, 256))
     (tmp_path / "images").mkdir()
@@ -47,11 +54,21 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     image[:, 64:128, 64:160] = 220  # two bright roofs
     image[:, 210:240, 200:250] = 220
     image[:, :, :16] = 0  # no data on the left edge
-    write_raster(tmp_path / "images" / "a.tif", image, transform=Affine(1.0, 0, 600_000.0, 0, -1.0, 5_750_000.0), nodata=0)
+    write_raster(
+        tmp_path / "images" / "a.tif",
+        image,
+        transform=Affine(1.0, 0, 600_000.0, 0, -1.0, 5_750_000.0),
+        nodata=0,
+    )
     (tmp_path / "labels").mkdir()
-    gpd.GeoDataFrame({"class": ["building", "building"]},
-                     geometry=[box(600_064, 5_749_872, 600_160, 5_749_936), box(600_200, 5_749_760, 600_250, 5_749_790)],
-                     crs="EPSG:32631").to_file(tmp_path / "labels" / "a.gpkg")
+    gpd.GeoDataFrame(
+        {"class": ["building", "building"]},
+        geometry=[
+            box(600_064, 5_749_872, 600_160, 5_749_936),
+            box(600_200, 5_749_760, 600_250, 5_749_790),
+        ],
+        crs="EPSG:32631",
+    ).to_file(tmp_path / "labels" / "a.gpkg")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme"}
     kinds = dict(DATASET_KINDS)

@@ -23,7 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.app.pipeline import SegmentResult, segment
     from geoseg.app.ui import build_app, launch_app
 
-__all__ = ["AppConfig", "ModelCatalog", "ModelEntry", "SegmentResult", "build_app", "launch_app", "segment"]
+__all__ = [
+    "AppConfig",
+    "ModelCatalog",
+    "ModelEntry",
+    "SegmentResult",
+    "build_app",
+    "launch_app",
+    "segment",
+]
 
 _WHERE = {
     "AppConfig": "config",
@@ -36,4 +44,6 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+)

@@ -44,10 +44,12 @@ class ModelEntry:
         bands = ", ".join(cfg.band_names) if cfg.band_names else f"{cfg.in_channels} band(s)"
         gsd = f"{cfg.gsd:g} m" if cfg.gsd else "not recorded"
         classes = ", ".join(cfg.classes.names)
-        return (f"**{self.name}**: {cfg.architecture} / {cfg.encoder}  \n"
-                f"classes ({cfg.num_classes}): {classes}  \n"
-                f"bands: {bands} ({cfg.band_dtype or 'any dtype'}); GSD: {gsd}  \n"
-                f"tile {cfg.tile_size} px, overlap {cfg.overlap} px, sizes in multiples of {cfg.output_stride}")
+        return (
+            f"**{self.name}**: {cfg.architecture} / {cfg.encoder}  \n"
+            f"classes ({cfg.num_classes}): {classes}  \n"
+            f"bands: {bands} ({cfg.band_dtype or 'any dtype'}); GSD: {gsd}  \n"
+            f"tile {cfg.tile_size} px, overlap {cfg.overlap} px, sizes in multiples of {cfg.output_stride}"
+        )
 
 
 def _config_of(path: Path) -> ModelConfig:
@@ -60,9 +62,13 @@ def _config_of(path: Path) -> ModelConfig:
         except GeosegError:
             raise
         except Exception as exc:  # onnx raises protobuf's own errors for a damaged file
-            raise ModelError(f"{path.name}: not a readable ONNX file ({str(exc).splitlines()[0][:120]})") from None
+            raise ModelError(
+                f"{path.name}: not a readable ONNX file ({str(exc).splitlines()[0][:120]})"
+            ) from None
         if "geoseg_config" not in meta:
-            raise ModelError(f"{path.name}: an ONNX file without geoseg metadata; export it with geoseg export")
+            raise ModelError(
+                f"{path.name}: an ONNX file without geoseg metadata; export it with geoseg export"
+            )
         return ModelConfig.from_json(meta["geoseg_config"], source=str(path))
     return read_config(path)
 
@@ -89,31 +95,50 @@ class ModelCatalog:
         if self.include_bundled:
             from geoseg.models.default import BUNDLED_MODELS, bundled_model, default_model
 
-            finds: list[Callable[[], Path | None]] = [default_model, *(partial(bundled_model, n) for n in BUNDLED_MODELS)]
+            finds: list[Callable[[], Path | None]] = [
+                default_model,
+                *(partial(bundled_model, n) for n in BUNDLED_MODELS),
+            ]
             for find in finds:
                 try:
                     path = find()
                     if path is not None and path.stem + BUNDLED_SUFFIX not in entries:
-                        entries[path.stem + BUNDLED_SUFFIX] = ModelEntry(path.stem + BUNDLED_SUFFIX, path, read_config(path))
+                        entries[path.stem + BUNDLED_SUFFIX] = ModelEntry(
+                            path.stem + BUNDLED_SUFFIX, path, read_config(path)
+                        )
                 except GeosegError as exc:
                     log.warning("bundled model not offered: %s", exc)
         if self.models_dir is not None:
             for path in sorted(self.models_dir.iterdir()):
-                if path.suffix not in CHECKPOINT_SUFFIXES or path.name.startswith(".") or not path.is_file():
+                if (
+                    path.suffix not in CHECKPOINT_SUFFIXES
+                    or path.name.startswith(".")
+                    or not path.is_file()
+                ):
                     continue
                 real = path.resolve()
-                if real.parent != self.models_dir:  # a link leading out of the folder is not offered
+                if (
+                    real.parent != self.models_dir
+                ):  # a link leading out of the folder is not offered
                     log.warning("%s points outside %s; not offered", path.name, self.models_dir)
                     continue
                 try:
-                    entries.setdefault(path.stem if path.suffix == ".safetensors" else path.name, ModelEntry(
-                        path.stem if path.suffix == ".safetensors" else path.name, real, _config_of(real)))
+                    entries.setdefault(
+                        path.stem if path.suffix == ".safetensors" else path.name,
+                        ModelEntry(
+                            path.stem if path.suffix == ".safetensors" else path.name,
+                            real,
+                            _config_of(real),
+                        ),
+                    )
                 except GeosegError as exc:
                     log.warning("%s not offered: %s", path.name, exc)
         with self._lock:
             self._entries = entries
             # a model stays loaded while its name still means the same file
-            self._loaded = {k: v for k, v in self._loaded.items() if k in entries and entries[k].path == v[0]}
+            self._loaded = {
+                k: v for k, v in self._loaded.items() if k in entries and entries[k].path == v[0]
+            }
         return list(entries)
 
     def names(self) -> list[str]:
@@ -132,8 +157,10 @@ class ModelCatalog:
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
             shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
-            raise ModelError(f"unknown model {shown!r}; expected one of: {', '.join(self._entries) or 'none (no checkpoints found)'}. "
-                             "Models are chosen by name from the server's model folder only")
+            raise ModelError(
+                f"unknown model {shown!r}; expected one of: {', '.join(self._entries) or 'none (no checkpoints found)'}. "
+                "Models are chosen by name from the server's model folder only"
+            )
         return entry
 
     def load(self, name: str) -> LoadedModel:

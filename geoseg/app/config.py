@@ -59,13 +59,17 @@ class AppConfig:
         if self.models_dir is not None:
             folder = Path(os.fspath(self.models_dir)).expanduser()
             if not folder.is_dir():
-                raise ConfigError(f"--models {folder}: expected a folder of .safetensors checkpoints, found no such folder; "
-                                  "create it or point --models elsewhere")
+                raise ConfigError(
+                    f"--models {folder}: expected a folder of .safetensors checkpoints, found no such folder; "
+                    "create it or point --models elsewhere"
+                )
             object.__setattr__(self, "models_dir", folder.resolve())
         if self.max_size_mb <= 0:
             raise ConfigError(f"max_size_mb must be > 0, got {self.max_size_mb}; e.g. 200")
         if self.concurrency < 1 or self.queue_size < 1:
-            raise ConfigError(f"concurrency and queue_size must be >= 1, got {self.concurrency} and {self.queue_size}")
+            raise ConfigError(
+                f"concurrency and queue_size must be >= 1, got {self.concurrency} and {self.queue_size}"
+            )
         if self.keep_minutes <= 0:
             raise ConfigError(f"keep_minutes must be > 0, got {self.keep_minutes}; e.g. 60")
 
@@ -77,5 +81,7 @@ class AppConfig:
         """A warning text when the app listens beyond this machine without a login, else None."""
         if is_loopback(self.host) or self.auth:
             return None
-        return (f"the app listens on {self.host}:{self.port}, reachable from other machines, and nobody has to log in; "
-                "pass --auth USER:PASSWORD, or bind 127.0.0.1 and put it behind a proxy that authenticates")
+        return (
+            f"the app listens on {self.host}:{self.port}, reachable from other machines, and nobody has to log in; "
+            "pass --auth USER:PASSWORD, or bind 127.0.0.1 and put it behind a proxy that authenticates"
+        )

@@ -83,8 +83,15 @@ def result_crs(mask: Path) -> object | None:
         return ds.crs
 
 
-def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder: Path, *,
-            shown: str | None = None, progress: Progress | None = None) -> SegmentResult:
+def segment(
+    src: str | Path,
+    model: LoadedModel,
+    options: PredictOptions,
+    folder: Path,
+    *,
+    shown: str | None = None,
+    progress: Progress | None = None,
+) -> SegmentResult:
     """Segment ``src`` with ``model`` and write every output into ``folder``.
 
     Args:
@@ -116,21 +123,31 @@ def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder
         warnings.simplefilter("always", GeosegWarning)
         try:
             report(0.02, "predicting")
-            result = predict_raster(src, files["mask"], model, options, confidence=files["confidence"], progress=on_tile)
+            result = predict_raster(
+                src, files["mask"], model, options, confidence=files["confidence"], progress=on_tile
+            )
             seconds["predict"] = time.perf_counter() - start
             report(0.82, "quicklook")
             write_quicklook(src, files["mask"], files["quicklook"], classes=model.config.classes)
             report(0.86, "polygons")
             t = time.perf_counter()
             vectorize_raster(files["mask"], files["gpkg"], confidence=files["confidence"])
-            if result_crs(files["mask"]) is not None:  # GeoJSON is lon/lat: without a CRS there is nothing to reproject
+            if (
+                result_crs(files["mask"]) is not None
+            ):  # GeoJSON is lon/lat: without a CRS there is nothing to reproject
                 vectorize_raster(files["mask"], files["geojson"], confidence=files["confidence"])
             else:
-                notes.append("no GeoJSON: the image has no CRS (GeoJSON is always lon/lat); the GeoPackage keeps pixel coordinates")
+                notes.append(
+                    "no GeoJSON: the image has no CRS (GeoJSON is always lon/lat); the GeoPackage keeps pixel coordinates"
+                )
             seconds["vectorize"] = time.perf_counter() - t
         except GeosegError as exc:
             raise type(exc)(_private(str(exc), src, folder, shown)) from None
-        notes[:0] = [_private(str(w.message), src, folder, shown) for w in seen if issubclass(w.category, GeosegWarning)]
+        notes[:0] = [
+            _private(str(w.message), src, folder, shown)
+            for w in seen
+            if issubclass(w.category, GeosegWarning)
+        ]
     report(0.95, "views")
     t = time.perf_counter()
     classes = model.config.classes
@@ -141,7 +158,9 @@ def segment(src: str | Path, model: LoadedModel, options: PredictOptions, folder
     seconds["views"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
     files = {k: p for k, p in files.items() if p.exists()}
-    summary = (f"{shown or src}: {result.width} x {result.height} px, {result.tiles_run} tiles run "
-               f"({result.tiles_skipped} without data skipped), {result.precision} on {result.device}, "
-               f"{seconds['total']:.1f} s")
+    summary = (
+        f"{shown or src}: {result.width} x {result.height} px, {result.tiles_run} tiles run "
+        f"({result.tiles_skipped} without data skipped), {result.precision} on {result.device}, "
+        f"{seconds['total']:.1f} s"
+    )
     return SegmentResult(files, areas, legend_html(areas), view, conf, seconds, summary, notes)

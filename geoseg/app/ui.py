@@ -19,7 +19,14 @@ from geoseg.app.pipeline import OUTPUT_NAMES, segment
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.errors import GeosegError, UploadError
 
-__all__ = ["API_NAME", "TABLE_HEADERS", "build_app", "import_gradio", "launch_app", "warn_if_exposed"]
+__all__ = [
+    "API_NAME",
+    "TABLE_HEADERS",
+    "build_app",
+    "import_gradio",
+    "launch_app",
+    "warn_if_exposed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,19 @@ class _Handlers:
             return f"**{exc}**", None, None
         return entry.describe(), entry.config.tile_size, entry.config.overlap
 
-    def run(self, upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap: Any, tta: str,
-            precision: str, bands: str | None, progress: Any, session: str | None = None) -> tuple[Any, ...]:
+    def run(
+        self,
+        upload: str | None,
+        url: str | None,
+        model_name: str,
+        tile_size: Any,
+        overlap: Any,
+        tta: str,
+        precision: str,
+        bands: str | None,
+        progress: Any,
+        session: str | None = None,
+    ) -> tuple[Any, ...]:
         gr = import_gradio()
 
         def report(fraction: float, text: str) -> None:
@@ -93,7 +111,9 @@ class _Handlers:
 
         made: list[Path] = []
         try:
-            return self._run(upload, url, model_name, tile_size, overlap, tta, precision, bands, report, made)
+            return self._run(
+                upload, url, model_name, tile_size, overlap, tta, precision, bands, report, made
+            )
         except GeosegError as exc:
             log.info("refused: %s", exc)
             message = str(exc)
@@ -105,25 +125,47 @@ class _Handlers:
         self._remember(session, message)
         raise gr.Error(message, duration=None, print_exception=False)
 
-    def _run(self, upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap: Any, tta: str,
-             precision: str, bands: str | None, report: Any, made: list[Path]) -> tuple[Any, ...]:
+    def _run(
+        self,
+        upload: str | None,
+        url: str | None,
+        model_name: str,
+        tile_size: Any,
+        overlap: Any,
+        tta: str,
+        precision: str,
+        bands: str | None,
+        report: Any,
+        made: list[Path],
+    ) -> tuple[Any, ...]:
         from geoseg.inference.options import PredictOptions
 
         entry = self.catalog.entry(model_name)  # refuse unknown names before touching any file
-        options = PredictOptions.parse({"tile_size": _whole(tile_size), "overlap": _overlap(overlap), "tta": tta or "none",
-                                        "precision": precision or "auto", "bands": (bands or "").strip() or None,
-                                        "device": self.config.device})
+        options = PredictOptions.parse(
+            {
+                "tile_size": _whole(tile_size),
+                "overlap": _overlap(overlap),
+                "tta": tta or "none",
+                "precision": precision or "auto",
+                "bands": (bands or "").strip() or None,
+                "device": self.config.device,
+            }
+        )
         folder = self.workspace.new_request()
         made.append(folder)
         if upload:
             shown = display_name(Path(upload).name)
-            src: str | Path = stage_upload(upload, folder, max_bytes=self.config.max_bytes, name=shown)
+            src: str | Path = stage_upload(
+                upload, folder, max_bytes=self.config.max_bytes, name=shown
+            )
         elif url and url.strip():
             src = check_url(url, allowed=self.config.allow_urls)
             shown = display_name(src.rsplit("/", 1)[-1], fallback="url")
         else:
-            raise UploadError("expected an uploaded image (GeoTIFF/COG, JPG or PNG) or an http(s):// URL of a COG, "
-                              "got neither; choose a file or paste a URL")
+            raise UploadError(
+                "expected an uploaded image (GeoTIFF/COG, JPG or PNG) or an http(s):// URL of a COG, "
+                "got neither; choose a file or paste a URL"
+            )
         check_raster_kind(src, shown)
         report(0.01, f"loading {entry.name}")
         model = self.catalog.load(entry.name)
@@ -132,15 +174,35 @@ class _Handlers:
             src.unlink(missing_ok=True)  # the upload copy is not needed any more
         conf_view = folder / "confidence_view.png"
         conf_view.write_bytes(result.confidence_view)
-        table = [[a.name, a.pixels, None if a.m2 is None else round(a.m2, 1), None if a.ha is None else round(a.ha, 4),
-                  round(100 * a.share, 2)] for a in result.areas]
+        table = [
+            [
+                a.name,
+                a.pixels,
+                None if a.m2 is None else round(a.m2, 1),
+                None if a.ha is None else round(a.ha, 4),
+                round(100 * a.share, 2),
+            ]
+            for a in result.areas
+        ]
         status = f"Done. {result.summary}" + "".join(f"  \nWarning: {w}" for w in result.warnings)
         downloads = [str(result.files[k]) for k in OUTPUT_NAMES if k in result.files]
-        return (str(result.files["quicklook"]), result.legend, str(conf_view), result.map, table, downloads, status)
+        return (
+            str(result.files["quicklook"]),
+            result.legend,
+            str(conf_view),
+            result.map,
+            table,
+            downloads,
+            status,
+        )
 
 
-def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None = None,
-              workspace: Workspace | None = None) -> Any:
+def build_app(
+    config: AppConfig | None = None,
+    *,
+    catalog: ModelCatalog | None = None,
+    workspace: Workspace | None = None,
+) -> Any:
     """The Gradio ``Blocks`` of the app, queued with ``config.concurrency`` predictions at a time.
 
     Args:
@@ -160,22 +222,44 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
     handlers = _Handlers(config, catalog, workspace)
     names = catalog.names()
     first = catalog.default_name()
-    info, tile0, overlap0 = handlers.describe(first) if first else ("**No model found.**", None, None)
+    info, tile0, overlap0 = (
+        handlers.describe(first) if first else ("**No model found.**", None, None)
+    )
     keep = int(config.keep_minutes * 60)
 
-    with gr.Blocks(title="geoseg", analytics_enabled=False, delete_cache=(max(60, keep // 10), keep)) as demo:
-        gr.Markdown("# geoseg: segment an image into a land-cover map\n"
-                    "Upload a GeoTIFF/COG, JPG or PNG (or paste the URL of a COG), pick a model and press **Segment**.")
+    with gr.Blocks(
+        title="geoseg", analytics_enabled=False, delete_cache=(max(60, keep // 10), keep)
+    ) as demo:
+        gr.Markdown(
+            "# geoseg: segment an image into a land-cover map\n"
+            "Upload a GeoTIFF/COG, JPG or PNG (or paste the URL of a COG), pick a model and press **Segment**."
+        )
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label=f"Image (GeoTIFF/COG, JPG, PNG; up to {config.max_size_mb:g} MB)", type="filepath",
-                                 elem_id="geoseg-upload")
-                url = gr.Textbox(label="…or the http(s):// URL of a COG", visible=config.allow_urls, elem_id="geoseg-url")
+                upload = gr.File(
+                    label=f"Image (GeoTIFF/COG, JPG, PNG; up to {config.max_size_mb:g} MB)",
+                    type="filepath",
+                    elem_id="geoseg-upload",
+                )
+                url = gr.Textbox(
+                    label="…or the http(s):// URL of a COG",
+                    visible=config.allow_urls,
+                    elem_id="geoseg-url",
+                )
                 model = gr.Dropdown(names, value=first, label="Model", elem_id="geoseg-model")
                 model_info = gr.Markdown(info, elem_id="geoseg-model-info")
                 with gr.Accordion("Prediction settings", open=False):
-                    tile = gr.Number(tile0, label="Tile size (px; blank: the model's)", precision=0, elem_id="geoseg-tile")
-                    overlap = gr.Number(overlap0, label="Overlap (px, or a fraction such as 0.25)", elem_id="geoseg-overlap")
+                    tile = gr.Number(
+                        tile0,
+                        label="Tile size (px; blank: the model's)",
+                        precision=0,
+                        elem_id="geoseg-tile",
+                    )
+                    overlap = gr.Number(
+                        overlap0,
+                        label="Overlap (px, or a fraction such as 0.25)",
+                        elem_id="geoseg-overlap",
+                    )
                     tta = gr.Radio(TTA_CHOICES, value="none", label="Test-time augmentation")
                     precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label="Precision")
                     bands = gr.Textbox(label="Bands in the model's order (e.g. 3,2,1; blank: all)")
@@ -183,33 +267,77 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
                 status = gr.Markdown(elem_id="geoseg-status")
             with gr.Column(scale=2):
                 with gr.Tab("Overlay"):
-                    overlay = gr.Image(label="Classes over the image", type="filepath", elem_id="geoseg-overlay",
-                                       interactive=False)
+                    overlay = gr.Image(
+                        label="Classes over the image",
+                        type="filepath",
+                        elem_id="geoseg-overlay",
+                        interactive=False,
+                    )
                     legend = gr.HTML(elem_id="geoseg-legend-box")
                 with gr.Tab("Confidence"):
-                    confidence = gr.Image(label="Confidence of the winning class (purple: unsure, yellow: sure)",
-                                          type="filepath", interactive=False, elem_id="geoseg-confidence")
+                    confidence = gr.Image(
+                        label="Confidence of the winning class (purple: unsure, yellow: sure)",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="geoseg-confidence",
+                    )
                 with gr.Tab("Map"):
                     map_view = gr.HTML(elem_id="geoseg-map-box")
-                table = gr.Dataframe(headers=TABLE_HEADERS, label="Area per class", interactive=False, elem_id="geoseg-table")
-                downloads = gr.File(label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), quicklook, confidence COG",
-                                    file_count="multiple", interactive=False, elem_id="geoseg-downloads")
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS,
+                    label="Area per class",
+                    interactive=False,
+                    elem_id="geoseg-table",
+                )
+                downloads = gr.File(
+                    label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), quicklook, confidence COG",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="geoseg-downloads",
+                )
 
         # quick events do not wait behind predictions in the queue
-        model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], api_name=False,
-                     concurrency_limit=None)
+        model.change(
+            handlers.describe,
+            inputs=model,
+            outputs=[model_info, tile, overlap],
+            api_name=False,
+            concurrency_limit=None,
+        )
 
         def on_load(current: str | None) -> Any:
             """List the model folder again, so checkpoints added since the start show up."""
             fresh = catalog.refresh()
-            return gr.Dropdown(choices=fresh, value=current if current in fresh else catalog.default_name())
+            return gr.Dropdown(
+                choices=fresh, value=current if current in fresh else catalog.default_name()
+            )
 
         demo.load(on_load, inputs=model, outputs=model, api_name=False, concurrency_limit=None)
 
-        def on_run(upload: str | None, url: str | None, model_name: str, tile_size: Any, overlap_: Any, tta_: str,
-                   precision_: str, bands_: str | None, request: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-            return handlers.run(upload, url, model_name, tile_size, overlap_, tta_, precision_, bands_, progress,
-                                session=getattr(request, "session_hash", None))
+        def on_run(
+            upload: str | None,
+            url: str | None,
+            model_name: str,
+            tile_size: Any,
+            overlap_: Any,
+            tta_: str,
+            precision_: str,
+            bands_: str | None,
+            request: Any,
+            progress: Any = gr.Progress(),  # noqa: B008
+        ) -> tuple[Any, ...]:
+            return handlers.run(
+                upload,
+                url,
+                model_name,
+                tile_size,
+                overlap_,
+                tta_,
+                precision_,
+                bands_,
+                progress,
+                session=getattr(request, "session_hash", None),
+            )
 
         def on_failure(request: Any) -> str:
             return handlers.last_error(getattr(request, "session_hash", None))
@@ -217,9 +345,14 @@ def build_app(config: AppConfig | None = None, *, catalog: ModelCatalog | None =
         # Gradio passes the request to parameters annotated with its class (annotations are text here)
         on_run.__annotations__["request"] = on_failure.__annotations__["request"] = gr.Request
 
-        event = run.click(on_run, inputs=[upload, url, model, tile, overlap, tta, precision, bands],
-                          outputs=[overlay, legend, confidence, map_view, table, downloads, status], api_name=API_NAME,
-                          concurrency_limit=config.concurrency, concurrency_id="predict")
+        event = run.click(
+            on_run,
+            inputs=[upload, url, model, tile, overlap, tta, precision, bands],
+            outputs=[overlay, legend, confidence, map_view, table, downloads, status],
+            api_name=API_NAME,
+            concurrency_limit=config.concurrency,
+            concurrency_id="predict",
+        )
         event.failure(on_failure, outputs=status, api_name=False, concurrency_limit=None)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.workspace = workspace
@@ -235,7 +368,9 @@ def warn_if_exposed(config: AppConfig) -> None:
         warnings.warn(message, ExposedWithoutAuthWarning, stacklevel=3)
 
 
-def launch_app(config: AppConfig | None = None, *, block: bool = True, warm: bool = True, quiet: bool = False) -> Any:
+def launch_app(
+    config: AppConfig | None = None, *, block: bool = True, warm: bool = True, quiet: bool = False
+) -> Any:
     """Build and serve the app; returns the ``Blocks`` (``block=False`` returns once it listens).
 
     Warns with :class:`~geoseg.app.config.ExposedWithoutAuthWarning` when it listens beyond this
@@ -246,10 +381,26 @@ def launch_app(config: AppConfig | None = None, *, block: bool = True, warm: boo
     warn_if_exposed(config)
     demo = build_app(config)
     if warm and demo.catalog.default_name():
-        threading.Thread(target=demo.catalog.load, args=(demo.catalog.default_name(),), daemon=True,
-                         name="geoseg-app-warm").start()
-    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
-    demo.launch(server_name=config.host, server_port=config.port or None, auth=list(config.auth) or None,
-                max_file_size=config.max_bytes, prevent_thread_lock=not block, quiet=quiet, show_error=False,
-                allowed_paths=[str(demo.workspace.root)], ssr_mode=False, theme=theme, footer_links=["api"])
+        threading.Thread(
+            target=demo.catalog.load,
+            args=(demo.catalog.default_name(),),
+            daemon=True,
+            name="geoseg-app-warm",
+        ).start()
+    theme = gr.themes.Default(
+        font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # no web fonts
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port or None,
+        auth=list(config.auth) or None,
+        max_file_size=config.max_bytes,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        show_error=False,
+        allowed_paths=[str(demo.workspace.root)],
+        ssr_mode=False,
+        theme=theme,
+        footer_links=["api"],
+    )
     return demo

@@ -19,7 +19,16 @@ from rasterio.enums import Resampling
 
 from geoseg.classes import MASK_NODATA, ClassTable
 
-__all__ = ["ClassArea", "Footprint", "class_areas", "confidence_png", "footprint_of", "legend_html", "map_svg", "mask_png"]
+__all__ = [
+    "ClassArea",
+    "Footprint",
+    "class_areas",
+    "confidence_png",
+    "footprint_of",
+    "legend_html",
+    "map_svg",
+    "mask_png",
+]
 
 PREVIEW = 768  # longest side of the pictures, in pixels
 
@@ -51,7 +60,9 @@ def _row_areas(ds: object, row0: int, rows: int) -> np.ndarray | float | None:
         geod = Geod(ellps="WGS84")
         out = np.empty(rows)
         for r in range(rows):
-            xs, ys = zip(*(t * (c, row0 + r + dr) for c, dr in ((0, 0), (1, 0), (1, 1), (0, 1))), strict=True)
+            xs, ys = zip(
+                *(t * (c, row0 + r + dr) for c, dr in ((0, 0), (1, 0), (1, 1), (0, 1))), strict=True
+            )
             out[r] = abs(geod.polygon_area_perimeter(xs, ys)[0])
         return out[:, None]
     unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
@@ -80,8 +91,17 @@ def class_areas(mask: str | os.PathLike[str], classes: ClassTable) -> list[Class
                 weights = np.broadcast_to(per_pixel, ids.shape).ravel()
                 areas += np.bincount(ids.ravel(), weights=weights, minlength=256)[:256]
     valid = counts[:MASK_NODATA].sum()
-    return [ClassArea(c.id, c.name, c.color, int(counts[c.id]), float(areas[c.id]) if known else None,
-                      float(counts[c.id] / valid) if valid else 0.0) for c in classes]
+    return [
+        ClassArea(
+            c.id,
+            c.name,
+            c.color,
+            int(counts[c.id]),
+            float(areas[c.id]) if known else None,
+            float(counts[c.id] / valid) if valid else 0.0,
+        )
+        for c in classes
+    ]
 
 
 def _png(rgba: np.ndarray) -> bytes:
@@ -102,14 +122,18 @@ def mask_png(mask: str | os.PathLike[str], classes: ClassTable, *, size: int = P
     from geoseg.io.open import open_raster
 
     with open_raster(mask) as ds:
-        ids = ds.read(1, out_shape=_preview_shape(ds.height, ds.width, size), resampling=Resampling.nearest)
+        ids = ds.read(
+            1, out_shape=_preview_shape(ds.height, ds.width, size), resampling=Resampling.nearest
+        )
     lut = np.zeros((256, 4), np.uint8)
     for c in classes:
         lut[c.id] = (*c.color, 255)
     return _png(lut[ids])
 
 
-def confidence_png(confidence: str | os.PathLike[str], mask: str | os.PathLike[str], *, size: int = PREVIEW) -> bytes:
+def confidence_png(
+    confidence: str | os.PathLike[str], mask: str | os.PathLike[str], *, size: int = PREVIEW
+) -> bytes:
     """The winning class's probability as a PNG: dark purple (uncertain) to yellow (sure), nodata transparent."""
     from matplotlib import colormaps
 
@@ -132,9 +156,11 @@ def legend_html(areas: list[ClassArea]) -> str:
         f"{html.escape(a.name)} <small>({a.share:.1%})</small></li>"
         for a in areas
     )
-    return (f'<div id="geoseg-legend"><b>Legend</b><ul style="list-style:none;padding:0;margin:4px 0;">{items}</ul></div>'
-            "<style>.geoseg-swatch{display:inline-block;width:14px;height:14px;margin-right:6px;border:1px solid #333;"
-            "vertical-align:middle}.geoseg-legend-item{margin:2px 0}</style>")
+    return (
+        f'<div id="geoseg-legend"><b>Legend</b><ul style="list-style:none;padding:0;margin:4px 0;">{items}</ul></div>'
+        "<style>.geoseg-swatch{display:inline-block;width:14px;height:14px;margin-right:6px;border:1px solid #333;"
+        "vertical-align:middle}.geoseg-legend-item{margin:2px 0}</style>"
+    )
 
 
 @dataclass(frozen=True)
@@ -161,8 +187,12 @@ def footprint_of(raster: str | os.PathLike[str], *, per_side: int = 8) -> Footpr
             return None
         h, w, t = ds.height, ds.width, ds.transform
         steps = np.linspace(0, 1, per_side + 1)[:-1]
-        edge = ([(s * w, 0) for s in steps] + [(w, s * h) for s in steps]
-                + [((1 - s) * w, h) for s in steps] + [(0, (1 - s) * h) for s in steps])
+        edge = (
+            [(s * w, 0) for s in steps]
+            + [(w, s * h) for s in steps]
+            + [((1 - s) * w, h) for s in steps]
+            + [(0, (1 - s) * h) for s in steps]
+        )
         xs, ys = zip(*(t * p for p in edge), strict=True)
         lons, lats = transform(ds.crs, "EPSG:4326", list(xs), list(ys))
     return Footprint(tuple(lons), tuple(lats))
@@ -180,7 +210,13 @@ def _fmt(value: float, step: float, pos: str, neg: str) -> str:
     return f"{abs(value):.{digits}f}°{pos if value >= 0 else neg}"
 
 
-def map_svg(footprint: Footprint | None, overlay: bytes | None = None, *, width: int = 560, height: int = 420) -> str:
+def map_svg(
+    footprint: Footprint | None,
+    overlay: bytes | None = None,
+    *,
+    width: int = 560,
+    height: int = 420,
+) -> str:
     """An offline map (SVG): the result placed on a lon/lat graticule, with a world inset.
 
     The overlay PNG is drawn over the footprint's bounding box (the footprint outline is exact;
@@ -188,8 +224,10 @@ def map_svg(footprint: Footprint | None, overlay: bytes | None = None, *, width:
     Without a footprint (no CRS) it says so instead of drawing a map.
     """
     if footprint is None:
-        return ('<div id="geoseg-map" style="padding:1em;border:1px dashed #999;">This image has no coordinate '
-                "reference system, so it cannot be placed on a map. Results keep its pixel grid.</div>")
+        return (
+            '<div id="geoseg-map" style="padding:1em;border:1px dashed #999;">This image has no coordinate '
+            "reference system, so it cannot be placed on a map. Results keep its pixel grid.</div>"
+        )
     west, south, east, north = footprint.bounds
     mid_lat = (south + north) / 2
     kx = max(math.cos(math.radians(mid_lat)), 0.05)  # equirectangular, true scale at the centre
@@ -202,30 +240,41 @@ def map_svg(footprint: Footprint | None, overlay: bytes | None = None, *, width:
     def px(lon: float, lat: float) -> tuple[float, float]:
         return width / 2 + (lon - cx) * kx * scale, height / 2 - (lat - cy) * scale
 
-    parts = [f'<svg id="geoseg-map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'width="100%" style="max-width:{width}px;background:#eef3f7;font:11px sans-serif;">']
+    parts = [
+        f'<svg id="geoseg-map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="100%" style="max-width:{width}px;background:#eef3f7;font:11px sans-serif;">'
+    ]
     lon_lo, lon_hi = cx - width / 2 / (kx * scale), cx + width / 2 / (kx * scale)
     lat_lo, lat_hi = cy - height / 2 / scale, cy + height / 2 / scale
     step = _nice_step(max(lon_hi - lon_lo, lat_hi - lat_lo))
     lon = math.ceil(lon_lo / step) * step
     while lon <= lon_hi:
         x, _ = px(lon, cy)
-        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#b8c4cf" stroke-width="1"/>'
-                     f'<text x="{x + 2:.1f}" y="{height - 4}" fill="#556">{_fmt(lon, step, "E", "W")}</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#b8c4cf" stroke-width="1"/>'
+            f'<text x="{x + 2:.1f}" y="{height - 4}" fill="#556">{_fmt(lon, step, "E", "W")}</text>'
+        )
         lon += step
     lat = math.ceil(lat_lo / step) * step
     while lat <= lat_hi:
         _, y = px(cx, lat)
-        parts.append(f'<line x1="0" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#b8c4cf" stroke-width="1"/>'
-                     f'<text x="3" y="{y - 3:.1f}" fill="#556">{_fmt(lat, step, "N", "S")}</text>')
+        parts.append(
+            f'<line x1="0" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#b8c4cf" stroke-width="1"/>'
+            f'<text x="3" y="{y - 3:.1f}" fill="#556">{_fmt(lat, step, "N", "S")}</text>'
+        )
         lat += step
     if overlay is not None:
         x0, y0 = px(west, north)
         x1, y1 = px(east, south)
         data = base64.b64encode(overlay).decode("ascii")
-        parts.append(f'<image x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" opacity="0.85" '
-                     f'preserveAspectRatio="none" href="data:image/png;base64,{data}"/>')
-    outline = " ".join(f"{x:.1f},{y:.1f}" for x, y in (px(a, b) for a, b in zip(footprint.lons, footprint.lats, strict=True)))
+        parts.append(
+            f'<image x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" opacity="0.85" '
+            f'preserveAspectRatio="none" href="data:image/png;base64,{data}"/>'
+        )
+    outline = " ".join(
+        f"{x:.1f},{y:.1f}"
+        for x, y in (px(a, b) for a, b in zip(footprint.lons, footprint.lats, strict=True))
+    )
     parts.append(f'<polygon points="{outline}" fill="none" stroke="#d62728" stroke-width="2"/>')
     # world inset: where on Earth this is
     iw, ih = 120, 60
@@ -239,6 +288,8 @@ def map_svg(footprint: Footprint | None, overlay: bytes | None = None, *, width:
         gy = iy + (90 - g) / 180 * ih
         parts.append(f'<line x1="{ix}" y1="{gy:.1f}" x2="{ix + iw}" y2="{gy:.1f}" stroke="#dde"/>')
     parts.append(f'<circle cx="{dot_x:.1f}" cy="{dot_y:.1f}" r="3" fill="#d62728"/>')
-    parts.append(f'<text x="6" y="14" fill="#223">centre {_fmt(cy, 1e-4, "N", "S")}, {_fmt(cx, 1e-4, "E", "W")} '
-                 "(WGS 84; no basemap offline)</text></svg>")
+    parts.append(
+        f'<text x="6" y="14" fill="#223">centre {_fmt(cy, 1e-4, "N", "S")}, {_fmt(cx, 1e-4, "E", "W")} '
+        "(WGS 84; no basemap offline)</text></svg>"
+    )
     return "".join(parts)

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 
 from geoseg.errors import UploadError
 
-__all__ = ["ACCEPTED_DRIVERS", "Workspace", "check_raster_kind", "check_url", "display_name", "stage_upload"]
+__all__ = [
+    "ACCEPTED_DRIVERS",
+    "Workspace",
+    "check_raster_kind",
+    "check_url",
+    "display_name",
+    "stage_upload",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,9 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def stage_upload(upload: str | os.PathLike[str], folder: Path, *, max_bytes: int, name: str | None = None) -> Path:
+def stage_upload(
+    upload: str | os.PathLike[str], folder: Path, *, max_bytes: int, name: str | None = None
+) -> Path:
     """Put an uploaded file into ``folder`` under a fixed name, after checking its size.
 
     Args:
@@ -113,10 +122,14 @@ def stage_upload(upload: str | os.PathLike[str], folder: Path, *, max_bytes: int
     try:
         size = src.stat().st_size
     except OSError:
-        raise UploadError(f"{shown}: expected an uploaded file, found nothing; upload it again") from None
+        raise UploadError(
+            f"{shown}: expected an uploaded file, found nothing; upload it again"
+        ) from None
     if size > max_bytes:
-        raise UploadError(f"{shown}: {size / 1e6:.1f} MB is over this server's upload limit of {max_bytes / 1e6:g} MB; "
-                          "crop or compress it (e.g. gdal_translate -srcwin), or pass a COG URL instead")
+        raise UploadError(
+            f"{shown}: {size / 1e6:.1f} MB is over this server's upload limit of {max_bytes / 1e6:g} MB; "
+            "crop or compress it (e.g. gdal_translate -srcwin), or pass a COG URL instead"
+        )
     dst = folder / ("input" + _SUFFIXES.get(Path(shown).suffix.lower(), ".dat"))
     try:
         os.link(src, dst)  # same file system: no copy
@@ -133,11 +146,15 @@ def check_url(url: str, *, allowed: bool = True) -> str:
     """
     text = url.strip()
     if not allowed:
-        raise UploadError("this server does not read URLs; expected an uploaded file. Download the COG and upload it")
+        raise UploadError(
+            "this server does not read URLs; expected an uploaded file. Download the COG and upload it"
+        )
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         shown = text if len(text) <= 100 else text[:100] + "..."
-        raise UploadError(f"expected an http:// or https:// URL of a COG, got {shown!r}; paste the full URL")
+        raise UploadError(
+            f"expected an http:// or https:// URL of a COG, got {shown!r}; paste the full URL"
+        )
     return text
 
 
@@ -157,6 +174,8 @@ def check_raster_kind(path: str | os.PathLike[str], shown: str) -> str:
     except RasterOpenError as exc:
         raise RasterOpenError(str(exc).replace(str(path), shown)) from None
     if driver not in ACCEPTED_DRIVERS:
-        raise UploadError(f"{shown}: expected a GeoTIFF/COG, JPEG or PNG image, found a {driver} file; "
-                          "convert it with gdal_translate -of COG")
+        raise UploadError(
+            f"{shown}: expected a GeoTIFF/COG, JPEG or PNG image, found a {driver} file; "
+            "convert it with gdal_translate -of COG"
+        )
     return driver

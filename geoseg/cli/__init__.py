@@ -60,7 +60,11 @@ class GeosegGroup(click.Group):
             click.secho(f"Error: {exc}", err=True, fg="red")
             sys.exit(1)
         except KeyboardInterrupt as exc:
-            click.secho(f"Interrupted: {str(exc) or 'nothing was written under the output names.'}", err=True, fg="yellow")
+            click.secho(
+                f"Interrupted: {str(exc) or 'nothing was written under the output names.'}",
+                err=True,
+                fg="yellow",
+            )
             sys.exit(130)
         except Exception as exc:
             if verbose:
@@ -74,22 +78,32 @@ class GeosegGroup(click.Group):
             sys.exit(2)
 
 
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     if issubclass(category, GeosegWarning):
         click.secho(f"Warning: {message}", err=True, fg="yellow")
     else:
-        logging.getLogger("py.warnings").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+        logging.getLogger("py.warnings").debug(
+            "%s:%s: %s: %s", filename, lineno, category.__name__, message
+        )
 
 
 @click.group(cls=GeosegGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="geoseg")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); show tracebacks.")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-vv for debug); show tracebacks."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Segment satellite and aerial imagery into GIS-ready rasters and polygons."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("geoseg").setLevel(level)
     warnings.showwarning = _show_warning
     ctx.ensure_object(dict)
@@ -105,5 +119,7 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)  # `kill` cleans up like Ctrl-C: temporary files are removed
+    signal.signal(
+        signal.SIGTERM, _terminate
+    )  # `kill` cleans up like Ctrl-C: temporary files are removed
     cli(prog_name="geoseg")

@@ -7,33 +7,92 @@ from pathlib import Path
 import click
 
 
-def _parse_auth(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _parse_auth(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
     pairs = []
     for text in value:
         user, sep, password = text.partition(":")
         if not sep or not user or not password:
-            raise click.BadParameter("expected USER:PASSWORD, e.g. --auth alice:s3cret (or set GEOSEG_APP_AUTH)")
+            raise click.BadParameter(
+                "expected USER:PASSWORD, e.g. --auth alice:s3cret (or set GEOSEG_APP_AUTH)"
+            )
         pairs.append((user, password))
     return tuple(pairs)
 
 
 @click.command(short_help="Serve the web app: upload an image, get a map back.")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of .safetensors checkpoints to offer besides the bundled model.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 0.0.0.0 exposes the app to the network.")
-@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free port).")
-@click.option("--max-size-mb", default=200.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Largest upload accepted.")
-@click.option("--auth", multiple=True, callback=_parse_auth, metavar="USER:PASSWORD", envvar="GEOSEG_APP_AUTH",
-              help="Require this login (repeatable); GEOSEG_APP_AUTH keeps it off the command line.")
-@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Predictions running at once; others queue.")
-@click.option("--queue-size", default=16, show_default=True, type=click.IntRange(min=1), help="Requests that may wait in the queue.")
-@click.option("--keep-minutes", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Remove each request's upload and results this long after it ran.")
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of .safetensors checkpoints to offer besides the bundled model.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes the app to the network.",
+)
+@click.option(
+    "--port",
+    default=7860,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option(
+    "--max-size-mb",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest upload accepted.",
+)
+@click.option(
+    "--auth",
+    multiple=True,
+    callback=_parse_auth,
+    metavar="USER:PASSWORD",
+    envvar="GEOSEG_APP_AUTH",
+    help="Require this login (repeatable); GEOSEG_APP_AUTH keeps it off the command line.",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Predictions running at once; others queue.",
+)
+@click.option(
+    "--queue-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests that may wait in the queue.",
+)
+@click.option(
+    "--keep-minutes",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Remove each request's upload and results this long after it ran.",
+)
 @click.option("--no-urls", is_flag=True, help="Accept uploads only, not http(s):// URLs.")
 @click.option("--no-bundled", is_flag=True, help="Offer only the checkpoints in --models.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def app(models_dir: Path | None, host: str, port: int, max_size_mb: float, auth: tuple[tuple[str, str], ...], concurrency: int,
-        queue_size: int, keep_minutes: float, no_urls: bool, no_bundled: bool, device: str) -> None:
+def app(
+    models_dir: Path | None,
+    host: str,
+    port: int,
+    max_size_mb: float,
+    auth: tuple[tuple[str, str], ...],
+    concurrency: int,
+    queue_size: int,
+    keep_minutes: float,
+    no_urls: bool,
+    no_bundled: bool,
+    device: str,
+) -> None:
     """Serve the geoseg web app (needs the `app` extra: pip install 'geoseg[app]').
 
     It listens on 127.0.0.1 by default; the page and its API (gradio_client, endpoint /segment)
@@ -47,7 +106,17 @@ def app(models_dir: Path | None, host: str, port: int, max_size_mb: float, auth:
         import_gradio()
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None
-    config = AppConfig(models_dir=models_dir, include_bundled=not no_bundled, host=host, port=port, max_size_mb=max_size_mb,
-                       auth=auth, concurrency=concurrency, queue_size=queue_size, keep_minutes=keep_minutes,
-                       allow_urls=not no_urls, device=device)
+    config = AppConfig(
+        models_dir=models_dir,
+        include_bundled=not no_bundled,
+        host=host,
+        port=port,
+        max_size_mb=max_size_mb,
+        auth=auth,
+        concurrency=concurrency,
+        queue_size=queue_size,
+        keep_minutes=keep_minutes,
+        allow_urls=not no_urls,
+        device=device,
+    )
     launch_app(config)

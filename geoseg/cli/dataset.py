@@ -14,19 +14,35 @@ class KindChoice(click.ParamType):
 
     name = "kind"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
         from geoseg.datasets.kinds import DATASET_KINDS, kind_names
 
         if value not in DATASET_KINDS:
-            self.fail(f"{value!r} is not a dataset kind; expected one of {', '.join(kind_names())}", param, ctx)
+            self.fail(
+                f"{value!r} is not a dataset kind; expected one of {', '.join(kind_names())}",
+                param,
+                ctx,
+            )
         return str(value)
 
 
-_kind = click.option("--kind", required=True, type=KindChoice(),
-                     help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with geoseg.datasets.register_dataset_kind.")
-_images = click.option("--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff).")
-_product = click.option("--product", default="SAR-Intensity", show_default=True,
-                        help="SpaceNet 6 product(s), e.g. SAR-Intensity or SAR-Intensity+PS-RGB.")
+_kind = click.option(
+    "--kind",
+    required=True,
+    type=KindChoice(),
+    help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with geoseg.datasets.register_dataset_kind.",
+)
+_images = click.option(
+    "--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff)."
+)
+_product = click.option(
+    "--product",
+    default="SAR-Intensity",
+    show_default=True,
+    help="SpaceNet 6 product(s), e.g. SAR-Intensity or SAR-Intensity+PS-RGB.",
+)
 
 
 @click.group(short_help="Check a dataset or compute its band statistics.")
@@ -34,21 +50,46 @@ def dataset() -> None:
     """Inspect datasets: `check` reports what is there, `stats` computes per-band statistics."""
 
 
-@dataset.command(short_help="Report files, CRS/resolution mismatches, nodata and class frequencies.")
+@dataset.command(
+    short_help="Report files, CRS/resolution mismatches, nodata and class frequencies."
+)
 @click.argument("path", type=click.Path())
 @_kind
 @_images
-@click.option("--labels", default="labels/*.tif", show_default=True, help="Label glob under PATH (geotiff).")
+@click.option(
+    "--labels", default="labels/*.tif", show_default=True, help="Label glob under PATH (geotiff)."
+)
 @_product
-@click.option("--on-error", default="stop", show_default=True, type=click.Choice(["stop", "skip"]),
-              help="On an unreadable file: stop, or list it and carry on.")
+@click.option(
+    "--on-error",
+    default="stop",
+    show_default=True,
+    type=click.Choice(["stop", "skip"]),
+    help="On an unreadable file: stop, or list it and carry on.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def check(ctx: click.Context, path: str, kind: str, images: str, labels: str, product: str, on_error: str, as_json: bool) -> None:
+def check(
+    ctx: click.Context,
+    path: str,
+    kind: str,
+    images: str,
+    labels: str,
+    product: str,
+    on_error: str,
+    as_json: bool,
+) -> None:
     """Read every file of the dataset at PATH once and report what training would meet."""
     from geoseg.datasets.check import check_dataset
 
-    report = check_dataset(path, kind, images=images, labels=labels, product=product, on_error="skip" if on_error == "skip" else "stop")
+    report = check_dataset(
+        path,
+        kind,
+        images=images,
+        labels=labels,
+        product=product,
+        on_error="skip" if on_error == "skip" else "stop",
+    )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
     if report.unreadable or report.problems:
         ctx.exit(1 if report.unreadable else 0)
@@ -59,10 +100,24 @@ def check(ctx: click.Context, path: str, kind: str, images: str, labels: str, pr
 @_kind
 @_images
 @_product
-@click.option("--sar-db/--no-sar-db", default=None, help="Convert to dB first [default: yes for SAR-Intensity].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
+@click.option(
+    "--sar-db/--no-sar-db",
+    default=None,
+    help="Convert to dB first [default: yes for SAR-Intensity].",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write the statistics as JSON here."
+)
 @click.pass_context
-def stats(ctx: click.Context, path: str, kind: str, images: str, product: str, sar_db: bool | None, output: str | None) -> None:
+def stats(
+    ctx: click.Context,
+    path: str,
+    kind: str,
+    images: str,
+    product: str,
+    sar_db: bool | None,
+    output: str | None,
+) -> None:
     """Streaming per-band statistics over every valid pixel of the dataset at PATH."""
     from geoseg.datasets.check import dataset_stats
 

@@ -14,18 +14,56 @@ from geoseg.cli.options import (
 )
 
 
-@click.command(short_help="Where a model fails: error maps, uncertainty, per-cell metrics, calibration.")
+@click.command(
+    short_help="Where a model fails: error maps, uncertainty, per-cell metrics, calibration."
+)
 @labelled_data_options
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for every output and index.md.")
-@click.option("--cell", type=click.IntRange(min=8), default=256, show_default=True, help="Per-cell metric grid size in pixels.")
-@click.option("--worst", type=click.IntRange(min=0), default=8, show_default=True, help="Panels for this many worst cells.")
-@click.option("--bins", type=click.IntRange(min=2), default=15, show_default=True, help="Confidence bins for the ECE.")
-@click.option("--fit-temperature", is_flag=True, help="Fit a temperature and write OUTPUT/model-calibrated.safetensors.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for every output and index.md.",
+)
+@click.option(
+    "--cell",
+    type=click.IntRange(min=8),
+    default=256,
+    show_default=True,
+    help="Per-cell metric grid size in pixels.",
+)
+@click.option(
+    "--worst",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Panels for this many worst cells.",
+)
+@click.option(
+    "--bins",
+    type=click.IntRange(min=2),
+    default=15,
+    show_default=True,
+    help="Confidence bins for the ECE.",
+)
+@click.option(
+    "--fit-temperature",
+    is_flag=True,
+    help="Fit a temperature and write OUTPUT/model-calibrated.safetensors.",
+)
 @predict_options
 @overwrite_option
 @click.pass_context
-def diagnose(ctx: click.Context, output: str, cell: int, worst: int, bins: int, fit_temperature: bool,
-             overwrite: bool, **params: object) -> None:
+def diagnose(
+    ctx: click.Context,
+    output: str,
+    cell: int,
+    worst: int,
+    bins: int,
+    fit_temperature: bool,
+    overwrite: bool,
+    **params: object,
+) -> None:
     """Run CKPT (default: the bundled model) over images with labels and write, into OUTPUT:
     per image an error-map COG (true -> predicted, legend in QGIS), entropy and margin COGs and the
     prediction; per-cell metrics (cells.gpkg, cells.csv); a reliability diagram and ECE; panels of
@@ -38,11 +76,29 @@ def diagnose(ctx: click.Context, output: str, cell: int, worst: int, bins: int, 
     from tqdm import tqdm
 
     bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(model, pairs, output, options, cell=cell, worst=worst, bins=bins,
-                 temperature=fit_temperature, overwrite=overwrite, progress=lambda done, total: bar.update(done - bar.n))
+    result = run(
+        model,
+        pairs,
+        output,
+        options,
+        cell=cell,
+        worst=worst,
+        bins=bins,
+        temperature=fit_temperature,
+        overwrite=overwrite,
+        progress=lambda done, total: bar.update(done - bar.n),
+    )
     bar.close()
     click.echo(result.report.table())
-    click.echo(f"ECE {result.ece:.4f}" + (f"; temperature {result.temperature:.3f} -> ECE {result.ece_tempered:.4f}"
-                                          if result.temperature is not None else ""))
+    click.echo(
+        f"ECE {result.ece:.4f}"
+        + (
+            f"; temperature {result.temperature:.3f} -> ECE {result.ece_tempered:.4f}"
+            if result.temperature is not None
+            else ""
+        )
+    )
     if not is_quiet(ctx):
-        click.echo(f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell panels)")
+        click.echo(
+            f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell panels)"
+        )

@@ -15,10 +15,18 @@ from geoseg.cli.options import (
 
 @click.command(short_help="Score a model on held-out images (IoU, F1, SpaceNet metric).")
 @labelled_data_options
-@click.option("-o", "--output", type=click.Path(file_okay=False),
-              help="Write metrics.json, confusion.png and quicklooks/ (truth beside prediction) here.")
-@click.option("--quicklooks/--no-quicklooks", default=True, show_default=True,
-              help="With -o, draw each image with its ground truth beside the prediction.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write metrics.json, confusion.png and quicklooks/ (truth beside prediction) here.",
+)
+@click.option(
+    "--quicklooks/--no-quicklooks",
+    default=True,
+    show_default=True,
+    help="With -o, draw each image with its ground truth beside the prediction.",
+)
 @predict_options
 @click.pass_context
 def evaluate(ctx: click.Context, output: str | None, quicklooks: bool, **params: object) -> None:
@@ -33,10 +41,20 @@ def evaluate(ctx: click.Context, output: str | None, quicklooks: bool, **params:
     from tqdm import tqdm
 
     bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(model, pairs, options, out_dir=output, quicklooks=quicklooks,
-                 progress=lambda done, total: bar.update(done - bar.n))
+    result = run(
+        model,
+        pairs,
+        options,
+        out_dir=output,
+        quicklooks=quicklooks,
+        progress=lambda done, total: bar.update(done - bar.n),
+    )
     bar.close()
     click.echo(result.table())
     if output and not is_quiet(ctx):
-        extra = f" and {len(pairs)} image(s) with truth beside prediction in {output}/quicklooks/" if quicklooks else ""
+        extra = (
+            f" and {len(pairs)} image(s) with truth beside prediction in {output}/quicklooks/"
+            if quicklooks
+            else ""
+        )
         click.echo(f"wrote {output}/metrics.json, {output}/confusion.png{extra}")

@@ -9,19 +9,53 @@ import click
 from geoseg.cli.options import is_quiet, overwrite_option
 
 
-@click.command(short_help="Export a model to ONNX (onnxruntime, Netron, QGIS Deepness) or TorchScript.")
+@click.command(
+    short_help="Export a model to ONNX (onnxruntime, Netron, QGIS Deepness) or TorchScript."
+)
 @click.argument("model", metavar="MODEL")
 @click.argument("dst", type=click.Path(dir_okay=False), metavar="OUT.onnx|OUT.pt")
-@click.option("--deepness/--no-deepness", default=True, show_default=True,
-              help="With .onnx, also write OUT.deepness.onnx: a fixed square tile for QGIS Deepness.")
-@click.option("--tile-size", type=click.IntRange(min=1), help="Fixed tile edge of the Deepness variant and of the check [default: the model's].")
-@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset (>= 17).")
-@click.option("--check-raster", type=click.Path(), help="Raster whose top-left tile drives the parity check [default: the sample scene, else synthetic].")
-@click.option("--resolution", "resolution_cm", type=float, help="Ground resolution in cm/px for Deepness [default: the model's GSD].")
+@click.option(
+    "--deepness/--no-deepness",
+    default=True,
+    show_default=True,
+    help="With .onnx, also write OUT.deepness.onnx: a fixed square tile for QGIS Deepness.",
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=1),
+    help="Fixed tile edge of the Deepness variant and of the check [default: the model's].",
+)
+@click.option(
+    "--opset",
+    type=click.IntRange(min=17),
+    default=17,
+    show_default=True,
+    help="ONNX opset (>= 17).",
+)
+@click.option(
+    "--check-raster",
+    type=click.Path(),
+    help="Raster whose top-left tile drives the parity check [default: the sample scene, else synthetic].",
+)
+@click.option(
+    "--resolution",
+    "resolution_cm",
+    type=float,
+    help="Ground resolution in cm/px for Deepness [default: the model's GSD].",
+)
 @overwrite_option
 @click.pass_context
-def export(ctx: click.Context, model: str, dst: str, deepness: bool, tile_size: int | None, opset: int, check_raster: str | None,
-           resolution_cm: float | None, overwrite: bool) -> None:
+def export(
+    ctx: click.Context,
+    model: str,
+    dst: str,
+    deepness: bool,
+    tile_size: int | None,
+    opset: int,
+    check_raster: str | None,
+    resolution_cm: float | None,
+    overwrite: bool,
+) -> None:
     """Export MODEL (a .safetensors checkpoint, or "default" for the bundled model) to DST.
 
     A .onnx DST gets dynamic batch, height and width, the geoseg config and the metadata QGIS
@@ -45,20 +79,40 @@ def export(ctx: click.Context, model: str, dst: str, deepness: bool, tile_size: 
     if suffix == ".pt":
         from geoseg.export.torchscript import export_torchscript
 
-        parity = export_torchscript(model, dst, tile_size=tile_size, check_raster=check_raster, overwrite=overwrite)
+        parity = export_torchscript(
+            model, dst, tile_size=tile_size, check_raster=check_raster, overwrite=overwrite
+        )
         if not quiet:
-            click.echo(f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}")
+            click.echo(
+                f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}"
+            )
         return
     if suffix != ".onnx":
-        raise ExportError(f"{dst}: unknown export format {suffix or '(none)'}; expected OUT.onnx or OUT.pt")
+        raise ExportError(
+            f"{dst}: unknown export format {suffix or '(none)'}; expected OUT.onnx or OUT.pt"
+        )
     from geoseg.export.onnx import export_onnx
 
     fixed = Path(dst).with_suffix(".deepness.onnx") if deepness else None
-    result = export_onnx(model, dst, fixed=fixed, tile_size=tile_size, opset=opset, check_raster=check_raster,
-                         resolution_cm=resolution_cm, overwrite=overwrite)
+    result = export_onnx(
+        model,
+        dst,
+        fixed=fixed,
+        tile_size=tile_size,
+        opset=opset,
+        check_raster=check_raster,
+        resolution_cm=resolution_cm,
+        overwrite=overwrite,
+    )
     if not quiet:
         for path, parity in result.parity.items():
-            kind = f"fixed {result.tile_size} px tiles (QGIS Deepness)" if fixed is not None and path == str(fixed) else "dynamic batch/height/width"
-            click.echo(f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement {parity.agreement:.4%}, "
-                       f"max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}")
+            kind = (
+                f"fixed {result.tile_size} px tiles (QGIS Deepness)"
+                if fixed is not None and path == str(fixed)
+                else "dynamic batch/height/width"
+            )
+            click.echo(
+                f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement {parity.agreement:.4%}, "
+                f"max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}"
+            )
         click.echo(f"run it with: geoseg predict SCENE OUT.tif --model {dst}")

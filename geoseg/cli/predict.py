@@ -11,18 +11,48 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
 
 @click.command(short_help="Segment a raster into a class-mask COG.")
 @click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
-@click.option("--model", "model_path", type=click.Path(), help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by onnxruntime), or a bundled model by name: quality (the default) or fast.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by onnxruntime), or a bundled model by name: quality (the default) or fast.",
+)
 @predict_options
-@click.option("--probabilities", type=click.Path(dir_okay=False), help="Also write per-class probabilities (uint8 0-255) here.")
-@click.option("--confidence", type=click.Path(dir_okay=False), help="Also write the winning class's probability (uint8) here.")
-@click.option("--vector", type=click.Path(dir_okay=False), help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
-@click.option("--quicklook", type=click.Path(dir_okay=False), help="Also write a PNG: the image with the classes overlaid and a legend.")
+@click.option(
+    "--probabilities",
+    type=click.Path(dir_okay=False),
+    help="Also write per-class probabilities (uint8 0-255) here.",
+)
+@click.option(
+    "--confidence",
+    type=click.Path(dir_okay=False),
+    help="Also write the winning class's probability (uint8) here.",
+)
+@click.option(
+    "--vector",
+    type=click.Path(dir_okay=False),
+    help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.",
+)
+@click.option(
+    "--quicklook",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG: the image with the classes overlaid and a legend.",
+)
 @vector_options
 @scale_options
 @overwrite_option
 @click.pass_context
-def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, probabilities: str | None, confidence: str | None,
-            vector: str | None, quicklook: str | None, overwrite: bool, **params: object) -> None:
+def predict(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    model_path: str | None,
+    probabilities: str | None,
+    confidence: str | None,
+    vector: str | None,
+    quicklook: str | None,
+    overwrite: bool,
+    **params: object,
+) -> None:
     """Segment SRC (a GeoTIFF/COG path, http(s):// or s3:// URL) into the class mask DST.
 
     DST is a Cloud-Optimized GeoTIFF on the same grid as SRC: uint8 class ids, 255 where SRC has
@@ -33,10 +63,23 @@ def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, 
     --scheduler local:N or tcp://host:port runs on Dask (one raster: blocks across the workers).
     """
     if len(paths) < 2:
-        raise click.UsageError("expected SRC DST, or several inputs and an output folder: SRC... DIR")
+        raise click.UsageError(
+            "expected SRC DST, or several inputs and an output folder: SRC... DIR"
+        )
     *sources, dst = paths
     if is_many(sources, dst, params):
-        run_many(ctx, sources, dst, model_path, probabilities, confidence, vector, quicklook, overwrite, params)
+        run_many(
+            ctx,
+            sources,
+            dst,
+            model_path,
+            probabilities,
+            confidence,
+            vector,
+            quicklook,
+            overwrite,
+            params,
+        )
         return
     src = sources[0]
     import time
@@ -52,13 +95,22 @@ def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, 
     def step(done: int, total: int, megapixels: float) -> None:
         bar.total = total
         bar.update(done - bar.n)
-        bar.set_postfix_str(f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
+        bar.set_postfix_str(
+            f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s"
+        )
 
     from geoseg.io.atomic import check_paths
 
-    check_paths({"SRC": src, "--model": model_path},  # before anything runs, whatever --overwrite says
-                {"DST": dst, "--probabilities": probabilities, "--confidence": confidence, "--vector": vector,
-                 "--quicklook": quicklook})
+    check_paths(
+        {"SRC": src, "--model": model_path},  # before anything runs, whatever --overwrite says
+        {
+            "DST": dst,
+            "--probabilities": probabilities,
+            "--confidence": confidence,
+            "--vector": vector,
+            "--quicklook": quicklook,
+        },
+    )
     if quicklook is not None:
         from geoseg.io.writer import check_destination
 
@@ -70,8 +122,16 @@ def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, 
         check_destination(vector, overwrite=overwrite)  # fail before the model runs, not after
         format_of(vector)
     try:
-        result = predict_raster(src, dst, model_path, options, probabilities=probabilities, confidence=confidence,
-                                overwrite=overwrite, progress=step)
+        result = predict_raster(
+            src,
+            dst,
+            model_path,
+            options,
+            probabilities=probabilities,
+            confidence=confidence,
+            overwrite=overwrite,
+            progress=step,
+        )
     finally:
         bar.close()
     if not is_quiet(ctx):
@@ -90,7 +150,12 @@ def predict(ctx: click.Context, paths: tuple[str, ...], model_path: str | None, 
     if vector is not None:
         from geoseg.vectorize import vectorize_raster
 
-        vres = vectorize_raster(dst, vector, confidence=confidence or probabilities, overwrite=overwrite,
-                                **vector_kwargs(params))
+        vres = vectorize_raster(
+            dst,
+            vector,
+            confidence=confidence or probabilities,
+            overwrite=overwrite,
+            **vector_kwargs(params),
+        )
         if not is_quiet(ctx):
             click.echo(f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")

@@ -16,10 +16,18 @@ _PATTERN = ("*", "?", "[")
 
 def scale_options(f: F) -> F:
     """``--scheduler`` and ``--retries``."""
-    f = click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
-                     help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun anyway).")(f)
-    return click.option("--scheduler", metavar="local[:N]|tcp://HOST:PORT",
-                        help="Run on Dask: a local cluster of N worker processes, or a running scheduler.")(f)
+    f = click.option(
+        "--retries",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun anyway).",
+    )(f)
+    return click.option(
+        "--scheduler",
+        metavar="local[:N]|tcp://HOST:PORT",
+        help="Run on Dask: a local cluster of N worker processes, or a running scheduler.",
+    )(f)
 
 
 def quiet_dask(ctx: click.Context) -> None:
@@ -47,12 +55,28 @@ def is_many(sources: list[str], dst: str, params: dict[str, Any]) -> bool:
 
     one = sources[0]
     pattern = one.startswith("@") or any(ch in one for ch in _PATTERN) or os.path.isdir(one)
-    return bool(len(sources) > 1 or pattern or params.get("scheduler") or _is_folder(dst)
-                or one.startswith("s3://") or dst.startswith("s3://"))
+    return bool(
+        len(sources) > 1
+        or pattern
+        or params.get("scheduler")
+        or _is_folder(dst)
+        or one.startswith("s3://")
+        or dst.startswith("s3://")
+    )
 
 
-def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None, probabilities: str | None,
-             confidence: str | None, vector: str | None, quicklook: str | None, overwrite: bool, params: dict[str, Any]) -> None:
+def run_many(
+    ctx: click.Context,
+    sources: list[str],
+    dst: str,
+    model: str | None,
+    probabilities: str | None,
+    confidence: str | None,
+    vector: str | None,
+    quicklook: str | None,
+    overwrite: bool,
+    params: dict[str, Any],
+) -> None:
     """Run the scale-out path and print one line per run."""
     from tqdm import tqdm
 
@@ -69,11 +93,15 @@ def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None
     vopts = vector_kwargs(params)
     vopts.pop("workers", None)
     if quicklook is not None:
-        raise click.UsageError("--quicklook writes one PNG for one input; run it without --scheduler or several inputs")
+        raise click.UsageError(
+            "--quicklook writes one PNG for one input; run it without --scheduler or several inputs"
+        )
     if not _is_folder(dst):  # one input, one named output (on s3:// or through a cluster)
         src = expand_inputs(sources)
         if len(src) != 1:
-            raise WriteError(f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending in /)")
+            raise WriteError(
+                f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending in /)"
+            )
         sets = [OutputSet(src[0], dst, probabilities, confidence, vector)]
         for path in sets[0].paths:
             check_output(path, overwrite=overwrite)
@@ -83,8 +111,16 @@ def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None
             import os
 
             os.makedirs(dst, exist_ok=True)
-        sets = [output_set(s, dst, probabilities=probabilities is not None, confidence=confidence is not None, vector=vector)
-                for s in expand_inputs(sources)]
+        sets = [
+            output_set(
+                s,
+                dst,
+                probabilities=probabilities is not None,
+                confidence=confidence is not None,
+                vector=vector,
+            )
+            for s in expand_inputs(sources)
+        ]
     bar = tqdm(unit="raster", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
 
     def step(done: int, total: int) -> None:
@@ -92,11 +128,21 @@ def run_many(ctx: click.Context, sources: list[str], dst: str, model: str | None
         bar.update(done - bar.n)
 
     try:
-        result = run_output_sets(sets, model, options, scheduler=scheduler, vector_options=vopts, overwrite=overwrite,
-                                 retries=retries, progress=step)
+        result = run_output_sets(
+            sets,
+            model,
+            options,
+            scheduler=scheduler,
+            vector_options=vopts,
+            overwrite=overwrite,
+            retries=retries,
+            progress=step,
+        )
     finally:
         bar.close()
     if not is_quiet(ctx):
         where = f" on {result.workers} Dask worker(s)" if scheduler else ""
-        click.echo(f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in {result.seconds:.1f} s "
-                   f"({result.megapixels_per_second:.2f} Mpx/s){where}")
+        click.echo(
+            f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in {result.seconds:.1f} s "
+            f"({result.megapixels_per_second:.2f} Mpx/s){where}"
+        )

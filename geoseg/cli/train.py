@@ -9,20 +9,46 @@ from geoseg.cli.options import is_quiet
 
 @click.command(short_help="Train a model from a config.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-@click.option("-c", "--config", "config", help="YAML config file, or a bundled name (e.g. dubai-default).")
+@click.option(
+    "-c", "--config", "config", help="YAML config file, or a bundled name (e.g. dubai-default)."
+)
 @click.option("-o", "--output", help="Run folder [default: the config's output].")
-@click.option("--resume", "resume", is_flag=True, help="Continue the run in the output folder from its last checkpoint.")
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=True,
+    help="Continue the run in the output folder from its last checkpoint.",
+)
 @click.option("--overwrite", is_flag=True, help="Delete an existing run folder first.")
-@click.option("--logger", help="Comma-separated: csv, tensorboard, wandb (offline without an API key), none.")
-@click.option("--encoder-weights", help="Encoder weights: packaged ImageNet weights by name (efficientnet-lite0-imagenet, "
-              "offline; see geoseg models), a local .safetensors/.pth file, or imagenet (downloads).")
+@click.option(
+    "--logger", help="Comma-separated: csv, tensorboard, wandb (offline without an API key), none."
+)
+@click.option(
+    "--encoder-weights",
+    help="Encoder weights: packaged ImageNet weights by name (efficientnet-lite0-imagenet, "
+    "offline; see geoseg models), a local .safetensors/.pth file, or imagenet (downloads).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override epochs.")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps.")
-@click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu"]), help="Override the device.")
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps."
+)
+@click.option(
+    "--accelerator", type=click.Choice(["auto", "cpu", "gpu"]), help="Override the device."
+)
 @click.pass_context
-def train(ctx: click.Context, overrides: tuple[str, ...], config: str | None, output: str | None, resume: bool,
-          overwrite: bool, logger: str | None, encoder_weights: str | None, epochs: int | None, max_steps: int | None,
-          accelerator: str | None) -> None:
+def train(
+    ctx: click.Context,
+    overrides: tuple[str, ...],
+    config: str | None,
+    output: str | None,
+    resume: bool,
+    overwrite: bool,
+    logger: str | None,
+    encoder_weights: str | None,
+    epochs: int | None,
+    max_steps: int | None,
+    accelerator: str | None,
+) -> None:
     """Train a segmentation model and export the best checkpoint.
 
     OVERRIDES set config keys, e.g. data.root=/data/dubai optim.lr=0.001 model.encoder=resnet18.
@@ -48,10 +74,14 @@ def train(ctx: click.Context, overrides: tuple[str, ...], config: str | None, ou
     if path is None and resume and output:
         path = Path(output) / "config.yaml"
     cfg = load_config(path, extra)
-    result = run(cfg, resume=resume, overwrite=overwrite, progress=not is_quiet(ctx), max_steps=max_steps)
+    result = run(
+        cfg, resume=resume, overwrite=overwrite, progress=not is_quiet(ctx), max_steps=max_steps
+    )
     if not is_quiet(ctx):
         val = result.metrics.get("validation", {})
         miou = val.get("miou")
-        click.echo(f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): {result.checkpoint}"
-                   + (f" (validation mIoU {miou:.3f})" if isinstance(miou, float) else ""))
+        click.echo(
+            f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): {result.checkpoint}"
+            + (f" (validation mIoU {miou:.3f})" if isinstance(miou, float) else "")
+        )
         click.echo(f"logs and curves: {result.run_dir}")

@@ -19,22 +19,78 @@ def _names(value: str | None) -> list[str] | None:
 def vector_options(f: F) -> F:
     """The clean-up and format options, shared with ``geoseg predict --vector``."""
     options = [
-        click.option("--layout", default="single", show_default=True, type=click.Choice(["single", "per-class"]),
-                     help="One layer, or one layer per class (GeoPackage)."),
-        click.option("--connectivity", default=4, show_default=True, type=click.Choice(["4", "8"]),
-                     callback=lambda c, p, v: int(v), help="8: pixels touching at a corner join one polygon."),
-        click.option("--sieve", type=click.IntRange(min=1), metavar="PIXELS",
-                     help="Merge regions smaller than PIXELS into their largest neighbour first."),
-        click.option("--min-area", type=click.FloatRange(min=0), metavar="M2", help="Drop polygons smaller than M2 square metres."),
-        click.option("--fill-holes", type=click.FloatRange(min=0), metavar="M2", help="Fill holes smaller than M2 square metres."),
-        click.option("--simplify", metavar="TOL", help="Simplify, keeping shared boundaries shared: map units, or pixels as '1.5px'."),
-        click.option("--regularize", is_flag=True, help="Square up footprints of the class named building(s)."),
-        click.option("--regularize-class", metavar="IDS", help="Square up these classes instead (ids or names, comma-separated)."),
-        click.option("--exclude", metavar="IDS", help="Classes without polygons (ids or names) [default: background]."),
+        click.option(
+            "--layout",
+            default="single",
+            show_default=True,
+            type=click.Choice(["single", "per-class"]),
+            help="One layer, or one layer per class (GeoPackage).",
+        ),
+        click.option(
+            "--connectivity",
+            default=4,
+            show_default=True,
+            type=click.Choice(["4", "8"]),
+            callback=lambda c, p, v: int(v),
+            help="8: pixels touching at a corner join one polygon.",
+        ),
+        click.option(
+            "--sieve",
+            type=click.IntRange(min=1),
+            metavar="PIXELS",
+            help="Merge regions smaller than PIXELS into their largest neighbour first.",
+        ),
+        click.option(
+            "--min-area",
+            type=click.FloatRange(min=0),
+            metavar="M2",
+            help="Drop polygons smaller than M2 square metres.",
+        ),
+        click.option(
+            "--fill-holes",
+            type=click.FloatRange(min=0),
+            metavar="M2",
+            help="Fill holes smaller than M2 square metres.",
+        ),
+        click.option(
+            "--simplify",
+            metavar="TOL",
+            help="Simplify, keeping shared boundaries shared: map units, or pixels as '1.5px'.",
+        ),
+        click.option(
+            "--regularize",
+            is_flag=True,
+            help="Square up footprints of the class named building(s).",
+        ),
+        click.option(
+            "--regularize-class",
+            metavar="IDS",
+            help="Square up these classes instead (ids or names, comma-separated).",
+        ),
+        click.option(
+            "--exclude",
+            metavar="IDS",
+            help="Classes without polygons (ids or names) [default: background].",
+        ),
         click.option("--keep-all", is_flag=True, help="Polygons for every class, background too."),
-        click.option("--keep-crs", is_flag=True, help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326."),
-        click.option("--block-size", default=2048, show_default=True, type=click.IntRange(min=64), help="Block edge in pixels."),
-        click.option("--vector-workers", "vector_workers", type=click.IntRange(min=0), help="Worker threads [default: all cores]."),
+        click.option(
+            "--keep-crs",
+            is_flag=True,
+            help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326.",
+        ),
+        click.option(
+            "--block-size",
+            default=2048,
+            show_default=True,
+            type=click.IntRange(min=64),
+            help="Block edge in pixels.",
+        ),
+        click.option(
+            "--vector-workers",
+            "vector_workers",
+            type=click.IntRange(min=0),
+            help="Worker threads [default: all cores].",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -48,24 +104,52 @@ def vector_kwargs(params: dict) -> dict:
         regularize = _names(params["regularize_class"]) or []
     exclude = [] if params["keep_all"] else _names(params["exclude"])
     return {
-        "layout": params["layout"], "connectivity": params["connectivity"], "sieve": params["sieve"],
-        "min_area": params["min_area"], "fill_holes": params["fill_holes"], "simplify": params["simplify"],
-        "regularize": regularize, "exclude": exclude, "keep_crs": params["keep_crs"],
-        "block_size": params["block_size"], "workers": params["vector_workers"],
+        "layout": params["layout"],
+        "connectivity": params["connectivity"],
+        "sieve": params["sieve"],
+        "min_area": params["min_area"],
+        "fill_holes": params["fill_holes"],
+        "simplify": params["simplify"],
+        "regularize": regularize,
+        "exclude": exclude,
+        "keep_crs": params["keep_crs"],
+        "block_size": params["block_size"],
+        "workers": params["vector_workers"],
     }
 
 
 @click.command(short_help="Turn a class mask into polygons.")
 @click.argument("mask", metavar="MASK")
 @click.argument("dst", type=click.Path(dir_okay=False), metavar="DST")
-@click.option("--confidence", type=click.Path(), help="Confidence or probability raster of the same prediction: adds mean_confidence.")
-@click.option("--classes", "classes_from", type=click.Path(), help="Take class names and colours from this checkpoint or mask.")
+@click.option(
+    "--confidence",
+    type=click.Path(),
+    help="Confidence or probability raster of the same prediction: adds mean_confidence.",
+)
+@click.option(
+    "--classes",
+    "classes_from",
+    type=click.Path(),
+    help="Take class names and colours from this checkpoint or mask.",
+)
 @vector_options
-@click.option("--scheduler", metavar="local[:N]|tcp://HOST:PORT", help="Polygonize the blocks on Dask workers (seams still merge here).")
+@click.option(
+    "--scheduler",
+    metavar="local[:N]|tcp://HOST:PORT",
+    help="Polygonize the blocks on Dask workers (seams still merge here).",
+)
 @overwrite_option
 @click.pass_context
-def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, classes_from: str | None, overwrite: bool,
-              scheduler: str | None, **params: object) -> None:
+def vectorize(
+    ctx: click.Context,
+    mask: str,
+    dst: str,
+    confidence: str | None,
+    classes_from: str | None,
+    overwrite: bool,
+    scheduler: str | None,
+    **params: object,
+) -> None:
     """Polygons of the classes in MASK (a class-mask GeoTIFF, e.g. from `geoseg predict`) into DST.
 
     The format follows DST's extension: .gpkg (with a QGIS style), .geojson (EPSG:4326), .fgb or
@@ -94,16 +178,33 @@ def vectorize(ctx: click.Context, mask: str, dst: str, confidence: str | None, c
             kwargs = vector_kwargs(params)
             if kwargs["workers"] is None:
                 kwargs.pop("workers")
-            result = vectorize_on_cluster(mask, dst, scheduler=scheduler, classes=classes, confidence=confidence,
-                                          overwrite=overwrite, progress=step, **kwargs)
+            result = vectorize_on_cluster(
+                mask,
+                dst,
+                scheduler=scheduler,
+                classes=classes,
+                confidence=confidence,
+                overwrite=overwrite,
+                progress=step,
+                **kwargs,
+            )
         else:
-            result = vectorize_raster(mask, dst, classes=classes, confidence=confidence, overwrite=overwrite, progress=step,
-                                      **vector_kwargs(params))
+            result = vectorize_raster(
+                mask,
+                dst,
+                classes=classes,
+                confidence=confidence,
+                overwrite=overwrite,
+                progress=step,
+                **vector_kwargs(params),
+            )
     finally:
         bar.close()
     if not is_quiet(ctx):
-        click.echo(f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
-                   f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}")
+        click.echo(
+            f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
+            f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}"
+        )
 
 
 def _classes_from(path: str) -> ClassTable:
@@ -120,5 +221,7 @@ def _classes_from(path: str) -> ClassTable:
     with open_raster(path) as ds:
         table = classes_of(ds)
     if table is None:
-        raise RasterFormatError(f"{path}: expected class names (a CLASS_NAMES tag) or a colour table, found neither")
+        raise RasterFormatError(
+            f"{path}: expected class names (a CLASS_NAMES tag) or a colour table, found neither"
+        )
     return table

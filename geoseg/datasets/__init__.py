@@ -79,7 +79,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["SampleGeo", "make_query", "sample_geo", "sample_image", "sample_mask"], "_torchgeo"),
+    **dict.fromkeys(
+        ["SampleGeo", "make_query", "sample_geo", "sample_image", "sample_mask"], "_torchgeo"
+    ),
     **dict.fromkeys(["NodataFilter", "ValidityIndex"], "geosamplers"),
     **dict.fromkeys(["geotiff_dataset", "to_training_sample"], "geotiff"),
     "PatchDataset": "patches",
@@ -87,4 +89,6 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _LAZY.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _LAZY.items()}, __all__
+)

@@ -17,13 +17,23 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 
-__all__ = ["TORCHGEO_VERSION", "SampleGeo", "make_query", "sample_geo", "sample_image", "sample_mask"]
+__all__ = [
+    "TORCHGEO_VERSION",
+    "SampleGeo",
+    "make_query",
+    "sample_geo",
+    "sample_image",
+    "sample_mask",
+]
 
 
 def _version() -> tuple[int, int]:
     import torchgeo
 
-    major, minor = (int("".join(ch for ch in p if ch.isdigit()) or 0) for p in torchgeo.__version__.split(".")[:2])
+    major, minor = (
+        int("".join(ch for ch in p if ch.isdigit()) or 0)
+        for p in torchgeo.__version__.split(".")[:2]
+    )
     return major, minor
 
 
@@ -49,10 +59,16 @@ def _bounds_of(value: Any) -> tuple[float, float, float, float] | None:
     """(minx, miny, maxx, maxy) from any TorchGeo form of ``"bounds"``."""
     if value is None:
         return None
-    if isinstance(value, Sequence) and len(value) >= 2 and all(isinstance(v, slice) for v in value[:2]):
+    if (
+        isinstance(value, Sequence)
+        and len(value) >= 2
+        and all(isinstance(v, slice) for v in value[:2])
+    ):
         x, y = value[0], value[1]  # 0.8: (x, y, t) slices
         return float(x.start), float(y.start), float(x.stop), float(y.stop)
-    if hasattr(value, "minx") and hasattr(value, "maxy"):  # < 0.8: BoundingBox(minx, maxx, miny, maxy, mint, maxt)
+    if hasattr(value, "minx") and hasattr(
+        value, "maxy"
+    ):  # < 0.8: BoundingBox(minx, maxx, miny, maxy, mint, maxt)
         return float(value.minx), float(value.miny), float(value.maxx), float(value.maxy)
     nums = _numbers(value)
     if len(nums) >= 4:  # 0.9+: tensor [xmin, xmax, ymin, ymax, (tmin, tmax)]
@@ -89,7 +105,9 @@ def sample_geo(sample: Mapping[str, Any], dataset: Any = None) -> SampleGeo:
 
     The CRS comes from the sample (0.8) or, when the sample has none (0.9+), from ``dataset.crs``.
     """
-    crs = _crs_of(sample.get("crs")) or (_crs_of(getattr(dataset, "crs", None)) if dataset is not None else None)
+    crs = _crs_of(sample.get("crs")) or (
+        _crs_of(getattr(dataset, "crs", None)) if dataset is not None else None
+    )
     arr = sample.get("image", sample.get("mask"))
     rows, cols = (int(arr.shape[-2]), int(arr.shape[-1])) if arr is not None else (0, 0)
     bounds = _bounds_of(sample.get("bounds"))
@@ -107,7 +125,9 @@ def sample_geo(sample: Mapping[str, Any], dataset: Any = None) -> SampleGeo:
     return SampleGeo(crs, transform, bounds)
 
 
-def make_query(minx: float, miny: float, maxx: float, maxy: float, res: float | tuple[float, float]) -> Any:
+def make_query(
+    minx: float, miny: float, maxx: float, maxy: float, res: float | tuple[float, float]
+) -> Any:
     """A query for ``dataset[...]`` in the form the installed TorchGeo expects."""
     rx, ry = (res, res) if isinstance(res, int | float) else res
     if TORCHGEO_VERSION >= (0, 8):

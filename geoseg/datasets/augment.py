@@ -101,15 +101,23 @@ class Augment:
             return image
         bands = image.shape[0]
         if self.contrast > 0:
-            image *= rng.uniform(1 - self.contrast, 1 + self.contrast, size=(bands, 1, 1)).astype(image.dtype)
+            image *= rng.uniform(1 - self.contrast, 1 + self.contrast, size=(bands, 1, 1)).astype(
+                image.dtype
+            )
         if self.brightness > 0:
-            image += rng.uniform(-self.brightness, self.brightness, size=(bands, 1, 1)).astype(image.dtype)
+            image += rng.uniform(-self.brightness, self.brightness, size=(bands, 1, 1)).astype(
+                image.dtype
+            )
         if self.saturation > 0 and bands > 1:
             grey = image.mean(axis=0, keepdims=True)
-            image = grey + (image - grey) * np.float32(rng.uniform(1 - self.saturation, 1 + self.saturation))
+            image = grey + (image - grey) * np.float32(
+                rng.uniform(1 - self.saturation, 1 + self.saturation)
+            )
         if self.haze > 0 and rng.random() < self.haze:
             veil = np.float32(rng.uniform(0.05, 0.4))
-            airlight = np.quantile(image, 0.99, axis=(1, 2), keepdims=True).astype(image.dtype) + np.float32(0.5)
+            airlight = np.quantile(image, 0.99, axis=(1, 2), keepdims=True).astype(
+                image.dtype
+            ) + np.float32(0.5)
             image = image * (1 - veil) + airlight * veil
         if self.blur > 0 and rng.random() < self.blur:
             image = gaussian_blur(image, float(rng.uniform(0.3, 1.5)))
@@ -132,7 +140,9 @@ def resize_sample(sample: Sample, size: int) -> Sample:
         if key == "image":
             t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
             shrink = arr.shape[-1] > size
-            r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)[0].numpy()
+            r = F.interpolate(
+                t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+            )[0].numpy()
             if np.issubdtype(arr.dtype, np.integer):
                 info = np.iinfo(arr.dtype)
                 r = np.clip(np.rint(r), info.min, info.max)
@@ -140,7 +150,9 @@ def resize_sample(sample: Sample, size: int) -> Sample:
         else:
             rows = (np.arange(size) + 0.5) * arr.shape[-2] / size
             cols = (np.arange(size) + 0.5) * arr.shape[-1] / size
-            out[key] = np.ascontiguousarray(arr[..., rows.astype(int)[:, None], cols.astype(int)[None, :]])
+            out[key] = np.ascontiguousarray(
+                arr[..., rows.astype(int)[:, None], cols.astype(int)[None, :]]
+            )
     return out
 
 
@@ -151,8 +163,10 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
     kernel /= kernel.sum()
     padded = np.pad(image, ((0, 0), (radius, radius), (radius, radius)), mode="reflect")
-    rows = sum(kernel[i] * padded[:, i:i + image.shape[1], :] for i in range(kernel.size))
-    return sum(kernel[i] * rows[:, :, i:i + image.shape[2]] for i in range(kernel.size)).astype(image.dtype)
+    rows = sum(kernel[i] * padded[:, i : i + image.shape[1], :] for i in range(kernel.size))
+    return sum(kernel[i] * rows[:, :, i : i + image.shape[2]] for i in range(kernel.size)).astype(
+        image.dtype
+    )
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:

@@ -52,23 +52,37 @@ class CheckReport:
         self.resolutions[resolution] = self.resolutions.get(resolution, 0) + 1
 
     def lines(self) -> list[str]:
-        out = [f"{self.root} ({self.kind})",
-               f"  files        {self.files} ({self.images} image(s), {self.labels} label file(s))"]
+        out = [
+            f"{self.root} ({self.kind})",
+            f"  files        {self.files} ({self.images} image(s), {self.labels} label file(s))",
+        ]
         if self.groups:
-            out.append("  groups       " + ", ".join(f"{k}: {v}" for k, v in sorted(self.groups.items())))
+            out.append(
+                "  groups       " + ", ".join(f"{k}: {v}" for k, v in sorted(self.groups.items()))
+            )
         if self.crs:
-            out.append("  crs          " + ", ".join(f"{_short(k)} ({v})" for k, v in self.crs.items()))
+            out.append(
+                "  crs          " + ", ".join(f"{_short(k)} ({v})" for k, v in self.crs.items())
+            )
         if self.resolutions:
-            out.append("  resolution   " + ", ".join(f"{k} ({v})" for k, v in self.resolutions.items()))
+            out.append(
+                "  resolution   " + ", ".join(f"{k} ({v})" for k, v in self.resolutions.items())
+            )
         out.append(f"  nodata       {100 * self.nodata_fraction:.2f} % of image pixels")
         total = sum(self.class_pixels.values())
         if total:
-            out.append("  classes      " + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in self.class_pixels.items()))
+            out.append(
+                "  classes      "
+                + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in self.class_pixels.items())
+            )
         for p in self.unreadable:
             out.append(f"  unreadable   {p}")
         for p in self.problems:
             out.append(f"  problem      {p}")
-        out.append("  status       " + ("OK" if not self.problems and not self.unreadable else "problems found"))
+        out.append(
+            "  status       "
+            + ("OK" if not self.problems and not self.unreadable else "problems found")
+        )
         return out
 
 
@@ -78,13 +92,23 @@ def _short(text: str, width: int = 48) -> str:
 
 def _handle(report: CheckReport, path: str, exc: Exception, on_error: OnError) -> None:
     if on_error == "stop":
-        raise DatasetError(f"{path}: cannot read ({exc}); fix or remove the file, or pass --on-error skip to carry on") from None
+        raise DatasetError(
+            f"{path}: cannot read ({exc}); fix or remove the file, or pass --on-error skip to carry on"
+        ) from None
     report.unreadable.append(f"{path}: {exc}")
 
 
-def check_dataset(root: str | os.PathLike[str], kind: str, *, images: str = "images/*.tif", labels: str = "labels/*.tif",
-                  product: str = "SAR-Intensity", on_error: OnError = "stop", progress: Progress | None = None,
-                  source: DataSource | None = None) -> CheckReport:
+def check_dataset(
+    root: str | os.PathLike[str],
+    kind: str,
+    *,
+    images: str = "images/*.tif",
+    labels: str = "labels/*.tif",
+    product: str = "SAR-Intensity",
+    on_error: OnError = "stop",
+    progress: Progress | None = None,
+    source: DataSource | None = None,
+) -> CheckReport:
     """Read every file of a dataset once and report what a training run would meet.
 
     Args:
@@ -112,7 +136,9 @@ def check_dataset(root: str | os.PathLike[str], kind: str, *, images: str = "ima
     return check(src, on_error, progress)
 
 
-def _source(root: str | os.PathLike[str], kind: str, source: DataSource | None, **fields: Any) -> DataSource:
+def _source(
+    root: str | os.PathLike[str], kind: str, source: DataSource | None, **fields: Any
+) -> DataSource:
     if source is None:
         return DataSource(kind=kind, root=str(root), **fields)
     return dataclasses.replace(source, kind=kind, root=str(root))
@@ -124,7 +150,9 @@ def _start(source: DataSource) -> tuple[Path, CheckReport, Counter[int]]:
     return base, CheckReport(source.kind, str(base)), Counter()
 
 
-def check_scenes(source: DataSource, on_error: OnError = "stop", progress: Progress | None = None) -> CheckReport:
+def check_scenes(
+    source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+) -> CheckReport:
     """The check of any kind: build each item's scene once, count classes, nodata, CRS and resolution."""
     kind = dataset_kind(source.kind)
     items = list(kind.find(source))
@@ -153,18 +181,31 @@ def check_scenes(source: DataSource, on_error: OnError = "stop", progress: Progr
             nodata += int((~valid).sum())
         total += rows * cols
         if mask is not None:
-            counts.update(dict(zip(*np.unique(mask[valid] if valid is not None else mask, return_counts=True), strict=True)))
+            counts.update(
+                dict(
+                    zip(
+                        *np.unique(mask[valid] if valid is not None else mask, return_counts=True),
+                        strict=True,
+                    )
+                )
+            )
         if progress:
             progress(k + 1, len(items))
     report.groups = dict(groups)
     report.nodata_fraction = nodata / max(total, 1)
-    report.class_pixels = {names.get(int(c), f"class {int(c)}"): int(v) for c, v in sorted(counts.items()) if c != IGNORE_INDEX}
+    report.class_pixels = {
+        names.get(int(c), f"class {int(c)}"): int(v)
+        for c, v in sorted(counts.items())
+        if c != IGNORE_INDEX
+    }
     if counts.get(IGNORE_INDEX):
         report.class_pixels["unlabeled (ignored)"] = int(counts[IGNORE_INDEX])
     return report
 
 
-def check_dubai(source: DataSource, on_error: OnError = "stop", progress: Progress | None = None) -> CheckReport:
+def check_dubai(
+    source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+) -> CheckReport:
     """The ``dubai`` check: every mask decoded, its size compared with its image's."""
     from PIL import Image
 
@@ -185,20 +226,26 @@ def check_dubai(source: DataSource, on_error: OnError = "stop", progress: Progre
             _handle(report, str(it.mask), exc, on_error)
             continue
         if (m.shape[1], m.shape[0]) != size:
-            report.problems.append(f"{it.mask}: mask {m.shape[1]}x{m.shape[0]} differs from its image {size[0]}x{size[1]}")
+            report.problems.append(
+                f"{it.mask}: mask {m.shape[1]}x{m.shape[0]} differs from its image {size[0]}x{size[1]}"
+            )
         counts.update(dict(zip(*np.unique(m, return_counts=True), strict=True)))
         unknown += int((m == IGNORE_INDEX).sum())
         total += m.size
         if progress:
             progress(k + 1, len(items))
     names = {i: n for i, n in DUBAI_COLOURS.values()}
-    report.class_pixels = {names[int(c)]: int(v) for c, v in sorted(counts.items()) if c != IGNORE_INDEX}
+    report.class_pixels = {
+        names[int(c)]: int(v) for c, v in sorted(counts.items()) if c != IGNORE_INDEX
+    }
     report.class_pixels["unannotated (ignored)"] = unknown
     report.crs = {"none (not georeferenced)": len(items)}
     return report
 
 
-def check_spacenet6(source: DataSource, on_error: OnError = "stop", progress: Progress | None = None) -> CheckReport:
+def check_spacenet6(
+    source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+) -> CheckReport:
     """The ``spacenet6`` check: every tile read and its buildings burnt, as training would."""
     from geoseg.datasets.spacenet6 import find_spacenet6, load_tile, parse_products
 
@@ -212,7 +259,9 @@ def check_spacenet6(source: DataSource, on_error: OnError = "stop", progress: Pr
     report.groups = dict(Counter(f"orientation {t.orientation}" for t in tiles))
     missing = [t.tile for t in tiles if t.buildings is None]
     if missing:
-        report.problems.append(f"{len(missing)} tile(s) have no buildings GeoJSON (first: tile {missing[0]})")
+        report.problems.append(
+            f"{len(missing)} tile(s) have no buildings GeoJSON (first: tile {missing[0]})"
+        )
     for k, t in enumerate(tiles):
         try:
             _, lab, valid, info = load_tile(t, products, flip_orientation=False)
@@ -233,7 +282,9 @@ def check_spacenet6(source: DataSource, on_error: OnError = "stop", progress: Pr
     return report
 
 
-def check_geotiff(source: DataSource, on_error: OnError = "stop", progress: Progress | None = None) -> CheckReport:
+def check_geotiff(
+    source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+) -> CheckReport:
     """The ``geotiff`` check: CRS, resolution, nodata and label values of every file, from overviews."""
     from geoseg.datasets.geotiff import expand_paths
 
@@ -241,7 +292,9 @@ def check_geotiff(source: DataSource, on_error: OnError = "stop", progress: Prog
     nodata = total = 0.0
     image_paths, label_paths = expand_paths(source.images, base), expand_paths(source.labels, base)
     if not image_paths:
-        raise DatasetError(f"{base}: no image matches {source.images!r}; expected GeoTIFFs (pass --images GLOB)")
+        raise DatasetError(
+            f"{base}: no image matches {source.images!r}; expected GeoTIFFs (pass --images GLOB)"
+        )
     report.images, report.labels = len(image_paths), len(label_paths)
     report.files = report.images + report.labels
     for k, p in enumerate([*image_paths, *label_paths]):
@@ -265,19 +318,32 @@ def check_geotiff(source: DataSource, on_error: OnError = "stop", progress: Prog
         if progress:
             progress(k + 1, report.files)
     if len({k for k in report.crs if k != "none"}) > 1:
-        report.problems.append("files are in several CRS: labels will be reprojected to the image CRS (nearest neighbour)")
+        report.problems.append(
+            "files are in several CRS: labels will be reprojected to the image CRS (nearest neighbour)"
+        )
     if len(report.resolutions) > 1:
-        report.problems.append("files have several resolutions: labels will be resampled to the image grid")
+        report.problems.append(
+            "files have several resolutions: labels will be resampled to the image grid"
+        )
     if "none" in report.crs:
-        report.problems.append(f"{report.crs['none']} file(s) have no CRS; georeferenced training needs one")
+        report.problems.append(
+            f"{report.crs['none']} file(s) have no CRS; georeferenced training needs one"
+        )
     report.nodata_fraction = nodata / max(total, 1)
     report.class_pixels = {f"class {int(c)}": int(v) for c, v in sorted(counts.items())}
     return report
 
 
-def dataset_stats(root: str | os.PathLike[str], kind: str, *, images: str = "images/*.tif", product: str = "SAR-Intensity",
-                  tiles: Sequence[int] | None = None, sar_db: bool | None = None,
-                  source: DataSource | None = None) -> StatsResult:
+def dataset_stats(
+    root: str | os.PathLike[str],
+    kind: str,
+    *,
+    images: str = "images/*.tif",
+    product: str = "SAR-Intensity",
+    tiles: Sequence[int] | None = None,
+    sar_db: bool | None = None,
+    source: DataSource | None = None,
+) -> StatsResult:
     """Per-band mean, std and 2/98 percentiles over every valid image pixel (SAR in dB by default).
 
     ``tiles`` keeps only those Dubai tiles. Kinds without their own statistics stream their scenes.
@@ -289,10 +355,15 @@ def dataset_stats(root: str | os.PathLike[str], kind: str, *, images: str = "ima
     if entry.stats is not None:
         return entry.stats(src, sar_db)
     scenes = (entry.scene(item, src) for item in entry.find(src))
-    return stream_stats(((image, valid) for image, _, valid in (s.arrays() for s in scenes)), db_bands=4 if sar_db else 0)
+    return stream_stats(
+        ((image, valid) for image, _, valid in (s.arrays() for s in scenes)),
+        db_bands=4 if sar_db else 0,
+    )
 
 
-def stats_dubai(source: DataSource, sar_db: bool | None = None, *, tiles: Sequence[int] | None = None) -> StatsResult:
+def stats_dubai(
+    source: DataSource, sar_db: bool | None = None, *, tiles: Sequence[int] | None = None
+) -> StatsResult:
     """Statistics of the Dubai images (of ``tiles`` only, when given)."""
     from geoseg.datasets.dubai import find_dubai, read_item
 
@@ -308,7 +379,10 @@ def stats_spacenet6(source: DataSource, sar_db: bool | None = None) -> StatsResu
 
     products = parse_products(source.product)
     db = (products[0] == "SAR-Intensity") if sar_db is None else sar_db
-    chips = (load_tile(t, products, flip_orientation=False) for t in find_spacenet6(source.root, products))
+    chips = (
+        load_tile(t, products, flip_orientation=False)
+        for t in find_spacenet6(source.root, products)
+    )
     return stream_stats(((image, valid) for image, _, valid, _ in chips), db_bands=4 if db else 0)
 
 

@@ -27,8 +27,17 @@ from geoseg.errors import ConfigError, DatasetError
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
-__all__ = ["DUBAI_CLASSES", "DUBAI_COLOURS", "DubaiItem", "decode_mask", "find_dubai", "load_dubai", "read_item", "read_mask",
-           "split_tiles"]
+__all__ = [
+    "DUBAI_CLASSES",
+    "DUBAI_COLOURS",
+    "DubaiItem",
+    "decode_mask",
+    "find_dubai",
+    "load_dubai",
+    "read_item",
+    "read_mask",
+    "split_tiles",
+]
 
 # colour in the mask PNGs -> (class id, name). Ids 0-4 are the five land-cover classes.
 DUBAI_COLOURS: dict[str, tuple[int, str]] = {
@@ -41,10 +50,13 @@ DUBAI_COLOURS: dict[str, tuple[int, str]] = {
 }
 UNLABELED = 5
 
-DUBAI_CLASSES = ClassTable(tuple(
-    ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
-    for h, (i, name) in DUBAI_COLOURS.items() if i != UNLABELED
-))
+DUBAI_CLASSES = ClassTable(
+    tuple(
+        ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
+        for h, (i, name) in DUBAI_COLOURS.items()
+        if i != UNLABELED
+    )
+)
 
 _LUT_KEYS = np.array([int(h[1:], 16) for h in DUBAI_COLOURS], np.int64)
 _LUT_VALUES = np.array([i for i, _ in DUBAI_COLOURS.values()], np.uint8)
@@ -55,7 +67,9 @@ def decode_mask(rgb: np.ndarray, *, keep_unlabeled: bool = False) -> np.ndarray:
     """``(rows, cols, 3)`` uint8 mask colours to class ids; unknown colours to ``IGNORE_INDEX``."""
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise DatasetError(f"expected an RGB mask (rows, cols, 3), got shape {rgb.shape}")
-    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    packed = (
+        (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    )
     keys = _LUT_KEYS[_ORDER]
     pos = np.clip(np.searchsorted(keys, packed), 0, keys.size - 1)
     out = np.where(keys[pos] == packed, _LUT_VALUES[_ORDER][pos], IGNORE_INDEX).astype(np.uint8)
@@ -82,11 +96,18 @@ def find_dubai(root: str | os.PathLike[str]) -> list[DubaiItem]:
     """
     base = Path(root)
     if not base.is_dir():
-        raise DatasetError(f"{base}: not a folder; expected the Dubai dataset folder holding 'Tile 1' ... 'Tile 8'")
-    tiles = sorted((p for p in base.rglob("Tile *") if p.is_dir() and _TILE.match(p.name)), key=lambda p: int(p.name.split()[1]))
+        raise DatasetError(
+            f"{base}: not a folder; expected the Dubai dataset folder holding 'Tile 1' ... 'Tile 8'"
+        )
+    tiles = sorted(
+        (p for p in base.rglob("Tile *") if p.is_dir() and _TILE.match(p.name)),
+        key=lambda p: int(p.name.split()[1]),
+    )
     if not tiles:
-        raise DatasetError(f"{base}: no 'Tile N' folder found; expected the Dubai layout "
-                           "'Tile N/images/image_part_NNN.jpg' + 'Tile N/masks/image_part_NNN.png'")
+        raise DatasetError(
+            f"{base}: no 'Tile N' folder found; expected the Dubai layout "
+            "'Tile N/images/image_part_NNN.jpg' + 'Tile N/masks/image_part_NNN.png'"
+        )
     items, missing = [], []
     for t in tiles:
         n = int(t.name.split()[1])
@@ -97,13 +118,19 @@ def find_dubai(root: str | os.PathLike[str]) -> list[DubaiItem]:
             else:
                 missing.append(str(img))
     if missing:
-        raise DatasetError(f"{len(missing)} image(s) have no mask of the same name under masks/ (first: {missing[0]})")
+        raise DatasetError(
+            f"{len(missing)} image(s) have no mask of the same name under masks/ (first: {missing[0]})"
+        )
     if not items:
-        raise DatasetError(f"{base}: 'Tile N' folders hold no images/*.jpg; expected the Dubai layout")
+        raise DatasetError(
+            f"{base}: 'Tile N' folders hold no images/*.jpg; expected the Dubai layout"
+        )
     return items
 
 
-def split_tiles(items: Iterable[DubaiItem], *, val: Sequence[int] = (1,), test: Sequence[int] = (8,)) -> dict[str, list[DubaiItem]]:
+def split_tiles(
+    items: Iterable[DubaiItem], *, val: Sequence[int] = (1,), test: Sequence[int] = (8,)
+) -> dict[str, list[DubaiItem]]:
     """Split by tile folder, so neighbouring patches of one tile never straddle splits."""
     out: dict[str, list[DubaiItem]] = {"train": [], "val": [], "test": []}
     for it in items:
@@ -131,11 +158,20 @@ def read_item(item: DubaiItem, *, keep_unlabeled: bool = False) -> Scene:
     image = _rgb(item.image, item)
     mask = read_mask(item, keep_unlabeled=keep_unlabeled)
     if mask.shape != image.shape[:2]:
-        raise DatasetError(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}")
-    return Scene(image=np.ascontiguousarray(image.transpose(2, 0, 1)), mask=mask, name=str(item.image), group=f"Tile {item.tile}")
+        raise DatasetError(
+            f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
+        )
+    return Scene(
+        image=np.ascontiguousarray(image.transpose(2, 0, 1)),
+        mask=mask,
+        name=str(item.image),
+        group=f"Tile {item.tile}",
+    )
 
 
-def load_dubai(root: str | Path, tiles: Sequence[int] | None = None, *, keep_unlabeled: bool = False) -> list[Scene]:
+def load_dubai(
+    root: str | Path, tiles: Sequence[int] | None = None, *, keep_unlabeled: bool = False
+) -> list[Scene]:
     """Decode every pair of the given tiles (all when None) into memory."""
     items = [it for it in find_dubai(root) if tiles is None or it.tile in tiles]
     if not items:
@@ -145,6 +181,7 @@ def load_dubai(root: str | Path, tiles: Sequence[int] | None = None, *, keep_unl
 
 # The `dubai` dataset kind (see geoseg.datasets.kinds).
 
+
 def source_classes(source: DataSource) -> ClassTable:
     """The five land-cover classes."""
     return DUBAI_CLASSES
@@ -153,19 +190,29 @@ def source_classes(source: DataSource) -> ClassTable:
 def find_items(source: DataSource) -> list[DubaiItem]:
     """Every image/mask pair under ``source.root``."""
     if not source.root:
-        raise ConfigError("data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')")
+        raise ConfigError(
+            "data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')"
+        )
     return find_dubai(source.root)
 
 
 def _held_out(source: DataSource) -> tuple[list[int], list[int]]:
     split = source.split or {}
     val, test = split.get("val", [1]), split.get("test", [8])
-    if not isinstance(val, list | tuple) or not isinstance(test, list | tuple) or not all(isinstance(t, int) for t in [*val, *test]):
-        raise ConfigError(f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got {split!r}")
+    if (
+        not isinstance(val, list | tuple)
+        or not isinstance(test, list | tuple)
+        or not all(isinstance(t, int) for t in [*val, *test])
+    ):
+        raise ConfigError(
+            f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got {split!r}"
+        )
     return list(val), list(test)
 
 
-def split_items(items: Sequence[DubaiItem], source: DataSource, seed: int = 0) -> dict[str, list[DubaiItem]]:
+def split_items(
+    items: Sequence[DubaiItem], source: DataSource, seed: int = 0
+) -> dict[str, list[DubaiItem]]:
     """Split by the tile numbers of ``source.split`` (``{val: [1], test: [8]}``)."""
     val, test = _held_out(source)
     return split_tiles(items, val=val, test=test)
@@ -182,10 +229,16 @@ def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
 
     val, test = _held_out(source)
     parts = split_items(find_items(source), source, seed)
-    return SceneSet([read_item(it) for it in parts["train"]], [read_item(it) for it in parts["val"]], DUBAI_CLASSES,
-                    band_names=("red", "green", "blue"),
-                    description={"dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
-                                 "split": {"val_tiles": val, "test_tiles": test}})
+    return SceneSet(
+        [read_item(it) for it in parts["train"]],
+        [read_item(it) for it in parts["val"]],
+        DUBAI_CLASSES,
+        band_names=("red", "green", "blue"),
+        description={
+            "dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
+            "split": {"val_tiles": val, "test_tiles": test},
+        },
+    )
 
 
 def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
@@ -195,4 +248,7 @@ def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list
     part = split_items(find_items(source), source, seed)[split]
     if not part:
         raise DatasetError(f"the {split} split of {source.root} holds no image; check data.split")
-    return [EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}") for it in part]
+    return [
+        EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}")
+        for it in part
+    ]

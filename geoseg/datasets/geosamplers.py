@@ -54,7 +54,7 @@ class ValidityIndex:
             c1, r1 = inv * (min(maxx, r), max(miny, b))
             c0, c1 = sorted((int(np.floor(c0)), int(np.ceil(c1))))
             r0, r1 = sorted((int(np.floor(r0)), int(np.ceil(r1))))
-            block = g.valid[max(r0, 0):max(r1, r0 + 1), max(c0, 0):max(c1, c0 + 1)]
+            block = g.valid[max(r0, 0) : max(r1, r0 + 1), max(c0, 0) : max(c1, c0 + 1)]
             if block.size:
                 overlap = (min(maxx, r) - max(minx, left)) * (min(maxy, t) - max(miny, b))
                 covered = max(covered, float(block.mean()) * overlap)
@@ -73,11 +73,24 @@ class NodataFilter(Sampler[Any]):
         tries: give up after ``tries * length`` rejected draws.
     """
 
-    def __init__(self, sampler: Sampler[Any], index: ValidityIndex, max_nodata: float = 0.5, *,
-                 length: int | None = None, tries: int = 20) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[Any],
+        index: ValidityIndex,
+        max_nodata: float = 0.5,
+        *,
+        length: int | None = None,
+        tries: int = 20,
+    ) -> None:
         if not 0 <= max_nodata <= 1:
             raise DatasetError(f"max_nodata must be a fraction in [0, 1], got {max_nodata}")
-        self.sampler, self.index, self.max_nodata, self.length, self.tries = sampler, index, max_nodata, length, tries
+        self.sampler, self.index, self.max_nodata, self.length, self.tries = (
+            sampler,
+            index,
+            max_nodata,
+            length,
+            tries,
+        )
 
     def _ok(self, query: Any) -> bool:
         x, y = query[0], query[1]
@@ -107,7 +120,9 @@ class NodataFilter(Sampler[Any]):
                 else:
                     rejected += 1
                     if rejected > self.tries * self.length:
-                        raise DatasetError(f"fewer than {self.length} chips with at most {self.max_nodata:.0%} nodata found "
-                                           f"after {rejected} draws; raise max_nodata or use smaller chips")
+                        raise DatasetError(
+                            f"fewer than {self.length} chips with at most {self.max_nodata:.0%} nodata found "
+                            f"after {rejected} draws; raise max_nodata or use smaller chips"
+                        )
             if not drew:
                 return

@@ -41,10 +41,20 @@ from geoseg.normalize import Normalization
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
-__all__ = ["GeoTiffImages", "GeoTiffLabels", "VectorLabels", "expand_paths", "geotiff_dataset", "to_training_sample"]
+__all__ = [
+    "GeoTiffImages",
+    "GeoTiffLabels",
+    "VectorLabels",
+    "expand_paths",
+    "geotiff_dataset",
+    "to_training_sample",
+]
 
 
-def expand_paths(pattern: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], root: str | os.PathLike[str] = "") -> list[str]:
+def expand_paths(
+    pattern: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str] = "",
+) -> list[str]:
     """Files matching a glob, a folder (its ``*.tif``/``*.tiff``), a file, or a list of those."""
     items = [pattern] if isinstance(pattern, str | os.PathLike) else list(pattern)
     out: list[str] = []
@@ -73,8 +83,15 @@ class _FastRaster(RasterDataset):
     def _file_boxes(self) -> np.ndarray | None:
         if self._boxes is None:
             idx = self.index
-            undated = bool((idx.index.left == idx.index.left.min()).all() and (idx.index.right == idx.index.right.max()).all())
-            b = idx.geometry.bounds.to_numpy(np.float64) if undated and not self.separate_files else np.empty((0, 4))
+            undated = bool(
+                (idx.index.left == idx.index.left.min()).all()
+                and (idx.index.right == idx.index.right.max()).all()
+            )
+            b = (
+                idx.geometry.bounds.to_numpy(np.float64)
+                if undated and not self.separate_files
+                else np.empty((0, 4))
+            )
             self._boxes = b
             self._paths = list(idx.filepath)
             self._bounds = self.bounds
@@ -84,18 +101,30 @@ class _FastRaster(RasterDataset):
     def __getitem__(self, query: Any) -> dict[str, Any]:
         from geoseg.datasets._torchgeo import TORCHGEO_VERSION
 
-        boxes = self._file_boxes() if TORCHGEO_VERSION < (0, 9) and isinstance(query, tuple) else None
+        boxes = (
+            self._file_boxes() if TORCHGEO_VERSION < (0, 9) and isinstance(query, tuple) else None
+        )
         if boxes is None or len(query) < 2 or not all(isinstance(q, slice) for q in query):
             return super().__getitem__(query)
         full = list(self._bounds)
         for i, q in enumerate(query[:3]):
-            full[i] = slice(full[i].start if q.start is None else q.start, full[i].stop if q.stop is None else q.stop,
-                            full[i].step if q.step is None else q.step)
+            full[i] = slice(
+                full[i].start if q.start is None else q.start,
+                full[i].stop if q.stop is None else q.stop,
+                full[i].step if q.step is None else q.step,
+            )
         x, y = full[0], full[1]
-        hit = (boxes[:, 0] <= x.stop) & (boxes[:, 2] >= x.start) & (boxes[:, 1] <= y.stop) & (boxes[:, 3] >= y.start)
+        hit = (
+            (boxes[:, 0] <= x.stop)
+            & (boxes[:, 2] >= x.start)
+            & (boxes[:, 1] <= y.stop)
+            & (boxes[:, 3] >= y.start)
+        )
         if not hit.any():
             raise IndexError(f"query: {query} not found in index with bounds: {self._bounds}")
-        data = self._merge_files([self._paths[i] for i in np.flatnonzero(hit)], tuple(full), self.band_indexes)
+        data = self._merge_files(
+            [self._paths[i] for i in np.flatnonzero(hit)], tuple(full), self.band_indexes
+        )
         sample: dict[str, Any] = {"crs": self._crs, "bounds": tuple(full)}
         if self.is_image:
             sample["image"] = data.to(self.dtype) if data.dtype != self.dtype else data
@@ -105,22 +134,38 @@ class _FastRaster(RasterDataset):
             sample = self.transforms(sample)
         return sample
 
-    def _merge_files(self, filepaths: Sequence[str], query: Any, band_indexes: Sequence[int] | None = None) -> torch.Tensor:
+    def _merge_files(
+        self, filepaths: Sequence[str], query: Any, band_indexes: Sequence[int] | None = None
+    ) -> torch.Tensor:
         paths = list(filepaths)  # a pandas Series in TorchGeo 0.8
         if len(paths) == 1 and self.cache:
             src = self._cached_load_warp_file(paths[0])
             if isinstance(src, DatasetReader):
-                full = len(query) == 3 and all(q.start is not None and q.stop is not None and q.step for q in query)
+                full = len(query) == 3 and all(
+                    q.start is not None and q.stop is not None and q.step for q in query
+                )
                 x, y, _ = query if full else self._disambiguate_slice(query)
                 rx, ry = x.step, y.step
                 t = src.transform
-                if t.b == 0 == t.d and t.e < 0 and abs(t.a - rx) <= 1e-9 * rx and abs(-t.e - ry) <= 1e-9 * ry:
+                if (
+                    t.b == 0 == t.d
+                    and t.e < 0
+                    and abs(t.a - rx) <= 1e-9 * rx
+                    and abs(-t.e - ry) <= 1e-9 * ry
+                ):
                     rows, cols = round((y.stop - y.start) / ry), round((x.stop - x.start) / rx)
                     col0, row0 = round((x.start - t.c) / t.a), round((t.f - y.stop) / -t.e)
-                    if col0 >= 0 and row0 >= 0 and col0 + cols <= src.width and row0 + rows <= src.height:
+                    if (
+                        col0 >= 0
+                        and row0 >= 0
+                        and col0 + cols <= src.width
+                        and row0 + rows <= src.height
+                    ):
                         window = ((row0, row0 + rows), (col0, col0 + cols))
                         data = src.read(band_indexes, window=window)
-                        want = np.float32 if self.is_image else np.int64  # convert in numpy: no torch thread pool
+                        want = (
+                            np.float32 if self.is_image else np.int64
+                        )  # convert in numpy: no torch thread pool
                         return torch.from_numpy(data.astype(want, copy=False))
         return super()._merge_files(filepaths, query, band_indexes)
 
@@ -147,8 +192,15 @@ class VectorLabels(VectorDataset):
 
     filename_glob = "*"
 
-    def __init__(self, paths: Sequence[str], *, attribute: str | None = None, classes: Sequence[str] = (),
-                 crs: Any = None, res: Any = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        attribute: str | None = None,
+        classes: Sequence[str] = (),
+        crs: Any = None,
+        res: Any = None,
+    ) -> None:
         self._names = {n: i for i, n in enumerate(classes)}
         super().__init__(paths=paths, crs=crs, res=res, label_name=attribute)
 
@@ -159,11 +211,15 @@ class VectorLabels(VectorDataset):
         value = props.get(self.label_name)
         if isinstance(value, str) and not value.lstrip("-").isdigit():
             if value not in self._names:
-                raise DatasetError(f"label attribute {self.label_name!r} has class {value!r}, which is not in the class list "
-                                   f"{list(self._names)}; add it to data.classes")
+                raise DatasetError(
+                    f"label attribute {self.label_name!r} has class {value!r}, which is not in the class list "
+                    f"{list(self._names)}; add it to data.classes"
+                )
             return self._names[value]
         if value is None:
-            raise DatasetError(f"a polygon has no {self.label_name!r} value; give every polygon a class")
+            raise DatasetError(
+                f"a polygon has no {self.label_name!r} value; give every polygon a class"
+            )
         return int(value)
 
 
@@ -192,7 +248,9 @@ def _info(path: str, mtime: float) -> _FileInfo:
         with open_raster(path) as src:
             return _FileInfo(src.crs, src.transform, src.width, src.height, src.nodata)
     except RasterOpenError as exc:
-        raise DatasetError(f"{path}: cannot open as a raster ({exc}); remove it or fix the glob") from None
+        raise DatasetError(
+            f"{path}: cannot open as a raster ({exc}); remove it or fix the glob"
+        ) from None
 
 
 def file_info(path: str) -> _FileInfo:
@@ -209,8 +267,15 @@ def _describe(paths: Sequence[str]) -> tuple[set[str], set[tuple[float, float]]]
     return {i.crs.to_string() if i.crs else "none" for i in infos}, {i.res for i in infos}
 
 
-def geotiff_dataset(images: str | Sequence[str], labels: str | Sequence[str] | None = None, *, root: str = "",
-                    label_attribute: str | None = None, classes: Sequence[str] = (), bands: Sequence[int] | None = None) -> Any:
+def geotiff_dataset(
+    images: str | Sequence[str],
+    labels: str | Sequence[str] | None = None,
+    *,
+    root: str = "",
+    label_attribute: str | None = None,
+    classes: Sequence[str] = (),
+    bands: Sequence[int] | None = None,
+) -> Any:
     """A TorchGeo dataset of images, intersected with their labels when given.
 
     Raises:
@@ -218,15 +283,21 @@ def geotiff_dataset(images: str | Sequence[str], labels: str | Sequence[str] | N
     """
     image_paths = expand_paths(images, root)
     if not image_paths:
-        raise DatasetError(f"no image file matches {images!r}{f' under {root}' if root else ''}; expected GeoTIFFs, e.g. images/*.tif")
+        raise DatasetError(
+            f"no image file matches {images!r}{f' under {root}' if root else ''}; expected GeoTIFFs, e.g. images/*.tif"
+        )
     image_ds, grid = _image_dataset(image_paths, bands)
     if labels is None:
         return image_ds
     label_paths = expand_paths(labels, root)
     if not label_paths:
-        raise DatasetError(f"no label file matches {labels!r}{f' under {root}' if root else ''}; expected label GeoTIFFs or GeoJSON/GPKG")
+        raise DatasetError(
+            f"no label file matches {labels!r}{f' under {root}' if root else ''}; expected label GeoTIFFs or GeoJSON/GPKG"
+        )
     label_grid = None if _is_vector(label_paths) else _describe(label_paths)
-    label_ds = _label_dataset(label_paths, image_ds, grid, label_grid, label_attribute=label_attribute, classes=classes)
+    label_ds = _label_dataset(
+        label_paths, image_ds, grid, label_grid, label_attribute=label_attribute, classes=classes
+    )
     return _intersect(image_ds, label_ds)
 
 
@@ -234,29 +305,52 @@ Grid = tuple[set[str], set[tuple[float, float]]]  # the CRSs and resolutions of 
 
 
 def _is_vector(paths: Sequence[str]) -> bool:
-    return all(Path(p).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb") for p in paths)
+    return all(
+        Path(p).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb") for p in paths
+    )
 
 
-def _image_dataset(paths: list[str], bands: Sequence[int] | None = None) -> tuple[GeoTiffImages, Grid]:
+def _image_dataset(
+    paths: list[str], bands: Sequence[int] | None = None
+) -> tuple[GeoTiffImages, Grid]:
     grid = _describe(paths)
     if "none" in grid[0]:
-        raise DatasetError("an image has no CRS; georeferenced datasets need one (use the dubai kind for plain images)")
+        raise DatasetError(
+            "an image has no CRS; georeferenced datasets need one (use the dubai kind for plain images)"
+        )
     image_ds = GeoTiffImages(paths=paths)
     if bands is not None:
         image_ds.band_indexes = list(bands)
     return image_ds, grid
 
 
-def _label_dataset(label_paths: list[str], image_ds: GeoTiffImages, grid: Grid, label_grid: Grid | None, *,
-                   label_attribute: str | None, classes: Sequence[str]) -> Any:
+def _label_dataset(
+    label_paths: list[str],
+    image_ds: GeoTiffImages,
+    grid: Grid,
+    label_grid: Grid | None,
+    *,
+    label_attribute: str | None,
+    classes: Sequence[str],
+) -> Any:
     """Labels on the image dataset's CRS and resolution (``label_grid`` None: vector labels)."""
     if label_grid is None:
-        return VectorLabels(label_paths, attribute=label_attribute, classes=classes, crs=image_ds.crs, res=image_ds.res)
+        return VectorLabels(
+            label_paths,
+            attribute=label_attribute,
+            classes=classes,
+            crs=image_ds.crs,
+            res=image_ds.res,
+        )
     if label_grid != grid:
         (lcrs, lres), (icrs, ires) = label_grid, grid
-        warnings.warn(AlignmentWarning(
-            f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} at {sorted(ires)}; "
-            "labels are reprojected to the image grid (nearest neighbour)"), stacklevel=3)
+        warnings.warn(
+            AlignmentWarning(
+                f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} at {sorted(ires)}; "
+                "labels are reprojected to the image grid (nearest neighbour)"
+            ),
+            stacklevel=3,
+        )
     return GeoTiffLabels(paths=label_paths, crs=image_ds.crs, res=image_ds.res)
 
 
@@ -266,8 +360,10 @@ def _intersect(image_ds: GeoTiffImages, label_ds: Any) -> Any:
     except RuntimeError as exc:
         if "intersection" not in str(exc):
             raise
-        raise DatasetError(f"images and labels do not overlap: images cover {_box(image_ds)} and labels {_box(label_ds)} "
-                           f"(in {image_ds.crs.to_string()}); pair each image with labels of the same area") from None
+        raise DatasetError(
+            f"images and labels do not overlap: images cover {_box(image_ds)} and labels {_box(label_ds)} "
+            f"(in {image_ds.crs.to_string()}); pair each image with labels of the same area"
+        ) from None
 
 
 def _box(ds: Any) -> str:
@@ -282,8 +378,13 @@ def image_nodata(paths: Sequence[str]) -> float | None:
     return next((float(i.nodata) for i in map(file_info, paths) if i.nodata is not None), None)
 
 
-def to_training_sample(sample: dict[str, Any], *, normalization: Normalization, num_classes: int,
-                       nodata: float | None = None) -> dict[str, torch.Tensor]:
+def to_training_sample(
+    sample: dict[str, Any],
+    *,
+    normalization: Normalization,
+    num_classes: int,
+    nodata: float | None = None,
+) -> dict[str, torch.Tensor]:
     """A TorchGeo sample to ``{"image", "mask", "valid"}``: invalid pixels zeroed and ignored.
 
     Invalid pixels: NaN in any band, or ``nodata`` in every band.
@@ -297,18 +398,29 @@ def to_training_sample(sample: dict[str, Any], *, normalization: Normalization, 
         mask[(mask < 0) | (mask >= num_classes) | ~valid] = IGNORE_INDEX
     else:
         mask = np.full(valid.shape, IGNORE_INDEX, np.int64)
-    return {"image": torch.from_numpy(x), "mask": torch.from_numpy(mask), "valid": torch.from_numpy(valid)}
+    return {
+        "image": torch.from_numpy(x),
+        "mask": torch.from_numpy(mask),
+        "valid": torch.from_numpy(valid),
+    }
 
 
-def split_scenes_by_location(scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0) -> dict[str, list[Scene]]:
+def split_scenes_by_location(
+    scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0
+) -> dict[str, list[Scene]]:
     """Split scenes so overlapping ones stay on one side (see :func:`geoseg.datasets.kinds.split_scenes`)."""
     from geoseg.datasets.kinds import split_scenes
 
     return split_scenes(scenes, val_fraction, seed=seed)
 
 
-def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attribute: str | None = None,
-                   classes: Sequence[str] = ()) -> tuple[list[Scene], ClassTable, float | None]:
+def geotiff_scenes(
+    images: Sequence[str],
+    labels: Sequence[str],
+    *,
+    label_attribute: str | None = None,
+    classes: Sequence[str] = (),
+) -> tuple[list[Scene], ClassTable, float | None]:
     """Read each image with its labels through TorchGeo (labels aligned to the image grid).
 
     Returns the scenes, the class table (names from ``classes``, the label raster's category
@@ -317,25 +429,37 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
     from geoseg.datasets._torchgeo import make_query
 
     if not labels:
-        raise DatasetError("no label file given or matched; training needs label GeoTIFFs or polygons")
+        raise DatasetError(
+            "no label file given or matched; training needs label GeoTIFFs or polygons"
+        )
     nodata = image_nodata(images)
     scenes = []
     top = 0
     label_nodata = _label_nodata(labels)
     label_grid = None if _is_vector(labels) else _describe(labels)
-    label_sets: dict[tuple[str, Any], Any] = {}  # one label dataset per image CRS and resolution, not per image
+    label_sets: dict[
+        tuple[str, Any], Any
+    ] = {}  # one label dataset per image CRS and resolution, not per image
     for path in images:
         image_ds, grid = _image_dataset([path])
         key = (image_ds.crs.to_wkt(), image_ds.res)
         if key not in label_sets:
-            label_sets[key] = _label_dataset(list(labels), image_ds, grid, label_grid, label_attribute=label_attribute,
-                                             classes=classes)
+            label_sets[key] = _label_dataset(
+                list(labels),
+                image_ds,
+                grid,
+                label_grid,
+                label_attribute=label_attribute,
+                classes=classes,
+            )
         ds = _intersect(image_ds, label_sets[key])
         info = file_info(path)
         transform, crs = info.transform, info.crs
         left, bottom, right, top_y = info.bounds
         try:
-            sample = ds[make_query(left, bottom, right, top_y, (abs(transform.a), abs(transform.e)))]
+            sample = ds[
+                make_query(left, bottom, right, top_y, (abs(transform.a), abs(transform.e)))
+            ]
         except IndexError:
             continue  # this image has no labels over it
         image = sample_image(sample).numpy()
@@ -346,14 +470,27 @@ def geotiff_scenes(images: Sequence[str], labels: Sequence[str], *, label_attrib
             bad |= mask == label_nodata
         m = np.where(bad, IGNORE_INDEX, mask).astype(np.uint8)
         top = max(top, int(m[m != IGNORE_INDEX].max(initial=0)))
-        scenes.append(Scene(image=np.nan_to_num(image).astype(np.float32), mask=m, valid=valid, name=path, group=path,
-                            transform=transform, crs=crs.to_string() if crs else None))
+        scenes.append(
+            Scene(
+                image=np.nan_to_num(image).astype(np.float32),
+                mask=m,
+                valid=valid,
+                name=path,
+                group=path,
+                transform=transform,
+                crs=crs.to_string() if crs else None,
+            )
+        )
     if not scenes:
-        raise DatasetError("no image overlaps any label file; pair each image with labels of the same area")
+        raise DatasetError(
+            "no image overlaps any label file; pair each image with labels of the same area"
+        )
     if classes:
         if top >= len(classes):
-            raise DatasetError(f"labels hold class id {top} but data.classes names only {len(classes)} classes "
-                               f"({', '.join(classes)}); name every class from 0 to {top}")
+            raise DatasetError(
+                f"labels hold class id {top} but data.classes names only {len(classes)} classes "
+                f"({', '.join(classes)}); name every class from 0 to {top}"
+            )
         table = ClassTable.from_names(classes)
     else:
         table = _label_classes(labels, top + 1)
@@ -375,11 +512,14 @@ def _label_classes(labels: Sequence[str], count: int) -> ClassTable:
 
 # The `geotiff` dataset kind (see geoseg.datasets.kinds).
 
+
 def find_items(source: DataSource) -> list[str]:
     """The image files ``source.images`` matches under ``source.root``."""
     images = expand_paths(source.images, source.root)
     if not images:
-        raise ConfigError(f"data.images: no file matches {source.images!r} under {source.root or '.'}")
+        raise ConfigError(
+            f"data.images: no file matches {source.images!r} under {source.root or '.'}"
+        )
     return images
 
 
@@ -401,27 +541,46 @@ def split_items(items: Sequence[str], source: DataSource, seed: int = 0) -> dict
 
 def item_scene(item: str, source: DataSource) -> Scene:
     """One image with its labels aligned to its grid."""
-    return geotiff_scenes([item], _labels(source), label_attribute=source.label_attribute or None,
-                          classes=source.classes)[0][0]
+    return geotiff_scenes(
+        [item],
+        _labels(source),
+        label_attribute=source.label_attribute or None,
+        classes=source.classes,
+    )[0][0]
 
 
 def source_classes(source: DataSource) -> ClassTable:
     """Names from ``data.classes``, else the label rasters' class table, else ``class_0..``."""
     if source.classes:
         return ClassTable.from_names(source.classes)
-    return geotiff_scenes(find_items(source), _labels(source), label_attribute=source.label_attribute or None)[1]
+    return geotiff_scenes(
+        find_items(source), _labels(source), label_attribute=source.label_attribute or None
+    )[1]
 
 
 def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
     """Every image read with its labels, split by location."""
     from geoseg.datasets.kinds import SceneSet, split_scenes
 
-    scenes, classes, nodata = geotiff_scenes(find_items(source), _labels(source),
-                                             label_attribute=source.label_attribute or None, classes=source.classes)
+    scenes, classes, nodata = geotiff_scenes(
+        find_items(source),
+        _labels(source),
+        label_attribute=source.label_attribute or None,
+        classes=source.classes,
+    )
     parts = split_scenes(scenes, _val_fraction(source), seed=seed)
-    return SceneSet(parts["train"], parts["val"], classes, nodata=nodata,
-                    description={"dataset": "GeoTIFF images with labels", "images": source.images, "labels": source.labels,
-                                 "split": {"by": "location", "val_fraction": _val_fraction(source)}})
+    return SceneSet(
+        parts["train"],
+        parts["val"],
+        classes,
+        nodata=nodata,
+        description={
+            "dataset": "GeoTIFF images with labels",
+            "images": source.images,
+            "labels": source.labels,
+            "split": {"by": "location", "val_fraction": _val_fraction(source)},
+        },
+    )
 
 
 def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:

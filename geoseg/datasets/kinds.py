@@ -40,8 +40,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets.check import CheckReport
     from geoseg.datasets.stats import StatsResult
 
-__all__ = ["DATASET_KINDS", "DataSource", "DatasetKind", "EvalPair", "OnError", "Progress", "SceneSet", "dataset_kind",
-           "eval_pairs", "kind_names", "register_dataset_kind", "split_by_fraction", "split_scenes"]
+__all__ = [
+    "DATASET_KINDS",
+    "DataSource",
+    "DatasetKind",
+    "EvalPair",
+    "OnError",
+    "Progress",
+    "SceneSet",
+    "dataset_kind",
+    "eval_pairs",
+    "kind_names",
+    "register_dataset_kind",
+    "split_by_fraction",
+    "split_scenes",
+]
 
 OnError = Literal["stop", "skip"]
 Progress = Callable[[int, int], None]
@@ -166,8 +179,12 @@ class DatasetKind:
         if self.scenes is not None:
             return self.scenes(source, seed)
         parts = self.parts(source, seed)
-        return SceneSet([self.scene(it, source) for it in parts["train"]], [self.scene(it, source) for it in parts["val"]],
-                        self.class_table(source), description={"split": dict(source.split)})
+        return SceneSet(
+            [self.scene(it, source) for it in parts["train"]],
+            [self.scene(it, source) for it in parts["val"]],
+            self.class_table(source),
+            description={"split": dict(source.split)},
+        )
 
 
 DATASET_KINDS: dict[str, DatasetKind] = {}
@@ -182,7 +199,9 @@ def register_dataset_kind(kind: DatasetKind, *, replace: bool = False) -> Datase
     if not kind.name or not isinstance(kind.name, str):
         raise ConfigError(f"a dataset kind needs a name, got {kind.name!r}")
     if kind.name in DATASET_KINDS and not replace:
-        raise ConfigError(f"dataset kind {kind.name!r} is already registered; pass replace=True to replace it")
+        raise ConfigError(
+            f"dataset kind {kind.name!r} is already registered; pass replace=True to replace it"
+        )
     DATASET_KINDS[kind.name] = kind
     return kind
 
@@ -200,8 +219,10 @@ def dataset_kind(name: str) -> DatasetKind:
     """
     kind = DATASET_KINDS.get(name)
     if kind is None:
-        raise ConfigError(f"data.kind: {name!r} is not allowed; expected one of {', '.join(kind_names())} "
-                          "(or register yours with geoseg.datasets.register_dataset_kind)")
+        raise ConfigError(
+            f"data.kind: {name!r} is not allowed; expected one of {', '.join(kind_names())} "
+            "(or register yours with geoseg.datasets.register_dataset_kind)"
+        )
     return kind
 
 
@@ -210,23 +231,35 @@ def _fraction(source: DataSource, key: str, default: float) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"data.split.{key}: expected a fraction in [0, 1) for the {source.kind} kind, got {value!r}; "
-                          "e.g. data.split={val: 0.2, test: 0.0}")
+        raise ConfigError(
+            f"data.split.{key}: expected a fraction in [0, 1) for the {source.kind} kind, got {value!r}; "
+            "e.g. data.split={val: 0.2, test: 0.0}"
+        )
     return float(value)
 
 
-def split_by_fraction(items: Sequence[Any], source: DataSource, seed: int = 0) -> dict[str, list[Any]]:
+def split_by_fraction(
+    items: Sequence[Any], source: DataSource, seed: int = 0
+) -> dict[str, list[Any]]:
     """A seeded split by the fractions in ``source.split`` (``val`` default 0.2, ``test`` default 0)."""
     val, test = _fraction(source, "val", 0.2), _fraction(source, "test", 0.0)
     if val + test >= 1:
-        raise ConfigError(f"data.split: val {val} + test {test} leaves nothing to train on; keep their sum below 1")
+        raise ConfigError(
+            f"data.split: val {val} + test {test} leaves nothing to train on; keep their sum below 1"
+        )
     order = np.random.default_rng(seed).permutation(len(items))
     n_val, n_test = round(val * len(items)), round(test * len(items))
     pick = lambda idx: [items[i] for i in sorted(idx)]  # noqa: E731
-    return {"test": pick(order[:n_test]), "val": pick(order[n_test:n_test + n_val]), "train": pick(order[n_test + n_val:])}
+    return {
+        "test": pick(order[:n_test]),
+        "val": pick(order[n_test : n_test + n_val]),
+        "train": pick(order[n_test + n_val :]),
+    }
 
 
-def split_scenes(scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0) -> dict[str, list[Scene]]:
+def split_scenes(
+    scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0
+) -> dict[str, list[Scene]]:
     """Split scenes by location (their map footprints), so overlapping scenes stay on one side."""
     from geoseg.datasets.splits import split_by_location
 
@@ -246,7 +279,9 @@ def eval_pairs(source: DataSource, split: str = "test", *, seed: int = 0) -> lis
         return kind.pairs(source, split, seed)
     part = kind.parts(source, seed)[split]
     if not part:
-        raise DatasetError(f"the {split} split of {source.root or '.'} holds no image; check data.split")
+        raise DatasetError(
+            f"the {split} split of {source.root or '.'} holds no image; check data.split"
+        )
     out = []
     for item in part:
         scene = kind.scene(item, source)
@@ -276,12 +311,20 @@ def _register_builtins() -> None:
     }
     for name, description in descriptions.items():
         module = f"geoseg.datasets.{name}"
-        register_dataset_kind(DatasetKind(
-            name, find=_lazy(f"{module}:find_items"), scene=_lazy(f"{module}:item_scene"),
-            classes=_lazy(f"{module}:source_classes"), split=_lazy(f"{module}:split_items"), description=description,
-            scenes=_lazy(f"{module}:source_scenes"), pairs=_lazy(f"{module}:source_pairs"),
-            check=_lazy(f"geoseg.datasets.check:check_{name}"), stats=_lazy(f"geoseg.datasets.check:stats_{name}"),
-        ))
+        register_dataset_kind(
+            DatasetKind(
+                name,
+                find=_lazy(f"{module}:find_items"),
+                scene=_lazy(f"{module}:item_scene"),
+                classes=_lazy(f"{module}:source_classes"),
+                split=_lazy(f"{module}:split_items"),
+                description=description,
+                scenes=_lazy(f"{module}:source_scenes"),
+                pairs=_lazy(f"{module}:source_pairs"),
+                check=_lazy(f"geoseg.datasets.check:check_{name}"),
+                stats=_lazy(f"geoseg.datasets.check:stats_{name}"),
+            )
+        )
 
 
 _register_builtins()

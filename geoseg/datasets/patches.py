@@ -27,15 +27,27 @@ __all__ = ["PatchDataset", "Scene", "index_scenes"]
 
 def index_scenes(scenes: Sequence[Scene], num_classes: int = 0, cell: int = 16) -> PatchIndex:
     """The sampler summary (nodata, class counts) of ``scenes``."""
-    return PatchIndex([s.shape for s in scenes], [s.mask for s in scenes], [s.valid for s in scenes],
-                      num_classes=num_classes, cell=cell)
+    return PatchIndex(
+        [s.shape for s in scenes],
+        [s.mask for s in scenes],
+        [s.valid for s in scenes],
+        num_classes=num_classes,
+        cell=cell,
+    )
 
 
 class PatchDataset(NonGeoDataset):
     """Patches of in-memory scenes, cut, augmented and normalized on the fly."""
 
-    def __init__(self, scenes: Sequence[Scene], *, num_classes: int, normalization: Normalization | None = None,
-                 augment: Augment | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        scenes: Sequence[Scene],
+        *,
+        num_classes: int,
+        normalization: Normalization | None = None,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ) -> None:
         self.scenes = list(scenes)
         self.num_classes = num_classes
         self.normalization = normalization or Normalization(kind="none")

@@ -43,8 +43,15 @@ class PatchIndex:
         cell: edge of a summary cell in pixels.
     """
 
-    def __init__(self, shapes: Sequence[tuple[int, int]], masks: Sequence[np.ndarray | None] | None = None,
-                 valid: Sequence[np.ndarray | None] | None = None, *, num_classes: int = 0, cell: int = 16) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[tuple[int, int]],
+        masks: Sequence[np.ndarray | None] | None = None,
+        valid: Sequence[np.ndarray | None] | None = None,
+        *,
+        num_classes: int = 0,
+        cell: int = 16,
+    ) -> None:
         self.shapes = [(int(h), int(w)) for h, w in shapes]
         self.cell = cell
         self.num_classes = num_classes
@@ -101,13 +108,22 @@ def _sat(cells: np.ndarray) -> np.ndarray:
 
 
 class _Base(Sampler[Patch]):
-    def __init__(self, index: PatchIndex, size: int, *, seed: int = 0, max_nodata: float = 1.0) -> None:
-        self.index, self.size, self.seed, self.max_nodata = index, int(size), int(seed), float(max_nodata)
+    def __init__(
+        self, index: PatchIndex, size: int, *, seed: int = 0, max_nodata: float = 1.0
+    ) -> None:
+        self.index, self.size, self.seed, self.max_nodata = (
+            index,
+            int(size),
+            int(seed),
+            float(max_nodata),
+        )
         self.epoch = 0
         small = [i for i, (h, w) in enumerate(index.shapes) if h < size or w < size]
         if small:
-            raise DatasetError(f"patch size {size} is larger than scene(s) {small} "
-                               f"(smallest is {min(min(index.shapes[i]) for i in small)} px); use a smaller patch size")
+            raise DatasetError(
+                f"patch size {size} is larger than scene(s) {small} "
+                f"(smallest is {min(min(index.shapes[i]) for i in small)} px); use a smaller patch size"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -122,8 +138,16 @@ class _Base(Sampler[Patch]):
 class RandomSampler(_Base):
     """``length`` patches at uniformly random positions (scenes weighted by area)."""
 
-    def __init__(self, index: PatchIndex, size: int, length: int, *, seed: int = 0, max_nodata: float = 1.0,
-                 tries: int = 50) -> None:
+    def __init__(
+        self,
+        index: PatchIndex,
+        size: int,
+        length: int,
+        *,
+        seed: int = 0,
+        max_nodata: float = 1.0,
+        tries: int = 50,
+    ) -> None:
         super().__init__(index, size, seed=seed, max_nodata=max_nodata)
         self.length, self.tries = int(length), tries
         area = np.array([(h - size + 1) * (w - size + 1) for h, w in index.shapes], np.float64)
@@ -138,7 +162,12 @@ class RandomSampler(_Base):
             for _ in range(self.tries):
                 s = int(rng.choice(len(self._p), p=self._p))
                 h, w = self.index.shapes[s]
-                p = Patch(s, int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1)), self.size)
+                p = Patch(
+                    s,
+                    int(rng.integers(h - self.size + 1)),
+                    int(rng.integers(w - self.size + 1)),
+                    self.size,
+                )
                 if self._ok(p):
                     break
             yield p
@@ -147,7 +176,9 @@ class RandomSampler(_Base):
 class GridSampler(_Base):
     """Every scene covered by patches at ``stride``; the last row/column is moved inside the scene."""
 
-    def __init__(self, index: PatchIndex, size: int, stride: int | None = None, *, max_nodata: float = 1.0) -> None:
+    def __init__(
+        self, index: PatchIndex, size: int, stride: int | None = None, *, max_nodata: float = 1.0
+    ) -> None:
         super().__init__(index, size, max_nodata=max_nodata)
         self.stride = int(stride or size)
         self._patches = [p for p in self._all() if self._ok(p)]
@@ -178,8 +209,17 @@ class ClassBalancedSampler(_Base):
     often, which oversamples rare classes the most; 0.5 is a common middle ground.
     """
 
-    def __init__(self, index: PatchIndex, size: int, length: int, *, power: float = 0.5, seed: int = 0,
-                 max_nodata: float = 1.0, tries: int = 50) -> None:
+    def __init__(
+        self,
+        index: PatchIndex,
+        size: int,
+        length: int,
+        *,
+        power: float = 0.5,
+        seed: int = 0,
+        max_nodata: float = 1.0,
+        tries: int = 50,
+    ) -> None:
         super().__init__(index, size, seed=seed, max_nodata=max_nodata)
         if not index.num_classes:
             raise DatasetError("a class-balanced sampler needs label masks and a class count")

@@ -41,17 +41,40 @@ from geoseg.io.open import open_raster
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
-__all__ = ["PRODUCTS", "SN6_CLASSES", "SN6_EDGE_CLASSES", "SN6Tile", "find_spacenet6", "load_tile", "split_by_location",
-           "targets_from_footprint"]
+__all__ = [
+    "PRODUCTS",
+    "SN6_CLASSES",
+    "SN6_EDGE_CLASSES",
+    "SN6Tile",
+    "find_spacenet6",
+    "load_tile",
+    "split_by_location",
+    "targets_from_footprint",
+]
 
 PRODUCTS = {"SAR-Intensity": 4, "PS-RGB": 3, "PS-RGBNIR": 4, "RGBNIR": 4, "PAN": 1}
-BAND_NAMES = {"SAR-Intensity": ("HH", "HV", "VH", "VV"), "PS-RGB": ("red", "green", "blue"),
-              "PS-RGBNIR": ("red", "green", "blue", "nir"), "RGBNIR": ("red", "green", "blue", "nir"), "PAN": ("pan",)}
-_NAME = re.compile(r"^SN6_(?P<split>Train|Test_Public)_AOI_11_Rotterdam_(?P<product>[A-Za-z-]+)_(?P<start>\d{14})_(?P<stop>\d{14})_tile_(?P<tile>\d+)\.(tif|geojson)$")
+BAND_NAMES = {
+    "SAR-Intensity": ("HH", "HV", "VH", "VV"),
+    "PS-RGB": ("red", "green", "blue"),
+    "PS-RGBNIR": ("red", "green", "blue", "nir"),
+    "RGBNIR": ("red", "green", "blue", "nir"),
+    "PAN": ("pan",),
+}
+_NAME = re.compile(
+    r"^SN6_(?P<split>Train|Test_Public)_AOI_11_Rotterdam_(?P<product>[A-Za-z-]+)_(?P<start>\d{14})_(?P<stop>\d{14})_tile_(?P<tile>\d+)\.(tif|geojson)$"
+)
 
-SN6_CLASSES = ClassTable((ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75))))
-SN6_EDGE_CLASSES = ClassTable((ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75)),
-                               ClassInfo(2, "edge", (255, 225, 25)), ClassInfo(3, "contact", (0, 130, 200))))
+SN6_CLASSES = ClassTable(
+    (ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75)))
+)
+SN6_EDGE_CLASSES = ClassTable(
+    (
+        ClassInfo(0, "background", (0, 0, 0)),
+        ClassInfo(1, "building", (230, 25, 75)),
+        ClassInfo(2, "edge", (255, 225, 25)),
+        ClassInfo(3, "contact", (0, 130, 200)),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +92,10 @@ def _aoi(root: Path) -> Path:
     for cand in (root, root / "AOI_11_Rotterdam", *root.glob("**/AOI_11_Rotterdam")):
         if cand.is_dir() and any((cand / p).is_dir() for p in PRODUCTS):
             return cand
-    raise DatasetError(f"{root}: no SpaceNet 6 layout found; expected <root>/AOI_11_Rotterdam/SAR-Intensity/"
-                       "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<start>_<stop>_tile_<n>.tif (and PS-RGB/, geojson_buildings/...)")
+    raise DatasetError(
+        f"{root}: no SpaceNet 6 layout found; expected <root>/AOI_11_Rotterdam/SAR-Intensity/"
+        "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<start>_<stop>_tile_<n>.tif (and PS-RGB/, geojson_buildings/...)"
+    )
 
 
 def parse_products(text: str) -> list[str]:
@@ -91,7 +116,9 @@ def read_orientations(path: Path) -> dict[str, int]:
     return out
 
 
-def find_spacenet6(root: str | os.PathLike[str], products: Sequence[str] = ("SAR-Intensity",)) -> list[SN6Tile]:
+def find_spacenet6(
+    root: str | os.PathLike[str], products: Sequence[str] = ("SAR-Intensity",)
+) -> list[SN6Tile]:
     """Every tile that has all ``products`` (and its buildings GeoJSON when present).
 
     Raises:
@@ -99,34 +126,52 @@ def find_spacenet6(root: str | os.PathLike[str], products: Sequence[str] = ("SAR
     """
     unknown = [p for p in products if p not in PRODUCTS]
     if unknown:
-        raise DatasetError(f"unknown SpaceNet 6 product {unknown[0]!r}; expected some of {', '.join(PRODUCTS)}")
+        raise DatasetError(
+            f"unknown SpaceNet 6 product {unknown[0]!r}; expected some of {', '.join(PRODUCTS)}"
+        )
     aoi = _aoi(Path(root))
     found: dict[tuple[str, int], dict[str, Path]] = defaultdict(dict)
     for product in products:
         folder = aoi / product
         if not folder.is_dir():
-            raise DatasetError(f"{aoi}: no {product}/ folder; this SpaceNet 6 copy holds {', '.join(sorted(p.name for p in aoi.iterdir() if p.is_dir()))}")
+            raise DatasetError(
+                f"{aoi}: no {product}/ folder; this SpaceNet 6 copy holds {', '.join(sorted(p.name for p in aoi.iterdir() if p.is_dir()))}"
+            )
         for f in folder.glob("*.tif"):
             m = _NAME.match(f.name)
             if m and m["product"] == product:
                 found[(f"{m['start']}_{m['stop']}", int(m["tile"]))][product] = f
     buildings: dict[tuple[str, int], Path] = {}
-    for f in (aoi / "geojson_buildings").glob("*.geojson") if (aoi / "geojson_buildings").is_dir() else []:
+    for f in (
+        (aoi / "geojson_buildings").glob("*.geojson")
+        if (aoi / "geojson_buildings").is_dir()
+        else []
+    ):
         m = _NAME.match(f.name)
         if m:
             buildings[(f"{m['start']}_{m['stop']}", int(m["tile"]))] = f
     orient_file = aoi / "SummaryData" / "SAR_orientations.txt"
     orientations = read_orientations(orient_file) if orient_file.is_file() else {}
-    tiles = [SN6Tile(tile, strip, files, buildings.get((strip, tile)), orientations.get(strip, 0))
-             for (strip, tile), files in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])) if len(files) == len(products)]
+    tiles = [
+        SN6Tile(tile, strip, files, buildings.get((strip, tile)), orientations.get(strip, 0))
+        for (strip, tile), files in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        if len(files) == len(products)
+    ]
     if not tiles:
-        raise DatasetError(f"{aoi}: no tile has every product of {list(products)}; file names must follow "
-                           "SN6_Train_AOI_11_Rotterdam_<product>_<start>_<stop>_tile_<n>.tif")
+        raise DatasetError(
+            f"{aoi}: no tile has every product of {list(products)}; file names must follow "
+            "SN6_Train_AOI_11_Rotterdam_<product>_<start>_<stop>_tile_<n>.tif"
+        )
     return tiles
 
 
-def targets_from_footprint(footprint: np.ndarray, instances: np.ndarray | None = None, *, edge_width: int = 2,
-                           contact_distance: int = 4) -> np.ndarray:
+def targets_from_footprint(
+    footprint: np.ndarray,
+    instances: np.ndarray | None = None,
+    *,
+    edge_width: int = 2,
+    contact_distance: int = 4,
+) -> np.ndarray:
     """Footprint (+ instance ids) to classes 0 background, 1 building, 2 edge, 3 contact.
 
     Edge: building pixels within ``edge_width`` of a non-building pixel. Contact: pixels (building
@@ -142,7 +187,9 @@ def targets_from_footprint(footprint: np.ndarray, instances: np.ndarray | None =
         near = np.zeros(fp.shape, np.int32)
         struct = ndimage.generate_binary_structure(2, 1)
         for i in np.unique(instances[instances > 0]):
-            grown = ndimage.binary_dilation(instances == i, structure=struct, iterations=contact_distance)
+            grown = ndimage.binary_dilation(
+                instances == i, structure=struct, iterations=contact_distance
+            )
             near += grown
         out[near >= 2] = 3
     return out
@@ -164,20 +211,32 @@ def building_polygons(tile: SN6Tile, crs: CRS | None) -> list[Any]:
     return list(gdf.geometry)
 
 
-def _burn(tile: SN6Tile, shape: tuple[int, int], transform: Affine, crs: CRS | None) -> tuple[np.ndarray, np.ndarray]:
+def _burn(
+    tile: SN6Tile, shape: tuple[int, int], transform: Affine, crs: CRS | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Instance ids (1..n) burnt from the tile's buildings GeoJSON onto the grid."""
     from rasterio.features import rasterize
 
     inst = np.zeros(shape, np.int32)
     polygons = building_polygons(tile, crs)
     if polygons:
-        inst = rasterize(((g, i + 1) for i, g in enumerate(polygons)), out_shape=shape, transform=transform,
-                         dtype="int32", fill=0)
+        inst = rasterize(
+            ((g, i + 1) for i, g in enumerate(polygons)),
+            out_shape=shape,
+            transform=transform,
+            dtype="int32",
+            fill=0,
+        )
     return inst, inst > 0
 
 
-def load_tile(tile: SN6Tile, products: Sequence[str] = ("SAR-Intensity",), *, target: str = "footprint",
-              flip_orientation: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, object]]:
+def load_tile(
+    tile: SN6Tile,
+    products: Sequence[str] = ("SAR-Intensity",),
+    *,
+    target: str = "footprint",
+    flip_orientation: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, object]]:
     """(image, labels, valid, geo) of a tile, on the grid of its first product.
 
     Image bands follow ``products`` (float32); labels are class ids (``IGNORE_INDEX`` where the
@@ -191,9 +250,13 @@ def load_tile(tile: SN6Tile, products: Sequence[str] = ("SAR-Intensity",), *, ta
     for product in products:
         with open_raster(tile.files[product]) as src:
             if src.count != PRODUCTS[product]:
-                raise DatasetError(f"{tile.files[product].name}: {product} should have {PRODUCTS[product]} band(s), has {src.count}")
+                raise DatasetError(
+                    f"{tile.files[product].name}: {product} should have {PRODUCTS[product]} band(s), has {src.count}"
+                )
             if (src.crs, src.transform, (src.height, src.width)) != (crs, transform, shape):
-                with WarpedVRT(src, crs=crs, transform=transform, width=shape[1], height=shape[0]) as vrt:
+                with WarpedVRT(
+                    src, crs=crs, transform=transform, width=shape[1], height=shape[0]
+                ) as vrt:
                     data = vrt.read().astype(np.float32)
             else:
                 data = src.read().astype(np.float32)
@@ -204,26 +267,49 @@ def load_tile(tile: SN6Tile, products: Sequence[str] = ("SAR-Intensity",), *, ta
         bands.append(np.nan_to_num(data, nan=0.0))
     image = np.concatenate(bands)
     instances, footprint = _burn(tile, shape, transform, crs)
-    labels = targets_from_footprint(footprint, instances) if target == "footprint-edge-contact" else footprint.astype(np.uint8)
+    labels = (
+        targets_from_footprint(footprint, instances)
+        if target == "footprint-edge-contact"
+        else footprint.astype(np.uint8)
+    )
     assert valid is not None
     labels[~valid] = IGNORE_INDEX
     if flip_orientation and tile.orientation == 1:
         image, labels, valid = image[:, ::-1, ::-1], labels[::-1, ::-1], valid[::-1, ::-1]
-    return (np.ascontiguousarray(image), np.ascontiguousarray(labels), np.ascontiguousarray(valid),
-            {"crs": crs, "transform": transform})
+    return (
+        np.ascontiguousarray(image),
+        np.ascontiguousarray(labels),
+        np.ascontiguousarray(valid),
+        {"crs": crs, "transform": transform},
+    )
 
 
-def tile_scene(tile: SN6Tile, products: Sequence[str], *, target: str = "footprint", flip_orientation: bool = True) -> Scene:
+def tile_scene(
+    tile: SN6Tile,
+    products: Sequence[str],
+    *,
+    target: str = "footprint",
+    flip_orientation: bool = True,
+) -> Scene:
     """A lazily loaded :class:`Scene` of one tile (pixels are read when a patch needs them)."""
     with open_raster(tile.files[products[0]]) as ref:
         size, transform, crs = (ref.height, ref.width), ref.transform, ref.crs
 
     def load() -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        image, labels, valid, _ = load_tile(tile, products, target=target, flip_orientation=flip_orientation)
+        image, labels, valid, _ = load_tile(
+            tile, products, target=target, flip_orientation=flip_orientation
+        )
         return image, labels, valid
 
-    return Scene(image=None, loader=load, size=size, name=str(tile.files[products[0]]), group=f"tile {tile.tile}",
-                 transform=transform, crs=crs.to_string() if crs else None)
+    return Scene(
+        image=None,
+        loader=load,
+        size=size,
+        name=str(tile.files[products[0]]),
+        group=f"tile {tile.tile}",
+        transform=transform,
+        crs=crs.to_string() if crs else None,
+    )
 
 
 def _bounds(tile: SN6Tile) -> tuple[float, float, float, float]:
@@ -232,7 +318,9 @@ def _bounds(tile: SN6Tile) -> tuple[float, float, float, float]:
     return b.left, b.bottom, b.right, b.top
 
 
-def split_by_location(tiles: Sequence[SN6Tile], val_fraction: float = 0.2, *, seed: int = 0) -> dict[str, list[SN6Tile]]:
+def split_by_location(
+    tiles: Sequence[SN6Tile], val_fraction: float = 0.2, *, seed: int = 0
+) -> dict[str, list[SN6Tile]]:
     """Train/val split in which no validation tile overlaps a training tile (see :mod:`.splits`)."""
     from geoseg.datasets.splits import split_by_location as split
 
@@ -247,11 +335,14 @@ def pixel_footprints(tile: SN6Tile, geo: dict[str, Any]) -> list[Any] | None:
     import shapely
 
     inv = ~geo["transform"]
-    return [shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
-            for g in building_polygons(tile, geo["crs"])]
+    return [
+        shapely.affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+        for g in building_polygons(tile, geo["crs"])
+    ]
 
 
 # The `spacenet6` dataset kind (see geoseg.datasets.kinds).
+
 
 def source_classes(source: DataSource) -> ClassTable:
     """Background and building, plus edge and contact for ``footprint-edge-contact`` targets."""
@@ -260,7 +351,9 @@ def source_classes(source: DataSource) -> ClassTable:
 
 def _products(source: DataSource) -> list[str]:
     if not source.root:
-        raise ConfigError("data.root: give the SpaceNet 6 folder (the one holding AOI_11_Rotterdam/)")
+        raise ConfigError(
+            "data.root: give the SpaceNet 6 folder (the one holding AOI_11_Rotterdam/)"
+        )
     return parse_products(source.product)
 
 
@@ -273,7 +366,9 @@ def _val_fraction(source: DataSource) -> float:
     return float((source.split or {}).get("val", 0.2) or 0.0)
 
 
-def split_items(items: Sequence[SN6Tile], source: DataSource, seed: int = 0) -> dict[str, list[SN6Tile]]:
+def split_items(
+    items: Sequence[SN6Tile], source: DataSource, seed: int = 0
+) -> dict[str, list[SN6Tile]]:
     """Split by location; there is no separate test part (``test`` is the validation part)."""
     parts = split_by_location(items, _val_fraction(source), seed=seed)
     return {**parts, "test": parts["val"]}
@@ -292,11 +387,24 @@ def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
     parts = split_items(find_spacenet6(source.root, products), source, seed)
     sar = products == ["SAR-Intensity"]
     make = lambda ts: [tile_scene(t, products, target=source.target) for t in ts]  # noqa: E731
-    return SceneSet(make(parts["train"]), make(parts["val"]), source_classes(source), sar=sar, db_bands=4 if sar else 0,
-                    band_names=tuple(b for p in products for b in BAND_NAMES[p]),
-                    description={"dataset": "SpaceNet 6 (AOI_11_Rotterdam)", "products": products, "target": source.target,
-                                 "split": {"by": "location", "val_fraction": _val_fraction(source),
-                                           "excluded_tiles": len(parts["excluded"])}})
+    return SceneSet(
+        make(parts["train"]),
+        make(parts["val"]),
+        source_classes(source),
+        sar=sar,
+        db_bands=4 if sar else 0,
+        band_names=tuple(b for p in products for b in BAND_NAMES[p]),
+        description={
+            "dataset": "SpaceNet 6 (AOI_11_Rotterdam)",
+            "products": products,
+            "target": source.target,
+            "split": {
+                "by": "location",
+                "val_fraction": _val_fraction(source),
+                "excluded_tiles": len(parts["excluded"]),
+            },
+        },
+    )
 
 
 def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
@@ -305,11 +413,21 @@ def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list
 
     products = _products(source)
     if len(products) > 1:
-        raise DatasetError("evaluation runs on one product file per tile; stacked products are not supported yet")
-    part = split_items(find_spacenet6(source.root, products), source, seed)["val" if split != "train" else "train"]
+        raise DatasetError(
+            "evaluation runs on one product file per tile; stacked products are not supported yet"
+        )
+    part = split_items(find_spacenet6(source.root, products), source, seed)[
+        "val" if split != "train" else "train"
+    ]
     pairs = []
     for t in part:
         _, tile_ids, _, geo = load_tile(t, products, target=source.target, flip_orientation=False)
-        pairs.append(EvalPair(str(t.files[products[0]]), tile_ids.astype(np.int64), t.files[products[0]].name,
-                              footprints=pixel_footprints(t, geo)))
+        pairs.append(
+            EvalPair(
+                str(t.files[products[0]]),
+                tile_ids.astype(np.int64),
+                t.files[products[0]].name,
+                footprints=pixel_footprints(t, geo),
+            )
+        )
     return pairs

@@ -23,7 +23,7 @@ def _clusters(boxes: Sequence[Box]) -> list[list[int]]:
 
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
     for pos, a in enumerate(order):
-        for b in order[pos + 1:]:
+        for b in order[pos + 1 :]:
             if boxes[b][0] >= boxes[a][2]:
                 break
             if boxes[a][1] < boxes[b][3] and boxes[b][1] < boxes[a][3]:
@@ -34,7 +34,9 @@ def _clusters(boxes: Sequence[Box]) -> list[list[int]]:
     return list(groups.values())
 
 
-def split_by_location(boxes: Sequence[Box], val_fraction: float = 0.2, *, seed: int = 0) -> dict[str, list[int]]:
+def split_by_location(
+    boxes: Sequence[Box], val_fraction: float = 0.2, *, seed: int = 0
+) -> dict[str, list[int]]:
     """Indices for ``train``, ``val`` and ``excluded``.
 
     Items are grouped into clusters of overlapping footprints; whole clusters go to validation (in

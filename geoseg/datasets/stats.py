@@ -48,7 +48,9 @@ class StatsResult:
         """The :class:`Normalization` these statistics define (``meanstd`` or ``percentile``)."""
         if kind == "percentile":
             return Normalization(kind="percentile", low=self.p2, high=self.p98, sar_db=sar_db)
-        return Normalization(kind="meanstd", mean=self.mean, std=tuple(max(s, 1e-6) for s in self.std), sar_db=sar_db)
+        return Normalization(
+            kind="meanstd", mean=self.mean, std=tuple(max(s, 1e-6) for s in self.std), sar_db=sar_db
+        )
 
 
 @dataclass
@@ -122,7 +124,9 @@ class BandStats:
             info = np.iinfo(dtype)
             self._offset = -int(info.min)
             self._hist = np.zeros((self.bands, int(info.max) - int(info.min) + 1), np.int64)
-        counts = np.bincount(v.astype(np.int64).ravel() + self._offset, minlength=self._hist.shape[1])
+        counts = np.bincount(
+            v.astype(np.int64).ravel() + self._offset, minlength=self._hist.shape[1]
+        )
         self._hist[b, : counts.size] += counts[: self._hist.shape[1]]
 
     def _sample(self, b: int, v: np.ndarray) -> None:
@@ -144,7 +148,13 @@ class BandStats:
         if not self._float and self._hist is not None:
             cdf = np.cumsum(self._hist[b])
             total = cdf[-1]
-            return [float(np.searchsorted(cdf, np.floor(q / 100 * (total - 1)), side="right") - self._offset) for q in qs]
+            return [
+                float(
+                    np.searchsorted(cdf, np.floor(q / 100 * (total - 1)), side="right")
+                    - self._offset
+                )
+                for q in qs
+            ]
         allv = np.concatenate(self._samples[b]) if self._samples[b] else np.empty(0, np.float32)
         return [float(x) for x in np.percentile(allv, qs, method="lower")]
 
@@ -153,7 +163,9 @@ class BandStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             std = np.sqrt(self._m2 / np.maximum(self._n, 1))
         pct = [self._percentiles(b, (2.0, 98.0)) for b in range(self.bands)]
-        nan_if_empty = lambda a: tuple(float(x) if n else float("nan") for x, n in zip(a, self._n, strict=True))  # noqa: E731
+        nan_if_empty = lambda a: tuple(  # noqa: E731
+            float(x) if n else float("nan") for x, n in zip(a, self._n, strict=True)
+        )
         return StatsResult(
             count=tuple(int(n) for n in self._n),
             mean=nan_if_empty(self._mean),
@@ -162,11 +174,14 @@ class BandStats:
             max=nan_if_empty(self._max),
             p2=tuple(p[0] for p in pct),
             p98=tuple(p[1] for p in pct),
-            exact_percentiles=not self._float or all(sum(s.size for s in self._samples[b]) >= self._n[b] for b in range(self.bands)),
+            exact_percentiles=not self._float
+            or all(sum(s.size for s in self._samples[b]) >= self._n[b] for b in range(self.bands)),
         )
 
 
-def stream_stats(chips: Iterable[tuple[np.ndarray, np.ndarray | None]], *, db_bands: int = 0) -> StatsResult:
+def stream_stats(
+    chips: Iterable[tuple[np.ndarray, np.ndarray | None]], *, db_bands: int = 0
+) -> StatsResult:
     """Statistics of ``(image, valid)`` chips; the first ``db_bands`` bands are taken in dB first.
 
     Raises:

@@ -36,12 +36,20 @@ __all__ = [
 ]
 
 _WHERE = {
-    "RasterDone": "blocks", "block_grid": "blocks", "predict_blocks": "blocks",
-    "open_client": "cluster", "parse_scheduler": "cluster",
-    "OutputSet": "inputs", "expand_inputs": "inputs", "output_set": "inputs",
-    "ManyResult": "many", "predict_many": "many",
+    "RasterDone": "blocks",
+    "block_grid": "blocks",
+    "predict_blocks": "blocks",
+    "open_client": "cluster",
+    "parse_scheduler": "cluster",
+    "OutputSet": "inputs",
+    "expand_inputs": "inputs",
+    "output_set": "inputs",
+    "ManyResult": "many",
+    "predict_many": "many",
     "vectorize_on_cluster": "vectorize",
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+)

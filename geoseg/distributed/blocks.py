@@ -73,7 +73,11 @@ def block_grid(height: int, width: int, block_size: int = DEFAULT_BLOCK) -> list
     """Windows of ``block_size`` (rounded down to the COG's 512-px internal tiles when larger)
     covering ``(height, width)`` in raster order."""
     size = block_size // COG_BLOCK * COG_BLOCK if block_size >= COG_BLOCK else max(16, block_size)
-    return [Window(c, r, min(size, width - c), min(size, height - r)) for r in range(0, height, size) for c in range(0, width, size)]
+    return [
+        Window(c, r, min(size, width - c), min(size, height - r))
+        for r in range(0, height, size)
+        for c in range(0, width, size)
+    ]
 
 
 def resolve_precision(src: str, model: Any, options: PredictOptions) -> str:
@@ -102,8 +106,15 @@ def resolve_precision(src: str, model: Any, options: PredictOptions) -> str:
     return "fp32"
 
 
-def predict_block_outputs(src: str, model: Any, options: PredictOptions, window: Window, probabilities: bool, confidence: bool,
-                          threads: int | None = None) -> BlockOutput:
+def predict_block_outputs(
+    src: str,
+    model: Any,
+    options: PredictOptions,
+    window: Window,
+    probabilities: bool,
+    confidence: bool,
+    threads: int | None = None,
+) -> BlockOutput:
     """Predict one block on a worker and reduce it to the uint8 outputs (a Dask task)."""
     import rasterio
 
@@ -115,7 +126,10 @@ def predict_block_outputs(src: str, model: Any, options: PredictOptions, window:
         try:
             bands = 1 + (job.config.num_classes if probabilities else 0) + confidence
             with rasterio.Env(GDAL_CACHEMAX=_gdal_cache_bytes(job.reader, job.plan, window, bands)):
-                parts = [finalize(rows, probabilities=probabilities, confidence=confidence) for rows in _run_region(job, window)]
+                parts = [
+                    finalize(rows, probabilities=probabilities, confidence=confidence)
+                    for rows in _run_region(job, window)
+                ]
         finally:
             job.reader.close()
 
@@ -125,7 +139,14 @@ def predict_block_outputs(src: str, model: Any, options: PredictOptions, window:
 
     classes = stack("classes")
     assert classes is not None
-    return BlockOutput(window, classes, stack("probabilities"), stack("confidence"), job.stats["run"], job.stats["skipped"])
+    return BlockOutput(
+        window,
+        classes,
+        stack("probabilities"),
+        stack("confidence"),
+        job.stats["run"],
+        job.stats["skipped"],
+    )
 
 
 def _model_config(model: Any) -> Any:
@@ -186,28 +207,92 @@ def predict_blocks(
     precision = resolve_precision(outputs.src, local_model, options)
     opts = options.replace(precision=precision)
     with RasterReader(outputs.src, bands=options.bands) as reader:
-        geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
+        geo: dict[str, Any] = {
+            "height": reader.height,
+            "width": reader.width,
+            "transform": reader.transform,
+            "crs": reader.crs,
+        }
         if reader.gcps is not None:
             geo["gcps"] = reader.gcps
     windows = block_grid(geo["height"], geo["width"], block_size)
     want_p, want_c = outputs.probabilities is not None, outputs.confidence is not None
-    futures = [client.submit(predict_block_outputs, outputs.src, model, opts, w, want_p, want_c, threads, retries=retries, pure=False)
-               for w in windows]
-    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
+    futures = [
+        client.submit(
+            predict_block_outputs,
+            outputs.src,
+            model,
+            opts,
+            w,
+            want_p,
+            want_c,
+            threads,
+            retries=retries,
+            pure=False,
+        )
+        for w in windows
+    ]
+    tags = {
+        "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
+        "GEOSEG_VERSION": cfg.geoseg_version,
+    }
     stats = {"run": 0, "skipped": 0}
     with ExitStack() as stack:
         writers: list[tuple[COGWriter, str]] = []
         mask = stack.enter_context(published(outputs.mask))
-        writers.append((COGWriter(mask, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
-                                  descriptions=["class"], tags=tags, overwrite=True, **geo), "classes"))
+        writers.append(
+            (
+                COGWriter(
+                    mask,
+                    count=1,
+                    dtype="uint8",
+                    nodata=MASK_NODATA,
+                    classes=cfg.classes,
+                    resampling="mode",
+                    descriptions=["class"],
+                    tags=tags,
+                    overwrite=True,
+                    **geo,
+                ),
+                "classes",
+            )
+        )
         if outputs.probabilities is not None:
             path = stack.enter_context(published(outputs.probabilities))
-            writers.append((COGWriter(path, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                      descriptions=cfg.classes.names, tags=tags, overwrite=True, **geo), "probabilities"))
+            writers.append(
+                (
+                    COGWriter(
+                        path,
+                        count=cfg.num_classes,
+                        dtype="uint8",
+                        nodata=None,
+                        resampling="average",
+                        descriptions=cfg.classes.names,
+                        tags=tags,
+                        overwrite=True,
+                        **geo,
+                    ),
+                    "probabilities",
+                )
+            )
         if outputs.confidence is not None:
             path = stack.enter_context(published(outputs.confidence))
-            writers.append((COGWriter(path, count=1, dtype="uint8", nodata=None, resampling="average",
-                                      descriptions=["confidence"], tags=tags, overwrite=True, **geo), "confidence"))
+            writers.append(
+                (
+                    COGWriter(
+                        path,
+                        count=1,
+                        dtype="uint8",
+                        nodata=None,
+                        resampling="average",
+                        descriptions=["confidence"],
+                        tags=tags,
+                        overwrite=True,
+                        **geo,
+                    ),
+                    "confidence",
+                )
+            )
         for writer, _ in writers:
             stack.enter_context(writer)
         stack.callback(lambda: client.cancel(futures))
@@ -222,5 +307,14 @@ def predict_blocks(
                 progress(done, len(windows))
     seconds = time.perf_counter() - start
     log.info("%s: %d blocks in %.1f s", outputs.mask, len(windows), seconds)
-    return RasterDone(outputs, False, geo["height"], geo["width"], stats["run"], stats["skipped"], precision, seconds,
-                      {"blocks": len(windows)})
+    return RasterDone(
+        outputs,
+        False,
+        geo["height"],
+        geo["width"],
+        stats["run"],
+        stats["skipped"],
+        precision,
+        seconds,
+        {"blocks": len(windows)},
+    )

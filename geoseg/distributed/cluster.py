@@ -53,20 +53,26 @@ def parse_scheduler(text: str) -> Scheduler:
     if value == "local" or value.startswith("local:"):
         count = value.partition(":")[2] or str(cores)
         if not count.isdigit() or int(count) < 1:
-            raise SchedulerError(f"--scheduler {text!r}: expected local, local:N with N >= 1 workers, or tcp://host:port")
+            raise SchedulerError(
+                f"--scheduler {text!r}: expected local, local:N with N >= 1 workers, or tcp://host:port"
+            )
         n = int(count)
         return Scheduler(None, n, max(1, cores // n))
     if "://" in value and value.split("://", 1)[1]:
         return Scheduler(value)
-    raise SchedulerError(f"--scheduler {text!r}: expected local, local:N (N worker processes here), "
-                         "or the address of a running scheduler such as tcp://10.0.0.5:8786")
+    raise SchedulerError(
+        f"--scheduler {text!r}: expected local, local:N (N worker processes here), "
+        "or the address of a running scheduler such as tcp://10.0.0.5:8786"
+    )
 
 
 def _import_distributed() -> Any:
     try:
         import distributed
     except ImportError:
-        raise SchedulerError("--scheduler needs Dask; install it with pip install 'geoseg[distributed]'") from None
+        raise SchedulerError(
+            "--scheduler needs Dask; install it with pip install 'geoseg[distributed]'"
+        ) from None
     return distributed
 
 
@@ -94,7 +100,9 @@ def _configure(client: Any) -> None:
 
 def total_threads(client: Any) -> int:
     """Threads across the cluster's workers (at least 1)."""
-    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+    return max(
+        1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+    )
 
 
 @contextlib.contextmanager
@@ -115,12 +123,15 @@ def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Schedul
         return
     spec = scheduler if isinstance(scheduler, Scheduler) else parse_scheduler(str(scheduler))
     if spec.local:
-        cluster = distributed.LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        cluster = distributed.LocalCluster(
+            n_workers=spec.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = distributed.Client(cluster)
         try:
             _configure(client)
-            log.info("local Dask cluster: %d worker(s), %d thread(s) each", spec.workers, spec.threads)
+            log.info(
+                "local Dask cluster: %d worker(s), %d thread(s) each", spec.workers, spec.threads
+            )
             yield client, spec
         finally:
             with _quiet("distributed"):  # closing logs connection tracebacks and slow-exit warnings
@@ -130,8 +141,10 @@ def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Schedul
     try:
         client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT)
     except OSError as exc:
-        raise SchedulerError(f"--scheduler {spec.address}: cannot connect ({exc}); start one with `dask scheduler` "
-                             "and `dask worker ADDRESS`, or use --scheduler local:N") from None
+        raise SchedulerError(
+            f"--scheduler {spec.address}: cannot connect ({exc}); start one with `dask scheduler` "
+            "and `dask worker ADDRESS`, or use --scheduler local:N"
+        ) from None
     try:
         _configure(client)
         yield client, spec

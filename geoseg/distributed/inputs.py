@@ -19,9 +19,15 @@ _URL = ("http://", "https://", "s3://", "/vsi")
 
 
 def _folder(path: Path) -> list[str]:
-    found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+    found = sorted(
+        str(p)
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+    )
     if not found:
-        raise RasterOpenError(f"{path}: a folder without rasters; expected files ending in {', '.join(RASTER_SUFFIXES)}")
+        raise RasterOpenError(
+            f"{path}: a folder without rasters; expected files ending in {', '.join(RASTER_SUFFIXES)}"
+        )
     return found
 
 
@@ -29,7 +35,9 @@ def _one(item: str) -> list[str]:
     if item.startswith("@"):
         listing = Path(item[1:])
         if not listing.is_file():
-            raise RasterOpenError(f"{item}: expected a text file of paths or URLs, one a line, after '@'; {listing} does not exist")
+            raise RasterOpenError(
+                f"{item}: expected a text file of paths or URLs, one a line, after '@'; {listing} does not exist"
+            )
         lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
         return [out for line in lines if line and not line.startswith("#") for out in _one(line)]
     if is_object_url(item):
@@ -38,7 +46,9 @@ def _one(item: str) -> list[str]:
             urls = list_objects(prefix + "/", pattern or None)
             urls = [u for u in urls if pattern or u.lower().endswith(RASTER_SUFFIXES)]
             if not urls:
-                raise RasterOpenError(f"{item}: no object matches; expected rasters under that prefix")
+                raise RasterOpenError(
+                    f"{item}: no object matches; expected rasters under that prefix"
+                )
             return urls
         return [item]
     if item.startswith(_URL):
@@ -46,13 +56,17 @@ def _one(item: str) -> list[str]:
     if any(ch in item for ch in "*?["):
         found = sorted(glob.glob(item, recursive=True))
         if not found:
-            raise RasterOpenError(f"{item}: the pattern matches no file; check it (quote it so the shell does not expand it)")
+            raise RasterOpenError(
+                f"{item}: the pattern matches no file; check it (quote it so the shell does not expand it)"
+            )
         return found
     path = Path(item)
     if path.is_dir():
         return _folder(path)
     if not path.exists():
-        raise RasterOpenError(f"{item}: no such file; expected a raster, a folder of rasters, a glob or @list.txt")
+        raise RasterOpenError(
+            f"{item}: no such file; expected a raster, a folder of rasters, a glob or @list.txt"
+        )
     return [item]
 
 
@@ -86,7 +100,11 @@ class OutputSet:
 
     @property
     def paths(self) -> list[str]:
-        return [p for p in (self.mask, self.probabilities, self.confidence, self.vector) if p is not None]
+        return [
+            p
+            for p in (self.mask, self.probabilities, self.confidence, self.vector)
+            if p is not None
+        ]
 
 
 def _stem(src: str) -> str:
@@ -97,8 +115,14 @@ def _stem(src: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def output_set(src: str, outdir: str | os.PathLike[str], *, probabilities: bool = False, confidence: bool = False,
-               vector: str | None = None) -> OutputSet:
+def output_set(
+    src: str,
+    outdir: str | os.PathLike[str],
+    *,
+    probabilities: bool = False,
+    confidence: bool = False,
+    vector: str | None = None,
+) -> OutputSet:
     """Outputs of ``src`` in ``outdir``: ``<stem>_classes.tif``, ``<stem>_probabilities.tif``,
     ``<stem>_confidence.tif`` and ``<stem>_polygons<vector>`` (``vector`` is an extension such as
     ``.gpkg``)."""
@@ -108,8 +132,13 @@ def output_set(src: str, outdir: str | os.PathLike[str], *, probabilities: bool 
         return join(outdir, f"{stem}{suffix}")
 
     ext = None if vector is None else ("." + vector.lstrip(".").rsplit(".", 1)[-1].lower())
-    return OutputSet(src, name("_classes.tif"), name("_probabilities.tif") if probabilities else None,
-                     name("_confidence.tif") if confidence else None, name(f"_polygons{ext}") if ext else None)
+    return OutputSet(
+        src,
+        name("_classes.tif"),
+        name("_probabilities.tif") if probabilities else None,
+        name("_confidence.tif") if confidence else None,
+        name(f"_polygons{ext}") if ext else None,
+    )
 
 
 def check_output_sets(sets: list[OutputSet]) -> None:
@@ -124,8 +153,12 @@ def check_output_sets(sets: list[OutputSet]) -> None:
         for p in s.paths:
             key = p if p.startswith(_URL) else os.path.abspath(p)
             if key in inputs:
-                raise WriteError(f"{p}: is an input as well as an output; choose another output folder")
+                raise WriteError(
+                    f"{p}: is an input as well as an output; choose another output folder"
+                )
             if key in owner:
-                raise WriteError(f"{owner[key]} and {s.src} would both write {p}; their names are the same, so "
-                                 "predict them into different output folders")
+                raise WriteError(
+                    f"{owner[key]} and {s.src} would both write {p}; their names are the same, so "
+                    "predict them into different output folders"
+                )
             owner[key] = s.src

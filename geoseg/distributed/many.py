@@ -52,11 +52,20 @@ class ManyResult:
 
     @property
     def megapixels_per_second(self) -> float:
-        return sum(d.height * d.width for d in self.done if not d.skipped) / 1e6 / self.seconds if self.seconds else 0.0
+        return (
+            sum(d.height * d.width for d in self.done if not d.skipped) / 1e6 / self.seconds
+            if self.seconds
+            else 0.0
+        )
 
 
-def predict_one(outputs: OutputSet, model: Any, options: PredictOptions, vector_options: Mapping[str, Any] | None = None,
-                threads: int | None = None) -> RasterDone:
+def predict_one(
+    outputs: OutputSet,
+    model: Any,
+    options: PredictOptions,
+    vector_options: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+) -> RasterDone:
     """Predict one input into its output set, replacing leftovers of an interrupted run (a task).
 
     Outputs bound for ``s3://`` are built in a temporary folder and uploaded when complete, the
@@ -69,20 +78,34 @@ def predict_one(outputs: OutputSet, model: Any, options: PredictOptions, vector_
     with task_environment(threads), ExitStack() as stack:
         loaded = cached_model(model)
         mask = stack.enter_context(published(outputs.mask))
-        probs = stack.enter_context(published(outputs.probabilities)) if outputs.probabilities else None
+        probs = (
+            stack.enter_context(published(outputs.probabilities)) if outputs.probabilities else None
+        )
         conf = stack.enter_context(published(outputs.confidence)) if outputs.confidence else None
-        result = predict_raster(outputs.src, mask, loaded, options, probabilities=probs, confidence=conf, overwrite=True)
+        result = predict_raster(
+            outputs.src, mask, loaded, options, probabilities=probs, confidence=conf, overwrite=True
+        )
         if outputs.vector is not None:
             from geoseg.vectorize import vectorize_raster
 
             vector = stack.enter_context(published(outputs.vector))
             kwargs = {"workers": threads or 1, **(vector_options or {})}
             vectorize_raster(mask, vector, confidence=conf or probs, overwrite=True, **kwargs)
-    return RasterDone(outputs, False, result.height, result.width, result.tiles_run, result.tiles_skipped, result.precision,
-                      time.perf_counter() - start)
+    return RasterDone(
+        outputs,
+        False,
+        result.height,
+        result.width,
+        result.tiles_run,
+        result.tiles_skipped,
+        result.precision,
+        time.perf_counter() - start,
+    )
 
 
-def _vectorize_on_cluster(outputs: OutputSet, client: Any, vector_options: Mapping[str, Any] | None, retries: int) -> None:
+def _vectorize_on_cluster(
+    outputs: OutputSet, client: Any, vector_options: Mapping[str, Any] | None, retries: int
+) -> None:
     from geoseg.distributed.cluster import total_threads
     from geoseg.io.storage import published
     from geoseg.vectorize import vectorize_raster
@@ -90,8 +113,14 @@ def _vectorize_on_cluster(outputs: OutputSet, client: Any, vector_options: Mappi
     assert outputs.vector is not None
     with published(outputs.vector) as vector:
         kwargs = {**(vector_options or {}), "workers": total_threads(client)}
-        vectorize_raster(outputs.mask, vector, confidence=outputs.confidence or outputs.probabilities, overwrite=True,
-                         pool=client.get_executor(retries=retries, pure=False), **kwargs)
+        vectorize_raster(
+            outputs.mask,
+            vector,
+            confidence=outputs.confidence or outputs.probabilities,
+            overwrite=True,
+            pool=client.get_executor(retries=retries, pure=False),
+            **kwargs,
+        )
 
 
 def predict_many(
@@ -145,9 +174,22 @@ def predict_many(
     sources = expand_inputs(inputs)
     if not is_object_url(outdir):
         Path(outdir).mkdir(parents=True, exist_ok=True)
-    sets = [output_set(s, outdir, probabilities=probabilities, confidence=confidence, vector=vector) for s in sources]
-    return run_output_sets(sets, model, opts, scheduler=scheduler, vector_options=vector_options, overwrite=overwrite,
-                           blocks=blocks, block_size=block_size, retries=retries, progress=progress)
+    sets = [
+        output_set(s, outdir, probabilities=probabilities, confidence=confidence, vector=vector)
+        for s in sources
+    ]
+    return run_output_sets(
+        sets,
+        model,
+        opts,
+        scheduler=scheduler,
+        vector_options=vector_options,
+        overwrite=overwrite,
+        blocks=blocks,
+        block_size=block_size,
+        retries=retries,
+        progress=progress,
+    )
 
 
 def run_output_sets(
@@ -202,16 +244,36 @@ def run_output_sets(
             if blocks if blocks is not None else len(todo) == 1:
                 for s in todo:
                     step = None if progress is None or len(todo) > 1 else progress
-                    by_src[s.src] = predict_blocks(s, shared, opts, client=client, overwrite=True, block_size=block_size,
-                                                   retries=retries, threads=threads, progress=step)
+                    by_src[s.src] = predict_blocks(
+                        s,
+                        shared,
+                        opts,
+                        client=client,
+                        overwrite=True,
+                        block_size=block_size,
+                        retries=retries,
+                        threads=threads,
+                        progress=step,
+                    )
                     if s.vector is not None:
                         _vectorize_on_cluster(s, client, vector_options, retries)
                     done += 1
                     if progress is not None and step is None:
                         progress(done, total)
             else:
-                futures = [client.submit(predict_one, s, shared, opts, vector_options, threads, retries=retries, pure=False)
-                           for s in todo]
+                futures = [
+                    client.submit(
+                        predict_one,
+                        s,
+                        shared,
+                        opts,
+                        vector_options,
+                        threads,
+                        retries=retries,
+                        pure=False,
+                    )
+                    for s in todo
+                ]
                 try:
                     for future in as_completed(futures):
                         item: RasterDone = future.result()

@@ -16,8 +16,15 @@ from geoseg.distributed.cluster import open_client, total_threads
 __all__ = ["vectorize_on_cluster"]
 
 
-def vectorize_on_cluster(mask: str | os.PathLike[str], dst: str | os.PathLike[str], *, scheduler: Any, retries: int = 2,
-                         overwrite: bool = False, **kwargs: Any) -> Any:
+def vectorize_on_cluster(
+    mask: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    scheduler: Any,
+    retries: int = 2,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> Any:
     """:func:`~geoseg.vectorize.vectorize_raster` with its blocks polygonized on ``scheduler``
     (``"local:N"``, ``"tcp://host:port"``, a ``distributed.Client``, or None: in this process);
     other keyword arguments
@@ -36,4 +43,10 @@ def vectorize_on_cluster(mask: str | os.PathLike[str], dst: str | os.PathLike[st
             return vectorize_raster(mask, local, overwrite=True, **kwargs)
     with open_client(scheduler) as (client, _), published(dst) as local:
         kwargs.setdefault("workers", total_threads(client))
-        return vectorize_raster(mask, local, overwrite=True, pool=client.get_executor(retries=retries, pure=False), **kwargs)
+        return vectorize_raster(
+            mask,
+            local,
+            overwrite=True,
+            pool=client.get_executor(retries=retries, pure=False),
+            **kwargs,
+        )

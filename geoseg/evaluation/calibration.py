@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CalibrationBins", "PixelSample", "apply_temperature", "expected_calibration_error", "fit_temperature"]
+__all__ = [
+    "CalibrationBins",
+    "PixelSample",
+    "apply_temperature",
+    "expected_calibration_error",
+    "fit_temperature",
+]
 
 
 @dataclass
@@ -36,7 +42,9 @@ class CalibrationBins:
         """Add pixels: their confidence (winning probability) and whether the prediction is right."""
         c = np.asarray(confidence, np.float64).ravel()
         k = np.asarray(correct, bool).ravel()
-        idx = np.clip((c * self.bins).astype(np.int64), 0, self.bins - 1)  # bin i holds (i/B, (i+1)/B]; 1.0 in the last
+        idx = np.clip(
+            (c * self.bins).astype(np.int64), 0, self.bins - 1
+        )  # bin i holds (i/B, (i+1)/B]; 1.0 in the last
         self.count += np.bincount(idx, minlength=self.bins)
         self.confidence += np.bincount(idx, weights=c, minlength=self.bins)
         self.correct += np.bincount(idx, weights=k, minlength=self.bins).astype(np.int64)
@@ -50,9 +58,13 @@ class CalibrationBins:
         with np.errstate(invalid="ignore", divide="ignore"):
             acc = self.correct / self.count
             conf = self.confidence / self.count
-        return {"bins": self.bins, "ece": self.ece, "count": self.count.tolist(),
-                "accuracy": [None if not np.isfinite(a) else round(float(a), 6) for a in acc],
-                "confidence": [None if not np.isfinite(c) else round(float(c), 6) for c in conf]}
+        return {
+            "bins": self.bins,
+            "ece": self.ece,
+            "count": self.count.tolist(),
+            "accuracy": [None if not np.isfinite(a) else round(float(a), 6) for a in acc],
+            "confidence": [None if not np.isfinite(c) else round(float(c), 6) for c in conf],
+        }
 
     def plot(self, dst: str | os.PathLike[str], title: str = "") -> Path:
         """Write a reliability diagram PNG: accuracy against confidence per bin, with the diagonal."""
@@ -69,8 +81,24 @@ class CalibrationBins:
         ax, axh = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         ok = self.count > 0
-        ax.bar(centres[ok], acc[ok], width=1 / self.bins, edgecolor="black", color="#4c72b0", alpha=0.8, label="accuracy")
-        ax.bar(centres[ok], (conf - acc)[ok], bottom=acc[ok], width=1 / self.bins, color="#dd8452", alpha=0.5, label="gap to confidence")
+        ax.bar(
+            centres[ok],
+            acc[ok],
+            width=1 / self.bins,
+            edgecolor="black",
+            color="#4c72b0",
+            alpha=0.8,
+            label="accuracy",
+        )
+        ax.bar(
+            centres[ok],
+            (conf - acc)[ok],
+            bottom=acc[ok],
+            width=1 / self.bins,
+            color="#dd8452",
+            alpha=0.5,
+            label="gap to confidence",
+        )
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
         ax.legend(loc="upper left", fontsize=8)
@@ -82,7 +110,9 @@ class CalibrationBins:
         return save_figure(fig, dst)
 
 
-def expected_calibration_error(count: np.ndarray, confidence_sum: np.ndarray, correct: np.ndarray) -> float:
+def expected_calibration_error(
+    count: np.ndarray, confidence_sum: np.ndarray, correct: np.ndarray
+) -> float:
     """ECE from per-bin pixel counts, summed confidences and correct counts."""
     total = count.sum()
     if total == 0:
@@ -138,7 +168,9 @@ def _nll(logp: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float((lse - z[labels, np.arange(labels.size)]).mean())
 
 
-def fit_temperature(logp: np.ndarray, labels: np.ndarray, *, low: float = 0.05, high: float = 20.0) -> float:
+def fit_temperature(
+    logp: np.ndarray, labels: np.ndarray, *, low: float = 0.05, high: float = 20.0
+) -> float:
     """The temperature minimizing the negative log-likelihood (golden-section search on log T)."""
     if labels.size == 0:
         return 1.0

@@ -81,7 +81,10 @@ class DiagnoseResult:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).with_suffix("").as_posix()).strip("_") or "image"
+    return (
+        re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).with_suffix("").as_posix()).strip("_")
+        or "image"
+    )
 
 
 def diagnose(
@@ -127,7 +130,9 @@ def diagnose(
         raise DatasetError("nothing to diagnose: no image/label pair")
     out = Path(out_dir)
     if (out / "index.md").exists() and not overwrite:
-        raise OutputExistsError(f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or choose another folder")
+        raise OutputExistsError(
+            f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or choose another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     opts = PredictOptions.of(options, **overrides)
     loaded = resolve_model(checkpoint)
@@ -149,29 +154,86 @@ def diagnose(
         stem = _safe(name)
         folder = out / stem
         folder.mkdir(exist_ok=True)
-        labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
+        labels = (
+            pair.labels
+            if isinstance(pair.labels, np.ndarray)
+            else _read_labels(pair.labels, pair.image)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with RasterReader(pair.image) as r:
-                geo: dict[str, Any] = {"height": r.height, "width": r.width, "transform": r.transform, "crs": r.crs}
+                geo: dict[str, Any] = {
+                    "height": r.height,
+                    "width": r.width,
+                    "transform": r.transform,
+                    "crs": r.crs,
+                }
         if labels.shape != (geo["height"], geo["width"]):
-            raise DatasetError(f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is {geo['width']}x{geo['height']}")
+            raise DatasetError(
+                f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is {geo['width']}x{geo['height']}"
+            )
         top = int(labels[labels != IGNORE].max(initial=-1))
         if top >= n:
-            raise DatasetError(f"{name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
-                               "is this the right checkpoint for these labels?")
+            raise DatasetError(
+                f"{name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
+                "is this the right checkpoint for these labels?"
+            )
         grid = CellGrid(geo["height"], geo["width"], cell, n)
         hist = np.zeros(256, np.int64)
-        paths = {key: folder / f"{key}.tif" for key in ("prediction", "errors", "entropy", "margin")}
+        paths = {
+            key: folder / f"{key}.tif" for key in ("prediction", "errors", "entropy", "margin")
+        }
         with ExitStack() as stack:
-            w_pred = stack.enter_context(COGWriter(paths["prediction"], count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes,
-                                                   resampling="mode", descriptions=["class"], overwrite=True, **geo))
-            w_err = stack.enter_context(COGWriter(paths["errors"], count=1, dtype="uint8", nodata=MASK_NODATA, classes=codes_table,
-                                                  resampling="mode", descriptions=["true -> predicted"], overwrite=True, **geo))
-            w_ent = stack.enter_context(COGWriter(paths["entropy"], count=1, dtype="float32", nodata=float("nan"), resampling="average",
-                                                  descriptions=["normalized entropy"], overwrite=True, **geo))
-            w_mar = stack.enter_context(COGWriter(paths["margin"], count=1, dtype="float32", nodata=float("nan"), resampling="average",
-                                                  descriptions=["top-1 minus top-2 probability"], overwrite=True, **geo))
+            w_pred = stack.enter_context(
+                COGWriter(
+                    paths["prediction"],
+                    count=1,
+                    dtype="uint8",
+                    nodata=MASK_NODATA,
+                    classes=cfg.classes,
+                    resampling="mode",
+                    descriptions=["class"],
+                    overwrite=True,
+                    **geo,
+                )
+            )
+            w_err = stack.enter_context(
+                COGWriter(
+                    paths["errors"],
+                    count=1,
+                    dtype="uint8",
+                    nodata=MASK_NODATA,
+                    classes=codes_table,
+                    resampling="mode",
+                    descriptions=["true -> predicted"],
+                    overwrite=True,
+                    **geo,
+                )
+            )
+            w_ent = stack.enter_context(
+                COGWriter(
+                    paths["entropy"],
+                    count=1,
+                    dtype="float32",
+                    nodata=float("nan"),
+                    resampling="average",
+                    descriptions=["normalized entropy"],
+                    overwrite=True,
+                    **geo,
+                )
+            )
+            w_mar = stack.enter_context(
+                COGWriter(
+                    paths["margin"],
+                    count=1,
+                    dtype="float32",
+                    nodata=float("nan"),
+                    resampling="average",
+                    descriptions=["top-1 minus top-2 probability"],
+                    overwrite=True,
+                    **geo,
+                )
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoCRSWarning)
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -207,17 +269,28 @@ def diagnose(
         records.extend(recs)
         transforms[name] = (geo["transform"], geo["crs"])
         s = scores(cm_image)
-        per_image.append({"image": name, "miou": None if not np.isfinite(s.miou) else round(s.miou, 6), "pixels": int(cm_image.sum()),
-                          "outputs": stem})
+        per_image.append(
+            {
+                "image": name,
+                "miou": None if not np.isfinite(s.miou) else round(s.miou, 6),
+                "pixels": int(cm_image.sum()),
+                "outputs": stem,
+            }
+        )
         images[name] = {"pair": pair, "labels": labels, "folder": folder, "stem": stem}
         if progress is not None:
             progress(k + 1, len(pairs))
         del labels
-    report = EvalResult(scores(total), names, per_image, None, time.perf_counter() - start, megapixels)
+    report = EvalResult(
+        scores(total), names, per_image, None, time.perf_counter() - start, megapixels
+    )
     write_report(report, out)
     if records:
         write_cells(records, transforms, cell, out / "cells.gpkg", out / "cells.csv")
-    calib.plot(out / "reliability.png", title=f"{cfg.architecture}-{cfg.encoder}: ECE = {calib.ece:.3f} ({bins} bins)")
+    calib.plot(
+        out / "reliability.png",
+        title=f"{cfg.architecture}-{cfg.encoder}: ECE = {calib.ece:.3f} ({bins} bins)",
+    )
     result = DiagnoseResult(out, report, calib.ece, cells=records)
     calibration: dict[str, Any] = {"ece": calib.ece, "bins": calib.to_dict()}
     if sample is not None:
@@ -230,7 +303,12 @@ def diagnose(
             before = CalibrationBins(bins)
             q = np.exp(logp)
             before.add(q.max(axis=0), q.argmax(axis=0) == lab)
-            calibration.update(temperature=t, sample_pixels=int(lab.size), ece_sample_before=before.ece, ece_sample_after=tempered.ece)
+            calibration.update(
+                temperature=t,
+                sample_pixels=int(lab.size),
+                ece_sample_before=before.ece,
+                ece_sample_after=tempered.ece,
+            )
         result.temperature, result.ece_tempered = t, tempered.ece
         _save_tempered(loaded, t, tempered.ece, out / "model-calibrated.safetensors")
     tmp = out / ".calibration.json.partial"
@@ -238,7 +316,9 @@ def diagnose(
     os.replace(tmp, out / "calibration.json")
     from geoseg.evaluation.panels import write_index, write_worst_panels
 
-    result.worst = write_worst_panels(records, images, cfg, codes_table, out / "worst", count=worst, cell=cell)
+    result.worst = write_worst_panels(
+        records, images, cfg, codes_table, out / "worst", count=worst, cell=cell
+    )
     result.seconds = time.perf_counter() - start
     result.index = write_index(result, cfg)
     return result
@@ -249,5 +329,8 @@ def _save_tempered(loaded: Any, temperature: float, ece: float, path: Path) -> N
     from geoseg.models.checkpoint import save_checkpoint
 
     metrics = dict(loaded.config.metrics)
-    metrics["calibration"] = {"temperature": round(float(temperature), 6), "ece_after": round(float(ece), 6)}
+    metrics["calibration"] = {
+        "temperature": round(float(temperature), 6),
+        "ece_after": round(float(ece), 6),
+    }
     save_checkpoint(loaded.model, loaded.config.replace(metrics=metrics), path)

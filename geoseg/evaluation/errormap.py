@@ -25,14 +25,18 @@ MAX_CLASSES = 15  # 1 + n * n codes must stay below the nodata value 255
 CORRECT_COLOR = (215, 215, 215)
 
 
-def error_codes(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, num_classes: int) -> np.ndarray:
+def error_codes(
+    pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, num_classes: int
+) -> np.ndarray:
     """``(rows, cols)`` uint8 codes from class indexes ``pred`` and ``truth`` (same shape).
 
     ``valid`` marks pixels that count (a prediction exists and the label is not ignored).
     """
     n = num_classes
     if n > MAX_CLASSES:
-        raise DatasetError(f"error maps code (true, predicted) pairs in one byte, so at most {MAX_CLASSES} classes; the model has {n}")
+        raise DatasetError(
+            f"error maps code (true, predicted) pairs in one byte, so at most {MAX_CLASSES} classes; the model has {n}"
+        )
     out = np.full(pred.shape, MASK_NODATA, np.uint8)
     ok = valid & (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
     t, p = truth[ok].astype(np.int64), pred[ok].astype(np.int64)
@@ -65,19 +69,35 @@ def counts_of(codes: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
     return wrong, int(hist[CORRECT])
 
 
-def write_rat(path: str | os.PathLike[str], table: ClassTable, counts: np.ndarray | None = None) -> Path:
+def write_rat(
+    path: str | os.PathLike[str], table: ClassTable, counts: np.ndarray | None = None
+) -> Path:
     """Write a GDAL raster attribute table (``value``, ``count``, ``class``, ``red/green/blue``) as
     the ``.aux.xml`` sidecar GDAL and QGIS read beside ``path``."""
     rows = []
     for i, c in enumerate(table):
         r, g, b = c.color
         count = int(counts[c.id]) if counts is not None else 0
-        rows.append(f'      <Row index="{i}"><F>{c.id}</F><F>{count}</F><F>{escape(c.name)}</F><F>{r}</F><F>{g}</F><F>{b}</F></Row>')
-    fields = [("value", 0, 5), ("count", 0, 1), ("class", 2, 2), ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8)]
-    defs = "\n".join(f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage></FieldDefn>'
-                     for i, (n, t, u) in enumerate(fields))
-    text = (f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <GDALRasterAttributeTable tableType="thematic">\n{defs}\n'
-            + "\n".join(rows) + "\n    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n")
+        rows.append(
+            f'      <Row index="{i}"><F>{c.id}</F><F>{count}</F><F>{escape(c.name)}</F><F>{r}</F><F>{g}</F><F>{b}</F></Row>'
+        )
+    fields = [
+        ("value", 0, 5),
+        ("count", 0, 1),
+        ("class", 2, 2),
+        ("red", 0, 6),
+        ("green", 0, 7),
+        ("blue", 0, 8),
+    ]
+    defs = "\n".join(
+        f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage></FieldDefn>'
+        for i, (n, t, u) in enumerate(fields)
+    )
+    text = (
+        f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <GDALRasterAttributeTable tableType="thematic">\n{defs}\n'
+        + "\n".join(rows)
+        + "\n    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
     out = Path(f"{path}.aux.xml")
     tmp = out.with_name(f".{out.name}.partial")
     tmp.write_text(text, encoding="utf-8")

@@ -30,7 +30,14 @@ from geoseg.evaluation.spacenet import PolygonScore, match_polygons
 from geoseg.inference.options import PredictOptions
 from geoseg.io.atomic import atomic_output, check_paths
 
-__all__ = ["EvalPair", "EvalResult", "evaluate", "pairs_from_config", "pairs_from_dirs", "write_report"]
+__all__ = [
+    "EvalPair",
+    "EvalResult",
+    "evaluate",
+    "pairs_from_config",
+    "pairs_from_dirs",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +64,24 @@ class EvalResult:
         """The per-class figures as a fixed-width table."""
         s = self.scores
         width = max(8, *(len(c) for c in self.classes))
-        lines = [f"{'class':<{width}}  {'IoU':>6}  {'F1':>6}  {'prec':>6}  {'recall':>6}  {'pixels':>11}"]
+        lines = [
+            f"{'class':<{width}}  {'IoU':>6}  {'F1':>6}  {'prec':>6}  {'recall':>6}  {'pixels':>11}"
+        ]
         fmt = lambda v: "   n/a" if not np.isfinite(v) else f"{v:6.3f}"  # noqa: E731
         for i, name in enumerate(self.classes):
-            lines.append(f"{name:<{width}}  {fmt(s.iou[i])}  {fmt(s.f1[i])}  {fmt(s.precision[i])}  {fmt(s.recall[i])}  {s.support[i]:>11,}")
+            lines.append(
+                f"{name:<{width}}  {fmt(s.iou[i])}  {fmt(s.f1[i])}  {fmt(s.precision[i])}  {fmt(s.recall[i])}  {s.support[i]:>11,}"
+            )
         lines.append(f"{'mean':<{width}}  {fmt(s.miou)}  {fmt(s.mf1)}")
-        lines.append(f"pixel accuracy {s.accuracy:.3f} over {int(s.confusion.sum()):,} labelled pixels")
+        lines.append(
+            f"pixel accuracy {s.accuracy:.3f} over {int(s.confusion.sum()):,} labelled pixels"
+        )
         if self.buildings is not None:
             b = self.buildings
-            lines.append(f"SpaceNet metric (IoU >= {b.iou_threshold}): F1 x 100 = {100 * b.f1:.1f}  "
-                         f"precision {b.precision:.3f}  recall {b.recall:.3f}  (TP {b.tp}, FP {b.fp}, FN {b.fn})")
+            lines.append(
+                f"SpaceNet metric (IoU >= {b.iou_threshold}): F1 x 100 = {100 * b.f1:.1f}  "
+                f"precision {b.precision:.3f}  recall {b.recall:.3f}  (TP {b.tp}, FP {b.fp}, FN {b.fn})"
+            )
         return "\n".join(lines)
 
 
@@ -81,11 +96,20 @@ def _read_labels(path: str, image: str) -> np.ndarray:
         same = (lab.crs, lab.transform, lab.shape) == (img.crs, img.transform, img.shape)
         if same or img.crs is None or lab.crs is None:
             if lab.shape != img.shape:
-                raise DatasetError(f"{path}: labels are {lab.width}x{lab.height} but {image} is {img.width}x{img.height}")
+                raise DatasetError(
+                    f"{path}: labels are {lab.width}x{lab.height} but {image} is {img.width}x{img.height}"
+                )
             data = lab.read(1)
         else:
-            with WarpedVRT(lab, crs=img.crs, transform=img.transform, width=img.width, height=img.height,
-                           resampling=Resampling.nearest, nodata=IGNORE_INDEX) as vrt:
+            with WarpedVRT(
+                lab,
+                crs=img.crs,
+                transform=img.transform,
+                width=img.width,
+                height=img.height,
+                resampling=Resampling.nearest,
+                nodata=IGNORE_INDEX,
+            ) as vrt:
                 data = vrt.read(1)
         out = data.astype(np.int64)
         if lab.nodata is not None:
@@ -93,7 +117,9 @@ def _read_labels(path: str, image: str) -> np.ndarray:
     return out
 
 
-def pairs_from_dirs(images: str | os.PathLike[str], labels: str | os.PathLike[str]) -> list[EvalPair]:
+def pairs_from_dirs(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+) -> list[EvalPair]:
     """Images and label rasters matched by file stem (``a.tif`` with ``a.tif`` or ``a_label.tif``...)."""
     idir, ldir = Path(images), Path(labels)
     for d, what in ((idir, "images"), (ldir, "labels")):
@@ -103,7 +129,9 @@ def pairs_from_dirs(images: str | os.PathLike[str], labels: str | os.PathLike[st
     label_files = {p.stem: p for p in ldir.iterdir() if p.suffix.lower() in exts}
     out = []
     for img in sorted(p for p in idir.iterdir() if p.suffix.lower() in exts):
-        match = label_files.get(img.stem) or next((v for k, v in label_files.items() if k.startswith(img.stem)), None)
+        match = label_files.get(img.stem) or next(
+            (v for k, v in label_files.items() if k.startswith(img.stem)), None
+        )
         if match is not None:
             out.append(EvalPair(str(img), str(match), img.name))
     if not out:
@@ -130,14 +158,23 @@ def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
     """Polygons (pixel coordinates) of one class of a mask, by the vectorizer's polygonizer, in memory."""
     from geoseg.vectorize.polygonize import polygonize_block
 
-    pieces, _ = polygonize_block((mask == value).astype(np.uint8), row_off=0, col_off=0, exclude=frozenset({0}))
+    pieces, _ = polygonize_block(
+        (mask == value).astype(np.uint8), row_off=0, col_off=0, exclude=frozenset({0})
+    )
     return list(pieces.geoms)
 
 
-def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions | None = None, *,
-             out_dir: str | os.PathLike[str] | None = None, building_class: str | None = "auto",
-             quicklooks: bool = True, progress: Callable[[int, int], None] | None = None,
-             **overrides: Any) -> EvalResult:
+def evaluate(
+    checkpoint: Any,
+    pairs: Sequence[EvalPair],
+    options: PredictOptions | None = None,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    building_class: str | None = "auto",
+    quicklooks: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
+) -> EvalResult:
     """Predict every pair's image with ``checkpoint`` and score the class masks.
 
     Args:
@@ -156,14 +193,20 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
     if not pairs:
         raise DatasetError("nothing to evaluate: no image/label pair")
     if out_dir is not None:  # before any work: the report never replaces an input
-        inputs: dict[str, Any] = {"CKPT": checkpoint if isinstance(checkpoint, (str, os.PathLike)) else None}
+        inputs: dict[str, Any] = {
+            "CKPT": checkpoint if isinstance(checkpoint, (str, os.PathLike)) else None
+        }
         for k, pair in enumerate(pairs):
             inputs[f"image {k + 1}"] = pair.image
-            inputs[f"labels {k + 1}"] = pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
+            inputs[f"labels {k + 1}"] = (
+                pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
+            )
         out = Path(out_dir)
         outputs = {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"}
         if quicklooks:
-            outputs.update({f"quicklook {k + 1}": _quicklook_path(out, pair) for k, pair in enumerate(pairs)})
+            outputs.update(
+                {f"quicklook {k + 1}": _quicklook_path(out, pair) for k, pair in enumerate(pairs)}
+            )
         check_paths(inputs, outputs)
     loaded = resolve_model(checkpoint)
     names = loaded.config.classes.names
@@ -173,7 +216,11 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
     per_image: list[dict[str, Any]] = []
     poly_scores: list[PolygonScore] = []
     if building_class == "auto":
-        building_class = "building" if "building" in names and set(names) <= {"background", "building", "edge", "contact"} else None
+        building_class = (
+            "building"
+            if "building" in names and set(names) <= {"background", "building", "edge", "contact"}
+            else None
+        )
     bidx = names.index(building_class) if building_class in names else None
     seconds = megapixels = 0.0
     for k, pair in enumerate(pairs):
@@ -187,18 +234,30 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
         pred = np.full(pred_ids.shape, -1, np.int64)
         for i, cid in enumerate(ids):
             pred[pred_ids == cid] = i
-        labels = pair.labels if isinstance(pair.labels, np.ndarray) else _read_labels(pair.labels, pair.image)
+        labels = (
+            pair.labels
+            if isinstance(pair.labels, np.ndarray)
+            else _read_labels(pair.labels, pair.image)
+        )
         if labels.shape != pred.shape:
-            raise DatasetError(f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
-                               f"{pred.shape[1]}x{pred.shape[0]}")
+            raise DatasetError(
+                f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+                f"{pred.shape[1]}x{pred.shape[0]}"
+            )
         top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
         if top >= n:
-            raise DatasetError(f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
-                               "is this the right checkpoint for these labels?")
+            raise DatasetError(
+                f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
+                "is this the right checkpoint for these labels?"
+            )
         valid = pred_ids != MASK_NODATA
         cm = confusion_matrix(pred, labels, n, valid=valid)
         total += cm
-        entry: dict[str, Any] = {"image": pair.name, "miou": _clean(scores(cm).miou), "pixels": int(cm.sum())}
+        entry: dict[str, Any] = {
+            "image": pair.name,
+            "miou": _clean(scores(cm).miou),
+            "pixels": int(cm.sum()),
+        }
         if bidx is not None:
             truth = pair.footprints if pair.footprints is not None else _polygons_of(labels, bidx)
             ps = match_polygons(_polygons_of(pred, bidx), truth)
@@ -210,20 +269,42 @@ def evaluate(checkpoint: Any, pairs: Sequence[EvalPair], options: PredictOptions
 
             _quicklook_path(Path(out_dir), pair).parent.mkdir(parents=True, exist_ok=True)
             score = entry["miou"]
-            caption = f"{pair.name}: mIoU {score:.3f} over {entry['pixels']:,} labelled pixels" if score is not None else pair.name
-            write_comparison(pair.image, pred_ids, labels, loaded.config.classes, _quicklook_path(Path(out_dir), pair),
-                             caption=caption)
+            caption = (
+                f"{pair.name}: mIoU {score:.3f} over {entry['pixels']:,} labelled pixels"
+                if score is not None
+                else pair.name
+            )
+            write_comparison(
+                pair.image,
+                pred_ids,
+                labels,
+                loaded.config.classes,
+                _quicklook_path(Path(out_dir), pair),
+                caption=caption,
+            )
         if progress is not None:
             progress(k + 1, len(pairs))
-    report = EvalResult(scores(total), names, per_image, PolygonScore.total(poly_scores) if poly_scores else None,
-                        seconds, megapixels)
+    report = EvalResult(
+        scores(total),
+        names,
+        per_image,
+        PolygonScore.total(poly_scores) if poly_scores else None,
+        seconds,
+        megapixels,
+    )
     if out_dir is not None:
         write_report(report, out_dir)
     return report
 
 
 def _quicklook_path(out: Path, pair: EvalPair) -> Path:
-    name = Path(pair.name or Path(pair.image).name).with_suffix("").as_posix().replace("/", "_").replace(" ", "")
+    name = (
+        Path(pair.name or Path(pair.image).name)
+        .with_suffix("")
+        .as_posix()
+        .replace("/", "_")
+        .replace(" ", "")
+    )
     return out / "quicklooks" / f"{name}.png"
 
 
@@ -254,7 +335,15 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     ax.set_ylabel("true")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     ax.set_title(f"mIoU {result.scores.miou:.3f}, pixel accuracy {result.scores.accuracy:.3f}")
     fig.tight_layout()
     with atomic_output(out / "confusion.png") as tmp:

@@ -16,8 +16,14 @@ import numpy as np
 __all__ = ["Scores", "confusion_matrix", "scores"]
 
 
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, *, ignore_index: int = 255,
-                     valid: np.ndarray | None = None) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray,
+    target: np.ndarray,
+    num_classes: int,
+    *,
+    ignore_index: int = 255,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """``(num_classes, num_classes)`` int64 counts of (true, predicted) pairs."""
     t = np.asarray(target).ravel().astype(np.int64)
     p = np.asarray(pred).ravel().astype(np.int64)
@@ -26,7 +32,9 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, *, 
     keep = (t != ignore_index) & (t >= 0) & (t < num_classes) & (p >= 0) & (p < num_classes)
     if valid is not None:
         keep &= np.asarray(valid, bool).ravel()
-    return np.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(
+        t[keep] * num_classes + p[keep], minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,21 @@ class Scores:
         names = names or [str(i) for i in range(len(self.iou))]
         clean = lambda x: None if not np.isfinite(x) else round(float(x), 6)  # noqa: E731
         return {
-            "miou": clean(self.miou), "mf1": clean(self.mf1), "pixel_accuracy": clean(self.accuracy),
-            "per_class": {n: {"iou": clean(i), "f1": clean(f), "precision": clean(p), "recall": clean(r), "support": int(s)}
-                          for n, i, f, p, r, s in zip(names, self.iou, self.f1, self.precision, self.recall, self.support, strict=True)},
+            "miou": clean(self.miou),
+            "mf1": clean(self.mf1),
+            "pixel_accuracy": clean(self.accuracy),
+            "per_class": {
+                n: {
+                    "iou": clean(i),
+                    "f1": clean(f),
+                    "precision": clean(p),
+                    "recall": clean(r),
+                    "support": int(s),
+                }
+                for n, i, f, p, r, s in zip(
+                    names, self.iou, self.f1, self.precision, self.recall, self.support, strict=True
+                )
+            },
             "confusion_matrix": self.confusion.tolist(),
             "classes": names,
         }
@@ -67,8 +87,13 @@ def scores(cm: np.ndarray) -> Scores:
         accuracy = tp.sum() / cm.sum() if cm.sum() else float("nan")
     present = (tp + fp + fn) > 0
     return Scores(
-        iou=iou, f1=f1, precision=precision, recall=recall, support=cm.sum(1).astype(np.int64),
+        iou=iou,
+        f1=f1,
+        precision=precision,
+        recall=recall,
+        support=cm.sum(1).astype(np.int64),
         miou=float(np.nanmean(iou[present])) if present.any() else float("nan"),
         mf1=float(np.nanmean(f1[present])) if present.any() else float("nan"),
-        accuracy=float(accuracy), confusion=cm.astype(np.int64),
+        accuracy=float(accuracy),
+        confusion=cm.astype(np.int64),
     )

@@ -23,8 +23,17 @@ def _colours(table: ClassTable) -> np.ndarray:
     return lut
 
 
-def write_worst_panels(records: list[dict[str, Any]], images: dict[str, dict[str, Any]], cfg: Any, codes: ClassTable,
-                       folder: Path, *, count: int = 8, cell: int = 256, min_fraction: float = 0.1) -> list[Path]:
+def write_worst_panels(
+    records: list[dict[str, Any]],
+    images: dict[str, dict[str, Any]],
+    cfg: Any,
+    codes: ClassTable,
+    folder: Path,
+    *,
+    count: int = 8,
+    cell: int = 256,
+    min_fraction: float = 0.1,
+) -> list[Path]:
     """One PNG per worst cell (lowest pixel accuracy among cells with at least ``min_fraction`` of
     their pixels labelled): image | truth | prediction | errors | entropy."""
     from matplotlib.figure import Figure  # no pyplot: never switch the caller's backend
@@ -53,11 +62,18 @@ def write_worst_panels(records: list[dict[str, Any]], images: dict[str, dict[str
             ent = h.read(1, window=win)
         r0, c0 = int(win.row_off), int(win.col_off)
         truth = info["labels"][r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
-        truth_ids = np.where((truth >= 0) & (truth < len(cfg.classes)), ids[np.clip(truth, 0, 255)], MASK_NODATA).astype(np.uint8)
+        truth_ids = np.where(
+            (truth >= 0) & (truth < len(cfg.classes)), ids[np.clip(truth, 0, 255)], MASK_NODATA
+        ).astype(np.uint8)
         image = read_display(info["pair"].image, win, max_size=cell)
         fig = Figure(figsize=(16, 3.8))
         axes = fig.subplots(1, 5)
-        panels = [(image, "image"), (class_lut[truth_ids], "truth"), (class_lut[pred], "prediction"), (code_lut[err], "errors")]
+        panels = [
+            (image, "image"),
+            (class_lut[truth_ids], "truth"),
+            (class_lut[pred], "prediction"),
+            (code_lut[err], "errors"),
+        ]
         for ax, (arr, title) in zip(axes, panels, strict=False):
             ax.imshow(arr, interpolation="nearest")
             ax.set_title(title)
@@ -67,11 +83,29 @@ def write_worst_panels(records: list[dict[str, Any]], images: dict[str, dict[str
         for ax in axes:
             ax.set_axis_off()
         present = [c for c in codes if c.id != 0 and (err == c.id).mean() > 0.01]
-        handles = [Patch(color=(c.color[0] / 255, c.color[1] / 255, c.color[2] / 255), label=c.name) for c in cfg.classes]
-        handles += [Patch(color=(c.color[0] / 255, c.color[1] / 255, c.color[2] / 255), label=f"error {c.name}", hatch="//") for c in present[:6]]
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
-        fig.suptitle(f"#{rank} {rec['image']} rows {r0}-{r0 + int(win.height)}, cols {c0}-{c0 + int(win.width)}: "
-                     f"accuracy {rec['accuracy']:.3f}, mIoU {rec['miou'] or float('nan'):.3f}, mean entropy {rec['mean_entropy']:.3f}")
+        handles = [
+            Patch(color=(c.color[0] / 255, c.color[1] / 255, c.color[2] / 255), label=c.name)
+            for c in cfg.classes
+        ]
+        handles += [
+            Patch(
+                color=(c.color[0] / 255, c.color[1] / 255, c.color[2] / 255),
+                label=f"error {c.name}",
+                hatch="//",
+            )
+            for c in present[:6]
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 6),
+            fontsize=8,
+            frameon=False,
+        )
+        fig.suptitle(
+            f"#{rank} {rec['image']} rows {r0}-{r0 + int(win.height)}, cols {c0}-{c0 + int(win.width)}: "
+            f"accuracy {rec['accuracy']:.3f}, mIoU {rec['miou'] or float('nan'):.3f}, mean entropy {rec['mean_entropy']:.3f}"
+        )
         fig.subplots_adjust(bottom=0.18)
         written.append(save_figure(fig, folder / f"{rank:02d}-{info['stem']}-r{r0}-c{c0}.png"))
     return written
@@ -81,22 +115,46 @@ def write_index(result: Any, cfg: Any) -> Path:
     """The summary page ``index.md``: scores, calibration, links to every layer and picture."""
     out: Path = result.out_dir
     rel = lambda p: Path(os.path.relpath(p, out)).as_posix()  # noqa: E731
-    lines = [f"# Diagnosis: {cfg.architecture}-{cfg.encoder}", "",
-             f"{len(result.report.per_image)} image(s), {result.report.megapixels:.2f} Mpx, {result.seconds:.1f} s.", "",
-             "## Scores", "", "```text", result.report.table(), "```", "",
-             "![confusion matrix](confusion.png)", "", "## Calibration", "",
-             f"Expected calibration error (ECE): **{result.ece:.4f}**."]
+    lines = [
+        f"# Diagnosis: {cfg.architecture}-{cfg.encoder}",
+        "",
+        f"{len(result.report.per_image)} image(s), {result.report.megapixels:.2f} Mpx, {result.seconds:.1f} s.",
+        "",
+        "## Scores",
+        "",
+        "```text",
+        result.report.table(),
+        "```",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+        "## Calibration",
+        "",
+        f"Expected calibration error (ECE): **{result.ece:.4f}**.",
+    ]
     if result.temperature is not None:
-        lines.append(f"Fitted temperature **{result.temperature:.3f}** (sample ECE after scaling {result.ece_tempered:.4f}); "
-                     "`model-calibrated.safetensors` records it and `geoseg predict` applies it.")
-    lines += ["", "![reliability diagram](reliability.png)", "", "## Layers (open in QGIS)", "",
-              "Per-cell metrics: [cells.gpkg](cells.gpkg) (styled by mIoU), [cells.csv](cells.csv).", "",
-              "| image | mIoU | prediction | errors | entropy | margin |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"Fitted temperature **{result.temperature:.3f}** (sample ECE after scaling {result.ece_tempered:.4f}); "
+            "`model-calibrated.safetensors` records it and `geoseg predict` applies it."
+        )
+    lines += [
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
+        "## Layers (open in QGIS)",
+        "",
+        "Per-cell metrics: [cells.gpkg](cells.gpkg) (styled by mIoU), [cells.csv](cells.csv).",
+        "",
+        "| image | mIoU | prediction | errors | entropy | margin |",
+        "|---|---|---|---|---|---|",
+    ]
     for entry in result.report.per_image:
         stem = entry["outputs"]
         miou = "n/a" if entry["miou"] is None else f"{entry['miou']:.3f}"
-        lines.append(f"| {entry['image']} | {miou} | [tif]({stem}/prediction.tif) | [tif]({stem}/errors.tif) | "
-                     f"[tif]({stem}/entropy.tif) | [tif]({stem}/margin.tif) |")
+        lines.append(
+            f"| {entry['image']} | {miou} | [tif]({stem}/prediction.tif) | [tif]({stem}/errors.tif) | "
+            f"[tif]({stem}/entropy.tif) | [tif]({stem}/margin.tif) |"
+        )
     if result.worst:
         lines += ["", "## Worst cells", ""]
         lines += [f"![{p.stem}]({rel(p)})" for p in result.worst]

@@ -48,7 +48,15 @@ class CellGrid:
         self.confusion = np.zeros((self.rows * self.cols, n, n), np.int64)
         self.entropy = np.zeros(self.rows * self.cols, np.float64)
 
-    def add(self, row_off: int, col_off: int, truth: np.ndarray, pred: np.ndarray, valid: np.ndarray, entropy: np.ndarray) -> None:
+    def add(
+        self,
+        row_off: int,
+        col_off: int,
+        truth: np.ndarray,
+        pred: np.ndarray,
+        valid: np.ndarray,
+        entropy: np.ndarray,
+    ) -> None:
         """Add a block of pixels at ``(row_off, col_off)``: class indexes ``truth`` and ``pred``,
         ``valid`` pixels that count, and their entropy."""
         n = self.num_classes
@@ -57,7 +65,9 @@ class CellGrid:
         ok = valid & (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
         cell = np.add.outer(rows, cols)[ok]
         code = (cell * n + truth[ok]) * n + pred[ok]
-        self.confusion += np.bincount(code, minlength=self.confusion.size).reshape(self.confusion.shape)
+        self.confusion += np.bincount(code, minlength=self.confusion.size).reshape(
+            self.confusion.shape
+        )
         self.entropy += np.bincount(cell, weights=entropy[ok], minlength=self.entropy.size)
 
     def total(self) -> np.ndarray:
@@ -74,10 +84,16 @@ class CellGrid:
                 continue
             s = scores(cm)
             rec: dict[str, Any] = {
-                "image": image, "cell_row": i // self.cols, "cell_col": i % self.cols,
-                "row_off": (i // self.cols) * self.cell, "col_off": (i % self.cols) * self.cell,
-                "pixels": pixels, "correct": int(np.trace(cm)), "accuracy": float(s.accuracy),
-                "miou": _num(s.miou), "mean_entropy": float(self.entropy[i] / pixels),
+                "image": image,
+                "cell_row": i // self.cols,
+                "cell_col": i % self.cols,
+                "row_off": (i // self.cols) * self.cell,
+                "col_off": (i % self.cols) * self.cell,
+                "pixels": pixels,
+                "correct": int(np.trace(cm)),
+                "accuracy": float(s.accuracy),
+                "miou": _num(s.miou),
+                "mean_entropy": float(self.entropy[i] / pixels),
             }
             for k, name in enumerate(names):
                 rec[f"iou_{name}"] = _num(s.iou[k])
@@ -98,19 +114,32 @@ def _graduated_qml(field_name: str) -> str:
     ranges, symbols = [], []
     for k, col in enumerate(colors):
         lo, hi = k / 5, (k + 1) / 5
-        ranges.append(f'<range lower="{lo:.2f}" upper="{hi:.2f}" label="{lo:.1f} - {hi:.1f}" symbol="{k}" render="true"/>')
-        symbols.append(f'<symbol type="fill" name="{k}" alpha="0.55"><layer class="SimpleFill" enabled="1"><Option type="Map">'
-                       f'<Option name="color" value="{col},255" type="QString"/><Option name="outline_color" value="60,60,60,255" type="QString"/>'
-                       f'<Option name="outline_width" value="0.2" type="QString"/><Option name="style" value="solid" type="QString"/>'
-                       f'</Option><prop k="color" v="{col},255"/></layer></symbol>')
-    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.28\" styleCategories=\"Symbology\">\n"
-            f'<renderer-v2 type="graduatedSymbol" attr="{field_name}" graduatedMethod="GraduatedColor" symbollevels="0">'
-            f'<ranges>{"".join(ranges)}</ranges><symbols>{"".join(symbols)}</symbols></renderer-v2>\n'
-            "<layerGeometryType>2</layerGeometryType>\n</qgis>\n")
+        ranges.append(
+            f'<range lower="{lo:.2f}" upper="{hi:.2f}" label="{lo:.1f} - {hi:.1f}" symbol="{k}" render="true"/>'
+        )
+        symbols.append(
+            f'<symbol type="fill" name="{k}" alpha="0.55"><layer class="SimpleFill" enabled="1"><Option type="Map">'
+            f'<Option name="color" value="{col},255" type="QString"/><Option name="outline_color" value="60,60,60,255" type="QString"/>'
+            f'<Option name="outline_width" value="0.2" type="QString"/><Option name="style" value="solid" type="QString"/>'
+            f'</Option><prop k="color" v="{col},255"/></layer></symbol>'
+        )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.28\" styleCategories=\"Symbology\">\n"
+        f'<renderer-v2 type="graduatedSymbol" attr="{field_name}" graduatedMethod="GraduatedColor" symbollevels="0">'
+        f"<ranges>{''.join(ranges)}</ranges><symbols>{''.join(symbols)}</symbols></renderer-v2>\n"
+        "<layerGeometryType>2</layerGeometryType>\n</qgis>\n"
+    )
 
 
-def write_cells(records: list[dict[str, Any]], transforms: dict[str, tuple[Affine, CRS | None]], cell: int,
-                gpkg: str | os.PathLike[str], csv_path: str | os.PathLike[str], *, style_by: str = "miou") -> tuple[Path, Path]:
+def write_cells(
+    records: list[dict[str, Any]],
+    transforms: dict[str, tuple[Affine, CRS | None]],
+    cell: int,
+    gpkg: str | os.PathLike[str],
+    csv_path: str | os.PathLike[str],
+    *,
+    style_by: str = "miou",
+) -> tuple[Path, Path]:
     """Write the cells as a GeoPackage layer ``cells`` (polygons on each image's grid, styled by
     ``style_by``) and as CSV. ``transforms`` maps an image name to its transform and CRS.
 
@@ -124,7 +153,12 @@ def write_cells(records: list[dict[str, Any]], transforms: dict[str, tuple[Affin
     for rec in records:
         t, _ = transforms[rec["image"]]
         r0, c0 = rec["row_off"], rec["col_off"]
-        corners = [t * (c0, r0), t * (c0 + cell, r0), t * (c0 + cell, r0 + cell), t * (c0, r0 + cell)]
+        corners = [
+            t * (c0, r0),
+            t * (c0 + cell, r0),
+            t * (c0 + cell, r0 + cell),
+            t * (c0, r0 + cell),
+        ]
         geoms.append(Polygon(corners))
     crs = next((c for _, c in transforms.values() if c is not None), None)
     frame = gpd.GeoDataFrame(records, geometry=geoms, crs=crs)

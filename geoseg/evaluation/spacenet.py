@@ -29,9 +29,16 @@ class PolygonScore:
     iou_threshold: float
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": round(self.precision, 6),
-                "recall": round(self.recall, 6), "f1": round(self.f1, 6), "spacenet_score": round(100 * self.f1, 3),
-                "iou_threshold": self.iou_threshold}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "precision": round(self.precision, 6),
+            "recall": round(self.recall, 6),
+            "f1": round(self.f1, 6),
+            "spacenet_score": round(100 * self.f1, 3),
+            "iou_threshold": self.iou_threshold,
+        }
 
     @staticmethod
     def total(parts: Iterable[PolygonScore], iou_threshold: float = 0.5) -> PolygonScore:
@@ -48,7 +55,9 @@ def _score(tp: int, fp: int, fn: int, thr: float) -> PolygonScore:
     return PolygonScore(tp, fp, fn, precision, recall, f1, thr)
 
 
-def match_polygons(predicted: Iterable[BaseGeometry], truth: Iterable[BaseGeometry], *, iou_threshold: float = 0.5) -> PolygonScore:
+def match_polygons(
+    predicted: Iterable[BaseGeometry], truth: Iterable[BaseGeometry], *, iou_threshold: float = 0.5
+) -> PolygonScore:
     """Score predicted building polygons against the ground truth (same CRS)."""
     preds = [shapely.make_valid(g) for g in predicted if g is not None and not g.is_empty]
     truths = [shapely.make_valid(g) for g in truth if g is not None and not g.is_empty]

@@ -14,7 +14,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.explain.layers import LayerInfo, list_layers, resolve_layer
     from geoseg.explain.stream import ExplainResult, explain_raster
 
-__all__ = ["METHODS", "CamComputer", "ExplainResult", "LayerInfo", "activation_maps", "explain_raster", "list_layers", "resolve_layer"]
+__all__ = [
+    "METHODS",
+    "CamComputer",
+    "ExplainResult",
+    "LayerInfo",
+    "activation_maps",
+    "explain_raster",
+    "list_layers",
+    "resolve_layer",
+]
 
 _WHERE = {
     "METHODS": "cam",
@@ -28,4 +37,6 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+)

@@ -32,7 +32,14 @@ class AreaOfInterest:
     window: Window
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], transform: Affine, crs: CRS | None, height: int, width: int) -> AreaOfInterest:
+    def read(
+        cls,
+        path: str | os.PathLike[str],
+        transform: Affine,
+        crs: CRS | None,
+        height: int,
+        width: int,
+    ) -> AreaOfInterest:
         """Read polygons (any OGR format), reprojected to ``crs``.
 
         Raises:
@@ -44,10 +51,16 @@ class AreaOfInterest:
         try:
             frame = gpd.read_file(path)
         except Exception as exc:
-            raise ExplainError(f"{path}: cannot read the area of interest ({str(exc).splitlines()[0][:200]}); expected polygons (.gpkg, .geojson...)") from None
-        frame = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+            raise ExplainError(
+                f"{path}: cannot read the area of interest ({str(exc).splitlines()[0][:200]}); expected polygons (.gpkg, .geojson...)"
+            ) from None
+        frame = frame[
+            frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
+        ]
         if frame.empty:
-            raise ExplainError(f"{path}: holds no polygon; expected the area of interest as polygons")
+            raise ExplainError(
+                f"{path}: holds no polygon; expected the area of interest as polygons"
+            )
         if crs is not None and frame.crs is not None and frame.crs != crs:
             frame = frame.to_crs(crs)
         left, bottom, right, top = frame.total_bounds
@@ -56,7 +69,9 @@ class AreaOfInterest:
         c1 = min(int(np.ceil(win.col_off + win.width)), width)
         r1 = min(int(np.ceil(win.row_off + win.height)), height)
         if c1 <= c0 or r1 <= r0:
-            raise ExplainError(f"{path}: the area of interest does not overlap the raster; expected polygons over it (same CRS or reprojectable)")
+            raise ExplainError(
+                f"{path}: the area of interest does not overlap the raster; expected polygons over it (same CRS or reprojectable)"
+            )
         return cls(list(frame.geometry), transform, Window(c0, r0, c1 - c0, r1 - r0))
 
     def mask(self, window: Window) -> np.ndarray:
@@ -64,4 +79,9 @@ class AreaOfInterest:
         from rasterio.features import geometry_mask
 
         shape = (int(window.height), int(window.width))
-        return geometry_mask(self.geometries, out_shape=shape, transform=tile_transform(window, self.transform), invert=True)
+        return geometry_mask(
+            self.geometries,
+            out_shape=shape,
+            transform=tile_transform(window, self.transform),
+            invert=True,
+        )

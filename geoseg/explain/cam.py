@@ -48,17 +48,27 @@ class CamComputer:
         device: where to run.
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, class_index: int, method: str = "gradcam",
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: nn.Module,
+        class_index: int,
+        method: str = "gradcam",
+        device: torch.device | str = "cpu",
+    ) -> None:
         try:
             from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
         except ImportError:
             from geoseg.errors import MissingDependencyError
 
-            raise MissingDependencyError("Grad-CAM needs the grad-cam package, which is not installed; "
-                                         "install it with pip install 'geoseg[explain]'") from None
+            raise MissingDependencyError(
+                "Grad-CAM needs the grad-cam package, which is not installed; "
+                "install it with pip install 'geoseg[explain]'"
+            ) from None
         if method not in ("gradcam", "gradcam++"):
-            raise ExplainError(f"unknown method {method!r}; expected gradcam, gradcam++ or activations")
+            raise ExplainError(
+                f"unknown method {method!r}; expected gradcam, gradcam++ or activations"
+            )
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.layer = layer
@@ -69,7 +79,9 @@ class CamComputer:
         self._flags = [(p, p.requires_grad) for p in self.model.parameters()]
         for p, _ in self._flags:
             p.requires_grad_(False)
-        self._start = layer.register_forward_hook(lambda m, a, out: out.detach().requires_grad_(True))
+        self._start = layer.register_forward_hook(
+            lambda m, a, out: out.detach().requires_grad_(True)
+        )
         cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
         self._cam = cls(model=self.model, target_layers=[layer])
 
@@ -87,7 +99,9 @@ class CamComputer:
         acts = grads_of.activations[-1].cpu().numpy()
         grads = grads_of.gradients[-1].cpu().numpy() if grads_of.gradients else np.zeros_like(acts)
         weights = self._cam.get_cam_weights(x, [self.layer], targets, acts, grads)
-        cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1, keepdims=True), 0).astype(np.float32)
+        cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1, keepdims=True), 0).astype(
+            np.float32
+        )
         out = torch.from_numpy(cam)
         if out.shape[-2:] != x.shape[-2:]:
             out = F.interpolate(out, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
@@ -102,7 +116,9 @@ class CamComputer:
             p.requires_grad_(flag)
 
 
-def activation_maps(model: nn.Module, layer: nn.Module, x: torch.Tensor, channels: slice, *, upsample: bool = True) -> torch.Tensor:
+def activation_maps(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, channels: slice, *, upsample: bool = True
+) -> torch.Tensor:
     """The feature maps ``(N, K, H, W)`` that ``layer`` outputs for ``x`` (channels ``channels``),
     upsampled bilinearly to the input size when ``upsample``."""
     seen: list[torch.Tensor] = []

@@ -40,7 +40,9 @@ class LayerInfo:
     stride: int
 
 
-def _probe(model: nn.Module, in_channels: int, size: int) -> tuple[dict[int, str], dict[str, tuple[int, ...]], list[torch.Tensor]]:
+def _probe(
+    model: nn.Module, in_channels: int, size: int
+) -> tuple[dict[int, str], dict[str, tuple[int, ...]], list[torch.Tensor]]:
     """Run ``model`` once; map output tensor ids to the outermost module that returned them."""
     producers: dict[int, str] = {}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -91,14 +93,18 @@ def list_layers(model: nn.Module, in_channels: int, *, size: int = 64) -> list[L
         if name is None or not name.startswith("encoder"):
             continue  # the input passed through (smp's stage 0)
         stage += 1
-        layers.append(LayerInfo(f"encoder.stage{stage}", name, int(f.shape[1]), size // int(f.shape[-1])))
+        layers.append(
+            LayerInfo(f"encoder.stage{stage}", name, int(f.shape[1]), size // int(f.shape[-1]))
+        )
     blocks = getattr(getattr(model, "decoder", None), "blocks", None)
     if isinstance(blocks, nn.ModuleList | nn.Sequential):
         for i, _ in enumerate(blocks, start=1):
             path = f"decoder.blocks.{i - 1}"
             if path in shapes:
                 shape = shapes[path]
-                layers.append(LayerInfo(f"decoder.block{i}", path, int(shape[1]), size // int(shape[-1])))
+                layers.append(
+                    LayerInfo(f"decoder.block{i}", path, int(shape[1]), size // int(shape[-1]))
+                )
     if "segmentation_head" in shapes:
         shape = shapes["segmentation_head"]
         layers.append(LayerInfo("head", "segmentation_head", int(shape[1]), size // int(shape[-1])))
@@ -114,7 +120,9 @@ def default_layer(layers: list[LayerInfo]) -> str | None:
     return encoder[-1].name if encoder else None
 
 
-def resolve_layer(model: nn.Module, name: str | None, in_channels: int, *, size: int = 64) -> tuple[str, nn.Module]:
+def resolve_layer(
+    model: nn.Module, name: str | None, in_channels: int, *, size: int = 64
+) -> tuple[str, nn.Module]:
     """The module a preset or module name points to.
 
     Raises:
@@ -124,8 +132,10 @@ def resolve_layer(model: nn.Module, name: str | None, in_channels: int, *, size:
     if name is None:
         name = default_layer(layers)
         if name is None:
-            raise ExplainError("this network has no preset layers; pass --layer with a module name "
-                               "(geoseg models CKPT --layers --all lists them)")
+            raise ExplainError(
+                "this network has no preset layers; pass --layer with a module name "
+                "(geoseg models CKPT --layers --all lists them)"
+            )
     modules = dict(model.named_modules())
     for layer in layers:
         if layer.name == name:
@@ -133,5 +143,7 @@ def resolve_layer(model: nn.Module, name: str | None, in_channels: int, *, size:
     if name in modules and name:
         return name, modules[name]
     presets = ", ".join(layer.name for layer in layers) or "none"
-    raise ExplainError(f"unknown layer {name!r}; expected a preset ({presets}) or one of the {len(modules) - 1} module names "
-                       "that geoseg models CKPT --layers --all lists")
+    raise ExplainError(
+        f"unknown layer {name!r}; expected a preset ({presets}) or one of the {len(modules) - 1} module names "
+        "that geoseg models CKPT --layers --all lists"
+    )

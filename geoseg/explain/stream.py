@@ -73,7 +73,9 @@ def _class_index(loaded: LoadedModel, name: str | int | None) -> tuple[int, str]
     names = loaded.config.classes.names
     ids = [c.id for c in loaded.config.classes]
     if name is None:
-        raise ExplainError(f"Grad-CAM needs a class; expected --class with one of {', '.join(names)}")
+        raise ExplainError(
+            f"Grad-CAM needs a class; expected --class with one of {', '.join(names)}"
+        )
     if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
         idx = int(name)
         if idx in ids:
@@ -93,14 +95,27 @@ def _window_in(window: Window | None, height: int, width: int) -> Window:
     c0, r0 = int(w.col_off), int(w.row_off)
     c1, r1 = min(c0 + int(w.width), width), min(r0 + int(w.height), height)
     if c0 < 0 or r0 < 0 or c1 <= c0 or r1 <= r0:
-        raise ExplainError(f"window {tuple(map(int, (w.col_off, w.row_off, w.width, w.height)))} (col, row, width, height) "
-                           f"does not overlap the {width} x {height} px raster; expected offsets inside it")
+        raise ExplainError(
+            f"window {tuple(map(int, (w.col_off, w.row_off, w.width, w.height)))} (col, row, width, height) "
+            f"does not overlap the {width} x {height} px raster; expected offsets inside it"
+        )
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def stream_tiles(reader: RasterReader, plan: TilePlan, region: Window, loaded: LoadedModel, fn: TileFunction, channels: int,
-                 weights: np.ndarray, *, batch_size: int, workers: int, mask_of: MaskFunction | None = None,
-                 stats: dict[str, int] | None = None) -> Iterator[FinishedRows]:
+def stream_tiles(
+    reader: RasterReader,
+    plan: TilePlan,
+    region: Window,
+    loaded: LoadedModel,
+    fn: TileFunction,
+    channels: int,
+    weights: np.ndarray,
+    *,
+    batch_size: int,
+    workers: int,
+    mask_of: MaskFunction | None = None,
+    stats: dict[str, int] | None = None,
+) -> Iterator[FinishedRows]:
     """Run ``fn`` over every tile touching ``region`` in batches and blend its ``channels`` maps
     with ``weights``; yield finished rows top to bottom (weighted sums, as predict's accumulator)."""
     tiles = list(plan.tiles(region))
@@ -128,7 +143,13 @@ def stream_tiles(reader: RasterReader, plan: TilePlan, region: Window, loaded: L
         i = 0
         for tile, item in pending:
             if item is not None:
-                acc.add(maps[i], weights, item[1], int(tile.window.row_off), int(tile.window.col_off))  # type: ignore[index]
+                acc.add(
+                    maps[i],  # type: ignore[index]
+                    weights,
+                    item[1],
+                    int(tile.window.row_off),
+                    int(tile.window.col_off),
+                )
                 i += 1
                 if stats is not None:
                     stats["run"] = stats.get("run", 0) + 1
@@ -139,7 +160,9 @@ def stream_tiles(reader: RasterReader, plan: TilePlan, region: Window, loaded: L
         pending.clear()
 
     ready = 0
-    for tile, item in map_ordered(prepare, tiles, workers=workers, prefetch=batch_size * 2 + workers):
+    for tile, item in map_ordered(
+        prepare, tiles, workers=workers, prefetch=batch_size * 2 + workers
+    ):
         pending.append((tile, item))
         ready += item is not None
         if ready >= batch_size:
@@ -216,9 +239,13 @@ def explain_raster(
         model = default_model()
     loaded = resolve_model(model, config=config)
     if getattr(loaded.model, "runs_outside_torch", False):
-        raise ExplainError("an exported .onnx model has no gradients or layers to explain; expected the .safetensors checkpoint it came from")
+        raise ExplainError(
+            "an exported .onnx model has no gradients or layers to explain; expected the .safetensors checkpoint it came from"
+        )
     cfg = loaded.config
-    class_index, class_name = (None, None) if method == "activations" else _class_index(loaded, target)
+    class_index, class_name = (
+        (None, None) if method == "activations" else _class_index(loaded, target)
+    )
     device = resolve_device(opts.device)
     net = loaded.model.eval().to(device)
     probe = max(64, 2 * cfg.output_stride)
@@ -228,21 +255,31 @@ def explain_raster(
         log.info("explain runs in fp32 without test-time augmentation")
     with RasterReader(src, bands=opts.bands) as reader:
         if len(reader.bands) != cfg.in_channels:
-            raise BandMismatchError(f"{src}: the model expects {cfg.in_channels} band(s) but {len(reader.bands)} were selected; "
-                                    f"choose them with --bands (1-based, in the model's order)")
+            raise BandMismatchError(
+                f"{src}: the model expects {cfg.in_channels} band(s) but {len(reader.bands)} were selected; "
+                f"choose them with --bands (1-based, in the model's order)"
+            )
         tile = int(opts.tile_size or cfg.tile_size)
         if tile % cfg.output_stride:
-            raise TilingError(f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
-                              f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}")
-        plan = plan_tiles(reader.height, reader.width, tile, cfg.overlap if opts.overlap is None else opts.overlap)
+            raise TilingError(
+                f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
+                f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
+            )
+        plan = plan_tiles(
+            reader.height, reader.width, tile, cfg.overlap if opts.overlap is None else opts.overlap
+        )
         weights = blend_weights(opts.blend, tile, plan.overlap)
         mask_of: MaskFunction | None = None
         region = _window_in(window, reader.height, reader.width)
         if aoi is not None:
             from geoseg.explain.aoi import AreaOfInterest
 
-            area = AreaOfInterest.read(aoi, reader.transform, reader.crs, reader.height, reader.width)
-            region = _window_in(area.window, reader.height, reader.width) if window is None else region
+            area = AreaOfInterest.read(
+                aoi, reader.transform, reader.crs, reader.height, reader.width
+            )
+            region = (
+                _window_in(area.window, reader.height, reader.width) if window is None else region
+            )
             mask_of = area.mask
         fn: TileFunction
         computer: CamComputer | None = None
@@ -260,16 +297,50 @@ def explain_raster(
             descriptions = [f"{method} {class_name} @ {layer_name}"]
         batch = opts.batch_size or (8 if device.type == "cuda" else 2)
         stats: dict[str, int] = {}
-        tags = {"GEOSEG_METHOD": method, "GEOSEG_LAYER": layer_name, "GEOSEG_CLASS": class_name or "",
-                "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}"}
+        tags = {
+            "GEOSEG_METHOD": method,
+            "GEOSEG_LAYER": layer_name,
+            "GEOSEG_CLASS": class_name or "",
+            "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
+        }
         try:
-            with COGWriter(dst, height=int(region.height), width=int(region.width), count=k, dtype="float32", nodata=float("nan"),
-                           transform=tile_transform(region, reader.transform), crs=reader.crs, descriptions=descriptions,
-                           resampling="average", tags=tags, overwrite=overwrite) as out:
-                for rows in stream_tiles(reader, plan, region, loaded, fn, k, weights, batch_size=batch,
-                                         workers=opts.workers, mask_of=mask_of, stats=stats):
+            with COGWriter(
+                dst,
+                height=int(region.height),
+                width=int(region.width),
+                count=k,
+                dtype="float32",
+                nodata=float("nan"),
+                transform=tile_transform(region, reader.transform),
+                crs=reader.crs,
+                descriptions=descriptions,
+                resampling="average",
+                tags=tags,
+                overwrite=overwrite,
+            ) as out:
+                for rows in stream_tiles(
+                    reader,
+                    plan,
+                    region,
+                    loaded,
+                    fn,
+                    k,
+                    weights,
+                    batch_size=batch,
+                    workers=opts.workers,
+                    mask_of=mask_of,
+                    stats=stats,
+                ):
                     w = rows.window
-                    out.write(blended(rows), Window(int(w.col_off - region.col_off), int(w.row_off - region.row_off), w.width, w.height))
+                    out.write(
+                        blended(rows),
+                        Window(
+                            int(w.col_off - region.col_off),
+                            int(w.row_off - region.row_off),
+                            w.width,
+                            w.height,
+                        ),
+                    )
         finally:
             if computer is not None:
                 computer.close()
@@ -278,13 +349,32 @@ def explain_raster(
         from geoseg.io.overlay import write_activation_grid, write_heat_overlay
 
         if method == "activations":
-            drawn = write_activation_grid(dst, overlay, title=f"{layer_name}: first {k} feature maps")
+            drawn = write_activation_grid(
+                dst, overlay, title=f"{layer_name}: first {k} feature maps"
+            )
         else:
-            drawn = write_heat_overlay(src, dst, overlay, window=region, bands=opts.bands,
-                                       title=f"{method}: {class_name} @ {layer_name}")
-    return ExplainResult(Path(dst), drawn, method, layer_name, class_name, region, stats.get("run", 0), time.perf_counter() - start)
+            drawn = write_heat_overlay(
+                src,
+                dst,
+                overlay,
+                window=region,
+                bands=opts.bands,
+                title=f"{method}: {class_name} @ {layer_name}",
+            )
+    return ExplainResult(
+        Path(dst),
+        drawn,
+        method,
+        layer_name,
+        class_name,
+        region,
+        stats.get("run", 0),
+        time.perf_counter() - start,
+    )
 
 
-def _layer_channels(net: torch.nn.Module, module: torch.nn.Module, in_channels: int, size: int, device: torch.device) -> int:
+def _layer_channels(
+    net: torch.nn.Module, module: torch.nn.Module, in_channels: int, size: int, device: torch.device
+) -> int:
     x = torch.zeros(1, in_channels, size, size, device=device)
     return int(activation_maps(net, module, x, slice(None), upsample=False).shape[1])

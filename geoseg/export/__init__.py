@@ -15,8 +15,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.export.runner import OnnxModule, load_onnx
     from geoseg.export.torchscript import export_torchscript
 
-__all__ = ["ExportResult", "OnnxModule", "Parity", "deepness_metadata", "export_metadata", "export_onnx",
-           "export_torchscript", "load_onnx", "read_metadata"]
+__all__ = [
+    "ExportResult",
+    "OnnxModule",
+    "Parity",
+    "deepness_metadata",
+    "export_metadata",
+    "export_onnx",
+    "export_torchscript",
+    "load_onnx",
+    "read_metadata",
+]
 
 _WHERE = {
     "deepness_metadata": "metadata",
@@ -31,4 +40,6 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+)

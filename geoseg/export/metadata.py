@@ -26,7 +26,9 @@ def deepness_standardization(config: ModelConfig) -> tuple[list[float], list[flo
     if norm.sar_db:
         problems.append("it converts SAR intensity to decibels first")
     if config.band_dtype not in (None, "uint8"):
-        problems.append(f"the model was trained on {config.band_dtype} imagery and Deepness scales pixels as 8-bit (x / 255)")
+        problems.append(
+            f"the model was trained on {config.band_dtype} imagery and Deepness scales pixels as 8-bit (x / 255)"
+        )
     result: tuple[list[float], list[float]] | None = None
     if norm.kind == "meanstd":
         result = [m / 255 for m in norm.mean], [s / 255 for s in norm.std]
@@ -35,7 +37,9 @@ def deepness_standardization(config: ModelConfig) -> tuple[list[float], list[flo
     elif norm.kind == "none":
         result = [0.0] * bands, [1 / 255] * bands
     else:
-        problems.append(f"{norm.kind} normalization clips to per-band percentiles, which a mean/std cannot express")
+        problems.append(
+            f"{norm.kind} normalization clips to per-band percentiles, which a mean/std cannot express"
+        )
     if problems:
         warnings.warn(
             f"the model's input normalization cannot be expressed in QGIS Deepness' convention: {'; '.join(problems)}. "
@@ -49,7 +53,9 @@ def deepness_standardization(config: ModelConfig) -> tuple[list[float], list[flo
     return result
 
 
-def deepness_metadata(config: ModelConfig, *, tile_size: int | None = None, resolution_cm: float | None = None) -> dict[str, Any]:
+def deepness_metadata(
+    config: ModelConfig, *, tile_size: int | None = None, resolution_cm: float | None = None
+) -> dict[str, Any]:
     """The metadata keys QGIS Deepness reads, as Python values (JSON-encoded on export).
 
     Args:
@@ -66,23 +72,39 @@ def deepness_metadata(config: ModelConfig, *, tile_size: int | None = None, reso
         "tiles_size": tile,
         "tiles_overlap": round(100 * config.overlap / tile),
     }
-    resolution = resolution_cm if resolution_cm is not None else (config.gsd * 100 if config.gsd else None)
+    resolution = (
+        resolution_cm if resolution_cm is not None else (config.gsd * 100 if config.gsd else None)
+    )
     if resolution is not None:
         meta["resolution"] = float(resolution)
     else:
-        warnings.warn("the model records no ground resolution (gsd); Deepness will ask for one. "
-                      "Pass --resolution CM (centimetres per pixel) to record it", DeepnessWarning, stacklevel=3)
+        warnings.warn(
+            "the model records no ground resolution (gsd); Deepness will ask for one. "
+            "Pass --resolution CM (centimetres per pixel) to record it",
+            DeepnessWarning,
+            stacklevel=3,
+        )
     std = deepness_standardization(config)
     if std is not None:
         meta["standardization_mean"], meta["standardization_std"] = std
     return meta
 
 
-def export_metadata(config: ModelConfig, *, tile_size: int | None = None, resolution_cm: float | None = None,
-                    output: str = "probabilities") -> dict[str, str]:
+def export_metadata(
+    config: ModelConfig,
+    *,
+    tile_size: int | None = None,
+    resolution_cm: float | None = None,
+    output: str = "probabilities",
+) -> dict[str, str]:
     """All metadata properties of an exported model: ``geoseg_config`` (the checkpoint's JSON),
     ``geoseg_output`` (what the graph returns) and the Deepness keys, every value JSON text."""
-    props = {k: json.dumps(v) for k, v in deepness_metadata(config, tile_size=tile_size, resolution_cm=resolution_cm).items()}
+    props = {
+        k: json.dumps(v)
+        for k, v in deepness_metadata(
+            config, tile_size=tile_size, resolution_cm=resolution_cm
+        ).items()
+    }
     props["geoseg_config"] = config.to_json()
     props["geoseg_output"] = output
     return props

@@ -95,7 +95,9 @@ def sample_scene() -> Path | None:
     return path if path.is_file() else None
 
 
-def parity_tile(loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, str]:
+def parity_tile(
+    loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, str]:
     """A normalized ``(1, bands, tile, tile)`` float32 tile for parity checks: the top-left tile of
     ``raster`` read and normalized as ``predict`` does, or a seeded synthetic tile without one."""
     cfg = loaded.config
@@ -107,18 +109,26 @@ def parity_tile(loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[s
 
         with RasterReader(raster) as reader:
             if reader.count < cfg.in_channels:
-                raise ExportError(f"{raster}: has {reader.count} band(s), the model takes {cfg.in_channels}; "
-                                  "pass a check raster with the model's bands, or none for a synthetic tile")
+                raise ExportError(
+                    f"{raster}: has {reader.count} band(s), the model takes {cfg.in_channels}; "
+                    "pass a check raster with the model's bands, or none for a synthetic tile"
+                )
             reader.close()
         with RasterReader(raster, bands=list(range(1, cfg.in_channels + 1))) as reader:
             got = read_tile(reader, Window(0, 0, tile_size, tile_size), cfg.normalization)
         if got is not None:
-            return got[0][None].astype(np.float32), f"{raster} window (0, 0, {tile_size}, {tile_size})"
+            return got[0][None].astype(
+                np.float32
+            ), f"{raster} window (0, 0, {tile_size}, {tile_size})"
     rng = np.random.default_rng(0)
-    return rng.standard_normal((1, cfg.in_channels, tile_size, tile_size)).astype(np.float32), "synthetic"
+    return rng.standard_normal((1, cfg.in_channels, tile_size, tile_size)).astype(
+        np.float32
+    ), "synthetic"
 
 
-def check_parity(path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarray, source: str) -> Parity:
+def check_parity(
+    path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarray, source: str
+) -> Parity:
     """Run ``x`` through the ONNX file in onnxruntime (CPU) and through PyTorch; compare.
 
     Raises:
@@ -128,28 +138,53 @@ def check_parity(path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarra
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {INPUT: x})[0]
     with torch.inference_mode():
-        ref = Probabilities(loaded.model.eval(), calibration_temperature(loaded.config))(torch.from_numpy(x)).float().numpy()
+        ref = (
+            Probabilities(loaded.model.eval(), calibration_temperature(loaded.config))(
+                torch.from_numpy(x)
+            )
+            .float()
+            .numpy()
+        )
     agreement = float((got.argmax(1) == ref.argmax(1)).mean())
     parity = Parity(agreement, float(np.abs(got - ref).max()), source)
     if agreement < MIN_AGREEMENT:
-        raise ExportError(f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of {source}, "
-                          f"expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the architecture")
+        raise ExportError(
+            f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of {source}, "
+            f"expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the architecture"
+        )
     return parity
 
 
-def _write_graph(module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool, opset: int) -> None:
+def _write_graph(
+    module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool, opset: int
+) -> None:
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated but needs no onnxscript
+        warnings.simplefilter(
+            "ignore"
+        )  # the TorchScript-based exporter is deprecated but needs no onnxscript
         try:
-            torch.onnx.export(module, (example,), str(path), opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
-                              dynamic_axes={INPUT: axes, OUTPUT: axes}, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                opset_version=opset,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: axes, OUTPUT: axes},
+                dynamo=False,
+                do_constant_folding=True,
+            )
         except Exception as exc:
-            raise ExportError(f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                              "try a newer --opset") from None
+            raise ExportError(
+                f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                "try a newer --opset"
+            ) from None
 
 
-def _finish(tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x: np.ndarray, source: str) -> Parity:
+def _finish(
+    tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x: np.ndarray, source: str
+) -> Parity:
     """Add metadata, check the graph and its parity, then give it its final name."""
     onnx = require("onnx")
     proto = onnx.load(str(tmp))
@@ -163,7 +198,9 @@ def _finish(tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x:
     try:
         onnx.checker.check_model(str(tmp), full_check=True)
     except Exception as exc:
-        raise ExportError(f"{dst}: onnx.checker refused the exported graph ({str(exc).splitlines()[0][:300]})") from None
+        raise ExportError(
+            f"{dst}: onnx.checker refused the exported graph ({str(exc).splitlines()[0][:300]})"
+        ) from None
     parity = check_parity(tmp, loaded, x, source)
     os.replace(tmp, dst)
     return parity
@@ -213,13 +250,19 @@ def export_onnx(
     cfg = loaded.config
     tile = int(tile_size or cfg.tile_size)
     if tile % cfg.output_stride:
-        raise ExportError(f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
-                          f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}")
-    module = Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()  # a calibration temperature goes into the graph
+        raise ExportError(
+            f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
+            f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
+        )
+    module = (
+        Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()
+    )  # a calibration temperature goes into the graph
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
-    result.metadata = export_metadata(cfg, tile_size=tile, resolution_cm=resolution_cm)  # warns once
+    result.metadata = export_metadata(
+        cfg, tile_size=tile, resolution_cm=resolution_cm
+    )  # warns once
     for path, dynamic in zip(outputs, (True, False), strict=False):
         tmp = path.with_name(f".{path.name}.partial")
         try:
@@ -227,7 +270,12 @@ def export_onnx(
             result.parity[str(path)] = _finish(tmp, path, result.metadata, loaded, x, source)
         finally:
             tmp.unlink(missing_ok=True)
-        log.info("%s: agreement %.4f, max |dp| %.2e", path, result.parity[str(path)].agreement, result.parity[str(path)].max_abs_diff)
+        log.info(
+            "%s: agreement %.4f, max |dp| %.2e",
+            path,
+            result.parity[str(path)].agreement,
+            result.parity[str(path)].max_abs_diff,
+        )
     result.seconds = time.perf_counter() - start
     return result
 

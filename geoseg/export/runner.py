@@ -48,7 +48,13 @@ class OnnxModule(nn.Module):
 
     runs_outside_torch = True
 
-    def __init__(self, path: str | os.PathLike[str], device: torch.device | str = "cpu", *, output: str = "probabilities") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: torch.device | str = "cpu",
+        *,
+        output: str = "probabilities",
+    ) -> None:
         super().__init__()
         ort = require("onnxruntime")
         self.path = Path(path)
@@ -57,15 +63,23 @@ class OnnxModule(nn.Module):
         self._session: Any = ort.InferenceSession(str(path), providers=self.providers)
         inp = self._session.get_inputs()[0]
         self.input_name = inp.name
-        self.fixed_size = tuple(d for d in inp.shape[2:]) if all(isinstance(d, int) for d in inp.shape[2:]) else None
+        self.fixed_size = (
+            tuple(d for d in inp.shape[2:])
+            if all(isinstance(d, int) for d in inp.shape[2:])
+            else None
+        )
 
-    def _apply(self, fn: Any, recurse: bool = True) -> OnnxModule:  # no parameters to move; the session keeps its device
+    def _apply(
+        self, fn: Any, recurse: bool = True
+    ) -> OnnxModule:  # no parameters to move; the session keeps its device
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed_size is not None and tuple(x.shape[2:]) != self.fixed_size:
-            raise TilingError(f"{self.path}: the graph takes {self.fixed_size[0]} x {self.fixed_size[1]} px tiles, got "
-                              f"{x.shape[2]} x {x.shape[3]}; use --tile-size {self.fixed_size[0]} or the dynamic-shape export")
+            raise TilingError(
+                f"{self.path}: the graph takes {self.fixed_size[0]} x {self.fixed_size[1]} px tiles, got "
+                f"{x.shape[2]} x {x.shape[3]}; use --tile-size {self.fixed_size[0]} or the dynamic-shape export"
+            )
         array = x.detach().float().contiguous().cpu().numpy()
         out = torch.from_numpy(self._session.run(None, {self.input_name: array})[0]).to(x.device)
         if self.output == "probabilities":
@@ -87,11 +101,15 @@ def load_onnx(path: str | os.PathLike[str], *, device: torch.device | str = "cpu
     try:
         proto = onnx.load(str(p), load_external_data=False)
     except Exception as exc:
-        raise CheckpointError(f"{p}: not a readable ONNX file ({str(exc).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{p}: not a readable ONNX file ({str(exc).splitlines()[0][:200]})"
+        ) from None
     meta = {m.key: m.value for m in proto.metadata_props}
     if "geoseg_config" not in meta:
-        raise CheckpointError(f"{p}: carries no geoseg_config metadata; expected an ONNX file written by geoseg export "
-                              "(re-export the checkpoint with geoseg export MODEL OUT.onnx)")
+        raise CheckpointError(
+            f"{p}: carries no geoseg_config metadata; expected an ONNX file written by geoseg export "
+            "(re-export the checkpoint with geoseg export MODEL OUT.onnx)"
+        )
     config = ModelConfig.from_json(meta["geoseg_config"], source=str(p))
     del proto
     module = OnnxModule(p, device, output=meta.get("geoseg_output", "probabilities"))

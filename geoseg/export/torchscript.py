@@ -18,8 +18,14 @@ __all__ = ["CONFIG_FILE", "export_torchscript"]
 CONFIG_FILE = "geoseg_config.json"  # extra file in the archive: torch.jit.load(path, _extra_files={CONFIG_FILE: ""})
 
 
-def export_torchscript(model: ModelSource, dst: str | os.PathLike[str], *, tile_size: int | None = None,
-                       check_raster: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Parity:
+def export_torchscript(
+    model: ModelSource,
+    dst: str | os.PathLike[str],
+    *,
+    tile_size: int | None = None,
+    check_raster: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Parity:
     """Trace and freeze the model (softmax included: it returns probabilities) into ``dst``.
 
     The trace generalizes over batch and tile size for the convolutional U-Nets geoseg builds;
@@ -33,7 +39,9 @@ def export_torchscript(model: ModelSource, dst: str | os.PathLike[str], *, tile_
     """
     path = check_destination(dst, overwrite=overwrite)
     if path.suffix.lower() != ".pt":
-        raise ExportError(f"{path}: expected a TorchScript file name ending in .pt (or .onnx for ONNX)")
+        raise ExportError(
+            f"{path}: expected a TorchScript file name ending in .pt (or .onnx for ONNX)"
+        )
     loaded = resolve_model(model)
     tile = int(tile_size or loaded.config.tile_size)
     x, source = parity_tile(loaded, tile, check_raster)
@@ -46,13 +54,17 @@ def export_torchscript(model: ModelSource, dst: str | os.PathLike[str], *, tile_
             try:
                 scripted = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
             except Exception as exc:
-                raise ExportError(f"cannot trace the model to TorchScript ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+                raise ExportError(
+                    f"cannot trace the model to TorchScript ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+                ) from None
             torch.jit.save(scripted, str(tmp), _extra_files={CONFIG_FILE: loaded.config.to_json()})
             reloaded = torch.jit.load(str(tmp), map_location="cpu")
             got, ref = reloaded(example), module(example)
         agreement = float((got.argmax(1) == ref.argmax(1)).float().mean())
         if agreement < MIN_AGREEMENT:
-            raise ExportError(f"{path}: the TorchScript archive agrees with PyTorch on {agreement:.3%} of pixels, expected >= {MIN_AGREEMENT:.1%}")
+            raise ExportError(
+                f"{path}: the TorchScript archive agrees with PyTorch on {agreement:.3%} of pixels, expected >= {MIN_AGREEMENT:.1%}"
+            )
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

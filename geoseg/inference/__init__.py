@@ -52,4 +52,6 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _WHERE.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+)

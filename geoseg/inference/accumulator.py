@@ -58,7 +58,14 @@ class RowAccumulator:
     def nbytes(self) -> int:
         return self.probs.nbytes + self.weight.nbytes + self.valid.nbytes
 
-    def add(self, weighted: np.ndarray, weight: np.ndarray, valid: np.ndarray, row_off: int, col_off: int) -> None:
+    def add(
+        self,
+        weighted: np.ndarray,
+        weight: np.ndarray,
+        valid: np.ndarray,
+        row_off: int,
+        col_off: int,
+    ) -> None:
         """Add one tile: ``weighted`` is ``(classes, h, w)`` probabilities already multiplied by
         ``weight`` (``(h, w)``); ``valid`` is the tile's input validity."""
         self._compact()
@@ -68,7 +75,9 @@ class RowAccumulator:
         if ra >= rb or ca >= cb:
             return
         if row_off + h > self.top + self.capacity and row_off + h <= self.r1:
-            raise ValueError(f"tile rows {row_off}..{row_off + h} exceed the accumulator (top {self.top}, {self.capacity} rows)")
+            raise ValueError(
+                f"tile rows {row_off}..{row_off + h} exceed the accumulator (top {self.top}, {self.capacity} rows)"
+            )
         src = (slice(ra - row_off, rb - row_off), slice(ca - col_off, cb - col_off))
         dst = (slice(ra - self.top, rb - self.top), slice(ca - self.c0, cb - self.c0))
         self.valid[dst] |= valid[src]
@@ -88,7 +97,12 @@ class RowAccumulator:
         if n <= 0:
             return None
         self._released = n
-        return FinishedRows(Window(self.c0, self.top, self.c1 - self.c0, n), self.probs[:, :n], self.weight[:n], self.valid[:n])
+        return FinishedRows(
+            Window(self.c0, self.top, self.c1 - self.c0, n),
+            self.probs[:, :n],
+            self.weight[:n],
+            self.valid[:n],
+        )
 
     def _compact(self) -> None:
         """Drop the rows handed out last, moving the rest to the top and zeroing below."""

@@ -58,11 +58,19 @@ def crop(tile: int, overlap: int) -> np.ndarray:
     """
     margin = overlap // 2
     depth = np.minimum(np.arange(tile), np.arange(tile)[::-1])  # pixels to the nearest edge
-    profile = 1e-6 ** (np.maximum(margin - depth, 0) / max(margin, 1))  # 1 from `margin` pixels inward
+    profile = 1e-6 ** (
+        np.maximum(margin - depth, 0) / max(margin, 1)
+    )  # 1 from `margin` pixels inward
     return np.outer(profile, profile)
 
 
-BLEND_KERNELS: dict[str, Kernel] = {"gaussian": gaussian, "cosine": cosine, "linear": linear, "mean": mean, "crop": crop}
+BLEND_KERNELS: dict[str, Kernel] = {
+    "gaussian": gaussian,
+    "cosine": cosine,
+    "linear": linear,
+    "mean": mean,
+    "crop": crop,
+}
 
 
 def register_blend(name: str, kernel: Kernel) -> None:
@@ -81,10 +89,14 @@ def blend_weights(blend: str | Kernel, tile_size: int, overlap: int) -> np.ndarr
     elif blend in BLEND_KERNELS:
         kernel = BLEND_KERNELS[blend]
     else:
-        raise TilingError(f"unknown blend {blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable")
+        raise TilingError(
+            f"unknown blend {blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable"
+        )
     w = np.asarray(kernel(tile_size, overlap), dtype=np.float64)
     if w.shape != (tile_size, tile_size) or not np.isfinite(w).all() or w.max() <= 0:
-        raise TilingError(f"blend kernel must return finite ({tile_size}, {tile_size}) weights with a positive maximum, got shape {w.shape}")
+        raise TilingError(
+            f"blend kernel must return finite ({tile_size}, {tile_size}) weights with a positive maximum, got shape {w.shape}"
+        )
     w = w / w.max()
     if kernel is crop:  # its trace weights are the point: no floor
         return w.astype(np.float32)

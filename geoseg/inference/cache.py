@@ -115,7 +115,9 @@ class ModelCache:
         root: the cache folder; default :func:`cache_dir`. ``enabled=False`` keeps nothing.
     """
 
-    def __init__(self, digest: str, root: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
+    def __init__(
+        self, digest: str, root: str | os.PathLike[str] | None = None, *, enabled: bool = True
+    ) -> None:
         import torch
 
         self.root = None if not enabled else (Path(root) if root is not None else cache_dir())
@@ -171,10 +173,14 @@ class ModelCache:
 
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still supported
+                warnings.simplefilter(
+                    "ignore", FutureWarning
+                )  # TorchScript is deprecated upstream, still supported
                 return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # a torn or foreign file: ignore it, it is rewritten next time
-            log.info("ignoring unreadable frozen module %s (%s)", path, str(exc).splitlines()[0][:200])
+            log.info(
+                "ignoring unreadable frozen module %s (%s)", path, str(exc).splitlines()[0][:200]
+            )
             return None
 
     def save_module(self, name: str, save: Callable[[str], None]) -> None:
@@ -189,4 +195,6 @@ class ModelCache:
                 warnings.simplefilter("ignore", FutureWarning)
                 save(str(tmp))
         except Exception as exc:
-            log.info("cannot save the frozen module to %s (%s)", path, str(exc).splitlines()[0][:200])
+            log.info(
+                "cannot save the frozen module to %s (%s)", path, str(exc).splitlines()[0][:200]
+            )

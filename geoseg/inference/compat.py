@@ -96,7 +96,9 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def check_input(reader: RasterReader, config: ModelConfig, options: PredictOptions, name: str = "") -> InputAdapter:
+def check_input(
+    reader: RasterReader, config: ModelConfig, options: PredictOptions, name: str = ""
+) -> InputAdapter:
     """Compare the raster with what the model was trained on; warn or refuse; return the adapter.
 
     Args:
@@ -118,16 +120,22 @@ def check_input(reader: RasterReader, config: ModelConfig, options: PredictOptio
     complex_mode: Literal["none", "magnitude", "intensity"] = "none"
     if np.issubdtype(dtype, np.complexfloating):
         complex_mode = "intensity" if config.normalization.sar_db else "magnitude"
-        problems.append(f"complex values ({', '.join(sorted({reader.dtypes[b - 1] for b in reader.bands}))}), "
-                        f"used as their {'intensity |z|^2 (in dB, as the SAR model expects)' if complex_mode == 'intensity' else 'magnitude |z|'}")
-        fixes.append("convert to the product the model was trained on first (e.g. SAR intensity), or accept the "
-                     f"{complex_mode} geoseg uses")
+        problems.append(
+            f"complex values ({', '.join(sorted({reader.dtypes[b - 1] for b in reader.bands}))}), "
+            f"used as their {'intensity |z|^2 (in dB, as the SAR model expects)' if complex_mode == 'intensity' else 'magnitude |z|'}"
+        )
+        fixes.append(
+            "convert to the product the model was trained on first (e.g. SAR intensity), or accept the "
+            f"{complex_mode} geoseg uses"
+        )
     adapter = InputAdapter(complex_mode=complex_mode)
     sample = reader.sample()
     values = adapter(sample.data)[:, sample.valid] if sample.valid.any() else None
     if values is not None and config.normalization.sar_db:
         values = 10 * np.log10(np.maximum(values.astype(np.float64), 1e-10))
-    percentiles = np.percentile(values, PERCENTILES, axis=1) if values is not None and values.size else None
+    percentiles = (
+        np.percentile(values, PERCENTILES, axis=1) if values is not None and values.size else None
+    )
     target = training_range(config)
     trained = config.band_dtype
     scale = options.scale
@@ -138,26 +146,37 @@ def check_input(reader: RasterReader, config: ModelConfig, options: PredictOptio
             else:
                 raw = adapter(sample.data)[:, sample.valid].astype(np.float64)
                 p = np.percentile(raw, PERCENTILES, axis=1)
-                low, high = tuple(float(v) for v in p[0]), tuple(float(max(v, u + 1e-6)) for u, v in zip(p[0], p[1], strict=True))
+                low, high = (
+                    tuple(float(v) for v in p[0]),
+                    tuple(float(max(v, u + 1e-6)) for u, v in zip(p[0], p[1], strict=True)),
+                )
         else:
             lo, hi = cast(tuple[float, float], scale)
             low, high = (float(lo),) * len(reader.bands), (float(hi),) * len(reader.bands)
         adapter = InputAdapter(complex_mode, low, high, target or (0.0, 1.0))
         log.info("input values %s..%s mapped onto %s..%s", low, high, *(target or (0.0, 1.0)))
     else:
-        if trained is not None and not np.issubdtype(dtype, np.complexfloating) and dtype != np.dtype(trained):
+        if (
+            trained is not None
+            and not np.issubdtype(dtype, np.complexfloating)
+            and dtype != np.dtype(trained)
+        ):
             problems.append(f"dtype {dtype.name} (model: {trained})")
         if target is not None and percentiles is not None:
             p2, p98 = float(percentiles[0].min()), float(percentiles[1].max())
             lo, hi = target
             width = hi - lo
             if p98 > hi + 0.5 * width or p98 < lo + 0.02 * width or p2 < lo - 0.5 * width:
-                problems.append(f"values {_fmt(p2)}..{_fmt(p98)} (2-98 %; model: {_fmt(lo)}..{_fmt(hi)})")
+                problems.append(
+                    f"values {_fmt(p2)}..{_fmt(p98)} (2-98 %; model: {_fmt(lo)}..{_fmt(hi)})"
+                )
         if any(p.startswith(("dtype", "values")) for p in problems):
             hint = ""
             if percentiles is not None:
                 hint = f"--scale {_fmt(float(percentiles[0].min()))},{_fmt(float(percentiles[1].max()))} or "
-            fixes.append(f"{hint}--scale auto (a 2-98 % stretch) maps the values onto the model's range")
+            fixes.append(
+                f"{hint}--scale auto (a 2-98 % stretch) maps the values onto the model's range"
+            )
     pixel = reader.pixel_size
     if config.gsd and pixel and not options.resample_to_model:
         ratio = pixel / config.gsd
@@ -165,9 +184,13 @@ def check_input(reader: RasterReader, config: ModelConfig, options: PredictOptio
             problems.append(f"pixel size {_fmt(pixel)} m (model: {_fmt(config.gsd)} m)")
             fixes.append("--resample-to-model predicts at the model's pixel size")
     if problems:
-        message = (f"{name}: input unlike the model's training data: {'; '.join(problems)}; the map may be confidently "
-                   f"wrong. Fix: {'; '.join(fixes)}")
+        message = (
+            f"{name}: input unlike the model's training data: {'; '.join(problems)}; the map may be confidently "
+            f"wrong. Fix: {'; '.join(fixes)}"
+        )
         if options.strict:
             raise InputCompatibilityError(message + " (refused because of --strict)")
-        warnings.warn(message + ", or --strict to refuse such input", InputCompatibilityWarning, stacklevel=3)
+        warnings.warn(
+            message + ", or --strict to refuse such input", InputCompatibilityWarning, stacklevel=3
+        )
     return adapter

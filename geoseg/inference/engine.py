@@ -40,15 +40,27 @@ from geoseg.io.writer import COG_BLOCK, COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel, load_checkpoint
 from geoseg.models.config import ModelConfig, _files, read_config
 
-__all__ = ["PredictOptions", "PredictionResult", "iter_probabilities", "predict_block", "predict_classes", "predict_raster",
-           "resolve_model"]
+__all__ = [
+    "PredictOptions",
+    "PredictionResult",
+    "iter_probabilities",
+    "predict_block",
+    "predict_classes",
+    "predict_raster",
+    "resolve_model",
+]
 
 log = logging.getLogger(__name__)
 
 ModelSource = str | os.PathLike[str] | LoadedModel | nn.Module
-STRIPE_BUDGET = 128 * 2**20  # bytes of accumulator per column stripe (a stripe is 8704 px wide for 6 classes)
+STRIPE_BUDGET = (
+    128 * 2**20
+)  # bytes of accumulator per column stripe (a stripe is 8704 px wide for 6 classes)
 CONFIDENCE_NODATA = 0  # confidence where the input has no data; valid pixels are 1..255
-GDAL_CACHE_LIMITS = (16 * 2**20, 256 * 2**20)  # GDAL block cache while predicting: at least, at most
+GDAL_CACHE_LIMITS = (
+    16 * 2**20,
+    256 * 2**20,
+)  # GDAL block cache while predicting: at least, at most
 
 
 @dataclass
@@ -83,10 +95,14 @@ class PredictionResult:
 
 # Model files other than checkpoints, by suffix: a loader ``(path, device=...) -> LoadedModel``, or
 # "module:function" imported on first use (exported models are run by the layer above).
-MODEL_LOADERS: dict[str, str | Callable[..., LoadedModel]] = {".onnx": "geoseg.export.runner:load_onnx"}
+MODEL_LOADERS: dict[str, str | Callable[..., LoadedModel]] = {
+    ".onnx": "geoseg.export.runner:load_onnx"
+}
 
 
-def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu") -> LoadedModel:
+def resolve_model(
+    model: ModelSource, *, config: ModelConfig | None = None, device: torch.device | str = "cpu"
+) -> LoadedModel:
     """A :class:`LoadedModel` from a checkpoint path (or an exported ``.onnx`` file), a bundled
     model's name (``quality``, ``fast``), a LoadedModel, or a module plus its config."""
     from geoseg.models.default import named_model
@@ -105,7 +121,9 @@ def resolve_model(model: ModelSource, *, config: ModelConfig | None = None, devi
             return loader(model, device=device)
         return load_checkpoint(model, device=device)
     if config is None:
-        raise TilingError("a bare torch module needs config=ModelConfig(...) (classes, bands, normalization)")
+        raise TilingError(
+            "a bare torch module needs config=ModelConfig(...) (classes, bands, normalization)"
+        )
     return LoadedModel(model, config)
 
 
@@ -144,14 +162,20 @@ class _Job:
     stats: dict[str, int] = field(default_factory=lambda: {"run": 0, "skipped": 0})
 
 
-def _cached_start(model: ModelSource, dev: torch.device, options: PredictOptions) -> tuple[LoadedModel | None, ModelCache | None, Precision]:
+def _cached_start(
+    model: ModelSource, dev: torch.device, options: PredictOptions
+) -> tuple[LoadedModel | None, ModelCache | None, Precision]:
     """For a checkpoint path on CPU: the model cache keyed by the checkpoint's bytes, and, when an
     earlier run recorded that a frozen trace pays here, that frozen module with the checkpoint's
     config, so the eager network need not be built (nor segmentation-models-pytorch imported).
 
     Returns ``(loaded or None, cache or None, precision)`` with ``auto`` resolved when recorded.
     """
-    if not isinstance(model, (str, os.PathLike)) or dev.type != "cpu" or options.tta not in TTA_MODES:
+    if (
+        not isinstance(model, (str, os.PathLike))
+        or dev.type != "cpu"
+        or options.tta not in TTA_MODES
+    ):
         return None, None, options.precision
     weights, sidecar = _files(Path(model))
     cache = ModelCache(file_digest(weights, sidecar))
@@ -159,11 +183,22 @@ def _cached_start(model: ModelSource, dev: torch.device, options: PredictOptions
         return None, cache, options.precision
     cfg = read_config(model)
     tile = int(options.tile_size or cfg.tile_size)
-    frozen, precision = cached_frozen(cache, dev, options.precision, (1, cfg.in_channels, tile, tile))
-    return (LoadedModel(frozen, cfg) if frozen is not None else None), cache, cast(Precision, precision)
+    frozen, precision = cached_frozen(
+        cache, dev, options.precision, (1, cfg.in_channels, tile, tile)
+    )
+    return (
+        (LoadedModel(frozen, cfg) if frozen is not None else None),
+        cache,
+        cast(Precision, precision),
+    )
 
 
-def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOptions, config: ModelConfig | None) -> _Job:
+def _setup(
+    src: str | os.PathLike[str],
+    model: ModelSource,
+    options: PredictOptions,
+    config: ModelConfig | None,
+) -> _Job:
     from geoseg.models.default import named_model
 
     model = named_model(model)
@@ -172,7 +207,9 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     if batch_size is None:  # on CPU larger batches cost memory and gain no throughput
         batch_size = 8 if dev.type == "cuda" else 2
     exported = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in MODEL_LOADERS
-    cached, cache, precision = (None, None, options.precision) if exported else _cached_start(model, dev, options)
+    cached, cache, precision = (
+        (None, None, options.precision) if exported else _cached_start(model, dev, options)
+    )
     loaded = cached or resolve_model(model, config=config, device=dev if exported else "cpu")
     cfg = loaded.config
     # a graph run by another runtime (onnxruntime) is neither traced nor autocast
@@ -187,8 +224,10 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
             fix = f"choose them with --bands {hint} (1-based, in the model's order)"
         else:  # fewer bands than the model takes: repeating one is the only way, and a weak one
             hint = ",".join(str(min(b, count)) for b in range(1, cfg.in_channels + 1))
-            fix = (f"use imagery with {cfg.in_channels} bands, or repeat bands with --bands {hint} "
-                   "(1-based; e.g. a grey band as red, green and blue; expect poorer results)")
+            fix = (
+                f"use imagery with {cfg.in_channels} bands, or repeat bands with --bands {hint} "
+                "(1-based; e.g. a grey band as red, green and blue; expect poorer results)"
+            )
         raise BandMismatchError(
             f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} were selected "
             f"from a raster of {count}; {fix}"
@@ -203,7 +242,9 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     if tile % stride:
         reader.close()
         lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
-        raise TilingError(f"tile_size={tile} is not a multiple of the model's output stride {stride}; use {lower} or {upper}")
+        raise TilingError(
+            f"tile_size={tile} is not a multiple of the model's output stride {stride}; use {lower} or {upper}"
+        )
     ov = cfg.overlap if options.overlap is None else options.overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
@@ -214,10 +255,26 @@ def _setup(src: str | os.PathLike[str], model: ModelSource, options: PredictOpti
     # measurement, the frozen module and the precision `auto` chose are kept in the model cache.
     # A graph run by another runtime (onnxruntime) is neither traced nor autocast.
     freeze = False if outside or dev.type != "cpu" else None
-    runner = make_runner(loaded.model, dev, "fp32" if outside else precision, options.tta, freeze=freeze, cache=cache,
-                         tiles=len(plan))
-    return _Job(reader, plan, runner, weights, torch.from_numpy(weights).to(dev), cfg, batch_size, options.workers,
-                None if adapt.identity else adapt)
+    runner = make_runner(
+        loaded.model,
+        dev,
+        "fp32" if outside else precision,
+        options.tta,
+        freeze=freeze,
+        cache=cache,
+        tiles=len(plan),
+    )
+    return _Job(
+        reader,
+        plan,
+        runner,
+        weights,
+        torch.from_numpy(weights).to(dev),
+        cfg,
+        batch_size,
+        options.workers,
+        None if adapt.identity else adapt,
+    )
 
 
 def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Window]:
@@ -227,10 +284,14 @@ def _stripes(plan: TilePlan, classes: int, budget: int | None = None) -> list[Wi
     width = max(plan.tile_size, (budget // per_col) // COG_BLOCK * COG_BLOCK)
     if width >= plan.width:
         return [Window(0, 0, plan.width, plan.height)]
-    return [Window(c, 0, min(width, plan.width - c), plan.height) for c in range(0, plan.width, width)]
+    return [
+        Window(c, 0, min(width, plan.width - c), plan.height) for c in range(0, plan.width, width)
+    ]
 
 
-def _gdal_cache_bytes(reader: RasterReader, plan: TilePlan, stripe: Window, output_bands: int) -> int:
+def _gdal_cache_bytes(
+    reader: RasterReader, plan: TilePlan, stripe: Window, output_bands: int
+) -> int:
     """A GDAL block cache that holds the input blocks one row band of tiles touches, plus one row of
     output blocks: tiles overlap, so each input block is decoded once; and no more than that, as
     GDAL's default (5 % of RAM) would let the cache grow with the raster."""
@@ -259,7 +320,9 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
 
     def flush() -> Iterator[FinishedRows]:
         batch = [item for _, item in pending if item is not None]
-        probs = np.empty((0,), np.float32)  # weighted probabilities of the batch, one per tile with data
+        probs = np.empty(
+            (0,), np.float32
+        )  # weighted probabilities of the batch, one per tile with data
         if batch:
             x = torch.from_numpy(np.stack([x for x, _ in batch]))
             if job.runner.device.type == "cuda":
@@ -271,7 +334,13 @@ def _run_region(job: _Job, region: Window) -> Iterator[FinishedRows]:
             if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
                 job.stats["skipped"] += 1
             else:
-                acc.add(probs[i], job.weights, item[1], int(tile.window.row_off), int(tile.window.col_off))
+                acc.add(
+                    probs[i],
+                    job.weights,
+                    item[1],
+                    int(tile.window.row_off),
+                    int(tile.window.col_off),
+                )
                 job.stats["run"] += 1
                 i += 1
             job.done += 1
@@ -363,26 +432,79 @@ def predict_classes(
         job.reader.close()
     ids = np.concatenate([p.classes for p in parts], axis=1)
     valid = np.concatenate([p.valid for p in parts], axis=0)
-    return GeoArray(ids, valid, tile_transform(region, job.reader.transform), job.reader.crs, region)
+    return GeoArray(
+        ids, valid, tile_transform(region, job.reader.transform), job.reader.crs, region
+    )
 
 
-def output_writers(cfg: ModelConfig, geo: dict[str, Any], dst: str | os.PathLike[str], probabilities: str | os.PathLike[str] | None,
-                   confidence: str | os.PathLike[str] | None, *, overwrite: bool) -> list[tuple[COGWriter, str]]:
+def output_writers(
+    cfg: ModelConfig,
+    geo: dict[str, Any],
+    dst: str | os.PathLike[str],
+    probabilities: str | os.PathLike[str] | None,
+    confidence: str | os.PathLike[str] | None,
+    *,
+    overwrite: bool,
+) -> list[tuple[COGWriter, str]]:
     """The COG writers of one prediction, each with the :class:`Finished` attribute it writes."""
-    tags = {"GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}", "GEOSEG_VERSION": cfg.geoseg_version}
+    tags = {
+        "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
+        "GEOSEG_VERSION": cfg.geoseg_version,
+    }
     outputs_of: list[tuple[COGWriter, str]] = [
-        (COGWriter(dst, count=1, dtype="uint8", nodata=MASK_NODATA, classes=cfg.classes, resampling="mode",
-                   descriptions=["class"], tags=tags, overwrite=overwrite, **geo), "classes")
+        (
+            COGWriter(
+                dst,
+                count=1,
+                dtype="uint8",
+                nodata=MASK_NODATA,
+                classes=cfg.classes,
+                resampling="mode",
+                descriptions=["class"],
+                tags=tags,
+                overwrite=overwrite,
+                **geo,
+            ),
+            "classes",
+        )
     ]
     if probabilities is not None:
-        outputs_of.append((COGWriter(probabilities, count=cfg.num_classes, dtype="uint8", nodata=None, resampling="average",
-                                     descriptions=cfg.classes.names, tags=tags, overwrite=overwrite, mask=True, **geo),
-                           "probabilities"))
+        outputs_of.append(
+            (
+                COGWriter(
+                    probabilities,
+                    count=cfg.num_classes,
+                    dtype="uint8",
+                    nodata=None,
+                    resampling="average",
+                    descriptions=cfg.classes.names,
+                    tags=tags,
+                    overwrite=overwrite,
+                    mask=True,
+                    **geo,
+                ),
+                "probabilities",
+            )
+        )
     if confidence is not None:
         # the winning class's probability is at least 1/classes, so 0 is free to mean "no data": a nodata value
         # QGIS 3.22 reads without complaint (it shows an internal mask as an extra alpha band)
-        outputs_of.append((COGWriter(confidence, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA, resampling="average",
-                                     descriptions=["confidence"], tags=tags, overwrite=overwrite, **geo), "confidence"))
+        outputs_of.append(
+            (
+                COGWriter(
+                    confidence,
+                    count=1,
+                    dtype="uint8",
+                    nodata=CONFIDENCE_NODATA,
+                    resampling="average",
+                    descriptions=["confidence"],
+                    tags=tags,
+                    overwrite=overwrite,
+                    **geo,
+                ),
+                "confidence",
+            )
+        )
     return outputs_of
 
 
@@ -455,7 +577,10 @@ def predict_raster(
     """
     start = time.perf_counter()
     model_path = model if isinstance(model, (str, os.PathLike)) else None
-    check_paths({"SRC": src, "--model": model_path}, {"DST": dst, "--probabilities": probabilities, "--confidence": confidence})
+    check_paths(
+        {"SRC": src, "--model": model_path},
+        {"DST": dst, "--probabilities": probabilities, "--confidence": confidence},
+    )
     outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
     for p in outputs:
         check_destination(p, overwrite=overwrite)
@@ -467,14 +592,27 @@ def predict_raster(
     if opts.resample_to_model:
         from geoseg.inference.resample import predict_resampled
 
-        return predict_resampled(src, dst, resolve_model(model, config=config), opts, probabilities=probabilities,
-                                 confidence=confidence, overwrite=overwrite, progress=progress)
+        return predict_resampled(
+            src,
+            dst,
+            resolve_model(model, config=config),
+            opts,
+            probabilities=probabilities,
+            confidence=confidence,
+            overwrite=overwrite,
+            progress=progress,
+        )
     job = _setup(src, model, opts, config)
     reader, cfg = job.reader, job.config
     stripes = _stripes(job.plan, cfg.num_classes)
     job.progress = progress
     job.total = sum(len(list(job.plan.tiles(region))) for region in stripes)
-    geo: dict[str, Any] = {"height": reader.height, "width": reader.width, "transform": reader.transform, "crs": reader.crs}
+    geo: dict[str, Any] = {
+        "height": reader.height,
+        "width": reader.width,
+        "transform": reader.transform,
+        "crs": reader.crs,
+    }
     if reader.gcps is not None:
         geo["gcps"] = reader.gcps
     outputs_of = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
@@ -486,8 +624,12 @@ def predict_raster(
     # ExitStack unwinds in reverse: the reader closes, then each COG is published (or removed
     # on error), then GDAL's cache setting is restored.
     with ExitStack() as stack:
-        bands_out = 1 + (cfg.num_classes if probabilities is not None else 0) + (confidence is not None)
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_gdal_cache_bytes(reader, job.plan, stripes[0], bands_out)))
+        bands_out = (
+            1 + (cfg.num_classes if probabilities is not None else 0) + (confidence is not None)
+        )
+        stack.enter_context(
+            rasterio.Env(GDAL_CACHEMAX=_gdal_cache_bytes(reader, job.plan, stripes[0], bands_out))
+        )
         for writer, _ in outputs_of:
             stack.enter_context(writer)
         stack.callback(reader.close)
@@ -496,7 +638,11 @@ def predict_raster(
             for region in stripes:
                 for rows in _run_region(job, region):
                     # reduce to uint8 here, so only small arrays wait for the writer thread
-                    out = finalize(rows, probabilities=probabilities is not None, confidence=confidence is not None)
+                    out = finalize(
+                        rows,
+                        probabilities=probabilities is not None,
+                        confidence=confidence is not None,
+                    )
                     del rows
                     in_flight.append(write_pool.submit(write, out))
                     while len(in_flight) > 2:
@@ -507,7 +653,11 @@ def predict_raster(
     if job.stats["run"] == 0:
         import warnings
 
-        warnings.warn(f"{src}: no tile held a valid pixel; the mask is all nodata ({MASK_NODATA})", NoValidDataWarning, stacklevel=2)
+        warnings.warn(
+            f"{src}: no tile held a valid pixel; the mask is all nodata ({MASK_NODATA})",
+            NoValidDataWarning,
+            stacklevel=2,
+        )
     return PredictionResult(
         mask=Path(dst),
         height=reader.height,
@@ -521,5 +671,9 @@ def predict_raster(
         device=str(job.runner.device),
         seconds=seconds,
         megapixels_per_second=reader.height * reader.width / 1e6 / seconds,
-        extra={"agreement": job.runner.agreement, "stride": job.plan.stride, "overlap": job.plan.overlap},
+        extra={
+            "agreement": job.runner.agreement,
+            "stride": job.plan.stride,
+            "overlap": job.plan.overlap,
+        },
     )

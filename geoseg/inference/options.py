@@ -39,21 +39,29 @@ def parse_overlap(value: str | float | int | None) -> float | int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise TilingError(f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}")
+        raise TilingError(
+            f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}"
+        )
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TilingError(f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}") from None
+        raise TilingError(
+            f"overlap must be pixels (e.g. 128) or a fraction (e.g. 0.25), got {value!r}"
+        ) from None
     if number < 0:
         raise TilingError(f"overlap must be >= 0, got {value!r}; e.g. 0.25 or 128")
     if number < 1:
         return number
     if not number.is_integer():
-        raise TilingError(f"overlap={value!r} is neither whole pixels nor a fraction in [0, 1); e.g. 128 or 0.25")
+        raise TilingError(
+            f"overlap={value!r} is neither whole pixels nor a fraction in [0, 1); e.g. 128 or 0.25"
+        )
     return int(number)
 
 
-def parse_scale(value: str | tuple[float, float] | list[float] | None) -> tuple[float, float] | str | None:
+def parse_scale(
+    value: str | tuple[float, float] | list[float] | None,
+) -> tuple[float, float] | str | None:
     """``"0,10000"`` -> ``(0.0, 10000.0)``; ``"auto"`` (a 2-98 % percentile stretch) stays; None stays.
 
     Raises:
@@ -116,7 +124,9 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         def positive(name: str, value: int | None, low: int) -> None:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
                 raise TilingError(f"{name} must be an integer >= {low}, got {value!r}")
 
         positive("tile_size", self.tile_size, 1)
@@ -124,17 +134,25 @@ class PredictOptions:
         positive("workers", self.workers, 0)
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
         if not callable(self.blend) and self.blend not in BLEND_KERNELS:
-            raise TilingError(f"unknown blend {self.blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable")
+            raise TilingError(
+                f"unknown blend {self.blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable"
+            )
         if self.precision not in PRECISIONS:
-            raise TilingError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+            raise TilingError(
+                f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}"
+            )
         if self.tta not in TTA_MODES:
             raise TilingError(f"unknown tta {self.tta!r}; expected one of {', '.join(TTA_MODES)}")
         if not isinstance(self.device, str):
             object.__setattr__(self, "device", str(self.device))
         if self.bands is not None:
             bands = tuple(self.bands)
-            if not bands or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands):
-                raise TilingError(f"bands are 1-based integers such as (3, 2, 1), got {self.bands!r}")
+            if not bands or any(
+                isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands
+            ):
+                raise TilingError(
+                    f"bands are 1-based integers such as (3, 2, 1), got {self.bands!r}"
+                )
             object.__setattr__(self, "bands", bands)
         object.__setattr__(self, "scale", parse_scale(self.scale))
         for flag in ("resample_to_model", "strict"):
@@ -157,14 +175,18 @@ class PredictOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise TilingError(f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+            raise TilingError(
+                f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}"
+            )
         kwargs = {k: v for k, v in values.items() if v is not None}
         if isinstance(kwargs.get("bands"), str):
             text = kwargs["bands"]
             try:
                 kwargs["bands"] = tuple(int(v) for v in text.split(",") if v.strip())
             except ValueError:
-                raise TilingError(f"bands are comma-separated numbers such as 3,2,1, got {text!r}") from None
+                raise TilingError(
+                    f"bands are comma-separated numbers such as 3,2,1, got {text!r}"
+                ) from None
         for key in ("tile_size", "batch_size", "workers"):
             if isinstance(kwargs.get(key), str):
                 try:
@@ -191,6 +213,7 @@ class PredictOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            raise TilingError(f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+            raise TilingError(
+                f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}"
+            )
         return base.replace(**overrides)
-

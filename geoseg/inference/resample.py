@@ -40,9 +40,17 @@ log = logging.getLogger(__name__)
 SAME_GSD = 0.01  # relative difference under which no resampling is done
 
 
-def predict_resampled(src: str | os.PathLike[str], dst: str | os.PathLike[str], loaded: LoadedModel, options: PredictOptions, *,
-                      probabilities: str | os.PathLike[str] | None, confidence: str | os.PathLike[str] | None,
-                      overwrite: bool, progress: Callable[[int, int, float], None] | None) -> Any:
+def predict_resampled(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    loaded: LoadedModel,
+    options: PredictOptions,
+    *,
+    probabilities: str | os.PathLike[str] | None,
+    confidence: str | os.PathLike[str] | None,
+    overwrite: bool,
+    progress: Callable[[int, int, float], None] | None,
+) -> Any:
     """:func:`~geoseg.inference.predict_raster` through the model's pixel size (see the module).
 
     Raises:
@@ -54,32 +62,69 @@ def predict_resampled(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     cfg = loaded.config
     plain = options.replace(resample_to_model=False)
     with RasterReader(src, bands=options.bands) as reader:
-        pixel, height, width, transform, crs = reader.pixel_size, reader.height, reader.width, reader.transform, reader.crs
+        pixel, height, width, transform, crs = (
+            reader.pixel_size,
+            reader.height,
+            reader.width,
+            reader.transform,
+            reader.crs,
+        )
     if not cfg.gsd:
-        raise InputCompatibilityError(f"{src}: --resample-to-model needs the model's ground sample distance, and this "
-                                      "checkpoint records none; resample the input yourself (gdalwarp -tr) or drop the option")
+        raise InputCompatibilityError(
+            f"{src}: --resample-to-model needs the model's ground sample distance, and this "
+            "checkpoint records none; resample the input yourself (gdalwarp -tr) or drop the option"
+        )
     if pixel is None:
-        raise InputCompatibilityError(f"{src}: --resample-to-model needs a georeferenced input with a pixel size in metres, "
-                                      "found none (no CRS, or GCPs only); drop the option")
+        raise InputCompatibilityError(
+            f"{src}: --resample-to-model needs a georeferenced input with a pixel size in metres, "
+            "found none (no CRS, or GCPs only); drop the option"
+        )
     if abs(pixel / cfg.gsd - 1) < SAME_GSD:
-        return predict_raster(src, dst, loaded, plain, probabilities=probabilities, confidence=confidence,
-                              overwrite=overwrite, progress=progress)
+        return predict_raster(
+            src,
+            dst,
+            loaded,
+            plain,
+            probabilities=probabilities,
+            confidence=confidence,
+            overwrite=overwrite,
+            progress=progress,
+        )
     factor = pixel / cfg.gsd  # > 1: the model sees finer pixels than the input has
     new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
     fine = transform * Affine.scale(width / new_w, height / new_h)
     work = temporary_name(Path(dst), "-resample")
     work.mkdir()
     try:
-        with open_raster(src) as ds, WarpedVRT(ds, crs=crs, transform=fine, width=new_w, height=new_h,
-                                               resampling=Resampling.bilinear if factor > 1 else Resampling.average) as vrt:
-            rasterio.shutil.copy(vrt, work / "input.tif", driver="GTiff", tiled=True, compress="deflate")
+        with (
+            open_raster(src) as ds,
+            WarpedVRT(
+                ds,
+                crs=crs,
+                transform=fine,
+                width=new_w,
+                height=new_h,
+                resampling=Resampling.bilinear if factor > 1 else Resampling.average,
+            ) as vrt,
+        ):
+            rasterio.shutil.copy(
+                vrt, work / "input.tif", driver="GTiff", tiled=True, compress="deflate"
+            )
         parts = {"classes": work / "classes.tif"}
         if probabilities is not None:
             parts["probabilities"] = work / "probabilities.tif"
         if confidence is not None:
             parts["confidence"] = work / "confidence.tif"
-        result = predict_raster(work / "input.tif", parts["classes"], loaded, plain, probabilities=parts.get("probabilities"),
-                                confidence=parts.get("confidence"), overwrite=True, progress=progress)
+        result = predict_raster(
+            work / "input.tif",
+            parts["classes"],
+            loaded,
+            plain,
+            probabilities=parts.get("probabilities"),
+            confidence=parts.get("confidence"),
+            overwrite=True,
+            progress=progress,
+        )
         geo = {"height": height, "width": width, "transform": transform, "crs": crs}
         writers = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
         _warp_back(parts, writers, geo)
@@ -103,9 +148,17 @@ def _warp_back(parts: dict[str, Path], writers: list[Any], geo: dict[str, Any]) 
         for name, path in parts.items():
             ds = stack.enter_context(rasterio.open(path))
             method = Resampling.nearest if name == "classes" else Resampling.bilinear
-            views[name] = stack.enter_context(WarpedVRT(ds, crs=geo["crs"], transform=geo["transform"], width=geo["width"],
-                                                        height=geo["height"], resampling=method,
-                                                        nodata=MASK_NODATA if name == "classes" else None))
+            views[name] = stack.enter_context(
+                WarpedVRT(
+                    ds,
+                    crs=geo["crs"],
+                    transform=geo["transform"],
+                    width=geo["width"],
+                    height=geo["height"],
+                    resampling=method,
+                    nodata=MASK_NODATA if name == "classes" else None,
+                )
+            )
         for writer, _ in writers:
             stack.enter_context(writer)
         for row in range(0, geo["height"], COG_BLOCK):

@@ -16,7 +16,14 @@ from geoseg.errors import DeviceError
 from geoseg.inference.cache import ModelCache, module_digest
 from geoseg.inference.options import TTA_MODES, Precision
 
-__all__ = ["TTA_MODES", "Runner", "agreement", "cached_frozen", "cpu_supports_bf16", "resolve_device"]
+__all__ = [
+    "TTA_MODES",
+    "Runner",
+    "agreement",
+    "cached_frozen",
+    "cpu_supports_bf16",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +40,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or --device auto")
+        raise DeviceError(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or --device auto"
+        )
     return dev
 
 
 def cpu_supports_bf16() -> bool:
     """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX), where autocast pays off."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     except (AttributeError, RuntimeError):
         return False
 
@@ -62,8 +73,6 @@ def _unflips(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -k, dims=(-2, -1)) if k else x
 
 
-
-
 def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     """Fraction of pixels whose argmax class agrees between two ``(N, C, H, W)`` outputs."""
     return float((a.argmax(1) == b.argmax(1)).float().mean())
@@ -78,18 +87,28 @@ def precision_record(device: torch.device) -> str:
     return f"precision/{device.type}/{fast_precision(device)}"
 
 
-def freeze_record(device: torch.device, shape: Sequence[int], memory_format: torch.memory_format, precision: str) -> str:
+def freeze_record(
+    device: torch.device, shape: Sequence[int], memory_format: torch.memory_format, precision: str
+) -> str:
     """Name of the cache record of the frozen-vs-eager measurement for ``(1, C, H, W)`` tiles."""
     return f"freeze/{device.type}/{'x'.join(map(str, shape[1:]))}/{_fmt(memory_format)}/{precision}"
 
 
-def module_name(device: torch.device, shape: Sequence[int], memory_format: torch.memory_format) -> str:
+def module_name(
+    device: torch.device, shape: Sequence[int], memory_format: torch.memory_format
+) -> str:
     """Name of the cached frozen module for ``(1, C, H, W)`` tiles."""
     return f"{device.type}-{'x'.join(map(str, shape[1:]))}-{_fmt(memory_format)}"
 
 
-def cached_frozen(cache: ModelCache, device: torch.device, precision: str, shape: Sequence[int], *,
-                  channels_last: bool = True) -> tuple[Any, str]:
+def cached_frozen(
+    cache: ModelCache,
+    device: torch.device,
+    precision: str,
+    shape: Sequence[int],
+    *,
+    channels_last: bool = True,
+) -> tuple[Any, str]:
     """The cached frozen module for ``(1, C, H, W)`` tiles, when earlier runs measured that it pays
     here, with the precision to run it at (``auto`` resolved from the cache); else ``(None, precision)``.
 
@@ -102,7 +121,10 @@ def cached_frozen(cache: ModelCache, device: torch.device, precision: str, shape
             precision = "fp32"
         else:
             record = cache.get(precision_record(device))
-            if not isinstance(record, dict) or record.get("precision") not in ("fp32", fast_precision(device)):
+            if not isinstance(record, dict) or record.get("precision") not in (
+                "fp32",
+                fast_precision(device),
+            ):
                 return None, "auto"
             precision = record["precision"]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -144,8 +166,16 @@ class Runner:
     FREEZE_GAIN = 0.95
 
     def __init__(
-        self, model: nn.Module, device: torch.device, precision: Precision = "auto", tta: str = "none", *, channels_last: bool = True,
-        freeze: bool | None = None, cache: ModelCache | None = None, tiles: int | None = None,
+        self,
+        model: nn.Module,
+        device: torch.device,
+        precision: Precision = "auto",
+        tta: str = "none",
+        *,
+        channels_last: bool = True,
+        freeze: bool | None = None,
+        cache: ModelCache | None = None,
+        tiles: int | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise DeviceError(f"unknown tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
@@ -163,7 +193,9 @@ class Runner:
         self.tta = TTA_MODES[tta]
         self.precision: str = precision
         self.agreement: float | None = None
-        self.freeze: bool | None = (None if device.type == "cpu" else False) if freeze is None else freeze
+        self.freeze: bool | None = (
+            (None if device.type == "cpu" else False) if freeze is None else freeze
+        )
         self._cache = cache
         self._tiles_left = tiles
         self._frozen: Any = None
@@ -187,12 +219,20 @@ class Runner:
             self._frozen = _freeze(self.model, x[:1].contiguous(memory_format=self.memory_format))
             self.freeze_note = "frozen" if self._frozen is not None else "eager (cannot freeze)"
             return
-        record = self.cache.get(freeze_record(self.device, tile, self.memory_format, self.precision)) if self.cache.enabled else None
+        record = (
+            self.cache.get(freeze_record(self.device, tile, self.memory_format, self.precision))
+            if self.cache.enabled
+            else None
+        )
         if isinstance(record, dict):
             self._frozen_shape = tile
             if record.get("keep"):
-                self._frozen = self.cache.load_module(module_name(self.device, tile, self.memory_format))
-            self.freeze_note = ("frozen (cached)" if self._frozen is not None else "eager (cached measurement)")
+                self._frozen = self.cache.load_module(
+                    module_name(self.device, tile, self.memory_format)
+                )
+            self.freeze_note = (
+                "frozen (cached)" if self._frozen is not None else "eager (cached measurement)"
+            )
             if self._frozen is not None or not record.get("keep"):
                 return
             self._frozen_shape = None  # the module file went missing: measure again
@@ -200,7 +240,12 @@ class Runner:
     def _should_measure(self) -> bool:
         """Whether to measure a trace now: there is somewhere to keep the result, no decision yet,
         and the trace is cheap (a small network) or enough tiles remain to pay for it."""
-        if self.freeze is not None or self.scripted or self._frozen_shape is not None or not self.cache.enabled:
+        if (
+            self.freeze is not None
+            or self.scripted
+            or self._frozen_shape is not None
+            or not self.cache.enabled
+        ):
             return False
         if self._tiles_left is None or self._tiles_left >= self.FREEZE_MIN_TILES:
             return True
@@ -226,22 +271,36 @@ class Runner:
             # 14-37 % faster per tile where measured quietly, and loading it from the cache saves
             # building the network (seconds of imports) on every later run
             keep = speedup >= self.FREEZE_GAIN or self._small()
-        log.info("frozen model: %s per tile vs eager -> %s", f"{speedup:.2f}x" if speedup else "not traceable",
-                 "frozen" if keep else "eager")
-        self.cache.put(freeze_record(self.device, x1.shape, self.memory_format, self.precision), {"keep": keep, "speedup": speedup})
+        log.info(
+            "frozen model: %s per tile vs eager -> %s",
+            f"{speedup:.2f}x" if speedup else "not traceable",
+            "frozen" if keep else "eager",
+        )
+        self.cache.put(
+            freeze_record(self.device, x1.shape, self.memory_format, self.precision),
+            {"keep": keep, "speedup": speedup},
+        )
         if keep:
-            self.cache.save_module(module_name(self.device, x1.shape, self.memory_format), frozen.save)
+            self.cache.save_module(
+                module_name(self.device, x1.shape, self.memory_format), frozen.save
+            )
             self._frozen = frozen
         self.freeze_note = "frozen (measured)" if keep else "eager (measured)"
 
     def _net(self, x: torch.Tensor) -> Any:
         """The frozen model for tiles of the traced shape, else the eager one; a frozen model (traced
         on one tile, or loaded from the cache) runs one tile at a time."""
-        if self.scripted or (self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape[1:]):  # type: ignore[index]
+        if self.scripted or (
+            self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape[1:]  # type: ignore[index]
+        ):
             frozen = self.model if self.scripted else self._frozen
 
             def tile_by_tile(t: torch.Tensor) -> torch.Tensor:
-                return torch.cat([frozen(t[i : i + 1]) for i in range(len(t))]) if len(t) > 1 else frozen(t)
+                return (
+                    torch.cat([frozen(t[i : i + 1]) for i in range(len(t))])
+                    if len(t) > 1
+                    else frozen(t)
+                )
 
             return tile_by_tile
         return self.model
@@ -281,8 +340,16 @@ class Runner:
         candidate = self._forward(x, fast, eager=True)
         self.agreement = agreement(reference, candidate)
         self.precision = fast if self.agreement >= self.AGREEMENT else "fp32"
-        log.info("precision auto: %s argmax agrees with fp32 on %.3f%% of pixels -> %s", fast, 100 * self.agreement, self.precision)
-        self.cache.put(precision_record(self.device), {"precision": self.precision, "agreement": self.agreement})
+        log.info(
+            "precision auto: %s argmax agrees with fp32 on %.3f%% of pixels -> %s",
+            fast,
+            100 * self.agreement,
+            self.precision,
+        )
+        self.cache.put(
+            precision_record(self.device),
+            {"precision": self.precision, "agreement": self.agreement},
+        )
         return candidate if self.precision == fast else reference
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -303,7 +370,11 @@ class Runner:
                 first = None
         if first is not None and len(x) == 1:
             return self._counted(x, first)
-        out = self._forward(x, self.precision) if first is None else torch.cat([first, self._forward(x[1:], self.precision)])
+        out = (
+            self._forward(x, self.precision)
+            if first is None
+            else torch.cat([first, self._forward(x[1:], self.precision)])
+        )
         return self._counted(x, out)
 
     def _time_eager(self, x1: torch.Tensor) -> float:
@@ -329,22 +400,41 @@ def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
     import warnings
 
     try:
-        with torch.no_grad(), torch.autocast(example.device.type, enabled=False), warnings.catch_warnings():
+        with (
+            torch.no_grad(),
+            torch.autocast(example.device.type, enabled=False),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
             ref = torch.softmax(model(example).float(), 1)
             got = torch.softmax(frozen(example).float(), 1)
         if not torch.allclose(ref, got, atol=1e-3):
-            log.info("frozen model differs from the eager one (max %.2e); using the eager model", float((ref - got).abs().max()))
+            log.info(
+                "frozen model differs from the eager one (max %.2e); using the eager model",
+                float((ref - got).abs().max()),
+            )
             return None
         return frozen
     except Exception as exc:  # tracing is best effort: any model still runs eagerly
-        log.info("cannot freeze the model (%s: %s); using the eager model", type(exc).__name__, str(exc).splitlines()[0][:200])
+        log.info(
+            "cannot freeze the model (%s: %s); using the eager model",
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200],
+        )
         return None
 
 
-def make_runner(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], device: torch.device, precision: Precision, tta: str,
-                *, freeze: bool | None = None, cache: ModelCache | None = None, tiles: int | None = None) -> Runner:
+def make_runner(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    precision: Precision,
+    tta: str,
+    *,
+    freeze: bool | None = None,
+    cache: ModelCache | None = None,
+    tiles: int | None = None,
+) -> Runner:
     """A :class:`Runner` for a module (plain callables are wrapped)."""
     if not isinstance(model, nn.Module):
         fn = model

@@ -16,7 +16,6 @@ from geoseg.normalize import Normalization
 __all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
 
 
-
 def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
     """Pad ``(bands, rows, cols)`` by reflection (edge replication where an axis is 1 px)."""
     widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
@@ -25,8 +24,12 @@ def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int
     return np.pad(data, widths, mode="edge")
 
 
-def read_tile(reader: RasterReader, window: Window, norm: Normalization,
-              adapt: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def read_tile(
+    reader: RasterReader,
+    window: Window,
+    norm: Normalization,
+    adapt: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a rescaling).
 
     Returns:
@@ -44,7 +47,9 @@ def read_tile(reader: RasterReader, window: Window, norm: Normalization,
         return None
     x = norm.apply(inner.data if adapt is None else adapt(inner.data))
     x[:, ~inner.valid] = 0.0
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # never let one value swamp a tile
+    np.nan_to_num(
+        x, copy=False, nan=0.0, posinf=0.0, neginf=0.0
+    )  # never let one value swamp a tile
     before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
     if any(before) or any(after):
         x = pad_reflect(x, before, after)
@@ -83,7 +88,9 @@ class Finished:
 
     CHUNK_PIXELS = 1 << 20  # pixels per chunk of the computation
 
-    def __init__(self, rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> None:
+    def __init__(
+        self, rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False
+    ) -> None:
         self.window = rows.window
         classes_n, n, width = rows.probs.shape
         self.valid = _valid(rows)
@@ -109,7 +116,9 @@ class Finished:
                     p[:, ~valid] = 0
 
 
-def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False) -> Finished:
+def finalize(
+    rows: FinishedRows, *, probabilities: bool = False, confidence: bool = False
+) -> Finished:
     """Class ids (255 where invalid), and optionally uint8 probabilities and confidence."""
     return Finished(rows, probabilities=probabilities, confidence=confidence)
 
@@ -117,4 +126,10 @@ def finalize(rows: FinishedRows, *, probabilities: bool = False, confidence: boo
 def geoarray_of(rows: FinishedRows, reader: RasterReader) -> GeoArray:
     """Normalised probabilities of finished rows, with their georeferencing."""
     valid = _valid(rows)
-    return GeoArray(_normalised(rows.probs, rows.weight, valid), valid, tile_transform(rows.window, reader.transform), reader.crs, rows.window)
+    return GeoArray(
+        _normalised(rows.probs, rows.weight, valid),
+        valid,
+        tile_transform(rows.window, reader.transform),
+        reader.crs,
+        rows.window,
+    )

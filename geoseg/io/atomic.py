@@ -62,7 +62,7 @@ def remove_stale(dst: Path) -> None:
         for p in dst.parent.iterdir():
             if not p.name.startswith(prefix):
                 continue
-            pid = p.name[len(prefix):].split("-", 1)[0]
+            pid = p.name[len(prefix) :].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                 _remove(p)
                 log.debug("removed %s, left by a run that was killed", p)
@@ -73,18 +73,27 @@ def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | 
     or None when it is not one of the write failures geoseg explains."""
     path = Path(dst)
     code = getattr(exc, "errno", None)
-    text = " ".join(str(e) for e in _chain(exc))  # GDAL's reason hides in the cause ("see previous exception")
-    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text or (
-        "write" in text.lower() and _nearly_full(path.parent)
+    text = " ".join(
+        str(e) for e in _chain(exc)
+    )  # GDAL's reason hides in the cause ("see previous exception")
+    if (
+        code in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in text
+        or "Disk quota" in text
+        or ("write" in text.lower() and _nearly_full(path.parent))
     ):
-        return (f"{path}: the disk is full (no space left in {path.parent}); nothing was written under that name. "
-                "Free some space or write the output to another disk")
+        return (
+            f"{path}: the disk is full (no space left in {path.parent}); nothing was written under that name. "
+            "Free some space or write the output to another disk"
+        )
     if code == errno.EFBIG or "File too large" in text:
         return f"{path}: the file system refuses a file this large; write to a disk without a size limit (not FAT32)"
     if code == errno.EROFS or "Read-only file system" in text:
         return f"{path}: the folder {path.parent} is on a read-only file system; write the output elsewhere"
     if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
-        return f"{path}: no permission to write in {path.parent}; write the output to a folder you own"
+        return (
+            f"{path}: no permission to write in {path.parent}; write the output to a folder you own"
+        )
     if code == errno.ENAMETOOLONG or "name too long" in text:
         return f"{path}: the file name is too long for the file system ({len(os.fsencode(path.name))} bytes); choose a shorter name"
     if code == errno.ENOENT:
@@ -169,7 +178,9 @@ def atomic_output(
     try:
         yield tmp
         if not tmp.exists():
-            raise WriteError(f"{path}: the writer produced no file; nothing was written under that name")
+            raise WriteError(
+                f"{path}: the writer produced no file; nothing was written under that name"
+            )
         if verify is not None:
             verify(tmp)
         if tmp.is_file():
@@ -178,7 +189,11 @@ def atomic_output(
         _fsync_dir(path.parent)
     except BaseException as exc:
         message = None
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError) and type(exc).__module__.split(".")[0] != "geoseg":
+        if (
+            isinstance(exc, OSError)
+            and not isinstance(exc, WriteError)
+            and type(exc).__module__.split(".")[0] != "geoseg"
+        ):
             message = describe_os_error(path, exc)  # before the removal frees the space
         _remove(tmp)
         if message is not None:
@@ -194,7 +209,10 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+def check_paths(
+    inputs: Mapping[str, str | os.PathLike[str] | None],
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+) -> None:
     """Refuse a run whose outputs name one of its inputs, or name each other.
 
     Paths are compared resolved (``./dir/../x.tif``, symlinks) and, when they exist, by device
@@ -208,7 +226,10 @@ def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Ma
     Raises:
         OutputCollisionError: naming both roles and what to do.
     """
-    def keyed(items: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> list[tuple[str, str, Path, tuple[int, int] | None]]:
+
+    def keyed(
+        items: Iterable[tuple[str, str | os.PathLike[str] | None]],
+    ) -> list[tuple[str, str, Path, tuple[int, int] | None]]:
         out = []
         for role, p in items:
             if p is None or "://" in str(p) or str(p).startswith("/vsi"):
@@ -217,7 +238,10 @@ def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Ma
             out.append((role, str(p), resolved, _identity(resolved)))
         return out
 
-    def same(a: tuple[str, str, Path, tuple[int, int] | None], b: tuple[str, str, Path, tuple[int, int] | None]) -> bool:
+    def same(
+        a: tuple[str, str, Path, tuple[int, int] | None],
+        b: tuple[str, str, Path, tuple[int, int] | None],
+    ) -> bool:
         return a[2] == b[2] or (a[3] is not None and a[3] == b[3])
 
     ins, outs = keyed(inputs.items()), keyed(outputs.items())
@@ -229,7 +253,7 @@ def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Ma
                     "even with --overwrite. Choose another output name"
                 )
     for k, a in enumerate(outs):
-        for b in outs[k + 1:]:
+        for b in outs[k + 1 :]:
             if same(a, b):
                 raise OutputCollisionError(
                     f"{a[1]}: the outputs {a[0]} and {b[0]} name the same file ({b[1]}); one would destroy the other. "
@@ -237,7 +261,9 @@ def check_paths(inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Ma
                 )
 
 
-def check_run_folder(folder: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+def check_run_folder(
+    folder: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str] | None]
+) -> None:
     """Refuse an output folder that is, or contains, one of the inputs (``--overwrite`` would delete it).
 
     Raises:

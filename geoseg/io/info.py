@@ -54,14 +54,19 @@ def _lonlat_bounds(ds: Any) -> list[float] | None:
         return None
     left, bottom, right, top = _native_bounds(ds)
     try:
-        return [round(v, 8) for v in transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)]
+        return [
+            round(v, 8)
+            for v in transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
+        ]
     except Exception:  # projection errors (e.g. geostationary limb): report what could not be done
         return None
 
 
 def _native_bounds(ds: Any) -> tuple[float, float, float, float]:
     t = ds.transform
-    corners = [t @ (c, r) for c, r in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
+    corners = [
+        t @ (c, r) for c, r in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))
+    ]
     xs, ys = zip(*corners, strict=True)
     return min(xs), min(ys), max(xs), max(ys)
 
@@ -85,7 +90,12 @@ def _check_readable(ds: Any) -> None:
     rows, cols = ds.block_shapes[0]
     row_off = (ds.height - 1) // rows * rows
     col_off = (ds.width - 1) // cols * cols
-    ds.read(1, window=Window(col_off, row_off, min(cols, ds.width - col_off), min(rows, ds.height - row_off)))
+    ds.read(
+        1,
+        window=Window(
+            col_off, row_off, min(cols, ds.width - col_off), min(rows, ds.height - row_off)
+        ),
+    )
 
 
 def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -125,7 +135,9 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
             georef = "none"
         rotated = t.b != 0 or t.d != 0
         if rotated:
-            warnings.append("rotated/sheared geotransform: outputs keep it exactly; some tools display it unrotated")
+            warnings.append(
+                "rotated/sheared geotransform: outputs keep it exactly; some tools display it unrotated"
+            )
         crs = ds.crs if georef != "gcps" else gcp_crs
         if crs is None:
             warnings.append("no CRS: results keep the pixel grid but cannot be placed on a map")
@@ -142,7 +154,9 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
                 {
                     "index": i,
                     "dtype": ds.dtypes[i - 1],
-                    "nodata": None if nodata is None else (str(nodata) if np.isnan(nodata) else nodata),
+                    "nodata": None
+                    if nodata is None
+                    else (str(nodata) if np.isnan(nodata) else nodata),
                     "color_interp": ds.colorinterp[i - 1].name,
                     "description": ds.descriptions[i - 1],
                     "color_table": has_cmap,

@@ -51,14 +51,16 @@ def to_gdal_path(path: str | os.PathLike[str]) -> str:
         return "/vsicurl/" + text
     for scheme, vsi in _VSI.items():
         if text.startswith(scheme):
-            return vsi + text[len(scheme):]
+            return vsi + text[len(scheme) :]
     return text
 
 
 def _check_local(path: str) -> None:
     p = Path(path)
     if not p.exists():
-        raise RasterOpenError(f"{path}: no such file; expected a raster such as a GeoTIFF. Check the path.")
+        raise RasterOpenError(
+            f"{path}: no such file; expected a raster such as a GeoTIFF. Check the path."
+        )
     if p.is_dir():
         raise RasterOpenError(
             f"{path}: is a directory; expected a raster file (e.g. {p / 'scene.tif'}). Name a file inside it."
@@ -88,17 +90,27 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
         dataset = rasterio.open(to_gdal_path(text), **kwargs)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
-        if "not recognized as being in a supported file format" in reason or "not recognized as a supported" in reason:
+        if (
+            "not recognized as being in a supported file format" in reason
+            or "not recognized as a supported" in reason
+        ):
             found = "a file GDAL does not recognise as a raster"
         elif is_url(text) and ("timed out" in reason.lower() or "timeout" in reason.lower()):
-            found = (f"no answer from the server within {os.environ.get('GDAL_HTTP_TIMEOUT')} s ({reason}); "
-                     "check the URL, or allow longer with GDAL_HTTP_TIMEOUT=SECONDS")
+            found = (
+                f"no answer from the server within {os.environ.get('GDAL_HTTP_TIMEOUT')} s ({reason}); "
+                "check the URL, or allow longer with GDAL_HTTP_TIMEOUT=SECONDS"
+            )
         elif is_url(text):
             found = f"an error from the server or network ({reason})"
         else:
             found = f"a file GDAL cannot read ({reason})"
-        advice = "" if "GDAL_HTTP_TIMEOUT" in found else (
-            " Check that the file is complete and is an image, or convert it with gdal_translate.")
+        advice = (
+            ""
+            if "GDAL_HTTP_TIMEOUT" in found
+            else (
+                " Check that the file is complete and is an image, or convert it with gdal_translate."
+            )
+        )
         raise RasterOpenError(
             f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found {found}.{advice}"
         ) from None

@@ -25,8 +25,13 @@ def _shape(height: int, width: int, max_size: int) -> tuple[int, int]:
     return max(1, round(height / max(scale, 1))), max(1, round(width / max(scale, 1)))
 
 
-def read_display(image: str | os.PathLike[str], window: Window | None = None, *, bands: tuple[int, ...] | None = None,
-                 max_size: int = 1024) -> np.ndarray:
+def read_display(
+    image: str | os.PathLike[str],
+    window: Window | None = None,
+    *,
+    bands: tuple[int, ...] | None = None,
+    max_size: int = 1024,
+) -> np.ndarray:
     """An 8-bit RGB ``(rows, cols, 3)`` view of ``image`` (or a window of it), at most ``max_size`` px."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -34,7 +39,9 @@ def read_display(image: str | os.PathLike[str], window: Window | None = None, *,
             win = window or Window(0, 0, src.width, src.height)
             shape = _shape(int(win.height), int(win.width), max_size)
             idx = list(bands or range(1, min(src.count, 3) + 1))
-            data = src.read(idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.average)
+            data = src.read(
+                idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.average
+            )
             valid = src.dataset_mask(window=win, out_shape=shape) > 0
     return _display(data, valid)
 
@@ -48,9 +55,17 @@ def save_figure(fig: Figure, dst: str | os.PathLike[str]) -> Path:
     return Path(dst)
 
 
-def write_heat_overlay(image: str | os.PathLike[str], heat: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                       window: Window | None = None, bands: tuple[int, ...] | None = None, title: str = "",
-                       max_size: int = 1024, alpha: float = 0.5) -> Path:
+def write_heat_overlay(
+    image: str | os.PathLike[str],
+    heat: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    window: Window | None = None,
+    bands: tuple[int, ...] | None = None,
+    title: str = "",
+    max_size: int = 1024,
+    alpha: float = 0.5,
+) -> Path:
     """Write ``dst`` (PNG): the image beside the image with the heat-map (band 1 of ``heat``) on top.
 
     The colour scale runs from 0 to the 99th percentile of the heat-map's finite values.
@@ -59,7 +74,9 @@ def write_heat_overlay(image: str | os.PathLike[str], heat: str | os.PathLike[st
 
     with rasterio.open(heat) as h:
         shape = _shape(h.height, h.width, max_size)
-        values = h.read(1, out_shape=shape, resampling=Resampling.average, masked=False).astype(np.float32)
+        values = h.read(1, out_shape=shape, resampling=Resampling.average, masked=False).astype(
+            np.float32
+        )
     base = read_display(image, window, bands=bands, max_size=max_size)
     if base.shape[:2] != values.shape:
         from PIL import Image
@@ -73,8 +90,12 @@ def write_heat_overlay(image: str | os.PathLike[str], heat: str | os.PathLike[st
     axes[0].imshow(base)
     axes[0].set_title("image")
     axes[1].imshow(base)
-    faint = ~finite | (np.nan_to_num(values) < 0.02 * top)  # leave the image visible where nothing is attributed
-    shown = axes[1].imshow(np.ma.masked_where(faint, values), cmap="inferno", vmin=0, vmax=top, alpha=alpha)
+    faint = ~finite | (
+        np.nan_to_num(values) < 0.02 * top
+    )  # leave the image visible where nothing is attributed
+    shown = axes[1].imshow(
+        np.ma.masked_where(faint, values), cmap="inferno", vmin=0, vmax=top, alpha=alpha
+    )
     axes[1].set_title(title or "heat-map")
     for ax in axes:
         ax.set_axis_off()
@@ -82,13 +103,17 @@ def write_heat_overlay(image: str | os.PathLike[str], heat: str | os.PathLike[st
     return save_figure(fig, dst)
 
 
-def write_activation_grid(maps: str | os.PathLike[str], dst: str | os.PathLike[str], *, title: str = "", cell: int = 160) -> Path:
+def write_activation_grid(
+    maps: str | os.PathLike[str], dst: str | os.PathLike[str], *, title: str = "", cell: int = 160
+) -> Path:
     """Write ``dst`` (PNG): every band of ``maps`` as a small grey image, each stretched on its own."""
     from matplotlib.figure import Figure  # no pyplot: never switch the caller's backend
 
     with rasterio.open(maps) as src:
         shape = _shape(src.height, src.width, cell)
-        data = src.read(out_shape=(src.count, *shape), resampling=Resampling.average).astype(np.float32)
+        data = src.read(out_shape=(src.count, *shape), resampling=Resampling.average).astype(
+            np.float32
+        )
         names = src.descriptions
     n = data.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
@@ -100,7 +125,7 @@ def write_activation_grid(maps: str | os.PathLike[str], dst: str | os.PathLike[s
         if i < n:
             band = data[i]
             finite = np.isfinite(band)
-            lo, hi = (np.percentile(band[finite], (1, 99)) if finite.any() else (0.0, 1.0))
+            lo, hi = np.percentile(band[finite], (1, 99)) if finite.any() else (0.0, 1.0)
             ax.imshow(band, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
             ax.set_title(str(names[i] or i).split("[")[-1].rstrip("]"), fontsize=7)
     if title:

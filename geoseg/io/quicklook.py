@@ -40,8 +40,18 @@ CONVENTIONAL: tuple[tuple[tuple[str, ...], RGB], ...] = (
 )
 # Colour-blind-safe qualitative colours for everything else (Okabe-Ito, then a few more).
 QUALITATIVE: tuple[RGB, ...] = (
-    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
-    (204, 121, 167), (128, 128, 128), (145, 30, 180), (70, 240, 240), (170, 110, 40), (128, 0, 0),
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
+    (128, 128, 128),
+    (145, 30, 180),
+    (70, 240, 240),
+    (170, 110, 40),
+    (128, 0, 0),
 )
 MIN_DELTA_E = 30.0  # CIE76 difference below which two overlay colours are hard to tell apart
 
@@ -50,7 +60,9 @@ def _lab(rgb: RGB) -> np.ndarray:
     """sRGB (0-255) to CIE L*a*b* (D65)."""
     c = np.asarray(rgb, np.float64) / 255
     c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+    xyz = (
+        np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+    )
     xyz /= np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
     return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
@@ -71,10 +83,14 @@ def display_colours(table: ClassTable) -> dict[int, RGB]:
     chosen: dict[int, RGB] = {}
     for c in table:
         name = c.name.lower()
-        wish = next((rgb for words, rgb in CONVENTIONAL if any(w in name for w in words)), tuple(c.color))
+        wish = next(
+            (rgb for words, rgb in CONVENTIONAL if any(w in name for w in words)), tuple(c.color)
+        )
         colour: RGB = (int(wish[0]), int(wish[1]), int(wish[2]))
         if any(delta_e(colour, other) < MIN_DELTA_E for other in chosen.values()):
-            spare = [q for q in QUALITATIVE if all(delta_e(q, o) >= MIN_DELTA_E for o in chosen.values())]
+            spare = [
+                q for q in QUALITATIVE if all(delta_e(q, o) >= MIN_DELTA_E for o in chosen.values())
+            ]
             colour = spare[0] if spare else QUALITATIVE[len(chosen) % len(QUALITATIVE)]
         chosen[c.id] = colour
     return chosen
@@ -96,8 +112,14 @@ def _display(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_quicklook(base: np.ndarray, panels: Sequence[tuple[str, np.ndarray]], table: ClassTable, *,
-                     alpha: float = 0.45, caption: str = "") -> PILImage:
+def render_quicklook(
+    base: np.ndarray,
+    panels: Sequence[tuple[str, np.ndarray]],
+    table: ClassTable,
+    *,
+    alpha: float = 0.45,
+    caption: str = "",
+) -> PILImage:
     """Side-by-side panels of ``base`` (rows, cols, 3 uint8) with class-id arrays laid over it.
 
     Each panel is ``(title, ids)``; ids outside the table (nodata 255) are left unpainted. Below:
@@ -164,9 +186,17 @@ def _save(canvas: PILImage, dst: str | os.PathLike[str]) -> Path:
     return out
 
 
-def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                    classes: ClassTable | None = None, max_size: int = 1024, alpha: float = 0.45,
-                    truth: str | os.PathLike[str] | np.ndarray | None = None, caption: str = "") -> Path:
+def write_quicklook(
+    image: str | os.PathLike[str],
+    mask: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    classes: ClassTable | None = None,
+    max_size: int = 1024,
+    alpha: float = 0.45,
+    truth: str | os.PathLike[str] | np.ndarray | None = None,
+    caption: str = "",
+) -> Path:
     """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend below.
 
     Class names come from ``classes`` or from the mask's own class table; the overlay uses
@@ -178,7 +208,11 @@ def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str],
         with rasterio.open(mask) as m:
             shape = _shrink((m.height, m.width), max_size)
             ids = m.read(1, out_shape=shape, resampling=Resampling.nearest)
-            table = classes or classes_of(m) or ClassTable.default(int(ids[ids != MASK_NODATA].max(initial=0)) + 1)
+            table = (
+                classes
+                or classes_of(m)
+                or ClassTable.default(int(ids[ids != MASK_NODATA].max(initial=0)) + 1)
+            )
     panels: list[tuple[str, np.ndarray]] = [("prediction", ids)]
     if truth is not None:
         if isinstance(truth, np.ndarray):
@@ -187,12 +221,24 @@ def write_quicklook(image: str | os.PathLike[str], mask: str | os.PathLike[str],
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
                 with rasterio.open(truth) as t:
-                    panels.append(("ground truth", t.read(1, out_shape=shape, resampling=Resampling.nearest)))
-    return _save(render_quicklook(_read_base(image, shape), panels, table, alpha=alpha, caption=caption), dst)
+                    panels.append(
+                        ("ground truth", t.read(1, out_shape=shape, resampling=Resampling.nearest))
+                    )
+    return _save(
+        render_quicklook(_read_base(image, shape), panels, table, alpha=alpha, caption=caption), dst
+    )
 
 
-def write_comparison(image: str | os.PathLike[str], predicted: np.ndarray, truth: np.ndarray, table: ClassTable,
-                     dst: str | os.PathLike[str], *, max_size: int = 768, caption: str = "") -> Path:
+def write_comparison(
+    image: str | os.PathLike[str],
+    predicted: np.ndarray,
+    truth: np.ndarray,
+    table: ClassTable,
+    dst: str | os.PathLike[str],
+    *,
+    max_size: int = 768,
+    caption: str = "",
+) -> Path:
     """Write ``dst`` (PNG): ``image`` with its ground truth beside the prediction (both class-id
     arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below."""
     shape = _shrink(predicted.shape[-2:], max_size)

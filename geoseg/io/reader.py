@@ -90,12 +90,19 @@ def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
         ``(fractions, transform)``: float32 ``(rows, cols)`` in [0, 1], ``rows = max(1, height // cell)``.
     """
     rows, cols = max(1, dataset.height // cell), max(1, dataset.width // cell)
-    mask = dataset.dataset_mask(out_shape=(rows, cols), resampling=Resampling.average).astype(np.float32) / 255.0
+    mask = (
+        dataset.dataset_mask(out_shape=(rows, cols), resampling=Resampling.average).astype(
+            np.float32
+        )
+        / 255.0
+    )
     transform = dataset.transform * Affine.scale(dataset.width / cols, dataset.height / rows)
     return mask, transform
 
 
-def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[T, R]]:
+def map_ordered(
+    fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4
+) -> Iterator[tuple[T, R]]:
     """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items ahead.
 
     Memory stays bounded by ``prefetch`` results whatever the number of items; ``workers=0``
@@ -130,7 +137,9 @@ class RasterReader:
         RasterFormatError: when a band index is out of range.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, bands: Sequence[int] | None = None, fill: float = 0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, bands: Sequence[int] | None = None, fill: float = 0
+    ) -> None:
         self.path = str(path)
         self.fill = fill
         self._local = threading.local()
@@ -156,7 +165,12 @@ class RasterReader:
         self.nodata: float | None = ds.nodata
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
         self._gdal_mask = any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags)
-        self.dtype = np.result_type(*[np.dtype(_NUMPY_DTYPE.get(self.dtypes[b - 1], self.dtypes[b - 1])) for b in self.bands])
+        self.dtype = np.result_type(
+            *[
+                np.dtype(_NUMPY_DTYPE.get(self.dtypes[b - 1], self.dtypes[b - 1]))
+                for b in self.bands
+            ]
+        )
 
     def _dataset(self) -> Any:
         ds = getattr(self._local, "ds", None)
@@ -256,7 +270,9 @@ class RasterReader:
             return None
         return size * float(factor)
 
-    def read_many(self, windows: Iterable[Window], *, workers: int = 2, prefetch: int = 4) -> Iterator[GeoArray]:
+    def read_many(
+        self, windows: Iterable[Window], *, workers: int = 2, prefetch: int = 4
+    ) -> Iterator[GeoArray]:
         """Read windows in order, ``workers`` threads reading up to ``prefetch`` windows ahead.
 
         Memory stays bounded by ``prefetch`` windows whatever the number of windows.

@@ -46,9 +46,21 @@ log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
 # GDAL settings a worker needs to reach the same store (no secrets: workers use their own credentials)
-FORWARDED = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-             "AWS_PROFILE", "AWS_NO_SIGN_REQUEST", "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_RETRY_DELAY",
-             "GDAL_DISABLE_READDIR_ON_OPEN", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS")
+FORWARDED = (
+    "AWS_S3_ENDPOINT",
+    "AWS_HTTPS",
+    "AWS_VIRTUAL_HOSTING",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_NO_SIGN_REQUEST",
+    "GDAL_HTTP_TIMEOUT",
+    "GDAL_HTTP_MAX_RETRY",
+    "GDAL_HTTP_RETRY_DELAY",
+    "GDAL_DISABLE_READDIR_ON_OPEN",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS",
+)
 
 
 def is_object_url(path: str | os.PathLike[str]) -> bool:
@@ -105,7 +117,11 @@ def _endpoint_url() -> str | None:
         return None
     if "://" in host:
         return host
-    scheme = "http" if os.environ.get("AWS_HTTPS", "YES").upper() in ("NO", "FALSE", "OFF", "0") else "https"
+    scheme = (
+        "http"
+        if os.environ.get("AWS_HTTPS", "YES").upper() in ("NO", "FALSE", "OFF", "0")
+        else "https"
+    )
     return f"{scheme}://{host}"
 
 
@@ -114,17 +130,30 @@ def _client() -> Any:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise StorageError("writing, listing or downloading s3:// objects needs boto3; install it with "
-                           "pip install 'geoseg[s3]'") from None
-    addressing = "path" if os.environ.get("AWS_VIRTUAL_HOSTING", "").upper() in ("FALSE", "NO", "0") else "auto"
-    return boto3.client("s3", endpoint_url=_endpoint_url(), config=Config(s3={"addressing_style": addressing},
-                                                                           retries={"max_attempts": 5, "mode": "standard"}))
+        raise StorageError(
+            "writing, listing or downloading s3:// objects needs boto3; install it with "
+            "pip install 'geoseg[s3]'"
+        ) from None
+    addressing = (
+        "path"
+        if os.environ.get("AWS_VIRTUAL_HOSTING", "").upper() in ("FALSE", "NO", "0")
+        else "auto"
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=_endpoint_url(),
+        config=Config(
+            s3={"addressing_style": addressing}, retries={"max_attempts": 5, "mode": "standard"}
+        ),
+    )
 
 
 def _failure(url: str, exc: Exception, doing: str) -> StorageError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return StorageError(f"{url}: {doing} failed ({reason}); check the bucket name, the credentials (AWS_ACCESS_KEY_ID/"
-                        "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the endpoint (AWS_ENDPOINT_URL)")
+    return StorageError(
+        f"{url}: {doing} failed ({reason}); check the bucket name, the credentials (AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the endpoint (AWS_ENDPOINT_URL)"
+    )
 
 
 def exists(path: str | os.PathLike[str]) -> bool:
@@ -145,7 +174,9 @@ def exists(path: str | os.PathLike[str]) -> bool:
         raise _failure(text, exc, "looking up the object") from None
 
 
-def upload(local: str | os.PathLike[str], url: str, *, callback: Callable[[int], None] | None = None) -> None:
+def upload(
+    local: str | os.PathLike[str], url: str, *, callback: Callable[[int], None] | None = None
+) -> None:
     """Upload a finished local file to ``url``; the object appears only when the upload completes.
 
     Args:
@@ -221,7 +252,9 @@ def check_output(dst: str | os.PathLike[str], *, overwrite: bool) -> None:
 
         check_destination(text, overwrite=overwrite)
     elif not overwrite and exists(text):
-        raise OutputExistsError(f"{text}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another key")
+        raise OutputExistsError(
+            f"{text}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another key"
+        )
 
 
 @contextlib.contextmanager

@@ -14,7 +14,23 @@ from typing import BinaryIO
 
 __all__ = ["IFDLayout", "cog_layout_problems", "read_ifd_layout"]
 
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}
+_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    16: 8,
+    17: 8,
+    18: 8,
+}
 _INT_FORMATS = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q", 18: "Q"}
 _OFFSET_TAGS = (273, 324)  # StripOffsets, TileOffsets
 
@@ -57,7 +73,9 @@ def read_ifd_layout(f: BinaryIO, max_ifds: int = 64) -> list[IFDLayout]:
     bo = "<" if head[:2] == b"II" else ">"
     (magic,) = struct.unpack(bo + "H", head[2:4])
     big = magic == 43
-    next_ifd = struct.unpack(bo + "Q", head[8:16])[0] if big else struct.unpack(bo + "I", head[4:8])[0]
+    next_ifd = (
+        struct.unpack(bo + "Q", head[8:16])[0] if big else struct.unpack(bo + "I", head[4:8])[0]
+    )
     out: list[IFDLayout] = []
     while next_ifd and len(out) < max_ifds:
         f.seek(next_ifd)
@@ -77,8 +95,19 @@ def read_ifd_layout(f: BinaryIO, max_ifds: int = 64) -> list[IFDLayout]:
                 offsets = [o for o in _read_values(f, bo, big, ftype, count, raw) if o]
             elif tag == 254:  # NewSubfileType: bit 2 marks a transparency mask
                 subfile = (_read_values(f, bo, big, ftype, count, raw) or [0])[0]
-        out.append(IFDLayout(next_ifd, min(offsets) if offsets else None, max(offsets) if offsets else None, bool(subfile & 4)))
-        next_ifd = struct.unpack(bo + ("Q" if big else "I"), after)[0] if len(after) == (8 if big else 4) else 0
+        out.append(
+            IFDLayout(
+                next_ifd,
+                min(offsets) if offsets else None,
+                max(offsets) if offsets else None,
+                bool(subfile & 4),
+            )
+        )
+        next_ifd = (
+            struct.unpack(bo + ("Q" if big else "I"), after)[0]
+            if len(after) == (8 if big else 4)
+            else 0
+        )
     return out
 
 

@@ -21,7 +21,15 @@ from rasterio.windows import transform as window_transform
 
 from geoseg.errors import TilingError
 
-__all__ = ["Tile", "TilePlan", "axis_starts", "clip_window", "plan_tiles", "resolve_overlap", "tile_transform"]
+__all__ = [
+    "Tile",
+    "TilePlan",
+    "axis_starts",
+    "clip_window",
+    "plan_tiles",
+    "resolve_overlap",
+    "tile_transform",
+]
 
 EdgeMode = Literal["shift", "pad"]
 
@@ -81,7 +89,9 @@ def axis_starts(size: int, tile: int, stride: int, edge: EdgeMode = "shift") -> 
         Increasing start offsets; the tiles ``[s, s + tile)`` cover ``[0, size)``.
     """
     if size < 1 or tile < 1 or not 1 <= stride <= tile:
-        raise TilingError(f"need size >= 1, tile >= 1, 1 <= stride <= tile; got {size=}, {tile=}, {stride=}")
+        raise TilingError(
+            f"need size >= 1, tile >= 1, 1 <= stride <= tile; got {size=}, {tile=}, {stride=}"
+        )
     if size <= tile:
         return (0,)
     count = math.ceil((size - tile) / stride) + 1
@@ -131,7 +141,9 @@ class TilePlan:
 
     def tile(self, grid_row: int, grid_col: int) -> Tile:
         """The tile at one grid position."""
-        window = Window(self.col_starts[grid_col], self.row_starts[grid_row], self.tile_size, self.tile_size)
+        window = Window(
+            self.col_starts[grid_col], self.row_starts[grid_row], self.tile_size, self.tile_size
+        )
         return Tile(grid_row * len(self.col_starts) + grid_col, grid_row, grid_col, window)
 
     def tiles(self, block: Window | None = None) -> Iterator[Tile]:

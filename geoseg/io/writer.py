@@ -33,7 +33,9 @@ __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_q
 
 log = logging.getLogger(__name__)
 
-COG_BLOCK = 512  # internal tile edge of the COGs geoseg writes; prediction stripes are a multiple of it
+COG_BLOCK = (
+    512  # internal tile edge of the COGs geoseg writes; prediction stripes are a multiple of it
+)
 
 Resampling = Literal["nearest", "mode", "average", "bilinear"]
 
@@ -47,14 +49,22 @@ def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """
     path = Path(dst)
     if len(os.fsencode(path.name)) > 255:
-        raise WriteError(f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
-                         "at most 255); choose a shorter name")
+        raise WriteError(
+            f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
+            "at most 255); choose a shorter name"
+        )
     if path.is_dir():
-        raise WriteError(f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}")
+        raise WriteError(
+            f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}"
+        )
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another name")
+        raise OutputExistsError(
+            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another name"
+        )
     if not path.parent.exists():
-        raise WriteError(f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})")
+        raise WriteError(
+            f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})"
+        )
     _check_writable(path)
     return path
 
@@ -66,9 +76,13 @@ def _check_writable(path: Path) -> None:
     with contextlib.suppress(OSError, AttributeError):
         read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
     if read_only:
-        raise WriteError(f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere")
+        raise WriteError(
+            f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise WriteError(f"{path}: no permission to write in {folder}; write the output to a folder you own")
+        raise WriteError(
+            f"{path}: no permission to write in {folder}; write the output to a folder you own"
+        )
 
 
 def verify_cog(path: Path) -> None:
@@ -82,20 +96,27 @@ def verify_cog(path: Path) -> None:
         with rasterio.open(path) as ds:
             levels = len(ds.overviews(1))
             for level in (None, *range(levels)):
-                with (rasterio.open(path, overview_level=level) if level is not None else contextlib.nullcontext(ds)) as view:
+                with (
+                    rasterio.open(path, overview_level=level)
+                    if level is not None
+                    else contextlib.nullcontext(ds)
+                ) as view:
                     bh, bw = view.block_shapes[0]
                     h, w = min(bh, view.height), min(bw, view.width)
                     view.read(window=Window(view.width - w, view.height - h, w, h))
                     view.read(window=Window(0, 0, w, h))
     except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WriteError(f"{path}: the finished raster does not read back ({reason}); the disk may be full") from None
+        raise WriteError(
+            f"{path}: the finished raster does not read back ({reason}); the disk may be full"
+        ) from None
 
 
 def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> None:
     """Write a QGIS style (paletted renderer: class names and colours) that QGIS loads by default."""
     entries = "\n".join(
-        f'        <paletteEntry value="{c.id}" color="{c.hex()}" alpha="255" label={quoteattr(c.name)}/>' for c in classes
+        f'        <paletteEntry value="{c.id}" color="{c.hex()}" alpha="255" label={quoteattr(c.name)}/>'
+        for c in classes
     )
     transparency = (
         f'<rasterTransparency><singleValuePixelList><pixelListEntry min="{nodata}" max="{nodata}" percentTransparent="100"/>'
@@ -122,17 +143,31 @@ def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> N
 
 def rat_xml(classes: ClassTable) -> str:
     """A GDAL raster attribute table (value, class name, colour) for band 1, as GDAL's PAM XML."""
-    fields = [("value", 0, 5), ("class", 2, 2), ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8), ("alpha", 0, 9)]
-    defs = "".join(f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
-                   for i, (name, kind, usage) in enumerate(fields))
+    fields = [
+        ("value", 0, 5),
+        ("class", 2, 2),
+        ("red", 0, 6),
+        ("green", 0, 7),
+        ("blue", 0, 8),
+        ("alpha", 0, 9),
+    ]
+    defs = "".join(
+        f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
+        for i, (name, kind, usage) in enumerate(fields)
+    )
     rows = "".join(
         f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>'
         for k, c in enumerate(classes)
     )
-    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in range(max(c.id for c in classes) + 1))
-    return (f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
-            f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>'
-            "</PAMRasterBand></PAMDataset>\n")
+    names = "".join(
+        f"<Category>{escape(_name_of(classes, v))}</Category>"
+        for v in range(max(c.id for c in classes) + 1)
+    )
+    return (
+        f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
+        f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>'
+        "</PAMRasterBand></PAMDataset>\n"
+    )
 
 
 def _name_of(classes: ClassTable, value: int) -> str:
@@ -234,7 +269,9 @@ class COGWriter:
         try:
             self._ds = rasterio.open(self._tmp, "w", **self.profile)
         except (RasterioError, OSError) as exc:
-            message = self._explain(exc, "cannot create the output", "check the folder is writable and has space")
+            message = self._explain(
+                exc, "cannot create the output", "check the folder is writable and has space"
+            )
             self._abort(exc)
             raise WriteError(message) from None
         except BaseException as exc:  # Ctrl-C while creating: leave nothing behind
@@ -261,14 +298,22 @@ class COGWriter:
         try:
             self._ds.write(data, window=window)
             if self.mask:
-                self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8) if valid is not None else 255, window=window)
+                self._ds.write_mask(
+                    np.where(valid, 255, 0).astype(np.uint8) if valid is not None else 255,
+                    window=window,
+                )
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             rows = f"rows {window.row_off}..{window.row_off + window.height}"
-            raise WriteError(self._explain(exc, f"writing {rows} failed", "nothing was written under that name")) from None
+            raise WriteError(
+                self._explain(exc, f"writing {rows} failed", "nothing was written under that name")
+            ) from None
 
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
         known = describe_os_error(self.dst, exc)
-        return known or f"{self.dst}: {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
+        return (
+            known
+            or f"{self.dst}: {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
+        )
 
     def _abort(self, exc: BaseException) -> None:
         """Remove every temporary file after a failure."""
@@ -291,7 +336,9 @@ class COGWriter:
         except BaseException as error:
             message = None
             if isinstance(error, Exception) and not isinstance(error, GeosegError):
-                message = self._explain(error, "finishing the COG failed", "nothing was written under that name")
+                message = self._explain(
+                    error, "finishing the COG failed", "nothing was written under that name"
+                )
             self._abort(error)
             if message is not None:
                 raise WriteError(message) from None
@@ -315,7 +362,11 @@ class COGWriter:
         try:
             rasterio.shutil.copy(self._tmp, self._tmp_cog, driver="COG", **options)
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
-            raise WriteError(self._explain(exc, "finishing the COG failed", "nothing was written under that name")) from None
+            raise WriteError(
+                self._explain(
+                    exc, "finishing the COG failed", "nothing was written under that name"
+                )
+            ) from None
         self._cleanup()
         if self.classes is not None:
             write_qml(self.dst.with_suffix(".qml"), self.classes)
@@ -324,6 +375,10 @@ class COGWriter:
                 tmp.write_text(rat_xml(self.classes), encoding="utf-8")
 
     def _cleanup(self) -> None:
-        for p in (self._tmp, self._tmp.with_name(self._tmp.name + ".aux.xml"), self._tmp_cog.with_name(self._tmp_cog.name + ".aux.xml")):
+        for p in (
+            self._tmp,
+            self._tmp.with_name(self._tmp.name + ".aux.xml"),
+            self._tmp_cog.with_name(self._tmp_cog.name + ".aux.xml"),
+        ):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

@@ -49,12 +49,24 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"], "geoseg.models.checkpoint"),
     **dict.fromkeys(
-        ["ARCHITECTURES", "build_model", "list_architectures", "list_encoders", "load_encoder_weights", "register_architecture"],
+        ["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"],
+        "geoseg.models.checkpoint",
+    ),
+    **dict.fromkeys(
+        [
+            "ARCHITECTURES",
+            "build_model",
+            "list_architectures",
+            "list_encoders",
+            "load_encoder_weights",
+            "register_architecture",
+        ],
         "geoseg.models.registry",
     ),
-    **dict.fromkeys(["PretrainedWeights", "list_pretrained", "register_pretrained"], "geoseg.models.pretrained"),
+    **dict.fromkeys(
+        ["PretrainedWeights", "list_pretrained", "register_pretrained"], "geoseg.models.pretrained"
+    ),
 }
 
 

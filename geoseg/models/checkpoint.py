@@ -21,7 +21,15 @@ from geoseg.io.atomic import atomic_output
 from geoseg.models.config import ModelConfig, _files, read_config
 from geoseg.models.registry import build_model
 
-__all__ = ["LoadedModel", "convert_checkpoint", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"]
+__all__ = [
+    "LoadedModel",
+    "convert_checkpoint",
+    "load_checkpoint",
+    "model_from_config",
+    "read_config",
+    "save_checkpoint",
+]
+
 
 @dataclass
 class LoadedModel:
@@ -43,8 +51,13 @@ def model_from_config(config: ModelConfig) -> nn.Module:
     )
 
 
-def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLike[str], *,
-                    storage: str | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    config: ModelConfig,
+    path: str | os.PathLike[str],
+    *,
+    storage: str | None = None,
+) -> Path:
     """Save weights and config; a path ending in ``.safetensors`` gives one file, else a folder.
 
     The file is written under a temporary name and renamed, so a crash never leaves half a
@@ -57,24 +70,37 @@ def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | os.PathLi
     p = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if storage is not None:
-        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(storage)
+        dtype = {
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "float32": torch.float32,
+        }.get(storage)
         if dtype is None:
             raise CheckpointError(f"storage {storage!r}: expected float16, bfloat16 or float32")
-        state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(("running_mean", "running_var")) else v
-                 for k, v in state.items()}
+        state = {
+            k: v.to(dtype)
+            if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))
+            else v
+            for k, v in state.items()
+        }
     if p.suffix == ".safetensors":
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(p) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
         return p
     p.mkdir(parents=True, exist_ok=True)
-    with atomic_output(p / "model.safetensors") as tmp, atomic_output(p / "config.json") as tmp_config:
+    with (
+        atomic_output(p / "model.safetensors") as tmp,
+        atomic_output(p / "config.json") as tmp_config,
+    ):
         save_file(state, str(tmp), metadata={"format": "pt"})
         tmp_config.write_text(config.to_json(), encoding="utf-8")
     return p
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> LoadedModel:
     """Load a checkpoint into a ready-to-run model (``eval()`` mode).
 
     Raises:
@@ -90,13 +116,20 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first})") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the model its config describes ({first})"
+        ) from None
     model.eval().to(device)
     return LoadedModel(model, config)
 
 
-def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, storage: str | None = None,
-                       metrics: dict[str, Any] | None = None) -> Path:
+def convert_checkpoint(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    storage: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
     """Write ``src`` again as ``dst``: weights stored as ``storage`` (see :func:`save_checkpoint`)
     and ``metrics`` (e.g. held-out test scores) added to the config's metrics."""
     import dataclasses

@@ -64,10 +64,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.band_names and len(self.band_names) != self.in_channels:
-            raise CheckpointError(f"band_names lists {len(self.band_names)} band(s) but in_channels is {self.in_channels}")
+            raise CheckpointError(
+                f"band_names lists {len(self.band_names)} band(s) but in_channels is {self.in_channels}"
+            )
         nb = self.normalization.bands
         if nb is not None and nb != self.in_channels:
-            raise CheckpointError(f"normalization has statistics for {nb} band(s) but in_channels is {self.in_channels}")
+            raise CheckpointError(
+                f"normalization has statistics for {nb} band(s) but in_channels is {self.in_channels}"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -104,7 +108,9 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> ModelConfig:
         version = d.get("format_version")
         if not isinstance(version, int):
-            raise CheckpointError(f"{source}: no integer 'format_version'; expected a geoseg model config")
+            raise CheckpointError(
+                f"{source}: no integer 'format_version'; expected a geoseg model config"
+            )
         if version > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source}: checkpoint format {version} was written by geoseg {d.get('geoseg_version', '?')}, "
@@ -112,7 +118,9 @@ class ModelConfig:
             )
         missing = [k for k in ("architecture", "encoder", "in_channels", "classes") if k not in d]
         if missing:
-            raise CheckpointError(f"{source}: config lacks {missing}; expected a config written by geoseg.save_checkpoint")
+            raise CheckpointError(
+                f"{source}: config lacks {missing}; expected a config written by geoseg.save_checkpoint"
+            )
         try:
             return cls(
                 architecture=str(d["architecture"]),
@@ -149,7 +157,9 @@ def _files(path: Path) -> tuple[Path, Path | None]:
         weights = path / "model.safetensors"
         cfg = path / "config.json"
         if not weights.exists():
-            raise CheckpointError(f"{path}: folder has no model.safetensors; expected a geoseg checkpoint folder")
+            raise CheckpointError(
+                f"{path}: folder has no model.safetensors; expected a geoseg checkpoint folder"
+            )
         return weights, cfg if cfg.exists() else None
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise CheckpointError(
@@ -158,7 +168,9 @@ def _files(path: Path) -> tuple[Path, Path | None]:
             "geoseg.save_checkpoint(model, config, 'model.safetensors')"
         )
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint; expected a .safetensors file or a checkpoint folder")
+        raise CheckpointError(
+            f"{path}: no such checkpoint; expected a .safetensors file or a checkpoint folder"
+        )
     sidecar = path.with_suffix(".json")
     return path, sidecar if sidecar.exists() else None
 
@@ -174,7 +186,11 @@ def read_config(path: str | os.PathLike[str]) -> ModelConfig:
         with safe_open(str(weights), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as exc:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc}); expected a geoseg checkpoint") from None
+        raise CheckpointError(
+            f"{weights}: not a readable safetensors file ({exc}); expected a geoseg checkpoint"
+        ) from None
     if "geoseg_config" not in meta:
-        raise CheckpointError(f"{weights}: safetensors file carries no geoseg config; expected one written by geoseg.save_checkpoint")
+        raise CheckpointError(
+            f"{weights}: safetensors file carries no geoseg config; expected one written by geoseg.save_checkpoint"
+        )
     return ModelConfig.from_json(meta["geoseg_config"], source=str(weights))

@@ -19,7 +19,14 @@ from typing import TypeVar
 
 from geoseg.errors import CheckpointError
 
-__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL_NAME", "WEIGHTS_DIR", "bundled_model", "default_model", "named_model"]
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL_NAME",
+    "WEIGHTS_DIR",
+    "bundled_model",
+    "default_model",
+    "named_model",
+]
 
 DEFAULT_MODEL_NAME = "dubai-landcover-unet.safetensors"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -28,9 +35,11 @@ BUNDLED_MODELS = {"quality": DEFAULT_MODEL_NAME, "fast": "dubai-landcover-fast.s
 
 
 def _missing(path: Path, what: str) -> CheckpointError:
-    return CheckpointError(f"{what} {path} not found; pass --model CHECKPOINT, or set GEOSEG_DEFAULT_MODEL "
-                           "to a checkpoint (geoseg installs its models in geoseg/models/weights/; reinstall geoseg if "
-                           "they are missing)")
+    return CheckpointError(
+        f"{what} {path} not found; pass --model CHECKPOINT, or set GEOSEG_DEFAULT_MODEL "
+        "to a checkpoint (geoseg installs its models in geoseg/models/weights/; reinstall geoseg if "
+        "they are missing)"
+    )
 
 
 def default_model() -> Path:
@@ -48,7 +57,9 @@ def default_model() -> Path:
 
 def bundled_model(name: str) -> Path | None:
     """The bundled checkpoint a name means (``quality``, ``fast``, or a file's stem), else None."""
-    file = BUNDLED_MODELS.get(name) or next((f for f in BUNDLED_MODELS.values() if Path(f).stem == name), None)
+    file = BUNDLED_MODELS.get(name) or next(
+        (f for f in BUNDLED_MODELS.values() if Path(f).stem == name), None
+    )
     if file is None:
         return None
     path = WEIGHTS_DIR / file

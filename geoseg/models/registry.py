@@ -14,7 +14,14 @@ from torch import nn
 
 from geoseg.errors import ModelError, WeightsError
 
-__all__ = ["ARCHITECTURES", "build_model", "list_architectures", "list_encoders", "load_encoder_weights", "register_architecture"]
+__all__ = [
+    "ARCHITECTURES",
+    "build_model",
+    "list_architectures",
+    "list_encoders",
+    "load_encoder_weights",
+    "register_architecture",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,9 @@ def _resolve(architecture: str | Builder) -> Builder:
         return architecture
     key = _ALIASES.get(architecture.lower(), architecture.lower())
     if key not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {architecture!r}; expected one of {', '.join(list_architectures())} or a callable")
+        raise ModelError(
+            f"unknown architecture {architecture!r}; expected one of {', '.join(list_architectures())} or a callable"
+        )
     return ARCHITECTURES[key]
 
 
@@ -83,7 +92,9 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
 
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(f"{p}: encoder weights file not found; expected a local .safetensors or .pth state dict")
+        raise WeightsError(
+            f"{p}: encoder weights file not found; expected a local .safetensors or .pth state dict"
+        )
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -93,8 +104,12 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
             raw = torch.load(str(p), map_location="cpu", weights_only=True)
             state = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
     except Exception as exc:
-        raise WeightsError(f"{p}: cannot read encoder weights ({exc}); expected a tensor state dict") from None
-    encoder: nn.Module = model.encoder if isinstance(getattr(model, "encoder", None), nn.Module) else model  # type: ignore[assignment]
+        raise WeightsError(
+            f"{p}: cannot read encoder weights ({exc}); expected a tensor state dict"
+        ) from None
+    encoder: nn.Module = (
+        model.encoder if isinstance(getattr(model, "encoder", None), nn.Module) else model  # type: ignore[assignment]
+    )
     own = encoder.state_dict()
     loaded = {}
     for key, value in state.items():
@@ -106,7 +121,9 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None
         if value.shape == target.shape:
             loaded[k] = value
     if not loaded:
-        raise WeightsError(f"{p}: no tensor in the file matches the encoder's parameters; is it for this encoder?")
+        raise WeightsError(
+            f"{p}: no tensor in the file matches the encoder's parameters; is it for this encoder?"
+        )
     encoder.load_state_dict(loaded, strict=False)
     log.info("loaded %d/%d encoder tensors from %s", len(loaded), len(own), p)
 
@@ -124,7 +141,10 @@ def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    host, port = (
+        url.hostname or "huggingface.co",
+        url.port or (443 if url.scheme == "https" else 80),
+    )
     answer: list[bool] = []
 
     def probe() -> None:
@@ -192,31 +212,59 @@ def build_model(
             import timm
 
             if not timm.is_model(encoder[3:].split(".")[0]):
-                raise ModelError(f"unknown encoder {encoder!r}: 'tu-' encoders name a timm model, and timm has no "
-                                 f"{encoder[3:]!r}; see timm.list_models(), e.g. tu-resnet18, tu-mobilenetv3_small_100")
+                raise ModelError(
+                    f"unknown encoder {encoder!r}: 'tu-' encoders name a timm model, and timm has no "
+                    f"{encoder[3:]!r}; see timm.list_models(), e.g. tu-resnet18, tu-mobilenetv3_small_100"
+                )
         elif encoder not in known:
             close = [e for e in known if e.startswith(encoder.split("-")[0][:6])][:8]
-            raise ModelError(f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}")
+            raise ModelError(
+                f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}"
+            )
     from geoseg.models.pretrained import PRETRAINED, load_pretrained
 
-    packaged = str(encoder_weights) if encoder_weights is not None and str(encoder_weights) in PRETRAINED else None
-    local = packaged is None and encoder_weights is not None and str(encoder_weights) not in ("imagenet",) and (
-        os.sep in str(encoder_weights) or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
+    packaged = (
+        str(encoder_weights)
+        if encoder_weights is not None and str(encoder_weights) in PRETRAINED
+        else None
+    )
+    local = (
+        packaged is None
+        and encoder_weights is not None
+        and str(encoder_weights) not in ("imagenet",)
+        and (
+            os.sep in str(encoder_weights)
+            or Path(str(encoder_weights)).suffix in (".pth", ".pt", ".safetensors", ".bin")
+        )
     )
     hub: Any = None if (local or packaged) else encoder_weights
     if hub is not None and encoder.startswith("tu-"):
-        hub = True  # timm universal encoders take a flag; the pretrained variant is part of the name
+        hub = (
+            True  # timm universal encoders take a flag; the pretrained variant is part of the name
+        )
     offline = hub is not None and not hub_reachable()
     try:
         with _hub_offline(offline):  # offline: the local cache only, no minute of retries
-            model = builder(encoder_name=encoder, encoder_weights=hub, in_channels=in_channels, classes=classes, **kwargs)
+            model = builder(
+                encoder_name=encoder,
+                encoder_weights=hub,
+                in_channels=in_channels,
+                classes=classes,
+                **kwargs,
+            )
     except (KeyError, ValueError, TypeError) as exc:
         if hub is not None and "weights" in str(exc).lower():
-            raise WeightsError(f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or a local file") from None
+            raise WeightsError(
+                f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or a local file"
+            ) from None
         raise ModelError(f"cannot build {architecture!r} with encoder {encoder!r}: {exc}") from None
     except Exception as exc:
         if hub is not None:
-            why = "the model hub cannot be reached (offline?)" if offline else f"the download failed ({type(exc).__name__})"
+            why = (
+                "the model hub cannot be reached (offline?)"
+                if offline
+                else f"the download failed ({type(exc).__name__})"
+            )
             raise WeightsError(
                 f"could not get {encoder_weights!r} weights for encoder {encoder!r}: {why} and they are not in the local "
                 "cache. Pass a local weights file instead (--encoder-weights path/to/encoder.safetensors) or use random "

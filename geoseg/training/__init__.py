@@ -50,7 +50,15 @@ __all__ = [
     "train",
 ]
 
-_LAZY = {"DataBundle": "data", "build_data": "data", "LOSSES": "losses", "build_loss": "losses", "register_loss": "losses"}
+_LAZY = {
+    "DataBundle": "data",
+    "build_data": "data",
+    "LOSSES": "losses",
+    "build_loss": "losses",
+    "register_loss": "losses",
+}
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, {name: "." + module for name, module in _LAZY.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: "." + module for name, module in _LAZY.items()}, __all__
+)

@@ -20,7 +20,15 @@ import yaml
 from geoseg.datasets.kinds import DataSource
 from geoseg.errors import ConfigError
 
-__all__ = ["DataConfig", "ModelSpec", "OptimConfig", "TrainConfig", "apply_overrides", "load_config", "resolve_config"]
+__all__ = [
+    "DataConfig",
+    "ModelSpec",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "resolve_config",
+]
 
 
 @dataclass(frozen=True)
@@ -108,12 +116,16 @@ def _allowed(tp: Any) -> tuple[Any, ...] | None:
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
+        raise ConfigError(
+            f"{where or 'config'}: expected a mapping of keys, got {type(raw).__name__} {raw!r}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}"
+        )
     values = {}
     for key, value in raw.items():
         dotted = f"{where}.{key}" if where else key
@@ -134,7 +146,9 @@ def _check(dotted: str, tp: Any, value: Any) -> Any:
     allowed = next((a for a in map(_allowed, [tp, *args]) if a), None)
     if allowed is not None:
         if value not in allowed:
-            raise ConfigError(f"{dotted}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}")
+            raise ConfigError(
+                f"{dotted}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}"
+            )
         return value
     base = typing.get_origin(tp) or tp
     if base in (typing.Union, types.UnionType):  # Optional[X] / X | None: check X
@@ -162,7 +176,9 @@ def _check(dotted: str, tp: Any, value: Any) -> Any:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"optim.lr=0.01"`` to (``["optim", "lr"]``, 0.01); values are read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01 or data.root=/data/dubai")
+        raise ConfigError(
+            f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01 or data.root=/data/dubai"
+        )
     key, value = text.split("=", 1)
     return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
 
@@ -189,7 +205,9 @@ def resolve_config(name: str | os.PathLike[str]) -> Path:
     if bundled.is_file() and p.suffix in ("", ".yaml", ".yml") and len(p.parts) == 1:
         return bundled
     known = sorted(q.stem for q in bundled.parent.glob("*.yaml"))
-    raise ConfigError(f"{name}: config file not found; give a YAML path or a bundled config ({', '.join(known)})")
+    raise ConfigError(
+        f"{name}: config file not found; give a YAML path or a bundled config ({', '.join(known)})"
+    )
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
@@ -198,7 +216,9 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> TrainConfig:
     """Read a YAML config (a path or a bundled name; defaults when None) and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
@@ -208,7 +228,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML ({exc})") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a YAML mapping at the top level, got {type(raw).__name__}")
+            raise ConfigError(
+                f"{p}: expected a YAML mapping at the top level, got {type(raw).__name__}"
+            )
     return config_from_dict(apply_overrides(raw, list(overrides)))
 
 
@@ -219,11 +241,15 @@ def _validate(cfg: TrainConfig) -> None:
     dataset_kind(cfg.data.kind)  # a registered kind, or a ConfigError listing them
     for name, weight in cfg.loss.items():
         if name not in LOSSES:
-            raise ConfigError(f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}")
+            raise ConfigError(
+                f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}"
+            )
         if not isinstance(weight, int | float) or weight < 0:
             raise ConfigError(f"loss.{name}: expected a weight >= 0, got {weight!r}")
     if not cfg.loss:
-        raise ConfigError(f"loss: name at least one loss, e.g. {{ce: 1.0, dice: 1.0}}; known: {', '.join(sorted(LOSSES))}")
+        raise ConfigError(
+            f"loss: name at least one loss, e.g. {{ce: 1.0, dice: 1.0}}; known: {', '.join(sorted(LOSSES))}"
+        )
     checks = [
         ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),
         ("epochs", cfg.epochs >= 1, "an integer >= 1"),
@@ -231,10 +257,17 @@ def _validate(cfg: TrainConfig) -> None:
         ("data.patch_size", cfg.data.patch_size >= 32, "at least 32 pixels"),
         ("data.samples_per_epoch", cfg.data.samples_per_epoch >= 1, "an integer >= 1"),
         ("data.max_nodata", 0 <= cfg.data.max_nodata <= 1, "a fraction in [0, 1]"),
-        ("data.scale", len(cfg.data.scale) == 2 and 0.25 <= min(cfg.data.scale) <= max(cfg.data.scale) <= 4
-         and cfg.data.scale[0] <= cfg.data.scale[1], "[low, high] window-to-patch factors with 0.25 <= low <= high <= 4"),
-        *((f"data.{k}", 0 <= getattr(cfg.data, k) <= 1, "a probability or fraction in [0, 1]")
-          for k in ("saturation", "blur", "haze", "jpeg", "noise")),
+        (
+            "data.scale",
+            len(cfg.data.scale) == 2
+            and 0.25 <= min(cfg.data.scale) <= max(cfg.data.scale) <= 4
+            and cfg.data.scale[0] <= cfg.data.scale[1],
+            "[low, high] window-to-patch factors with 0.25 <= low <= high <= 4",
+        ),
+        *(
+            (f"data.{k}", 0 <= getattr(cfg.data, k) <= 1, "a probability or fraction in [0, 1]")
+            for k in ("saturation", "blur", "haze", "jpeg", "noise")
+        ),
         ("overlap", 0 <= cfg.overlap < cfg.tile_size, "pixels in [0, tile_size)"),
     ]
     for key, ok, what in checks:
@@ -242,4 +275,6 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}: expected {what}")
     for name in cfg.logger:
         if name not in ("csv", "tensorboard", "wandb", "none"):
-            raise ConfigError(f"logger: {name!r} is not allowed; expected some of csv, tensorboard, wandb, none")
+            raise ConfigError(
+                f"logger: {name!r} is not allowed; expected some of csv, tensorboard, wandb, none"
+            )

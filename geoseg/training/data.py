@@ -45,10 +45,20 @@ class DataBundle:
     gsd: float | None = None
     nodata: float | None = None
 
-    def loaders(self, batch_size: int, num_workers: int) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
-        common: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers,
-                                  "persistent_workers": num_workers > 0}
-        train = DataLoader(self.train, sampler=self.train_sampler, drop_last=_count(self.train_sampler) >= batch_size, **common)
+    def loaders(
+        self, batch_size: int, num_workers: int
+    ) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
+        common: dict[str, Any] = {
+            "batch_size": batch_size,
+            "num_workers": num_workers,
+            "persistent_workers": num_workers > 0,
+        }
+        train = DataLoader(
+            self.train,
+            sampler=self.train_sampler,
+            drop_last=_count(self.train_sampler) >= batch_size,
+            **common,
+        )
         val = None
         if self.val is not None and self.val_sampler is not None and _count(self.val_sampler):
             val = DataLoader(self.val, sampler=self.val_sampler, **common)
@@ -62,19 +72,33 @@ def _count(sampler: Sampler[Any]) -> int:
 
 def scene_stats(scenes: list[Scene], *, db_bands: int = 0) -> StatsResult:
     """Per-band statistics over every valid pixel of ``scenes`` (the first ``db_bands`` in dB)."""
-    return stream_stats(((image, valid) for image, _, valid in (s.arrays() for s in scenes)), db_bands=db_bands)
+    return stream_stats(
+        ((image, valid) for image, _, valid in (s.arrays() for s in scenes)), db_bands=db_bands
+    )
 
 
-def normalization_for(cfg: DataConfig, stats: StatsResult, *, dtype: str = "uint8") -> Normalization:
+def normalization_for(
+    cfg: DataConfig, stats: StatsResult, *, dtype: str = "uint8"
+) -> Normalization:
     """The normalization a config asks for, from the training split's statistics."""
     if cfg.normalization == "scale":
-        return Normalization(kind="scale", scale=255.0 if dtype == "uint8" else 65535.0 if dtype == "uint16" else 1.0)
+        return Normalization(
+            kind="scale", scale=255.0 if dtype == "uint8" else 65535.0 if dtype == "uint16" else 1.0
+        )
     return stats.normalization(cfg.normalization, sar_db=False)
 
 
-def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes: ClassTable, *, sar: bool = False,
-                 band_names: tuple[str, ...] = (), db_bands: int = 0,
-                 description: dict[str, Any] | None = None) -> DataBundle:
+def scene_bundle(
+    cfg: TrainConfig,
+    train: list[Scene],
+    val: list[Scene],
+    classes: ClassTable,
+    *,
+    sar: bool = False,
+    band_names: tuple[str, ...] = (),
+    db_bands: int = 0,
+    description: dict[str, Any] | None = None,
+) -> DataBundle:
     """Loaders over scenes; normalization statistics from the training split (its first
     ``db_bands`` bands in dB, converted by the model's normalization at training and prediction)."""
     d = cfg.data
@@ -88,33 +112,63 @@ def scene_bundle(cfg: TrainConfig, train: list[Scene], val: list[Scene], classes
     else:
         norm = normalization_for(d, stats, dtype=dtype)
     n = len(classes)
-    optical = Augment(brightness=d.brightness, contrast=d.contrast, scale=(d.scale[0], d.scale[1]),
-                      saturation=d.saturation, blur=d.blur, haze=d.haze, jpeg=d.jpeg, noise=d.noise)
+    optical = Augment(
+        brightness=d.brightness,
+        contrast=d.contrast,
+        scale=(d.scale[0], d.scale[1]),
+        saturation=d.saturation,
+        blur=d.blur,
+        haze=d.haze,
+        jpeg=d.jpeg,
+        noise=d.noise,
+    )
     augment = (Augment.for_sar() if sar else optical) if d.augment else None
     train_index = index_scenes(train, n)
     if d.sampler == "balanced":
-        sampler: Sampler[Any] = ClassBalancedSampler(train_index, d.patch_size, d.samples_per_epoch, power=d.balance_power,
-                                                     seed=cfg.seed, max_nodata=d.max_nodata)
+        sampler: Sampler[Any] = ClassBalancedSampler(
+            train_index,
+            d.patch_size,
+            d.samples_per_epoch,
+            power=d.balance_power,
+            seed=cfg.seed,
+            max_nodata=d.max_nodata,
+        )
     else:
-        sampler = RandomSampler(train_index, d.patch_size, d.samples_per_epoch, seed=cfg.seed, max_nodata=d.max_nodata)
+        sampler = RandomSampler(
+            train_index, d.patch_size, d.samples_per_epoch, seed=cfg.seed, max_nodata=d.max_nodata
+        )
     val_ds = val_sampler = None
     if val:
         val_ds = PatchDataset(val, num_classes=n, normalization=norm)
-        val_sampler = GridSampler(index_scenes(val, n), d.patch_size, d.val_stride or d.patch_size, max_nodata=0.999)
+        val_sampler = GridSampler(
+            index_scenes(val, n), d.patch_size, d.val_stride or d.patch_size, max_nodata=0.999
+        )
     frequencies = train_index.class_frequencies()
     info = {
-        "kind": d.kind, "root_name": d.root.rstrip("/").split("/")[-1] if d.root else "",
-        "train_scenes": len(train), "val_scenes": len(val),
-        "train_groups": sorted({s.group for s in train}), "val_groups": sorted({s.group for s in val}),
+        "kind": d.kind,
+        "root_name": d.root.rstrip("/").split("/")[-1] if d.root else "",
+        "train_scenes": len(train),
+        "val_scenes": len(val),
+        "train_groups": sorted({s.group for s in train}),
+        "val_groups": sorted({s.group for s in val}),
         "train_pixels": int(sum(s.shape[0] * s.shape[1] for s in train)),
         "class_pixels": {c.name: int(f) for c, f in zip(classes, frequencies, strict=True)},
         **(description or {}),
     }
     return DataBundle(
-        train=PatchDataset(train, num_classes=n, normalization=norm, augment=augment, seed=cfg.seed),
-        train_sampler=sampler, val=val_ds, val_sampler=val_sampler, classes=classes, normalization=norm, stats=stats,
-        band_names=band_names or tuple(f"band{i + 1}" for i in range(first.shape[0])), band_dtype=dtype,
-        description=info, sar=sar,
+        train=PatchDataset(
+            train, num_classes=n, normalization=norm, augment=augment, seed=cfg.seed
+        ),
+        train_sampler=sampler,
+        val=val_ds,
+        val_sampler=val_sampler,
+        classes=classes,
+        normalization=norm,
+        stats=stats,
+        band_names=band_names or tuple(f"band{i + 1}" for i in range(first.shape[0])),
+        band_dtype=dtype,
+        description=info,
+        sar=sar,
     )
 
 
@@ -126,9 +180,19 @@ def build_data(cfg: TrainConfig) -> DataBundle:
         DatasetError: the training split yields no sample.
     """
     scenes = dataset_kind(cfg.data.kind).build_scenes(cfg.data, cfg.seed)
-    bundle = scene_bundle(cfg, scenes.train, scenes.val, scenes.classes, sar=scenes.sar, band_names=scenes.band_names,
-                          db_bands=scenes.db_bands, description=scenes.description)
+    bundle = scene_bundle(
+        cfg,
+        scenes.train,
+        scenes.val,
+        scenes.classes,
+        sar=scenes.sar,
+        band_names=scenes.band_names,
+        db_bands=scenes.db_bands,
+        description=scenes.description,
+    )
     bundle.nodata = scenes.nodata
     if _count(bundle.train_sampler) == 0:
-        raise DatasetError("the training split yields no sample; lower data.max_nodata or data.patch_size")
+        raise DatasetError(
+            "the training split yields no sample; lower data.max_nodata or data.patch_size"
+        )
     return bundle

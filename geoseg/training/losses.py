@@ -23,7 +23,9 @@ def _ce(class_weights: torch.Tensor | None = None, ignore_index: int = IGNORE_IN
 
 
 def _smp(name: str) -> LossFactory:
-    def make(class_weights: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> nn.Module:
+    def make(
+        class_weights: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
+    ) -> nn.Module:
         from segmentation_models_pytorch import losses
 
         cls = getattr(losses, name)
@@ -65,13 +67,20 @@ class CombinedLoss(nn.Module):
         return total
 
 
-def build_loss(spec: Mapping[str, float] | str | Callable[..., nn.Module], *, class_weights: Sequence[float] | None = None,
-               num_classes: int | None = None, ignore_index: int = IGNORE_INDEX) -> nn.Module:
+def build_loss(
+    spec: Mapping[str, float] | str | Callable[..., nn.Module],
+    *,
+    class_weights: Sequence[float] | None = None,
+    num_classes: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> nn.Module:
     """A loss from ``{"ce": 1, "dice": 1}``, one name, or a factory callable."""
     weights = None
     if class_weights is not None:
         if num_classes is not None and len(class_weights) != num_classes:
-            raise ConfigError(f"class_weights: {len(class_weights)} weight(s) given for {num_classes} classes")
+            raise ConfigError(
+                f"class_weights: {len(class_weights)} weight(s) given for {num_classes} classes"
+            )
         weights = torch.tensor(list(class_weights), dtype=torch.float32)
     if callable(spec):
         return spec(class_weights=weights, ignore_index=ignore_index)
@@ -80,6 +89,8 @@ def build_loss(spec: Mapping[str, float] | str | Callable[..., nn.Module], *, cl
     parts = {}
     for name, w in spec.items():
         if name not in LOSSES:
-            raise ConfigError(f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}")
+            raise ConfigError(
+                f"loss.{name}: unknown loss; expected some of {', '.join(sorted(LOSSES))}"
+            )
         parts[name] = (float(w), LOSSES[name](class_weights=weights, ignore_index=ignore_index))
     return CombinedLoss(parts)

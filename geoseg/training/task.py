@@ -17,8 +17,16 @@ __all__ = ["SegmentationTask"]
 
 
 class SegmentationTask(L.LightningModule):
-    def __init__(self, model: nn.Module, loss: nn.Module, num_classes: int, optim: OptimConfig, *,
-                 class_names: list[str] | None = None, max_epochs: int = 1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        num_classes: int,
+        optim: OptimConfig,
+        *,
+        class_names: list[str] | None = None,
+        max_epochs: int = 1,
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
@@ -42,13 +50,24 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["image"])
         if not (batch["mask"] != IGNORE_INDEX).any():
-            return logits.sum() * 0.0  # an all-ignored batch teaches nothing (and some losses would give NaN)
+            return (
+                logits.sum() * 0.0
+            )  # an all-ignored batch teaches nothing (and some losses would give NaN)
         loss = self.loss(logits, batch["mask"])
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=batch["image"].shape[0],
+        )
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=self.device)
+        self._cm = torch.zeros(
+            self.num_classes, self.num_classes, dtype=torch.int64, device=self.device
+        )
         self._val_loss = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -59,7 +78,9 @@ class SegmentationTask(L.LightningModule):
         pred = logits.argmax(1)
         keep = (target != IGNORE_INDEX) & (target < self.num_classes)
         idx = target[keep] * self.num_classes + pred[keep]
-        self._cm += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        self._cm += torch.bincount(idx, minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes
+        )
 
     def on_validation_epoch_end(self) -> None:
         s = scores(self._cm.cpu().numpy())
@@ -85,7 +106,9 @@ class SegmentationTask(L.LightningModule):
         o = self.optim
         params = self.model.parameters()
         if o.name == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay, nesterov=True)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay, nesterov=True
+            )
         elif o.name == "adam":
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
@@ -94,7 +117,9 @@ class SegmentationTask(L.LightningModule):
             return opt
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if o.schedule == "onecycle":
-            sched: Any = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total, pct_start=0.1)
+            sched: Any = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=o.lr, total_steps=total, pct_start=0.1
+            )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -39,10 +39,17 @@ class TrainResult:
 
 
 def _precision(p: str) -> str:
-    return {"fp32": "32-true", "bf16": "bf16-mixed", "16-mixed": "16-mixed", "bf16-mixed": "bf16-mixed"}[p]
+    return {
+        "fp32": "32-true",
+        "bf16": "bf16-mixed",
+        "16-mixed": "16-mixed",
+        "bf16-mixed": "bf16-mixed",
+    }[p]
 
 
-RESUME_SAFE = frozenset({"epochs", "patience", "logger", "accelerator", "data.num_workers"})  # may change on resume
+RESUME_SAFE = frozenset(
+    {"epochs", "patience", "logger", "accelerator", "data.num_workers"}
+)  # may change on resume
 STATE = "state.json"  # epochs done and whether the run finished
 
 
@@ -82,32 +89,47 @@ def _merge_history(run: Path, earlier: list[dict[str, str]]) -> None:
 def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Path, Path | None]:
     run = Path(cfg.output)
     weights = cfg.model.encoder_weights
-    check_run_folder(run, {"data.root": cfg.data.root or None,
-                           "model.encoder_weights": weights if weights and Path(weights).exists() else None})
+    check_run_folder(
+        run,
+        {
+            "data.root": cfg.data.root or None,
+            "model.encoder_weights": weights if weights and Path(weights).exists() else None,
+        },
+    )
     saved = run / "config.yaml"
     last = run / "last.ckpt"
     if resume:
         if not last.is_file():
-            raise TrainingError(f"{run}: nothing to resume (no last.ckpt); start the run without --resume")
+            raise TrainingError(
+                f"{run}: nothing to resume (no last.ckpt); start the run without --resume"
+            )
         before = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else None
         now = json.loads(json.dumps(cfg.to_dict()))
         if before is not None:  # checked before anything in the run folder is touched
             old, new = _flat(before), _flat(now)
-            changed = sorted(k for k in set(old) | set(new) if k not in RESUME_SAFE and old.get(k) != new.get(k))
+            changed = sorted(
+                k for k in set(old) | set(new) if k not in RESUME_SAFE and old.get(k) != new.get(k)
+            )
             if changed:
-                raise TrainingError(f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); only "
-                                    f"{', '.join(sorted(RESUME_SAFE))} may change on resume. Resume with the saved config "
-                                    "(geoseg train --resume -o RUN) or start a new output folder")
+                raise TrainingError(
+                    f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); only "
+                    f"{', '.join(sorted(RESUME_SAFE))} may change on resume. Resume with the saved config "
+                    "(geoseg train --resume -o RUN) or start a new output folder"
+                )
         state = _read_state(run)
         done = int(state.get("epochs_done", 0))
         if state.get("finished") and cfg.epochs <= done:
-            raise TrainingError(f"{run}: this run is finished ({done} of {done} epochs); to train longer resume with more "
-                                f"epochs (geoseg train --resume -o {run} --epochs {done + 1}), or start a new output folder")
+            raise TrainingError(
+                f"{run}: this run is finished ({done} of {done} epochs); to train longer resume with more "
+                f"epochs (geoseg train --resume -o {run} --epochs {done + 1}), or start a new output folder"
+            )
         return run, last
     if run.exists() and any(run.iterdir()):
         if not overwrite:
-            raise TrainingError(f"{run}: run folder exists and is not empty; pass --resume to continue it, "
-                                "--overwrite to start again, or choose another output")
+            raise TrainingError(
+                f"{run}: run folder exists and is not empty; pass --resume to continue it, "
+                "--overwrite to start again, or choose another output"
+            )
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     return run, None
@@ -127,14 +149,28 @@ def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
                 import wandb  # noqa: F401
                 from lightning.pytorch.loggers import WandbLogger
             except ImportError:
-                raise ConfigError("logger: wandb is not installed; pip install 'geoseg[wandb]' (or wandb), or use csv/tensorboard") from None
-            offline = os.environ.get("WANDB_MODE", "") != "online" and not os.environ.get("WANDB_API_KEY")
-            out.append(WandbLogger(project="geoseg", name=cfg.name or run.name, save_dir=str(run), offline=offline))
+                raise ConfigError(
+                    "logger: wandb is not installed; pip install 'geoseg[wandb]' (or wandb), or use csv/tensorboard"
+                ) from None
+            offline = os.environ.get("WANDB_MODE", "") != "online" and not os.environ.get(
+                "WANDB_API_KEY"
+            )
+            out.append(
+                WandbLogger(
+                    project="geoseg", name=cfg.name or run.name, save_dir=str(run), offline=offline
+                )
+            )
     return out
 
 
-def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          max_steps: int | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig | dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> TrainResult:
     """Train the model ``cfg`` describes and export the best validation checkpoint.
 
     Args:
@@ -164,26 +200,40 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg)
     earlier: list[dict[str, str]] = []
-    if ckpt_path is not None and (run / "metrics.csv").is_file():  # Lightning starts metrics.csv over: keep the history
+    if (
+        ckpt_path is not None and (run / "metrics.csv").is_file()
+    ):  # Lightning starts metrics.csv over: keep the history
         import csv
 
         with (run / "metrics.csv").open(encoding="utf-8") as f:
             earlier = list(csv.DictReader(f))
     with atomic_output(run / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8")
+        tmp.write_text(
+            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
+        )
     n = len(data.classes)
     try:
-        model = build_model(cfg.model.architecture, cfg.model.encoder, in_channels=len(data.band_names), classes=n,
-                             encoder_weights=cfg.model.encoder_weights, **cfg.model.kwargs)
+        model = build_model(
+            cfg.model.architecture,
+            cfg.model.encoder,
+            in_channels=len(data.band_names),
+            classes=n,
+            encoder_weights=cfg.model.encoder_weights,
+            **cfg.model.kwargs,
+        )
     except WeightsError as exc:
         if cfg.model.encoder_weights == "imagenet":
-            raise WeightsError(f"{exc}. Offline? Download the encoder's weights once and pass the local file with "
-                               "--encoder-weights PATH (model.encoder_weights=PATH)") from None
+            raise WeightsError(
+                f"{exc}. Offline? Download the encoder's weights once and pass the local file with "
+                "--encoder-weights PATH (model.encoder_weights=PATH)"
+            ) from None
         raise
     stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
     if cfg.data.patch_size % stride or cfg.tile_size % stride:
-        raise ConfigError(f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be multiples of "
-                          f"the model's output stride {stride}")
+        raise ConfigError(
+            f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be multiples of "
+            f"the model's output stride {stride}"
+        )
 
     from geoseg.models.pretrained import PRETRAINED, pretrained_record
 
@@ -192,16 +242,32 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
 
     def describe(metrics: dict[str, Any]) -> ModelConfig:
         return ModelConfig(
-            architecture=cfg.model.architecture, encoder=cfg.model.encoder, in_channels=len(data.band_names),
-            classes=data.classes, band_names=data.band_names, band_dtype=data.band_dtype,
-            normalization=data.normalization, nodata=data.nodata, gsd=data.gsd, tile_size=cfg.tile_size,
-            overlap=cfg.overlap, output_stride=stride, model_kwargs=dict(cfg.model.kwargs), metrics=metrics,
-            training={"data": data.description, "stats": data.stats.to_dict(), **start,
-                      "config": json.loads(json.dumps(cfg.to_dict()))},
+            architecture=cfg.model.architecture,
+            encoder=cfg.model.encoder,
+            in_channels=len(data.band_names),
+            classes=data.classes,
+            band_names=data.band_names,
+            band_dtype=data.band_dtype,
+            normalization=data.normalization,
+            nodata=data.nodata,
+            gsd=data.gsd,
+            tile_size=cfg.tile_size,
+            overlap=cfg.overlap,
+            output_stride=stride,
+            model_kwargs=dict(cfg.model.kwargs),
+            metrics=metrics,
+            training={
+                "data": data.description,
+                "stats": data.stats.to_dict(),
+                **start,
+                "config": json.loads(json.dumps(cfg.to_dict())),
+            },
         )
 
     loss = build_loss(cfg.loss, class_weights=cfg.class_weights, num_classes=n)
-    task = SegmentationTask(model, loss, n, cfg.optim, class_names=data.classes.names, max_epochs=cfg.epochs)
+    task = SegmentationTask(
+        model, loss, n, cfg.optim, class_names=data.classes.names, max_epochs=cfg.epochs
+    )
     train_loader, val_loader = data.loaders(cfg.batch_size, cfg.data.num_workers)
     monitor = cfg.monitor if val_loader is not None else "train_loss_epoch"
     mode = "min" if "loss" in monitor else "max"
@@ -220,55 +286,102 @@ def train(cfg: TrainConfig | dict[str, Any], *, resume: bool = False, overwrite:
             v = float(value)
             if (mode == "max" and v > self.best) or (mode == "min" and v < self.best):
                 self.best = v
-                metrics = {"epoch": trainer.current_epoch, "monitor": monitor, monitor: v, "validation": task.last_scores}
+                metrics = {
+                    "epoch": trainer.current_epoch,
+                    "monitor": monitor,
+                    monitor: v,
+                    "validation": task.last_scores,
+                }
                 save_checkpoint(task.model, describe(metrics), run / "best.safetensors")
 
-        def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException) -> None:
+        def on_exception(
+            self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException
+        ) -> None:
             if isinstance(exc, KeyboardInterrupt) and trainer.global_step > 0:
                 trainer.save_checkpoint(str(run / "last.ckpt"))
 
-    callbacks: list[Any] = [ExportBest(), ModelCheckpoint(dirpath=str(run), filename="last", save_last=False,
-                                                          save_top_k=1, monitor=None, enable_version_counter=False)]
+    callbacks: list[Any] = [
+        ExportBest(),
+        ModelCheckpoint(
+            dirpath=str(run),
+            filename="last",
+            save_last=False,
+            save_top_k=1,
+            monitor=None,
+            enable_version_counter=False,
+        ),
+    ]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     accelerator = "gpu" if cfg.accelerator == "cuda" else cfg.accelerator
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("accelerator: gpu asked but no CUDA device is visible; use accelerator=cpu or auto")
+        raise ConfigError(
+            "accelerator: gpu asked but no CUDA device is visible; use accelerator=cpu or auto"
+        )
     precision = _precision(cfg.precision)
     if precision == "16-mixed" and not torch.cuda.is_available():
         precision = "bf16-mixed"
-    if log.getEffectiveLevel() > logging.INFO:  # Lightning's banners and tips, unless -v; nothing but errors with -q
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                     "lightning.fabric.utilities.rank_zero"):
+    if (
+        log.getEffectiveLevel() > logging.INFO
+    ):  # Lightning's banners and tips, unless -v; nothing but errors with -q
+        for name in (
+            "lightning.pytorch",
+            "lightning.fabric",
+            "lightning.pytorch.utilities.rank_zero",
+            "lightning.fabric.utilities.rank_zero",
+        ):
             logging.getLogger(name).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     with warnings.catch_warnings():
-        for pattern in (".*does not have many workers.*", ".*The number of training batches.*", ".*exists and is not empty.*",
-                        ".*dataloader is not resumable.*", ".*isinstance.treespec, LeafSpec.*"):
+        for pattern in (
+            ".*does not have many workers.*",
+            ".*The number of training batches.*",
+            ".*exists and is not empty.*",
+            ".*dataloader is not resumable.*",
+            ".*isinstance.treespec, LeafSpec.*",
+        ):
             warnings.filterwarnings("ignore", pattern)
         trainer = L.Trainer(
-            max_epochs=cfg.epochs, max_steps=max_steps or -1, accelerator=accelerator, devices=1, precision=precision,  # type: ignore[arg-type]
-            gradient_clip_val=cfg.grad_clip, logger=_loggers(cfg, run) or False, callbacks=callbacks,
-            enable_progress_bar=progress, enable_model_summary=False, default_root_dir=str(run),
-            num_sanity_val_steps=0, log_every_n_steps=10,
+            max_epochs=cfg.epochs,
+            max_steps=max_steps or -1,
+            accelerator=accelerator,
+            devices=1,
+            precision=precision,  # type: ignore[arg-type]
+            gradient_clip_val=cfg.grad_clip,
+            logger=_loggers(cfg, run) or False,
+            callbacks=callbacks,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            default_root_dir=str(run),
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
         )
         try:
-            trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(
+                task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None
+            )
         except SystemExit:
             if not trainer.interrupted:
                 raise
             import signal
 
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler
+            )  # Lightning ignores further Ctrl-C
             saved = (run / "last.ckpt").is_file()
             raise KeyboardInterrupt(
                 f"training stopped; the last checkpoint is {run / 'last.ckpt'}: resume with "
-                f"geoseg train --resume -o {run}" if saved else "training stopped before the first step; nothing to resume"
+                f"geoseg train --resume -o {run}"
+                if saved
+                else "training stopped before the first step; nothing to resume"
             ) from None
     interrupted = bool(trainer.interrupted)
     if earlier:
         _merge_history(run, earlier)
     with atomic_output(run / STATE) as tmp:
-        tmp.write_text(json.dumps({"epochs_done": int(trainer.current_epoch), "finished": not interrupted}), encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"epochs_done": int(trainer.current_epoch), "finished": not interrupted}),
+            encoding="utf-8",
+        )
     best = run / "best.safetensors"
     final = run / "model.safetensors"
     if best.is_file():

@@ -69,8 +69,14 @@ def _runs(code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 @njit(cache=True, nogil=True)
-def _label_runs(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, value: np.ndarray, h: int,
-                diagonal: bool) -> tuple[np.ndarray, int]:
+def _label_runs(
+    row_first: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    value: np.ndarray,
+    h: int,
+    diagonal: bool,
+) -> tuple[np.ndarray, int]:
     """Region label of every run (0..n_regions-1), by union-find over touching runs of one value."""
     n = start.shape[0]
     parent = np.arange(n)
@@ -126,8 +132,21 @@ def _ahead(d: int, i: int, j: int) -> tuple[int, int, int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _follow(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, label: np.ndarray, region: int, v: int, i: int, j: int,
-            visited: np.ndarray, xs: np.ndarray, ys: np.ndarray, n: int, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _follow(
+    code: np.ndarray,
+    row_first: np.ndarray,
+    start: np.ndarray,
+    label: np.ndarray,
+    region: int,
+    v: int,
+    i: int,
+    j: int,
+    visited: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    n: int,
+    dense: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Follow the ring leaving corner (i, j) rightwards (region on the right); append its
     corners to xs/ys from n on (growing them as needed). Along the block edges flagged in
     ``dense`` (top, bottom, left, right) every pixel corner is a vertex, so pieces cut by a seam
@@ -171,8 +190,15 @@ def _follow(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, label: n
 
 
 @njit(cache=True, nogil=True)
-def _trace(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, end: np.ndarray,
-           value: np.ndarray, label: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _trace(
+    code: np.ndarray,
+    row_first: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    value: np.ndarray,
+    label: np.ndarray,
+    dense: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every boundary ring: corner coordinates (col, row), ring offsets and each ring's region.
 
     A ring starts on the top edge of a pixel whose upper neighbour is not its class: within each
@@ -201,7 +227,21 @@ def _trace(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, end: np.n
                     a += 1
                 stop = start[a] if (a < above_end and start[a] < end[b]) else end[b]
                 if stop > cur and not visited[i, cur]:
-                    xs, ys, n = _follow(code, row_first, start, label, label[b], v, i, cur, visited, xs, ys, n, dense)
+                    xs, ys, n = _follow(
+                        code,
+                        row_first,
+                        start,
+                        label,
+                        label[b],
+                        v,
+                        i,
+                        cur,
+                        visited,
+                        xs,
+                        ys,
+                        n,
+                        dense,
+                    )
                     if n == xs.shape[0]:
                         xs = np.concatenate((xs, np.empty(xs.shape[0], np.int64)))
                         ys = np.concatenate((ys, np.empty(ys.shape[0], np.int64)))
@@ -219,7 +259,9 @@ def _trace(code: np.ndarray, row_first: np.ndarray, start: np.ndarray, end: np.n
 
 
 @njit(cache=True, nogil=True)
-def _edges(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _edges(
+    row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Region of every pixel on the block's top, bottom, left and right edges (-1: not kept)."""
     top = np.full(w, -1, np.int64)
     bottom = np.full(w, -1, np.int64)
@@ -240,8 +282,16 @@ def _edges(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.
 
 
 @njit(cache=True, nogil=True)
-def _region_stats(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, value: np.ndarray, label: np.ndarray,
-                  regions: int, weights: np.ndarray, use_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _region_stats(
+    row_first: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    value: np.ndarray,
+    label: np.ndarray,
+    regions: int,
+    weights: np.ndarray,
+    use_weights: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.zeros(regions, np.int64)
     pixels = np.zeros(regions, np.int64)
     sums = np.zeros(regions, np.float64)
@@ -259,8 +309,15 @@ def _region_stats(row_first: np.ndarray, start: np.ndarray, end: np.ndarray, val
     return values, pixels, sums
 
 
-def trace_block(data: np.ndarray, keep: np.ndarray, *, connectivity: int = 4, weights: np.ndarray | None = None,
-                dense: tuple[bool, ...] = (False, False, False, False), every_corner: bool = False) -> dict[str, np.ndarray]:
+def trace_block(
+    data: np.ndarray,
+    keep: np.ndarray,
+    *,
+    connectivity: int = 4,
+    weights: np.ndarray | None = None,
+    dense: tuple[bool, ...] = (False, False, False, False),
+    every_corner: bool = False,
+) -> dict[str, np.ndarray]:
     """Rings of every region of ``data`` where ``keep``, in block pixel coordinates.
 
     Returns:
@@ -276,10 +333,29 @@ def trace_block(data: np.ndarray, keep: np.ndarray, *, connectivity: int = 4, we
     diagonal = connectivity == 8
     row_first, start, end, value = _runs(code)
     label, regions = _label_runs(row_first, start, end, value, data.shape[0], diagonal)
-    xs, ys, ring_end, ring_label = _trace(code, row_first, start, end, value, label, np.asarray((*dense[:4], every_corner), dtype=np.bool_))
+    xs, ys, ring_end, ring_label = _trace(
+        code,
+        row_first,
+        start,
+        end,
+        value,
+        label,
+        np.asarray((*dense[:4], every_corner), dtype=np.bool_),
+    )
     use = weights is not None
     w = np.ascontiguousarray(weights, dtype=np.float64) if use else np.zeros((1, 1))
     values, pixels, sums = _region_stats(row_first, start, end, value, label, regions, w, use)
     top, bottom, left, right = _edges(row_first, start, end, label, data.shape[0], data.shape[1])
-    return {"x": xs, "y": ys, "ring_end": ring_end, "ring_region": ring_label, "value": values, "pixels": pixels,
-            "weight_sum": sums, "top": top, "bottom": bottom, "left": left, "right": right}
+    return {
+        "x": xs,
+        "y": ys,
+        "ring_end": ring_end,
+        "ring_region": ring_label,
+        "value": values,
+        "pixels": pixels,
+        "weight_sum": sums,
+        "top": top,
+        "bottom": bottom,
+        "left": left,
+        "right": right,
+    }

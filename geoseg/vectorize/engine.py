@@ -72,7 +72,9 @@ class _Options:
     cleanup: Cleanup
 
 
-def _read_block(source: MaskSource, window: Window, halo: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+def _read_block(
+    source: MaskSource, window: Window, halo: int
+) -> tuple[np.ndarray, np.ndarray | None, int, int]:
     """The block (grown by ``halo`` pixels inside the raster), its confidence, and the halo's offsets."""
     grown = clip_window(window, source.height, source.width, grow=halo)
     r0, c0 = int(grown.row_off), int(grown.col_off)
@@ -88,13 +90,19 @@ def _read_block(source: MaskSource, window: Window, halo: int) -> tuple[np.ndarr
     conf = None
     if source.confidence is not None:
         with open_raster(source.confidence) as cds:
-            arr = cds.read(window=Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height)))
+            arr = cds.read(
+                window=Window(
+                    int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+                )
+            )
             scale = 255.0 if arr.dtype == np.uint8 else 1.0
             conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
     return data, conf, int(window.row_off) - r0, int(window.col_off) - c0
 
 
-def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch | None, Pieces, Edges, tuple[int, int]]:
+def _block_job(
+    args: tuple[MaskSource, _Options, Window],
+) -> tuple[FeatureBatch | None, Pieces, Edges, tuple[int, int]]:
     """Polygonize one block: finished polygons (map coordinates), the pieces on seams (pixel
     space) with their indexes along the block's edges, and (pixels, lowest id) of negative class
     ids, which make no polygon."""
@@ -111,10 +119,23 @@ def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch 
         if below.any():
             negative = (int(below.sum()), int(data[below].min()))
     row_off, col_off = int(window.row_off), int(window.col_off)
-    seams = (row_off > 0, row_off + rows < source.height, col_off > 0, col_off + cols < source.width)
-    pieces, edges = polygonize_block(data, row_off=row_off, col_off=col_off, connectivity=opt.connectivity,
-                                     nodata=source.nodata, exclude=opt.exclude, simplify_px=opt.simplify_px,
-                                     confidence=conf, seams=seams)
+    seams = (
+        row_off > 0,
+        row_off + rows < source.height,
+        col_off > 0,
+        col_off + cols < source.width,
+    )
+    pieces, edges = polygonize_block(
+        data,
+        row_off=row_off,
+        col_off=col_off,
+        connectivity=opt.connectivity,
+        nodata=source.nodata,
+        exclude=opt.exclude,
+        simplify_px=opt.simplify_px,
+        confidence=conf,
+        seams=seams,
+    )
     on_seam = np.zeros(len(pieces), bool)
     for side, inside in zip(("top", "bottom", "left", "right"), seams, strict=True):
         if inside:
@@ -122,10 +143,20 @@ def _block_job(args: tuple[MaskSource, _Options, Window]) -> tuple[FeatureBatch 
     seam_ids = np.flatnonzero(on_seam)
     renumber = np.full(len(pieces) + 1, -1, np.int64)
     renumber[seam_ids] = np.arange(len(seam_ids))
-    done = finish(pieces.take(np.flatnonzero(~on_seam)), source, opt.cleanup, metric_for(source.crs), window,
-                  pieces.take(seam_ids))
-    return (None if done is None else done.packed(), pieces.take(seam_ids), {k: renumber[v] for k, v in edges.items()},
-            negative)
+    done = finish(
+        pieces.take(np.flatnonzero(~on_seam)),
+        source,
+        opt.cleanup,
+        metric_for(source.crs),
+        window,
+        pieces.take(seam_ids),
+    )
+    return (
+        None if done is None else done.packed(),
+        pieces.take(seam_ids),
+        {k: renumber[v] for k, v in edges.items()},
+        negative,
+    )
 
 
 def _submitted(executor: Executor | None, jobs: list[Any], ahead: int) -> Iterator[Any]:
@@ -171,8 +202,10 @@ def _class_ids(items: Sequence[int | str] | None, classes: ClassTable, what: str
         elif str(item).lower() in by_name:
             out.add(by_name[str(item).lower()])
         else:
-            raise RasterFormatError(f"{what}: no class named {item!r}; the mask's classes are "
-                                    f"{', '.join(f'{c.id}={c.name}' for c in classes) or 'unnamed ids'}")
+            raise RasterFormatError(
+                f"{what}: no class named {item!r}; the mask's classes are "
+                f"{', '.join(f'{c.id}={c.name}' for c in classes) or 'unnamed ids'}"
+            )
     return frozenset(out)
 
 
@@ -184,7 +217,9 @@ def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | 
     try:
         return float(text[:-2]) if text.endswith("px") else float(text) / pixel_size
     except ValueError:
-        raise RasterFormatError(f"{what}: expected a number in map units or pixels like '1.5px', got {value!r}") from None
+        raise RasterFormatError(
+            f"{what}: expected a number in map units or pixels like '1.5px', got {value!r}"
+        ) from None
 
 
 def vectorize_raster(
@@ -255,12 +290,19 @@ def vectorize_raster(
     if regularize is True:
         squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
         if not squared:
-            raise RasterFormatError(f"{mask}: --regularize needs a class named building(s); name it with --classes "
-                                    "or pass the class id, e.g. --regularize-class 1")
+            raise RasterFormatError(
+                f"{mask}: --regularize needs a class named building(s); name it with --classes "
+                "or pass the class id, e.g. --regularize-class 1"
+            )
     else:
         squared = _class_ids(regularize or (), source.classes, "regularize")
-    opt = _Options(connectivity, sieve, _pixels(simplify, source.pixel_size, "simplify"), excluded,
-                   Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared))
+    opt = _Options(
+        connectivity,
+        sieve,
+        _pixels(simplify, source.pixel_size, "simplify"),
+        excluded,
+        Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared),
+    )
     grid = block_windows(source, block_size)
     total = sum(len(row) for row in grid)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
@@ -310,17 +352,37 @@ def vectorize_raster(
 
     geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
     try:
-        count, layers = write_features(dst, batches(), crs=source.crs, classes=source.classes, geometry_type=geometry_type,
-                                       layer=layer, layout=layout, keep_crs=keep_crs, confidence=confidence is not None,
-                                       overwrite=overwrite)
+        count, layers = write_features(
+            dst,
+            batches(),
+            crs=source.crs,
+            classes=source.classes,
+            geometry_type=geometry_type,
+            layer=layer,
+            layout=layout,
+            keep_crs=keep_crs,
+            confidence=confidence is not None,
+            overwrite=overwrite,
+        )
     finally:
         if executor is not None and owned:
             executor.shutdown(cancel_futures=True)
     if state["negative"]:
-        warnings.warn(f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to {state['lowest']}), which make no "
-                      "polygons: class ids start at 0. Remap them (e.g. gdal_calc.py) or make that value the mask's nodata "
-                      "(gdal_edit.py -a_nodata)", NegativeClassWarning, stacklevel=2)
+        warnings.warn(
+            f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to {state['lowest']}), which make no "
+            "polygons: class ids start at 0. Remap them (e.g. gdal_calc.py) or make that value the mask's nodata "
+            "(gdal_edit.py -a_nodata)",
+            NegativeClassWarning,
+            stacklevel=2,
+        )
     seconds = time.perf_counter() - start
     log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
-    return VectorizeResult(Path(dst), count, layers, total, seconds, None if source.crs is None else source.crs.to_string(),
-                           {c.id: c.name for c in source.classes})
+    return VectorizeResult(
+        Path(dst),
+        count,
+        layers,
+        total,
+        seconds,
+        None if source.crs is None else source.crs.to_string(),
+        {c.id: c.name for c in source.classes},
+    )

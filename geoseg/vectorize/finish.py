@@ -84,7 +84,9 @@ class Metric:
     def area_perimeter(self, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.geod is None:
             return shapely.area(geoms) * self.factor**2, shapely.length(geoms) * self.factor
-        out = np.array([self.geod.geometry_area_perimeter(g) for g in geoms], dtype=np.float64).reshape(-1, 2)
+        out = np.array(
+            [self.geod.geometry_area_perimeter(g) for g in geoms], dtype=np.float64
+        ).reshape(-1, 2)
         return np.abs(out[:, 0]), out[:, 1]
 
     def ring_area(self, ring: shapely.LinearRing) -> float:
@@ -107,7 +109,9 @@ def _fill_holes(geoms: np.ndarray, limit: float, metric: Metric) -> np.ndarray:
         out[i] = _fill_one(geoms[i], limit, metric)
     # multipolygons report 0 interior rings: handle their parts
     for i in np.flatnonzero(shapely.get_type_id(geoms) == shapely.GeometryType.MULTIPOLYGON):
-        out[i] = shapely.multipolygons([_fill_one(p, limit, metric) for p in shapely.get_parts(geoms[i])])
+        out[i] = shapely.multipolygons(
+            [_fill_one(p, limit, metric) for p in shapely.get_parts(geoms[i])]
+        )
     return out
 
 
@@ -116,8 +120,13 @@ def _fill_one(poly: shapely.Polygon, limit: float, metric: Metric) -> shapely.Po
     return shapely.Polygon(poly.exterior, keep) if len(keep) != len(poly.interiors) else poly
 
 
-def _without_overlaps(geoms: np.ndarray, changed: np.ndarray, shapes: list[shapely.Geometry],
-                      cell: shapely.Geometry | None, others: np.ndarray | None = None) -> np.ndarray:
+def _without_overlaps(
+    geoms: np.ndarray,
+    changed: np.ndarray,
+    shapes: list[shapely.Geometry],
+    cell: shapely.Geometry | None,
+    others: np.ndarray | None = None,
+) -> np.ndarray:
     """Put regularized ``shapes`` in place of ``geoms[changed]`` without overlapping any other polygon.
 
     A squared-up footprint may grow into space no polygon of its batch holds, never into a
@@ -142,7 +151,9 @@ def _without_overlaps(geoms: np.ndarray, changed: np.ndarray, shapes: list[shape
         if near:
             shape = shapely.difference(shape, shapely.union_all(out[near]))
             if shape.geom_type not in ("Polygon", "MultiPolygon"):
-                shape = shapely.union_all([p for p in shapely.get_parts(shape) if p.geom_type == "Polygon"])
+                shape = shapely.union_all(
+                    [p for p in shapely.get_parts(shape) if p.geom_type == "Polygon"]
+                )
             if shape.is_empty or not shape.is_valid:
                 shape = geoms[i]
         out[i] = shape
@@ -150,8 +161,14 @@ def _without_overlaps(geoms: np.ndarray, changed: np.ndarray, shapes: list[shape
     return out
 
 
-def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric, window: Window | None = None,
-           others: Pieces | None = None) -> FeatureBatch | None:
+def finish(
+    pieces: Pieces,
+    source: MaskSource,
+    cleanup: Cleanup,
+    metric: Metric,
+    window: Window | None = None,
+    others: Pieces | None = None,
+) -> FeatureBatch | None:
     """Map coordinates, clean-up and attributes for finished pieces (None when nothing is left).
 
     ``window``: the block every piece lies in (regularized footprints may grow inside it, but not
@@ -166,9 +183,15 @@ def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric,
         if window is not None:
             r0, c0 = int(window.row_off), int(window.col_off)
             r1, c1 = r0 + int(window.height), c0 + int(window.width)
-            cell = shapely.Polygon([source.transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1))])
-        rest = to_map(others.geoms, source.transform) if others is not None and len(squared) else None
-        geoms = _without_overlaps(geoms, squared, [regularize(geoms[i], px) for i in squared], cell, rest)
+            cell = shapely.Polygon(
+                [source.transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1))]
+            )
+        rest = (
+            to_map(others.geoms, source.transform) if others is not None and len(squared) else None
+        )
+        geoms = _without_overlaps(
+            geoms, squared, [regularize(geoms[i], px) for i in squared], cell, rest
+        )
     if cleanup.fill_holes:
         geoms = _fill_holes(geoms, cleanup.fill_holes, metric)
     area, perimeter = metric.area_perimeter(geoms)
@@ -184,4 +207,6 @@ def finish(pieces: Pieces, source: MaskSource, cleanup: Cleanup, metric: Metric,
     mean_conf = None
     if pieces.conf_sum is not None:
         mean_conf = pieces.conf_sum[sel] / np.maximum(pieces.pixels[sel], 1)
-    return FeatureBatch(geoms[sel], values, [names[int(v)] for v in values], area[sel], perimeter[sel], mean_conf)
+    return FeatureBatch(
+        geoms[sel], values, [names[int(v)] for v in values], area[sel], perimeter[sel], mean_conf
+    )

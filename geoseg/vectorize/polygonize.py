@@ -36,27 +36,52 @@ class Pieces:
         return len(self.geoms)
 
     def take(self, index: np.ndarray) -> Pieces:
-        return Pieces(self.geoms[index], self.values[index], self.pixels[index],
-                      None if self.conf_sum is None else self.conf_sum[index])
+        return Pieces(
+            self.geoms[index],
+            self.values[index],
+            self.pixels[index],
+            None if self.conf_sum is None else self.conf_sum[index],
+        )
 
     @staticmethod
     def empty(with_confidence: bool = False) -> Pieces:
-        return Pieces(np.empty(0, dtype=object), np.empty(0, np.int32), np.empty(0, np.int64),
-                      np.empty(0, np.float64) if with_confidence else None)
+        return Pieces(
+            np.empty(0, dtype=object),
+            np.empty(0, np.int32),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64) if with_confidence else None,
+        )
 
 
 Edges = dict[str, np.ndarray]
 
 
-def _polygons(data: np.ndarray, keep: np.ndarray, connectivity: int, row_off: int, col_off: int,
-              weights: np.ndarray | None, dense: tuple[bool, bool, bool, bool], every_corner: bool = False) -> tuple[Pieces, Edges]:
+def _polygons(
+    data: np.ndarray,
+    keep: np.ndarray,
+    connectivity: int,
+    row_off: int,
+    col_off: int,
+    weights: np.ndarray | None,
+    dense: tuple[bool, bool, bool, bool],
+    every_corner: bool = False,
+) -> tuple[Pieces, Edges]:
     """The regions of a block as polygons (numba tracer), and the polygon index on its edges."""
     from geoseg.vectorize._trace import trace_block
 
-    t = trace_block(data, keep, connectivity=connectivity, weights=weights, dense=dense, every_corner=every_corner)
+    t = trace_block(
+        data,
+        keep,
+        connectivity=connectivity,
+        weights=weights,
+        dense=dense,
+        every_corner=every_corner,
+    )
     ring_end, region = t["ring_end"], t["ring_region"]
     if not len(region):
-        return Pieces.empty(weights is not None), {k: np.full_like(t[k], -1) for k in ("top", "bottom", "left", "right")}
+        return Pieces.empty(weights is not None), {
+            k: np.full_like(t[k], -1) for k in ("top", "bottom", "left", "right")
+        }
     x, y = t["x"], t["y"]
     # shoelace per ring: the region is on the right of its rings, so exteriors come out positive
     cross = (x[:-1] * y[1:] - x[1:] * y[:-1]).astype(np.float64)
@@ -65,12 +90,16 @@ def _polygons(data: np.ndarray, keep: np.ndarray, connectivity: int, row_off: in
     order = np.lexsort((signed <= 0, region))  # by region, its exterior first
     lengths = np.diff(ring_end)[order]
     starts = ring_end[:-1][order]
-    index = np.repeat(starts - np.cumsum(np.concatenate(([0], lengths[:-1]))), lengths) + np.arange(lengths.sum())
+    index = np.repeat(starts - np.cumsum(np.concatenate(([0], lengths[:-1]))), lengths) + np.arange(
+        lengths.sum()
+    )
     coords = np.column_stack([x[index] + float(col_off), y[index] + float(row_off)])
     ring_offsets = np.concatenate(([0], np.cumsum(lengths)))
     sorted_region = region[order]
     poly_offsets = np.concatenate(([0], np.flatnonzero(np.diff(sorted_region)) + 1, [len(order)]))
-    geoms = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_offsets, poly_offsets))
+    geoms = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords, (ring_offsets, poly_offsets)
+    )
     regions = sorted_region[poly_offsets[:-1]]
     sums = None if weights is None else t["weight_sum"][regions]
     pieces = Pieces(geoms, t["value"][regions].astype(np.int32), t["pixels"][regions], sums)
@@ -113,14 +142,24 @@ def polygonize_block(
     for value in exclude:
         keep &= data != value
     # to simplify, the whole block (nodata and excluded classes too) is one coverage
-    pieces, edges = _polygons(data, np.ones(data.shape, bool) if simplify_px else keep, connectivity, row_off, col_off, confidence, seams,
-                              every_corner=bool(simplify_px))  # a coverage to simplify shares all its vertices
+    pieces, edges = _polygons(
+        data,
+        np.ones(data.shape, bool) if simplify_px else keep,
+        connectivity,
+        row_off,
+        col_off,
+        confidence,
+        seams,
+        every_corner=bool(simplify_px),
+    )  # a coverage to simplify shares all its vertices
     geoms = pieces.geoms
     if connectivity == 8 and len(geoms):
         bad = ~shapely.is_valid(geoms)  # rings of 8-connected regions touch themselves at corners
         geoms[bad] = shapely.make_valid(geoms[bad])
         parts, index = shapely.get_parts(geoms, return_index=True)
-        pieces.geoms = shapely.multipolygons(parts, indices=index)  # one geometry type for the layer
+        pieces.geoms = shapely.multipolygons(
+            parts, indices=index
+        )  # one geometry type for the layer
     if simplify_px and len(pieces):
         pieces.geoms = shapely.coverage_simplify(pieces.geoms, simplify_px, simplify_boundary=False)
         wanted = np.ones(len(pieces), bool)
@@ -135,7 +174,9 @@ def polygonize_block(
     return pieces, edges
 
 
-def sieve_block(data: np.ndarray, size: int, *, connectivity: int = 4, nodata: int | None = None) -> np.ndarray:
+def sieve_block(
+    data: np.ndarray, size: int, *, connectivity: int = 4, nodata: int | None = None
+) -> np.ndarray:
     """GDAL's sieve on a block read with a halo: regions under ``size`` pixels join their largest
     neighbour. Nodata pixels neither move nor absorb."""
     mask = None if nodata is None else data != nodata

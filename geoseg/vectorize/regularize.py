@@ -49,7 +49,11 @@ def regularize_ring(xy: np.ndarray, angle: float) -> np.ndarray | None:
         if group and (i == -1 or horizontal[i] != horizontal[group[0]]):
             g = np.asarray(group)
             w = length[g]
-            value = float((mid_v[g] * w).sum() / w.sum()) if horizontal[g[0]] else float((mid_u[g] * w).sum() / w.sum())
+            value = (
+                float((mid_v[g] * w).sum() / w.sum())
+                if horizontal[g[0]]
+                else float((mid_u[g] * w).sum() / w.sum())
+            )
             lines.append((bool(horizontal[g[0]]), value))
             group = []
         if i != -1:
@@ -73,7 +77,11 @@ def _regularize_polygon(poly: shapely.Polygon, tolerance: float) -> shapely.Poly
     shell = regularize_ring(np.asarray(simple.exterior.coords), angle)
     if shell is None:
         return shapely.minimum_rotated_rectangle(poly) if poly.area > 0 else poly
-    holes = [h for h in (regularize_ring(np.asarray(r.coords), angle) for r in simple.interiors) if h is not None]
+    holes = [
+        h
+        for h in (regularize_ring(np.asarray(r.coords), angle) for r in simple.interiors)
+        if h is not None
+    ]
     out = shapely.Polygon(shell, holes)
     if not out.is_valid:
         out = shapely.make_valid(out)
@@ -90,5 +98,7 @@ def _regularize_polygon(poly: shapely.Polygon, tolerance: float) -> shapely.Poly
 def regularize(geom: shapely.Geometry, tolerance: float) -> shapely.Geometry:
     """Square up a building footprint (polygon or multipolygon) at ``tolerance`` map units."""
     if geom.geom_type == "MultiPolygon":
-        return shapely.multipolygons([_regularize_polygon(p, tolerance) for p in shapely.get_parts(geom)])
+        return shapely.multipolygons(
+            [_regularize_polygon(p, tolerance) for p in shapely.get_parts(geom)]
+        )
     return _regularize_polygon(geom, tolerance)

@@ -151,7 +151,11 @@ class SeamMerger:
             geoms = shapely.multipolygons(parts_, indices=index)
         values = self.values[[ids[0] for ids in members]].astype(np.int32)
         pixels = np.array([sum(self.pixels[i] for i in ids) for ids in members], dtype=np.int64)
-        conf = None if self.conf is None else np.array([sum(self.conf[i] for i in ids) for ids in members])
+        conf = (
+            None
+            if self.conf is None
+            else np.array([sum(self.conf[i] for i in ids) for ids in members])
+        )
         for ids in members:
             for i in ids:
                 self.open.discard(i)

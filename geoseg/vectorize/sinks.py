@@ -27,7 +27,13 @@ from geoseg.vectorize.finish import FeatureBatch
 
 __all__ = ["FORMATS", "format_of", "layer_qml", "write_features"]
 
-FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf", ".parquet": "GeoParquet"}
+FORMATS = {
+    ".gpkg": "GPKG",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".fgb": "FlatGeobuf",
+    ".parquet": "GeoParquet",
+}
 
 
 def format_of(dst: str | os.PathLike[str]) -> str:
@@ -56,14 +62,21 @@ def _schema(confidence: bool) -> Any:
     return pa.schema(fields)
 
 
-def _record_batches(batches: Iterable[FeatureBatch], schema: Any, counter: list[int]) -> Iterator[Any]:
+def _record_batches(
+    batches: Iterable[FeatureBatch], schema: Any, counter: list[int]
+) -> Iterator[Any]:
     import pyarrow as pa
 
     for b in batches:
         if not len(b):
             continue
-        columns = [pa.array(b.to_wkb(), type=pa.binary()), pa.array(b.class_id.astype(np.int32)), pa.array(b.class_name),
-                   pa.array(b.area_m2), pa.array(b.perimeter_m)]
+        columns = [
+            pa.array(b.to_wkb(), type=pa.binary()),
+            pa.array(b.class_id.astype(np.int32)),
+            pa.array(b.class_name),
+            pa.array(b.area_m2),
+            pa.array(b.perimeter_m),
+        ]
         if "mean_confidence" in schema.names:
             columns.append(pa.array(b.mean_confidence))
         counter[0] += len(b)
@@ -79,7 +92,9 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
     for k, cid in enumerate(ids):
         info = class_info(classes, cid)
         r, g, b = info.color
-        cats.append(f'<category value="{cid}" label="{escape(info.name)}" symbol="{k}" render="true"/>')
+        cats.append(
+            f'<category value="{cid}" label="{escape(info.name)}" symbol="{k}" render="true"/>'
+        )
         syms.append(
             f'<symbol type="fill" name="{k}" alpha="0.6" clip_to_extent="1" force_rhr="0">'
             f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">'
@@ -92,10 +107,10 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
             f"</layer></symbol>"
         )
     return (
-        '<!DOCTYPE qgis PUBLIC \'http://mrcc.com/qgis.dtd\' \'SYSTEM\'>\n'
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         '<qgis version="3.28" styleCategories="Symbology|Labeling">\n'
         f'<renderer-v2 type="categorizedSymbol" attr="class_id" symbollevels="0" enableorderby="0" forceraster="0">'
-        f'<categories>{"".join(cats)}</categories><symbols>{"".join(syms)}</symbols></renderer-v2>\n'
+        f"<categories>{''.join(cats)}</categories><symbols>{''.join(syms)}</symbols></renderer-v2>\n"
         "<layerGeometryType>2</layerGeometryType>\n</qgis>\n"
     )
 
@@ -103,15 +118,23 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
 # GeoPackage 1.2: what GDAL 3.6 (Debian 12, QGIS 3.22 LTR) reads without "non-conformant" warnings;
 # GDAL >= 3.8 writes 1.4 by default, with triggers the older readers reject.
 GPKG_OPTIONS = {"VERSION": "1.2"}
-STYLED_SIDECAR = ("FlatGeobuf", "GeoJSON", "GeoParquet")  # formats without a style inside: QGIS reads NAME.qml
+STYLED_SIDECAR = (
+    "FlatGeobuf",
+    "GeoJSON",
+    "GeoParquet",
+)  # formats without a style inside: QGIS reads NAME.qml
 
 
 def _write_qml_sidecar(path: Path, qml: str) -> None:
     """The style beside a FlatGeobuf/GeoJSON/GeoParquet file, unless a raster's style holds that name."""
     side = path.with_suffix(".qml")
     if side.exists() and "<rasterrenderer" in side.read_text(encoding="utf-8", errors="replace"):
-        warnings.warn(f"{side} is the style of a raster of the same name; {path.name} gets no .qml side-car. "
-                      "Give the vector another name to have it styled", GeosegWarning, stacklevel=3)
+        warnings.warn(
+            f"{side} is the style of a raster of the same name; {path.name} gets no .qml side-car. "
+            "Give the vector another name to have it styled",
+            GeosegWarning,
+            stacklevel=3,
+        )
         return
     with atomic_output(side) as tmp:
         tmp.write_text(qml, encoding="utf-8")
@@ -120,7 +143,9 @@ def _write_qml_sidecar(path: Path, qml: str) -> None:
 def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
     """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        geom_col = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name=?", (layer,)).fetchone()[0]
+        geom_col = db.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name=?", (layer,)
+        ).fetchone()[0]
         db.execute(
             "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), "
             "f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), "
@@ -139,7 +164,9 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
         )
 
 
-def _geoparquet(path: Path, batches: Iterator[Any], schema: Any, crs: CRS | None, geometry_type: str) -> None:
+def _geoparquet(
+    path: Path, batches: Iterator[Any], schema: Any, crs: CRS | None, geometry_type: str
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -186,11 +213,15 @@ def write_features(
     if layout not in ("single", "per-class"):
         raise RasterFormatError(f"layout must be 'single' or 'per-class', got {layout!r}")
     if layout == "per-class" and fmt != "GPKG":
-        raise RasterFormatError(f"{dst}: one layer per class needs a GeoPackage (.gpkg); {fmt} holds one layer. "
-                                "Use a .gpkg name or --layout single.")
+        raise RasterFormatError(
+            f"{dst}: one layer per class needs a GeoPackage (.gpkg); {fmt} holds one layer. "
+            "Use a .gpkg name or --layout single."
+        )
     if fmt == "GeoJSON" and crs is None and not keep_crs:
-        raise RasterFormatError(f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
-                                "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs.")
+        raise RasterFormatError(
+            f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
+            "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs."
+        )
     layer = layer or path.stem
     schema = _schema(confidence)
     counter = [0]
@@ -203,15 +234,20 @@ def write_features(
             for b in items:
                 seen.update(int(v) for v in np.unique(b.class_id))
                 yield b
-        except BaseException as exc:  # GDAL reports only "error while accessing batch": keep the cause
+        except (
+            BaseException
+        ) as exc:  # GDAL reports only "error while accessing batch": keep the cause
             failure.append(exc)
             raise
 
     wkt = crs.to_wkt() if crs is not None else None
+
     def guarded(items: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from items
-        except BaseException as exc:  # Ctrl-C arrives wherever the main thread is: keep it, not GDAL's echo
+        except (
+            BaseException
+        ) as exc:  # Ctrl-C arrives wherever the main thread is: keep it, not GDAL's echo
             if not failure:
                 failure.append(exc)
             raise
@@ -220,8 +256,25 @@ def write_features(
     spill = temporary_name(path, "-all").with_suffix(".gpkg")
     interrupted: list[bool] = []
     with _noting_interrupts(interrupted):
-        return _write_features(path, dst, fmt, layer, layout, stream, schema, geometry_type, wkt, crs, classes, keep_crs,
-                               spill, seen, counter, failure, interrupted)
+        return _write_features(
+            path,
+            dst,
+            fmt,
+            layer,
+            layout,
+            stream,
+            schema,
+            geometry_type,
+            wkt,
+            crs,
+            classes,
+            keep_crs,
+            spill,
+            seen,
+            counter,
+            failure,
+            interrupted,
+        )
 
 
 @contextlib.contextmanager
@@ -230,7 +283,10 @@ def _noting_interrupts(interrupted: list[bool]) -> Iterator[None]:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
 
@@ -245,30 +301,66 @@ def _noting_interrupts(interrupted: list[bool]) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, stream: Iterator[Any], schema: Any,
-                    geometry_type: str, wkt: str | None, crs: CRS | None, classes: ClassTable, keep_crs: bool, spill: Path,
-                    seen: set[int], counter: list[int], failure: list[BaseException],
-                    interrupted: list[bool]) -> tuple[int, list[str]]:
+def _write_features(
+    path: Path,
+    dst: Any,
+    fmt: str,
+    layer: str,
+    layout: str,
+    stream: Iterator[Any],
+    schema: Any,
+    geometry_type: str,
+    wkt: str | None,
+    crs: CRS | None,
+    classes: ClassTable,
+    keep_crs: bool,
+    spill: Path,
+    seen: set[int],
+    counter: list[int],
+    failure: list[BaseException],
+    interrupted: list[bool],
+) -> tuple[int, list[str]]:
     import pyarrow as pa
     import pyogrio
 
     try:
         with atomic_output(path) as tmp:
             with warnings.catch_warnings():
-                if crs is None:  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
-                    warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+                if (
+                    crs is None
+                ):  # the mask's own NoCRSWarning has told the user; pyogrio would say it again
+                    warnings.filterwarnings(
+                        "ignore", message="'crs' was not provided", category=UserWarning
+                    )
                 if fmt == "GeoParquet":
                     _geoparquet(tmp, stream, schema, crs, geometry_type)
                     layers = [(layer, sorted(seen))]
                 elif layout == "per-class":
-                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), spill, layer=layer, driver="GPKG",
-                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt)
-                    layers = _split_per_class(spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt)
+                    pyogrio.write_arrow(
+                        pa.RecordBatchReader.from_batches(schema, stream),
+                        spill,
+                        layer=layer,
+                        driver="GPKG",
+                        geometry_name="geometry",
+                        geometry_type=geometry_type,
+                        crs=wkt,
+                    )
+                    layers = _split_per_class(
+                        spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt
+                    )
                 else:
                     options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
-                    pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, stream), tmp, layer=layer, driver=fmt,
-                                        geometry_name="geometry", geometry_type=geometry_type, crs=wkt, layer_options=options,
-                                        dataset_options=GPKG_OPTIONS if fmt == "GPKG" else {})
+                    pyogrio.write_arrow(
+                        pa.RecordBatchReader.from_batches(schema, stream),
+                        tmp,
+                        layer=layer,
+                        driver=fmt,
+                        geometry_name="geometry",
+                        geometry_type=geometry_type,
+                        crs=wkt,
+                        layer_options=options,
+                        dataset_options=GPKG_OPTIONS if fmt == "GPKG" else {},
+                    )
                     layers = [(layer, sorted(seen))]
             if fmt == "GPKG":
                 for name, ids in layers:
@@ -281,8 +373,12 @@ def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, str
             raise KeyboardInterrupt from None
         if failure and failure[0] is not exc:
             raise failure[0] from None
-        if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(exc, PermissionError):
-            raise WriteError(f"{dst}: writing failed ({exc}); nothing was written under that name") from None
+        if type(exc).__module__.startswith(("pyogrio", "pyarrow", "sqlite3")) or isinstance(
+            exc, PermissionError
+        ):
+            raise WriteError(
+                f"{dst}: writing failed ({exc}); nothing was written under that name"
+            ) from None
         raise
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -290,8 +386,16 @@ def _write_features(path: Path, dst: Any, fmt: str, layer: str, layout: str, str
     return counter[0], [name for name, _ in layers]
 
 
-def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, ids: list[int], schema: Any,
-                     geometry_type: str, wkt: str | None) -> list[tuple[str, list[int]]]:
+def _split_per_class(
+    spill: Path,
+    tmp: Path,
+    layer: str,
+    classes: ClassTable,
+    ids: list[int],
+    schema: Any,
+    geometry_type: str,
+    wkt: str | None,
+) -> list[tuple[str, list[int]]]:
     """Copy each class of the spilled single layer into its own layer (streamed with a filter);
     returns each layer's name and class ids."""
     import pyarrow as pa
@@ -300,15 +404,34 @@ def _split_per_class(spill: Path, tmp: Path, layer: str, classes: ClassTable, id
     from geoseg.vectorize.source import class_info
 
     if not ids:  # still a valid, empty layer with the schema
-        pyogrio.write_arrow(pa.RecordBatchReader.from_batches(schema, iter(())), tmp, layer=layer, driver="GPKG",
-                            geometry_name="geometry", geometry_type=geometry_type, crs=wkt, dataset_options=GPKG_OPTIONS)
+        pyogrio.write_arrow(
+            pa.RecordBatchReader.from_batches(schema, iter(())),
+            tmp,
+            layer=layer,
+            driver="GPKG",
+            geometry_name="geometry",
+            geometry_type=geometry_type,
+            crs=wkt,
+            dataset_options=GPKG_OPTIONS,
+        )
         return [(layer, [])]
     layers = []
     for k, cid in enumerate(ids):
         name = _safe_layer(class_info(classes, cid).name)
-        with pyogrio.open_arrow(spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True) as (_, reader):
-            pyogrio.write_arrow(reader, tmp, layer=name, driver="GPKG", geometry_name="geometry",
-                                geometry_type=geometry_type, crs=wkt, append=k > 0, dataset_options={} if k else GPKG_OPTIONS)
+        with pyogrio.open_arrow(
+            spill, layer=layer, where=f"class_id = {cid}", use_pyarrow=True
+        ) as (_, reader):
+            pyogrio.write_arrow(
+                reader,
+                tmp,
+                layer=name,
+                driver="GPKG",
+                geometry_name="geometry",
+                geometry_type=geometry_type,
+                crs=wkt,
+                append=k > 0,
+                dataset_options={} if k else GPKG_OPTIONS,
+            )
         layers.append((name, [cid]))
     return layers
 

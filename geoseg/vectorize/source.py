@@ -50,7 +50,12 @@ class MaskSource:
         return (abs(self.transform.a) + abs(self.transform.e)) / 2 or 1.0
 
 
-def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None, confidence: str | os.PathLike[str] | None = None) -> MaskSource:
+def open_mask(
+    path: str | os.PathLike[str],
+    *,
+    classes: ClassTable | None = None,
+    confidence: str | os.PathLike[str] | None = None,
+) -> MaskSource:
     """Open and check a class mask.
 
     Args:
@@ -73,18 +78,34 @@ def open_mask(path: str | os.PathLike[str], *, classes: ClassTable | None = None
         if dtype.kind not in "ui" or dtype.itemsize > 2:
             raise RasterFormatError(
                 f"{text}: expected integer class ids (uint8/uint16/int16), found {dtype.name}. A probability or "
-                "regression raster must be classified first, e.g. `gdal_calc.py --calc \"A>0.5\" --type Byte`, "
+                'regression raster must be classified first, e.g. `gdal_calc.py --calc "A>0.5" --type Byte`, '
                 "or predict with `geoseg predict`, which writes uint8 class ids."
             )
         if ds.crs is None:
-            warnings.warn(f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and GeoJSON "
-                          "output needs --keep-crs.", NoCRSWarning, stacklevel=2)
+            warnings.warn(
+                f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and GeoJSON "
+                "output needs --keep-crs.",
+                NoCRSWarning,
+                stacklevel=2,
+            )
         nodata = None if ds.nodata is None else int(ds.nodata)
         table = classes or classes_of(ds) or ClassTable(())  # unlisted ids are named class_<id>
-        source = MaskSource(text, ds.height, ds.width, ds.transform, ds.crs, nodata, table, tuple(ds.block_shapes[0]))
+        source = MaskSource(
+            text,
+            ds.height,
+            ds.width,
+            ds.transform,
+            ds.crs,
+            nodata,
+            table,
+            tuple(ds.block_shapes[0]),
+        )
     if confidence is not None:
         with open_raster(confidence) as cds:
-            if (cds.height, cds.width) != (source.height, source.width) or not cds.transform.almost_equals(source.transform):
+            if (cds.height, cds.width) != (
+                source.height,
+                source.width,
+            ) or not cds.transform.almost_equals(source.transform):
                 raise RasterFormatError(
                     f"{confidence}: expected a confidence raster on the mask's grid ({source.width} x {source.height} px), "
                     f"found {cds.width} x {cds.height} px with another transform. Use the --confidence or --probabilities "
@@ -101,7 +122,10 @@ def block_windows(source: MaskSource, block_size: int) -> list[list[Window]]:
     rows = max(bh, block_size // bh * bh) if bh < source.height else source.height
     cols = max(bw, block_size // bw * bw) if bw < source.width else source.width
     return [
-        [Window(c, r, min(cols, source.width - c), min(rows, source.height - r)) for c in range(0, source.width, cols)]
+        [
+            Window(c, r, min(cols, source.width - c), min(rows, source.height - r))
+            for c in range(0, source.width, cols)
+        ]
         for r in range(0, source.height, rows)
     ]
 
@@ -112,5 +136,3 @@ def class_info(table: ClassTable, class_id: int) -> ClassInfo:
         if c.id == class_id:
             return c
     return ClassInfo(class_id, f"class_{class_id}", default_palette(class_id % 18 + 1)[-1])
-
-

@@ -31,10 +31,22 @@ def free_port() -> int:
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder holding ``tiny.safetensors``: a 3-stage U-Net, 3 bands, 3 classes, 64-px tiles."""
     folder = tmp_path_factory.mktemp("models")
-    cfg = ModelConfig("unet", "resnet18", 3, ClassTable.from_names(["background", "building", "road"]),
-                      band_names=("red", "green", "blue"), band_dtype="uint8", gsd=0.5, tile_size=64, overlap=16,
-                      model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, output_stride=8)
-    net = build_model("unet", "resnet18", in_channels=3, classes=3, encoder_depth=3, decoder_channels=[16, 8, 8])
+    cfg = ModelConfig(
+        "unet",
+        "resnet18",
+        3,
+        ClassTable.from_names(["background", "building", "road"]),
+        band_names=("red", "green", "blue"),
+        band_dtype="uint8",
+        gsd=0.5,
+        tile_size=64,
+        overlap=16,
+        model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+        output_stride=8,
+    )
+    net = build_model(
+        "unet", "resnet18", in_channels=3, classes=3, encoder_depth=3, decoder_channels=[16, 8, 8]
+    )
     save_checkpoint(net, cfg, folder / f"{TINY}.safetensors")
     (folder / "notes.txt").write_text("not a model")
     return folder
@@ -50,9 +62,14 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     out = {
         "a": write_raster(folder / "a.tif", rng.integers(1, 255, (3, 96, 80), dtype=np.uint8)),
-        "b": write_raster(folder / "b.tif", rng.integers(1, 255, (3, 72, 120), dtype=np.uint8),
-                          transform=Affine(1.0, 0, 600000.0, 0, -1.0, 5800000.0)),
-        "oneband": write_raster(folder / "oneband.tif", rng.integers(1, 255, (1, 64, 64), dtype=np.uint8)),
+        "b": write_raster(
+            folder / "b.tif",
+            rng.integers(1, 255, (3, 72, 120), dtype=np.uint8),
+            transform=Affine(1.0, 0, 600000.0, 0, -1.0, 5800000.0),
+        ),
+        "oneband": write_raster(
+            folder / "oneband.tif", rng.integers(1, 255, (1, 64, 64), dtype=np.uint8)
+        ),
     }
     Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(folder / "photo.png")
     out["png"] = folder / "photo.png"
@@ -73,7 +90,11 @@ class Served:
     def client(self) -> Any:
         from gradio_client import Client
 
-        return Client(self.url, verbose=False, download_files=str(Path(self.demo.workspace.root).parent / "client"))
+        return Client(
+            self.url,
+            verbose=False,
+            download_files=str(Path(self.demo.workspace.root).parent / "client"),
+        )
 
 
 def serve(config: AppConfig) -> Served:
@@ -84,8 +105,14 @@ def serve(config: AppConfig) -> Served:
 @pytest.fixture(scope="session")
 def app_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The app with the tiny model only, 1 MB uploads, two predictions at a time."""
-    config = AppConfig(models_dir=models_dir, include_bundled=False, port=free_port(), max_size_mb=1.0, concurrency=2,
-                       workdir=tmp_path_factory.mktemp("app"))
+    config = AppConfig(
+        models_dir=models_dir,
+        include_bundled=False,
+        port=free_port(),
+        max_size_mb=1.0,
+        concurrency=2,
+        workdir=tmp_path_factory.mktemp("app"),
+    )
     served = serve(config)
     yield served
     served.demo.close()
@@ -97,10 +124,29 @@ def segment_call(app_server: Served) -> Callable[..., Any]:
     """``segment_call(path=None, url="", model="tiny", **settings)`` through gradio_client."""
     from gradio_client import handle_file
 
-    def call(path: Path | None = None, url: str = "", model: str = TINY, *, client: Any = None, tile: int | None = None,
-             overlap: float | None = None, tta: str = "none", precision: str = "fp32", bands: str = "") -> Any:
+    def call(
+        path: Path | None = None,
+        url: str = "",
+        model: str = TINY,
+        *,
+        client: Any = None,
+        tile: int | None = None,
+        overlap: float | None = None,
+        tta: str = "none",
+        precision: str = "fp32",
+        bands: str = "",
+    ) -> Any:
         c = client or app_server.client()
-        return c.predict(handle_file(str(path)) if path else None, url, model, tile, overlap, tta, precision, bands,
-                         api_name="/segment")
+        return c.predict(
+            handle_file(str(path)) if path else None,
+            url,
+            model,
+            tile,
+            overlap,
+            tta,
+            precision,
+            bands,
+            api_name="/segment",
+        )
 
     return call

@@ -23,16 +23,26 @@ pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("GEOSEG_CHROMIUM", "/usr/bin/chromium")
 SAMPLE = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
 ARTIFACTS = Path(os.environ.get("GEOSEG_TEST_ARTIFACTS", REPO / "test-artifacts"))
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 RUN_TIMEOUT_MS = 240_000  # the bundled model on the sample scene, on a busy CPU
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (the dev extra)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser tests need playwright (the dev extra)"
+    )
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or set GEOSEG_CHROMIUM")
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or set GEOSEG_CHROMIUM"
+        )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
         yield b
@@ -44,7 +54,12 @@ def full_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """The app with the bundled model (first in the picker) and the tiny one."""
     from geoseg.app import AppConfig
 
-    config = AppConfig(models_dir=models_dir, port=free_port(), max_size_mb=20, workdir=tmp_path_factory.mktemp("browser"))
+    config = AppConfig(
+        models_dir=models_dir,
+        port=free_port(),
+        max_size_mb=20,
+        workdir=tmp_path_factory.mktemp("browser"),
+    )
     served = serve(config)
     yield served
     served.demo.close()
@@ -102,17 +117,20 @@ def test_sample_scene_end_to_end(browser: Any, full_app: Served, tmp_path: Path)
     page.context.close()
 
 
-def test_bad_file_shows_the_one_line_message(browser: Any, full_app: Served, tmp_path: Path) -> None:
+def test_bad_file_shows_the_one_line_message(
+    browser: Any, full_app: Served, tmp_path: Path
+) -> None:
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(b"%PDF-1.4\n" + b"0" * 500)
     page = _page(browser, full_app.url, tmp_path)
     _upload(page, pdf)
     page.locator("#geoseg-run").click()
-    status = page.locator("#geoseg-status").get_by_text("report.pdf: expected a raster GDAL can open")
+    status = page.locator("#geoseg-status").get_by_text(
+        "report.pdf: expected a raster GDAL can open"
+    )
     status.wait_for(timeout=60_000)  # in the status line, and in a message box
     assert page.get_by_text("report.pdf: expected a raster GDAL can open").count() >= 2
     assert page.get_by_text("Traceback").count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-bad-file.png"), full_page=True)
     page.context.close()
-

@@ -17,28 +17,45 @@ from tests.conftest import write_raster
 pytestmark = pytest.mark.slow
 
 
-def test_oversize_upload_is_refused(app_server: Served, segment_call: Callable[..., Any], tmp_path: Path) -> None:
+def test_oversize_upload_is_refused(
+    app_server: Served, segment_call: Callable[..., Any], tmp_path: Path
+) -> None:
     import requests
 
     rng = np.random.default_rng(1)
-    big = write_raster(tmp_path / "big.tif", rng.integers(0, 255, (3, 700, 700), dtype=np.uint8))  # ~1.5 MB > 1 MB
+    big = write_raster(
+        tmp_path / "big.tif", rng.integers(0, 255, (3, 700, 700), dtype=np.uint8)
+    )  # ~1.5 MB > 1 MB
     with pytest.raises(ValueError, match="exceeds the maximum file size of 1000000 bytes"):
         segment_call(big)  # gradio_client reads the limit from the server and refuses first
-    with big.open("rb") as f:  # a client that ignores it is refused by the server, and nothing is kept
-        r = requests.post(f"{app_server.url}gradio_api/upload", files={"files": ("big.tif", f)}, timeout=60)
+    with big.open(
+        "rb"
+    ) as f:  # a client that ignores it is refused by the server, and nothing is kept
+        r = requests.post(
+            f"{app_server.url}gradio_api/upload", files={"files": ("big.tif", f)}, timeout=60
+        )
     assert r.status_code == 413, r.text
 
 
-@pytest.mark.parametrize("name", ["../tiny", "../../etc/passwd", "/etc/passwd", "tiny.safetensors", "notes", "..", ""])
-def test_model_names_cannot_reach_files(segment_call: Callable[..., Any], scenes: dict[str, Path], name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["../tiny", "../../etc/passwd", "/etc/passwd", "tiny.safetensors", "notes", "..", ""]
+)
+def test_model_names_cannot_reach_files(
+    segment_call: Callable[..., Any], scenes: dict[str, Path], name: str
+) -> None:
     from gradio_client.exceptions import AppError
 
     # the picker refuses names it does not list; the app looks names up, never joins them to a path
-    with pytest.raises(AppError, match=r"unknown model .* expected one of: tiny|is not in the list of choices: \['tiny'\]"):
+    with pytest.raises(
+        AppError,
+        match=r"unknown model .* expected one of: tiny|is not in the list of choices: \['tiny'\]",
+    ):
         segment_call(scenes["a"], model=name)
 
 
-def test_two_clients_get_their_own_results(app_server: Served, segment_call: Callable[..., Any], scenes: dict[str, Path]) -> None:
+def test_two_clients_get_their_own_results(
+    app_server: Served, segment_call: Callable[..., Any], scenes: dict[str, Path]
+) -> None:
     results: dict[str, Any] = {}
 
     def go(key: str) -> None:
@@ -67,8 +84,13 @@ def test_auth_keeps_strangers_out(models_dir: Path, tmp_path: Path) -> None:
     from geoseg.app import AppConfig
     from tests.app.conftest import free_port, serve
 
-    config = AppConfig(models_dir=models_dir, include_bundled=False, port=free_port(), auth=(("alice", "s3cret"),),
-                       workdir=tmp_path)
+    config = AppConfig(
+        models_dir=models_dir,
+        include_bundled=False,
+        port=free_port(),
+        auth=(("alice", "s3cret"),),
+        workdir=tmp_path,
+    )
     served = serve(config)
     try:
         assert requests.get(f"{served.url}config", timeout=30).status_code in (401, 403)

@@ -19,7 +19,9 @@ from geoseg.errors import ConfigError, ModelError, RasterOpenError, UploadError
 from tests.conftest import write_raster
 
 
-def test_catalog_offers_only_checkpoints_directly_in_the_folder(models_dir: Path, tmp_path: Path) -> None:
+def test_catalog_offers_only_checkpoints_directly_in_the_folder(
+    models_dir: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes((models_dir / "tiny.safetensors").read_bytes())
     link = models_dir / "link.safetensors"
@@ -70,10 +72,14 @@ def test_uploads_get_fixed_names_and_size_checks(tmp_path: Path) -> None:
 def test_only_plain_image_formats_are_read(tmp_path: Path) -> None:
     vrt = tmp_path / "x.vrt"
     write_raster(tmp_path / "r.tif", np.ones((1, 4, 4), np.uint8))
-    vrt.write_text('<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Byte" band="1">'
-                   f'<SimpleSource><SourceFilename>{tmp_path / "r.tif"}</SourceFilename></SimpleSource>'
-                   "</VRTRasterBand></VRTDataset>")
-    with pytest.raises(UploadError, match="expected a GeoTIFF/COG, JPEG or PNG image, found a VRT file"):
+    vrt.write_text(
+        '<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Byte" band="1">'
+        f"<SimpleSource><SourceFilename>{tmp_path / 'r.tif'}</SourceFilename></SimpleSource>"
+        "</VRTRasterBand></VRTDataset>"
+    )
+    with pytest.raises(
+        UploadError, match="expected a GeoTIFF/COG, JPEG or PNG image, found a VRT file"
+    ):
         check_raster_kind(vrt, "x.vrt")
     assert check_raster_kind(tmp_path / "r.tif", "r.tif") == "GTiff"
     (tmp_path / "t.txt").write_text("hello")
@@ -81,7 +87,16 @@ def test_only_plain_image_formats_are_read(tmp_path: Path) -> None:
         check_raster_kind(tmp_path / "t.txt", "t.txt")
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "/vsicurl/http://x/a.tif", "ftp://host/a.tif", "http://", "s3://b/k.tif"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "/vsicurl/http://x/a.tif",
+        "ftp://host/a.tif",
+        "http://",
+        "s3://b/k.tif",
+    ],
+)
 def test_only_http_urls(url: str) -> None:
     with pytest.raises(UploadError, match="expected an http:// or https:// URL"):
         check_url(url)
@@ -105,12 +120,20 @@ def test_class_areas_in_metres_and_geodesic(tmp_path: Path) -> None:
     ids[0, :4] = 1
     ids[0, 9, 9] = 255
     table = ClassTable.from_names(["land", "water"])
-    utm = write_raster(tmp_path / "utm.tif", ids, nodata=255, transform=Affine(2, 0, 500000, 0, -2, 5700000))
+    utm = write_raster(
+        tmp_path / "utm.tif", ids, nodata=255, transform=Affine(2, 0, 500000, 0, -2, 5700000)
+    )
     areas = class_areas(utm, table)
     assert [a.pixels for a in areas] == [59, 40]
     assert areas[1].m2 == pytest.approx(160.0) and areas[1].ha == pytest.approx(0.016)
     assert areas[1].share == pytest.approx(40 / 99)
-    geo = write_raster(tmp_path / "geo.tif", ids, nodata=255, crs="EPSG:4326", transform=Affine(1e-4, 0, 4.35, 0, -1e-4, 51.87))
+    geo = write_raster(
+        tmp_path / "geo.tif",
+        ids,
+        nodata=255,
+        crs="EPSG:4326",
+        transform=Affine(1e-4, 0, 4.35, 0, -1e-4, 51.87),
+    )
     water = class_areas(geo, table)[1].m2
     assert water == pytest.approx(40 * 11.13 * 6.88, rel=0.01)  # ~11.1 m by ~6.9 m pixels at 51.9°N
     bare = write_raster(tmp_path / "bare.tif", ids, crs=None, transform=None)
@@ -122,10 +145,24 @@ def test_map_and_legend(tmp_path: Path) -> None:
     fp = footprint_of(ras)
     assert fp is not None
     west, south, east, north = fp.bounds
-    assert 2.9 < west < east < 3.1 and 51.4 < south < north < 51.5  # EPSG:32631 at 500 km E, 5700 km N
+    assert (
+        2.9 < west < east < 3.1 and 51.4 < south < north < 51.5
+    )  # EPSG:32631 at 500 km E, 5700 km N
     svg = map_svg(fp, b"\x89PNG")
-    assert svg.startswith('<svg id="geoseg-map"') and "°N" in svg and "°E" in svg and "data:image/png;base64" in svg
-    assert footprint_of(write_raster(tmp_path / "n.tif", np.zeros((1, 4, 4), np.uint8), crs=None, transform=None)) is None
+    assert (
+        svg.startswith('<svg id="geoseg-map"')
+        and "°N" in svg
+        and "°E" in svg
+        and "data:image/png;base64" in svg
+    )
+    assert (
+        footprint_of(
+            write_raster(
+                tmp_path / "n.tif", np.zeros((1, 4, 4), np.uint8), crs=None, transform=None
+            )
+        )
+        is None
+    )
     assert "cannot be placed on a map" in map_svg(None)
     html = legend_html(class_areas(ras, ClassTable.from_names(["a<b", "c"])))
     assert "a&lt;b" in html and "100.0%" in html
@@ -137,7 +174,11 @@ def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
     import sys
 
     code = "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' '.join(sys.modules))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert "torch" not in loaded and "gradio" not in loaded
 
 
@@ -171,10 +212,19 @@ def test_catalog_offers_exported_onnx_models(models_dir: Path, tmp_path: Path) -
     assert entry.config.classes.names == ["background", "building", "road"]
     loaded = catalog.load("tiny.onnx")
     assert getattr(loaded.model, "runs_outside_torch", False)
-    scene = write_raster(tmp_path / "scene.tif", np.random.default_rng(0).integers(0, 255, (3, 96, 96)).astype(np.uint8),
-                         transform=Affine(0.5, 0, 0, 0, -0.5, 0), crs="EPSG:32631")
+    scene = write_raster(
+        tmp_path / "scene.tif",
+        np.random.default_rng(0).integers(0, 255, (3, 96, 96)).astype(np.uint8),
+        transform=Affine(0.5, 0, 0, 0, -0.5, 0),
+        crs="EPSG:32631",
+    )
     a = predict_raster(scene, tmp_path / "a.tif", loaded, PredictOptions(device="cpu"))
-    b = predict_raster(scene, tmp_path / "b.tif", models_dir / "tiny.safetensors", PredictOptions(device="cpu", precision="fp32"))
+    b = predict_raster(
+        scene,
+        tmp_path / "b.tif",
+        models_dir / "tiny.safetensors",
+        PredictOptions(device="cpu", precision="fp32"),
+    )
     import rasterio
 
     with rasterio.open(a.mask) as x, rasterio.open(b.mask) as y:

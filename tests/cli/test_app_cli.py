@@ -18,7 +18,9 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     import geoseg.app.ui as ui
 
     calls: list[Any] = []
-    monkeypatch.setattr(ui, "launch_app", lambda config: (ui.warn_if_exposed(config), calls.append(config)))
+    monkeypatch.setattr(
+        ui, "launch_app", lambda config: (ui.warn_if_exposed(config), calls.append(config))
+    )
     return calls
 
 
@@ -26,31 +28,66 @@ def test_defaults_bind_loopback(launched: list[Any]) -> None:
     result = CliRunner().invoke(cli, ["app"])
     assert result.exit_code == 0, result.output
     config = launched[0]
-    assert (config.host, config.port, config.max_size_mb, config.concurrency, config.auth) == ("127.0.0.1", 7860, 200.0, 1, ())
+    assert (config.host, config.port, config.max_size_mb, config.concurrency, config.auth) == (
+        "127.0.0.1",
+        7860,
+        200.0,
+        1,
+        (),
+    )
     assert "Warning" not in result.output
 
 
 def test_options_reach_the_config(launched: list[Any], tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["app", "--models", str(tmp_path), "--max-size-mb", "5", "--concurrency", "2",
-                                      "--auth", "alice:secret", "--host", "0.0.0.0", "--no-urls", "--keep-minutes", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "app",
+            "--models",
+            str(tmp_path),
+            "--max-size-mb",
+            "5",
+            "--concurrency",
+            "2",
+            "--auth",
+            "alice:secret",
+            "--host",
+            "0.0.0.0",
+            "--no-urls",
+            "--keep-minutes",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = launched[0]
-    assert config.models_dir == tmp_path.resolve() and config.max_bytes == 5_000_000 and config.concurrency == 2
-    assert config.auth == (("alice", "secret"),) and not config.allow_urls and config.keep_minutes == 1
+    assert (
+        config.models_dir == tmp_path.resolve()
+        and config.max_bytes == 5_000_000
+        and config.concurrency == 2
+    )
+    assert (
+        config.auth == (("alice", "secret"),) and not config.allow_urls and config.keep_minutes == 1
+    )
     assert "Warning" not in result.output  # exposed, but with a login
 
 
 def test_exposed_without_auth_warns(launched: list[Any]) -> None:
     result = CliRunner().invoke(cli, ["app", "--host", "0.0.0.0"])
     assert result.exit_code == 0
-    assert "Warning: the app listens on 0.0.0.0:7860, reachable from other machines, and nobody has to log in" in result.output
+    assert (
+        "Warning: the app listens on 0.0.0.0:7860, reachable from other machines, and nobody has to log in"
+        in result.output
+    )
 
 
 def test_bad_options_are_one_line_errors(launched: list[Any], tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["app", "--auth", "alice"])
     assert r.exit_code == 2 and "expected USER:PASSWORD" in r.output
     r = CliRunner().invoke(cli, ["app", "--models", str(tmp_path / "none")])
-    assert r.exit_code == 1 and "expected a folder of .safetensors checkpoints, found no such folder" in r.output
+    assert (
+        r.exit_code == 1
+        and "expected a folder of .safetensors checkpoints, found no such folder" in r.output
+    )
     assert "Traceback" not in r.output
 
 

@@ -17,12 +17,25 @@ def run(*args: str):
 def test_check_dubai(dubai_root) -> None:
     res = run("dataset", "check", str(dubai_root), "--kind", "dubai")
     assert res.exit_code == 0, res.output
-    assert "6 image(s)" in res.output and "Tile 2: 2" in res.output and "unannotated (ignored)" in res.output
+    assert (
+        "6 image(s)" in res.output
+        and "Tile 2: 2" in res.output
+        and "unannotated (ignored)" in res.output
+    )
     assert "status       OK" in res.output
 
 
 def test_check_spacenet6_json(sn6_root) -> None:
-    res = run("dataset", "check", str(sn6_root), "--kind", "spacenet6", "--product", "SAR-Intensity+PS-RGB", "--json")
+    res = run(
+        "dataset",
+        "check",
+        str(sn6_root),
+        "--kind",
+        "spacenet6",
+        "--product",
+        "SAR-Intensity+PS-RGB",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["images"] == 4 and report["crs"] == {"EPSG:32631": 4}
@@ -44,7 +57,11 @@ def test_geotiff_mismatch_and_unreadable_files(tmp_path, geotiff_pair) -> None:
     shutil.copytree(image.parent.parent, root)
     (root / "images" / "broken.tif").write_bytes(b"not a tiff")
     res = run("dataset", "check", str(root), "--kind", "geotiff")
-    assert res.exit_code == 1 and "broken.tif: cannot read" in res.output and "--on-error skip" in res.output
+    assert (
+        res.exit_code == 1
+        and "broken.tif: cannot read" in res.output
+        and "--on-error skip" in res.output
+    )
     res = run("dataset", "check", str(root), "--kind", "geotiff", "--on-error", "skip")
     assert res.exit_code == 1 and "unreadable" in res.output and "class 0" in res.output
 

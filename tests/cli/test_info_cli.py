@@ -37,7 +37,10 @@ def test_missing_path_is_one_line_without_traceback(tmp_path: Path) -> None:
 
 def test_non_raster_and_directory(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
-    for arg, match in ((tmp_path / "notes.txt", "does not recognise as a raster"), (tmp_path, "is a directory")):
+    for arg, match in (
+        (tmp_path / "notes.txt", "does not recognise as a raster"),
+        (tmp_path, "is a directory"),
+    ):
         result = CliRunner().invoke(cli, ["info", str(arg)])
         assert result.exit_code == 1 and match in result.output
 
@@ -48,6 +51,8 @@ def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def test_gcp_only_raster_is_described_with_a_warning(shared_data: Path) -> None:
-    result = CliRunner().invoke(cli, ["info", str(shared_data / "georust-gdal-fixtures" / "gcp.tif")])
+    result = CliRunner().invoke(
+        cli, ["info", str(shared_data / "georust-gdal-fixtures" / "gcp.tif")]
+    )
     assert result.exit_code == 0
     assert "ground control points only" in result.output

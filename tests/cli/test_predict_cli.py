@@ -17,16 +17,37 @@ SAMPLE = str(REPO / "sample_data" / "rotterdam_ps_rgb.tif")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    cfg = ModelConfig("unet", "resnet18", 3, ClassTable.from_names(["background", "building", "road"]),
-                      band_names=("red", "green", "blue"), tile_size=256, overlap=64,
-                      model_kwargs={"encoder_depth": 3, "decoder_channels": [32, 16, 8]}, output_stride=8)
-    save_checkpoint(build_model("unet", "resnet18", in_channels=3, classes=3, encoder_depth=3, decoder_channels=[32, 16, 8]), cfg, path)
+    cfg = ModelConfig(
+        "unet",
+        "resnet18",
+        3,
+        ClassTable.from_names(["background", "building", "road"]),
+        band_names=("red", "green", "blue"),
+        tile_size=256,
+        overlap=64,
+        model_kwargs={"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+        output_stride=8,
+    )
+    save_checkpoint(
+        build_model(
+            "unet",
+            "resnet18",
+            in_channels=3,
+            classes=3,
+            encoder_depth=3,
+            decoder_channels=[32, 16, 8],
+        ),
+        cfg,
+        path,
+    )
     return path
 
 
 def test_predict_writes_a_styled_cog_on_the_input_grid(checkpoint: Path, tmp_path: Path) -> None:
     dst = tmp_path / "mask.tif"
-    result = CliRunner().invoke(cli, ["predict", SAMPLE, str(dst), "--model", str(checkpoint), "--precision", "fp32"])
+    result = CliRunner().invoke(
+        cli, ["predict", SAMPLE, str(dst), "--model", str(checkpoint), "--precision", "fp32"]
+    )
     assert result.exit_code == 0, result.output
     assert "Mpx/s" in result.output and "tiles run" in result.output
     with rasterio.open(dst) as out, rasterio.open(SAMPLE) as src:
@@ -38,20 +59,57 @@ def test_predict_writes_a_styled_cog_on_the_input_grid(checkpoint: Path, tmp_pat
 
 
 def test_band_mismatch_error(checkpoint: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--bands", "1,2"])
+    result = CliRunner().invoke(
+        cli,
+        ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--bands", "1,2"],
+    )
     assert result.exit_code == 1
-    assert "expects 3 band(s) (red, green, blue) but 2 were selected" in result.output and "--bands 1,2,3" in result.output
+    assert (
+        "expects 3 band(s) (red, green, blue) but 2 were selected" in result.output
+        and "--bands 1,2,3" in result.output
+    )
 
 
 def test_bad_options_are_clean_errors(checkpoint: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    r = runner.invoke(cli, ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--tile-size", "250"])
-    assert r.exit_code == 1 and "not a multiple of the model's output stride 8; use 248 or 256" in r.output
-    r = runner.invoke(cli, ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(tmp_path / "none.safetensors")])
+    r = runner.invoke(
+        cli,
+        [
+            "predict",
+            SAMPLE,
+            str(tmp_path / "m.tif"),
+            "--model",
+            str(checkpoint),
+            "--tile-size",
+            "250",
+        ],
+    )
+    assert (
+        r.exit_code == 1
+        and "not a multiple of the model's output stride 8; use 248 or 256" in r.output
+    )
+    r = runner.invoke(
+        cli,
+        ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(tmp_path / "none.safetensors")],
+    )
     assert r.exit_code == 1 and "no such checkpoint" in r.output
-    r = runner.invoke(cli, ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--device", "cuda"])
+    r = runner.invoke(
+        cli,
+        [
+            "predict",
+            SAMPLE,
+            str(tmp_path / "m.tif"),
+            "--model",
+            str(checkpoint),
+            "--device",
+            "cuda",
+        ],
+    )
     assert r.exit_code == 1 and ("no CUDA GPU" in r.output or r.exit_code == 0)
-    r = runner.invoke(cli, ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--bands", "a,b"])
+    r = runner.invoke(
+        cli,
+        ["predict", SAMPLE, str(tmp_path / "m.tif"), "--model", str(checkpoint), "--bands", "a,b"],
+    )
     assert r.exit_code == 2 and "comma-separated band numbers" in r.output
     assert "Traceback" not in r.output
 

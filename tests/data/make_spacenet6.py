@@ -28,10 +28,22 @@ TILES = {
 SIZE, RES = 120, 0.5
 
 
-def _write(path: Path, data: np.ndarray, transform: rasterio.Affine, nodata: float | None = None) -> None:
+def _write(
+    path: Path, data: np.ndarray, transform: rasterio.Affine, nodata: float | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype, crs="EPSG:32631", transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32631",
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
 
 
@@ -63,20 +75,39 @@ def make_spacenet6(root: str | Path, *, seed: int = 0) -> Path:
         rgbn = (rgb.astype(np.uint16) * 8)[[0, 1, 2, 2]]
         _write(aoi / "PS-RGBNIR" / f"{stem.format('PS-RGBNIR')}.tif", rgbn, transform)
         ms = rgbn[:, ::4, ::4].copy()
-        _write(aoi / "RGBNIR" / f"{stem.format('RGBNIR')}.tif", ms, from_origin(x0, y0, RES * 4, RES * 4))
+        _write(
+            aoi / "RGBNIR" / f"{stem.format('RGBNIR')}.tif",
+            ms,
+            from_origin(x0, y0, RES * 4, RES * 4),
+        )
         _write(aoi / "PAN" / f"{stem.format('PAN')}.tif", rgbn[:1].copy(), transform)
         features = []
         for i, (r0, c0, r1, c1) in enumerate(rects):
-            ring = [transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0))]
+            ring = [
+                transform * (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0))
+            ]
             lonlat = [list(to_lonlat.transform(x, y)) for x, y in ring]
-            features.append({"type": "Feature", "properties": {"TileBuildingId": i, "Polygon_Area": 0.0},
-                             "geometry": {"type": "Polygon", "coordinates": [lonlat]}})
-        gj = aoi / "geojson_buildings" / f"SN6_Train_AOI_11_Rotterdam_Buildings_{strip}_tile_{tile}.geojson"
+            features.append(
+                {
+                    "type": "Feature",
+                    "properties": {"TileBuildingId": i, "Polygon_Area": 0.0},
+                    "geometry": {"type": "Polygon", "coordinates": [lonlat]},
+                }
+            )
+        gj = (
+            aoi
+            / "geojson_buildings"
+            / f"SN6_Train_AOI_11_Rotterdam_Buildings_{strip}_tile_{tile}.geojson"
+        )
         gj.parent.mkdir(parents=True, exist_ok=True)
-        gj.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+        gj.write_text(
+            json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8"
+        )
     summary = aoi / "SummaryData"
     summary.mkdir(parents=True, exist_ok=True)
-    (summary / "SAR_orientations.txt").write_text("".join(f"{s} {o}\n" for s, o in STRIPS.items()), encoding="utf-8")
+    (summary / "SAR_orientations.txt").write_text(
+        "".join(f"{s} {o}\n" for s, o in STRIPS.items()), encoding="utf-8"
+    )
     return aoi
 
 

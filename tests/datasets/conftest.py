@@ -13,7 +13,14 @@ from tests.conftest import write_raster
 from tests.data.make_spacenet6 import make_spacenet6
 
 # mask colours of the real dataset, in class-id order, then unlabeled
-COLOURS = [(0x3C, 0x10, 0x98), (0x84, 0x29, 0xF6), (0x6E, 0xC1, 0xE4), (0xFE, 0xDD, 0x3A), (0xE2, 0xA9, 0x29), (0x9B, 0x9B, 0x9B)]
+COLOURS = [
+    (0x3C, 0x10, 0x98),
+    (0x84, 0x29, 0xF6),
+    (0x6E, 0xC1, 0xE4),
+    (0xFE, 0xDD, 0x3A),
+    (0xE2, 0xA9, 0x29),
+    (0x9B, 0x9B, 0x9B),
+]
 
 
 def dubai_labels(rows: int, cols: int, seed: int) -> np.ndarray:
@@ -25,7 +32,12 @@ def dubai_labels(rows: int, cols: int, seed: int) -> np.ndarray:
     return ids
 
 
-def write_dubai(root: Path, tiles: tuple[int, ...] = (1, 2, 3), parts: int = 2, size: tuple[int, int] = (96, 112)) -> Path:
+def write_dubai(
+    root: Path,
+    tiles: tuple[int, ...] = (1, 2, 3),
+    parts: int = 2,
+    size: tuple[int, int] = (96, 112),
+) -> Path:
     """The Dubai layout: 'Tile N/images/*.jpg', 'Tile N/masks/*.png'; Tile 2 masks are palette PNGs."""
     base = root / "Semantic segmentation dataset"
     for t in tiles:
@@ -37,7 +49,9 @@ def write_dubai(root: Path, tiles: tuple[int, ...] = (1, 2, 3), parts: int = 2, 
             image = (rgb // 2 + 40).astype(np.uint8)
             (base / f"Tile {t}" / "images").mkdir(parents=True, exist_ok=True)
             (base / f"Tile {t}" / "masks").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(base / f"Tile {t}" / "images" / f"image_part_{k:03d}.jpg", quality=95)
+            Image.fromarray(image).save(
+                base / f"Tile {t}" / "images" / f"image_part_{k:03d}.jpg", quality=95
+            )
             mask = Image.fromarray(rgb)
             if t == 2:
                 mask = mask.quantize(colors=8, method=Image.Quantize.MAXCOVERAGE)

@@ -17,22 +17,34 @@ FIXED = {"hflip": False, "vflip": False, "rot90": False}
 def blocks(rows: int = 256, cols: int = 256) -> Scene:
     """Classes in 16-px blocks; the image's first band is 40 times the class id, so pixels name their label."""
     ids = (np.arange(rows)[:, None] // 16 + np.arange(cols)[None, :] // 16) % 5
-    image = np.stack([ids * 40, np.full_like(ids, 100), np.arange(cols)[None, :].repeat(rows, 0) % 256]).astype(np.uint8)
+    image = np.stack(
+        [ids * 40, np.full_like(ids, 100), np.arange(cols)[None, :].repeat(rows, 0) % 256]
+    ).astype(np.uint8)
     return Scene(image=image, mask=ids.astype(np.uint8))
 
 
 def test_scale_jitter_keeps_labels_on_their_pixels() -> None:
-    ds = PatchDataset([blocks()], num_classes=5, normalization=Normalization(kind="none"),
-                      augment=Augment(scale=(0.5, 2.0), **FIXED), seed=0)
+    ds = PatchDataset(
+        [blocks()],
+        num_classes=5,
+        normalization=Normalization(kind="none"),
+        augment=Augment(scale=(0.5, 2.0), **FIXED),
+        seed=0,
+    )
     for row, col in [(64, 64), (0, 0), (200, 200)]:
         got = ds[Patch(0, min(row, 256 - 48), min(col, 256 - 48), 48)]
         image, mask = got["image"].numpy(), got["mask"].numpy()
         assert image.shape == (3, 48, 48) and mask.shape == (48, 48)
         assert set(np.unique(mask)) <= set(range(5))
         named = np.rint(image[0] / 40.0)  # the label each pixel's value names
-        agree = {(dy, dx): float((np.roll(named, (dy, dx), axis=(0, 1)) == mask)[4:-4, 4:-4].mean())
-                 for dy in (-2, -1, 0, 1, 2) for dx in (-2, -1, 0, 1, 2)}
-        assert agree[0, 0] > 0.7 and agree[0, 0] == max(agree.values())  # aligned, off only on block edges
+        agree = {
+            (dy, dx): float((np.roll(named, (dy, dx), axis=(0, 1)) == mask)[4:-4, 4:-4].mean())
+            for dy in (-2, -1, 0, 1, 2)
+            for dx in (-2, -1, 0, 1, 2)
+        }
+        assert agree[0, 0] > 0.7 and agree[0, 0] == max(
+            agree.values()
+        )  # aligned, off only on block edges
 
 
 def test_scale_jitter_changes_the_ground_footprint() -> None:
@@ -40,8 +52,13 @@ def test_scale_jitter_changes_the_ground_footprint() -> None:
     s = blocks()
     spans = []
     for seed in range(12):
-        ds = PatchDataset([s], num_classes=5, normalization=Normalization(kind="none"),
-                          augment=Augment(scale=(0.5, 2.0), **FIXED), seed=seed)
+        ds = PatchDataset(
+            [s],
+            num_classes=5,
+            normalization=Normalization(kind="none"),
+            augment=Augment(scale=(0.5, 2.0), **FIXED),
+            seed=seed,
+        )
         cols = ds[Patch(0, 100, 100, 48)]["image"].numpy()[2]
         spans.append(float(cols.max() - cols.min()))
     assert min(spans) < 35 and max(spans) > 60  # 0.5x: ~24 columns, 2x: ~96 of the 48 shown
@@ -49,18 +66,29 @@ def test_scale_jitter_changes_the_ground_footprint() -> None:
 
 def test_resize_sample_uses_nearest_for_masks() -> None:
     mask = np.array([[0, 1], [2, IGNORE_INDEX]], np.uint8)
-    out = resize_sample({"image": np.zeros((1, 2, 2), np.uint8), "mask": mask, "valid": mask > 0}, 4)
+    out = resize_sample(
+        {"image": np.zeros((1, 2, 2), np.uint8), "mask": mask, "valid": mask > 0}, 4
+    )
     assert out["mask"].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255], [2, 2, 255, 255]]
-    assert out["valid"].dtype == bool and out["image"].dtype == np.uint8 and out["image"].shape == (1, 4, 4)
+    assert (
+        out["valid"].dtype == bool
+        and out["image"].dtype == np.uint8
+        and out["image"].shape == (1, 4, 4)
+    )
 
 
 def test_photometric_ops_do_what_they_say() -> None:
     rng = np.random.default_rng(0)
     image = rng.normal(size=(3, 64, 64)).astype(np.float32)
     hazy = Augment(haze=1.0).photometric(image.copy(), np.random.default_rng(1))
-    assert hazy.std() < image.std() and hazy.mean() > image.mean()  # a bright veil flattens contrast
+    assert (
+        hazy.std() < image.std() and hazy.mean() > image.mean()
+    )  # a bright veil flattens contrast
     blurred = gaussian_blur(image, 1.5)
-    assert blurred.shape == image.shape and np.abs(np.diff(blurred, axis=2)).mean() < 0.5 * np.abs(np.diff(image, axis=2)).mean()
+    assert (
+        blurred.shape == image.shape
+        and np.abs(np.diff(blurred, axis=2)).mean() < 0.5 * np.abs(np.diff(image, axis=2)).mean()
+    )
     flat = Augment(saturation=1.0).photometric(image.copy(), np.random.default_rng(2))
     spread = np.abs(flat - flat.mean(0)).mean() / np.abs(image - image.mean(0)).mean()
     assert spread != pytest.approx(1.0)

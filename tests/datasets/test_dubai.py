@@ -27,7 +27,9 @@ def test_rgb_and_palette_masks_decode_alike(dubai_root) -> None:
         with Image.open(it.mask) as im:
             got = decode_mask(np.asarray(im.convert("RGB")), keep_unlabeled=True)
         k = int(it.image.stem[-3:])
-        assert np.array_equal(got, dubai_labels(96, 112, seed=10 * it.tile + k).astype(np.uint8)), it.mask
+        assert np.array_equal(got, dubai_labels(96, 112, seed=10 * it.tile + k).astype(np.uint8)), (
+            it.mask
+        )
 
 
 def test_scenes_are_identity_referenced(dubai_root) -> None:
@@ -63,6 +65,9 @@ def test_every_real_mask_decodes(shared_data) -> None:
     total = np.zeros(256, np.int64)
     for it in items:
         with Image.open(it.mask) as im:
-            total += np.bincount(decode_mask(np.asarray(im.convert("RGB")), keep_unlabeled=True).ravel(), minlength=256)
+            total += np.bincount(
+                decode_mask(np.asarray(im.convert("RGB")), keep_unlabeled=True).ravel(),
+                minlength=256,
+            )
     assert total[:6].tolist() == [13177546, 51850363, 9261912, 10206379, 13482196, 501691]
     assert total[IGNORE_INDEX] == 552156  # black, unannotated

@@ -18,7 +18,9 @@ from tests.conftest import write_raster
 def half_empty(tmp_path):
     data = np.full((3, 256, 256), 100, np.uint8)
     data[:, :, :128] = 0  # the left half has no data
-    return write_raster(tmp_path / "img.tif", data, transform=Affine(1, 0, 1000, 0, -1, 2000), nodata=0)
+    return write_raster(
+        tmp_path / "img.tif", data, transform=Affine(1, 0, 1000, 0, -1, 2000), nodata=0
+    )
 
 
 def test_random_chips_skip_nodata_and_are_seeded(half_empty) -> None:
@@ -26,7 +28,9 @@ def test_random_chips_skip_nodata_and_are_seeded(half_empty) -> None:
     index = ValidityIndex([str(half_empty)])
 
     def draw() -> list:
-        inner = RandomGeoSampler(ds, size=32, length=10, units=Units.PIXELS, generator=torch.Generator().manual_seed(5))
+        inner = RandomGeoSampler(
+            ds, size=32, length=10, units=Units.PIXELS, generator=torch.Generator().manual_seed(5)
+        )
         return list(NodataFilter(inner, index, max_nodata=0.0, length=25))
 
     a, b = draw(), draw()
@@ -47,6 +51,8 @@ def test_grid_is_filtered(half_empty) -> None:
 def test_impossible_request_is_reported(half_empty) -> None:
     ds = geotiff_dataset([str(half_empty)])
     index = ValidityIndex([str(half_empty)])
-    inner = RandomGeoSampler(ds, size=200, length=5, units=Units.PIXELS, generator=torch.Generator().manual_seed(0))
+    inner = RandomGeoSampler(
+        ds, size=200, length=5, units=Units.PIXELS, generator=torch.Generator().manual_seed(0)
+    )
     with pytest.raises(DatasetError, match="raise max_nodata or use smaller chips"):
         list(NodataFilter(inner, index, max_nodata=0.0, length=3, tries=2))

@@ -49,9 +49,19 @@ def test_labels_in_another_crs_are_aligned_with_a_warning(tmp_path, geotiff_pair
     w, so, e, n = transform_bounds("EPSG:32631", "EPSG:4326", 600000, 5749872, 600128, 5750000)
     dst = np.full((200, 200), 255, np.uint8)
     t4326 = Affine((e - w) / 200, 0, w, 0, -(n - so) / 200, n)
-    reproject(data, dst, src_transform=t, src_crs="EPSG:32631", dst_transform=t4326, dst_crs="EPSG:4326",
-              src_nodata=255, dst_nodata=255)
-    other = write_raster(tmp_path / "labels4326.tif", dst, transform=t4326, crs="EPSG:4326", nodata=255)
+    reproject(
+        data,
+        dst,
+        src_transform=t,
+        src_crs="EPSG:32631",
+        dst_transform=t4326,
+        dst_crs="EPSG:4326",
+        src_nodata=255,
+        dst_nodata=255,
+    )
+    other = write_raster(
+        tmp_path / "labels4326.tif", dst, transform=t4326, crs="EPSG:4326", nodata=255
+    )
     with pytest.warns(AlignmentWarning, match="reprojected"):
         ds = geotiff_dataset([str(image)], [str(other)])
     sample = ds[make_query(600030.0, 5749900.0, 600094.0, 5749964.0, ds.res)]
@@ -64,19 +74,37 @@ def test_labels_in_another_crs_are_aligned_with_a_warning(tmp_path, geotiff_pair
 
 def test_vector_labels_by_class_name(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
-    poly = {"type": "Polygon", "coordinates": [[[600020, 5749980], [600060, 5749980], [600060, 5749940], [600020, 5749940], [600020, 5749980]]]}
-    fc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}},
-          "features": [{"type": "Feature", "properties": {"class": "building"}, "geometry": poly}]}
+    poly = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [600020, 5749980],
+                [600060, 5749980],
+                [600060, 5749940],
+                [600020, 5749940],
+                [600020, 5749980],
+            ]
+        ],
+    }
+    fc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}},
+        "features": [{"type": "Feature", "properties": {"class": "building"}, "geometry": poly}],
+    }
     path = tmp_path / "buildings.geojson"
     path.write_text(json.dumps(fc))
-    ds = geotiff_dataset([str(image)], [str(path)], label_attribute="class", classes=["background", "building"])
+    ds = geotiff_dataset(
+        [str(image)], [str(path)], label_attribute="class", classes=["background", "building"]
+    )
     sample = ds[make_query(600000.0, 5749872.0, 600128.0, 5750000.0, ds.res)]
     mask = sample_mask(sample).numpy()
     assert mask.sum() == 40 * 40
     assert mask[30, 30] == 1 and mask[0, 0] == 0
     fc["features"][0]["properties"]["class"] = "tree"
     path.write_text(json.dumps(fc))
-    ds = geotiff_dataset([str(image)], [str(path)], label_attribute="class", classes=["background", "building"])
+    ds = geotiff_dataset(
+        [str(image)], [str(path)], label_attribute="class", classes=["background", "building"]
+    )
     with pytest.raises(DatasetError, match="'tree', which is not in the class list"):
         ds[make_query(600000.0, 5749872.0, 600128.0, 5750000.0, ds.res)]
 
@@ -85,7 +113,9 @@ def test_nodata_becomes_invalid_and_ignored(geotiff_pair) -> None:
     image, labels = geotiff_pair
     ds = geotiff_dataset([str(image)], [str(labels)])
     raw = ds[make_query(600000.0, 5749900.0, 600032.0, 5749932.0, ds.res)]
-    out = to_training_sample(raw, normalization=Normalization(kind="scale"), num_classes=3, nodata=0)
+    out = to_training_sample(
+        raw, normalization=Normalization(kind="scale"), num_classes=3, nodata=0
+    )
     assert not out["valid"][:, :10].any() and out["valid"][:, 10:].all()
     assert (out["mask"][:, :10] == IGNORE_INDEX).all()
     assert (out["image"][:, :, :10] == 0).all()
@@ -106,7 +136,9 @@ def test_clear_errors(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
     with pytest.raises(DatasetError, match="no image file matches"):
         geotiff_dataset(str(tmp_path / "nothing" / "*.tif"))
-    far = write_raster(tmp_path / "far.tif", np.zeros((10, 10), np.uint8), transform=Affine(1, 0, 0, 0, -1, 10))
+    far = write_raster(
+        tmp_path / "far.tif", np.zeros((10, 10), np.uint8), transform=Affine(1, 0, 0, 0, -1, 10)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)
         with pytest.raises(DatasetError, match="do not overlap"):

@@ -34,9 +34,18 @@ def _find(source: DataSource) -> list[Path]:
 
 
 def _scene(path: Path, source: DataSource) -> Scene:
-    with rasterio.open(path) as src, rasterio.open(path.with_name(path.name.replace("img_", "lab_"))) as lab:
-        return Scene(image=src.read(), mask=lab.read(1), name=str(path), group=path.stem, transform=src.transform,
-                     crs=src.crs.to_string())
+    with (
+        rasterio.open(path) as src,
+        rasterio.open(path.with_name(path.name.replace("img_", "lab_"))) as lab,
+    ):
+        return Scene(
+            image=src.read(),
+            mask=lab.read(1),
+            name=str(path),
+            group=path.stem,
+            transform=src.transform,
+            crs=src.crs.to_string(),
+        )
 
 
 @pytest.fixture
@@ -47,13 +56,17 @@ def squares(tmp_path: Path) -> Iterator[Path]:
     rng = np.random.default_rng(0)
     for i in range(4):
         labels = np.zeros((64, 64), np.uint8)
-        labels[16:48, 8 + 4 * i:40 + 4 * i] = 1
+        labels[16:48, 8 + 4 * i : 40 + 4 * i] = 1
         labels[:2, :2] = IGNORE_INDEX
         image = (rng.integers(0, 40, (3, 64, 64)) + 180 * labels.clip(0, 1)).astype(np.uint8)
         transform = Affine(1.0, 0, 500_000 + 100 * i, 0, -1.0, 5_700_000)
         write_raster(root / f"img_{i}.tif", image, transform=transform)
         write_raster(root / f"lab_{i}.tif", labels[None], transform=transform)
-    register_dataset_kind(DatasetKind(KIND, find=_find, scene=_scene, classes=ClassTable.from_names(["background", "square"])))
+    register_dataset_kind(
+        DatasetKind(
+            KIND, find=_find, scene=_scene, classes=ClassTable.from_names(["background", "square"])
+        )
+    )
     yield root
     DATASET_KINDS.pop(KIND, None)
 
@@ -73,7 +86,10 @@ def test_registered_kind_is_checked_by_the_cli(squares: Path) -> None:
 def test_unknown_kind_lists_the_registered_ones(squares: Path) -> None:
     from geoseg.training.config import load_config
 
-    with pytest.raises(ConfigError, match=rf"data.kind: 'nope' is not allowed; expected one of dubai, geotiff, spacenet6, {KIND}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"data.kind: 'nope' is not allowed; expected one of dubai, geotiff, spacenet6, {KIND}",
+    ):
         load_config(None, ["data.kind=nope"])
     assert load_config(None, [f"data.kind={KIND}"]).data.kind == KIND
     res = CliRunner().invoke(cli, ["dataset", "check", str(squares), "--kind", "nope"])
@@ -103,14 +119,34 @@ def test_registered_kind_trains_and_evaluates(tmp_path: Path, squares: Path) -> 
     from geoseg.models import read_config
     from geoseg.training import load_config, train
 
-    cfg = load_config(None, [f"data.kind={KIND}", f"data.root={squares}", "data.split={val: 0.25, test: 0.25}",
-                             "data.patch_size=32", "data.samples_per_epoch=4", "epochs=1", "batch_size=2",
-                             "model.encoder=resnet18", "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
-                             "logger=[csv]", f"output={tmp_path / 'run'}", "tile_size=64", "overlap=16"])
+    cfg = load_config(
+        None,
+        [
+            f"data.kind={KIND}",
+            f"data.root={squares}",
+            "data.split={val: 0.25, test: 0.25}",
+            "data.patch_size=32",
+            "data.samples_per_epoch=4",
+            "epochs=1",
+            "batch_size=2",
+            "model.encoder=resnet18",
+            "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+            "logger=[csv]",
+            f"output={tmp_path / 'run'}",
+            "tile_size=64",
+            "overlap=16",
+        ],
+    )
     run = train(cfg, progress=False)
     config = read_config(run.checkpoint)
-    assert config.classes.names == ["background", "square"] and config.training["data"]["train_scenes"] == 2
+    assert (
+        config.classes.names == ["background", "square"]
+        and config.training["data"]["train_scenes"] == 2
+    )
     pairs = pairs_from_config(cfg, "test")
     assert len(pairs) == 1 and pairs[0].image.endswith(".tif") and pairs[0].labels.shape == (64, 64)
     report = evaluate(run.checkpoint, pairs)
-    assert report.classes == ["background", "square"] and int(report.scores.confusion.sum()) == 64 * 64 - 4
+    assert (
+        report.classes == ["background", "square"]
+        and int(report.scores.confusion.sum()) == 64 * 64 - 4
+    )

@@ -39,7 +39,7 @@ def test_grid_sampler_covers_every_pixel() -> None:
     idx = index_scenes([scene(100, 70)], 2)
     cover = np.zeros((100, 70), int)
     for p in GridSampler(idx, 32, 32):
-        cover[p.row:p.row + 32, p.col:p.col + 32] += 1
+        cover[p.row : p.row + 32, p.col : p.col + 32] += 1
     assert cover.min() >= 1
     assert len(GridSampler(idx, 32, 32, max_nodata=0.0)) < len(GridSampler(idx, 32, 32))
 
@@ -47,7 +47,9 @@ def test_grid_sampler_covers_every_pixel() -> None:
 def test_class_balanced_oversamples_the_rare_class() -> None:
     idx = index_scenes([scene()], 2)
     size = 32
-    hits = lambda ps: np.mean([p.row <= 12 < p.row + size and p.col <= 102 < p.col + size for p in ps])  # noqa: E731
+    hits = lambda ps: np.mean(  # noqa: E731
+        [p.row <= 12 < p.row + size and p.col <= 102 < p.col + size for p in ps]
+    )
     rare_random = hits(list(RandomSampler(idx, size, 400, seed=0)))
     rare_balanced = hits(list(ClassBalancedSampler(idx, size, 400, power=0.0, seed=0)))
     assert rare_balanced > 0.4 > rare_random
@@ -61,7 +63,9 @@ def test_patch_larger_than_scene_is_refused() -> None:
 def test_patch_dataset_augments_image_mask_and_validity_together() -> None:
     s = scene()
     s.mask[:, 80:82] = IGNORE_INDEX
-    ds = PatchDataset([s], num_classes=2, normalization=Normalization(kind="scale"), augment=Augment(), seed=3)
+    ds = PatchDataset(
+        [s], num_classes=2, normalization=Normalization(kind="scale"), augment=Augment(), seed=3
+    )
     plain = PatchDataset([s], num_classes=2, normalization=Normalization(kind="scale"))
     p = Patch(0, 0, 48, 64)
     got, ref = ds[p], plain[p]
@@ -73,7 +77,9 @@ def test_patch_dataset_augments_image_mask_and_validity_together() -> None:
             if np.allclose(cand, got["image"].numpy()):
                 m = np.rot90(ref["mask"].numpy()[:, ::-1] if flip else ref["mask"].numpy(), k)
                 v = np.rot90(ref["valid"].numpy()[:, ::-1] if flip else ref["valid"].numpy(), k)
-                assert np.array_equal(m, got["mask"].numpy()) and np.array_equal(v, got["valid"].numpy())
+                assert np.array_equal(m, got["mask"].numpy()) and np.array_equal(
+                    v, got["valid"].numpy()
+                )
                 break
         else:
             continue
@@ -93,7 +99,9 @@ def test_sar_augmentation_only_flips_left_right() -> None:
         seen.add(out.tobytes())
     assert len(seen) == 2
     img = np.ones((1, 4, 4), np.float32)
-    assert np.array_equal(Augment(brightness=0.5, sar=True).photometric(img.copy(), np.random.default_rng(0)), img)
+    assert np.array_equal(
+        Augment(brightness=0.5, sar=True).photometric(img.copy(), np.random.default_rng(0)), img
+    )
 
 
 def test_streaming_stats_match_numpy() -> None:
@@ -105,7 +113,9 @@ def test_streaming_stats_match_numpy() -> None:
         s.update(c, v)
     r = s.result()
     for b in range(2):
-        values = np.concatenate([c[b][v] for c, v in zip(chips, valid, strict=True)]).astype(np.float64)
+        values = np.concatenate([c[b][v] for c, v in zip(chips, valid, strict=True)]).astype(
+            np.float64
+        )
         assert r.count[b] == values.size
         assert r.mean[b] == pytest.approx(values.mean())
         assert r.std[b] == pytest.approx(values.std())

@@ -19,7 +19,10 @@ from geoseg.errors import DatasetError
 def test_fixture_has_the_official_names_and_types(sn6_root) -> None:
     aoi = sn6_root / "AOI_11_Rotterdam"
     sar = sorted((aoi / "SAR-Intensity").glob("*.tif"))
-    assert sar[0].name == "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_20190804111224_20190804111453_tile_1.tif"
+    assert (
+        sar[0].name
+        == "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_20190804111224_20190804111453_tile_1.tif"
+    )
     with rasterio.open(sar[0]) as src:
         assert (src.count, src.dtypes[0], src.crs.to_epsg()) == (4, "float32", 32631)
     with rasterio.open(next((aoi / "PS-RGB").glob("*.tif"))) as src:

@@ -22,8 +22,15 @@ EXPECTED = Affine(0.5, 0, 100.0, 0, -0.5, 202.0)
 
 
 def test_08_slices_with_crs() -> None:
-    sample = {"crs": CRS.from_epsg(32631), "bounds": (slice(100.0, 104.0, 0.5), slice(200.0, 202.0, 0.5), slice(pd.Timestamp.min, pd.Timestamp.max)),
-              "image": IMAGE}
+    sample = {
+        "crs": CRS.from_epsg(32631),
+        "bounds": (
+            slice(100.0, 104.0, 0.5),
+            slice(200.0, 202.0, 0.5),
+            slice(pd.Timestamp.min, pd.Timestamp.max),
+        ),
+        "image": IMAGE,
+    }
     geo = sample_geo(sample)
     assert geo.crs == CRS.from_epsg(32631)
     assert geo.transform.almost_equals(EXPECTED)
@@ -34,8 +41,11 @@ def test_010_transform_tensor_and_no_crs() -> None:
     class Dataset:
         crs = CRS.from_epsg(32631)
 
-    sample = {"transform": torch.tensor([0.5, 0, 100.0, 0, -0.5, 202.0]), "bounds": torch.tensor([100.0, 104.0, 200.0, 202.0, 0, 1]),
-              "image": IMAGE}
+    sample = {
+        "transform": torch.tensor([0.5, 0, 100.0, 0, -0.5, 202.0]),
+        "bounds": torch.tensor([100.0, 104.0, 200.0, 202.0, 0, 1]),
+        "image": IMAGE,
+    }
     geo = sample_geo(sample, Dataset())
     assert geo.crs == CRS.from_epsg(32631)
     assert geo.transform.almost_equals(EXPECTED)

@@ -14,7 +14,9 @@ from geoseg.models.checkpoint import LoadedModel
 from tests.conftest import write_raster
 from tests.inference.conftest import config_for, conv3_model
 
-distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (pip install 'geoseg[distributed]')")
+distributed = pytest.importorskip(
+    "distributed", reason="Dask is an optional extra (pip install 'geoseg[distributed]')"
+)
 
 
 def textured(rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -35,13 +37,17 @@ def rasters(tmp_path: Path) -> list[Path]:
     folder = tmp_path / "in"
     folder.mkdir()
     shapes = [(150, 170), (97, 131), (200, 90)]
-    return [write_raster(folder / f"scene{i}.tif", textured(*s, seed=i)) for i, s in enumerate(shapes)]
+    return [
+        write_raster(folder / f"scene{i}.tif", textured(*s, seed=i)) for i, s in enumerate(shapes)
+    ]
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """Two single-threaded workers in this process (fast to start); process workers where a test needs them."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    )
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()

@@ -24,7 +24,9 @@ from tests.distributed.conftest import read, textured
 from tests.vectorize.conftest import normalized
 from tests.vectorize.conftest import read as read_polygons
 
-moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (in the dev extra)")
+moto_server = pytest.importorskip(
+    "moto.server", reason="the S3 tests need moto[server] (in the dev extra)"
+)
 boto3 = pytest.importorskip("boto3", reason="writing to s3:// needs boto3 (the s3 extra)")
 
 OPTS = PredictOptions(device="cpu", precision="fp32", workers=1)
@@ -37,9 +39,17 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_S3_ENDPOINT": f"{host}:{port}",
-                       "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_S3_ENDPOINT": f"{host}:{port}",
+        "AWS_HTTPS": "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     name = f"geoseg-{uuid.uuid4().hex[:12]}"  # GDAL caches by path: a new name per test
@@ -56,34 +66,59 @@ def _cog(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_read_a_cog_from_the_bucket_predict_and_write_mask_and_polygons_back(bucket: tuple[str, Any], tmp_path: Path,
-                                                                           tiny_model: LoadedModel) -> None:
+def test_read_a_cog_from_the_bucket_predict_and_write_mask_and_polygons_back(
+    bucket: tuple[str, Any], tmp_path: Path, tiny_model: LoadedModel
+) -> None:
     name, s3 = bucket
     local = _cog(write_raster(tmp_path / "plain.tif", textured(150, 170)), tmp_path / "scene.tif")
     s3.upload_file(str(local), name, "in/scene.tif")
-    res = predict_many([f"s3://{name}/in/*.tif"], f"s3://{name}/out/", tiny_model, OPTS, confidence=True, vector=".gpkg")
+    res = predict_many(
+        [f"s3://{name}/in/*.tif"],
+        f"s3://{name}/out/",
+        tiny_model,
+        OPTS,
+        confidence=True,
+        vector=".gpkg",
+    )
     assert res.predicted == 1 and res.done[0].outputs.mask == f"s3://{name}/out/scene_classes.tif"
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]}
-    assert keys == {"out/scene_classes.tif", "out/scene_classes.tif.aux.xml", "out/scene_classes.qml", "out/scene_confidence.tif",
-                    "out/scene_polygons.gpkg"}
+    assert keys == {
+        "out/scene_classes.tif",
+        "out/scene_classes.tif.aux.xml",
+        "out/scene_classes.qml",
+        "out/scene_confidence.tif",
+        "out/scene_polygons.gpkg",
+    }
     # the same run on local disk gives the same mask, confidence and polygons
     predict_raster(local, tmp_path / "m.tif", tiny_model, OPTS, confidence=tmp_path / "c.tif")
-    vectorize_raster(tmp_path / "m.tif", tmp_path / "v.gpkg", confidence=tmp_path / "c.tif", workers=0)
-    with rasterio.open(f"/vsis3/{name}/out/scene_classes.tif") as ds:  # GDAL reads it back from the bucket
+    vectorize_raster(
+        tmp_path / "m.tif", tmp_path / "v.gpkg", confidence=tmp_path / "c.tif", workers=0
+    )
+    with rasterio.open(
+        f"/vsis3/{name}/out/scene_classes.tif"
+    ) as ds:  # GDAL reads it back from the bucket
         assert ds.crs.to_epsg() == 32631 and ds.tags()["GEOSEG_MODEL"] == "test-none"
         np.testing.assert_array_equal(ds.read(), read(tmp_path / "m.tif"))
     s3.download_file(name, "out/scene_polygons.gpkg", str(tmp_path / "back.gpkg"))
     a, b = read_polygons(tmp_path / "v.gpkg"), read_polygons(tmp_path / "back.gpkg")
     assert len(a) == len(b) > 0 and normalized(a.geometry.values) == normalized(b.geometry.values)
     # resumable: the outputs are found in the bucket
-    again = predict_many([f"s3://{name}/in/scene.tif"], f"s3://{name}/out", tiny_model, OPTS, confidence=True, vector=".gpkg")
+    again = predict_many(
+        [f"s3://{name}/in/scene.tif"],
+        f"s3://{name}/out",
+        tiny_model,
+        OPTS,
+        confidence=True,
+        vector=".gpkg",
+    )
     assert again.skipped == 1
     with pytest.raises(OutputExistsError, match="already exists"):
         storage.check_output(f"s3://{name}/out/scene_classes.tif", overwrite=False)
 
 
-def test_an_interrupted_run_leaves_no_object_under_the_final_key(bucket: tuple[str, Any], tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_run_leaves_no_object_under_the_final_key(
+    bucket: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, s3 = bucket
     url = f"s3://{name}/out/mask.tif"
     # a failure while the output is being built: nothing is uploaded

@@ -34,7 +34,9 @@ def test_error_codes_count_the_confusion_matrix() -> None:
     np.testing.assert_array_equal(wrong, cm - np.diag(np.diag(cm)))
     assert (codes[:5] == 255).all()
     names = {c.id: c.name for c in error_table(config_for(classes=4).classes)}
-    assert names[0] == "correct" and names[1 + 2 * 4 + 3].endswith("-> " + config_for(classes=4).classes.names[3])
+    assert names[0] == "correct" and names[1 + 2 * 4 + 3].endswith(
+        "-> " + config_for(classes=4).classes.names[3]
+    )
 
 
 def test_ece_equals_a_hand_computation() -> None:
@@ -43,13 +45,24 @@ def test_ece_equals_a_hand_computation() -> None:
     bins = CalibrationBins(10)
     bins.add(conf, correct)
     # bins 0: {0.05 wrong}; 1: {0.15 right, 0.15 wrong}; 5: {0.55 right}; 9: {0.95 x3 right, 1 wrong}
-    hand = (1 / 8) * abs(0 - 0.05) + (2 / 8) * abs(0.5 - 0.15) + (1 / 8) * abs(1 - 0.55) + (4 / 8) * abs(0.75 - 0.95)
+    hand = (
+        (1 / 8) * abs(0 - 0.05)
+        + (2 / 8) * abs(0.5 - 0.15)
+        + (1 / 8) * abs(1 - 0.55)
+        + (4 / 8) * abs(0.75 - 0.95)
+    )
     assert bins.ece == pytest.approx(hand)
 
 
 def test_entropy_and_margin() -> None:
-    p = np.array([[1.0, 0.25, 0.5], [0.0, 0.25, 0.3], [0.0, 0.25, 0.2], [0.0, 0.25, 0.0]])[:, None, :]
-    np.testing.assert_allclose(entropy(p)[0], [0.0, 1.0, -(0.5 * np.log(0.5) + 0.3 * np.log(0.3) + 0.2 * np.log(0.2)) / np.log(4)], atol=1e-5)
+    p = np.array([[1.0, 0.25, 0.5], [0.0, 0.25, 0.3], [0.0, 0.25, 0.2], [0.0, 0.25, 0.0]])[
+        :, None, :
+    ]
+    np.testing.assert_allclose(
+        entropy(p)[0],
+        [0.0, 1.0, -(0.5 * np.log(0.5) + 0.3 * np.log(0.3) + 0.2 * np.log(0.2)) / np.log(4)],
+        atol=1e-5,
+    )
     np.testing.assert_allclose(margin(p)[0], [1.0, 0.0, 0.2], atol=1e-6)
 
 
@@ -67,8 +80,17 @@ def test_cells_sum_to_the_global_counts() -> None:
     valid = rng.random((70, 90)) > 0.2
     grid = CellGrid(70, 90, 32, 3)
     for r0 in range(0, 70, 25):  # rows arrive in bands that do not line up with the cells
-        grid.add(r0, 0, truth[r0 : r0 + 25], pred[r0 : r0 + 25], valid[r0 : r0 + 25], np.ones((min(25, 70 - r0), 90)))
-    np.testing.assert_array_equal(grid.confusion.sum(0), confusion_matrix(pred, truth, 3, valid=valid))
+        grid.add(
+            r0,
+            0,
+            truth[r0 : r0 + 25],
+            pred[r0 : r0 + 25],
+            valid[r0 : r0 + 25],
+            np.ones((min(25, 70 - r0), 90)),
+        )
+    np.testing.assert_array_equal(
+        grid.confusion.sum(0), confusion_matrix(pred, truth, 3, valid=valid)
+    )
 
 
 @pytest.fixture
@@ -100,7 +122,9 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     wrong, correct = counts_of(codes, 3)
     assert correct == np.trace(cm) and (wrong == cm - np.diag(np.diag(cm))).all()
     assert codes[0, 0] == 255 and codes[65, 85] == 255  # nodata input and ignored label
-    assert (out / "scene" / "errors.qml").is_file() and "GDALRasterAttributeTable" in (out / "scene" / "errors.tif.aux.xml").read_text()
+    assert (out / "scene" / "errors.qml").is_file() and "GDALRasterAttributeTable" in (
+        out / "scene" / "errors.tif.aux.xml"
+    ).read_text()
     with rasterio.open(out / "scene" / "entropy.tif") as ds:
         assert np.isnan(ds.read(1)[0, 0])
     rows = list(csv.DictReader((out / "cells.csv").open()))
@@ -125,16 +149,34 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
 def test_cli(tmp_path: Path, make_raster, textured_rgb) -> None:
     from geoseg.models.checkpoint import model_from_config, save_checkpoint
 
-    cfg = config_for(classes=3, tile=64, overlap=16).replace(architecture="unet", encoder="resnet18", output_stride=8,
-                                                            model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 4]})
+    cfg = config_for(classes=3, tile=64, overlap=16).replace(
+        architecture="unet",
+        encoder="resnet18",
+        output_stride=8,
+        model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 4]},
+    )
     save_checkpoint(model_from_config(cfg), cfg, tmp_path / "m.safetensors")
     (tmp_path / "img").mkdir()
     (tmp_path / "lab").mkdir()
     make_raster(textured_rgb(80, 100), name="img/a.tif")
-    make_raster(np.random.default_rng(0).integers(0, 3, (80, 100)).astype(np.uint8), name="lab/a.tif")
+    make_raster(
+        np.random.default_rng(0).integers(0, 3, (80, 100)).astype(np.uint8), name="lab/a.tif"
+    )
     runner = CliRunner()
-    args = ["diagnose", str(tmp_path / "m.safetensors"), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
-            "-o", str(tmp_path / "d"), "--cell", "32", "--device", "cpu"]
+    args = [
+        "diagnose",
+        str(tmp_path / "m.safetensors"),
+        "--images",
+        str(tmp_path / "img"),
+        "--labels",
+        str(tmp_path / "lab"),
+        "-o",
+        str(tmp_path / "d"),
+        "--cell",
+        "32",
+        "--device",
+        "cpu",
+    ]
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "ECE" in res.output and (tmp_path / "d" / "index.md").is_file()

@@ -35,7 +35,9 @@ def conv3_64() -> LoadedModel:
     return LoadedModel(conv3_model(), cfg)
 
 
-def test_export_writes_checked_dynamic_and_fixed_graphs(tmp_path: Path, conv3_64: LoadedModel) -> None:
+def test_export_writes_checked_dynamic_and_fixed_graphs(
+    tmp_path: Path, conv3_64: LoadedModel
+) -> None:
     res = export_onnx(conv3_64, tmp_path / "m.onnx", fixed=tmp_path / "m.deepness.onnx")
     assert res.path.is_file() and res.fixed is not None and res.fixed.is_file()
     assert not list(tmp_path.glob(".*partial"))
@@ -47,7 +49,10 @@ def test_export_writes_checked_dynamic_and_fixed_graphs(tmp_path: Path, conv3_64
     assert proto.opset_import[0].version >= 17
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
-    fixed = [d.dim_param or d.dim_value for d in onnx.load(str(res.fixed)).graph.input[0].type.tensor_type.shape.dim]
+    fixed = [
+        d.dim_param or d.dim_value
+        for d in onnx.load(str(res.fixed)).graph.input[0].type.tensor_type.shape.dim
+    ]
     assert fixed == ["batch", 3, 64, 64]
     meta = read_metadata(res.fixed)
     assert json.loads(meta["model_type"]) == "Segmentor"
@@ -61,7 +66,10 @@ def test_export_writes_checked_dynamic_and_fixed_graphs(tmp_path: Path, conv3_64
 
 
 def test_deepness_standardization_reproduces_meanstd() -> None:
-    cfg = config_for().replace(normalization=Normalization("meanstd", mean=(100.0, 110.0, 120.0), std=(50.0, 60.0, 70.0)), band_dtype="uint8")
+    cfg = config_for().replace(
+        normalization=Normalization("meanstd", mean=(100.0, 110.0, 120.0), std=(50.0, 60.0, 70.0)),
+        band_dtype="uint8",
+    )
     mean, std = deepness_standardization(cfg)  # type: ignore[misc]
     x = np.array([0.0, 37.0, 255.0])
     for b in range(3):
@@ -73,7 +81,10 @@ def test_deepness_standardization_reproduces_meanstd() -> None:
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"normalization": Normalization("percentile", low=(0.0,) * 3, high=(1.0,) * 3)}, "percentile"),
+        (
+            {"normalization": Normalization("percentile", low=(0.0,) * 3, high=(1.0,) * 3)},
+            "percentile",
+        ),
         ({"band_dtype": "uint16"}, "uint16"),
         ({"normalization": Normalization("scale", scale=1.0, sar_db=True)}, "decibels"),
     ],
@@ -85,7 +96,9 @@ def test_deepness_warns_when_normalization_does_not_translate(changes: dict, mat
     assert "standardization_mean" not in meta
 
 
-def test_onnx_predict_equals_torch_predict(tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel) -> None:
+def test_onnx_predict_equals_torch_predict(
+    tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel
+) -> None:
     export_onnx(conv3_64, tmp_path / "m.onnx")
     src = make_raster(textured_rgb(150, 170), nodata=None)
     opts = {"device": "cpu", "precision": "fp32", "workers": 1}
@@ -104,11 +117,19 @@ def test_onnx_predict_equals_torch_predict(tmp_path: Path, make_raster, textured
         assert b.read(1)[0, 0] == 255 and b.colormap(1)
 
 
-def test_fixed_graph_refuses_other_tile_sizes(tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel) -> None:
+def test_fixed_graph_refuses_other_tile_sizes(
+    tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel
+) -> None:
     export_onnx(conv3_64, tmp_path / "m.onnx", fixed=tmp_path / "f.onnx")
     assert load_onnx(tmp_path / "f.onnx").config.tile_size == 64
     with pytest.raises(TilingError, match="--tile-size 64"):
-        predict_block(make_raster(textured_rgb(40, 40)), tmp_path / "f.onnx", Window(0, 0, 40, 40), tile_size=32, device="cpu")
+        predict_block(
+            make_raster(textured_rgb(40, 40)),
+            tmp_path / "f.onnx",
+            Window(0, 0, 40, 40),
+            tile_size=32,
+            device="cpu",
+        )
 
 
 def test_errors(tmp_path: Path, conv3_64: LoadedModel) -> None:
@@ -151,28 +172,59 @@ def test_bundled_model_export_parity_on_the_sample_scene(tmp_path: Path) -> None
         assert "rotterdam" in parity.source
 
 
-def test_cli_export_and_predict(tmp_path: Path, conv3_64: LoadedModel, make_raster, textured_rgb) -> None:
+def test_cli_export_and_predict(
+    tmp_path: Path, conv3_64: LoadedModel, make_raster, textured_rgb
+) -> None:
     from geoseg.models.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "c.safetensors"
-    cfg = conv3_64.config.replace(architecture="unet", encoder="resnet18", model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 4]},
-                                  output_stride=8, tile_size=64)
+    cfg = conv3_64.config.replace(
+        architecture="unet",
+        encoder="resnet18",
+        model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 4]},
+        output_stride=8,
+        tile_size=64,
+    )
     from geoseg.models.checkpoint import model_from_config
 
     save_checkpoint(model_from_config(cfg), cfg, ckpt)
     runner = CliRunner()
-    res = runner.invoke(cli, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--check-raster", str(make_raster(textured_rgb(64, 64)))])
+    res = runner.invoke(
+        cli,
+        [
+            "export",
+            str(ckpt),
+            str(tmp_path / "m.onnx"),
+            "--check-raster",
+            str(make_raster(textured_rgb(64, 64))),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "agreement 100" in res.output and (tmp_path / "m.deepness.onnx").is_file()
-    res = runner.invoke(cli, ["-q", "predict", str(make_raster(textured_rgb(70, 90), name="s.tif")), str(tmp_path / "o.tif"),
-                              "--model", str(tmp_path / "m.onnx"), "--device", "cpu"])
+    res = runner.invoke(
+        cli,
+        [
+            "-q",
+            "predict",
+            str(make_raster(textured_rgb(70, 90), name="s.tif")),
+            str(tmp_path / "o.tif"),
+            "--model",
+            str(tmp_path / "m.onnx"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["export", str(ckpt), str(tmp_path / "m.bin")])
     assert res.exit_code == 1 and "expected OUT.onnx or OUT.pt" in res.output
 
 
-def test_calibration_temperature_is_applied_once(tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel) -> None:
-    calibrated = LoadedModel(conv3_64.model, conv3_64.config.replace(metrics={"calibration": {"temperature": 2.5}}))
+def test_calibration_temperature_is_applied_once(
+    tmp_path: Path, make_raster, textured_rgb, conv3_64: LoadedModel
+) -> None:
+    calibrated = LoadedModel(
+        conv3_64.model, conv3_64.config.replace(metrics={"calibration": {"temperature": 2.5}})
+    )
     src = make_raster(textured_rgb(60, 70))
     opts = {"device": "cpu", "precision": "fp32", "workers": 1}
     plain = predict_block(src, conv3_64, Window(0, 0, 70, 60), **opts)

@@ -21,8 +21,16 @@ T = Affine(1, 0, 0, 0, -1, 0)
 
 
 def _cog(dst: Path, data: np.ndarray, **kw: object) -> None:
-    with COGWriter(dst, height=data.shape[1], width=data.shape[2], count=data.shape[0], dtype=data.dtype.name,
-                   transform=T, crs=None, **kw) as out:  # type: ignore[arg-type]
+    with COGWriter(
+        dst,
+        height=data.shape[1],
+        width=data.shape[2],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        transform=T,
+        crs=None,
+        **kw,  # type: ignore[arg-type]
+    ) as out:
         out.write(data, rasterio.windows.Window(0, 0, data.shape[2], data.shape[1]))
 
 
@@ -37,7 +45,10 @@ def test_verify_failure_publishes_nothing(tmp_path: Path) -> None:
     def refuse(p: Path) -> None:
         raise WriteError(f"{p}: unreadable")
 
-    with pytest.raises(WriteError, match="unreadable"), atomic_output(tmp_path / "a.txt", verify=refuse) as tmp:
+    with (
+        pytest.raises(WriteError, match="unreadable"),
+        atomic_output(tmp_path / "a.txt", verify=refuse) as tmp,
+    ):
         tmp.write_text("x")
     assert list(tmp_path.iterdir()) == []
 
@@ -47,11 +58,15 @@ def test_temporary_names_are_unique_per_run(tmp_path: Path) -> None:
         assert one != two and one.parent == two.parent == tmp_path and one.suffix == ".tif"
         one.write_text("1")
         two.write_text("2")
-    assert (tmp_path / "a.tif").read_text() in "12" and [p.name for p in tmp_path.iterdir()] == ["a.tif"]
+    assert (tmp_path / "a.tif").read_text() in "12" and [p.name for p in tmp_path.iterdir()] == [
+        "a.tif"
+    ]
 
 
 def test_disk_full_is_a_clean_error_and_leaves_nothing(tmp_path: Path) -> None:
-    data = np.random.default_rng(0).integers(0, 255, size=(1, 700, 700), dtype=np.uint8)  # 490 kB, incompressible
+    data = np.random.default_rng(0).integers(
+        0, 255, size=(1, 700, 700), dtype=np.uint8
+    )  # 490 kB, incompressible
     with small_disk(tmp_path / "disk", "256k") as disk:
         with pytest.raises(WriteError, match=r"disk is full|does not read back"):
             _cog(disk / "mask.tif", data)
@@ -65,8 +80,21 @@ def test_disk_full_during_predict_exits_non_zero(tmp_path: Path, ckpt: Path) -> 
 
     scene = write_raster(tmp_path / "scene.tif", rgb(320, 320))
     with small_disk(tmp_path / "disk", "100k") as disk:
-        result = CliRunner().invoke(cli, ["-q", "predict", str(scene), str(disk / "mask.tif"), "--model", str(ckpt),
-                                          "--probabilities", str(disk / "p.tif"), "--precision", "fp32"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "-q",
+                "predict",
+                str(scene),
+                str(disk / "mask.tif"),
+                "--model",
+                str(ckpt),
+                "--probabilities",
+                str(disk / "p.tif"),
+                "--precision",
+                "fp32",
+            ],
+        )
         assert result.exit_code == 1, result.output
         assert "disk is full" in result.output or "does not read back" in result.output
         assert "unexpected" not in result.output and len(result.output.strip().splitlines()) == 1
@@ -112,10 +140,17 @@ def test_concurrent_writers_publish_one_complete_output(tmp_path: Path) -> None:
 
     dst = tmp_path / "mask.tif"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(dst), str(v)], env=env) for v in (1, 2, 3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(dst), str(v)], env=env)
+        for v in (1, 2, 3)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
     with rasterio.open(dst) as ds:
         values = np.unique(ds.read(1))
-        assert len(values) == 1 and int(values[0]) in (1, 2, 3)  # one run's whole output, never a mix or nodata
+        assert len(values) == 1 and int(values[0]) in (
+            1,
+            2,
+            3,
+        )  # one run's whole output, never a mix or nodata
         assert int(np.unique(ds.read(1, out_shape=(1, 150, 150)))[0]) == int(values[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]

@@ -62,5 +62,8 @@ def test_defaults_are_bounded_and_the_environment_wins(monkeypatch: pytest.Monke
     http_defaults()
     import os
 
-    assert os.environ["GDAL_HTTP_TIMEOUT"] == "5" and os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == HTTP_DEFAULTS["GDAL_HTTP_CONNECTTIMEOUT"]
+    assert (
+        os.environ["GDAL_HTTP_TIMEOUT"] == "5"
+        and os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == HTTP_DEFAULTS["GDAL_HTTP_CONNECTTIMEOUT"]
+    )
     assert int(HTTP_DEFAULTS["GDAL_HTTP_TIMEOUT"]) <= 120

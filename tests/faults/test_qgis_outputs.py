@@ -27,8 +27,17 @@ def _mask(tmp_path: Path) -> Path:
     data[0, 5:10, 5:10] = 1
     data[0, 12:, 12:] = 2
     dst = tmp_path / "mask.tif"
-    with COGWriter(dst, height=20, width=20, count=1, dtype="uint8", transform=Affine(0.5, 0, 500000, 0, -0.5, 5700000),
-                   crs=rasterio.crs.CRS.from_epsg(32631), classes=TABLE, nodata=255) as out:
+    with COGWriter(
+        dst,
+        height=20,
+        width=20,
+        count=1,
+        dtype="uint8",
+        transform=Affine(0.5, 0, 500000, 0, -0.5, 5700000),
+        crs=rasterio.crs.CRS.from_epsg(32631),
+        classes=TABLE,
+        nodata=255,
+    ) as out:
         out.write(data, Window(0, 0, 20, 20))
     return dst
 
@@ -40,7 +49,11 @@ def test_class_cog_has_an_attribute_table(tmp_path: Path) -> None:
     assert rat is not None and rat.get("tableType") == "thematic"
     rows = [[f.text for f in row.findall("F")] for row in rat.findall("Row")]
     assert rows[2][:2] == ["2", "water & sea"] and len(rows) == 3
-    assert [c.text for c in root.findall("PAMRasterBand/CategoryNames/Category")] == ["background", "building", "water & sea"]
+    assert [c.text for c in root.findall("PAMRasterBand/CategoryNames/Category")] == [
+        "background",
+        "building",
+        "water & sea",
+    ]
     with rasterio.open(dst) as ds:  # GDAL still opens it, with its colours inside
         assert ds.colormap(1)[1][:3] == TABLE.colormap()[1][:3]
 

@@ -19,7 +19,9 @@ def _epochs(run: Path) -> list[int]:
         return sorted({int(r["epoch"]) for r in csv.DictReader(f) if r.get("epoch")})
 
 
-def test_resume_with_more_epochs_keeps_history(tmp_path: Path, dubai_root: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_resume_with_more_epochs_keeps_history(
+    tmp_path: Path, dubai_root: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     cfg = tiny(tmp_path, dubai_root, epochs=1)
     run = tmp_path / "run"
     runner = CliRunner()
@@ -32,11 +34,20 @@ def test_resume_with_more_epochs_keeps_history(tmp_path: Path, dubai_root: Path,
     model = (run / "model.safetensors").read_bytes()
 
     res = runner.invoke(cli, ["-q", "train", "--resume", "-o", str(run), "optim.lr=0.5"])
-    assert res.exit_code == 1 and "cannot resume with a different config (changed: optim.lr)" in res.output
-    assert (run / "config.yaml").read_text() == saved and (run / "model.safetensors").read_bytes() == model
+    assert (
+        res.exit_code == 1
+        and "cannot resume with a different config (changed: optim.lr)" in res.output
+    )
+    assert (run / "config.yaml").read_text() == saved and (
+        run / "model.safetensors"
+    ).read_bytes() == model
 
     res = runner.invoke(cli, ["-q", "train", "--resume", "-o", str(run)])
-    assert res.exit_code == 1 and "this run is finished (1 of 1 epochs)" in res.output and "--epochs 2" in res.output
+    assert (
+        res.exit_code == 1
+        and "this run is finished (1 of 1 epochs)" in res.output
+        and "--epochs 2" in res.output
+    )
 
     res = runner.invoke(cli, ["-q", "train", "--resume", "-o", str(run), "--epochs", "2"])
     assert res.exit_code == 0, res.output

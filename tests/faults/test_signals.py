@@ -23,8 +23,14 @@ pytestmark = pytest.mark.slow
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "geoseg", "-q", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoseg", "-q", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for_temporary(folder: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
@@ -46,7 +52,9 @@ def _names(folder: Path) -> list[str]:
 @pytest.fixture
 def big_scene(tmp_path: Path) -> Path:
     (tmp_path / "in").mkdir()
-    return write_raster(tmp_path / "in" / "scene.tif", rgb(2048, 2048))  # long enough to be caught mid-run
+    return write_raster(
+        tmp_path / "in" / "scene.tif", rgb(2048, 2048)
+    )  # long enough to be caught mid-run
 
 
 @pytest.fixture
@@ -58,11 +66,25 @@ def big_mask(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_predict_interrupted(sig: signal.Signals, big_scene: Path, ckpt: Path, tmp_path: Path) -> None:
+def test_predict_interrupted(
+    sig: signal.Signals, big_scene: Path, ckpt: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    proc = _start(["predict", str(big_scene), "out/mask.tif", "--model", str(ckpt), "--precision", "fp32",
-                   "--confidence", "out/conf.tif"], tmp_path)
+    proc = _start(
+        [
+            "predict",
+            str(big_scene),
+            "out/mask.tif",
+            "--model",
+            str(ckpt),
+            "--precision",
+            "fp32",
+            "--confidence",
+            "out/conf.tif",
+        ],
+        tmp_path,
+    )
     _wait_for_temporary(out, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -86,11 +108,16 @@ def test_predict_interrupted(sig: signal.Signals, big_scene: Path, ckpt: Path, t
 def test_vectorize_interrupted(sig: signal.Signals, big_mask: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    proc = _start(["vectorize", str(big_mask), "out/polygons.gpkg", "--block-size", "64", "--keep-all"], tmp_path)
+    proc = _start(
+        ["vectorize", str(big_mask), "out/polygons.gpkg", "--block-size", "64", "--keep-all"],
+        tmp_path,
+    )
     _wait_for_temporary(out, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    if sig != signal.SIGKILL and "polygons.gpkg" in _names(out):  # published just before the signal: whole
+    if sig != signal.SIGKILL and "polygons.gpkg" in _names(
+        out
+    ):  # published just before the signal: whole
         assert len(gpd.read_file(out / "polygons.gpkg")) > 0
         return
     assert "polygons.gpkg" not in _names(out)

@@ -31,14 +31,21 @@ def _overlap(path: Path) -> float:
     tree = shapely.STRtree(geoms)
     a, b = tree.query(geoms, predicate="intersects")
     pairs = a < b
-    return float(sum(shapely.area(shapely.intersection(geoms[i], geoms[j])) for i, j in zip(a[pairs], b[pairs], strict=True)))
+    return float(
+        sum(
+            shapely.area(shapely.intersection(geoms[i], geoms[j]))
+            for i, j in zip(a[pairs], b[pairs], strict=True)
+        )
+    )
 
 
 @pytest.mark.parametrize("block", [64, 2048])
 def test_regularize_keeps_a_coverage(block: int, tmp_path: Path) -> None:
     mask = write_raster(tmp_path / "mask.tif", _blobs()[None], nodata=255)
     table = ClassTable.from_names(["background", "building", "road"])
-    vectorize_raster(mask, tmp_path / "p.gpkg", classes=table, regularize=True, exclude=[], block_size=block)
+    vectorize_raster(
+        mask, tmp_path / "p.gpkg", classes=table, regularize=True, exclude=[], block_size=block
+    )
     plain = vectorize_raster(mask, tmp_path / "q.gpkg", classes=table, exclude=[], block_size=block)
     assert plain.features > 10
     assert _overlap(tmp_path / "p.gpkg") < 1e-6 * 160 * 160
@@ -49,7 +56,9 @@ def test_negative_class_ids_are_reported(tmp_path: Path) -> None:
     data[0, :10] = -3
     data[0, 15:, 15:] = 2
     mask = write_raster(tmp_path / "neg.tif", data)
-    with pytest.warns(NegativeClassWarning, match=r"200 pixel\(s\) hold negative class ids \(down to -3\)"):
+    with pytest.warns(
+        NegativeClassWarning, match=r"200 pixel\(s\) hold negative class ids \(down to -3\)"
+    ):
         vectorize_raster(mask, tmp_path / "p.gpkg", exclude=[])
     data[0, :10] = -1
     mask = write_raster(tmp_path / "nd.tif", data, nodata=-1)

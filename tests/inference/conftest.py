@@ -21,14 +21,23 @@ def pointwise_model(in_channels: int = 3, classes: int = 4, seed: int = 0) -> nn
 def conv3_model(in_channels: int = 3, classes: int = 4, seed: int = 0) -> nn.Module:
     """Two 3x3 convolutions: a 5x5 receptive field (2 px each side)."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, classes, 3, padding=1))
+    net = nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, classes, 3, padding=1)
+    )
     for m in net:
         if isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, std=1.0)  # decisive logits, as a trained net gives
     return net.eval()
 
 
-def config_for(in_channels: int = 3, classes: int = 4, *, tile: int = 32, overlap: int = 8, scale: float = 255.0) -> ModelConfig:
+def config_for(
+    in_channels: int = 3,
+    classes: int = 4,
+    *,
+    tile: int = 32,
+    overlap: int = 8,
+    scale: float = 255.0,
+) -> ModelConfig:
     return ModelConfig(
         architecture="test",
         encoder="none",

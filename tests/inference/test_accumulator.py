@@ -24,7 +24,11 @@ def test_streamed_blend_equals_a_full_canvas() -> None:
         if t.grid_col == plan.shape[1] - 1:
             done = acc.release(plan.rows_final_after(t.grid_row))
             if done:  # views, valid until the next call: keep copies
-                out.append(FinishedRows(done.window, done.probs.copy(), done.weight.copy(), done.valid.copy()))
+                out.append(
+                    FinishedRows(
+                        done.window, done.probs.copy(), done.weight.copy(), done.valid.copy()
+                    )
+                )
     assert sum(o.window.height for o in out) == 50
     np.testing.assert_allclose(np.concatenate([o.probs for o in out], axis=1), full_p, rtol=1e-6)
     np.testing.assert_allclose(np.concatenate([o.weight for o in out], axis=0), full_w, rtol=1e-6)

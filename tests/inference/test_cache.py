@@ -65,7 +65,9 @@ def test_module_digest_follows_the_weights() -> None:
     assert module_digest(conv3_model(seed=1)) != module_digest(b)
 
 
-def test_auto_precision_is_recorded_and_reused(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_precision_is_recorded_and_reused(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
     model, x = conv3_model(), torch.randn(2, 3, 32, 32)
     first = Runner(model, torch.device("cpu"), "auto", freeze=False)
@@ -81,7 +83,9 @@ def test_auto_precision_is_recorded_and_reused(cache_root: Path, monkeypatch: py
     assert (again.precision, again.agreement) == (first.precision, first.agreement)
 
 
-def test_freeze_is_measured_once_and_cached(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_freeze_is_measured_once_and_cached(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)  # keep it whatever the timing on a busy machine
     model, x = conv3_model(), torch.randn(2, 3, 32, 32)
     eager = Runner(model, torch.device("cpu"), "fp32", freeze=False)(x)
@@ -92,7 +96,9 @@ def test_freeze_is_measured_once_and_cached(cache_root: Path, monkeypatch: pytes
     later = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
     assert torch.allclose(later(x), eager, atol=1e-4)
     assert later.freeze_note == "frozen (cached)"
-    frozen, precision = cached_frozen(ModelCache(module_digest(model)), torch.device("cpu"), "fp32", (1, 3, 32, 32))
+    frozen, precision = cached_frozen(
+        ModelCache(module_digest(model)), torch.device("cpu"), "fp32", (1, 3, 32, 32)
+    )
     assert frozen is not None and precision == "fp32"
 
 
@@ -108,7 +114,9 @@ def test_slow_trace_is_recorded_as_eager(cache_root: Path, monkeypatch: pytest.M
     assert later.freeze_note == "eager (cached measurement)"
 
 
-def test_few_tiles_of_a_large_network_are_not_traced(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_few_tiles_of_a_large_network_are_not_traced(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)
     x = torch.randn(2, 3, 32, 32)
     runner = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
@@ -116,8 +124,9 @@ def test_few_tiles_of_a_large_network_are_not_traced(cache_root: Path, monkeypat
     assert runner.freeze_note == "eager" and not (cache_root / "models").exists()
 
 
-def test_a_cached_checkpoint_starts_without_building_the_network(cache_root: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  make_raster, textured_rgb, tmp_path: Path) -> None:
+def test_a_cached_checkpoint_starts_without_building_the_network(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch, make_raster, textured_rgb, tmp_path: Path
+) -> None:
     import geoseg.inference.engine as engine
     from geoseg.classes import ClassTable
     from geoseg.inference import predict_raster
@@ -125,12 +134,30 @@ def test_a_cached_checkpoint_starts_without_building_the_network(cache_root: Pat
     from geoseg.models.config import ModelConfig
 
     monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)
-    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 10**9)  # 9 tiles: measured as a small network is
+    monkeypatch.setattr(
+        Runner, "FREEZE_SMALL_PARAMS", 10**9
+    )  # 9 tiles: measured as a small network is
     torch.manual_seed(0)
-    ckpt = save_checkpoint(build_model("unet", "resnet18", in_channels=3, classes=3, encoder_depth=3, decoder_channels=(16, 8, 8)),
-                           ModelConfig("unet", "resnet18", 3, ClassTable.default(3), tile_size=64, overlap=16,
-                                       model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]}),
-                           tmp_path / "m.safetensors")
+    ckpt = save_checkpoint(
+        build_model(
+            "unet",
+            "resnet18",
+            in_channels=3,
+            classes=3,
+            encoder_depth=3,
+            decoder_channels=(16, 8, 8),
+        ),
+        ModelConfig(
+            "unet",
+            "resnet18",
+            3,
+            ClassTable.default(3),
+            tile_size=64,
+            overlap=16,
+            model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+        ),
+        tmp_path / "m.safetensors",
+    )
     src = make_raster(textured_rgb(150, 150))
     first = predict_raster(src, tmp_path / "a.tif", ckpt, device="cpu", precision="fp32")
 
@@ -141,4 +168,6 @@ def test_a_cached_checkpoint_starts_without_building_the_network(cache_root: Pat
     second = predict_raster(src, tmp_path / "b.tif", ckpt, device="cpu", precision="fp32")
     assert first.tiles_run == second.tiles_run
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
-        assert (a.read() == b.read()).mean() > 0.999  # folded batch norms: float rounding may flip a near tie
+        assert (
+            a.read() == b.read()
+        ).mean() > 0.999  # folded batch norms: float rounding may flip a near tie

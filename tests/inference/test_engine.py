@@ -33,34 +33,67 @@ def whole_image(model: torch.nn.Module, data: np.ndarray, scale: float = 255.0) 
 
 @pytest.mark.parametrize("blend", sorted(BLEND_KERNELS))
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_tiled_equals_whole_image_for_a_pointwise_model(make_raster, textured_rgb, pointwise: LoadedModel, blend: str, size) -> None:
+def test_tiled_equals_whole_image_for_a_pointwise_model(
+    make_raster, textured_rgb, pointwise: LoadedModel, blend: str, size
+) -> None:
     data = textured_rgb(*size)
     path = make_raster(data)
-    got = predict_block(path, pointwise, Window(0, 0, size[1], size[0]), blend=blend, device="cpu", precision="fp32", workers=1)
+    got = predict_block(
+        path,
+        pointwise,
+        Window(0, 0, size[1], size[0]),
+        blend=blend,
+        device="cpu",
+        precision="fp32",
+        workers=1,
+    )
     expected = whole_image(pointwise.model, data)
     assert got.data.shape == expected.shape
     np.testing.assert_allclose(got.data, expected, atol=1e-4)
     assert (got.data.argmax(0) == expected.argmax(0)).mean() >= 0.999
 
 
-def test_conv_net_crop_blend_is_exact_away_from_the_border(make_raster, textured_rgb, conv3: LoadedModel) -> None:
+def test_conv_net_crop_blend_is_exact_away_from_the_border(
+    make_raster, textured_rgb, conv3: LoadedModel
+) -> None:
     data = textured_rgb(150, 170)
-    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend="crop", device="cpu", precision="fp32")
+    got = predict_block(
+        make_raster(data),
+        conv3,
+        Window(0, 0, 170, 150),
+        blend="crop",
+        device="cpu",
+        precision="fp32",
+    )
     expected = whole_image(conv3.model, data)
     np.testing.assert_allclose(got.data[:, 3:-3, 3:-3], expected[:, 3:-3, 3:-3], atol=1e-4)
 
 
-@pytest.mark.parametrize(("blend", "target"), [("gaussian", 0.999), ("cosine", 0.999), ("linear", 0.999), ("mean", 0.995)])
-def test_conv_net_blends_agree_on_classes(make_raster, textured_rgb, conv3: LoadedModel, blend: str, target: float) -> None:
+@pytest.mark.parametrize(
+    ("blend", "target"),
+    [("gaussian", 0.999), ("cosine", 0.999), ("linear", 0.999), ("mean", 0.995)],
+)
+def test_conv_net_blends_agree_on_classes(
+    make_raster, textured_rgb, conv3: LoadedModel, blend: str, target: float
+) -> None:
     # A real receptive field makes tile edges differ from the whole image; tapered kernels hide
     # that, a uniform mean shows it (which is why gaussian is the default).
     data = textured_rgb(150, 170)
-    got = predict_block(make_raster(data), conv3, Window(0, 0, 170, 150), blend=blend, device="cpu", precision="fp32")
+    got = predict_block(
+        make_raster(data),
+        conv3,
+        Window(0, 0, 170, 150),
+        blend=blend,
+        device="cpu",
+        precision="fp32",
+    )
     expected = whole_image(conv3.model, data)
     assert (got.data.argmax(0) == expected.argmax(0))[3:-3, 3:-3].mean() >= target
 
 
-def test_any_block_alone_equals_the_same_block_of_the_full_run(make_raster, textured_rgb, conv3: LoadedModel) -> None:
+def test_any_block_alone_equals_the_same_block_of_the_full_run(
+    make_raster, textured_rgb, conv3: LoadedModel
+) -> None:
     data = textured_rgb(120, 90)
     path = make_raster(data)
     full = predict_block(path, conv3, Window(0, 0, 90, 120), device="cpu", precision="fp32")
@@ -70,12 +103,16 @@ def test_any_block_alone_equals_the_same_block_of_the_full_run(make_raster, text
     assert part.transform == full.transform * Affine.translation(13, 41)
 
 
-def test_mask_output_grid_nodata_and_classes(make_raster, textured_rgb, pointwise: LoadedModel, tmp_path: Path) -> None:
+def test_mask_output_grid_nodata_and_classes(
+    make_raster, textured_rgb, pointwise: LoadedModel, tmp_path: Path
+) -> None:
     data = textured_rgb(70, 90)
     data[:, :10, :] = 0  # nodata stripe
     src = make_raster(data, nodata=0, transform=Affine(0.5, 0.1, 600000, 0.1, -0.5, 5700000))
     dst, probs, conf = tmp_path / "mask.tif", tmp_path / "p.tif", tmp_path / "c.tif"
-    result = predict_raster(src, dst, pointwise, device="cpu", precision="fp32", probabilities=probs, confidence=conf)
+    result = predict_raster(
+        src, dst, pointwise, device="cpu", precision="fp32", probabilities=probs, confidence=conf
+    )
     expected = whole_image(pointwise.model, data).argmax(0)
     with rasterio.open(dst) as out, rasterio.open(src) as inp:
         assert (out.transform, out.crs, out.shape) == (inp.transform, inp.crs, inp.shape)
@@ -91,7 +128,9 @@ def test_mask_output_grid_nodata_and_classes(make_raster, textured_rgb, pointwis
     assert result.tiles_run >= 1 and result.precision == "fp32"
 
 
-def test_all_nodata_raster_warns_and_writes_nodata(make_raster, pointwise: LoadedModel, tmp_path: Path) -> None:
+def test_all_nodata_raster_warns_and_writes_nodata(
+    make_raster, pointwise: LoadedModel, tmp_path: Path
+) -> None:
     src = make_raster(np.zeros((3, 40, 40), np.uint8), nodata=0)
     with pytest.warns(NoValidDataWarning, match="no tile held a valid pixel"):
         result = predict_raster(src, tmp_path / "m.tif", pointwise, device="cpu")
@@ -100,9 +139,13 @@ def test_all_nodata_raster_warns_and_writes_nodata(make_raster, pointwise: Loade
         assert (out.read(1) == 255).all()
 
 
-def test_band_mismatch_names_both_counts_and_the_fix(make_raster, textured_rgb, tmp_path: Path) -> None:
+def test_band_mismatch_names_both_counts_and_the_fix(
+    make_raster, textured_rgb, tmp_path: Path
+) -> None:
     model = LoadedModel(pointwise_model(in_channels=4), config_for(in_channels=4))
-    with pytest.raises(BandMismatchError, match=r"expects 4 band\(s\) but 3 were selected from a raster of 3"):
+    with pytest.raises(
+        BandMismatchError, match=r"expects 4 band\(s\) but 3 were selected from a raster of 3"
+    ):
         predict_raster(make_raster(textured_rgb(20, 20)), tmp_path / "m.tif", model, device="cpu")
     rgbn = make_raster(np.concatenate([textured_rgb(20, 20)] * 2), name="six.tif")
     with pytest.raises(BandMismatchError, match="--bands 1,2,3,4"):
@@ -113,11 +156,22 @@ def test_band_mismatch_names_both_counts_and_the_fix(make_raster, textured_rgb, 
 
 def test_tile_size_must_fit_the_output_stride(make_raster, textured_rgb, tmp_path: Path) -> None:
     model = LoadedModel(pointwise_model(), config_for().replace(output_stride=32))
-    with pytest.raises(TilingError, match="tile_size=500 is not a multiple of the model's output stride 32; use 480 or 512"):
-        predict_raster(make_raster(textured_rgb(20, 20)), tmp_path / "m.tif", model, tile_size=500, device="cpu")
+    with pytest.raises(
+        TilingError,
+        match="tile_size=500 is not a multiple of the model's output stride 32; use 480 or 512",
+    ):
+        predict_raster(
+            make_raster(textured_rgb(20, 20)),
+            tmp_path / "m.tif",
+            model,
+            tile_size=500,
+            device="cpu",
+        )
 
 
-def test_existing_output_is_refused_before_any_work(make_raster, textured_rgb, pointwise, tmp_path: Path) -> None:
+def test_existing_output_is_refused_before_any_work(
+    make_raster, textured_rgb, pointwise, tmp_path: Path
+) -> None:
     dst = tmp_path / "m.tif"
     dst.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match="already exists"):
@@ -128,7 +182,9 @@ def test_existing_output_is_refused_before_any_work(make_raster, textured_rgb, p
 def test_predict_from_an_http_cog(http_root, pointwise, tmp_path: Path) -> None:
     root, url = http_root
     (root / "scene.tif").write_bytes((REPO / "sample_data" / "rotterdam_ps_rgb.tif").read_bytes())
-    result = predict_raster(f"{url}/scene.tif", tmp_path / "m.tif", pointwise, tile_size=256, device="cpu")
+    result = predict_raster(
+        f"{url}/scene.tif", tmp_path / "m.tif", pointwise, tile_size=256, device="cpu"
+    )
     with rasterio.open(tmp_path / "m.tif") as out:
         assert out.shape == (900, 900) and out.crs.to_epsg() == 32631
         assert (out.read(1) == 255).mean() == pytest.approx(0.372, abs=0.01)  # the scene's nodata
@@ -142,14 +198,32 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     from geoseg.models.config import ModelConfig
     from tests.conftest import write_raster
 
-    src = write_raster(tmp_path / "big.tif", textured_rgb(1024, 1024), tiled=True, blockxsize=256, blockysize=256)
+    src = write_raster(
+        tmp_path / "big.tif", textured_rgb(1024, 1024), tiled=True, blockxsize=256, blockysize=256
+    )
     ckpt = tmp_path / "m.safetensors"
-    save_checkpoint(build_model("unet", "resnet18", in_channels=3, classes=2),
-                    ModelConfig("unet", "resnet18", 3, ClassTable.default(2), tile_size=256, overlap=64), ckpt)
+    save_checkpoint(
+        build_model("unet", "resnet18", in_channels=3, classes=2),
+        ModelConfig("unet", "resnet18", 3, ClassTable.default(2), tile_size=256, overlap=64),
+        ckpt,
+    )
     dst = tmp_path / "out" / "mask.tif"
     dst.parent.mkdir()
-    cmd = [sys.executable, "-m", "geoseg", "-q", "predict", str(src), str(dst), "--model", str(ckpt), "--precision", "fp32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "geoseg",
+        "-q",
+        "predict",
+        str(src),
+        str(dst),
+        "--model",
+        str(ckpt),
+        "--precision",
+        "fp32",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
     def partial() -> bool:
         return any(p.name.startswith(".mask.tif.geoseg-") for p in dst.parent.iterdir())
 
@@ -162,18 +236,28 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     assert not dst.exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert sorted(p.name for p in dst.parent.iterdir()) == ["mask.qml", "mask.tif", "mask.tif.aux.xml"]
+    assert sorted(p.name for p in dst.parent.iterdir()) == [
+        "mask.qml",
+        "mask.tif",
+        "mask.tif.aux.xml",
+    ]
 
 
-def test_column_stripes_give_the_same_mask(make_raster, textured_rgb, conv3: LoadedModel, tmp_path: Path, monkeypatch) -> None:
+def test_column_stripes_give_the_same_mask(
+    make_raster, textured_rgb, conv3: LoadedModel, tmp_path: Path, monkeypatch
+) -> None:
     import geoseg.inference.engine as engine
 
     src = make_raster(textured_rgb(90, 300))
-    predict_raster(src, tmp_path / "one.tif", conv3, device="cpu", probabilities=tmp_path / "p1.tif")
+    predict_raster(
+        src, tmp_path / "one.tif", conv3, device="cpu", probabilities=tmp_path / "p1.tif"
+    )
     # a budget that fits one 64-px tile column forces several stripes
     monkeypatch.setattr(engine, "STRIPE_BUDGET", 64 * 64 * (4 * 4 + 5))
     assert len(engine._stripes(plan_tiles(90, 300, 64, 16), 4)) > 1
-    predict_raster(src, tmp_path / "many.tif", conv3, device="cpu", probabilities=tmp_path / "p2.tif")
+    predict_raster(
+        src, tmp_path / "many.tif", conv3, device="cpu", probabilities=tmp_path / "p2.tif"
+    )
     with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "many.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
     with rasterio.open(tmp_path / "p1.tif") as a, rasterio.open(tmp_path / "p2.tif") as b:
@@ -188,7 +272,9 @@ def test_frozen_runner_matches_eager_and_falls_back() -> None:
     from geoseg.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("unet", "resnet18", in_channels=3, classes=4, encoder_depth=3, decoder_channels=(16, 8, 8))
+    model = build_model(
+        "unet", "resnet18", in_channels=3, classes=4, encoder_depth=3, decoder_channels=(16, 8, 8)
+    )
     x = torch.randn(2, 3, 64, 64)
     eager = Runner(model, torch.device("cpu"), "fp32", freeze=False)(x)
     runner = Runner(model, torch.device("cpu"), "fp32", freeze=True)

@@ -13,9 +13,16 @@ from tests.conftest import REPO, SHARED_DATA
 
 SAMPLE = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
 _FOLDERS = ("geotiff-rasterio-testdata", "georust-gdal-fixtures", "spacenet6-rotterdam-samples")
-SHARED_RASTERS = sorted(
-    p for folder in _FOLDERS for p in (SHARED_DATA / folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff")
-) if SHARED_DATA.is_dir() else []
+SHARED_RASTERS = (
+    sorted(
+        p
+        for folder in _FOLDERS
+        for p in (SHARED_DATA / folder).rglob("*")
+        if p.suffix.lower() in (".tif", ".tiff")
+    )
+    if SHARED_DATA.is_dir()
+    else []
+)
 
 
 def test_sample_scene_facts() -> None:
@@ -34,7 +41,13 @@ def test_every_shared_geotiff_is_described_and_read(path: Path) -> None:
     assert info["width"] > 0 and info["count"] == len(info["bands"])
     assert isinstance(info["cog"], bool)
     with RasterReader(path) as r:
-        window = next(iter(__import__("geoseg.io.windows", fromlist=["plan_tiles"]).plan_tiles(r.height, r.width, 64)))
+        window = next(
+            iter(
+                __import__("geoseg.io.windows", fromlist=["plan_tiles"]).plan_tiles(
+                    r.height, r.width, 64
+                )
+            )
+        )
         got = r.read(window.window)
     assert got.data.shape == (info["count"], 64, 64)
     assert got.valid.dtype == np.bool_
@@ -51,7 +64,11 @@ def test_layout_check_on_a_striped_file(make_raster) -> None:
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(None, "no such file"), ("dir", "is a directory"), (b"hello, not a raster", "does not recognise as a raster")],
+    [
+        (None, "no such file"),
+        ("dir", "is a directory"),
+        (b"hello, not a raster", "does not recognise as a raster"),
+    ],
 )
 def test_bad_paths(tmp_path: Path, content, match: str) -> None:
     path = tmp_path / "x.tif"
@@ -64,7 +81,9 @@ def test_bad_paths(tmp_path: Path, content, match: str) -> None:
 
 
 def test_truncated_file(make_raster, tmp_path: Path) -> None:
-    path = make_raster(np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8), compress="deflate")
+    path = make_raster(
+        np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8), compress="deflate"
+    )
     cut = tmp_path / "cut.tif"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(RasterOpenError, match="truncated"):
@@ -74,9 +93,13 @@ def test_truncated_file(make_raster, tmp_path: Path) -> None:
 def test_no_crs_and_rotation_are_warnings(make_raster) -> None:
     from affine import Affine
 
-    info = describe_raster(make_raster(np.ones((1, 5, 5), np.uint8), crs=None, transform=Affine(1, 0.5, 0, 0.5, -1, 0)))
+    info = describe_raster(
+        make_raster(np.ones((1, 5, 5), np.uint8), crs=None, transform=Affine(1, 0.5, 0, 0.5, -1, 0))
+    )
     assert info["crs"] is None and info["rotated"]
-    assert any("no CRS" in w for w in info["warnings"]) and any("rotated" in w for w in info["warnings"])
+    assert any("no CRS" in w for w in info["warnings"]) and any(
+        "rotated" in w for w in info["warnings"]
+    )
 
 
 def test_info_over_http(http_root) -> None:

@@ -22,7 +22,9 @@ def test_quicklook_overlays_classes_and_adds_a_legend(tmp_path) -> None:
     ids[:, 150:] = 1
     ids[:10, :10] = 255
     mask = write_raster(tmp_path / "mask.tif", ids, nodata=255)
-    classes = ClassTable.from_list([{"id": 0, "name": "c0", "color": "#000000"}, {"id": 1, "name": "c1", "color": "#0000ff"}])
+    classes = ClassTable.from_list(
+        [{"id": 0, "name": "c0", "color": "#000000"}, {"id": 1, "name": "c1", "color": "#0000ff"}]
+    )
     out = write_quicklook(image, mask, tmp_path / "q.png", classes=classes, max_size=150)
     png = np.asarray(Image.open(out).convert("RGB"))
     assert png.shape[1] == 150 and png.shape[0] > 100  # 150 x 100 image plus the legend strip
@@ -35,31 +37,50 @@ def test_quicklook_overlays_classes_and_adds_a_legend(tmp_path) -> None:
 
 def test_quicklook_stretches_non_8bit_imagery(tmp_path) -> None:
     rng = np.random.default_rng(0)
-    image = write_raster(tmp_path / "img.tif", rng.normal(1000, 50, size=(4, 64, 64)).astype(np.float32))
+    image = write_raster(
+        tmp_path / "img.tif", rng.normal(1000, 50, size=(4, 64, 64)).astype(np.float32)
+    )
     mask = write_raster(tmp_path / "mask.tif", np.full((64, 64), 255, np.uint8), nodata=255)
     out = write_quicklook(image, mask, tmp_path / "q.png", classes=ClassTable.default(2))
     png = np.asarray(Image.open(out).convert("RGB"))[:64]
     assert png.min() == 0 and png.max() == 255
 
 
-DUBAI = ClassTable.from_list([
-    {"id": 0, "name": "building", "color": "#3c1098"}, {"id": 1, "name": "land", "color": "#8429f6"},
-    {"id": 2, "name": "road", "color": "#6ec1e4"}, {"id": 3, "name": "vegetation", "color": "#fedd3a"},
-    {"id": 4, "name": "water", "color": "#e2a929"},
-])
+DUBAI = ClassTable.from_list(
+    [
+        {"id": 0, "name": "building", "color": "#3c1098"},
+        {"id": 1, "name": "land", "color": "#8429f6"},
+        {"id": 2, "name": "road", "color": "#6ec1e4"},
+        {"id": 3, "name": "vegetation", "color": "#fedd3a"},
+        {"id": 4, "name": "water", "color": "#e2a929"},
+    ]
+)
 
 
 def test_display_colours_are_distinguishable_and_conventional() -> None:
-    assert delta_e(DUBAI.classes[0].color, DUBAI.classes[1].color) < 40  # the stored colours: two purples
+    assert (
+        delta_e(DUBAI.classes[0].color, DUBAI.classes[1].color) < 40
+    )  # the stored colours: two purples
     shown = display_colours(DUBAI)
-    assert all(delta_e(a, b) >= MIN_DELTA_E for i, a in shown.items() for j, b in shown.items() if i < j)
+    assert all(
+        delta_e(a, b) >= MIN_DELTA_E for i, a in shown.items() for j, b in shown.items() if i < j
+    )
     red, green, blue = shown[0], shown[3], shown[4]
     assert red[0] > 200 > red[2] and green[1] > green[0] and blue[2] > blue[0] + 100
     # names nobody knows keep their own colours when they differ enough, and lose them when not
-    mine = ClassTable.from_list([{"id": 0, "name": "a", "color": "#102030"}, {"id": 1, "name": "b", "color": "#ff00ff"},
-                                 {"id": 2, "name": "c", "color": "#fe01fe"}])
+    mine = ClassTable.from_list(
+        [
+            {"id": 0, "name": "a", "color": "#102030"},
+            {"id": 1, "name": "b", "color": "#ff00ff"},
+            {"id": 2, "name": "c", "color": "#fe01fe"},
+        ]
+    )
     shown = display_colours(mine)
-    assert shown[0] == (16, 32, 48) and shown[1] == (255, 0, 255) and delta_e(shown[2], shown[1]) >= MIN_DELTA_E
+    assert (
+        shown[0] == (16, 32, 48)
+        and shown[1] == (255, 0, 255)
+        and delta_e(shown[2], shown[1]) >= MIN_DELTA_E
+    )
 
 
 def test_truth_is_drawn_beside_the_prediction(tmp_path) -> None:
@@ -68,7 +89,9 @@ def test_truth_is_drawn_beside_the_prediction(tmp_path) -> None:
     truth = np.full((100, 120), 4, np.uint8)
     truth[:5] = 255  # unlabelled: not painted
     mask = write_raster(tmp_path / "mask.tif", pred, nodata=255)
-    out = write_quicklook(image, mask, tmp_path / "q.png", classes=DUBAI, truth=truth, caption="mIoU 0.5")
+    out = write_quicklook(
+        image, mask, tmp_path / "q.png", classes=DUBAI, truth=truth, caption="mIoU 0.5"
+    )
     png = np.asarray(Image.open(out).convert("RGB"))
     assert png.shape[1] == 2 * 120 + 8  # two panels and a gap
     building, water = display_colours(DUBAI)[0], display_colours(DUBAI)[4]
@@ -79,4 +102,7 @@ def test_truth_is_drawn_beside_the_prediction(tmp_path) -> None:
     assert tuple(png[top + 2, 128 + 60]) == (100, 100, 100)
     out = write_comparison(image, pred, truth, DUBAI, tmp_path / "c.png", caption="x")
     png = np.asarray(Image.open(out).convert("RGB"))
-    assert png.shape[1] == 2 * 120 + 8 and abs(int(png[top + 50, 60][2]) - int(100 * 0.55 + water[2] * 0.45)) <= 1
+    assert (
+        png.shape[1] == 2 * 120 + 8
+        and abs(int(png[top + 50, 60][2]) - int(100 * 0.55 + water[2] * 0.45)) <= 1
+    )

@@ -42,7 +42,9 @@ def test_selected_bands_in_model_order(make_raster, textured_rgb) -> None:
 
 
 def test_band_out_of_range_says_which_exist(make_raster, textured_rgb) -> None:
-    with pytest.raises(RasterFormatError, match=r"band\(s\) \[4\] do not exist; the raster has 3 band"):
+    with pytest.raises(
+        RasterFormatError, match=r"band\(s\) \[4\] do not exist; the raster has 3 band"
+    ):
         RasterReader(make_raster(textured_rgb(8, 8)), bands=(1, 4))
 
 
@@ -67,8 +69,17 @@ def test_internal_mask_is_read(tmp_path: Path, textured_rgb) -> None:
     path = tmp_path / "masked.tif"
     data = textured_rgb(16, 16)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", driver="GTiff", height=16, width=16, count=3, dtype="uint8", crs="EPSG:4326",
-                           transform=rasterio.transform.from_origin(0, 16, 1, 1)) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            height=16,
+            width=16,
+            count=3,
+            dtype="uint8",
+            crs="EPSG:4326",
+            transform=rasterio.transform.from_origin(0, 16, 1, 1),
+        ) as dst:
             dst.write(data)
             mask = np.full((16, 16), 255, np.uint8)
             mask[:4] = 0
@@ -95,8 +106,12 @@ def test_threaded_reads_equal_serial_reads(make_raster, textured_rgb) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_truncated_file_fails_on_read_with_a_clear_message(make_raster, textured_rgb, tmp_path: Path) -> None:
-    path = make_raster(textured_rgb(256, 256), compress="deflate", tiled=True, blockxsize=64, blockysize=64)
+def test_truncated_file_fails_on_read_with_a_clear_message(
+    make_raster, textured_rgb, tmp_path: Path
+) -> None:
+    path = make_raster(
+        textured_rgb(256, 256), compress="deflate", tiled=True, blockxsize=64, blockysize=64
+    )
     cut = tmp_path / "cut.tif"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(RasterOpenError, match="truncated or corrupt"), RasterReader(cut) as r:

@@ -24,7 +24,9 @@ def _grid(draw: st.DrawFn) -> tuple[int, int, int]:
 
 @settings(max_examples=300, deadline=None)
 @given(grid=_grid(), frac=st.floats(0, 0.9), edge=st.sampled_from(["shift", "pad"]))
-def test_plan_covers_every_pixel_with_full_tiles(grid: tuple[int, int, int], frac: float, edge: Literal["shift", "pad"]) -> None:
+def test_plan_covers_every_pixel_with_full_tiles(
+    grid: tuple[int, int, int], frac: float, edge: Literal["shift", "pad"]
+) -> None:
     height, width, tile = grid
     plan = plan_tiles(height, width, tile, frac, edge=edge)
     cover = np.zeros((height, width), dtype=np.int32)
@@ -46,7 +48,9 @@ def test_plan_covers_every_pixel_with_full_tiles(grid: tuple[int, int, int], fra
 
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(1, 900), tile=st.integers(8, 128), data=st.data())
-def test_block_tiles_are_exactly_those_intersecting(size: int, tile: int, data: st.DataObject) -> None:
+def test_block_tiles_are_exactly_those_intersecting(
+    size: int, tile: int, data: st.DataObject
+) -> None:
     plan = plan_tiles(size, size, tile, 0.25)
     r0 = data.draw(st.integers(0, size - 1))
     h = data.draw(st.integers(1, size - r0))
@@ -55,7 +59,10 @@ def test_block_tiles_are_exactly_those_intersecting(size: int, tile: int, data: 
     expected = {
         t.index
         for t in plan
-        if t.window.row_off < r0 + h and t.window.row_off + tile > r0 and t.window.col_off < r0 + h and t.window.col_off + tile > r0
+        if t.window.row_off < r0 + h
+        and t.window.row_off + tile > r0
+        and t.window.col_off < r0 + h
+        and t.window.col_off + tile > r0
     }
     assert chosen == expected
 
@@ -74,7 +81,12 @@ def test_overlap_as_pixels_or_fraction() -> None:
 
 @pytest.mark.parametrize(
     ("overlap", "match"),
-    [(512, "does not fit a tile of 512"), (-1, "does not fit"), (1.5, "neither whole pixels nor a fraction"), (True, "pixels")],
+    [
+        (512, "does not fit a tile of 512"),
+        (-1, "does not fit"),
+        (1.5, "neither whole pixels nor a fraction"),
+        (True, "pixels"),
+    ],
 )
 def test_bad_overlap_says_what_fits(overlap: float, match: str) -> None:
     with pytest.raises(TilingError, match=match):
@@ -114,5 +126,9 @@ def test_tile_transform_keeps_rotation() -> None:
 )
 def test_clip_window(window: Window, grow: int, expected: Window) -> None:
     got = clip_window(window, 50, 100, grow=grow)
-    assert (got.col_off, got.row_off, got.height) == (expected.col_off, expected.row_off, expected.height)
+    assert (got.col_off, got.row_off, got.height) == (
+        expected.col_off,
+        expected.row_off,
+        expected.height,
+    )
     assert got.width == expected.width

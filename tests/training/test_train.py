@@ -20,12 +20,25 @@ from geoseg.training.config import load_config
 from geoseg.training.train import train
 
 TINY = {
-    "data": {"kind": "dubai", "split": {"val": [2], "test": [3]}, "patch_size": 32, "samples_per_epoch": 8,
-             "num_workers": 0},
-    "model": {"architecture": "unet", "encoder": "resnet18", "kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}},
+    "data": {
+        "kind": "dubai",
+        "split": {"val": [2], "test": [3]},
+        "patch_size": 32,
+        "samples_per_epoch": 8,
+        "num_workers": 0,
+    },
+    "model": {
+        "architecture": "unet",
+        "encoder": "resnet18",
+        "kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+    },
     "optim": {"lr": 0.01},
     "loss": {"ce": 1.0, "dice": 0.5},
-    "batch_size": 4, "epochs": 2, "tile_size": 64, "overlap": 16, "logger": ["csv"],
+    "batch_size": 4,
+    "epochs": 2,
+    "tile_size": 64,
+    "overlap": 16,
+    "logger": ["csv"],
 }
 
 
@@ -46,25 +59,63 @@ def test_cli_train_then_predict_and_evaluate(tmp_path, dubai_root) -> None:
     res = runner.invoke(cli, ["-q", "train", "-c", str(cfg), "seed=3"])
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"
-    for name in ("model.safetensors", "best.safetensors", "last.ckpt", "metrics.csv", "curves.png", "config.yaml"):
+    for name in (
+        "model.safetensors",
+        "best.safetensors",
+        "last.ckpt",
+        "metrics.csv",
+        "curves.png",
+        "config.yaml",
+    ):
         assert (run / name).is_file(), name
     config = read_config(run / "model.safetensors")
     assert config.classes.names == ["building", "land", "road", "vegetation", "water"]
     assert config.normalization.kind == "meanstd" and len(config.normalization.mean) == 3
-    assert config.training["data"]["train_groups"] == ["Tile 1"] and config.training["config"]["seed"] == 3
+    assert (
+        config.training["data"]["train_groups"] == ["Tile 1"]
+        and config.training["config"]["seed"] == 3
+    )
     assert "miou" in config.metrics["validation"]
     image = next((dubai_root / "Tile 3" / "images").glob("*.jpg"))
-    res = runner.invoke(cli, ["-q", "predict", str(image), str(tmp_path / "mask.tif"), "--model", str(run / "model.safetensors")])
+    res = runner.invoke(
+        cli,
+        [
+            "-q",
+            "predict",
+            str(image),
+            str(tmp_path / "mask.tif"),
+            "--model",
+            str(run / "model.safetensors"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "mask.tif") as src:
         assert src.shape == (96, 112) and src.read(1).max() < 5
-    res = runner.invoke(cli, ["-q", "evaluate", str(run / "model.safetensors"), "-c", str(cfg), "-o", str(tmp_path / "eval")])
+    res = runner.invoke(
+        cli,
+        [
+            "-q",
+            "evaluate",
+            str(run / "model.safetensors"),
+            "-c",
+            str(cfg),
+            "-o",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "mean" in res.output and "pixel accuracy" in res.output
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(report["per_class"]) == set(config.classes.names) and (tmp_path / "eval" / "confusion.png").is_file()
-    looks = sorted((tmp_path / "eval" / "quicklooks").glob("*.png"))  # truth beside prediction, one per image
-    assert [p.stem for p in looks] == sorted(e["image"].replace(" ", "").replace("/", "_")[:-4] for e in report["images"])
+    assert (
+        set(report["per_class"]) == set(config.classes.names)
+        and (tmp_path / "eval" / "confusion.png").is_file()
+    )
+    looks = sorted(
+        (tmp_path / "eval" / "quicklooks").glob("*.png")
+    )  # truth beside prediction, one per image
+    assert [p.stem for p in looks] == sorted(
+        e["image"].replace(" ", "").replace("/", "_")[:-4] for e in report["images"]
+    )
     assert Image.open(looks[0]).size[0] == 2 * 112 + 8
 
 
@@ -110,11 +161,20 @@ def test_interrupt_keeps_last_checkpoint_and_resumes(tmp_path, dubai_root, monke
 
 def test_config_errors_name_the_key(tmp_path, dubai_root) -> None:
     path = tiny(tmp_path, dubai_root)
-    with pytest.raises(ConfigError, match=r"data.kind: 'tiff' is not allowed; expected one of dubai, geotiff, spacenet6"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.kind: 'tiff' is not allowed; expected one of dubai, geotiff, spacenet6",
+    ):
         load_config(path, ["data.kind=tiff"])
-    with pytest.raises(ConfigError, match=r"optim.lrr: unknown key; allowed keys here: lr, name, schedule, weight_decay"):
+    with pytest.raises(
+        ConfigError,
+        match=r"optim.lrr: unknown key; allowed keys here: lr, name, schedule, weight_decay",
+    ):
         load_config(path, ["optim.lrr=1"])
-    with pytest.raises(ConfigError, match=r"loss.dise: unknown loss; expected some of ce, dice, focal, jaccard, lovasz"):
+    with pytest.raises(
+        ConfigError,
+        match=r"loss.dise: unknown loss; expected some of ce, dice, focal, jaccard, lovasz",
+    ):
         load_config(path, ["loss={dise: 1}"])
     with pytest.raises(ConfigError, match="batch_size: expected int, got 'many'"):
         load_config(path, ["batch_size=many"])
@@ -126,13 +186,22 @@ def test_bad_data_is_reported(tmp_path, dubai_root) -> None:
     with pytest.raises(Exception, match="not a folder; expected the Dubai dataset folder"):
         train(load_config(tiny(tmp_path, tmp_path / "empty"), []), progress=False)
     with pytest.raises(ConfigError, match="class_weights: 2 weight"):
-        train(load_config(tiny(tmp_path, dubai_root), ["class_weights=[1, 2]", "output=" + str(tmp_path / "r2")]), progress=False)
+        train(
+            load_config(
+                tiny(tmp_path, dubai_root),
+                ["class_weights=[1, 2]", "output=" + str(tmp_path / "r2")],
+            ),
+            progress=False,
+        )
 
 
 def test_imagenet_offline_names_the_local_alternative(tmp_path, dubai_root) -> None:
     from geoseg.errors import WeightsError
 
-    cfg = load_config(tiny(tmp_path, dubai_root), ["model.encoder_weights=imagenet", "output=" + str(tmp_path / "r3")])
+    cfg = load_config(
+        tiny(tmp_path, dubai_root),
+        ["model.encoder_weights=imagenet", "output=" + str(tmp_path / "r3")],
+    )
     with pytest.raises(WeightsError, match="--encoder-weights PATH"):
         train(cfg, progress=False)
 
@@ -141,18 +210,39 @@ def test_bundled_default_config_is_valid() -> None:
     from geoseg.training.config import resolve_config
 
     cfg = load_config(resolve_config("dubai-default"))
-    assert cfg.data.kind == "dubai" and cfg.data.split == {"val": [], "test": [8]}  # tiles 1-7 train
-    assert cfg.model.encoder_weights == "efficientnet-lite0-imagenet" and cfg.data.scale == [0.6, 2.0]
+    assert cfg.data.kind == "dubai" and cfg.data.split == {
+        "val": [],
+        "test": [8],
+    }  # tiles 1-7 train
+    assert cfg.model.encoder_weights == "efficientnet-lite0-imagenet" and cfg.data.scale == [
+        0.6,
+        2.0,
+    ]
     fast = load_config(resolve_config("dubai-fast"))
     assert fast.data.split == {"val": [1], "test": [8]} and fast.model.encoder_weights is None
 
 
 @pytest.mark.slow
 def test_train_spacenet6_sar_with_edge_targets(tmp_path, sn6_root) -> None:
-    cfg = load_config(None, [f"data.root={sn6_root}", "data.kind=spacenet6", "data.patch_size=64", "data.samples_per_epoch=4",
-                             "data.split={val: 0.25}", "data.target=footprint-edge-contact", "epochs=1", "batch_size=2",
-                             "model.encoder=resnet18", "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
-                             "logger=[csv]", f"output={tmp_path / 'sn6'}", "tile_size=64", "overlap=16"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={sn6_root}",
+            "data.kind=spacenet6",
+            "data.patch_size=64",
+            "data.samples_per_epoch=4",
+            "data.split={val: 0.25}",
+            "data.target=footprint-edge-contact",
+            "epochs=1",
+            "batch_size=2",
+            "model.encoder=resnet18",
+            "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+            "logger=[csv]",
+            f"output={tmp_path / 'sn6'}",
+            "tile_size=64",
+            "overlap=16",
+        ],
+    )
     result = train(cfg, progress=False)
     config = read_config(result.checkpoint)
     assert config.band_names == ("HH", "HV", "VH", "VV")
@@ -164,15 +254,33 @@ def test_train_spacenet6_sar_with_edge_targets(tmp_path, sn6_root) -> None:
 def test_evaluate_building_model_reports_spacenet_metric(tmp_path, sn6_root) -> None:
     from geoseg.evaluation.evaluate import evaluate, pairs_from_config
 
-    cfg = load_config(None, [f"data.root={sn6_root}", "data.kind=spacenet6", "data.product=PS-RGB", "data.patch_size=64",
-                             "data.samples_per_epoch=8", "data.split={val: 0.25}", "epochs=2", "batch_size=4", "optim.lr=0.01",
-                             "model.encoder=resnet18", "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
-                             "logger=[csv]", f"output={tmp_path / 'b'}", "tile_size=64", "overlap=16"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={sn6_root}",
+            "data.kind=spacenet6",
+            "data.product=PS-RGB",
+            "data.patch_size=64",
+            "data.samples_per_epoch=8",
+            "data.split={val: 0.25}",
+            "epochs=2",
+            "batch_size=4",
+            "optim.lr=0.01",
+            "model.encoder=resnet18",
+            "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+            "logger=[csv]",
+            f"output={tmp_path / 'b'}",
+            "tile_size=64",
+            "overlap=16",
+        ],
+    )
     result = train(cfg, progress=False)
     pairs = pairs_from_config(cfg, "val")
     assert pairs and pairs[0].footprints  # true footprints from the GeoJSON, in pixel coordinates
     report = evaluate(result.checkpoint, pairs, out_dir=tmp_path / "eval")
-    assert report.buildings is not None and report.buildings.fn + report.buildings.tp == 3 * len(pairs)
+    assert report.buildings is not None and report.buildings.fn + report.buildings.tp == 3 * len(
+        pairs
+    )
     out = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "spacenet" in out and 0 <= out["spacenet"]["spacenet_score"] <= 100
     assert "SpaceNet metric" in report.table()
@@ -181,10 +289,24 @@ def test_evaluate_building_model_reports_spacenet_metric(tmp_path, sn6_root) -> 
 @pytest.mark.slow
 def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
-    cfg = load_config(None, [f"data.root={image.parent.parent}", "data.kind=geotiff", "data.patch_size=32", "data.samples_per_epoch=4",
-                             "data.split={val: 0.0}", "epochs=1", "batch_size=2", "model.encoder=resnet18",
-                             "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}", "logger=[csv]",
-                             f"output={tmp_path / 'gt'}", "tile_size=64", "overlap=16"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={image.parent.parent}",
+            "data.kind=geotiff",
+            "data.patch_size=32",
+            "data.samples_per_epoch=4",
+            "data.split={val: 0.0}",
+            "epochs=1",
+            "batch_size=2",
+            "model.encoder=resnet18",
+            "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+            "logger=[csv]",
+            f"output={tmp_path / 'gt'}",
+            "tile_size=64",
+            "overlap=16",
+        ],
+    )
     result = train(cfg, progress=False)
     config = read_config(result.checkpoint)
     assert config.in_channels == 3 and config.num_classes == 3 and config.nodata == 0
@@ -203,5 +325,7 @@ def test_wandb_logger_offline_or_clear_error(tmp_path, dubai_root, monkeypatch) 
             train(cfg, progress=False)
         return
     result = train(cfg, progress=False)
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "an offline W&B run was recorded"
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), (
+        "an offline W&B run was recorded"
+    )
     assert result.checkpoint.is_file()

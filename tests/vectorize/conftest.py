@@ -34,7 +34,12 @@ def landcover(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 def make_mask(tmp_path: Path) -> Callable[..., Path]:
     """``make_mask(array, name=..., classes=CLASSES, **profile)``: a class-mask GeoTIFF like predict writes."""
 
-    def make(data: np.ndarray, name: str = "mask.tif", classes: ClassTable | None = CLASSES, **kwargs: Any) -> Path:
+    def make(
+        data: np.ndarray,
+        name: str = "mask.tif",
+        classes: ClassTable | None = CLASSES,
+        **kwargs: Any,
+    ) -> Path:
         kwargs.setdefault("nodata", 255)
         path = write_raster(tmp_path / name, data, **kwargs)
         if classes is not None:

@@ -24,29 +24,54 @@ PIXEL_AREA = 0.25  # the shared test transform has 0.5 m pixels
 def test_equals_gdal_polygonize_and_areas_are_exact(make_mask: Any, tmp_path: Path) -> None:
     m = landcover((300, 260), 1)
     m[:3, :3] = 255
-    out = vectorize_raster(make_mask(m), tmp_path / "out.gpkg", block_size=64, workers=0, exclude=[])
+    out = vectorize_raster(
+        make_mask(m), tmp_path / "out.gpkg", block_size=64, workers=0, exclude=[]
+    )
     df = read(out.path)
     assert out.features == len(df) and df.geometry.is_valid.all()
     assert df.crs.to_epsg() == 32631
-    ref = [(shapely.geometry.shape(g), int(v)) for g, v in features.shapes(m, mask=m != 255, transform=rasterio.open(make_mask(m, "again.tif")).transform)]
+    ref = [
+        (shapely.geometry.shape(g), int(v))
+        for g, v in features.shapes(
+            m, mask=m != 255, transform=rasterio.open(make_mask(m, "again.tif")).transform
+        )
+    ]
     assert len(df) == len(ref)
     for c in range(4):
         mine = df[df.class_id == c]
         theirs = shapely.union_all([g for g, v in ref if v == c])
-        assert shapely.symmetric_difference(shapely.union_all(mine.geometry.values), theirs).area == 0
+        assert (
+            shapely.symmetric_difference(shapely.union_all(mine.geometry.values), theirs).area == 0
+        )
         assert mine.area_m2.sum() == pytest.approx((m == c).sum() * PIXEL_AREA, rel=1e-12)
         assert set(mine.class_name) == {["background", "building", "road", "water"][c]}
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])
-def test_result_does_not_depend_on_blocks_or_workers(make_mask: Any, tmp_path: Path, connectivity: int) -> None:
+def test_result_does_not_depend_on_blocks_or_workers(
+    make_mask: Any, tmp_path: Path, connectivity: int
+) -> None:
     m = landcover((257, 301), 2)
     src = make_mask(m)
-    runs = [(4096, 0, "thread"), (64, 0, "thread"), (128, 2, "thread"), (64, 3, "thread"), (128, 2, "process"), (96, 0, "thread")]
+    runs = [
+        (4096, 0, "thread"),
+        (64, 0, "thread"),
+        (128, 2, "thread"),
+        (64, 3, "thread"),
+        (128, 2, "process"),
+        (96, 0, "thread"),
+    ]
     sets = []
     for k, (block, workers, pool) in enumerate(runs):
-        res = vectorize_raster(src, tmp_path / f"o{k}.fgb", block_size=block, workers=workers, pool=pool,
-                               connectivity=connectivity, exclude=["background"])
+        res = vectorize_raster(
+            src,
+            tmp_path / f"o{k}.fgb",
+            block_size=block,
+            workers=workers,
+            pool=pool,
+            connectivity=connectivity,
+            exclude=["background"],
+        )
         df = read(res.path)
         assert df.geometry.is_valid.all()
         sets.append((normalized(df.geometry.values), sorted(df.class_id)))
@@ -71,13 +96,21 @@ def test_a_region_on_every_seam_and_rings_in_rings(make_mask: Any, tmp_path: Pat
 
 
 def test_empty_all_nodata_and_one_pixel(make_mask: Any, tmp_path: Path) -> None:
-    empty = vectorize_raster(make_mask(np.zeros((50, 40), np.uint8), "e.tif"), tmp_path / "e.gpkg", workers=0)
+    empty = vectorize_raster(
+        make_mask(np.zeros((50, 40), np.uint8), "e.tif"), tmp_path / "e.gpkg", workers=0
+    )
     assert empty.features == 0
     info = pyogrio.read_info(empty.path, layer="e")
-    assert info["features"] == 0 and {"class_id", "class_name", "area_m2", "perimeter_m"} <= set(info["fields"])
-    nod = vectorize_raster(make_mask(np.full((20, 20), 255, np.uint8), "n.tif"), tmp_path / "n.fgb", workers=0)
+    assert info["features"] == 0 and {"class_id", "class_name", "area_m2", "perimeter_m"} <= set(
+        info["fields"]
+    )
+    nod = vectorize_raster(
+        make_mask(np.full((20, 20), 255, np.uint8), "n.tif"), tmp_path / "n.fgb", workers=0
+    )
     assert nod.features == 0
-    one = vectorize_raster(make_mask(np.array([[2]], np.uint8), "one.tif"), tmp_path / "one.geojson", workers=0)
+    one = vectorize_raster(
+        make_mask(np.array([[2]], np.uint8), "one.tif"), tmp_path / "one.geojson", workers=0
+    )
     df = read(one.path)
     assert len(df) == 1 and df.class_name[0] == "road" and df.crs.to_epsg() == 4326
 
@@ -86,7 +119,9 @@ def test_checkerboard_and_speckle(make_mask: Any, tmp_path: Path) -> None:
     m = ((np.indices((300, 300)).sum(0) % 2) + 1).astype(np.uint8)
     m[100:200, 100:200] = 3
     raw = vectorize_raster(make_mask(m), tmp_path / "raw.fgb", workers=0, block_size=128)
-    assert raw.features == 300 * 300 - 100 * 100 + 1  # every pixel its own polygon, across seams too
+    assert (
+        raw.features == 300 * 300 - 100 * 100 + 1
+    )  # every pixel its own polygon, across seams too
     noisy = landcover((300, 300), 7)
     rng = np.random.default_rng(0)
     salt = rng.random(noisy.shape) < 0.1
@@ -100,15 +135,22 @@ def test_checkerboard_and_speckle(make_mask: Any, tmp_path: Path) -> None:
 
 def test_bad_inputs_get_clear_errors(make_mask: Any, make_raster: Any, tmp_path: Path) -> None:
     with pytest.raises(RasterFormatError, match="integer class ids"):
-        vectorize_raster(make_raster(np.random.rand(1, 8, 8).astype("float32"), name="f.tif"), tmp_path / "x.gpkg")
+        vectorize_raster(
+            make_raster(np.random.rand(1, 8, 8).astype("float32"), name="f.tif"),
+            tmp_path / "x.gpkg",
+        )
     with pytest.raises(RasterFormatError, match="single-band"):
-        vectorize_raster(make_raster(np.zeros((3, 8, 8), np.uint8), name="rgb.tif"), tmp_path / "x.gpkg")
+        vectorize_raster(
+            make_raster(np.zeros((3, 8, 8), np.uint8), name="rgb.tif"), tmp_path / "x.gpkg"
+        )
     with pytest.raises(RasterFormatError, match=r"\.gpkg"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.shp")
     with pytest.raises(RasterOpenError, match=r"missing\.tif: no such file"):
         vectorize_raster(tmp_path / "missing.tif", tmp_path / "x.gpkg")
     with pytest.raises(RasterFormatError, match="no class named"):
-        vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.gpkg", exclude=["forest"])
+        vectorize_raster(
+            make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.gpkg", exclude=["forest"]
+        )
     (tmp_path / "exists.gpkg").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError, match=r"exists\.gpkg: already exists"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "exists.gpkg")
@@ -128,7 +170,9 @@ def test_no_crs_warns_and_geojson_refuses_to_guess(make_mask: Any, tmp_path: Pat
 
 
 def test_a_failure_mid_stream_leaves_nothing(make_mask: Any, tmp_path: Path) -> None:
-    src = make_mask(landcover((256, 256), 4), tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    src = make_mask(
+        landcover((256, 256), 4), tiled=True, blockxsize=64, blockysize=64, compress="deflate"
+    )
     data = src.read_bytes()
     src.write_bytes(data[: int(len(data) * 0.8)])  # the last tiles are gone
     with pytest.raises(RasterOpenError, match="cannot read"):
@@ -144,7 +188,11 @@ def test_formats_layers_and_qgis_style(make_mask: Any, tmp_path: Path) -> None:
         assert set(read(gpkg.path, name).class_name) == {name}
     with sqlite3.connect(gpkg.path) as db:
         styles = dict(db.execute("SELECT f_table_name, styleQML FROM layer_styles").fetchall())
-    assert set(styles) == set(gpkg.layers) and 'attr="class_id"' in styles["road"] and 'label="road"' in styles["road"]
+    assert (
+        set(styles) == set(gpkg.layers)
+        and 'attr="class_id"' in styles["road"]
+        and 'label="road"' in styles["road"]
+    )
     single = vectorize_raster(src, tmp_path / "one.gpkg", workers=0)
     with sqlite3.connect(single.path) as db:
         qml = db.execute("SELECT styleQML FROM layer_styles WHERE useAsDefault").fetchone()[0]
@@ -166,33 +214,47 @@ def test_true_metres_in_a_geographic_crs(make_mask: Any, tmp_path: Path) -> None
     m = np.zeros((100, 100), np.uint8)
     m[20:80, 10:90] = 1
     t = from_origin(4.0, 52.0, 1e-4, 1e-4)
-    res = vectorize_raster(make_mask(m, transform=t, crs="EPSG:4326"), tmp_path / "g.gpkg", workers=0)
+    res = vectorize_raster(
+        make_mask(m, transform=t, crs="EPSG:4326"), tmp_path / "g.gpkg", workers=0
+    )
     df = read(res.path)
     utm = df.to_crs(32631)
     assert df.area_m2[0] == pytest.approx(utm.area[0], rel=2e-3)
     assert df.perimeter_m[0] == pytest.approx(utm.length[0], rel=2e-3)
 
 
-def test_mean_confidence_and_cleanup_options(make_mask: Any, make_raster: Any, tmp_path: Path) -> None:
+def test_mean_confidence_and_cleanup_options(
+    make_mask: Any, make_raster: Any, tmp_path: Path
+) -> None:
     m = np.zeros((60, 60), np.uint8)
     m[5:25, 5:25] = 1
     m[10:14, 10:14] = 0  # a 16-pixel hole (4 m²)
     m[40:42, 40:42] = 2  # a 4-pixel road patch (1 m²)
     conf = np.full((1, 60, 60), 200, np.uint8)
     src = make_mask(m)
-    res = vectorize_raster(src, tmp_path / "c.gpkg", confidence=make_raster(conf, name="conf.tif"), workers=0,
-                           fill_holes=5, min_area=2)
+    res = vectorize_raster(
+        src,
+        tmp_path / "c.gpkg",
+        confidence=make_raster(conf, name="conf.tif"),
+        workers=0,
+        fill_holes=5,
+        min_area=2,
+    )
     df = read(res.path)
     assert df.class_name.tolist() == ["building"]
     assert len(df.geometry[0].interiors) == 0 and df.area_m2[0] == pytest.approx(400 * PIXEL_AREA)
     assert df.mean_confidence[0] == pytest.approx(200 / 255)
     with pytest.raises(RasterFormatError, match="grid"):
-        vectorize_raster(src, tmp_path / "d.gpkg", confidence=make_raster(conf[:, :30], name="small.tif"))
+        vectorize_raster(
+            src, tmp_path / "d.gpkg", confidence=make_raster(conf[:, :30], name="small.tif")
+        )
 
 
 def test_simplified_coverage_has_no_gaps_or_overlaps(make_mask: Any, tmp_path: Path) -> None:
     m = landcover((200, 180), 6)
-    res = vectorize_raster(make_mask(m), tmp_path / "s.gpkg", simplify="1.5px", block_size=64, workers=0, exclude=[])
+    res = vectorize_raster(
+        make_mask(m), tmp_path / "s.gpkg", simplify="1.5px", block_size=64, workers=0, exclude=[]
+    )
     df = read(res.path)
     assert df.geometry.is_valid.all()
     # no overlaps (areas add up to the union) and no gaps (the union is the whole raster)
@@ -200,8 +262,13 @@ def test_simplified_coverage_has_no_gaps_or_overlaps(make_mask: Any, tmp_path: P
     assert df.geometry.area.sum() == pytest.approx(union.area, rel=1e-9)
     assert union.area == pytest.approx(200 * 180 * PIXEL_AREA, rel=1e-9)
     assert union.equals(shapely.box(*union.bounds))
-    plain = read(vectorize_raster(make_mask(m, "p.tif"), tmp_path / "p.gpkg", workers=0, exclude=[]).path)
-    assert shapely.get_num_coordinates(df.geometry.values).sum() < 0.8 * shapely.get_num_coordinates(plain.geometry.values).sum()
+    plain = read(
+        vectorize_raster(make_mask(m, "p.tif"), tmp_path / "p.gpkg", workers=0, exclude=[]).path
+    )
+    assert (
+        shapely.get_num_coordinates(df.geometry.values).sum()
+        < 0.8 * shapely.get_num_coordinates(plain.geometry.values).sum()
+    )
 
 
 def test_regularize_buildings(make_mask: Any, tmp_path: Path) -> None:
@@ -212,14 +279,20 @@ def test_regularize_buildings(make_mask: Any, tmp_path: Path) -> None:
     assert g.is_valid and len(g.exterior.coords) <= 9
 
 
-def test_round_trip_of_a_real_vector_layer(shared_data: Path, tmp_path: Path, make_mask: Any) -> None:
+def test_round_trip_of_a_real_vector_layer(
+    shared_data: Path, tmp_path: Path, make_mask: Any
+) -> None:
     """Rasterize a real polygon layer, vectorize it, and get the same shapes back."""
     poly = pyogrio.read_dataframe(shared_data / "georust-gdal-fixtures" / "poly.gpkg")
     x0, y0, x1, y1 = poly.total_bounds
     t = from_origin(x0 - 20, y1 + 20, 5, 5)
     shape = (int((y1 - y0 + 40) / 5), int((x1 - x0 + 40) / 5))
-    m = features.rasterize([(g, 1) for g in poly.geometry], out_shape=shape, transform=t).astype(np.uint8)
-    res = vectorize_raster(make_mask(m, transform=t, crs=poly.crs.to_wkt()), tmp_path / "rt.gpkg", workers=0)
+    m = features.rasterize([(g, 1) for g in poly.geometry], out_shape=shape, transform=t).astype(
+        np.uint8
+    )
+    res = vectorize_raster(
+        make_mask(m, transform=t, crs=poly.crs.to_wkt()), tmp_path / "rt.gpkg", workers=0
+    )
     back = read(res.path)
     again = features.rasterize([(g, 1) for g in back.geometry], out_shape=shape, transform=t)
     np.testing.assert_array_equal(again, m)  # pixel-exact

@@ -11,8 +11,13 @@ from geoseg.vectorize.seams import drop_collinear
 from tests.vectorize.conftest import landcover
 
 
-def gdal_polygons(m: np.ndarray, connectivity: int, mask: np.ndarray | None = None) -> list[tuple[shapely.Geometry, int]]:
-    return [(shapely.geometry.shape(g), int(v)) for g, v in features.shapes(m, mask=mask, connectivity=connectivity)]
+def gdal_polygons(
+    m: np.ndarray, connectivity: int, mask: np.ndarray | None = None
+) -> list[tuple[shapely.Geometry, int]]:
+    return [
+        (shapely.geometry.shape(g), int(v))
+        for g, v in features.shapes(m, mask=mask, connectivity=connectivity)
+    ]
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])
@@ -37,7 +42,9 @@ def test_holes_inside_holes_and_a_loop_closing_at_a_corner() -> None:
     m[2:7, 2:7] = 0
     m[3:6, 3:6] = 1
     m[4, 4] = 0
-    loop = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], np.uint8)  # loop meets at a corner
+    loop = np.array(
+        [[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], np.uint8
+    )  # loop meets at a corner
     for mask in (m, loop):
         for conn in (4, 8):
             pieces, _ = polygonize_block(mask, row_off=0, col_off=0, connectivity=conn)
@@ -51,7 +58,11 @@ def test_diagonal_pixels_join_only_with_8_connectivity() -> None:
     four, _ = polygonize_block(m, row_off=0, col_off=0, connectivity=4, exclude=frozenset({0}))
     eight, _ = polygonize_block(m, row_off=0, col_off=0, connectivity=8, exclude=frozenset({0}))
     assert len(four) == 5 and len(eight) == 1
-    assert eight.geoms[0].geom_type == "MultiPolygon" and eight.geoms[0].is_valid and eight.pixels[0] == 5
+    assert (
+        eight.geoms[0].geom_type == "MultiPolygon"
+        and eight.geoms[0].is_valid
+        and eight.pixels[0] == 5
+    )
 
 
 def test_nodata_and_excluded_classes_make_no_polygons_and_offsets_apply() -> None:
@@ -77,11 +88,15 @@ def test_simplify_keeps_the_block_outline_and_shared_edges() -> None:
     assert shapely.coverage_is_valid(pieces.geoms)  # no gaps or overlaps between neighbours
     assert shapely.union_all(pieces.geoms).equals(shapely.box(0, 0, 64, 64))
     assert sum(len(shapely.get_coordinates(g)) for g in pieces.geoms) < sum(
-        len(shapely.get_coordinates(g)) for g, _ in gdal_polygons(m, 4))
+        len(shapely.get_coordinates(g)) for g, _ in gdal_polygons(m, 4)
+    )
 
 
 def test_drop_collinear_keeps_the_shape() -> None:
-    g = shapely.Polygon([(0, 0), (1, 0), (2, 0), (2, 1), (2, 2), (0, 2), (0, 1), (0, 0)], [[(0.5, 0.5), (0.5, 1), (1, 1), (1, 0.5), (0.5, 0.5)]])
+    g = shapely.Polygon(
+        [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2), (0, 2), (0, 1), (0, 0)],
+        [[(0.5, 0.5), (0.5, 1), (1, 1), (1, 0.5), (0.5, 0.5)]],
+    )
     out = drop_collinear(np.array([g]))[0]
     assert out.equals(g) and len(out.exterior.coords) == 5
 
@@ -94,6 +109,8 @@ def test_regularize_squares_a_rasterized_rotated_building() -> None:
     assert out.is_valid and len(out.exterior.coords) - 1 <= 8
     xy = np.asarray(out.exterior.coords)
     d = np.diff(np.vstack([xy, xy[1:2]]), axis=0)
-    cos = np.abs((d[:-1] * d[1:]).sum(1)) / (np.linalg.norm(d[:-1], axis=1) * np.linalg.norm(d[1:], axis=1))
+    cos = np.abs((d[:-1] * d[1:]).sum(1)) / (
+        np.linalg.norm(d[:-1], axis=1) * np.linalg.norm(d[1:], axis=1)
+    )
     assert cos.max() < 1e-6  # every corner a right angle
     assert out.intersection(true).area / out.union(true).area > 0.9
