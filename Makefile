@@ -63,6 +63,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check geoseg tests benchmarks
+	$(BIN)/ruff format --check geoseg tests benchmarks scripts --exclude tests/models/test_default_model.py
 	$(BIN)/mypy geoseg
 
 bench: install

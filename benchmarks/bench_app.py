@@ -89,7 +89,8 @@ class Library:
         return time.perf_counter() - start
 
     def full(self) -> float:
-        """Seconds of predict_raster + quicklook + GeoPackage (geoseg predict --vector --quicklook)."""
+        """Seconds of predict_raster + quicklook + GeoPackage (geoseg predict --vector
+        --quicklook)."""
         from geoseg.inference import predict_raster
         from geoseg.io.quicklook import write_quicklook
         from geoseg.vectorize import vectorize_raster
@@ -180,7 +181,8 @@ def main() -> None:
         server.terminate()
         server.wait(30)
     print(
-        f"scene {args.scene.name}, bundled model, precision auto, {os.cpu_count()} CPU(s), medians of {args.repeat}"
+        f"scene {args.scene.name}, bundled model, precision auto, {os.cpu_count()} CPU(s), "
+        f"medians of {args.repeat}"
     )
     print(f"app listening after         {listening:7.2f} s (process start)")
     print(f"first request               {first:7.2f} s (right after the server listens)")
@@ -193,7 +195,8 @@ def main() -> None:
     print(f"ratio app / predict+vector  {warm / full:7.2f}")
     print(f"two users at once           {wall_two:7.2f} s wall, {max(both):.2f} s slowest")
     print(
-        f"server peak RSS             {idle.peak:7.0f} MB idle (model loaded), {two.peak:.0f} MB with two concurrent users"
+        f"server peak RSS             {idle.peak:7.0f} MB idle (model loaded), {two.peak:.0f} MB "
+        "with two concurrent users"
     )
 
 

@@ -69,7 +69,8 @@ def main() -> None:
                 plain.append(write(Path(tmp) / "plain.tif", data))
     s, p = statistics.median(safe), statistics.median(plain)
     print(
-        f"{args.size}x{args.size} class mask: verified+fsync {s:.2f} s, baseline {p:.2f} s, ratio {s / p:.3f}"
+        f"{args.size}x{args.size} class mask: verified+fsync {s:.2f} s, baseline {p:.2f} s, ratio "
+        f"{s / p:.3f}"
     )
 
 

@@ -12,7 +12,8 @@ same number of workers:
 
 Prints samples/s per reader (median of ``--repeat`` runs) and the ratio to the baseline.
 
-Usage: python benchmarks/bench_dataset.py [--size 8192] [--chip 256] [--samples 2000] [--workers 2] [--repeat 3]
+Usage: python benchmarks/bench_dataset.py [--size 8192] [--chip 256] [--samples 2000]
+       [--workers 2] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def main() -> None:
         base = statistics.median(rates["rasterio windows (baseline)"])
         print(
             f"{args.size}x{args.size} RGB GeoTIFF, {args.samples} random {args.chip}px chips, "
-            f"DataLoader with {args.workers} workers, batch {args.batch_size}, median of {args.repeat}"
+            f"DataLoader with {args.workers} workers, batch {args.batch_size}, median of "
+            f"{args.repeat}"
         )
         for name, values in rates.items():
             med = statistics.median(values)

@@ -1,4 +1,5 @@
-"""Benchmark the bundled models on CPU: end-to-end Mpx/s of ``geoseg predict``, default against fast.
+"""Benchmark the bundled models on CPU: end-to-end Mpx/s of ``geoseg predict``, default against
+fast.
 
 Builds a textured 3-band uint8 raster (tiled 512, DEFLATE, like a COG) of ``--size``², then times,
 in one run and alternating, ``predict_raster`` with each bundled model (``quality``, the default,
@@ -31,7 +32,7 @@ from geoseg.models.default import BUNDLED_MODELS, bundled_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--size", type=int, default=8192)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -50,8 +51,9 @@ def main() -> None:
             params = sum(p.numel() for p in loaded.model.parameters())
             held = (cfg.metrics.get("test") or {}).get("miou")
             print(
-                f"{name}: {path.name}, {cfg.architecture}/{cfg.encoder}, {params / 1e6:.2f} M parameters, "
-                f"{path.stat().st_size / 1e6:.1f} MB on disk, tile {cfg.tile_size}, overlap {cfg.overlap}"
+                f"{name}: {path.name}, {cfg.architecture}/{cfg.encoder}, {params / 1e6:.2f} M "
+                f"parameters, {path.stat().st_size / 1e6:.1f} MB on disk, tile {cfg.tile_size}, "
+                f"overlap {cfg.overlap}"
                 + (f", held-out mIoU {held:.3f}" if held is not None else "")
             )
             models[name] = path
@@ -65,12 +67,13 @@ def main() -> None:
                 else:
                     runs[name].append(res.megapixels_per_second)
     print(
-        f"{args.size}x{args.size} RGB raster, {args.threads} threads, {args.repeat} timed runs each, alternating"
+        f"{args.size}x{args.size} RGB raster, {args.threads} threads, {args.repeat} timed runs "
+        "each, alternating"
     )
     for name in models:
         print(
-            f"  {name:8s} first call {first[name][0]:.2f} Mpx/s (precision {first[name][1]}), later calls "
-            f"{spread(runs[name])} Mpx/s (median, min..max)"
+            f"  {name:8s} first call {first[name][0]:.2f} Mpx/s (precision {first[name][1]}), "
+            f"later calls {spread(runs[name])} Mpx/s (median, min..max)"
         )
     q, f = statistics.median(runs["quality"]), statistics.median(runs["fast"])
     print(f"  quality / fast speed: {q / f:.2f} (fast is {f / q:.2f}x faster)")

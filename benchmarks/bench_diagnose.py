@@ -6,7 +6,8 @@ metrics, calibration with a temperature fit, worst-cell panels, summary page), a
 times and their ratio. With ``--docs DIR`` it also writes the pictures the README shows: one
 error map, one Grad-CAM overlay and the reliability diagram.
 
-Usage: python benchmarks/bench_diagnose.py --root "/data/Semantic segmentation dataset" [--limit N] [--docs docs]
+Usage: python benchmarks/bench_diagnose.py --root "/data/Semantic segmentation dataset"
+       [--limit N] [--docs docs]
 """
 
 from __future__ import annotations
@@ -89,12 +90,14 @@ def main() -> None:
         res = diagnose(model, pairs, Path(tmp, "diag"), device="cpu", temperature=True)
         t_diag = time.perf_counter() - start
         print(
-            f"{len(pairs)} Dubai held-out image(s), {report.megapixels:.2f} Mpx, bundled model, CPU; one run on a shared machine"
+            f"{len(pairs)} Dubai held-out image(s), {report.megapixels:.2f} Mpx, bundled model, "
+            "CPU; one run on a shared machine"
         )
         print(
-            f"  evaluate {t_eval:.1f} s (mIoU {report.scores.miou:.3f}); diagnose with every output {t_diag:.1f} s "
-            f"(mIoU {res.report.scores.miou:.3f}, ECE {res.ece:.4f}, T {res.temperature:.3f} -> ECE {res.ece_tempered:.4f}); "
-            f"diagnose / evaluate = {t_diag / t_eval:.2f}"
+            f"  evaluate {t_eval:.1f} s (mIoU {report.scores.miou:.3f}); diagnose with every "
+            f"output {t_diag:.1f} s (mIoU {res.report.scores.miou:.3f}, ECE {res.ece:.4f}, T "
+            f"{res.temperature:.3f} -> ECE {res.ece_tempered:.4f}); diagnose / evaluate = "
+            f"{t_diag / t_eval:.2f}"
         )
         if args.docs is not None:
             from geoseg.explain import explain_raster
@@ -114,7 +117,8 @@ def main() -> None:
                 device="cpu",
             )
             print(
-                f"  pictures of {first['image']} in {args.docs}/: error-map.png, gradcam-building.png, reliability.png"
+                f"  pictures of {first['image']} in {args.docs}/: error-map.png, "
+                "gradcam-building.png, reliability.png"
             )
 
 

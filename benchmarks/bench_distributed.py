@@ -11,8 +11,8 @@ With the bundled model on textured RGB rasters (tiled 512, DEFLATE), prints:
 3. the object-storage round trip: a ``--size``² COG read from and written back to an S3-compatible
    server on 127.0.0.1 (moto, a child process), against the same run on local disk.
 
-Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--big 16384] [--block-size 4096] [--big-baseline]
-       [--skip-many] [--skip-s3] [--skip-big]
+Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--big 16384]
+       [--block-size 4096] [--big-baseline] [--skip-many] [--skip-s3] [--skip-big]
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def many_rasters(root: Path, count: int, size: int, opts: PredictOptions) -> Non
     print(f"\n## {count} rasters of {size}² ({mpx:.0f} Mpx), bundled model, one task per raster")
     base, res = timed(predict_many, [str(folder)], root / "out0", None, opts)
     print(
-        f"in-process, {torch.get_num_threads()} threads: {base:.1f} s ({mpx / base:.2f} Mpx/s), precision {res.done[0].precision}"
+        f"in-process, {torch.get_num_threads()} threads: {base:.1f} s ({mpx / base:.2f} Mpx/s), "
+        f"precision {res.done[0].precision}"
     )
     for scheduler in ("local:2", "local:1"):
         startup = cluster_start(scheduler)
@@ -86,8 +87,9 @@ def many_rasters(root: Path, count: int, size: int, opts: PredictOptions) -> Non
         )
         spec = parse_scheduler(scheduler)
         print(
-            f"{scheduler} ({spec.workers} worker(s) x {spec.threads} thread(s)): {wall:.1f} s ({mpx / wall:.2f} Mpx/s); "
-            f"/ in-process = {wall / base:.3f} (cluster start+stop {startup:.1f} s; without it {(wall - startup) / base:.3f})"
+            f"{scheduler} ({spec.workers} worker(s) x {spec.threads} thread(s)): {wall:.1f} s "
+            f"({mpx / wall:.2f} Mpx/s); / in-process = {wall / base:.3f} (cluster start+stop "
+            f"{startup:.1f} s; without it {(wall - startup) / base:.3f})"
         )
 
 
@@ -119,23 +121,26 @@ def one_big_raster(root: Path, size: int, opts: PredictOptions, baseline: bool, 
         )
     print(f"local:2 again on the same (warm) workers: {warm:.1f} s ({mpx / warm:.2f} Mpx/s)")
     print(
-        f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, precision {res.done[0].precision}; "
-        f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; "
-        f"tiles run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: {len(plan_tiles(size, size, 512, 32))}: "
-        "tiles on block edges run for each block)"
+        f"local:2: {wall:.1f} s ({mpx / wall:.2f} Mpx/s), {res.done[0].extra['blocks']} blocks, "
+        f"precision {res.done[0].precision}; peak RSS per worker "
+        f"{', '.join(f'{v:.0f} MB' for v in rss.values())}; client {peak_rss_mb():.0f} MB; tiles "
+        f"run {res.done[0].tiles_run + res.done[0].tiles_skipped} (a whole run: "
+        f"{len(plan_tiles(size, size, 512, 32))}: tiles on block edges run for each block)"
     )
     if baseline:
         code = (
             "import time; from geoseg.inference import predict_raster; t = time.perf_counter(); "
-            f"predict_raster({str(src)!r}, {str(root / 'big-ref.tif')!r}, None, precision={opts.precision!r}); "
-            "print(time.perf_counter() - t, [int(x.split()[1]) / 1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
+            f"predict_raster({str(src)!r}, {str(root / 'big-ref.tif')!r}, None, "
+            f"precision={opts.precision!r}); print(time.perf_counter() - t, [int(x.split()[1]) / "
+            "1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout.split()
         seconds, peak = float(out[0]), float(out[1])
         print(
-            f"in-process: {seconds:.1f} s ({mpx / seconds:.2f} Mpx/s), peak RSS {peak:.0f} MB; local:2 / in-process time {wall / seconds:.3f}"
+            f"in-process: {seconds:.1f} s ({mpx / seconds:.2f} Mpx/s), peak RSS {peak:.0f} MB; "
+            f"local:2 / in-process time {wall / seconds:.3f}"
         )
 
 
@@ -210,7 +215,8 @@ def main() -> None:
     opts = PredictOptions(device="cpu", precision=args.precision)
     root = Path(tempfile.mkdtemp(prefix="geoseg-bench-dist-"))
     print(
-        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads in this process"
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads in "
+        "this process"
     )
     try:
         if not args.skip_many:

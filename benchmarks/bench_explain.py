@@ -57,7 +57,8 @@ def main() -> None:
     masks = torch.ones(x.shape[0], *x.shape[-2:])
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(
-        f"{cfg.architecture}/{cfg.encoder}, batch {x.shape[0]} x 512 px tiles of {SCENE.name}, median of {args.repeat}"
+        f"{cfg.architecture}/{cfg.encoder}, batch {x.shape[0]} x 512 px tiles of {SCENE.name}, "
+        f"median of {args.repeat}"
     )
     for dev in devices:
         model = loaded.model.eval().to(dev)

@@ -88,7 +88,8 @@ def main() -> None:
             build_model("unet", "resnet34", in_channels=3, classes=cfg.num_classes), cfg, r34
         )
         print(
-            f"1800 x 1800 px raster (16 tiles of 512 px), {torch.get_num_threads()} torch threads, median of {args.repeat} runs"
+            f"1800 x 1800 px raster (16 tiles of 512 px), {torch.get_num_threads()} torch "
+            f"threads, median of {args.repeat} runs"
         )
         for label, ckpt in (("bundled", str(default_model())), ("unet-resnet34", str(r34))):
             if label not in args.models.split(","):
@@ -106,8 +107,9 @@ def main() -> None:
             )
             ort = rate(src, out, str(onnx_path), args.repeat, device="cpu")
             line = (
-                f"  {label}: PyTorch fp32 (TorchScript) {ts:.3f} Mpx/s, PyTorch auto {auto:.3f} Mpx/s, onnxruntime CPU {ort:.3f} Mpx/s; "
-                f"onnxruntime / TorchScript = {ort / ts:.2f}, onnxruntime / auto = {ort / auto:.2f}"
+                f"  {label}: PyTorch fp32 (TorchScript) {ts:.3f} Mpx/s, PyTorch auto {auto:.3f} "
+                f"Mpx/s, onnxruntime CPU {ort:.3f} Mpx/s; onnxruntime / TorchScript = "
+                f"{ort / ts:.2f}, onnxruntime / auto = {ort / auto:.2f}"
             )
             if torch.cuda.is_available():
                 cuda_t = rate(src, out, ckpt, args.repeat, device="cuda")

@@ -14,7 +14,8 @@ The model cache (auto precision, frozen-vs-eager measurement, frozen modules) li
 folder of the run: the first geoseg call fills it (and is reported on its own line), the timed
 runs use it, as every call after the first does on a user's machine.
 
-Usage: python benchmarks/bench_predict.py [--big 16384] [--skip-big] [--skip-toolbelt] [--repeat 5] [--threads 2]
+Usage: python benchmarks/bench_predict.py [--big 16384] [--skip-big] [--skip-toolbelt]
+       [--repeat 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -61,15 +62,19 @@ def machine_facts() -> str:
         )
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
-        f"{cpu}, {os.cpu_count()} cores, load average {load} (1/5/15 min; above the core count the machine is shared/busy); "
-        f"Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-        f"CPU bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
+        f"{cpu}, {os.cpu_count()} cores, load average {load} (1/5/15 min; above the core count the "
+        f"machine is shared/busy); Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, CPU bf16 native: "
+        f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
     )
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     """``median (min..max)`` of some values."""
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"({fmt.format(min(values))}..{fmt.format(max(values))})"
+    )
 
 
 def make_raster(path: Path, size: int, seed: int = 0) -> Path:
@@ -164,7 +169,8 @@ def geoseg_e2e(
 
 
 def net_used(ckpt: Path, precision: str) -> str:
-    """What the model cache now says about the network: eager or frozen, and the measured speed-up."""
+    """What the model cache now says about the network: eager or frozen, and the measured
+    speed-up."""
     try:
         from geoseg.inference.cache import ModelCache, module_digest
         from geoseg.inference.runtime import freeze_record
@@ -297,7 +303,8 @@ def main() -> None:
     mpx, side = args.size**2 / 1e6, f"{args.size}²"
 
     print(
-        f"\n0) first geoseg call with an empty model cache (chooses auto precision, measures the trace), {side}"
+        "\n0) first geoseg call with an empty model cache (chooses auto precision, measures the "
+        f"trace), {side}"
     )
     for precision in ("fp32", "bf16"):
         cold, _ = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, precision)
@@ -305,7 +312,8 @@ def main() -> None:
 
     print(f"\n1) end-to-end vs pure forward, {side}, same tiles (overlap 50 %), batch 4")
     for precision in ("fp32", "bf16"):
-        # alternate the two measurements and take medians: single runs vary by ~10 % on a shared machine
+        # alternate the two measurements and take medians: single runs vary by ~10 % on a shared
+        # machine
         runs = [
             (
                 pure_forward(small, ckpt, 0.5, precision),
@@ -318,9 +326,10 @@ def main() -> None:
         e2e = statistics.median(e for _, e in runs)
         ratios = [e / f for (f, _), e in runs]
         print(
-            f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, geoseg end-to-end "
-            f"{spread([e for _, e in runs])} s (medians (min..max) of {args.repeat}), ratio of medians {e2e / fwd:.3f}, "
-            f"single-run ratios {spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s"
+            f"   {precision}: {n} tiles, pure forward {spread([f for (f, _), _ in runs])} s, "
+            f"geoseg end-to-end {spread([e for _, e in runs])} s (medians (min..max) of "
+            f"{args.repeat}), ratio of medians {e2e / fwd:.3f}, single-run ratios "
+            f"{spread(ratios, '{:.3f}')}; {mpx / e2e:.2f} Mpx/s"
         )
         if precision == "fp32":
             e2e_fp32 = e2e
@@ -328,7 +337,8 @@ def main() -> None:
             e2e_bf16 = e2e
     auto_t, auto_p = geoseg_e2e(small, ckpt, tmp / "mask.tif", 0.5, "auto")
     print(
-        f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, which can keep fp32)"
+        f"   auto: geoseg end-to-end {auto_t:6.2f} s, chose {auto_p} (random weights tie often, "
+        "which can keep fp32)"
     )
 
     if not args.skip_toolbelt:
@@ -338,23 +348,27 @@ def main() -> None:
         tbs = [toolbelt(small, ckpt, tmp / "toolbelt.tif") for _ in range(3)]
         tb = statistics.median(tbs)
         print(
-            f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 {e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | "
-            f"geoseg bf16 {e2e_bf16:6.2f} s ({tb / e2e_bf16:.2f}x faster)"
+            f"   toolbelt fp32 {spread(tbs)} s (median (min..max) of 3) | geoseg fp32 "
+            f"{e2e_fp32:6.2f} s ({tb / e2e_fp32:.2f}x) | geoseg bf16 {e2e_bf16:6.2f} s "
+            f"({tb / e2e_bf16:.2f}x faster)"
         )
 
     print(
-        "\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap 128 px)"
+        "\n3) peak RSS of a whole geoseg predict process (bf16, default batch, checkpoint overlap "
+        "128 px)"
     )
     r_small = run_child(small, ckpt, tmp / "m_small.tif", "bf16", args.threads)
     print(
-        f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, {r_small['mpx_s']:.2f} Mpx/s"
+        f"   {side}:  {r_small['peak_rss_mb']:7.0f} MB peak RSS, {r_small['seconds']:6.1f} s, "
+        f"{r_small['mpx_s']:.2f} Mpx/s"
     )
     if not args.skip_big:
         big = make_raster(tmp / f"scene_{args.big}.tif", args.big)
         r_big = run_child(big, ckpt, tmp / "m_big.tif", "bf16", args.threads)
         print(
-            f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, {r_big['mpx_s']:.2f} Mpx/s, "
-            f"{r_big['tiles']} tiles; growth from {side}: {r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB"
+            f"   {args.big}²: {r_big['peak_rss_mb']:7.0f} MB peak RSS, {r_big['seconds']:6.1f} s, "
+            f"{r_big['mpx_s']:.2f} Mpx/s, {r_big['tiles']} tiles; growth from {side}: "
+            f"{r_big['peak_rss_mb'] - r_small['peak_rss_mb']:.0f} MB"
         )
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 

@@ -1,4 +1,5 @@
-"""Start-up latency: ``geoseg predict`` on the 900² sample scene against ``python -c "import torch"``.
+"""Start-up latency: ``geoseg predict`` on the 900² sample scene against
+``python -c "import torch"``.
 
 What the web app, notebooks and ``make demo`` feel on small rasters is mostly fixed cost: imports,
 building the network, choosing the precision. Both commands run as fresh processes, alternating,
@@ -45,7 +46,8 @@ def imported(cmd: list[str], env: dict[str, str], names: tuple[str, ...]) -> lis
     """Which of ``names`` a run of ``cmd`` (a ``python -m ...`` command) imported."""
     code = (
         "import runpy, sys, atexit\n"
-        f"atexit.register(lambda: print('MODULES', ' '.join(n for n in {names!r} if n in sys.modules), file=sys.stderr))\n"
+        f"atexit.register(lambda: print('MODULES', ' '.join(n for n in {names!r} if n in "
+        "sys.modules), file=sys.stderr))\n"
         f"sys.argv = {cmd[2:]!r}\nrunpy.run_module({cmd[2]!r}, run_name='__main__', alter_sys=True)"
     )
     out = subprocess.run(
@@ -60,7 +62,7 @@ def imported(cmd: list[str], env: dict[str, str], names: tuple[str, ...]) -> lis
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -93,12 +95,12 @@ def main() -> None:
             predict_s.append(wall(predict, env))
         ratio = statistics.median(predict_s) / statistics.median(torch_s)
         print(
-            f"python -c 'import torch': {spread(torch_s)} s; geoseg predict 900² (bundled model): {spread(predict_s)} s "
-            f"(medians (min..max) of {args.repeat})"
+            f"python -c 'import torch': {spread(torch_s)} s; geoseg predict 900² (bundled model): "
+            f"{spread(predict_s)} s (medians (min..max) of {args.repeat})"
         )
         print(
-            f"geoseg predict / import torch: {ratio:.2f} (single pairs {spread([p / t for p, t in zip(predict_s, torch_s, strict=True)])}; "
-            f"target <= 2.0)"
+            f"geoseg predict / import torch: {ratio:.2f} (single pairs "
+            f"{spread([p / t for p, t in zip(predict_s, torch_s, strict=True)])}; target <= 2.0)"
         )
         heavy = imported(
             predict,

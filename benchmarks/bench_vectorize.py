@@ -90,7 +90,8 @@ def make_mask(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def measured(cmd: list[str], out: Path) -> tuple[float, float]:
-    """Seconds (a run on its own) and peak memory (a second run, sampled) of a command writing ``out``.
+    """Seconds (a run on its own) and peak memory (a second run, sampled) of a command writing
+    ``out``.
 
     Memory is PSS summed over the process tree (MB), so pages that forked workers share with their
     parent count once; sampling it reads /proc/*/smaps, which costs CPU, hence the separate run.
@@ -161,7 +162,9 @@ SHAPES = textwrap.dedent("""
     with rasterio.open(sys.argv[1]) as ds:
         m = ds.read(1); t = ds.transform; crs = ds.crs
     rows = [(shape(g), int(v)) for g, v in features.shapes(m, mask=m != 255, transform=t)]
-    gdf = gpd.GeoDataFrame({"class_id": [v for _, v in rows]}, geometry=[g for g, _ in rows], crs=crs)
+    gdf = gpd.GeoDataFrame(
+        {"class_id": [v for _, v in rows]}, geometry=[g for g, _ in rows], crs=crs
+    )
     gdf.to_file(sys.argv[2], driver="GPKG")
 """)
 
@@ -195,7 +198,8 @@ def main() -> None:
     for size in args.sizes:
         mask = make_mask(tmp / f"mask_{size}.tif", size)
         print(
-            f"\n{size}² mask ({mask.stat().st_size / 2**20:.0f} MB on disk), every class polygonized (nodata excluded)"
+            f"\n{size}² mask ({mask.stat().st_size / 2**20:.0f} MB on disk), every class "
+            "polygonized (nodata excluded)"
         )
         results: dict[str, tuple[float, float]] = {}
         if gdal_cli:
@@ -230,7 +234,8 @@ def main() -> None:
                 tmp / f"geoseg_{size}.{ext}",
             )
             print(
-                f"   geoseg vectorize to .{ext:8s} {s:7.2f} s  {m:6.0f} MB peak  {n / s:,.0f} polygons/s"
+                f"   geoseg vectorize to .{ext:8s} {s:7.2f} s  {m:6.0f} MB peak  {n / s:,.0f} "
+                "polygons/s"
             )
 
 

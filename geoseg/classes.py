@@ -145,7 +145,8 @@ class ClassTable:
                 name = str(item["name"])
             except (KeyError, TypeError, ValueError):
                 raise GeosegError(
-                    f"{where}: expected {{'id': int, 'name': str, 'color': '#rrggbb'}}, got {item!r}"
+                    f"{where}: expected {{'id': int, 'name': str, 'color': '#rrggbb'}}, got "
+                    f"{item!r}"
                 ) from None
             color = _parse_color(item["color"], where) if "color" in item else palette[i]
             out.append(ClassInfo(cid, name, color))

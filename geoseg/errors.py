@@ -89,7 +89,8 @@ class AlignmentWarning(GeosegWarning):
 
 
 class InputCompatibilityWarning(GeosegWarning):
-    """The input differs from what the model was trained on (dtype, value range, bands, pixel size)."""
+    """The input differs from what the model was trained on (dtype, value range, bands, pixel
+    size)."""
 
 
 class InputCompatibilityError(GeosegError, ValueError):
@@ -101,7 +102,8 @@ class NegativeClassWarning(GeosegWarning):
 
 
 class UploadError(GeosegError, ValueError):
-    """The web app refuses an input: too large, not an image it accepts, or an unsafe name or URL."""
+    """The web app refuses an input: too large, not an image it accepts, or an unsafe name or
+    URL."""
 
 
 class StorageError(GeosegError, OSError):

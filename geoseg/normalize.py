@@ -1,4 +1,5 @@
-"""Input normalization recorded in checkpoints and applied before the model: pure numpy, no torch."""
+"""Input normalization recorded in checkpoints and applied before the model: pure numpy, no
+torch."""
 
 from __future__ import annotations
 
@@ -50,11 +51,13 @@ class Normalization:
             len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0
         ):
             raise CheckpointError(
-                f"meanstd needs one mean and one positive std per band, got mean={self.mean} std={self.std}"
+                f"meanstd needs one mean and one positive std per band, got mean={self.mean} "
+                f"std={self.std}"
             )
         if self.kind == "percentile" and (len(self.low) != len(self.high) or not self.low):
             raise CheckpointError(
-                f"percentile needs one low and one high per band, got low={self.low} high={self.high}"
+                f"percentile needs one low and one high per band, got low={self.low} "
+                f"high={self.high}"
             )
         if self.kind == "scale" and self.scale == 0:
             raise CheckpointError(

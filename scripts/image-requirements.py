@@ -41,7 +41,8 @@ def requirements(pyproject: str, extras: list[str]) -> list[str]:
             else:
                 out.append(req)
     print(
-        f"image-requirements: extras installed: {', '.join(sorted(seen & set(optional))) or 'none'}",
+        "image-requirements: extras installed: "
+        f"{', '.join(sorted(seen & set(optional))) or 'none'}",
         file=sys.stderr,
     )
     return list(dict.fromkeys(out))

@@ -1,4 +1,5 @@
-"""Shared fixtures: a network guard, tiny rasters made in code, the shared sample data, a COG server."""
+"""Shared fixtures: a network guard, tiny rasters made in code, the shared sample data, a COG
+server."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ DEFAULT_TRANSFORM = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0)
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any socket connection or name lookup that leaves this machine (loopback stays allowed)."""
+    """Fail any socket connection or name lookup that leaves this machine (loopback stays
+    allowed)."""
     real_connect = socket.socket.connect
 
     def guarded(self: socket.socket, address: Any) -> Any:
@@ -46,7 +48,8 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
     monkeypatch.setattr(socket, "getaddrinfo", lookup)
-    # the Hugging Face hub retries a refused download with back-off (23 s of sleeping): tell it it is offline
+    # the Hugging Face hub retries a refused download with back-off (23 s of sleeping): tell it it
+    # is offline
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:
         monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)

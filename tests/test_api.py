@@ -1,4 +1,5 @@
-"""The public API: every exported name resolves, is documented, and the top level predicts with the bundled model."""
+"""The public API: every exported name resolves, is documented, and the top level predicts with the
+bundled model."""
 
 from __future__ import annotations
 

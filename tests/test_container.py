@@ -1,4 +1,5 @@
-"""The container recipe, checked without building it (building and running it: `make image-check`)."""
+"""The container recipe, checked without building it (building and running it: `make
+image-check`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def test_recipe_runs_as_a_user_with_app_healthcheck_and_dependencies_before_code
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
-    """Whether the build context leaves ``path`` out: the last matching pattern wins, ``!`` keeps."""
+    """Whether the build context leaves ``path`` out: the last matching pattern wins, ``!``
+    keeps."""
     result = False
     for pattern in patterns:
         keep = pattern.startswith("!")

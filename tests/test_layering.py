@@ -30,20 +30,27 @@ def _modules_after(code: str) -> set[str]:
         "import geoseg.models.config",
         "import geoseg.evaluation.metrics, geoseg.evaluation.spacenet, geoseg.datasets.stats",
         "import geoseg.classes, geoseg.normalize, geoseg.errors",
-        # checking a dataset folder and finding its files needs no torch (it once took 8 s to import)
-        "import geoseg.datasets.check, geoseg.datasets.kinds, geoseg.datasets.dubai, geoseg.datasets.spacenet6, geoseg.datasets.scene",
-        "import geoseg.datasets, geoseg.training, geoseg.evaluation, geoseg.inference, geoseg.models",
+        # checking a dataset folder and finding its files needs no torch (it once took 8 s to
+        # import)
+        "import geoseg.datasets.check, geoseg.datasets.kinds, geoseg.datasets.dubai, "
+        "geoseg.datasets.spacenet6, geoseg.datasets.scene",
+        "import geoseg.datasets, geoseg.training, geoseg.evaluation, geoseg.inference, "
+        "geoseg.models",
         "import geoseg.training.config",
         "import geoseg.io.quicklook, geoseg.models.default",
         # the diagnostics arithmetic and the export/explain packages load without torch
-        "import geoseg.evaluation.errormap, geoseg.evaluation.uncertainty, geoseg.evaluation.calibration, "
-        "geoseg.export, geoseg.explain, geoseg.export.metadata, geoseg.io.overlay",
-        # vectorizing a mask end to end, with a class table from a checkpoint's config, needs no torch
-        "import numpy as np, rasterio, tempfile, os; from geoseg.vectorize import vectorize_raster; "
-        "d = tempfile.mkdtemp(); p = os.path.join(d, 'm.tif'); "
-        "ds = rasterio.open(p, 'w', driver='GTiff', width=8, height=8, count=1, dtype='uint8'); ds.write(np.eye(8, dtype='uint8'), 1); ds.close(); "
-        "vectorize_raster(p, os.path.join(d, 'o.gpkg'), workers=0); from geoseg.models.config import read_config",
-        "from click.testing import CliRunner; from geoseg.cli import cli; r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output",
+        "import geoseg.evaluation.errormap, geoseg.evaluation.uncertainty, "
+        "geoseg.evaluation.calibration, geoseg.export, geoseg.explain, geoseg.export.metadata, "
+        "geoseg.io.overlay",
+        # vectorizing a mask end to end, with a class table from a checkpoint's config, needs no
+        # torch
+        "import numpy as np, rasterio, tempfile, os; from geoseg.vectorize import "
+        "vectorize_raster; d = tempfile.mkdtemp(); p = os.path.join(d, 'm.tif'); ds = "
+        "rasterio.open(p, 'w', driver='GTiff', width=8, height=8, count=1, dtype='uint8'); "
+        "ds.write(np.eye(8, dtype='uint8'), 1); ds.close(); vectorize_raster(p, os.path.join(d, "
+        "'o.gpkg'), workers=0); from geoseg.models.config import read_config",
+        "from click.testing import CliRunner; from geoseg.cli import cli; r = "
+        "CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output",
     ],
 )
 def test_no_torch_import(code: str) -> None:

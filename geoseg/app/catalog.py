@@ -48,7 +48,8 @@ class ModelEntry:
             f"**{self.name}**: {cfg.architecture} / {cfg.encoder}  \n"
             f"classes ({cfg.num_classes}): {classes}  \n"
             f"bands: {bands} ({cfg.band_dtype or 'any dtype'}); GSD: {gsd}  \n"
-            f"tile {cfg.tile_size} px, overlap {cfg.overlap} px, sizes in multiples of {cfg.output_stride}"
+            f"tile {cfg.tile_size} px, overlap {cfg.overlap} px, sizes in multiples of "
+            f"{cfg.output_stride}"
         )
 
 
@@ -74,7 +75,8 @@ def _config_of(path: Path) -> ModelConfig:
 
 
 class ModelCatalog:
-    """The bundled model plus ``*.safetensors`` and exported ``*.onnx`` files directly inside ``models_dir``.
+    """The bundled model plus ``*.safetensors`` and exported ``*.onnx`` files directly inside
+    ``models_dir``.
 
     Args:
         models_dir: folder to list (not recursive); ``None`` for the bundled model only.
@@ -158,13 +160,15 @@ class ModelCatalog:
         if entry is None:
             shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
             raise ModelError(
-                f"unknown model {shown!r}; expected one of: {', '.join(self._entries) or 'none (no checkpoints found)'}. "
-                "Models are chosen by name from the server's model folder only"
+                f"unknown model {shown!r}; expected one of: "
+                f"{', '.join(self._entries) or 'none (no checkpoints found)'}. Models are chosen "
+                "by name from the server's model folder only"
             )
         return entry
 
     def load(self, name: str) -> LoadedModel:
-        """The model called ``name``, loaded on first use and kept (safetensors or ONNX, never a pickle)."""
+        """The model called ``name``, loaded on first use and kept (safetensors or ONNX, never a
+        pickle)."""
         entry = self.entry(name)
         with self._lock:
             held = self._loaded.get(name)

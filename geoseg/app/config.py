@@ -36,7 +36,8 @@ class AppConfig:
         auth: ``(user, password)`` pairs required to use the app, if any.
         concurrency: predictions running at the same time; more requests wait in the queue.
         queue_size: requests that may wait; more are refused until the queue drains.
-        keep_minutes: a request's folder (upload copy and results) is removed this long after it ran.
+        keep_minutes: a request's folder (upload copy and results) is removed this long after it
+            ran.
         allow_urls: accept ``http(s)://`` URLs of COGs as input.
         device: where models run (``auto``, ``cpu``, ``cuda``).
         workdir: parent of the per-request folders (``None``: the system temp folder).
@@ -60,15 +61,16 @@ class AppConfig:
             folder = Path(os.fspath(self.models_dir)).expanduser()
             if not folder.is_dir():
                 raise ConfigError(
-                    f"--models {folder}: expected a folder of .safetensors checkpoints, found no such folder; "
-                    "create it or point --models elsewhere"
+                    f"--models {folder}: expected a folder of .safetensors checkpoints, found no "
+                    "such folder; create it or point --models elsewhere"
                 )
             object.__setattr__(self, "models_dir", folder.resolve())
         if self.max_size_mb <= 0:
             raise ConfigError(f"max_size_mb must be > 0, got {self.max_size_mb}; e.g. 200")
         if self.concurrency < 1 or self.queue_size < 1:
             raise ConfigError(
-                f"concurrency and queue_size must be >= 1, got {self.concurrency} and {self.queue_size}"
+                f"concurrency and queue_size must be >= 1, got {self.concurrency} and "
+                f"{self.queue_size}"
             )
         if self.keep_minutes <= 0:
             raise ConfigError(f"keep_minutes must be > 0, got {self.keep_minutes}; e.g. 60")
@@ -82,6 +84,7 @@ class AppConfig:
         if is_loopback(self.host) or self.auth:
             return None
         return (
-            f"the app listens on {self.host}:{self.port}, reachable from other machines, and nobody has to log in; "
-            "pass --auth USER:PASSWORD, or bind 127.0.0.1 and put it behind a proxy that authenticates"
+            f"the app listens on {self.host}:{self.port}, reachable from other machines, and "
+            "nobody has to log in; pass --auth USER:PASSWORD, or bind 127.0.0.1 and put it behind "
+            "a proxy that authenticates"
         )

@@ -1,9 +1,11 @@
-"""One request end to end, without the web framework: check the input, predict, vectorize, summarize.
+"""One request end to end, without the web framework: check the input, predict, vectorize,
+summarize.
 
 Prediction is :func:`geoseg.inference.predict_raster` with a
 :class:`~geoseg.inference.PredictOptions`; the polygons come from
 :func:`geoseg.vectorize.vectorize_raster` and the quicklook from
-:func:`geoseg.io.quicklook.write_quicklook`: the same code as ``geoseg predict --vector --quicklook``.
+:func:`geoseg.io.quicklook.write_quicklook`: the same code as
+``geoseg predict --vector --quicklook``.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ class SegmentResult:
 
 
 def _private(text: str, src: str | Path, folder: Path, shown: str | None) -> str:
-    """A message without the server's paths: the input by the name the user knows, outputs by file name."""
+    """A message without the server's paths: the input by the name the user knows, outputs by file
+    name."""
     return text.replace(str(src), shown or str(src)).replace(f"{folder}{os.sep}", "")
 
 
@@ -138,7 +141,8 @@ def segment(
                 vectorize_raster(files["mask"], files["geojson"], confidence=files["confidence"])
             else:
                 notes.append(
-                    "no GeoJSON: the image has no CRS (GeoJSON is always lon/lat); the GeoPackage keeps pixel coordinates"
+                    "no GeoJSON: the image has no CRS (GeoJSON is always lon/lat); the GeoPackage "
+                    "keeps pixel coordinates"
                 )
             seconds["vectorize"] = time.perf_counter() - t
         except GeosegError as exc:

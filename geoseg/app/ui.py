@@ -119,7 +119,10 @@ class _Handlers:
             message = str(exc)
         except Exception as exc:
             log.exception("unexpected error")
-            message = f"unexpected {type(exc).__name__}: {exc}. The server log has the details; report it if the input looks valid"
+            message = (
+                f"unexpected {type(exc).__name__}: {exc}. The server log has the details; "
+                "report it if the input looks valid"
+            )
         for f in made:  # a refused request keeps nothing
             shutil.rmtree(f, ignore_errors=True)
         self._remember(session, message)
@@ -163,8 +166,8 @@ class _Handlers:
             shown = display_name(src.rsplit("/", 1)[-1], fallback="url")
         else:
             raise UploadError(
-                "expected an uploaded image (GeoTIFF/COG, JPG or PNG) or an http(s):// URL of a COG, "
-                "got neither; choose a file or paste a URL"
+                "expected an uploaded image (GeoTIFF/COG, JPG or PNG) or an http(s):// URL of a "
+                "COG, got neither; choose a file or paste a URL"
             )
         check_raster_kind(src, shown)
         report(0.01, f"loading {entry.name}")
@@ -232,7 +235,8 @@ def build_app(
     ) as demo:
         gr.Markdown(
             "# geoseg: segment an image into a land-cover map\n"
-            "Upload a GeoTIFF/COG, JPG or PNG (or paste the URL of a COG), pick a model and press **Segment**."
+            "Upload a GeoTIFF/COG, JPG or PNG (or paste the URL of a COG), pick a model and press "
+            "**Segment**."
         )
         with gr.Row():
             with gr.Column(scale=1):
@@ -290,7 +294,8 @@ def build_app(
                     elem_id="geoseg-table",
                 )
                 downloads = gr.File(
-                    label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), quicklook, confidence COG",
+                    label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), "
+                    "quicklook, confidence COG",
                     file_count="multiple",
                     interactive=False,
                     elem_id="geoseg-downloads",
@@ -342,7 +347,8 @@ def build_app(
         def on_failure(request: Any) -> str:
             return handlers.last_error(getattr(request, "session_hash", None))
 
-        # Gradio passes the request to parameters annotated with its class (annotations are text here)
+        # Gradio passes the request to parameters annotated with its class (annotations are text
+        # here)
         on_run.__annotations__["request"] = on_failure.__annotations__["request"] = gr.Request
 
         event = run.click(

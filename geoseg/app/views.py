@@ -35,7 +35,8 @@ PREVIEW = 768  # longest side of the pictures, in pixels
 
 @dataclass(frozen=True)
 class ClassArea:
-    """Area of one class: pixels, square metres (None without a CRS) and share of valid pixels (0-1)."""
+    """Area of one class: pixels, square metres (None without a CRS) and share of valid pixels
+    (0-1)."""
 
     id: int
     name: str
@@ -134,7 +135,8 @@ def mask_png(mask: str | os.PathLike[str], classes: ClassTable, *, size: int = P
 def confidence_png(
     confidence: str | os.PathLike[str], mask: str | os.PathLike[str], *, size: int = PREVIEW
 ) -> bytes:
-    """The winning class's probability as a PNG: dark purple (uncertain) to yellow (sure), nodata transparent."""
+    """The winning class's probability as a PNG: dark purple (uncertain) to yellow (sure), nodata
+    transparent."""
     from matplotlib import colormaps
 
     from geoseg.io.open import open_raster
@@ -152,13 +154,15 @@ def confidence_png(
 def legend_html(areas: list[ClassArea]) -> str:
     """An HTML legend: one swatch, name and share per class."""
     items = "".join(
-        f'<li class="geoseg-legend-item"><span class="geoseg-swatch" style="background:rgb{a.color};"></span>'
-        f"{html.escape(a.name)} <small>({a.share:.1%})</small></li>"
+        '<li class="geoseg-legend-item"><span class="geoseg-swatch" '
+        f'style="background:rgb{a.color};"></span>{html.escape(a.name)} <small>'
+        f"({a.share:.1%})</small></li>"
         for a in areas
     )
     return (
-        f'<div id="geoseg-legend"><b>Legend</b><ul style="list-style:none;padding:0;margin:4px 0;">{items}</ul></div>'
-        "<style>.geoseg-swatch{display:inline-block;width:14px;height:14px;margin-right:6px;border:1px solid #333;"
+        '<div id="geoseg-legend"><b>Legend</b><ul style="list-style:none;padding:0;margin:4px 0;">'
+        f"{items}</ul></div><style>.geoseg-swatch{{display:inline-block;width:14px;height:14px;"
+        "margin-right:6px;border:1px solid #333;"
         "vertical-align:middle}.geoseg-legend-item{margin:2px 0}</style>"
     )
 
@@ -177,7 +181,8 @@ class Footprint:
 
 
 def footprint_of(raster: str | os.PathLike[str], *, per_side: int = 8) -> Footprint | None:
-    """The raster's outline in EPSG:4326 (edges sampled ``per_side`` times), or None without a CRS."""
+    """The raster's outline in EPSG:4326 (edges sampled ``per_side`` times), or None without a
+    CRS."""
     from rasterio.warp import transform
 
     from geoseg.io.open import open_raster
@@ -199,7 +204,8 @@ def footprint_of(raster: str | os.PathLike[str], *, per_side: int = 8) -> Footpr
 
 
 def _nice_step(span: float) -> float:
-    """A graticule step of 1, 2 or 5 times a power of ten giving about 4-8 lines over ``span`` degrees."""
+    """A graticule step of 1, 2 or 5 times a power of ten giving about 4-8 lines over ``span``
+    degrees."""
     raw = max(span, 1e-9) / 5
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
@@ -225,8 +231,9 @@ def map_svg(
     """
     if footprint is None:
         return (
-            '<div id="geoseg-map" style="padding:1em;border:1px dashed #999;">This image has no coordinate '
-            "reference system, so it cannot be placed on a map. Results keep its pixel grid.</div>"
+            '<div id="geoseg-map" style="padding:1em;border:1px dashed #999;">This image has no '
+            "coordinate reference system, so it cannot be placed on a map. Results keep its pixel "
+            "grid.</div>"
         )
     west, south, east, north = footprint.bounds
     mid_lat = (south + north) / 2
@@ -251,16 +258,18 @@ def map_svg(
     while lon <= lon_hi:
         x, _ = px(lon, cy)
         parts.append(
-            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#b8c4cf" stroke-width="1"/>'
-            f'<text x="{x + 2:.1f}" y="{height - 4}" fill="#556">{_fmt(lon, step, "E", "W")}</text>'
+            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#b8c4cf" '
+            f'stroke-width="1"/><text x="{x + 2:.1f}" y="{height - 4}" fill="#556">'
+            f"{_fmt(lon, step, 'E', 'W')}</text>"
         )
         lon += step
     lat = math.ceil(lat_lo / step) * step
     while lat <= lat_hi:
         _, y = px(cx, lat)
         parts.append(
-            f'<line x1="0" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#b8c4cf" stroke-width="1"/>'
-            f'<text x="3" y="{y - 3:.1f}" fill="#556">{_fmt(lat, step, "N", "S")}</text>'
+            f'<line x1="0" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#b8c4cf" '
+            f'stroke-width="1"/><text x="3" y="{y - 3:.1f}" fill="#556">'
+            f"{_fmt(lat, step, 'N', 'S')}</text>"
         )
         lat += step
     if overlay is not None:
@@ -268,8 +277,8 @@ def map_svg(
         x1, y1 = px(east, south)
         data = base64.b64encode(overlay).decode("ascii")
         parts.append(
-            f'<image x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" opacity="0.85" '
-            f'preserveAspectRatio="none" href="data:image/png;base64,{data}"/>'
+            f'<image x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" '
+            f'opacity="0.85" preserveAspectRatio="none" href="data:image/png;base64,{data}"/>'
         )
     outline = " ".join(
         f"{x:.1f},{y:.1f}"
@@ -289,7 +298,7 @@ def map_svg(
         parts.append(f'<line x1="{ix}" y1="{gy:.1f}" x2="{ix + iw}" y2="{gy:.1f}" stroke="#dde"/>')
     parts.append(f'<circle cx="{dot_x:.1f}" cy="{dot_y:.1f}" r="3" fill="#d62728"/>')
     parts.append(
-        f'<text x="6" y="14" fill="#223">centre {_fmt(cy, 1e-4, "N", "S")}, {_fmt(cx, 1e-4, "E", "W")} '
-        "(WGS 84; no basemap offline)</text></svg>"
+        f'<text x="6" y="14" fill="#223">centre {_fmt(cy, 1e-4, "N", "S")}, '
+        f"{_fmt(cx, 1e-4, 'E', 'W')} (WGS 84; no basemap offline)</text></svg>"
     )
     return "".join(parts)

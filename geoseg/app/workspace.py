@@ -38,7 +38,8 @@ _SUFFIXES = {".tif": ".tif", ".tiff": ".tif", ".jpg": ".jpg", ".jpeg": ".jpg", "
 
 
 def display_name(name: str | os.PathLike[str] | None, fallback: str = "upload") -> str:
-    """The last component of ``name`` with anything but letters, digits, ``._-`` replaced: for messages only."""
+    """The last component of ``name`` with anything but letters, digits, ``._-`` replaced: for
+    messages only."""
     base = re.split(r"[\\/]", str(name or ""))[-1]
     clean = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".")[:120]
     return clean or fallback
@@ -79,7 +80,8 @@ class Workspace:
         return removed
 
     def start_sweeper(self, every: float | None = None) -> None:
-        """Sweep in a daemon thread every ``every`` seconds (default: a tenth of ``keep_seconds``, 5 s to 5 min)."""
+        """Sweep in a daemon thread every ``every`` seconds (default: a tenth of ``keep_seconds``, 5
+        s to 5 min)."""
         if self._sweeper is not None:
             return
         period = every if every is not None else min(max(self.keep_seconds / 10, 5.0), 300.0)
@@ -127,8 +129,9 @@ def stage_upload(
         ) from None
     if size > max_bytes:
         raise UploadError(
-            f"{shown}: {size / 1e6:.1f} MB is over this server's upload limit of {max_bytes / 1e6:g} MB; "
-            "crop or compress it (e.g. gdal_translate -srcwin), or pass a COG URL instead"
+            f"{shown}: {size / 1e6:.1f} MB is over this server's upload limit of "
+            f"{max_bytes / 1e6:g} MB; crop or compress it (e.g. gdal_translate -srcwin), or pass a "
+            "COG URL instead"
         )
     dst = folder / ("input" + _SUFFIXES.get(Path(shown).suffix.lower(), ".dat"))
     try:
@@ -147,7 +150,8 @@ def check_url(url: str, *, allowed: bool = True) -> str:
     text = url.strip()
     if not allowed:
         raise UploadError(
-            "this server does not read URLs; expected an uploaded file. Download the COG and upload it"
+            "this server does not read URLs; expected an uploaded file. Download the COG and "
+            "upload it"
         )
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:

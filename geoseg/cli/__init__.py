@@ -70,8 +70,8 @@ class GeosegGroup(click.Group):
             if verbose:
                 raise
             click.secho(
-                f"Error: unexpected {type(exc).__name__}: {exc}. Run again with -v for the full traceback "
-                "and report it if the input looks valid.",
+                f"Error: unexpected {type(exc).__name__}: {exc}. Run again with -v for the full "
+                "traceback and report it if the input looks valid.",
                 err=True,
                 fg="red",
             )

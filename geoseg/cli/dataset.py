@@ -10,7 +10,8 @@ from geoseg.cli.options import is_quiet
 
 
 class KindChoice(click.ParamType):
-    """A registered dataset kind, looked up when the command runs (so kinds registered later count)."""
+    """A registered dataset kind, looked up when the command runs (so kinds registered later
+    count)."""
 
     name = "kind"
 
@@ -32,7 +33,8 @@ _kind = click.option(
     "--kind",
     required=True,
     type=KindChoice(),
-    help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with geoseg.datasets.register_dataset_kind.",
+    help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with "
+    "geoseg.datasets.register_dataset_kind.",
 )
 _images = click.option(
     "--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff)."

@@ -100,5 +100,6 @@ def diagnose(
     )
     if not is_quiet(ctx):
         click.echo(
-            f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell panels)"
+            f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell "
+            "panels)"
         )

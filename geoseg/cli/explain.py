@@ -1,4 +1,5 @@
-"""``geoseg explain``: Grad-CAM / Grad-CAM++ heat-maps or layer activations of a model over a raster."""
+"""``geoseg explain``: Grad-CAM / Grad-CAM++ heat-maps or layer activations of a model over a
+raster."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``geoseg export``: write a model as ONNX (dynamic and fixed-tile for QGIS Deepness) or TorchScript."""
+"""``geoseg export``: write a model as ONNX (dynamic and fixed-tile for QGIS Deepness) or
+TorchScript."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from geoseg.cli.options import is_quiet, overwrite_option
 @click.option(
     "--check-raster",
     type=click.Path(),
-    help="Raster whose top-left tile drives the parity check [default: the sample scene, else synthetic].",
+    help="Raster whose top-left tile drives the parity check [default: the sample scene, else "
+    "synthetic].",
 )
 @click.option(
     "--resolution",
@@ -84,7 +86,8 @@ def export(
         )
         if not quiet:
             click.echo(
-                f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}"
+                f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| "
+                f"{parity.max_abs_diff:.2e} on {parity.source}"
             )
         return
     if suffix != ".onnx":
@@ -112,7 +115,8 @@ def export(
                 else "dynamic batch/height/width"
             )
             click.echo(
-                f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement {parity.agreement:.4%}, "
-                f"max |prob diff| {parity.max_abs_diff:.2e} on {parity.source}"
+                f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement "
+                f"{parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on "
+                f"{parity.source}"
             )
         click.echo(f"run it with: geoseg predict SCENE OUT.tif --model {dst}")

@@ -35,7 +35,8 @@ def models(
             return
         click.echo(
             f"{checkpoint}: {cfg.architecture} / {cfg.encoder}, {cfg.in_channels} band(s) "
-            f"{list(cfg.band_names) or ''}, tile {cfg.tile_size} overlap {cfg.overlap}, geoseg {cfg.geoseg_version}"
+            f"{list(cfg.band_names) or ''}, tile {cfg.tile_size} overlap {cfg.overlap}, geoseg "
+            f"{cfg.geoseg_version}"
         )
         for c in cfg.classes:
             click.echo(f"  {c.id:>3}  {c.hex()}  {c.name}")

@@ -74,7 +74,8 @@ _predict_options = [
         default="gaussian",
         show_default=True,
         metavar="KERNEL",
-        help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with register_blend.",
+        help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with "
+        "register_blend.",
     ),
     click.option(
         "--batch-size",
@@ -107,21 +108,23 @@ _predict_options = [
     click.option(
         "--scale",
         metavar="LOW,HIGH|auto",
-        help="Map input values LOW..HIGH onto the model's training range (e.g. 0,10000 for reflectance), "
-        "or auto: a 2-98% stretch per band.",
+        help="Map input values LOW..HIGH onto the model's training range (e.g. 0,10000 for "
+        "reflectance), or auto: a 2-98% stretch per band.",
     ),
     click.option(
         "--resample-to-model",
         "resample_to_model",
         is_flag=True,
         default=None,
-        help="Predict at the model's pixel size, then resample the outputs back onto the input grid.",
+        help="Predict at the model's pixel size, then resample the outputs back onto the input "
+        "grid.",
     ),
     click.option(
         "--strict",
         is_flag=True,
         default=None,
-        help="Refuse input unlike the training data (dtype, value range, pixel size) instead of warning.",
+        help="Refuse input unlike the training data (dtype, value range, pixel size) instead of "
+        "warning.",
     ),
 ]
 
@@ -219,6 +222,7 @@ def pop_labelled_data(params: dict[str, Any], what: str) -> tuple[str, list[Any]
         pairs = list(pairs_from_config(load_config(resolve_config(config), list(overrides)), split))
     else:
         raise ConfigError(
-            f"nothing to {what}: give --config CONFIG (with data.root=...) or --images DIR --labels DIR"
+            f"nothing to {what}: give --config CONFIG (with data.root=...) or --images DIR "
+            "--labels DIR"
         )
     return checkpoint or str(default_model()), pairs

@@ -15,7 +15,8 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
     "--model",
     "model_path",
     type=click.Path(),
-    help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by onnxruntime), or a bundled model by name: quality (the default) or fast.",
+    help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by "
+    "onnxruntime), or a bundled model by name: quality (the default) or fast.",
 )
 @predict_options
 @click.option(
@@ -137,8 +138,9 @@ def predict(
     if not is_quiet(ctx):
         agree = result.extra.get("agreement")
         click.echo(
-            f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s), "
-            f"{result.tiles_run} tiles run, {result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
+            f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s "
+            f"({result.megapixels_per_second:.2f} Mpx/s), {result.tiles_run} tiles run, "
+            f"{result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
             + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else "")
         )
     if quicklook is not None:

@@ -21,7 +21,8 @@ def scale_options(f: F) -> F:
         default=2,
         show_default=True,
         type=click.IntRange(min=0),
-        help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun anyway).",
+        help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun "
+        "anyway).",
     )(f)
     return click.option(
         "--scheduler",
@@ -100,7 +101,8 @@ def run_many(
         src = expand_inputs(sources)
         if len(src) != 1:
             raise WriteError(
-                f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending in /)"
+                f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending "
+                "in /)"
             )
         sets = [OutputSet(src[0], dst, probabilities, confidence, vector)]
         for path in sets[0].paths:
@@ -143,6 +145,6 @@ def run_many(
     if not is_quiet(ctx):
         where = f" on {result.workers} Dask worker(s)" if scheduler else ""
         click.echo(
-            f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in {result.seconds:.1f} s "
-            f"({result.megapixels_per_second:.2f} Mpx/s){where}"
+            f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in "
+            f"{result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s){where}"
         )

@@ -81,7 +81,8 @@ def train(
         val = result.metrics.get("validation", {})
         miou = val.get("miou")
         click.echo(
-            f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): {result.checkpoint}"
+            f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): "
+            f"{result.checkpoint}"
             + (f" (validation mIoU {miou:.3f})" if isinstance(miou, float) else "")
         )
         click.echo(f"logs and curves: {result.run_dir}")

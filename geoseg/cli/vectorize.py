@@ -203,7 +203,8 @@ def vectorize(
     if not is_quiet(ctx):
         click.echo(
             f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
-            f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS {result.crs or 'none'}"
+            f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS "
+            f"{result.crs or 'none'}"
         )
 
 

@@ -42,7 +42,8 @@ TORCHGEO_VERSION = _version()
 
 @dataclass(frozen=True)
 class SampleGeo:
-    """Where a sample lies: CRS (None if unknown), pixel-to-map transform, (minx, miny, maxx, maxy)."""
+    """Where a sample lies: CRS (None if unknown), pixel-to-map transform, (minx, miny, maxx,
+    maxy)."""
 
     crs: CRS | None
     transform: Affine

@@ -35,7 +35,8 @@ class Augment:
         scale: ``(low, high)``: cut the patch from a window ``f`` times its size, ``f`` drawn
             log-uniformly, and resample it back (``f`` = 2 imitates a sensor with twice the pixel
             size). ``(1, 1)`` switches it off.
-        saturation: pull the bands towards (or push them away from) their mean by ``U(1 - s, 1 + s)``.
+        saturation: pull the bands towards (or push them away from) their mean by
+            ``U(1 - s, 1 + s)``.
         blur: probability of a Gaussian blur with sigma ``U(0.3, 1.5)`` pixels.
         haze: probability of veiling the patch with a bright, flat haze (5-40 %).
         jpeg: probability of JPEG compression at quality ``U(25, 90)`` (8-bit, 3-band imagery only).
@@ -96,7 +97,8 @@ class Augment:
         return jpeg_roundtrip(image, int(rng.integers(25, 91)))
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Jitter a normalized float image (per band, then saturation, haze, blur, noise) and return it."""
+        """Jitter a normalized float image (per band, then saturation, haze, blur, noise) and return
+        it."""
         if self.sar:
             return image
         bands = image.shape[0]

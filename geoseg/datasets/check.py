@@ -93,7 +93,8 @@ def _short(text: str, width: int = 48) -> str:
 def _handle(report: CheckReport, path: str, exc: Exception, on_error: OnError) -> None:
     if on_error == "stop":
         raise DatasetError(
-            f"{path}: cannot read ({exc}); fix or remove the file, or pass --on-error skip to carry on"
+            f"{path}: cannot read ({exc}); fix or remove the file, or pass --on-error skip to "
+            "carry on"
         ) from None
     report.unreadable.append(f"{path}: {exc}")
 
@@ -153,7 +154,8 @@ def _start(source: DataSource) -> tuple[Path, CheckReport, Counter[int]]:
 def check_scenes(
     source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
 ) -> CheckReport:
-    """The check of any kind: build each item's scene once, count classes, nodata, CRS and resolution."""
+    """The check of any kind: build each item's scene once, count classes, nodata, CRS and
+    resolution."""
     kind = dataset_kind(source.kind)
     items = list(kind.find(source))
     if not items:
@@ -227,7 +229,8 @@ def check_dubai(
             continue
         if (m.shape[1], m.shape[0]) != size:
             report.problems.append(
-                f"{it.mask}: mask {m.shape[1]}x{m.shape[0]} differs from its image {size[0]}x{size[1]}"
+                f"{it.mask}: mask {m.shape[1]}x{m.shape[0]} differs from its image "
+                f"{size[0]}x{size[1]}"
             )
         counts.update(dict(zip(*np.unique(m, return_counts=True), strict=True)))
         unknown += int((m == IGNORE_INDEX).sum())
@@ -285,7 +288,8 @@ def check_spacenet6(
 def check_geotiff(
     source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
 ) -> CheckReport:
-    """The ``geotiff`` check: CRS, resolution, nodata and label values of every file, from overviews."""
+    """The ``geotiff`` check: CRS, resolution, nodata and label values of every file, from
+    overviews."""
     from geoseg.datasets.geotiff import expand_paths
 
     base, report, counts = _start(source)
@@ -319,7 +323,8 @@ def check_geotiff(
             progress(k + 1, report.files)
     if len({k for k in report.crs if k != "none"}) > 1:
         report.problems.append(
-            "files are in several CRS: labels will be reprojected to the image CRS (nearest neighbour)"
+            "files are in several CRS: labels will be reprojected to the image CRS (nearest "
+            "neighbour)"
         )
     if len(report.resolutions) > 1:
         report.problems.append(

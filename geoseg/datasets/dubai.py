@@ -119,7 +119,8 @@ def find_dubai(root: str | os.PathLike[str]) -> list[DubaiItem]:
                 missing.append(str(img))
     if missing:
         raise DatasetError(
-            f"{len(missing)} image(s) have no mask of the same name under masks/ (first: {missing[0]})"
+            f"{len(missing)} image(s) have no mask of the same name under masks/ (first: "
+            f"{missing[0]})"
         )
     if not items:
         raise DatasetError(
@@ -159,7 +160,8 @@ def read_item(item: DubaiItem, *, keep_unlabeled: bool = False) -> Scene:
     mask = read_mask(item, keep_unlabeled=keep_unlabeled)
     if mask.shape != image.shape[:2]:
         raise DatasetError(
-            f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
+            f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            f"{image.shape[1]}x{image.shape[0]}"
         )
     return Scene(
         image=np.ascontiguousarray(image.transpose(2, 0, 1)),
@@ -205,7 +207,8 @@ def _held_out(source: DataSource) -> tuple[list[int], list[int]]:
         or not all(isinstance(t, int) for t in [*val, *test])
     ):
         raise ConfigError(
-            f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got {split!r}"
+            f"data.split: for dubai, expected tile numbers like {{val: [1], test: [8]}}, got "
+            f"{split!r}"
         )
     return list(val), list(test)
 

@@ -121,8 +121,9 @@ class NodataFilter(Sampler[Any]):
                     rejected += 1
                     if rejected > self.tries * self.length:
                         raise DatasetError(
-                            f"fewer than {self.length} chips with at most {self.max_nodata:.0%} nodata found "
-                            f"after {rejected} draws; raise max_nodata or use smaller chips"
+                            f"fewer than {self.length} chips with at most {self.max_nodata:.0%} "
+                            f"nodata found after {rejected} draws; raise max_nodata or use smaller "
+                            "chips"
                         )
             if not drew:
                 return

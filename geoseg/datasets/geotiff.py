@@ -212,8 +212,8 @@ class VectorLabels(VectorDataset):
         if isinstance(value, str) and not value.lstrip("-").isdigit():
             if value not in self._names:
                 raise DatasetError(
-                    f"label attribute {self.label_name!r} has class {value!r}, which is not in the class list "
-                    f"{list(self._names)}; add it to data.classes"
+                    f"label attribute {self.label_name!r} has class {value!r}, which is not in the "
+                    f"class list {list(self._names)}; add it to data.classes"
                 )
             return self._names[value]
         if value is None:
@@ -284,7 +284,8 @@ def geotiff_dataset(
     image_paths = expand_paths(images, root)
     if not image_paths:
         raise DatasetError(
-            f"no image file matches {images!r}{f' under {root}' if root else ''}; expected GeoTIFFs, e.g. images/*.tif"
+            f"no image file matches {images!r}{f' under {root}' if root else ''}; expected "
+            "GeoTIFFs, e.g. images/*.tif"
         )
     image_ds, grid = _image_dataset(image_paths, bands)
     if labels is None:
@@ -292,7 +293,8 @@ def geotiff_dataset(
     label_paths = expand_paths(labels, root)
     if not label_paths:
         raise DatasetError(
-            f"no label file matches {labels!r}{f' under {root}' if root else ''}; expected label GeoTIFFs or GeoJSON/GPKG"
+            f"no label file matches {labels!r}{f' under {root}' if root else ''}; expected label "
+            "GeoTIFFs or GeoJSON/GPKG"
         )
     label_grid = None if _is_vector(label_paths) else _describe(label_paths)
     label_ds = _label_dataset(
@@ -316,7 +318,8 @@ def _image_dataset(
     grid = _describe(paths)
     if "none" in grid[0]:
         raise DatasetError(
-            "an image has no CRS; georeferenced datasets need one (use the dubai kind for plain images)"
+            "an image has no CRS; georeferenced datasets need one (use the dubai kind for plain "
+            "images)"
         )
     image_ds = GeoTiffImages(paths=paths)
     if bands is not None:
@@ -346,8 +349,8 @@ def _label_dataset(
         (lcrs, lres), (icrs, ires) = label_grid, grid
         warnings.warn(
             AlignmentWarning(
-                f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} at {sorted(ires)}; "
-                "labels are reprojected to the image grid (nearest neighbour)"
+                f"labels are in {sorted(lcrs)} at {sorted(lres)} but images are in {sorted(icrs)} "
+                f"at {sorted(ires)}; labels are reprojected to the image grid (nearest neighbour)"
             ),
             stacklevel=3,
         )
@@ -361,8 +364,9 @@ def _intersect(image_ds: GeoTiffImages, label_ds: Any) -> Any:
         if "intersection" not in str(exc):
             raise
         raise DatasetError(
-            f"images and labels do not overlap: images cover {_box(image_ds)} and labels {_box(label_ds)} "
-            f"(in {image_ds.crs.to_string()}); pair each image with labels of the same area"
+            f"images and labels do not overlap: images cover {_box(image_ds)} and labels "
+            f"{_box(label_ds)} (in {image_ds.crs.to_string()}); pair each image with labels of the "
+            "same area"
         ) from None
 
 
@@ -408,7 +412,8 @@ def to_training_sample(
 def split_scenes_by_location(
     scenes: Sequence[Scene], val_fraction: float, *, seed: int = 0
 ) -> dict[str, list[Scene]]:
-    """Split scenes so overlapping ones stay on one side (see :func:`geoseg.datasets.kinds.split_scenes`)."""
+    """Split scenes so overlapping ones stay on one side (see
+    :func:`geoseg.datasets.kinds.split_scenes`)."""
     from geoseg.datasets.kinds import split_scenes
 
     return split_scenes(scenes, val_fraction, seed=seed)

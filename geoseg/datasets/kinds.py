@@ -1,4 +1,5 @@
-"""The registry of dataset kinds: how a layout finds its files, splits them, builds scenes and is checked.
+"""The registry of dataset kinds: how a layout finds its files, splits them, builds scenes and is
+checked.
 
 Training (:func:`geoseg.training.train`), evaluation (:func:`geoseg.evaluation.pairs_from_config`)
 and ``geoseg dataset check|stats`` all look a kind up here, so a kind registered once works in
@@ -175,7 +176,8 @@ class DatasetKind:
         return parts
 
     def build_scenes(self, source: DataSource, seed: int = 0) -> SceneSet:
-        """Training and validation scenes (the kind's own ``scenes``, else ``find``/``split``/``scene``)."""
+        """Training and validation scenes (the kind's own ``scenes``, else
+        ``find``/``split``/``scene``)."""
         if self.scenes is not None:
             return self.scenes(source, seed)
         parts = self.parts(source, seed)
@@ -232,8 +234,8 @@ def _fraction(source: DataSource, key: str, default: float) -> float:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ConfigError(
-            f"data.split.{key}: expected a fraction in [0, 1) for the {source.kind} kind, got {value!r}; "
-            "e.g. data.split={val: 0.2, test: 0.0}"
+            f"data.split.{key}: expected a fraction in [0, 1) for the {source.kind} kind, got "
+            f"{value!r}; e.g. data.split={{val: 0.2, test: 0.0}}"
         )
     return float(value)
 
@@ -241,11 +243,13 @@ def _fraction(source: DataSource, key: str, default: float) -> float:
 def split_by_fraction(
     items: Sequence[Any], source: DataSource, seed: int = 0
 ) -> dict[str, list[Any]]:
-    """A seeded split by the fractions in ``source.split`` (``val`` default 0.2, ``test`` default 0)."""
+    """A seeded split by the fractions in ``source.split`` (``val`` default 0.2, ``test`` default
+    0)."""
     val, test = _fraction(source, "val", 0.2), _fraction(source, "test", 0.0)
     if val + test >= 1:
         raise ConfigError(
-            f"data.split: val {val} + test {test} leaves nothing to train on; keep their sum below 1"
+            f"data.split: val {val} + test {test} leaves nothing to train on; keep their sum "
+            "below 1"
         )
     order = np.random.default_rng(seed).permutation(len(items))
     n_val, n_test = round(val * len(items)), round(test * len(items))
@@ -306,8 +310,12 @@ def _lazy(target: str) -> Any:
 def _register_builtins() -> None:
     descriptions = {
         "dubai": "Humans in the Loop aerial imagery: 'Tile N/images/*.jpg' + 'Tile N/masks/*.png'",
-        "geotiff": "GeoTIFF images with label GeoTIFFs or polygons (data.images, data.labels globs)",
-        "spacenet6": "SpaceNet 6 Rotterdam: SAR-Intensity and optical products with building footprints",
+        "geotiff": (
+            "GeoTIFF images with label GeoTIFFs or polygons (data.images, data.labels globs)"
+        ),
+        "spacenet6": (
+            "SpaceNet 6 Rotterdam: SAR-Intensity and optical products with building footprints"
+        ),
     }
     for name, description in descriptions.items():
         module = f"geoseg.datasets.{name}"

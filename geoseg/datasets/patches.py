@@ -3,9 +3,10 @@
 A :class:`Scene` is one image with its label mask and validity mask, georeferenced or not (an
 identity transform and no CRS are first-class). :class:`PatchDataset` is a TorchGeo
 ``NonGeoDataset`` indexed by :class:`~geoseg.datasets.samplers.Patch` keys: it crops, augments
-(image, mask and validity together), normalizes with the same :class:`~geoseg.normalize.Normalization`
-the checkpoint records, and returns ``{"image", "mask", "valid"}`` tensors. Invalid pixels carry
-``ignore_index`` in the mask, so losses and metrics skip them.
+(image, mask and validity together), normalizes with the same
+:class:`~geoseg.normalize.Normalization` the checkpoint records, and returns
+``{"image", "mask", "valid"}`` tensors. Invalid pixels carry ``ignore_index`` in the mask, so losses
+and metrics skip them.
 """
 
 from __future__ import annotations

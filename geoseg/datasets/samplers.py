@@ -121,8 +121,8 @@ class _Base(Sampler[Patch]):
         small = [i for i, (h, w) in enumerate(index.shapes) if h < size or w < size]
         if small:
             raise DatasetError(
-                f"patch size {size} is larger than scene(s) {small} "
-                f"(smallest is {min(min(index.shapes[i]) for i in small)} px); use a smaller patch size"
+                f"patch size {size} is larger than scene(s) {small} (smallest is "
+                f"{min(min(index.shapes[i]) for i in small)} px); use a smaller patch size"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -174,7 +174,8 @@ class RandomSampler(_Base):
 
 
 class GridSampler(_Base):
-    """Every scene covered by patches at ``stride``; the last row/column is moved inside the scene."""
+    """Every scene covered by patches at ``stride``; the last row/column is moved inside the
+    scene."""
 
     def __init__(
         self, index: PatchIndex, size: int, stride: int | None = None, *, max_nodata: float = 1.0

@@ -1,4 +1,5 @@
-"""A :class:`Scene`: one image with its labels and validity, in memory or read on demand. No torch."""
+"""A :class:`Scene`: one image with its labels and validity, in memory or read on demand. No
+torch."""
 
 from __future__ import annotations
 

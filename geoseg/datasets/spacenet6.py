@@ -61,7 +61,8 @@ BAND_NAMES = {
     "PAN": ("pan",),
 }
 _NAME = re.compile(
-    r"^SN6_(?P<split>Train|Test_Public)_AOI_11_Rotterdam_(?P<product>[A-Za-z-]+)_(?P<start>\d{14})_(?P<stop>\d{14})_tile_(?P<tile>\d+)\.(tif|geojson)$"
+    r"^SN6_(?P<split>Train|Test_Public)_AOI_11_Rotterdam_(?P<product>[A-Za-z-]+)_(?P<start>"
+    r"\d{14})_(?P<stop>\d{14})_tile_(?P<tile>\d+)\.(tif|geojson)$"
 )
 
 SN6_CLASSES = ClassTable(
@@ -94,12 +95,14 @@ def _aoi(root: Path) -> Path:
             return cand
     raise DatasetError(
         f"{root}: no SpaceNet 6 layout found; expected <root>/AOI_11_Rotterdam/SAR-Intensity/"
-        "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<start>_<stop>_tile_<n>.tif (and PS-RGB/, geojson_buildings/...)"
+        "SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<start>_<stop>_tile_<n>.tif "
+        "(and PS-RGB/, geojson_buildings/...)"
     )
 
 
 def parse_products(text: str) -> list[str]:
-    """``"SAR-Intensity+PS-RGB"`` to ``["SAR-Intensity", "PS-RGB"]`` (checked by :func:`find_spacenet6`)."""
+    """``"SAR-Intensity+PS-RGB"`` to ``["SAR-Intensity", "PS-RGB"]`` (checked by
+    :func:`find_spacenet6`)."""
     return [p.strip() for p in text.split("+") if p.strip()]
 
 
@@ -135,7 +138,8 @@ def find_spacenet6(
         folder = aoi / product
         if not folder.is_dir():
             raise DatasetError(
-                f"{aoi}: no {product}/ folder; this SpaceNet 6 copy holds {', '.join(sorted(p.name for p in aoi.iterdir() if p.is_dir()))}"
+                f"{aoi}: no {product}/ folder; this SpaceNet 6 copy holds "
+                f"{', '.join(sorted(p.name for p in aoi.iterdir() if p.is_dir()))}"
             )
         for f in folder.glob("*.tif"):
             m = _NAME.match(f.name)
@@ -251,7 +255,8 @@ def load_tile(
         with open_raster(tile.files[product]) as src:
             if src.count != PRODUCTS[product]:
                 raise DatasetError(
-                    f"{tile.files[product].name}: {product} should have {PRODUCTS[product]} band(s), has {src.count}"
+                    f"{tile.files[product].name}: {product} should have {PRODUCTS[product]} "
+                    f"band(s), has {src.count}"
                 )
             if (src.crs, src.transform, (src.height, src.width)) != (crs, transform, shape):
                 with WarpedVRT(
@@ -329,7 +334,8 @@ def split_by_location(
 
 
 def pixel_footprints(tile: SN6Tile, geo: dict[str, Any]) -> list[Any] | None:
-    """True footprints of a tile in its pixel coordinates (``geo``: its CRS and transform); None without a GeoJSON."""
+    """True footprints of a tile in its pixel coordinates (``geo``: its CRS and transform); None
+    without a GeoJSON."""
     if tile.buildings is None:
         return None
     import shapely
@@ -408,7 +414,8 @@ def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
 
 
 def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
-    """Held-out tiles (the validation part for ``test`` and ``val``) with labels and true footprints."""
+    """Held-out tiles (the validation part for ``test`` and ``val``) with labels and true
+    footprints."""
     from geoseg.datasets.kinds import EvalPair
 
     products = _products(source)

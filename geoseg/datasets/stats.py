@@ -2,7 +2,8 @@
 
 Means and variances are merged chip by chip (Chan et al.'s parallel update, in float64), so any
 number of chips fits in constant memory. Percentiles are exact for 8- and 16-bit integer imagery
-(a histogram per band; the ``lower`` percentile of numpy) and come from a seeded uniform subsample of at most ``reservoir`` values
+(a histogram per band; the ``lower`` percentile of numpy) and come from a seeded uniform subsample
+of at most ``reservoir`` values
 per band for float imagery (SAR in dB, reflectances), which is exact below that size.
 """
 

@@ -180,7 +180,8 @@ def predict_blocks(
 
     Args:
         outputs: input and output paths (local or ``s3://``).
-        model: checkpoint path/URL, None (bundled model), or a LoadedModel (or a Dask future of one).
+        model: checkpoint path/URL, None (bundled model), or a LoadedModel (or a Dask future of
+            one).
         options: prediction options; ``precision="auto"`` is resolved here once.
         client: a connected ``distributed.Client``.
         overwrite: replace existing outputs.

@@ -54,7 +54,8 @@ def parse_scheduler(text: str) -> Scheduler:
         count = value.partition(":")[2] or str(cores)
         if not count.isdigit() or int(count) < 1:
             raise SchedulerError(
-                f"--scheduler {text!r}: expected local, local:N with N >= 1 workers, or tcp://host:port"
+                f"--scheduler {text!r}: expected local, local:N with N >= 1 workers, or "
+                "tcp://host:port"
             )
         n = int(count)
         return Scheduler(None, n, max(1, cores // n))

@@ -26,7 +26,8 @@ def _folder(path: Path) -> list[str]:
     )
     if not found:
         raise RasterOpenError(
-            f"{path}: a folder without rasters; expected files ending in {', '.join(RASTER_SUFFIXES)}"
+            f"{path}: a folder without rasters; expected files ending in "
+            f"{', '.join(RASTER_SUFFIXES)}"
         )
     return found
 
@@ -36,7 +37,8 @@ def _one(item: str) -> list[str]:
         listing = Path(item[1:])
         if not listing.is_file():
             raise RasterOpenError(
-                f"{item}: expected a text file of paths or URLs, one a line, after '@'; {listing} does not exist"
+                f"{item}: expected a text file of paths or URLs, one a line, after '@'; {listing} "
+                "does not exist"
             )
         lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
         return [out for line in lines if line and not line.startswith("#") for out in _one(line)]
@@ -57,7 +59,8 @@ def _one(item: str) -> list[str]:
         found = sorted(glob.glob(item, recursive=True))
         if not found:
             raise RasterOpenError(
-                f"{item}: the pattern matches no file; check it (quote it so the shell does not expand it)"
+                f"{item}: the pattern matches no file; check it (quote it so the shell does not "
+                "expand it)"
             )
         return found
     path = Path(item)
@@ -90,7 +93,8 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 @dataclass(frozen=True)
 class OutputSet:
-    """The outputs of one input: the class mask and the optional extras (paths or ``s3://`` URLs)."""
+    """The outputs of one input: the class mask and the optional extras (paths or ``s3://``
+    URLs)."""
 
     src: str
     mask: str

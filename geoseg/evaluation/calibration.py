@@ -39,7 +39,8 @@ class CalibrationBins:
         self.correct = np.zeros(self.bins, np.int64)
 
     def add(self, confidence: np.ndarray, correct: np.ndarray) -> None:
-        """Add pixels: their confidence (winning probability) and whether the prediction is right."""
+        """Add pixels: their confidence (winning probability) and whether the prediction is
+        right."""
         c = np.asarray(confidence, np.float64).ravel()
         k = np.asarray(correct, bool).ravel()
         idx = np.clip(
@@ -67,7 +68,8 @@ class CalibrationBins:
         }
 
     def plot(self, dst: str | os.PathLike[str], title: str = "") -> Path:
-        """Write a reliability diagram PNG: accuracy against confidence per bin, with the diagonal."""
+        """Write a reliability diagram PNG: accuracy against confidence per bin, with the
+        diagonal."""
         from matplotlib.figure import Figure  # no pyplot: never switch the caller's backend
 
         from geoseg.io.overlay import save_figure
@@ -124,7 +126,8 @@ def expected_calibration_error(
 
 @dataclass
 class PixelSample:
-    """A bounded uniform random sample of pixels' log-probabilities and labels (reservoir by chunks)."""
+    """A bounded uniform random sample of pixels' log-probabilities and labels (reservoir by
+    chunks)."""
 
     size: int = 200_000
     seed: int = 0

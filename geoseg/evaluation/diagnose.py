@@ -112,8 +112,9 @@ def diagnose(
         cell: per-tile metric cell edge in pixels.
         worst: panels for this many worst cells (lowest pixel accuracy).
         bins: confidence bins of the reliability diagram and ECE.
-        temperature: fit a temperature on a sample of pixels and write ``model-calibrated.safetensors``
-            (the checkpoint with the temperature recorded; ``predict`` applies it).
+        temperature: fit a temperature on a sample of pixels and write
+            ``model-calibrated.safetensors`` (the checkpoint with the temperature recorded;
+            ``predict`` applies it).
         overwrite: replace earlier outputs.
 
     Raises:
@@ -131,7 +132,8 @@ def diagnose(
     out = Path(out_dir)
     if (out / "index.md").exists() and not overwrite:
         raise OutputExistsError(
-            f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or choose another folder"
+            f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or "
+            "choose another folder"
         )
     out.mkdir(parents=True, exist_ok=True)
     opts = PredictOptions.of(options, **overrides)
@@ -170,13 +172,14 @@ def diagnose(
                 }
         if labels.shape != (geo["height"], geo["width"]):
             raise DatasetError(
-                f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is {geo['width']}x{geo['height']}"
+                f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+                f"{geo['width']}x{geo['height']}"
             )
         top = int(labels[labels != IGNORE].max(initial=-1))
         if top >= n:
             raise DatasetError(
-                f"{name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
-                "is this the right checkpoint for these labels?"
+                f"{name}: labels hold class {top} but the model knows {n} classes "
+                f"({', '.join(names)}); is this the right checkpoint for these labels?"
             )
         grid = CellGrid(geo["height"], geo["width"], cell, n)
         hist = np.zeros(256, np.int64)
@@ -325,7 +328,8 @@ def diagnose(
 
 
 def _save_tempered(loaded: Any, temperature: float, ece: float, path: Path) -> None:
-    """The checkpoint with its calibration temperature recorded (``predict`` divides logits by it)."""
+    """The checkpoint with its calibration temperature recorded (``predict`` divides logits by
+    it)."""
     from geoseg.models.checkpoint import save_checkpoint
 
     metrics = dict(loaded.config.metrics)

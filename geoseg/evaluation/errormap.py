@@ -35,7 +35,8 @@ def error_codes(
     n = num_classes
     if n > MAX_CLASSES:
         raise DatasetError(
-            f"error maps code (true, predicted) pairs in one byte, so at most {MAX_CLASSES} classes; the model has {n}"
+            f"error maps code (true, predicted) pairs in one byte, so at most {MAX_CLASSES} "
+            f"classes; the model has {n}"
         )
     out = np.full(pred.shape, MASK_NODATA, np.uint8)
     ok = valid & (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
@@ -58,7 +59,8 @@ def error_table(classes: ClassTable) -> ClassTable:
 
 def counts_of(codes: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
     """The ``(n, n)`` confusion matrix (true rows, predicted columns) an error map encodes, except
-    that correct pixels are all counted in one place: returned as ``(wrong (n, n), correct count)``."""
+    that correct pixels are all counted in one place: returned as
+    ``(wrong (n, n), correct count)``."""
     n = num_classes
     hist = np.bincount(codes.ravel(), minlength=256)
     wrong = np.zeros((n, n), np.int64)
@@ -79,7 +81,8 @@ def write_rat(
         r, g, b = c.color
         count = int(counts[c.id]) if counts is not None else 0
         rows.append(
-            f'      <Row index="{i}"><F>{c.id}</F><F>{count}</F><F>{escape(c.name)}</F><F>{r}</F><F>{g}</F><F>{b}</F></Row>'
+            f'      <Row index="{i}"><F>{c.id}</F><F>{count}</F><F>{escape(c.name)}</F><F>{r}</F>'
+            f"<F>{g}</F><F>{b}</F></Row>"
         )
     fields = [
         ("value", 0, 5),
@@ -90,11 +93,13 @@ def write_rat(
         ("blue", 0, 8),
     ]
     defs = "\n".join(
-        f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage></FieldDefn>'
+        f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage>'
+        "</FieldDefn>"
         for i, (n, t, u) in enumerate(fields)
     )
     text = (
-        f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <GDALRasterAttributeTable tableType="thematic">\n{defs}\n'
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <GDALRasterAttributeTable '
+        f'tableType="thematic">\n{defs}\n'
         + "\n".join(rows)
         + "\n    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
     )

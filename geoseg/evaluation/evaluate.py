@@ -1,10 +1,10 @@
 """``evaluate``: run a checkpoint over held-out images with the prediction engine and score it.
 
 Each image goes through :func:`geoseg.inference.predict_classes` (the same sliding window, blending
-and precision as ``geoseg predict``, kept in memory); its class mask is compared with the labels on the image's
-grid, nodata and ``ignore_index`` excluded. When the model has a ``building`` class, predicted
-buildings are vectorized with :func:`geoseg.vectorize.vectorize_raster` and scored with the
-SpaceNet metric against the true footprints.
+and precision as ``geoseg predict``, kept in memory); its class mask is compared with the labels on
+the image's grid, nodata and ``ignore_index`` excluded. When the model has a ``building`` class,
+predicted buildings are vectorized with :func:`geoseg.vectorize.vectorize_raster` and scored with
+the SpaceNet metric against the true footprints.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class EvalResult:
         fmt = lambda v: "   n/a" if not np.isfinite(v) else f"{v:6.3f}"  # noqa: E731
         for i, name in enumerate(self.classes):
             lines.append(
-                f"{name:<{width}}  {fmt(s.iou[i])}  {fmt(s.f1[i])}  {fmt(s.precision[i])}  {fmt(s.recall[i])}  {s.support[i]:>11,}"
+                f"{name:<{width}}  {fmt(s.iou[i])}  {fmt(s.f1[i])}  {fmt(s.precision[i])}  "
+                f"{fmt(s.recall[i])}  {s.support[i]:>11,}"
             )
         lines.append(f"{'mean':<{width}}  {fmt(s.miou)}  {fmt(s.mf1)}")
         lines.append(
@@ -80,7 +81,8 @@ class EvalResult:
             b = self.buildings
             lines.append(
                 f"SpaceNet metric (IoU >= {b.iou_threshold}): F1 x 100 = {100 * b.f1:.1f}  "
-                f"precision {b.precision:.3f}  recall {b.recall:.3f}  (TP {b.tp}, FP {b.fp}, FN {b.fn})"
+                f"precision {b.precision:.3f}  recall {b.recall:.3f}  (TP {b.tp}, FP {b.fp}, FN "
+                f"{b.fn})"
             )
         return "\n".join(lines)
 
@@ -97,7 +99,8 @@ def _read_labels(path: str, image: str) -> np.ndarray:
         if same or img.crs is None or lab.crs is None:
             if lab.shape != img.shape:
                 raise DatasetError(
-                    f"{path}: labels are {lab.width}x{lab.height} but {image} is {img.width}x{img.height}"
+                    f"{path}: labels are {lab.width}x{lab.height} but {image} is "
+                    f"{img.width}x{img.height}"
                 )
             data = lab.read(1)
         else:
@@ -120,7 +123,8 @@ def _read_labels(path: str, image: str) -> np.ndarray:
 def pairs_from_dirs(
     images: str | os.PathLike[str], labels: str | os.PathLike[str]
 ) -> list[EvalPair]:
-    """Images and label rasters matched by file stem (``a.tif`` with ``a.tif`` or ``a_label.tif``...)."""
+    """Images and label rasters matched by file stem (``a.tif`` with ``a.tif`` or
+    ``a_label.tif``...)."""
     idir, ldir = Path(images), Path(labels)
     for d, what in ((idir, "images"), (ldir, "labels")):
         if not d.is_dir():
@@ -155,7 +159,8 @@ def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
 
 
 def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
-    """Polygons (pixel coordinates) of one class of a mask, by the vectorizer's polygonizer, in memory."""
+    """Polygons (pixel coordinates) of one class of a mask, by the vectorizer's polygonizer, in
+    memory."""
     from geoseg.vectorize.polygonize import polygonize_block
 
     pieces, _ = polygonize_block(
@@ -182,8 +187,9 @@ def evaluate(
         pairs: images with their labels.
         out_dir: also write ``metrics.json`` and ``confusion.png`` here, and with ``quicklooks``,
             ``quicklooks/<image>.png``: each image with its ground truth beside the prediction.
-        building_class: class scored with the SpaceNet metric; ``"auto"``: ``building`` when the model
-            is a building model (background and building, optionally edge and contact); None: never.
+        building_class: class scored with the SpaceNet metric; ``"auto"``: ``building`` when the
+            model is a building model (background and building, optionally edge and contact);
+            None: never.
         options: how to predict (:class:`~geoseg.inference.PredictOptions`), the same value
             ``predict_raster`` takes; keyword ``overrides`` change fields of it.
     """
@@ -247,8 +253,8 @@ def evaluate(
         top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
         if top >= n:
             raise DatasetError(
-                f"{pair.name}: labels hold class {top} but the model knows {n} classes ({', '.join(names)}); "
-                "is this the right checkpoint for these labels?"
+                f"{pair.name}: labels hold class {top} but the model knows {n} classes "
+                f"({', '.join(names)}); is this the right checkpoint for these labels?"
             )
         valid = pred_ids != MASK_NODATA
         cm = confusion_matrix(pred, labels, n, valid=valid)

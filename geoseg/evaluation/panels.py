@@ -103,8 +103,9 @@ def write_worst_panels(
             frameon=False,
         )
         fig.suptitle(
-            f"#{rank} {rec['image']} rows {r0}-{r0 + int(win.height)}, cols {c0}-{c0 + int(win.width)}: "
-            f"accuracy {rec['accuracy']:.3f}, mIoU {rec['miou'] or float('nan'):.3f}, mean entropy {rec['mean_entropy']:.3f}"
+            f"#{rank} {rec['image']} rows {r0}-{r0 + int(win.height)}, cols "
+            f"{c0}-{c0 + int(win.width)}: accuracy {rec['accuracy']:.3f}, mIoU "
+            f"{rec['miou'] or float('nan'):.3f}, mean entropy {rec['mean_entropy']:.3f}"
         )
         fig.subplots_adjust(bottom=0.18)
         written.append(save_figure(fig, folder / f"{rank:02d}-{info['stem']}-r{r0}-c{c0}.png"))
@@ -118,7 +119,8 @@ def write_index(result: Any, cfg: Any) -> Path:
     lines = [
         f"# Diagnosis: {cfg.architecture}-{cfg.encoder}",
         "",
-        f"{len(result.report.per_image)} image(s), {result.report.megapixels:.2f} Mpx, {result.seconds:.1f} s.",
+        f"{len(result.report.per_image)} image(s), {result.report.megapixels:.2f} Mpx, "
+        f"{result.seconds:.1f} s.",
         "",
         "## Scores",
         "",
@@ -134,8 +136,9 @@ def write_index(result: Any, cfg: Any) -> Path:
     ]
     if result.temperature is not None:
         lines.append(
-            f"Fitted temperature **{result.temperature:.3f}** (sample ECE after scaling {result.ece_tempered:.4f}); "
-            "`model-calibrated.safetensors` records it and `geoseg predict` applies it."
+            f"Fitted temperature **{result.temperature:.3f}** (sample ECE after scaling "
+            f"{result.ece_tempered:.4f}); `model-calibrated.safetensors` records it and `geoseg "
+            "predict` applies it."
         )
     lines += [
         "",
@@ -152,8 +155,8 @@ def write_index(result: Any, cfg: Any) -> Path:
         stem = entry["outputs"]
         miou = "n/a" if entry["miou"] is None else f"{entry['miou']:.3f}"
         lines.append(
-            f"| {entry['image']} | {miou} | [tif]({stem}/prediction.tif) | [tif]({stem}/errors.tif) | "
-            f"[tif]({stem}/entropy.tif) | [tif]({stem}/margin.tif) |"
+            f"| {entry['image']} | {miou} | [tif]({stem}/prediction.tif) | "
+            f"[tif]({stem}/errors.tif) | [tif]({stem}/entropy.tif) | [tif]({stem}/margin.tif) |"
         )
     if result.worst:
         lines += ["", "## Worst cells", ""]

@@ -115,17 +115,21 @@ def _graduated_qml(field_name: str) -> str:
     for k, col in enumerate(colors):
         lo, hi = k / 5, (k + 1) / 5
         ranges.append(
-            f'<range lower="{lo:.2f}" upper="{hi:.2f}" label="{lo:.1f} - {hi:.1f}" symbol="{k}" render="true"/>'
+            f'<range lower="{lo:.2f}" upper="{hi:.2f}" label="{lo:.1f} - {hi:.1f}" symbol="{k}" '
+            'render="true"/>'
         )
         symbols.append(
-            f'<symbol type="fill" name="{k}" alpha="0.55"><layer class="SimpleFill" enabled="1"><Option type="Map">'
-            f'<Option name="color" value="{col},255" type="QString"/><Option name="outline_color" value="60,60,60,255" type="QString"/>'
-            f'<Option name="outline_width" value="0.2" type="QString"/><Option name="style" value="solid" type="QString"/>'
-            f'</Option><prop k="color" v="{col},255"/></layer></symbol>'
+            f'<symbol type="fill" name="{k}" alpha="0.55"><layer class="SimpleFill" enabled="1">'
+            f'<Option type="Map"><Option name="color" value="{col},255" type="QString"/><Option '
+            'name="outline_color" value="60,60,60,255" type="QString"/><Option '
+            'name="outline_width" value="0.2" type="QString"/><Option name="style" value="solid" '
+            f'type="QString"/></Option><prop k="color" v="{col},255"/></layer></symbol>'
         )
     return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.28\" styleCategories=\"Symbology\">\n"
-        f'<renderer-v2 type="graduatedSymbol" attr="{field_name}" graduatedMethod="GraduatedColor" symbollevels="0">'
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.28\" "
+        'styleCategories="Symbology">\n'
+        f'<renderer-v2 type="graduatedSymbol" attr="{field_name}" '
+        'graduatedMethod="GraduatedColor" symbollevels="0">'
         f"<ranges>{''.join(ranges)}</ranges><symbols>{''.join(symbols)}</symbols></renderer-v2>\n"
         "<layerGeometryType>2</layerGeometryType>\n</qgis>\n"
     )

@@ -52,7 +52,8 @@ class AreaOfInterest:
             frame = gpd.read_file(path)
         except Exception as exc:
             raise ExplainError(
-                f"{path}: cannot read the area of interest ({str(exc).splitlines()[0][:200]}); expected polygons (.gpkg, .geojson...)"
+                f"{path}: cannot read the area of interest ({str(exc).splitlines()[0][:200]}); "
+                "expected polygons (.gpkg, .geojson...)"
             ) from None
         frame = frame[
             frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
@@ -70,7 +71,8 @@ class AreaOfInterest:
         r1 = min(int(np.ceil(win.row_off + win.height)), height)
         if c1 <= c0 or r1 <= r0:
             raise ExplainError(
-                f"{path}: the area of interest does not overlap the raster; expected polygons over it (same CRS or reprojectable)"
+                f"{path}: the area of interest does not overlap the raster; expected polygons "
+                "over it (same CRS or reprojectable)"
             )
         return cls(list(frame.geometry), transform, Window(c0, r0, c1 - c0, r1 - r0))
 

@@ -86,7 +86,8 @@ class CamComputer:
         self._cam = cls(model=self.model, target_layers=[layer])
 
     def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, H, W)`` float32 maps (>= 0) for inputs ``x`` and target masks ``mask`` ``(N, H, W)``."""
+        """``(N, 1, H, W)`` float32 maps (>= 0) for inputs ``x`` and target masks ``mask``
+        ``(N, H, W)``."""
         x = x.to(self.device).float()
         mask = mask.to(self.device).float()
         grads_of = self._cam.activations_and_grads

@@ -1,4 +1,5 @@
-"""Named layers of a segmentation network: presets for the U-Nets geoseg builds, and raw module names.
+"""Named layers of a segmentation network: presets for the U-Nets geoseg builds, and raw module
+names.
 
 Presets are found by running the network once on a small input and watching which modules
 produce the encoder's feature maps, so they hold for any smp encoder (ResNet, VGG, timm
@@ -144,6 +145,6 @@ def resolve_layer(
         return name, modules[name]
     presets = ", ".join(layer.name for layer in layers) or "none"
     raise ExplainError(
-        f"unknown layer {name!r}; expected a preset ({presets}) or one of the {len(modules) - 1} module names "
-        "that geoseg models CKPT --layers --all lists"
+        f"unknown layer {name!r}; expected a preset ({presets}) or one of the {len(modules) - 1} "
+        "module names that geoseg models CKPT --layers --all lists"
     )

@@ -96,8 +96,9 @@ def _window_in(window: Window | None, height: int, width: int) -> Window:
     c1, r1 = min(c0 + int(w.width), width), min(r0 + int(w.height), height)
     if c0 < 0 or r0 < 0 or c1 <= c0 or r1 <= r0:
         raise ExplainError(
-            f"window {tuple(map(int, (w.col_off, w.row_off, w.width, w.height)))} (col, row, width, height) "
-            f"does not overlap the {width} x {height} px raster; expected offsets inside it"
+            f"window {tuple(map(int, (w.col_off, w.row_off, w.width, w.height)))} (col, row, "
+            f"width, height) does not overlap the {width} x {height} px raster; expected offsets "
+            "inside it"
         )
     return Window(c0, r0, c1 - c0, r1 - r0)
 
@@ -117,7 +118,8 @@ def stream_tiles(
     stats: dict[str, int] | None = None,
 ) -> Iterator[FinishedRows]:
     """Run ``fn`` over every tile touching ``region`` in batches and blend its ``channels`` maps
-    with ``weights``; yield finished rows top to bottom (weighted sums, as predict's accumulator)."""
+    with ``weights``; yield finished rows top to bottom (weighted sums, as predict's
+    accumulator)."""
     tiles = list(plan.tiles(region))
     last_in_row = {t.grid_row: t.index for t in tiles}
     acc = RowAccumulator(channels, region, plan.tile_size)
@@ -175,7 +177,8 @@ def stream_tiles(
 
 
 def blended(rows: FinishedRows) -> np.ndarray:
-    """Blended maps ``(channels, rows, cols)`` float32 of finished rows, NaN where no valid pixel."""
+    """Blended maps ``(channels, rows, cols)`` float32 of finished rows, NaN where no valid
+    pixel."""
     ok = rows.valid & (rows.weight > 0)
     out = rows.probs / np.where(ok, rows.weight, 1.0)[None]
     out[:, ~ok] = np.nan
@@ -240,7 +243,8 @@ def explain_raster(
     loaded = resolve_model(model, config=config)
     if getattr(loaded.model, "runs_outside_torch", False):
         raise ExplainError(
-            "an exported .onnx model has no gradients or layers to explain; expected the .safetensors checkpoint it came from"
+            "an exported .onnx model has no gradients or layers to explain; expected the "
+            ".safetensors checkpoint it came from"
         )
     cfg = loaded.config
     class_index, class_name = (
@@ -256,14 +260,15 @@ def explain_raster(
     with RasterReader(src, bands=opts.bands) as reader:
         if len(reader.bands) != cfg.in_channels:
             raise BandMismatchError(
-                f"{src}: the model expects {cfg.in_channels} band(s) but {len(reader.bands)} were selected; "
-                f"choose them with --bands (1-based, in the model's order)"
+                f"{src}: the model expects {cfg.in_channels} band(s) but {len(reader.bands)} were "
+                "selected; choose them with --bands (1-based, in the model's order)"
             )
         tile = int(opts.tile_size or cfg.tile_size)
         if tile % cfg.output_stride:
             raise TilingError(
-                f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
-                f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
+                f"tile_size={tile} is not a multiple of the model's output stride "
+                f"{cfg.output_stride}; use "
+                f"{max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
             )
         plan = plan_tiles(
             reader.height, reader.width, tile, cfg.overlap if opts.overlap is None else opts.overlap

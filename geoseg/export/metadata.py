@@ -27,7 +27,8 @@ def deepness_standardization(config: ModelConfig) -> tuple[list[float], list[flo
         problems.append("it converts SAR intensity to decibels first")
     if config.band_dtype not in (None, "uint8"):
         problems.append(
-            f"the model was trained on {config.band_dtype} imagery and Deepness scales pixels as 8-bit (x / 255)"
+            f"the model was trained on {config.band_dtype} imagery and Deepness scales pixels as "
+            "8-bit (x / 255)"
         )
     result: tuple[list[float], list[float]] | None = None
     if norm.kind == "meanstd":
@@ -38,14 +39,16 @@ def deepness_standardization(config: ModelConfig) -> tuple[list[float], list[flo
         result = [0.0] * bands, [1 / 255] * bands
     else:
         problems.append(
-            f"{norm.kind} normalization clips to per-band percentiles, which a mean/std cannot express"
+            f"{norm.kind} normalization clips to per-band percentiles, which a mean/std cannot "
+            "express"
         )
     if problems:
         warnings.warn(
-            f"the model's input normalization cannot be expressed in QGIS Deepness' convention: {'; '.join(problems)}. "
-            "Expected 8-bit imagery normalized by meanstd or scale; the exported model still runs in geoseg "
-            "(geoseg predict --model model.onnx applies the recorded normalization), but in Deepness "
-            "prepare the imagery to match or set the standardization by hand",
+            "the model's input normalization cannot be expressed in QGIS Deepness' convention: "
+            f"{'; '.join(problems)}. Expected 8-bit imagery normalized by meanstd or scale; the "
+            "exported model still runs in geoseg (geoseg predict --model model.onnx applies the "
+            "recorded normalization), but in Deepness prepare the imagery to match or set the "
+            "standardization by hand",
             DeepnessWarning,
             stacklevel=3,
         )

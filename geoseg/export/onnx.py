@@ -33,7 +33,8 @@ __all__ = ["MIN_AGREEMENT", "OPSET", "ExportResult", "Parity", "export_onnx", "p
 
 log = logging.getLogger(__name__)
 
-OPSET = 17  # >= 17: LayerNormalization and the resize modes U-Net decoders use, read by onnxruntime >= 1.14
+# >= 17: LayerNormalization and the resize modes U-Net decoders use, read by onnxruntime >= 1.14
+OPSET = 17
 MIN_AGREEMENT = 0.999  # argmax agreement with PyTorch below which an export is refused
 INPUT, OUTPUT = "image", "probabilities"
 
@@ -149,8 +150,9 @@ def check_parity(
     parity = Parity(agreement, float(np.abs(got - ref).max()), source)
     if agreement < MIN_AGREEMENT:
         raise ExportError(
-            f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of {source}, "
-            f"expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the architecture"
+            f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of "
+            f"{source}, expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the "
+            "architecture"
         )
     return parity
 
@@ -177,8 +179,8 @@ def _write_graph(
             )
         except Exception as exc:
             raise ExportError(
-                f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                "try a newer --opset"
+                f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300]}); try a newer --opset"
             ) from None
 
 
@@ -193,7 +195,10 @@ def _finish(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "geoseg"
-    proto.doc_string = f"geoseg {loaded.config.architecture}-{loaded.config.encoder}: normalized (N, bands, H, W) float32 -> class probabilities"
+    proto.doc_string = (
+        f"geoseg {loaded.config.architecture}-{loaded.config.encoder}: normalized "
+        "(N, bands, H, W) float32 -> class probabilities"
+    )
     onnx.save(proto, str(tmp))
     try:
         onnx.checker.check_model(str(tmp), full_check=True)
@@ -222,7 +227,8 @@ def export_onnx(
     Args:
         model: checkpoint path or :class:`LoadedModel`.
         dst: the ``.onnx`` file with dynamic batch/height/width.
-        fixed: optional second ``.onnx`` file with a fixed ``tile_size`` square input (QGIS Deepness).
+        fixed: optional second ``.onnx`` file with a fixed ``tile_size`` square input (QGIS
+            Deepness).
         tile_size: the fixed variant's tile edge (default: the model's tile size).
         opset: ONNX opset, >= 17.
         check_raster: a raster whose top-left tile drives the parity check (default: synthetic).

@@ -77,8 +77,9 @@ class OnnxModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed_size is not None and tuple(x.shape[2:]) != self.fixed_size:
             raise TilingError(
-                f"{self.path}: the graph takes {self.fixed_size[0]} x {self.fixed_size[1]} px tiles, got "
-                f"{x.shape[2]} x {x.shape[3]}; use --tile-size {self.fixed_size[0]} or the dynamic-shape export"
+                f"{self.path}: the graph takes {self.fixed_size[0]} x {self.fixed_size[1]} px "
+                f"tiles, got {x.shape[2]} x {x.shape[3]}; use --tile-size {self.fixed_size[0]} or "
+                "the dynamic-shape export"
             )
         array = x.detach().float().contiguous().cpu().numpy()
         out = torch.from_numpy(self._session.run(None, {self.input_name: array})[0]).to(x.device)
@@ -107,8 +108,8 @@ def load_onnx(path: str | os.PathLike[str], *, device: torch.device | str = "cpu
     meta = {m.key: m.value for m in proto.metadata_props}
     if "geoseg_config" not in meta:
         raise CheckpointError(
-            f"{p}: carries no geoseg_config metadata; expected an ONNX file written by geoseg export "
-            "(re-export the checkpoint with geoseg export MODEL OUT.onnx)"
+            f"{p}: carries no geoseg_config metadata; expected an ONNX file written by geoseg "
+            "export (re-export the checkpoint with geoseg export MODEL OUT.onnx)"
         )
     config = ModelConfig.from_json(meta["geoseg_config"], source=str(p))
     del proto

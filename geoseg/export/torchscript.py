@@ -15,7 +15,8 @@ from geoseg.io.writer import check_destination
 
 __all__ = ["CONFIG_FILE", "export_torchscript"]
 
-CONFIG_FILE = "geoseg_config.json"  # extra file in the archive: torch.jit.load(path, _extra_files={CONFIG_FILE: ""})
+# extra file in the archive: torch.jit.load(path, _extra_files={CONFIG_FILE: ""})
+CONFIG_FILE = "geoseg_config.json"
 
 
 def export_torchscript(
@@ -55,7 +56,8 @@ def export_torchscript(
                 scripted = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
             except Exception as exc:
                 raise ExportError(
-                    f"cannot trace the model to TorchScript ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+                    f"cannot trace the model to TorchScript ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:300]})"
                 ) from None
             torch.jit.save(scripted, str(tmp), _extra_files={CONFIG_FILE: loaded.config.to_json()})
             reloaded = torch.jit.load(str(tmp), map_location="cpu")
@@ -63,7 +65,8 @@ def export_torchscript(
         agreement = float((got.argmax(1) == ref.argmax(1)).float().mean())
         if agreement < MIN_AGREEMENT:
             raise ExportError(
-                f"{path}: the TorchScript archive agrees with PyTorch on {agreement:.3%} of pixels, expected >= {MIN_AGREEMENT:.1%}"
+                f"{path}: the TorchScript archive agrees with PyTorch on {agreement:.3%} of "
+                f"pixels, expected >= {MIN_AGREEMENT:.1%}"
             )
         os.replace(tmp, path)
     finally:

@@ -76,7 +76,8 @@ class RowAccumulator:
             return
         if row_off + h > self.top + self.capacity and row_off + h <= self.r1:
             raise ValueError(
-                f"tile rows {row_off}..{row_off + h} exceed the accumulator (top {self.top}, {self.capacity} rows)"
+                f"tile rows {row_off}..{row_off + h} exceed the accumulator (top {self.top}, "
+                f"{self.capacity} rows)"
             )
         src = (slice(ra - row_off, rb - row_off), slice(ca - col_off, cb - col_off))
         dst = (slice(ra - self.top, rb - self.top), slice(ca - self.c0, cb - self.c0))

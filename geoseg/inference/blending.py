@@ -90,12 +90,14 @@ def blend_weights(blend: str | Kernel, tile_size: int, overlap: int) -> np.ndarr
         kernel = BLEND_KERNELS[blend]
     else:
         raise TilingError(
-            f"unknown blend {blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable"
+            f"unknown blend {blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a "
+            "callable"
         )
     w = np.asarray(kernel(tile_size, overlap), dtype=np.float64)
     if w.shape != (tile_size, tile_size) or not np.isfinite(w).all() or w.max() <= 0:
         raise TilingError(
-            f"blend kernel must return finite ({tile_size}, {tile_size}) weights with a positive maximum, got shape {w.shape}"
+            f"blend kernel must return finite ({tile_size}, {tile_size}) weights with a positive "
+            f"maximum, got shape {w.shape}"
         )
     w = w / w.max()
     if kernel is crop:  # its trace weights are the point: no floor

@@ -65,7 +65,8 @@ def file_digest(*paths: str | os.PathLike[str] | None) -> str:
     return h.hexdigest()
 
 
-# digests of live modules, with the tensor versions they were computed at (in-place updates bump them)
+# digests of live modules, with the tensor versions they were computed at (in-place updates bump
+# them)
 _DIGESTS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = weakref.WeakKeyDictionary()
 
 

@@ -120,13 +120,18 @@ def check_input(
     complex_mode: Literal["none", "magnitude", "intensity"] = "none"
     if np.issubdtype(dtype, np.complexfloating):
         complex_mode = "intensity" if config.normalization.sar_db else "magnitude"
+        used = (
+            "intensity |z|^2 (in dB, as the SAR model expects)"
+            if complex_mode == "intensity"
+            else "magnitude |z|"
+        )
         problems.append(
             f"complex values ({', '.join(sorted({reader.dtypes[b - 1] for b in reader.bands}))}), "
-            f"used as their {'intensity |z|^2 (in dB, as the SAR model expects)' if complex_mode == 'intensity' else 'magnitude |z|'}"
+            f"used as their {used}"
         )
         fixes.append(
-            "convert to the product the model was trained on first (e.g. SAR intensity), or accept the "
-            f"{complex_mode} geoseg uses"
+            "convert to the product the model was trained on first (e.g. SAR intensity), or "
+            f"accept the {complex_mode} geoseg uses"
         )
     adapter = InputAdapter(complex_mode=complex_mode)
     sample = reader.sample()
@@ -173,7 +178,11 @@ def check_input(
         if any(p.startswith(("dtype", "values")) for p in problems):
             hint = ""
             if percentiles is not None:
-                hint = f"--scale {_fmt(float(percentiles[0].min()))},{_fmt(float(percentiles[1].max()))} or "
+                hint = (
+                    "--scale "
+                    f"{_fmt(float(percentiles[0].min()))},{_fmt(float(percentiles[1].max()))} "
+                    "or "
+                )
             fixes.append(
                 f"{hint}--scale auto (a 2-98 % stretch) maps the values onto the model's range"
             )
@@ -185,8 +194,8 @@ def check_input(
             fixes.append("--resample-to-model predicts at the model's pixel size")
     if problems:
         message = (
-            f"{name}: input unlike the model's training data: {'; '.join(problems)}; the map may be confidently "
-            f"wrong. Fix: {'; '.join(fixes)}"
+            f"{name}: input unlike the model's training data: {'; '.join(problems)}; the map may "
+            f"be confidently wrong. Fix: {'; '.join(fixes)}"
         )
         if options.strict:
             raise InputCompatibilityError(message + " (refused because of --strict)")

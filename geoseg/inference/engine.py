@@ -71,7 +71,8 @@ class PredictionResult:
         mask: path of the class mask (None for :func:`predict_block`).
         probabilities: path of the probability raster, if asked for.
         confidence: path of the confidence raster, if asked for.
-        tiles: tiles in the plan; ``tiles_run`` went through the model, ``tiles_skipped`` held no data.
+        tiles: tiles in the plan; ``tiles_run`` went through the model, ``tiles_skipped`` held no
+            data.
         precision: precision used (``auto`` resolved).
         device: device used.
         seconds: wall time.
@@ -128,7 +129,8 @@ def resolve_model(
 
 
 def calibration_temperature(config: ModelConfig) -> float | None:
-    """The temperature a calibrated checkpoint records (``metrics.calibration.temperature``), if any."""
+    """The temperature a calibrated checkpoint records (``metrics.calibration.temperature``), if
+    any."""
     value = (config.metrics.get("calibration") or {}).get("temperature")
     return float(value) if value and float(value) > 0 and float(value) != 1.0 else None
 
@@ -229,8 +231,8 @@ def _setup(
                 "(1-based; e.g. a grey band as red, green and blue; expect poorer results)"
             )
         raise BandMismatchError(
-            f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} were selected "
-            f"from a raster of {count}; {fix}"
+            f"{src}: the model expects {cfg.in_channels} band(s){names} but {len(reader.bands)} "
+            f"were selected from a raster of {count}; {fix}"
         )
     try:
         adapt = check_input(reader, cfg, options, str(src))
@@ -243,7 +245,8 @@ def _setup(
         reader.close()
         lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
         raise TilingError(
-            f"tile_size={tile} is not a multiple of the model's output stride {stride}; use {lower} or {upper}"
+            f"tile_size={tile} is not a multiple of the model's output stride {stride}; use "
+            f"{lower} or {upper}"
         )
     ov = cfg.overlap if options.overlap is None else options.overlap
     plan = plan_tiles(reader.height, reader.width, tile, ov)
@@ -380,7 +383,8 @@ def predict_block(
         src: input raster path or URL.
         model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``).
         block: the output window, in the raster's pixel grid.
-        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of it.
+        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of
+            it.
         config: model config for a bare module.
 
     Returns:
@@ -406,13 +410,15 @@ def predict_classes(
     config: ModelConfig | None = None,
     **overrides: Any,
 ) -> GeoArray:
-    """Class ids of a raster (or of one ``block``) in memory, equal to the mask :func:`predict_raster` writes.
+    """Class ids of a raster (or of one ``block``) in memory, equal to the mask
+    :func:`predict_raster` writes.
 
     Args:
         src: input raster path or URL.
         model: checkpoint path, :class:`LoadedModel`, or a module (then pass ``config``);
             ``None``: the bundled land-cover model.
-        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of it.
+        options: how to predict (:class:`PredictOptions`); keyword ``overrides`` change fields of
+            it.
         block: the output window (default: the whole raster).
         config: model config for a bare module.
 
@@ -487,8 +493,9 @@ def output_writers(
             )
         )
     if confidence is not None:
-        # the winning class's probability is at least 1/classes, so 0 is free to mean "no data": a nodata value
-        # QGIS 3.22 reads without complaint (it shows an internal mask as an extra alpha band)
+        # the winning class's probability is at least 1/classes, so 0 is free to mean "no data": a
+        # nodata value QGIS 3.22 reads without complaint (it shows an internal mask as an extra
+        # alpha band)
         outputs_of.append(
             (
                 COGWriter(
@@ -552,7 +559,8 @@ def predict_raster(
     progress: Callable[[int, int, float], None] | None = None,
     **overrides: Any,
 ) -> PredictionResult:
-    """Segment a raster of any size into a class-mask COG (and optional probability/confidence COGs).
+    """Segment a raster of any size into a class-mask COG (and optional probability/confidence
+    COGs).
 
     Args:
         src: input raster path or ``http(s)://`` URL; ``(bands, rows, cols)`` of any dtype.

@@ -21,7 +21,8 @@ __all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_over
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
-# test-time augmentation: (quarter turns, horizontal flip) applied to each batch, undone on the output
+# test-time augmentation: (quarter turns, horizontal flip) applied to each batch, undone on the
+# output
 TTA_MODES: dict[str, list[tuple[int, bool]]] = {
     "none": [(0, False)],
     "flip": [(0, False), (0, True)],
@@ -62,7 +63,8 @@ def parse_overlap(value: str | float | int | None) -> float | int | None:
 def parse_scale(
     value: str | tuple[float, float] | list[float] | None,
 ) -> tuple[float, float] | str | None:
-    """``"0,10000"`` -> ``(0.0, 10000.0)``; ``"auto"`` (a 2-98 % percentile stretch) stays; None stays.
+    """``"0,10000"`` -> ``(0.0, 10000.0)``; ``"auto"`` (a 2-98 % percentile stretch) stays; None
+    stays.
 
     Raises:
         TilingError: for anything else, or a low value not below the high one.
@@ -135,7 +137,8 @@ class PredictOptions:
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
         if not callable(self.blend) and self.blend not in BLEND_KERNELS:
             raise TilingError(
-                f"unknown blend {self.blend!r}; expected one of {', '.join(sorted(BLEND_KERNELS))} or a callable"
+                f"unknown blend {self.blend!r}; expected one of "
+                f"{', '.join(sorted(BLEND_KERNELS))} or a callable"
             )
         if self.precision not in PRECISIONS:
             raise TilingError(
@@ -176,7 +179,8 @@ class PredictOptions:
         unknown = sorted(set(values) - names)
         if unknown:
             raise TilingError(
-                f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}"
+                f"unknown prediction option(s) {', '.join(unknown)}; expected some of "
+                f"{', '.join(sorted(names))}"
             )
         kwargs = {k: v for k, v in values.items() if v is not None}
         if isinstance(kwargs.get("bands"), str):
@@ -214,6 +218,7 @@ class PredictOptions:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise TilingError(
-                f"unknown prediction option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}"
+                f"unknown prediction option(s) {', '.join(unknown)}; expected some of "
+                f"{', '.join(sorted(names))}"
             )
         return base.replace(**overrides)

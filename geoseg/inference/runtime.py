@@ -41,7 +41,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(
-            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or --device auto"
+            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or --device "
+            "auto"
         )
     return dev
 
@@ -110,7 +111,8 @@ def cached_frozen(
     channels_last: bool = True,
 ) -> tuple[Any, str]:
     """The cached frozen module for ``(1, C, H, W)`` tiles, when earlier runs measured that it pays
-    here, with the precision to run it at (``auto`` resolved from the cache); else ``(None, precision)``.
+    here, with the precision to run it at (``auto`` resolved from the cache); else
+    ``(None, precision)``.
 
     Lets a run start without building the eager model (no segmentation-models-pytorch import).
     """
@@ -160,9 +162,11 @@ class Runner:
 
     AGREEMENT = 0.995
     FREEZE_MIN_TILES = 8  # a large network is traced only when this many tiles remain to pay for it
-    FREEZE_SMALL_PARAMS = 5_000_000  # a network this small is cheap to trace, whatever the raster, and keeps the trace
-    # a cached frozen module starts a run without building the network (no segmentation-models-pytorch
-    # import), so it is kept unless it runs measurably slower than the eager model
+    # a network this small is cheap to trace, whatever the raster, and keeps the trace
+    FREEZE_SMALL_PARAMS = 5_000_000
+    # a cached frozen module starts a run without building the network (no
+    # segmentation-models-pytorch import), so it is kept unless it runs measurably slower than the
+    # eager model
     FREEZE_GAIN = 0.95
 
     def __init__(
@@ -267,9 +271,9 @@ class Runner:
                     frozen(x1)
                     per_tile = min(per_tile, time.perf_counter() - start)
             speedup = eager_per_tile / max(per_tile, 1e-9)
-            # a small network keeps its frozen copy whatever one timing on a busy machine says: it was
-            # 14-37 % faster per tile where measured quietly, and loading it from the cache saves
-            # building the network (seconds of imports) on every later run
+            # a small network keeps its frozen copy whatever one timing on a busy machine says: it
+            # was 14-37 % faster per tile where measured quietly, and loading it from the cache
+            # saves building the network (seconds of imports) on every later run
             keep = speedup >= self.FREEZE_GAIN or self._small()
         log.info(
             "frozen model: %s per tile vs eager -> %s",
@@ -288,8 +292,8 @@ class Runner:
         self.freeze_note = "frozen (measured)" if keep else "eager (measured)"
 
     def _net(self, x: torch.Tensor) -> Any:
-        """The frozen model for tiles of the traced shape, else the eager one; a frozen model (traced
-        on one tile, or loaded from the cache) runs one tile at a time."""
+        """The frozen model for tiles of the traced shape, else the eager one; a frozen model
+        (traced on one tile, or loaded from the cache) runs one tile at a time."""
         if self.scripted or (
             self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape[1:]  # type: ignore[index]
         ):

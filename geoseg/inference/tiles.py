@@ -1,4 +1,5 @@
-"""Turning raster windows into model-ready tiles, and finished rows into output arrays: pure numpy."""
+"""Turning raster windows into model-ready tiles, and finished rows into output arrays: pure
+numpy."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def read_tile(
     norm: Normalization,
     adapt: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a rescaling).
+    """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a
+    rescaling).
 
     Returns:
         ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 with invalid pixels set to 0 (the

@@ -83,21 +83,33 @@ def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | 
         or ("write" in text.lower() and _nearly_full(path.parent))
     ):
         return (
-            f"{path}: the disk is full (no space left in {path.parent}); nothing was written under that name. "
-            "Free some space or write the output to another disk"
+            f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
+            "that name. Free some space or write the output to another disk"
         )
     if code == errno.EFBIG or "File too large" in text:
-        return f"{path}: the file system refuses a file this large; write to a disk without a size limit (not FAT32)"
+        return (
+            f"{path}: the file system refuses a file this large; write to a disk without a "
+            "size limit (not FAT32)"
+        )
     if code == errno.EROFS or "Read-only file system" in text:
-        return f"{path}: the folder {path.parent} is on a read-only file system; write the output elsewhere"
+        return (
+            f"{path}: the folder {path.parent} is on a read-only file system; write the "
+            "output elsewhere"
+        )
     if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
         return (
             f"{path}: no permission to write in {path.parent}; write the output to a folder you own"
         )
     if code == errno.ENAMETOOLONG or "name too long" in text:
-        return f"{path}: the file name is too long for the file system ({len(os.fsencode(path.name))} bytes); choose a shorter name"
+        return (
+            f"{path}: the file name is too long for the file system "
+            f"({len(os.fsencode(path.name))} bytes); choose a shorter name"
+        )
     if code == errno.ENOENT:
-        return f"{path}: the folder {path.parent} does not exist (or vanished while writing); create it first"
+        return (
+            f"{path}: the folder {path.parent} does not exist (or vanished while writing); "
+            "create it first"
+        )
     return None
 
 
@@ -249,22 +261,23 @@ def check_paths(
         for i in ins:
             if same(o, i):
                 raise OutputCollisionError(
-                    f"{o[1]}: the output {o[0]} is the input {i[0]} ({i[1]}); geoseg never writes over an input, "
-                    "even with --overwrite. Choose another output name"
+                    f"{o[1]}: the output {o[0]} is the input {i[0]} ({i[1]}); geoseg never writes "
+                    "over an input, even with --overwrite. Choose another output name"
                 )
     for k, a in enumerate(outs):
         for b in outs[k + 1 :]:
             if same(a, b):
                 raise OutputCollisionError(
-                    f"{a[1]}: the outputs {a[0]} and {b[0]} name the same file ({b[1]}); one would destroy the other. "
-                    "Give each output its own name"
+                    f"{a[1]}: the outputs {a[0]} and {b[0]} name the same file ({b[1]}); one would "
+                    "destroy the other. Give each output its own name"
                 )
 
 
 def check_run_folder(
     folder: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str] | None]
 ) -> None:
-    """Refuse an output folder that is, or contains, one of the inputs (``--overwrite`` would delete it).
+    """Refuse an output folder that is, or contains, one of the inputs (``--overwrite`` would delete
+    it).
 
     Raises:
         OutputCollisionError: naming the input and what to do.
@@ -276,6 +289,7 @@ def check_run_folder(
         resolved = Path(p).expanduser().resolve()
         if resolved == run or run in resolved.parents:
             raise OutputCollisionError(
-                f"{folder}: the output folder holds the input {role} ({p}); geoseg never deletes or writes over its "
-                "inputs, even with --overwrite. Choose an output folder outside the data"
+                f"{folder}: the output folder holds the input {role} ({p}); geoseg never deletes "
+                "or writes over its inputs, even with --overwrite. Choose an output folder "
+                "outside the data"
             )

@@ -119,7 +119,8 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         except RasterioIOError as exc:
             raise RasterOpenError(
                 f"{text}: opened, but its pixels cannot be decoded ({str(exc).splitlines()[0]}); "
-                "expected a complete raster. The file is probably truncated: re-download or re-export it."
+                "expected a complete raster. The file is probably truncated: re-download or "
+                "re-export it."
             ) from None
         t: Affine = ds.transform
         gcps, gcp_crs = ds.gcps
@@ -136,7 +137,8 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         rotated = t.b != 0 or t.d != 0
         if rotated:
             warnings.append(
-                "rotated/sheared geotransform: outputs keep it exactly; some tools display it unrotated"
+                "rotated/sheared geotransform: outputs keep it exactly; some tools display it "
+                "unrotated"
             )
         crs = ds.crs if georef != "gcps" else gcp_crs
         if crs is None:

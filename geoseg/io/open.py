@@ -17,11 +17,13 @@ __all__ = ["is_url", "open_raster", "to_gdal_path"]
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
 # GDAL's HTTP settings unless the environment sets them: a server that accepts the connection and
-# never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to change it.
+# never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to
+# change it.
 HTTP_DEFAULTS = {
     "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to connect
     "GDAL_HTTP_TIMEOUT": "60",  # seconds for a whole request
-    "GDAL_HTTP_LOW_SPEED_TIME": "30",  # give up on a transfer slower than LOW_SPEED_LIMIT for this long
+    # give up on a transfer slower than LOW_SPEED_LIMIT for this long
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # bytes per second
     "GDAL_HTTP_MAX_RETRY": "2",  # retries of 429/5xx answers and timeouts
     "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (doubling)
@@ -63,7 +65,8 @@ def _check_local(path: str) -> None:
         )
     if p.is_dir():
         raise RasterOpenError(
-            f"{path}: is a directory; expected a raster file (e.g. {p / 'scene.tif'}). Name a file inside it."
+            f"{path}: is a directory; expected a raster file (e.g. {p / 'scene.tif'}). Name a "
+            "file inside it."
         )
 
 
@@ -97,8 +100,8 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
             found = "a file GDAL does not recognise as a raster"
         elif is_url(text) and ("timed out" in reason.lower() or "timeout" in reason.lower()):
             found = (
-                f"no answer from the server within {os.environ.get('GDAL_HTTP_TIMEOUT')} s ({reason}); "
-                "check the URL, or allow longer with GDAL_HTTP_TIMEOUT=SECONDS"
+                f"no answer from the server within {os.environ.get('GDAL_HTTP_TIMEOUT')} s "
+                f"({reason}); check the URL, or allow longer with GDAL_HTTP_TIMEOUT=SECONDS"
             )
         elif is_url(text):
             found = f"an error from the server or network ({reason})"
@@ -108,11 +111,13 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
             ""
             if "GDAL_HTTP_TIMEOUT" in found
             else (
-                " Check that the file is complete and is an image, or convert it with gdal_translate."
+                " Check that the file is complete and is an image, or convert it with "
+                "gdal_translate."
             )
         )
         raise RasterOpenError(
-            f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found {found}.{advice}"
+            f"{text}: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found "
+            f"{found}.{advice}"
         ) from None
     if warn_no_crs and dataset.crs is None:
         warnings.warn(

@@ -1,4 +1,5 @@
-"""PNG pictures of float rasters: a heat-map over its image, and a grid of feature maps. No torch."""
+"""PNG pictures of float rasters: a heat-map over its image, and a grid of feature maps. No
+torch."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def read_display(
     bands: tuple[int, ...] | None = None,
     max_size: int = 1024,
 ) -> np.ndarray:
-    """An 8-bit RGB ``(rows, cols, 3)`` view of ``image`` (or a window of it), at most ``max_size`` px."""
+    """An 8-bit RGB ``(rows, cols, 3)`` view of ``image`` (or a window of it), at most ``max_size``
+    px."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(image) as src:
@@ -47,7 +49,8 @@ def read_display(
 
 
 def save_figure(fig: Figure, dst: str | os.PathLike[str]) -> Path:
-    """Save a matplotlib figure as PNG through :func:`~geoseg.io.atomic.atomic_output` (never a partial file)."""
+    """Save a matplotlib figure as PNG through :func:`~geoseg.io.atomic.atomic_output` (never a
+    partial file)."""
     from geoseg.io.atomic import atomic_output
 
     with atomic_output(dst) as tmp:
@@ -66,7 +69,8 @@ def write_heat_overlay(
     max_size: int = 1024,
     alpha: float = 0.5,
 ) -> Path:
-    """Write ``dst`` (PNG): the image beside the image with the heat-map (band 1 of ``heat``) on top.
+    """Write ``dst`` (PNG): the image beside the image with the heat-map (band 1 of ``heat``) on
+    top.
 
     The colour scale runs from 0 to the 99th percentile of the heat-map's finite values.
     """
@@ -106,7 +110,8 @@ def write_heat_overlay(
 def write_activation_grid(
     maps: str | os.PathLike[str], dst: str | os.PathLike[str], *, title: str = "", cell: int = 160
 ) -> Path:
-    """Write ``dst`` (PNG): every band of ``maps`` as a small grey image, each stretched on its own."""
+    """Write ``dst`` (PNG): every band of ``maps`` as a small grey image, each stretched on its
+    own."""
     from matplotlib.figure import Figure  # no pyplot: never switch the caller's backend
 
     with rasterio.open(maps) as src:

@@ -197,7 +197,8 @@ def write_quicklook(
     truth: str | os.PathLike[str] | np.ndarray | None = None,
     caption: str = "",
 ) -> Path:
-    """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend below.
+    """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend
+    below.
 
     Class names come from ``classes`` or from the mask's own class table; the overlay uses
     :func:`display_colours`. With ``truth`` (a label raster on the mask's grid, or its class ids),

@@ -30,7 +30,8 @@ R = TypeVar("R")
 
 __all__ = ["ABSURD", "GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
 
-ABSURD = 1e30  # float values at least this large in magnitude are fill values (3.4e38 and the like), not data
+# float values at least this large in magnitude are fill values (3.4e38 and the like), not data
+ABSURD = 1e30
 # GDAL's complex integer types have no numpy twin: read them as complex floats
 _NUMPY_DTYPE = {"complex_int16": "complex64", "complex_int32": "complex128"}
 
@@ -77,7 +78,8 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
 
 
 def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
-    """The share of valid pixels per ``cell`` x ``cell`` block of an open raster, and that grid's transform.
+    """The share of valid pixels per ``cell`` x ``cell`` block of an open raster, and that grid's
+    transform.
 
     Read through GDAL's dataset mask (nodata in every band, internal mask or alpha) at the coarse
     size, so overviews make it cheap.
@@ -87,7 +89,8 @@ def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
         cell: block edge in pixels (>= 1).
 
     Returns:
-        ``(fractions, transform)``: float32 ``(rows, cols)`` in [0, 1], ``rows = max(1, height // cell)``.
+        ``(fractions, transform)``: float32 ``(rows, cols)`` in [0, 1],
+        ``rows = max(1, height // cell)``.
     """
     rows, cols = max(1, dataset.height // cell), max(1, dataset.width // cell)
     mask = (
@@ -103,7 +106,8 @@ def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
 def map_ordered(
     fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4
 ) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items ahead.
+    """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items
+    ahead.
 
     Memory stays bounded by ``prefetch`` results whatever the number of items; ``workers=0``
     computes in the calling thread. Meant for GDAL reads, which release the GIL.
@@ -160,7 +164,8 @@ class RasterReader:
         if bad:
             raise RasterFormatError(
                 f"{self.path}: band(s) {bad} do not exist; the raster has {ds.count} band(s), "
-                f"numbered 1..{ds.count}. Pick bands in that range, e.g. --bands {','.join(map(str, range(1, min(ds.count, 3) + 1)))}"
+                f"numbered 1..{ds.count}. Pick bands in that range, e.g. --bands "
+                f"{','.join(map(str, range(1, min(ds.count, 3) + 1)))}"
             )
         self.nodata: float | None = ds.nodata
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]

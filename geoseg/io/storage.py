@@ -45,7 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
-# GDAL settings a worker needs to reach the same store (no secrets: workers use their own credentials)
+# GDAL settings a worker needs to reach the same store (no secrets: workers use their own
+# credentials)
 FORWARDED = (
     "AWS_S3_ENDPOINT",
     "AWS_HTTPS",
@@ -151,8 +152,9 @@ def _client() -> Any:
 def _failure(url: str, exc: Exception, doing: str) -> StorageError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return StorageError(
-        f"{url}: {doing} failed ({reason}); check the bucket name, the credentials (AWS_ACCESS_KEY_ID/"
-        "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the endpoint (AWS_ENDPOINT_URL)"
+        f"{url}: {doing} failed ({reason}); check the bucket name, the credentials "
+        "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the endpoint "
+        "(AWS_ENDPOINT_URL)"
     )
 
 
@@ -253,7 +255,8 @@ def check_output(dst: str | os.PathLike[str], *, overwrite: bool) -> None:
         check_destination(text, overwrite=overwrite)
     elif not overwrite and exists(text):
         raise OutputExistsError(
-            f"{text}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another key"
+            f"{text}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
+            "another key"
         )
 
 

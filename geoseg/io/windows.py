@@ -52,7 +52,8 @@ class Tile:
 
 
 def resolve_overlap(tile_size: int, overlap: float | int) -> int:
-    """Overlap in pixels from pixels (an int >= 1 or 0) or a fraction of the tile (a float in [0, 1)).
+    """Overlap in pixels from pixels (an int >= 1 or 0) or a fraction of the tile
+    (a float in [0, 1)).
 
     Raises:
         TilingError: when the overlap is negative or leaves no stride.
@@ -209,7 +210,8 @@ def plan_tiles(
 
 
 def clip_window(window: Window, height: int, width: int, *, grow: int = 0) -> Window:
-    """The part of ``window`` (grown by ``grow`` pixels on every side) inside a ``height x width`` raster.
+    """The part of ``window`` (grown by ``grow`` pixels on every side) inside a ``height x width``
+    raster.
 
     Returns a window of zero height or width when they do not overlap. Offsets and sizes are ints.
     """

@@ -59,7 +59,8 @@ def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
         )
     if path.exists() and not overwrite:
         raise OutputExistsError(
-            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another name"
+            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
+            "another name"
         )
     if not path.parent.exists():
         raise WriteError(
@@ -113,21 +114,27 @@ def verify_cog(path: Path) -> None:
 
 
 def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> None:
-    """Write a QGIS style (paletted renderer: class names and colours) that QGIS loads by default."""
+    """Write a QGIS style (paletted renderer: class names and colours) that QGIS loads by
+    default."""
     entries = "\n".join(
-        f'        <paletteEntry value="{c.id}" color="{c.hex()}" alpha="255" label={quoteattr(c.name)}/>'
+        f'        <paletteEntry value="{c.id}" color="{c.hex()}" alpha="255" '
+        f"label={quoteattr(c.name)}/>"
         for c in classes
     )
     transparency = (
-        f'<rasterTransparency><singleValuePixelList><pixelListEntry min="{nodata}" max="{nodata}" percentTransparent="100"/>'
-        "</singleValuePixelList></rasterTransparency>"
+        f'<rasterTransparency><singleValuePixelList><pixelListEntry min="{nodata}" max="{nodata}" '
+        'percentTransparent="100"/></singleValuePixelList></rasterTransparency>'
         if nodata is not None
         else "<rasterTransparency/>"
+    )
+    resampling = (
+        '<resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour" '
+        'zoomedOutResamplingMethod="nearestNeighbour"/>'
     )
     text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.28.0" styleCategories="AllStyleCategories">
   <pipe>
-    <provider><resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour" zoomedOutResamplingMethod="nearestNeighbour"/></provider>
+    <provider>{resampling}</provider>
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
       {transparency}
       <colorPalette>
@@ -152,11 +159,13 @@ def rat_xml(classes: ClassTable) -> str:
         ("alpha", 0, 9),
     ]
     defs = "".join(
-        f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
+        f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage>'
+        "</FieldDefn>"
         for i, (name, kind, usage) in enumerate(fields)
     )
     rows = "".join(
-        f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>'
+        f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>'
+        f"{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>"
         for k, c in enumerate(classes)
     )
     names = "".join(
@@ -312,7 +321,8 @@ class COGWriter:
         known = describe_os_error(self.dst, exc)
         return (
             known
-            or f"{self.dst}: {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
+            or f"{self.dst}: {what} "
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
         )
 
     def _abort(self, exc: BaseException) -> None:
@@ -370,7 +380,8 @@ class COGWriter:
         self._cleanup()
         if self.classes is not None:
             write_qml(self.dst.with_suffix(".qml"), self.classes)
-            # GDAL keeps a GeoTIFF's attribute table in its PAM side-car; QGIS >= 3.30 shows it as the legend
+            # GDAL keeps a GeoTIFF's attribute table in its PAM side-car; QGIS >= 3.30 shows it as
+            # the legend
             with atomic_output(self.dst.with_name(self.dst.name + ".aux.xml")) as tmp:
                 tmp.write_text(rat_xml(self.classes), encoding="utf-8")
 

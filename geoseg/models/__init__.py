@@ -1,4 +1,5 @@
-"""Models: an architecture registry over segmentation-models-pytorch and self-describing checkpoints.
+"""Models: an architecture registry over segmentation-models-pytorch and self-describing
+checkpoints.
 
 Importing this package is cheap; torch loads when a builder or checkpoint function is first used.
 :mod:`geoseg.models.config` never needs torch.

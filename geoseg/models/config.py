@@ -65,12 +65,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.band_names and len(self.band_names) != self.in_channels:
             raise CheckpointError(
-                f"band_names lists {len(self.band_names)} band(s) but in_channels is {self.in_channels}"
+                f"band_names lists {len(self.band_names)} band(s) but in_channels is "
+                f"{self.in_channels}"
             )
         nb = self.normalization.bands
         if nb is not None and nb != self.in_channels:
             raise CheckpointError(
-                f"normalization has statistics for {nb} band(s) but in_channels is {self.in_channels}"
+                f"normalization has statistics for {nb} band(s) but in_channels is "
+                f"{self.in_channels}"
             )
 
     @property
@@ -113,13 +115,15 @@ class ModelConfig:
             )
         if version > FORMAT_VERSION:
             raise CheckpointError(
-                f"{source}: checkpoint format {version} was written by geoseg {d.get('geoseg_version', '?')}, "
-                f"this geoseg {__version__} reads format <= {FORMAT_VERSION}; upgrade geoseg (pip install -U geoseg)"
+                f"{source}: checkpoint format {version} was written by geoseg "
+                f"{d.get('geoseg_version', '?')}, this geoseg {__version__} reads format <= "
+                f"{FORMAT_VERSION}; upgrade geoseg (pip install -U geoseg)"
             )
         missing = [k for k in ("architecture", "encoder", "in_channels", "classes") if k not in d]
         if missing:
             raise CheckpointError(
-                f"{source}: config lacks {missing}; expected a config written by geoseg.save_checkpoint"
+                f"{source}: config lacks {missing}; expected a config written by "
+                "geoseg.save_checkpoint"
             )
         try:
             return cls(
@@ -163,9 +167,10 @@ def _files(path: Path) -> tuple[Path, Path | None]:
         return weights, cfg if cfg.exists() else None
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise CheckpointError(
-            f"{path}: is a pickle ({path.suffix}); geoseg never unpickles checkpoints. Expected a .safetensors "
-            "checkpoint: load the state dict yourself with torch.load(..., weights_only=True) and save it with "
-            "geoseg.save_checkpoint(model, config, 'model.safetensors')"
+            f"{path}: is a pickle ({path.suffix}); geoseg never unpickles checkpoints. Expected a "
+            ".safetensors checkpoint: load the state dict yourself with torch.load(..., "
+            "weights_only=True) and save it with geoseg.save_checkpoint(model, config, "
+            "'model.safetensors')"
         )
     if not path.exists():
         raise CheckpointError(
@@ -191,6 +196,7 @@ def read_config(path: str | os.PathLike[str]) -> ModelConfig:
         ) from None
     if "geoseg_config" not in meta:
         raise CheckpointError(
-            f"{weights}: safetensors file carries no geoseg config; expected one written by geoseg.save_checkpoint"
+            f"{weights}: safetensors file carries no geoseg config; expected one written by "
+            "geoseg.save_checkpoint"
         )
     return ModelConfig.from_json(meta["geoseg_config"], source=str(weights))

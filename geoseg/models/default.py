@@ -36,14 +36,15 @@ BUNDLED_MODELS = {"quality": DEFAULT_MODEL_NAME, "fast": "dubai-landcover-fast.s
 
 def _missing(path: Path, what: str) -> CheckpointError:
     return CheckpointError(
-        f"{what} {path} not found; pass --model CHECKPOINT, or set GEOSEG_DEFAULT_MODEL "
-        "to a checkpoint (geoseg installs its models in geoseg/models/weights/; reinstall geoseg if "
+        f"{what} {path} not found; pass --model CHECKPOINT, or set GEOSEG_DEFAULT_MODEL to a "
+        "checkpoint (geoseg installs its models in geoseg/models/weights/; reinstall geoseg if "
         "they are missing)"
     )
 
 
 def default_model() -> Path:
-    """Path of the default checkpoint (``GEOSEG_DEFAULT_MODEL`` when set, else the bundled ``quality``).
+    """Path of the default checkpoint (``GEOSEG_DEFAULT_MODEL`` when set, else the bundled
+    ``quality``).
 
     Raises:
         CheckpointError: it is not there (e.g. an installation without its package data).
@@ -69,7 +70,8 @@ def bundled_model(name: str) -> Path | None:
 
 
 def named_model(model: T) -> T | Path:
-    """``model`` unchanged, unless it is a string that names no file but a bundled model: its path."""
+    """``model`` unchanged, unless it is a string that names no file but a bundled model: its
+    path."""
     if isinstance(model, str) and not os.path.exists(model):
         return bundled_model(model) or model
     return model

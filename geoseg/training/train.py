@@ -112,16 +112,18 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
             )
             if changed:
                 raise TrainingError(
-                    f"{run}: cannot resume with a different config (changed: {', '.join(changed)}); only "
-                    f"{', '.join(sorted(RESUME_SAFE))} may change on resume. Resume with the saved config "
-                    "(geoseg train --resume -o RUN) or start a new output folder"
+                    f"{run}: cannot resume with a different config (changed: "
+                    f"{', '.join(changed)}); only {', '.join(sorted(RESUME_SAFE))} may change on "
+                    "resume. Resume with the saved config (geoseg train --resume -o RUN) or start "
+                    "a new output folder"
                 )
         state = _read_state(run)
         done = int(state.get("epochs_done", 0))
         if state.get("finished") and cfg.epochs <= done:
             raise TrainingError(
-                f"{run}: this run is finished ({done} of {done} epochs); to train longer resume with more "
-                f"epochs (geoseg train --resume -o {run} --epochs {done + 1}), or start a new output folder"
+                f"{run}: this run is finished ({done} of {done} epochs); to train longer resume "
+                f"with more epochs (geoseg train --resume -o {run} --epochs {done + 1}), or start "
+                "a new output folder"
             )
         return run, last
     if run.exists() and any(run.iterdir()):
@@ -150,7 +152,8 @@ def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
                 from lightning.pytorch.loggers import WandbLogger
             except ImportError:
                 raise ConfigError(
-                    "logger: wandb is not installed; pip install 'geoseg[wandb]' (or wandb), or use csv/tensorboard"
+                    "logger: wandb is not installed; pip install 'geoseg[wandb]' (or wandb), or "
+                    "use csv/tensorboard"
                 ) from None
             offline = os.environ.get("WANDB_MODE", "") != "online" and not os.environ.get(
                 "WANDB_API_KEY"
@@ -231,8 +234,8 @@ def train(
     stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
     if cfg.data.patch_size % stride or cfg.tile_size % stride:
         raise ConfigError(
-            f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be multiples of "
-            f"the model's output stride {stride}"
+            f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be "
+            f"multiples of the model's output stride {stride}"
         )
 
     from geoseg.models.pretrained import PRETRAINED, pretrained_record

@@ -2,9 +2,9 @@
 
 Blocks (aligned to the mask's internal tiles) are polygonized by a pool of worker threads (the
 boundary tracer, GDAL reads and shapely's array operations release the GIL) or processes, in
-raster order. Polygons that touch no block seam are finished in the worker and written at once; pieces
-on seams wait in a :class:`SeamMerger` until their row of blocks is done, then merge. Memory holds
-the blocks in flight and the seam pieces of one row of blocks, whatever the mask's size.
+raster order. Polygons that touch no block seam are finished in the worker and written at once;
+pieces on seams wait in a :class:`SeamMerger` until their row of blocks is done, then merge. Memory
+holds the blocks in flight and the seam pieces of one row of blocks, whatever the mask's size.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class _Options:
 def _read_block(
     source: MaskSource, window: Window, halo: int
 ) -> tuple[np.ndarray, np.ndarray | None, int, int]:
-    """The block (grown by ``halo`` pixels inside the raster), its confidence, and the halo's offsets."""
+    """The block (grown by ``halo`` pixels inside the raster), its confidence, and the halo's
+    offsets."""
     grown = clip_window(window, source.height, source.width, grow=halo)
     r0, c0 = int(grown.row_off), int(grown.col_off)
     r1, c1 = r0 + int(grown.height), c0 + int(grown.width)
@@ -84,8 +85,9 @@ def _read_block(
             data = ds.read(1, window=grown)
     except RasterioError as exc:
         raise RasterOpenError(
-            f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} ({str(exc).splitlines()[0]}); the file "
-            "looks damaged or incomplete. Write the mask again (e.g. rerun `geoseg predict`)."
+            f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} "
+            f"({str(exc).splitlines()[0]}); the file looks damaged or incomplete. Write the mask "
+            "again (e.g. rerun `geoseg predict`)."
         ) from None
     conf = None
     if source.confidence is not None:
@@ -369,9 +371,9 @@ def vectorize_raster(
             executor.shutdown(cancel_futures=True)
     if state["negative"]:
         warnings.warn(
-            f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to {state['lowest']}), which make no "
-            "polygons: class ids start at 0. Remap them (e.g. gdal_calc.py) or make that value the mask's nodata "
-            "(gdal_edit.py -a_nodata)",
+            f"{mask}: {state['negative']} pixel(s) hold negative class ids (down to "
+            f"{state['lowest']}), which make no polygons: class ids start at 0. Remap them (e.g. "
+            "gdal_calc.py) or make that value the mask's nodata (gdal_edit.py -a_nodata)",
             NegativeClassWarning,
             stacklevel=2,
         )

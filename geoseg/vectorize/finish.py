@@ -66,7 +66,8 @@ def to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
 
 
 class Metric:
-    """Areas and lengths in metres for any CRS: geodesic on geographic CRSs, unit-scaled otherwise."""
+    """Areas and lengths in metres for any CRS: geodesic on geographic CRSs, unit-scaled
+    otherwise."""
 
     def __init__(self, crs: CRS | None) -> None:
         self.geod = None
@@ -127,7 +128,8 @@ def _without_overlaps(
     cell: shapely.Geometry | None,
     others: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Put regularized ``shapes`` in place of ``geoms[changed]`` without overlapping any other polygon.
+    """Put regularized ``shapes`` in place of ``geoms[changed]`` without overlapping any other
+    polygon.
 
     A squared-up footprint may grow into space no polygon of its batch holds, never into a
     neighbour: each new shape loses what the current shapes of its neighbours cover. Polygons of

@@ -78,7 +78,8 @@ class SeamMerger:
         return root
 
     def _join(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Union the pieces facing each other in edge arrays ``a`` and ``b`` (global ids, -1 none)."""
+        """Union the pieces facing each other in edge arrays ``a`` and ``b`` (global ids, -1
+        none)."""
         offsets = (-1, 0, 1) if self.diagonal else (0,)
         values = self.values
         for k in offsets:

@@ -41,8 +41,8 @@ def format_of(dst: str | os.PathLike[str]) -> str:
     ext = Path(dst).suffix.lower()
     if ext not in FORMATS:
         raise RasterFormatError(
-            f"{dst}: expected a vector file ending in {', '.join(sorted(FORMATS))}, found {ext or 'no extension'}; "
-            "e.g. buildings.gpkg"
+            f"{dst}: expected a vector file ending in {', '.join(sorted(FORMATS))}, found "
+            f"{ext or 'no extension'}; e.g. buildings.gpkg"
         )
     return FORMATS[ext]
 
@@ -109,8 +109,10 @@ def layer_qml(classes: ClassTable, class_ids: Iterable[int]) -> str:
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         '<qgis version="3.28" styleCategories="Symbology|Labeling">\n'
-        f'<renderer-v2 type="categorizedSymbol" attr="class_id" symbollevels="0" enableorderby="0" forceraster="0">'
-        f"<categories>{''.join(cats)}</categories><symbols>{''.join(syms)}</symbols></renderer-v2>\n"
+        '<renderer-v2 type="categorizedSymbol" attr="class_id" symbollevels="0" '
+        'enableorderby="0" forceraster="0">'
+        f"<categories>{''.join(cats)}</categories><symbols>{''.join(syms)}</symbols></renderer-v2>"
+        "\n"
         "<layerGeometryType>2</layerGeometryType>\n</qgis>\n"
     )
 
@@ -126,7 +128,8 @@ STYLED_SIDECAR = (
 
 
 def _write_qml_sidecar(path: Path, qml: str) -> None:
-    """The style beside a FlatGeobuf/GeoJSON/GeoParquet file, unless a raster's style holds that name."""
+    """The style beside a FlatGeobuf/GeoJSON/GeoParquet file, unless a raster's style holds that
+    name."""
     side = path.with_suffix(".qml")
     if side.exists() and "<rasterrenderer" in side.read_text(encoding="utf-8", errors="replace"):
         warnings.warn(
@@ -147,19 +150,22 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
             "SELECT column_name FROM gpkg_geometry_columns WHERE table_name=?", (layer,)
         ).fetchone()[0]
         db.execute(
-            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), "
-            "f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), "
-            "styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
-            "update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"  # ISO-8601, as QGIS writes it
+            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "f_table_catalog TEXT(256), f_table_schema TEXT(256), f_table_name TEXT(256), "
+            "f_geometry_column TEXT(256), styleName TEXT(30), styleQML TEXT, styleSLD TEXT, "
+            "useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
+            # ISO-8601, as QGIS writes it
+            "update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
         )
         db.execute(
             "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) "
             "VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles')"
         )
         db.execute(
-            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, "
-            "styleQML, styleSLD, useAsDefault, description, owner, update_time) "
-            "VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
+            "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description, owner, "
+            "update_time) VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', '', "
+            "strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
             (layer, geom_col, layer, qml),
         )
 
@@ -219,8 +225,8 @@ def write_features(
         )
     if fmt == "GeoJSON" and crs is None and not keep_crs:
         raise RasterFormatError(
-            f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject from. "
-            "Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs."
+            f"{dst}: GeoJSON is in EPSG:4326 (RFC 7946), but the mask has no CRS to reproject "
+            "from. Assign the mask a CRS, write .gpkg/.fgb instead, or pass --keep-crs."
         )
     layer = layer or path.stem
     schema = _schema(confidence)

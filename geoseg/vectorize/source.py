@@ -72,19 +72,21 @@ def open_mask(
         dtype = np.dtype(ds.dtypes[0])
         if ds.count != 1:
             raise RasterFormatError(
-                f"{text}: expected a single-band class mask, found {ds.count} bands. Vectorize one band, e.g. "
-                f"`gdal_translate -b 1 {os.path.basename(text)} mask.tif`, or write the mask with `geoseg predict`."
+                f"{text}: expected a single-band class mask, found {ds.count} bands. Vectorize one "
+                f"band, e.g. `gdal_translate -b 1 {os.path.basename(text)} mask.tif`, or write the "
+                "mask with `geoseg predict`."
             )
         if dtype.kind not in "ui" or dtype.itemsize > 2:
             raise RasterFormatError(
-                f"{text}: expected integer class ids (uint8/uint16/int16), found {dtype.name}. A probability or "
-                'regression raster must be classified first, e.g. `gdal_calc.py --calc "A>0.5" --type Byte`, '
-                "or predict with `geoseg predict`, which writes uint8 class ids."
+                f"{text}: expected integer class ids (uint8/uint16/int16), found {dtype.name}. A "
+                "probability or regression raster must be classified first, e.g. `gdal_calc.py "
+                '--calc "A>0.5" --type Byte`, or predict with `geoseg predict`, which writes '
+                "uint8 class ids."
             )
         if ds.crs is None:
             warnings.warn(
-                f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and GeoJSON "
-                "output needs --keep-crs.",
+                f"{text} has no CRS: polygons are written in its pixel/map units with no CRS, and "
+                "GeoJSON output needs --keep-crs.",
                 NoCRSWarning,
                 stacklevel=2,
             )
@@ -107,9 +109,10 @@ def open_mask(
                 source.width,
             ) or not cds.transform.almost_equals(source.transform):
                 raise RasterFormatError(
-                    f"{confidence}: expected a confidence raster on the mask's grid ({source.width} x {source.height} px), "
-                    f"found {cds.width} x {cds.height} px with another transform. Use the --confidence or --probabilities "
-                    "output of the same `geoseg predict` run."
+                    f"{confidence}: expected a confidence raster on the mask's grid "
+                    f"({source.width} x {source.height} px), found {cds.width} x {cds.height} px "
+                    "with another transform. Use the --confidence or --probabilities output of "
+                    "the same `geoseg predict` run."
                 )
         source = MaskSource(**{**source.__dict__, "confidence": str(confidence)})
     return source

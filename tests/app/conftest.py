@@ -1,4 +1,5 @@
-"""Fixtures of the web-app tests: a folder with a tiny checkpoint and the app served on 127.0.0.1."""
+"""Fixtures of the web-app tests: a folder with a tiny checkpoint and the app served on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder holding ``tiny.safetensors``: a 3-stage U-Net, 3 bands, 3 classes, 64-px tiles."""
+    """A model folder holding ``tiny.safetensors``: a 3-stage U-Net, 3 bands, 3 classes, 64-px
+    tiles."""
     folder = tmp_path_factory.mktemp("models")
     cfg = ModelConfig(
         "unet",
@@ -54,7 +56,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Small inputs: two GeoTIFFs on different grids, a 1-band GeoTIFF, a PNG, a PDF, a truncated TIFF."""
+    """Small inputs: two GeoTIFFs on different grids, a 1-band GeoTIFF, a PNG, a PDF, a truncated
+    TIFF."""
     from affine import Affine
     from PIL import Image
 

@@ -45,12 +45,14 @@ def test_segment_returns_cog_on_input_grid_and_polygons(
     [
         (
             "pdf",
-            "report.pdf: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found a file GDAL does not recognise as a raster",
+            "report.pdf: expected a raster GDAL can open (GeoTIFF, COG, JP2...), found a file "
+            "GDAL does not recognise as a raster",
         ),
         ("truncated", "truncated.tif: could not read pixels"),
         (
             "oneband",
-            "oneband.tif: the model expects 3 band(s) (red, green, blue) but 1 were selected from a raster of 1",
+            "oneband.tif: the model expects 3 band(s) (red, green, blue) but 1 were selected from "
+            "a raster of 1",
         ),
     ],
 )

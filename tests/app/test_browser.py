@@ -41,7 +41,8 @@ def browser() -> Iterator[Any]:
     )
     if not Path(CHROMIUM).is_file():
         pytest.skip(
-            f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or set GEOSEG_CHROMIUM"
+            f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or "
+            "set GEOSEG_CHROMIUM"
         )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)

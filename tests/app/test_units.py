@@ -173,7 +173,10 @@ def test_importing_the_app_loads_neither_torch_nor_gradio() -> None:
     import subprocess
     import sys
 
-    code = "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' '.join(sys.modules))"
+    code = (
+        "import geoseg.app.ui, geoseg.app.catalog, geoseg.app.pipeline; import sys; print(' "
+        "'.join(sys.modules))"
+    )
     loaded = set(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

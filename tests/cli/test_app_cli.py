@@ -75,8 +75,8 @@ def test_exposed_without_auth_warns(launched: list[Any]) -> None:
     result = CliRunner().invoke(cli, ["app", "--host", "0.0.0.0"])
     assert result.exit_code == 0
     assert (
-        "Warning: the app listens on 0.0.0.0:7860, reachable from other machines, and nobody has to log in"
-        in result.output
+        "Warning: the app listens on 0.0.0.0:7860, reachable from other machines, and nobody has "
+        "to log in" in result.output
     )
 
 

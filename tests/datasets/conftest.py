@@ -38,7 +38,8 @@ def write_dubai(
     parts: int = 2,
     size: tuple[int, int] = (96, 112),
 ) -> Path:
-    """The Dubai layout: 'Tile N/images/*.jpg', 'Tile N/masks/*.png'; Tile 2 masks are palette PNGs."""
+    """The Dubai layout: 'Tile N/images/*.jpg', 'Tile N/masks/*.png'; Tile 2 masks are palette
+    PNGs."""
     base = root / "Semantic segmentation dataset"
     for t in tiles:
         for k in range(1, parts + 1):

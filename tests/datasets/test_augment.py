@@ -15,7 +15,8 @@ FIXED = {"hflip": False, "vflip": False, "rot90": False}
 
 
 def blocks(rows: int = 256, cols: int = 256) -> Scene:
-    """Classes in 16-px blocks; the image's first band is 40 times the class id, so pixels name their label."""
+    """Classes in 16-px blocks; the image's first band is 40 times the class id, so pixels name
+    their label."""
     ids = (np.arange(rows)[:, None] // 16 + np.arange(cols)[None, :] // 16) % 5
     image = np.stack(
         [ids * 40, np.full_like(ids, 100), np.arange(cols)[None, :].repeat(rows, 0) % 256]

@@ -1,4 +1,5 @@
-"""GeoTIFF image/label datasets on TorchGeo: alignment, vector labels, nodata, the fast read path."""
+"""GeoTIFF image/label datasets on TorchGeo: alignment, vector labels, nodata, the fast read
+path."""
 
 from __future__ import annotations
 

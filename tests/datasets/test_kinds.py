@@ -1,4 +1,5 @@
-"""The dataset-kind registry: a kind defined here registers in one call and works in train, evaluate and check."""
+"""The dataset-kind registry: a kind defined here registers in one call and works in train, evaluate
+and check."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def _scene(path: Path, source: DataSource) -> Scene:
 
 @pytest.fixture
 def squares(tmp_path: Path) -> Iterator[Path]:
-    """Four 64x64 RGB GeoTIFFs with a bright square labelled 1, registered as a kind of their own."""
+    """Four 64x64 RGB GeoTIFFs with a bright square labelled 1, registered as a kind of their
+    own."""
     root = tmp_path / "squares"
     root.mkdir()
     rng = np.random.default_rng(0)
@@ -88,7 +90,8 @@ def test_unknown_kind_lists_the_registered_ones(squares: Path) -> None:
 
     with pytest.raises(
         ConfigError,
-        match=rf"data.kind: 'nope' is not allowed; expected one of dubai, geotiff, spacenet6, {KIND}",
+        match=r"data.kind: 'nope' is not allowed; expected one of dubai, geotiff, spacenet6, "
+        rf"{KIND}",
     ):
         load_config(None, ["data.kind=nope"])
     assert load_config(None, [f"data.kind={KIND}"]).data.kind == KIND

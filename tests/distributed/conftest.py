@@ -44,7 +44,8 @@ def rasters(tmp_path: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    """Two single-threaded workers in this process (fast to start); process workers where a test needs them."""
+    """Two single-threaded workers in this process (fast to start); process workers where a test
+    needs them."""
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     )

@@ -101,9 +101,10 @@ def test_object_storage_and_input_expansion_import_neither_torch_nor_dask() -> N
     import sys
 
     code = (
-        "import geoseg.distributed, geoseg.io.storage, geoseg.distributed.inputs, geoseg.distributed.cluster, sys; "
-        "geoseg.distributed.inputs.expand_inputs(['s3://b/a.tif']); "
-        "print(' '.join(m for m in ('torch', 'distributed') if m in sys.modules))"
+        "import geoseg.distributed, geoseg.io.storage, geoseg.distributed.inputs, "
+        "geoseg.distributed.cluster, sys; "
+        "geoseg.distributed.inputs.expand_inputs(['s3://b/a.tif']); print(' '.join(m for m in "
+        "('torch', 'distributed') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -44,7 +44,8 @@ def test_ece_equals_a_hand_computation() -> None:
     correct = np.array([0, 1, 0, 1, 1, 1, 1, 0], bool)
     bins = CalibrationBins(10)
     bins.add(conf, correct)
-    # bins 0: {0.05 wrong}; 1: {0.15 right, 0.15 wrong}; 5: {0.55 right}; 9: {0.95 x3 right, 1 wrong}
+    # bins 0: {0.05 wrong}; 1: {0.15 right, 0.15 wrong}; 5: {0.55 right}; 9: {0.95 x3 right, 1
+    # wrong}
     hand = (
         (1 / 8) * abs(0 - 0.05)
         + (2 / 8) * abs(0.5 - 0.15)

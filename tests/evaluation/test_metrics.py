@@ -17,7 +17,8 @@ def test_confusion_matrix_by_hand() -> None:
     # rows = truth, columns = prediction; the 255 pixel is ignored
     assert cm.tolist() == [[1, 1, 0], [0, 2, 1], [1, 0, 1]]
     s = scores(cm)
-    # class 0: tp 1, fp 1, fn 1 -> IoU 1/3; class 1: tp 2, fp 1, fn 1 -> 1/2; class 2: tp 1, fp 1, fn 1 -> 1/3
+    # class 0: tp 1, fp 1, fn 1 -> IoU 1/3; class 1: tp 2, fp 1, fn 1 -> 1/2; class 2: tp 1, fp 1,
+    # fn 1 -> 1/3
     assert s.iou.tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 3])
     assert s.f1.tolist() == pytest.approx([1 / 2, 2 / 3, 1 / 2])
     assert s.precision.tolist() == pytest.approx([1 / 2, 2 / 3, 1 / 2])

@@ -20,7 +20,8 @@ pytest.importorskip("pytorch_grad_cam")
 
 
 def region_model() -> nn.Module:
-    """Class k's logit is ReLU(band k - 0.5): with dark imagery it depends only on where band k is bright."""
+    """Class k's logit is ReLU(band k - 0.5): with dark imagery it depends only on where band k is
+    bright."""
     feat = nn.Conv2d(3, 3, 1)
     head = nn.Conv2d(3, 3, 1)
     with torch.no_grad():
@@ -32,7 +33,8 @@ def region_model() -> nn.Module:
 
 
 def local_model(seed: int = 0) -> nn.Module:
-    """A 3x3 convolution, ReLU, and a 1x1 head: Grad-CAM at the ReLU is local (3x3 receptive field)."""
+    """A 3x3 convolution, ReLU, and a 1x1 head: Grad-CAM at the ReLU is local (3x3 receptive
+    field)."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
 

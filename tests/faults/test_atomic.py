@@ -1,4 +1,5 @@
-"""atomic_output(): disk full, read-only folders, long names, concurrent writers, failures midway."""
+"""atomic_output(): disk full, read-only folders, long names, concurrent writers, failures
+midway."""
 
 from __future__ import annotations
 
@@ -126,8 +127,8 @@ from rasterio.windows import Window
 from geoseg.io.writer import COGWriter
 
 value = int(sys.argv[2])
-with COGWriter(sys.argv[1], height=600, width=600, count=1, dtype="uint8", transform=Affine(1, 0, 0, 0, -1, 0), crs=None,
-               nodata=255, overwrite=True) as out:
+with COGWriter(sys.argv[1], height=600, width=600, count=1, dtype="uint8",
+               transform=Affine(1, 0, 0, 0, -1, 0), crs=None, nodata=255, overwrite=True) as out:
     out.write(np.full((1, 600, 600), value, np.uint8), Window(0, 0, 600, 600))
 """
 

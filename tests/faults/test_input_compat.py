@@ -1,4 +1,5 @@
-"""The input is compared with the checkpoint: dtype, value range, bands, pixel size; Inf and complex values."""
+"""The input is compared with the checkpoint: dtype, value range, bands, pixel size; Inf and complex
+values."""
 
 from __future__ import annotations
 

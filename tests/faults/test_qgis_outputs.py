@@ -1,4 +1,5 @@
-"""Outputs QGIS 3.22 (GDAL 3.6) reads as they are: attribute table, GeoPackage 1.2, .qml side-cars."""
+"""Outputs QGIS 3.22 (GDAL 3.6) reads as they are: attribute table, GeoPackage 1.2, .qml
+side-cars."""
 
 from __future__ import annotations
 

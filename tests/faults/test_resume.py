@@ -1,4 +1,5 @@
-"""train --resume: safe changes accepted, others refused before anything is touched, history kept."""
+"""train --resume: safe changes accepted, others refused before anything is touched, history
+kept."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SIGINT, SIGTERM and SIGKILL during predict and vectorize never leave a file under the final name."""
+"""SIGINT, SIGTERM and SIGKILL during predict and vectorize never leave a file under the final
+name."""
 
 from __future__ import annotations
 

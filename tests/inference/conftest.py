@@ -11,7 +11,8 @@ from geoseg.normalize import Normalization
 
 
 def pointwise_model(in_channels: int = 3, classes: int = 4, seed: int = 0) -> nn.Module:
-    """A 1x1 convolution: translation-equivariant with no receptive field, so any tiling is exact."""
+    """A 1x1 convolution: translation-equivariant with no receptive field, so any tiling is
+    exact."""
     torch.manual_seed(seed)
     conv = nn.Conv2d(in_channels, classes, 1)
     nn.init.normal_(conv.weight, std=2.0)

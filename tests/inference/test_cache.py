@@ -1,4 +1,5 @@
-"""The model cache: records and frozen modules on disk, and what the runner and engine take from it."""
+"""The model cache: records and frozen modules on disk, and what the runner and engine take from
+it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Output grid = input grid over the odd rasters of the shared test data (rotated, 4326, uint16...)."""
+"""Output grid = input grid over the odd rasters of the shared test data (rotated, 4326,
+uint16...)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""One options value for every entry point: defaults, validation, the CLI's parser is the library's."""
+"""One options value for every entry point: defaults, validation, the CLI's parser is the
+library's."""
 
 from __future__ import annotations
 
@@ -139,7 +140,10 @@ def test_options_import_needs_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys; from geoseg.inference import PredictOptions; PredictOptions(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from geoseg.inference import PredictOptions; PredictOptions(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

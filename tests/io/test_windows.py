@@ -16,7 +16,8 @@ from geoseg.io.windows import axis_starts, clip_window, plan_tiles, resolve_over
 @st.composite
 def _grid(draw: st.DrawFn) -> tuple[int, int, int]:
     """A tile size and a raster of at most 6 tiles (and 700 px) per side: up to ~2,600 tiles at 90 %
-    overlap, so one example costs milliseconds while edges, tiny rasters and strides are all drawn."""
+    overlap, so one example costs milliseconds while edges, tiny rasters and strides are all
+    drawn."""
     tile = draw(st.integers(1, 256))
     side = st.integers(1, min(700, 6 * tile))
     return draw(side), draw(side), tile

@@ -1,4 +1,5 @@
-"""Packaged ImageNet encoder weights: resolved offline by name, every tensor loaded, ImageNet features."""
+"""Packaged ImageNet encoder weights: resolved offline by name, every tensor loaded, ImageNet
+features."""
 
 from __future__ import annotations
 

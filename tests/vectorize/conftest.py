@@ -32,7 +32,8 @@ def landcover(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 @pytest.fixture
 def make_mask(tmp_path: Path) -> Callable[..., Path]:
-    """``make_mask(array, name=..., classes=CLASSES, **profile)``: a class-mask GeoTIFF like predict writes."""
+    """``make_mask(array, name=..., classes=CLASSES, **profile)``: a class-mask GeoTIFF like predict
+    writes."""
 
     def make(
         data: np.ndarray,
