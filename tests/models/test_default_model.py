@@ -33,8 +33,14 @@ def test_bundled_models_are_small_and_describe_themselves() -> None:
             key = next(k for k in f.keys() if k.endswith("conv_stem.weight"))  # noqa: SIM118
             assert f.get_tensor(key).dtype == torch.float16
     cfg = read_config(quality)
-    assert cfg.encoder == "tu-efficientnet_lite0" and cfg.training["encoder_weights"]["licence"] == "Apache-2.0"
-    assert cfg.training["data"]["split"] == {"val_tiles": [], "test_tiles": [8]}  # tiles 1-7 trained it
+    assert (
+        cfg.encoder == "tu-efficientnet_lite0"
+        and cfg.training["encoder_weights"]["licence"] == "Apache-2.0"
+    )
+    assert cfg.training["data"]["split"] == {
+        "val_tiles": [],
+        "test_tiles": [8],
+    }  # tiles 1-7 trained it
     assert cfg.metrics["test"]["miou"] > read_config(fast).metrics["test"]["miou"]
     assert read_config(fast).training["data"]["split"] == {"val_tiles": [1], "test_tiles": [8]}
     assert bundled_model("dubai-landcover-fast") == fast and bundled_model("nothing") is None
@@ -44,10 +50,14 @@ def test_fp16_storage_loads_as_float32_and_predicts_the_same(tmp_path) -> None:
     full = tmp_path / "full.safetensors"
     loaded = load_checkpoint(bundled_model("fast"))
     save_checkpoint(loaded.model, loaded.config, full)
-    half = convert_checkpoint(full, tmp_path / "half.safetensors", storage="float16", metrics={"test": {"miou": 0.5}})
+    half = convert_checkpoint(
+        full, tmp_path / "half.safetensors", storage="float16", metrics={"test": {"miou": 0.5}}
+    )
     assert half.stat().st_size < 0.6 * full.stat().st_size
     again = load_checkpoint(half)
-    assert next(again.model.parameters()).dtype == torch.float32 and again.config.metrics["test"] == {"miou": 0.5}
+    assert next(again.model.parameters()).dtype == torch.float32 and again.config.metrics[
+        "test"
+    ] == {"miou": 0.5}
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         assert (loaded.model(x).argmax(1) == again.model(x).argmax(1)).float().mean() > 0.999
@@ -61,7 +71,17 @@ def test_environment_variable_and_missing_model(tmp_path, monkeypatch) -> None:
 
 def test_predict_without_model_uses_the_bundled_one(tmp_path) -> None:
     scene = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
-    res = CliRunner().invoke(cli, ["-q", "predict", str(scene), str(tmp_path / "m.tif"), "--quicklook", str(tmp_path / "q.png")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "predict",
+            str(scene),
+            str(tmp_path / "m.tif"),
+            "--quicklook",
+            str(tmp_path / "q.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "m.tif") as src:
         assert src.crs.to_epsg() == 32631 and "vegetation" in src.tags().get("CLASS_NAMES", "")
@@ -73,8 +93,17 @@ def test_bundled_models_segment_the_held_out_sample(tmp_path, name) -> None:
     """The held-out Tile 8 image that ships in sample_data/: trained models, not random weights
     (which score about 0.1), and through the CLI by name, with truth beside prediction drawn."""
     folder = REPO / "sample_data" / "dubai-heldout"
-    args = ["-q", "evaluate", name, "--images", str(folder / "images"), "--labels", str(folder / "labels"),
-            "-o", str(tmp_path / name)]
+    args = [
+        "-q",
+        "evaluate",
+        name,
+        "--images",
+        str(folder / "images"),
+        "--labels",
+        str(folder / "labels"),
+        "-o",
+        str(tmp_path / name),
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / name / "metrics.json").read_text())
@@ -103,16 +132,39 @@ def test_bundled_model_is_found_after_a_plain_install(tmp_path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(src)  # nothing may point back at the sources
-    code = ("import geoseg; from geoseg.models import read_config; p = geoseg.default_model(); "
-            "print(geoseg.__file__); print(p); print(','.join(read_config(p).classes.names))")
+    code = (
+        "import geoseg; from geoseg.models import read_config; p = geoseg.default_model(); "
+        "print(geoseg.__file__); print(p); print(','.join(read_config(p).classes.names))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GEOSEG_DEFAULT_MODEL")}
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+    )
     module, model, names = out.stdout.split()
     assert module.startswith(site) and model.startswith(site), out.stdout
     assert names == "building,land,road,vegetation,water"
