@@ -62,8 +62,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check geoseg tests benchmarks
-	$(BIN)/ruff format --check geoseg tests benchmarks scripts --exclude tests/models/test_default_model.py
+	$(BIN)/ruff check geoseg tests benchmarks scripts
+	$(BIN)/ruff format --check geoseg tests benchmarks scripts
 	$(BIN)/mypy geoseg
 
 bench: install
