@@ -58,7 +58,8 @@ def export(
     resolution_cm: float | None,
     overwrite: bool,
 ) -> None:
-    """Export MODEL (a .safetensors checkpoint, or "default" for the bundled model) to DST.
+    """Export MODEL (a .safetensors checkpoint, "default" for the default bundled model, or a
+    bundled model's name: quality, fast) to DST.
 
     A .onnx DST gets dynamic batch, height and width, the geoseg config and the metadata QGIS
     Deepness reads; it is checked with onnx.checker and against PyTorch in onnxruntime. Open it in
@@ -66,11 +67,9 @@ def export(
     TorchScript archive.
     """
     from geoseg.errors import ExportError
+    from geoseg.models.default import default_model, named_model
 
-    if model == "default":
-        from geoseg.models.default import default_model
-
-        model = str(default_model())
+    model = str(default_model()) if model == "default" else str(named_model(model))
     if check_raster is None:
         from geoseg.export.onnx import sample_scene
 

@@ -234,3 +234,19 @@ def test_calibration_temperature_is_applied_once(
     export_onnx(calibrated, tmp_path / "c.onnx")
     via_onnx = predict_block(src, tmp_path / "c.onnx", Window(0, 0, 70, 60), **opts)
     np.testing.assert_allclose(via_onnx.data, hot.data, atol=1e-5)
+
+
+def test_a_bundled_model_exports_by_name(tmp_path: Path, make_raster, textured_rgb) -> None:
+    res = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "export",
+            "fast",
+            str(tmp_path / "fast.pt"),
+            "--check-raster",
+            str(make_raster(textured_rgb(512, 512))),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "fast.pt").stat().st_size > 1_000_000
