@@ -129,13 +129,17 @@ def convert_checkpoint(
     *,
     storage: str | None = None,
     metrics: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``src`` again as ``dst``: weights stored as ``storage`` (see :func:`save_checkpoint`)
-    and ``metrics`` (e.g. held-out test scores) added to the config's metrics."""
+    """Write ``src`` again as ``dst``: weights stored as ``storage`` (see :func:`save_checkpoint`),
+    ``metrics`` (e.g. held-out test scores) added to the config's metrics and ``training`` keys
+    replacing those of its training record."""
     import dataclasses
 
     loaded = load_checkpoint(src)
     config = loaded.config
     if metrics:
         config = dataclasses.replace(config, metrics={**config.metrics, **metrics})
+    if training:
+        config = dataclasses.replace(config, training={**config.training, **training})
     return save_checkpoint(loaded.model, config, dst, storage=storage)

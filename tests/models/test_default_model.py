@@ -29,6 +29,8 @@ def test_bundled_models_are_small_and_describe_themselves() -> None:
         assert cfg.classes.names == ["building", "land", "road", "vegetation", "water"]
         assert cfg.normalization.kind == "meanstd" and cfg.band_dtype == "uint8"
         assert cfg.metrics["test"]["split"] == "Tile 8"  # scored once, on the held-out tile
+        recipe = cfg.training["config"]  # where it was trained is not recorded, only what on
+        assert "/" not in recipe["data"]["root"] and "/" not in recipe["output"]
         with safe_open(str(path), "pt") as f:  # stored as fp16; loading restores float32
             key = next(k for k in f.keys() if k.endswith("conv_stem.weight"))  # noqa: SIM118
             assert f.get_tensor(key).dtype == torch.float16
@@ -51,13 +53,19 @@ def test_fp16_storage_loads_as_float32_and_predicts_the_same(tmp_path) -> None:
     loaded = load_checkpoint(bundled_model("fast"))
     save_checkpoint(loaded.model, loaded.config, full)
     half = convert_checkpoint(
-        full, tmp_path / "half.safetensors", storage="float16", metrics={"test": {"miou": 0.5}}
+        full,
+        tmp_path / "half.safetensors",
+        storage="float16",
+        metrics={"test": {"miou": 0.5}},
+        training={"note": "shipped"},
     )
     assert half.stat().st_size < 0.6 * full.stat().st_size
     again = load_checkpoint(half)
-    assert next(again.model.parameters()).dtype == torch.float32 and again.config.metrics[
-        "test"
-    ] == {"miou": 0.5}
+    assert next(again.model.parameters()).dtype == torch.float32
+    assert (
+        again.config.metrics["test"] == {"miou": 0.5} and again.config.training["note"] == "shipped"
+    )
+    assert again.config.training["data"] == loaded.config.training["data"]  # other keys kept
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         assert (loaded.model(x).argmax(1) == again.model(x).argmax(1)).float().mean() > 0.999
