@@ -15,7 +15,7 @@ from typing import Any
 
 from geoseg.errors import SchedulerError
 
-__all__ = ["Scheduler", "open_client", "parse_scheduler", "total_threads"]
+__all__ = ["Scheduler", "environment_kept", "open_client", "parse_scheduler", "total_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,42 @@ def total_threads(client: Any) -> int:
 
 
 @contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Give this process its environment back when the block ends.
+
+    Dask's nanny writes its workers' limits (``distributed.nanny.pre-spawn-environ``:
+    ``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ...) into the environment of the process that
+    spawns them, and leaves them there, so every later subprocess of that process (a CLI call, a
+    notebook kernel, a worker pool) would run single-threaded. The workers keep their limits.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _local_cluster(distributed: Any, spec: Scheduler) -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=spec.workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    try:
+        _configure(client)
+        log.info("local Dask cluster: %d worker(s), %d thread(s) each", spec.workers, spec.threads)
+        yield client
+    finally:
+        with _quiet("distributed"):  # closing logs connection tracebacks and slow-exit warnings
+            client.close()
+            cluster.close()
+
+
+@contextlib.contextmanager
 def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Scheduler]]:
     """A connected ``distributed.Client`` for ``scheduler`` (a string, a :class:`Scheduler`, or a
     Client you already hold, which is used as it is and left open).
@@ -124,20 +160,8 @@ def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Schedul
         return
     spec = scheduler if isinstance(scheduler, Scheduler) else parse_scheduler(str(scheduler))
     if spec.local:
-        cluster = distributed.LocalCluster(
-            n_workers=spec.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = distributed.Client(cluster)
-        try:
-            _configure(client)
-            log.info(
-                "local Dask cluster: %d worker(s), %d thread(s) each", spec.workers, spec.threads
-            )
+        with environment_kept(), _local_cluster(distributed, spec) as client:
             yield client, spec
-        finally:
-            with _quiet("distributed"):  # closing logs connection tracebacks and slow-exit warnings
-                client.close()
-                cluster.close()
         return
     try:
         client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT)
