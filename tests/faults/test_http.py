@@ -43,7 +43,7 @@ def silent_server() -> Iterator[str]:
 
 
 def test_silent_server_times_out(silent_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
     monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
     monkeypatch.setenv("CPL_VSIL_CURL_NON_CACHED", "/vsicurl/" + silent_server)
     start = time.monotonic()

@@ -199,12 +199,14 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     from tests.conftest import write_raster
 
     src = write_raster(
-        tmp_path / "big.tif", textured_rgb(1024, 1024), tiled=True, blockxsize=256, blockysize=256
+        tmp_path / "big.tif", textured_rgb(512, 512), tiled=True, blockxsize=256, blockysize=256
     )
     ckpt = tmp_path / "m.safetensors"
     save_checkpoint(
-        build_model("unet", "resnet18", in_channels=3, classes=2),
-        ModelConfig("unet", "resnet18", 3, ClassTable.default(2), tile_size=256, overlap=64),
+        build_model("unet", "tu-mobilenetv3_small_050", in_channels=3, classes=2),
+        ModelConfig(
+            "unet", "tu-mobilenetv3_small_050", 3, ClassTable.default(2), tile_size=256, overlap=64
+        ),
         ckpt,
     )
     dst = tmp_path / "out" / "mask.tif"
@@ -222,7 +224,8 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
         "--precision",
         "fp32",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "GEOSEG_CACHE_DIR": "off"}  # no one-off trace timing: just the writes
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def partial() -> bool:
         return any(p.name.startswith(".mask.tif.geoseg-") for p in dst.parent.iterdir())
@@ -234,7 +237,7 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not dst.exists()
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in dst.parent.iterdir()) == [
         "mask.qml",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +15,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 nbformat = pytest.importorskip(
     "nbformat", reason="notebook tests need the dev extra (nbformat, nbclient, ipykernel)"
 )
+if TYPE_CHECKING:
+    from tests.notebooks.background import Run
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -31,18 +34,11 @@ def test_committed_without_outputs(path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_runs_at_smoke_size(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("GEOSEG_SMOKE", "1")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("GEOSEG_NOTEBOOK_OUT", str(tmp_path))
-    nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
-    NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
-    seconds = time.perf_counter() - start
+def test_runs_at_smoke_size(path: Path, runs: dict[str, Future[Run]]) -> None:
+    """Started in the background at collection (``conftest.py``); waited for here."""
+    run = runs[path.stem].result()
+    assert run.notebook is not None, run.stderr
+    nb = run.notebook
     errors = [
         o
         for c in nb.cells
@@ -50,7 +46,8 @@ def test_runs_at_smoke_size(path: Path, tmp_path: Path, monkeypatch: pytest.Monk
         for o in c.outputs
         if o.get("output_type") == "error"
     ]
-    assert not errors
+    assert not errors, "\n".join(f"{e.get('ename')}: {e.get('evalue')}" for e in errors)
+    assert run.returncode == 0, run.stderr
     figures = sum(
         1
         for c in nb.cells
@@ -58,8 +55,6 @@ def test_runs_at_smoke_size(path: Path, tmp_path: Path, monkeypatch: pytest.Monk
         for o in c.outputs
         if "image/png" in o.get("data", {})
     )
-    print(
-        f"{path.stem}: {seconds:.1f} s, {figures} figures"
-    )  # shown with -rP / in the durations table
+    print(f"{path.stem}: {run.seconds:.1f} s, {figures} figures")  # shown with -rP
     if os.environ.get("GEOSEG_KEEP_NOTEBOOKS"):
         nbformat.write(nb, Path(os.environ["GEOSEG_KEEP_NOTEBOOKS"]) / path.name)
