@@ -59,7 +59,8 @@ class RasterDone:
 @dataclass
 class BlockOutput:
     """Finished uint8 outputs of one block: ``classes`` ``(1, rows, cols)``, optional
-    ``probabilities`` ``(classes, rows, cols)`` and ``confidence`` ``(1, rows, cols)``."""
+    ``probabilities`` ``(classes, rows, cols)`` and ``confidence`` ``(1, rows, cols)``, and
+    ``valid`` ``(rows, cols)`` (the pixels with data: the internal mask of the probabilities)."""
 
     window: Window
     classes: np.ndarray
@@ -67,6 +68,7 @@ class BlockOutput:
     confidence: np.ndarray | None
     tiles_run: int
     tiles_skipped: int
+    valid: np.ndarray | None = None
 
 
 def block_grid(height: int, width: int, block_size: int = DEFAULT_BLOCK) -> list[Window]:
@@ -146,6 +148,7 @@ def predict_block_outputs(
         stack("confidence"),
         job.stats["run"],
         job.stats["skipped"],
+        np.concatenate([p.valid for p in parts], axis=0),
     )
 
 
@@ -195,10 +198,9 @@ def predict_blocks(
     """
     from distributed import as_completed
 
-    from geoseg.inference.tiles import MASK_NODATA
+    from geoseg.inference.engine import output_writers
     from geoseg.io.reader import RasterReader
     from geoseg.io.storage import check_output, published
-    from geoseg.io.writer import COGWriter
 
     start = time.perf_counter()
     for path in outputs.paths:
@@ -233,67 +235,15 @@ def predict_blocks(
         )
         for w in windows
     ]
-    tags = {
-        "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
-        "GEOSEG_VERSION": cfg.geoseg_version,
-    }
     stats = {"run": 0, "skipped": 0}
     with ExitStack() as stack:
-        writers: list[tuple[COGWriter, str]] = []
+        # the very writers of a prediction in one process, under temporary names until the end
         mask = stack.enter_context(published(outputs.mask))
-        writers.append(
-            (
-                COGWriter(
-                    mask,
-                    count=1,
-                    dtype="uint8",
-                    nodata=MASK_NODATA,
-                    classes=cfg.classes,
-                    resampling="mode",
-                    descriptions=["class"],
-                    tags=tags,
-                    overwrite=True,
-                    **geo,
-                ),
-                "classes",
-            )
-        )
-        if outputs.probabilities is not None:
-            path = stack.enter_context(published(outputs.probabilities))
-            writers.append(
-                (
-                    COGWriter(
-                        path,
-                        count=cfg.num_classes,
-                        dtype="uint8",
-                        nodata=None,
-                        resampling="average",
-                        descriptions=cfg.classes.names,
-                        tags=tags,
-                        overwrite=True,
-                        **geo,
-                    ),
-                    "probabilities",
-                )
-            )
-        if outputs.confidence is not None:
-            path = stack.enter_context(published(outputs.confidence))
-            writers.append(
-                (
-                    COGWriter(
-                        path,
-                        count=1,
-                        dtype="uint8",
-                        nodata=None,
-                        resampling="average",
-                        descriptions=["confidence"],
-                        tags=tags,
-                        overwrite=True,
-                        **geo,
-                    ),
-                    "confidence",
-                )
-            )
+        extra = [
+            None if path is None else stack.enter_context(published(path))
+            for path in (outputs.probabilities, outputs.confidence)
+        ]
+        writers = output_writers(cfg, geo, mask, *extra, overwrite=True)
         for writer, _ in writers:
             stack.enter_context(writer)
         stack.callback(lambda: client.cancel(futures))
@@ -301,7 +251,7 @@ def predict_blocks(
             block: BlockOutput = future.result()
             future.release()
             for writer, name in writers:
-                writer.write(getattr(block, name), block.window)
+                writer.write(getattr(block, name), block.window, block.valid)
             stats["run"] += block.tiles_run
             stats["skipped"] += block.tiles_skipped
             if progress is not None:

@@ -308,7 +308,9 @@ class COGWriter:
             self._ds.write(data, window=window)
             if self.mask:
                 self._ds.write_mask(
-                    np.where(valid, 255, 0).astype(np.uint8) if valid is not None else 255,
+                    np.where(valid, 255, 0).astype(np.uint8)
+                    if valid is not None
+                    else np.full((int(window.height), int(window.width)), 255, np.uint8),
                     window=window,
                 )
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from geoseg.cli import cli
@@ -105,8 +106,15 @@ def test_one_raster_as_blocks_is_bit_identical(
     )
     done = res.done[0]
     assert done.extra["blocks"] == len(block_grid(260, 300, block)) > 4
-    for name in ("mask", "probabilities", "confidence"):
-        np.testing.assert_array_equal(read(getattr(done.outputs, name)), ref[name], err_msg=name)
+    ref_files = {"mask": "m.tif", "probabilities": "p.tif", "confidence": "c.tif"}
+    for name, ref_name in ref_files.items():
+        got_path = getattr(done.outputs, name)
+        np.testing.assert_array_equal(read(got_path), ref[name], err_msg=name)
+        with (
+            rasterio.open(got_path) as got,
+            rasterio.open(tmp_path / "ref" / src.stem / ref_name) as want,
+        ):  # the same nodata value and masks as a single-process run
+            assert (got.nodata, got.mask_flag_enums) == (want.nodata, want.mask_flag_enums), name
 
 
 def test_blocks_resolve_auto_precision_once(

@@ -100,3 +100,22 @@ def test_missing_folder_and_directory_destination(tmp_path: Path) -> None:
         _write(tmp_path / "no" / "out.tif", np.ones((1, 4, 4), np.uint8))
     with pytest.raises(WriteError, match="is a directory"):
         _write(tmp_path, np.ones((1, 4, 4), np.uint8))
+
+
+def test_a_masked_writer_given_no_validity_marks_every_pixel_valid(tmp_path: Path) -> None:
+    with COGWriter(
+        tmp_path / "p.tif",
+        count=2,
+        dtype="uint8",
+        nodata=None,
+        mask=True,
+        height=64,
+        width=64,
+        transform=Affine(0.5, 0, 600000, 0, -0.5, 5800000),
+        crs="EPSG:32631",
+    ) as w:
+        w.write(np.ones((2, 32, 64), np.uint8), Window(0, 0, 64, 32))  # no validity given
+        w.write(np.ones((2, 32, 64), np.uint8), Window(0, 32, 64, 32), np.eye(32, 64, dtype=bool))
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        masks = ds.read_masks(1)
+    assert (masks[:32] == 255).all() and (masks[32:] == np.eye(32, 64) * 255).all()
