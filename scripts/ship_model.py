@@ -1,4 +1,4 @@
-"""Ship a trained model as a bundled one: fp16 storage, held-out test scores in its config.
+"""Ship a trained model as a bundled one: int8 weight storage, held-out test scores in its config.
 
 python scripts/ship_model.py RUN/model.safetensors RUN/test/metrics.json DEST.safetensors "Tile 8"
 """
@@ -33,7 +33,7 @@ def main(checkpoint: str, report: str, dest: str, split: str) -> None:
     out = convert_checkpoint(
         checkpoint,
         dest,
-        storage="float16",
+        storage="int8",
         metrics={"test": {"split": split, **test}},
         training={"config": portable(recipe)},
     )

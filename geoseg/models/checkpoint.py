@@ -62,27 +62,16 @@ def save_checkpoint(
 
     The file is written under a temporary name and renamed, so a crash never leaves half a
     checkpoint under the final name. ``storage="float16"`` (or ``"bfloat16"``) halves the file:
-    weights are stored in that type (batch-norm statistics stay float32) and loading restores
-    the model's own compute dtype.
+    weights are stored in that type (batch-norm statistics stay float32). ``storage="int8"``
+    quarters it: convolution and linear weights are stored as int8 with one float32 scale per
+    output channel, the rest as float16. Loading restores the model's own compute dtype.
     """
     from safetensors.torch import save_file
 
     p = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if storage is not None:
-        dtype = {
-            "float16": torch.float16,
-            "bfloat16": torch.bfloat16,
-            "float32": torch.float32,
-        }.get(storage)
-        if dtype is None:
-            raise CheckpointError(f"storage {storage!r}: expected float16, bfloat16 or float32")
-        state = {
-            k: v.to(dtype)
-            if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))
-            else v
-            for k, v in state.items()
-        }
+        state = _stored(state, storage)
     if p.suffix == ".safetensors":
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(p) as tmp:
@@ -96,6 +85,40 @@ def save_checkpoint(
         save_file(state, str(tmp), metadata={"format": "pt"})
         tmp_config.write_text(config.to_json(), encoding="utf-8")
     return p
+
+
+STORAGE = ("float32", "float16", "bfloat16", "int8")
+SCALE_SUFFIX = ":int8_scale"  # the per-channel scales of an int8 tensor, stored beside it
+_KEEP_FLOAT32 = ("running_mean", "running_var")
+_INT8_MIN_SIZE = 1024  # smaller weights are not worth quantizing
+
+
+def _stored(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """``state`` as it is written with ``storage`` (see :func:`save_checkpoint`)."""
+    if storage not in STORAGE:
+        raise CheckpointError(f"storage {storage!r}: expected one of {', '.join(STORAGE)}")
+    half = torch.float16 if storage == "int8" else getattr(torch, storage)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not value.is_floating_point() or key.endswith(_KEEP_FLOAT32):
+            out[key] = value
+        elif storage == "int8" and value.ndim >= 2 and value.numel() >= _INT8_MIN_SIZE:
+            w = value.float()
+            scale = w.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).clamp_min(1e-12) / 127
+            out[key] = torch.round(w / scale).clamp_(-127, 127).to(torch.int8)
+            out[key + SCALE_SUFFIX] = scale
+        else:
+            out[key] = value.to(half)
+    return out
+
+
+def _restored(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights stored as int8 (with their scales) back to float32; other tensors as they are."""
+    return {
+        key: value.float() * state[key + SCALE_SUFFIX] if key + SCALE_SUFFIX in state else value
+        for key, value in state.items()
+        if not key.endswith(SCALE_SUFFIX)
+    }
 
 
 def load_checkpoint(
@@ -112,7 +135,7 @@ def load_checkpoint(
     weights, _ = _files(Path(path))
     model = model_from_config(config)
     try:
-        state: dict[str, Any] = load_file(str(weights), device="cpu")
+        state: dict[str, Any] = _restored(load_file(str(weights), device="cpu"))
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
