@@ -187,55 +187,21 @@ def diagnose(
             key: folder / f"{key}.tif" for key in ("prediction", "errors", "entropy", "margin")
         }
         with ExitStack() as stack:
-            w_pred = stack.enter_context(
-                COGWriter(
-                    paths["prediction"],
-                    count=1,
-                    dtype="uint8",
-                    nodata=MASK_NODATA,
-                    classes=cfg.classes,
-                    resampling="mode",
-                    descriptions=["class"],
-                    overwrite=True,
-                    **geo,
-                )
-            )
-            w_err = stack.enter_context(
-                COGWriter(
-                    paths["errors"],
-                    count=1,
-                    dtype="uint8",
-                    nodata=MASK_NODATA,
-                    classes=codes_table,
-                    resampling="mode",
-                    descriptions=["true -> predicted"],
-                    overwrite=True,
-                    **geo,
-                )
-            )
-            w_ent = stack.enter_context(
-                COGWriter(
-                    paths["entropy"],
-                    count=1,
-                    dtype="float32",
-                    nodata=float("nan"),
-                    resampling="average",
-                    descriptions=["normalized entropy"],
-                    overwrite=True,
-                    **geo,
-                )
-            )
-            w_mar = stack.enter_context(
-                COGWriter(
-                    paths["margin"],
-                    count=1,
-                    dtype="float32",
-                    nodata=float("nan"),
-                    resampling="average",
-                    descriptions=["top-1 minus top-2 probability"],
-                    overwrite=True,
-                    **geo,
-                )
+            coded: dict[str, Any] = {"dtype": "uint8", "nodata": MASK_NODATA, "resampling": "mode"}
+            score: dict[str, Any] = {
+                "dtype": "float32",
+                "nodata": float("nan"),
+                "resampling": "average",
+            }
+            specs: dict[str, dict[str, Any]] = {
+                "prediction": {"classes": cfg.classes, "descriptions": ["class"], **coded},
+                "errors": {"classes": codes_table, "descriptions": ["true -> predicted"], **coded},
+                "entropy": {"descriptions": ["normalized entropy"], **score},
+                "margin": {"descriptions": ["top-1 minus top-2 probability"], **score},
+            }
+            w_pred, w_err, w_ent, w_mar = (
+                stack.enter_context(COGWriter(paths[key], count=1, overwrite=True, **spec, **geo))
+                for key, spec in specs.items()
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoCRSWarning)
