@@ -66,21 +66,18 @@ __all__ = [
     "vectorize_raster",
 ]
 
-_LAZY = {
-    "ClassTable": "geoseg.classes",
-    **dict.fromkeys(["DatasetKind", "check_dataset", "register_dataset_kind"], "geoseg.datasets"),
-    **dict.fromkeys(["evaluate", "pairs_from_config"], "geoseg.evaluation"),
-    **dict.fromkeys(
-        ["PredictOptions", "predict_block", "predict_classes", "predict_raster"], "geoseg.inference"
-    ),
-    **dict.fromkeys(["GeoArray", "describe_raster"], "geoseg.io"),
-    **dict.fromkeys(
-        ["ModelConfig", "build_model", "load_checkpoint", "save_checkpoint"], "geoseg.models"
-    ),
-    "default_model": "geoseg.models.default",
-    **dict.fromkeys(["load_config", "train"], "geoseg.training"),
-    "vectorize_raster": "geoseg.vectorize",
-}
-
-
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "geoseg.classes": "ClassTable",
+        "geoseg.datasets": "DatasetKind check_dataset register_dataset_kind",
+        "geoseg.evaluation": "evaluate pairs_from_config",
+        "geoseg.inference": "PredictOptions predict_block predict_classes predict_raster",
+        "geoseg.io": "GeoArray describe_raster",
+        "geoseg.models": "ModelConfig build_model load_checkpoint save_checkpoint",
+        "geoseg.models.default": "default_model",
+        "geoseg.training": "load_config train",
+        "geoseg.vectorize": "vectorize_raster",
+    },
+    __all__,
+)

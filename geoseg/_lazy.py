@@ -8,16 +8,25 @@ from typing import Any
 
 
 def lazy_attributes(
-    package: str, where: Mapping[str, str], names: Sequence[str]
+    package: str, modules: Mapping[str, str], names: Sequence[str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` for names that live in other modules.
 
     Args:
         package: the package's ``__name__``.
-        where: exported name -> module holding it; a module starting with ``.`` is relative to
-            ``package``.
+        modules: module -> the names it holds, space-separated (``{".cam": "METHODS list"}``);
+            a module starting with ``.`` is relative to ``package``.
         names: the package's ``__all__`` (what ``dir()`` lists).
+
+    Raises:
+        ValueError: a name is given twice, or is not in ``names``.
     """
+    where: dict[str, str] = {}
+    for module, held in modules.items():
+        for name in held.split():
+            if name in where or name not in names:
+                raise ValueError(f"{package}: {name!r} is listed twice or missing from __all__")
+            where[name] = module
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)

@@ -20,6 +20,10 @@ PACKAGES = [
     "geoseg.training",
     "geoseg.evaluation",
     "geoseg.vectorize",
+    "geoseg.explain",
+    "geoseg.export",
+    "geoseg.distributed",
+    "geoseg.app",
 ]
 
 
@@ -49,6 +53,17 @@ def test_top_level_names_are_the_subpackage_objects() -> None:
     )  # not the modules of the same name
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = geoseg.nope
+
+
+def test_a_lazy_name_must_be_exported_once() -> None:
+    from geoseg._lazy import lazy_attributes
+
+    getattr_, dir_ = lazy_attributes("pkg", {"json": "dumps loads"}, ["dumps", "loads"])
+    assert getattr_("dumps") is __import__("json").dumps and dir_() == ["dumps", "loads"]
+    with pytest.raises(ValueError, match="'loads' is listed twice"):
+        lazy_attributes("pkg", {"json": "dumps loads", "pickle": "loads"}, ["dumps", "loads"])
+    with pytest.raises(ValueError, match="'dumps' is listed twice or missing"):
+        lazy_attributes("pkg", {"json": "dumps"}, [])
 
 
 def test_predict_raster_without_a_model_uses_the_bundled_one(

@@ -33,17 +33,13 @@ __all__ = [
     "segment",
 ]
 
-_WHERE = {
-    "AppConfig": "config",
-    "ModelCatalog": "catalog",
-    "ModelEntry": "catalog",
-    "SegmentResult": "pipeline",
-    "segment": "pipeline",
-    "build_app": "ui",
-    "launch_app": "ui",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+    __name__,
+    {
+        ".config": "AppConfig",
+        ".catalog": "ModelCatalog ModelEntry",
+        ".pipeline": "SegmentResult segment",
+        ".ui": "build_app launch_app",
+    },
+    __all__,
 )

@@ -78,17 +78,14 @@ __all__ = [
     "to_training_sample",
 ]
 
-_LAZY = {
-    **dict.fromkeys(
-        ["SampleGeo", "make_query", "sample_geo", "sample_image", "sample_mask"], "_torchgeo"
-    ),
-    **dict.fromkeys(["NodataFilter", "ValidityIndex"], "geosamplers"),
-    **dict.fromkeys(["geotiff_dataset", "to_training_sample"], "geotiff"),
-    "PatchDataset": "patches",
-    **dict.fromkeys(["ClassBalancedSampler", "GridSampler", "Patch", "RandomSampler"], "samplers"),
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _LAZY.items()}, __all__
+    __name__,
+    {
+        "._torchgeo": "SampleGeo make_query sample_geo sample_image sample_mask",
+        ".geosamplers": "NodataFilter ValidityIndex",
+        ".geotiff": "geotiff_dataset to_training_sample",
+        ".patches": "PatchDataset",
+        ".samplers": "ClassBalancedSampler GridSampler Patch RandomSampler",
+    },
+    __all__,
 )

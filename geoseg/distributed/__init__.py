@@ -35,21 +35,14 @@ __all__ = [
     "vectorize_on_cluster",
 ]
 
-_WHERE = {
-    "RasterDone": "blocks",
-    "block_grid": "blocks",
-    "predict_blocks": "blocks",
-    "open_client": "cluster",
-    "parse_scheduler": "cluster",
-    "OutputSet": "inputs",
-    "expand_inputs": "inputs",
-    "output_set": "inputs",
-    "ManyResult": "many",
-    "predict_many": "many",
-    "vectorize_on_cluster": "vectorize",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+    __name__,
+    {
+        ".blocks": "RasterDone block_grid predict_blocks",
+        ".cluster": "open_client parse_scheduler",
+        ".inputs": "OutputSet expand_inputs output_set",
+        ".many": "ManyResult predict_many",
+        ".vectorize": "vectorize_on_cluster",
+    },
+    __all__,
 )

@@ -25,18 +25,12 @@ __all__ = [
     "resolve_layer",
 ]
 
-_WHERE = {
-    "METHODS": "cam",
-    "CamComputer": "cam",
-    "activation_maps": "cam",
-    "LayerInfo": "layers",
-    "list_layers": "layers",
-    "resolve_layer": "layers",
-    "ExplainResult": "stream",
-    "explain_raster": "stream",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+    __name__,
+    {
+        ".cam": "METHODS CamComputer activation_maps",
+        ".layers": "LayerInfo list_layers resolve_layer",
+        ".stream": "ExplainResult explain_raster",
+    },
+    __all__,
 )

@@ -27,19 +27,13 @@ __all__ = [
     "read_metadata",
 ]
 
-_WHERE = {
-    "deepness_metadata": "metadata",
-    "export_metadata": "metadata",
-    "ExportResult": "onnx",
-    "Parity": "onnx",
-    "export_onnx": "onnx",
-    "read_metadata": "onnx",
-    "OnnxModule": "runner",
-    "load_onnx": "runner",
-    "export_torchscript": "torchscript",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+    __name__,
+    {
+        ".metadata": "deepness_metadata export_metadata",
+        ".onnx": "ExportResult Parity export_onnx read_metadata",
+        ".runner": "OnnxModule load_onnx",
+        ".torchscript": "export_torchscript",
+    },
+    __all__,
 )

@@ -36,22 +36,13 @@ __all__ = [
     "resolve_model",
 ]
 
-_WHERE = {
-    "BLEND_KERNELS": "blending",
-    "blend_weights": "blending",
-    "register_blend": "blending",
-    "PredictOptions": "options",
-    "parse_overlap": "options",
-    "PredictionResult": "engine",
-    "predict_block": "engine",
-    "predict_classes": "engine",
-    "predict_raster": "engine",
-    "resolve_model": "engine",
-    "Runner": "runtime",
-    "resolve_device": "runtime",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _WHERE.items()}, __all__
+    __name__,
+    {
+        ".blending": "BLEND_KERNELS blend_weights register_blend",
+        ".options": "PredictOptions parse_overlap",
+        ".engine": "PredictionResult predict_block predict_classes predict_raster resolve_model",
+        ".runtime": "Runner resolve_device",
+    },
+    __all__,
 )

@@ -49,26 +49,13 @@ __all__ = [
     "save_checkpoint",
 ]
 
-_LAZY = {
-    **dict.fromkeys(
-        ["LoadedModel", "load_checkpoint", "model_from_config", "read_config", "save_checkpoint"],
-        "geoseg.models.checkpoint",
-    ),
-    **dict.fromkeys(
-        [
-            "ARCHITECTURES",
-            "build_model",
-            "list_architectures",
-            "list_encoders",
-            "load_encoder_weights",
-            "register_architecture",
-        ],
-        "geoseg.models.registry",
-    ),
-    **dict.fromkeys(
-        ["PretrainedWeights", "list_pretrained", "register_pretrained"], "geoseg.models.pretrained"
-    ),
-}
-
-
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        ".checkpoint": "LoadedModel load_checkpoint model_from_config read_config save_checkpoint",
+        ".registry": "ARCHITECTURES build_model list_architectures list_encoders "
+        "load_encoder_weights register_architecture",
+        ".pretrained": "PretrainedWeights list_pretrained register_pretrained",
+    },
+    __all__,
+)

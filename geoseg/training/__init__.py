@@ -50,15 +50,8 @@ __all__ = [
     "train",
 ]
 
-_LAZY = {
-    "DataBundle": "data",
-    "build_data": "data",
-    "LOSSES": "losses",
-    "build_loss": "losses",
-    "register_loss": "losses",
-}
-
-
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {name: "." + module for name, module in _LAZY.items()}, __all__
+    __name__,
+    {".data": "DataBundle build_data", ".losses": "LOSSES build_loss register_loss"},
+    __all__,
 )
