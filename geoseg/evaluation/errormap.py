@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 
 from geoseg.classes import MASK_NODATA, ClassInfo, ClassTable
 from geoseg.errors import DatasetError
+from geoseg.io.atomic import atomic_output
+from geoseg.io.writer import rat_xml
 
 __all__ = ["CORRECT", "MAX_CLASSES", "counts_of", "error_codes", "error_table", "write_rat"]
 
@@ -74,37 +75,9 @@ def counts_of(codes: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
 def write_rat(
     path: str | os.PathLike[str], table: ClassTable, counts: np.ndarray | None = None
 ) -> Path:
-    """Write a GDAL raster attribute table (``value``, ``count``, ``class``, ``red/green/blue``) as
-    the ``.aux.xml`` sidecar GDAL and QGIS read beside ``path``."""
-    rows = []
-    for i, c in enumerate(table):
-        r, g, b = c.color
-        count = int(counts[c.id]) if counts is not None else 0
-        rows.append(
-            f'      <Row index="{i}"><F>{c.id}</F><F>{count}</F><F>{escape(c.name)}</F><F>{r}</F>'
-            f"<F>{g}</F><F>{b}</F></Row>"
-        )
-    fields = [
-        ("value", 0, 5),
-        ("count", 0, 1),
-        ("class", 2, 2),
-        ("red", 0, 6),
-        ("green", 0, 7),
-        ("blue", 0, 8),
-    ]
-    defs = "\n".join(
-        f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage>'
-        "</FieldDefn>"
-        for i, (n, t, u) in enumerate(fields)
-    )
-    text = (
-        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <GDALRasterAttributeTable '
-        f'tableType="thematic">\n{defs}\n'
-        + "\n".join(rows)
-        + "\n    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
-    )
+    """Write a GDAL raster attribute table (``value``, ``count``, ``class``, colour) as the
+    ``.aux.xml`` sidecar GDAL and QGIS read beside ``path``."""
     out = Path(f"{path}.aux.xml")
-    tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        tmp.write_text(rat_xml(table, counts), encoding="utf-8")
     return out

@@ -148,33 +148,53 @@ def write_qml(path: Path, classes: ClassTable, *, nodata: int | None = 255) -> N
         tmp.write_text(text, encoding="utf-8")
 
 
-def rat_xml(classes: ClassTable) -> str:
-    """A GDAL raster attribute table (value, class name, colour) for band 1, as GDAL's PAM XML."""
-    fields = [
-        ("value", 0, 5),
-        ("class", 2, 2),
-        ("red", 0, 6),
-        ("green", 0, 7),
-        ("blue", 0, 8),
-        ("alpha", 0, 9),
-    ]
+# GDAL raster attribute table columns: name, type (0 int, 2 string), usage (GFU_* code)
+_RAT_FIELDS = {
+    "value": (0, 5),
+    "count": (0, 1),
+    "class": (2, 2),
+    "red": (0, 6),
+    "green": (0, 7),
+    "blue": (0, 8),
+    "alpha": (0, 9),
+}
+
+
+def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
+    """A GDAL raster attribute table (value, pixel count if ``counts`` is given, class name,
+    colour) and the category names for band 1, as GDAL's PAM XML.
+
+    Args:
+        classes: the table of values.
+        counts: pixels per value (indexed by class id), e.g. a histogram of the band.
+    """
+    fields = [f for f in _RAT_FIELDS if f != "count" or counts is not None]
     defs = "".join(
-        f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage>'
-        "</FieldDefn>"
-        for i, (name, kind, usage) in enumerate(fields)
+        f'<FieldDefn index="{i}"><Name>{name}</Name><Type>{_RAT_FIELDS[name][0]}</Type>'
+        f"<Usage>{_RAT_FIELDS[name][1]}</Usage></FieldDefn>"
+        for i, name in enumerate(fields)
     )
-    rows = "".join(
-        f'<Row index="{k}"><F>{c.id}</F><F>{escape(c.name)}</F><F>{c.color[0]}</F><F>'
-        f"{c.color[1]}</F><F>{c.color[2]}</F><F>255</F></Row>"
-        for k, c in enumerate(classes)
-    )
+    rows = []
+    for k, c in enumerate(classes):
+        values = {
+            "value": c.id,
+            "count": int(counts[c.id]) if counts is not None else 0,
+            "class": escape(c.name),
+            "red": c.color[0],
+            "green": c.color[1],
+            "blue": c.color[2],
+            "alpha": 255,
+        }
+        cells = "".join(f"<F>{values[name]}</F>" for name in fields)
+        rows.append(f'<Row index="{k}">{cells}</Row>')
     names = "".join(
         f"<Category>{escape(_name_of(classes, v))}</Category>"
         for v in range(max(c.id for c in classes) + 1)
     )
     return (
         f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
-        f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>'
+        f'<GDALRasterAttributeTable tableType="thematic">{defs}{"".join(rows)}'
+        "</GDALRasterAttributeTable>"
         "</PAMRasterBand></PAMDataset>\n"
     )
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +124,14 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     wrong, correct = counts_of(codes, 3)
     assert correct == np.trace(cm) and (wrong == cm - np.diag(np.diag(cm))).all()
     assert codes[0, 0] == 255 and codes[65, 85] == 255  # nodata input and ignored label
-    assert (out / "scene" / "errors.qml").is_file() and "GDALRasterAttributeTable" in (
-        out / "scene" / "errors.tif.aux.xml"
-    ).read_text()
+    assert (out / "scene" / "errors.qml").is_file()
+    rat = ET.parse(out / "scene" / "errors.tif.aux.xml").find(
+        "PAMRasterBand/GDALRasterAttributeTable"
+    )
+    assert rat is not None
+    assert [f.findtext("Name") for f in rat.findall("FieldDefn")][:3] == ["value", "count", "class"]
+    correct_row = [f.text for f in rat.findall("Row")[0].findall("F")]
+    assert correct_row[:3] == ["0", str(correct), "correct"]
     with rasterio.open(out / "scene" / "entropy.tif") as ds:
         assert np.isnan(ds.read(1)[0, 0])
     rows = list(csv.DictReader((out / "cells.csv").open()))
