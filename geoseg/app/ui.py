@@ -11,13 +11,16 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geoseg.app.catalog import ModelCatalog
 from geoseg.app.config import AppConfig, ExposedWithoutAuthWarning
 from geoseg.app.pipeline import OUTPUT_NAMES, segment
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.errors import GeosegError, UploadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.inference.options import PredictOptions
 
 __all__ = [
     "API_NAME",
@@ -111,9 +114,8 @@ class _Handlers:
 
         made: list[Path] = []
         try:
-            return self._run(
-                upload, url, model_name, tile_size, overlap, tta, precision, bands, report, made
-            )
+            options = self._options(tile_size, overlap, tta, precision, bands)
+            return self._run(upload, url, model_name, options, report, made)
         except GeosegError as exc:
             log.info("refused: %s", exc)
             message = str(exc)
@@ -128,23 +130,13 @@ class _Handlers:
         self._remember(session, message)
         raise gr.Error(message, duration=None, print_exception=False)
 
-    def _run(
-        self,
-        upload: str | None,
-        url: str | None,
-        model_name: str,
-        tile_size: Any,
-        overlap: Any,
-        tta: str,
-        precision: str,
-        bands: str | None,
-        report: Any,
-        made: list[Path],
-    ) -> tuple[Any, ...]:
+    def _options(
+        self, tile_size: Any, overlap: Any, tta: str, precision: str, bands: str | None
+    ) -> PredictOptions:
+        """The form's settings as prediction options (the library's parser checks them)."""
         from geoseg.inference.options import PredictOptions
 
-        entry = self.catalog.entry(model_name)  # refuse unknown names before touching any file
-        options = PredictOptions.parse(
+        return PredictOptions.parse(
             {
                 "tile_size": _whole(tile_size),
                 "overlap": _overlap(overlap),
@@ -154,6 +146,17 @@ class _Handlers:
                 "device": self.config.device,
             }
         )
+
+    def _run(
+        self,
+        upload: str | None,
+        url: str | None,
+        model_name: str,
+        options: PredictOptions,
+        report: Any,
+        made: list[Path],
+    ) -> tuple[Any, ...]:
+        entry = self.catalog.entry(model_name)  # refuse unknown names before touching any file
         folder = self.workspace.new_request()
         made.append(folder)
         if upload:

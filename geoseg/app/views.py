@@ -216,6 +216,20 @@ def _fmt(value: float, step: float, pos: str, neg: str) -> str:
     return f"{abs(value):.{digits}f}°{pos if value >= 0 else neg}"
 
 
+def _ticks(low: float, high: float, step: float) -> list[float]:
+    """The multiples of ``step`` from ``low`` to ``high``."""
+    return [k * step for k in range(math.ceil(low / step), math.floor(high / step) + 1)]
+
+
+def _grid_line(line: tuple[float, float, float, float], at: tuple[float, float], label: str) -> str:
+    """One graticule line (x1, y1, x2, y2) with its label at ``at``."""
+    x1, y1, x2, y2 = line
+    return (
+        f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#b8c4cf" '
+        f'stroke-width="1"/><text x="{at[0]:.1f}" y="{at[1]:.1f}" fill="#556">{label}</text>'
+    )
+
+
 def map_svg(
     footprint: Footprint | None,
     overlay: bytes | None = None,
@@ -254,24 +268,12 @@ def map_svg(
     lon_lo, lon_hi = cx - width / 2 / (kx * scale), cx + width / 2 / (kx * scale)
     lat_lo, lat_hi = cy - height / 2 / scale, cy + height / 2 / scale
     step = _nice_step(max(lon_hi - lon_lo, lat_hi - lat_lo))
-    lon = math.ceil(lon_lo / step) * step
-    while lon <= lon_hi:
-        x, _ = px(lon, cy)
-        parts.append(
-            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#b8c4cf" '
-            f'stroke-width="1"/><text x="{x + 2:.1f}" y="{height - 4}" fill="#556">'
-            f"{_fmt(lon, step, 'E', 'W')}</text>"
-        )
-        lon += step
-    lat = math.ceil(lat_lo / step) * step
-    while lat <= lat_hi:
-        _, y = px(cx, lat)
-        parts.append(
-            f'<line x1="0" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#b8c4cf" '
-            f'stroke-width="1"/><text x="3" y="{y - 3:.1f}" fill="#556">'
-            f"{_fmt(lat, step, 'N', 'S')}</text>"
-        )
-        lat += step
+    for lon in _ticks(lon_lo, lon_hi, step):
+        x = px(lon, cy)[0]
+        parts.append(_grid_line((x, 0, x, height), (x + 2, height - 4), _fmt(lon, step, "E", "W")))
+    for lat in _ticks(lat_lo, lat_hi, step):
+        y = px(cx, lat)[1]
+        parts.append(_grid_line((0, y, width, y), (3, y - 3), _fmt(lat, step, "N", "S")))
     if overlay is not None:
         x0, y0 = px(west, north)
         x1, y1 = px(east, south)

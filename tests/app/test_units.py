@@ -12,7 +12,7 @@ from affine import Affine
 
 from geoseg.app.catalog import ModelCatalog
 from geoseg.app.config import AppConfig
-from geoseg.app.views import class_areas, footprint_of, legend_html, map_svg
+from geoseg.app.views import Footprint, class_areas, footprint_of, legend_html, map_svg
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.classes import ClassTable
 from geoseg.errors import ConfigError, ModelError, RasterOpenError, UploadError
@@ -164,6 +164,9 @@ def test_map_and_legend(tmp_path: Path) -> None:
         is None
     )
     assert "cannot be placed on a map" in map_svg(None)
+    dubai = map_svg(Footprint((55.1, 55.2, 55.2, 55.1), (25.0, 25.0, 25.1, 25.1)))
+    for label in ("55.1°E", "55.2°E", "25.0°N", "25.1°N"):  # graticule every 0.1° both ways
+        assert f'fill="#556">{label}</text>' in dubai
     html = legend_html(class_areas(ras, ClassTable.from_names(["a<b", "c"])))
     assert "a&lt;b" in html and "100.0%" in html
 
