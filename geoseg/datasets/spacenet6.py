@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.vrt import WarpedVRT
 
 from geoseg.classes import IGNORE_INDEX, ClassInfo, ClassTable
 from geoseg.datasets.scene import Scene
 from geoseg.errors import ConfigError, DatasetError
-from geoseg.io.open import open_raster
+from geoseg.io.open import grid_of, open_raster, warped_onto
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
@@ -250,6 +249,7 @@ def load_tile(
     bands: list[np.ndarray] = []
     valid: np.ndarray | None = None
     with open_raster(first) as ref:
+        grid = grid_of(ref)
         crs, transform, shape = ref.crs, ref.transform, (ref.height, ref.width)
     for product in products:
         with open_raster(tile.files[product]) as src:
@@ -259,9 +259,7 @@ def load_tile(
                     f"band(s), has {src.count}"
                 )
             if (src.crs, src.transform, (src.height, src.width)) != (crs, transform, shape):
-                with WarpedVRT(
-                    src, crs=crs, transform=transform, width=shape[1], height=shape[0]
-                ) as vrt:
+                with warped_onto(src, grid) as vrt:
                     data = vrt.read().astype(np.float32)
             else:
                 data = src.read().astype(np.float32)

@@ -210,14 +210,7 @@ def predict_blocks(
     precision = resolve_precision(outputs.src, local_model, options)
     opts = options.replace(precision=precision)
     with RasterReader(outputs.src, bands=options.bands) as reader:
-        geo: dict[str, Any] = {
-            "height": reader.height,
-            "width": reader.width,
-            "transform": reader.transform,
-            "crs": reader.crs,
-        }
-        if reader.gcps is not None:
-            geo["gcps"] = reader.gcps
+        geo = reader.grid
     windows = block_grid(geo["height"], geo["width"], block_size)
     want_p, want_c = outputs.probabilities is not None, outputs.confidence is not None
     futures = [

@@ -32,7 +32,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geoseg.classes import MASK_NODATA
+from geoseg.classes import IGNORE_INDEX, MASK_NODATA
 from geoseg.errors import DatasetError, OutputExistsError
 from geoseg.evaluation.calibration import (
     CalibrationBins,
@@ -41,7 +41,7 @@ from geoseg.evaluation.calibration import (
     fit_temperature,
 )
 from geoseg.evaluation.errormap import error_codes, error_table, write_rat
-from geoseg.evaluation.evaluate import EvalPair, EvalResult, _read_labels, write_report
+from geoseg.evaluation.evaluate import EvalPair, EvalResult, checked_labels, write_report
 from geoseg.evaluation.metrics import scores
 from geoseg.evaluation.pertile import CellGrid, write_cells
 from geoseg.evaluation.uncertainty import entropy, margin
@@ -51,8 +51,6 @@ from geoseg.inference.tiles import _argmax0
 __all__ = ["DiagnoseResult", "diagnose"]
 
 log = logging.getLogger(__name__)
-
-IGNORE = 255  # label value excluded from scores (the datasets' ignore index)
 
 
 @dataclass
@@ -156,31 +154,11 @@ def diagnose(
         stem = _safe(name)
         folder = out / stem
         folder.mkdir(exist_ok=True)
-        labels = (
-            pair.labels
-            if isinstance(pair.labels, np.ndarray)
-            else _read_labels(pair.labels, pair.image)
-        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with RasterReader(pair.image) as r:
-                geo: dict[str, Any] = {
-                    "height": r.height,
-                    "width": r.width,
-                    "transform": r.transform,
-                    "crs": r.crs,
-                }
-        if labels.shape != (geo["height"], geo["width"]):
-            raise DatasetError(
-                f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
-                f"{geo['width']}x{geo['height']}"
-            )
-        top = int(labels[labels != IGNORE].max(initial=-1))
-        if top >= n:
-            raise DatasetError(
-                f"{name}: labels hold class {top} but the model knows {n} classes "
-                f"({', '.join(names)}); is this the right checkpoint for these labels?"
-            )
+                geo = r.grid
+        labels = checked_labels(pair, (geo["height"], geo["width"]), names)
         grid = CellGrid(geo["height"], geo["width"], cell, n)
         hist = np.zeros(256, np.int64)
         paths = {
@@ -214,7 +192,7 @@ def diagnose(
                     pred = np.empty(probs.shape[1:], np.uint8)
                     _argmax0(probs, pred)  # one contiguous pass per class plane
                     truth = labels[r0 : r0 + h, c0 : c0 + wd]
-                    counted = valid & (truth != IGNORE) & (truth >= 0) & (truth < n)
+                    counted = valid & (truth != IGNORE_INDEX) & (truth >= 0) & (truth < n)
                     codes = error_codes(pred, truth, counted, n)
                     hist += np.bincount(codes.ravel(), minlength=256)
                     ent, mar = entropy(probs), margin(probs)

@@ -89,10 +89,7 @@ class EvalResult:
 
 def _read_labels(path: str, image: str) -> np.ndarray:
     """A label raster on the image grid (warped with nearest neighbour when grids differ)."""
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
-    from geoseg.io.open import open_raster
+    from geoseg.io.open import grid_of, open_raster, warped_onto
 
     with open_raster(image) as img, open_raster(path) as lab:
         same = (lab.crs, lab.transform, lab.shape) == (img.crs, img.transform, img.shape)
@@ -104,20 +101,39 @@ def _read_labels(path: str, image: str) -> np.ndarray:
                 )
             data = lab.read(1)
         else:
-            with WarpedVRT(
-                lab,
-                crs=img.crs,
-                transform=img.transform,
-                width=img.width,
-                height=img.height,
-                resampling=Resampling.nearest,
-                nodata=IGNORE_INDEX,
-            ) as vrt:
+            with warped_onto(lab, grid_of(img), nodata=IGNORE_INDEX) as vrt:
                 data = vrt.read(1)
         out = data.astype(np.int64)
         if lab.nodata is not None:
             out[data == lab.nodata] = IGNORE_INDEX
     return out
+
+
+def checked_labels(pair: EvalPair, shape: tuple[int, int], names: Sequence[str]) -> np.ndarray:
+    """The pair's labels as class indexes on the image grid, checked against the image's
+    ``(rows, cols)`` and the model's class ``names``.
+
+    Raises:
+        DatasetError: labels of another size, or holding a class the model does not know.
+    """
+    labels = (
+        pair.labels
+        if isinstance(pair.labels, np.ndarray)
+        else _read_labels(pair.labels, pair.image)
+    )
+    name = pair.name or Path(pair.image).name
+    if labels.shape != shape:
+        raise DatasetError(
+            f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+            f"{shape[1]}x{shape[0]}"
+        )
+    top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
+    if top >= len(names):
+        raise DatasetError(
+            f"{name}: labels hold class {top} but the model knows {len(names)} classes "
+            f"({', '.join(names)}); is this the right checkpoint for these labels?"
+        )
+    return labels
 
 
 def pairs_from_dirs(
@@ -240,22 +256,7 @@ def evaluate(
         pred = np.full(pred_ids.shape, -1, np.int64)
         for i, cid in enumerate(ids):
             pred[pred_ids == cid] = i
-        labels = (
-            pair.labels
-            if isinstance(pair.labels, np.ndarray)
-            else _read_labels(pair.labels, pair.image)
-        )
-        if labels.shape != pred.shape:
-            raise DatasetError(
-                f"{pair.name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
-                f"{pred.shape[1]}x{pred.shape[0]}"
-            )
-        top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
-        if top >= n:
-            raise DatasetError(
-                f"{pair.name}: labels hold class {top} but the model knows {n} classes "
-                f"({', '.join(names)}); is this the right checkpoint for these labels?"
-            )
+        labels = checked_labels(pair, pred.shape, names)
         valid = pred_ids != MASK_NODATA
         cm = confusion_matrix(pred, labels, n, valid=valid)
         total += cm

@@ -615,15 +615,9 @@ def predict_raster(
     stripes = _stripes(job.plan, cfg.num_classes)
     job.progress = progress
     job.total = sum(len(list(job.plan.tiles(region))) for region in stripes)
-    geo: dict[str, Any] = {
-        "height": reader.height,
-        "width": reader.width,
-        "transform": reader.transform,
-        "crs": reader.crs,
-    }
-    if reader.gcps is not None:
-        geo["gcps"] = reader.gcps
-    outputs_of = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
+    outputs_of = output_writers(
+        cfg, reader.grid, dst, probabilities, confidence, overwrite=overwrite
+    )
 
     def write(out: Finished) -> None:
         for writer, name in outputs_of:

@@ -20,15 +20,13 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geoseg.classes import MASK_NODATA
 from geoseg.errors import InputCompatibilityError
 from geoseg.inference.options import PredictOptions
 from geoseg.io.atomic import temporary_name
-from geoseg.io.open import open_raster
+from geoseg.io.open import open_raster, warped_onto
 from geoseg.io.reader import RasterReader
 from geoseg.io.writer import COG_BLOCK
 from geoseg.models.checkpoint import LoadedModel
@@ -93,19 +91,13 @@ def predict_resampled(
     factor = pixel / cfg.gsd  # > 1: the model sees finer pixels than the input has
     new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
     fine = transform * Affine.scale(width / new_w, height / new_h)
+    fine_grid = {"height": new_h, "width": new_w, "transform": fine, "crs": crs}
     work = temporary_name(Path(dst), "-resample")
     work.mkdir()
     try:
         with (
             open_raster(src) as ds,
-            WarpedVRT(
-                ds,
-                crs=crs,
-                transform=fine,
-                width=new_w,
-                height=new_h,
-                resampling=Resampling.bilinear if factor > 1 else Resampling.average,
-            ) as vrt,
+            warped_onto(ds, fine_grid, resampling="bilinear" if factor > 1 else "average") as vrt,
         ):
             rasterio.shutil.copy(
                 vrt, work / "input.tif", driver="GTiff", tiled=True, compress="deflate"
@@ -147,17 +139,10 @@ def _warp_back(parts: dict[str, Path], writers: list[Any], geo: dict[str, Any]) 
         views = {}
         for name, path in parts.items():
             ds = stack.enter_context(rasterio.open(path))
-            method = Resampling.nearest if name == "classes" else Resampling.bilinear
+            method = "nearest" if name == "classes" else "bilinear"
+            nodata = MASK_NODATA if name == "classes" else None
             views[name] = stack.enter_context(
-                WarpedVRT(
-                    ds,
-                    crs=geo["crs"],
-                    transform=geo["transform"],
-                    width=geo["width"],
-                    height=geo["height"],
-                    resampling=method,
-                    nodata=MASK_NODATA if name == "classes" else None,
-                )
+                warped_onto(ds, geo, resampling=method, nodata=nodata)
             )
         for writer, _ in writers:
             stack.enter_context(writer)

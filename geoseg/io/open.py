@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,47 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
             stacklevel=2,
         )
     return dataset
+
+
+def grid_of(dataset: Any) -> dict[str, Any]:
+    """``height``, ``width``, ``transform`` and ``crs`` of an open raster: the keywords that put
+    another raster (an output, a warped view) on its grid."""
+    return {
+        "height": dataset.height,
+        "width": dataset.width,
+        "transform": dataset.transform,
+        "crs": dataset.crs,
+    }
+
+
+def warped_onto(
+    dataset: Any,
+    grid: Mapping[str, Any],
+    *,
+    resampling: str = "nearest",
+    nodata: float | None = None,
+) -> Any:
+    """A virtual view of an open ``dataset`` on another raster's grid, warped on read.
+
+    Args:
+        dataset: an open rasterio dataset.
+        grid: ``height``, ``width``, ``transform`` and ``crs`` of the target grid
+            (:func:`grid_of`).
+        resampling: a :class:`rasterio.enums.Resampling` name.
+        nodata: the view's nodata value [default: the dataset's].
+
+    Returns:
+        An open ``rasterio.vrt.WarpedVRT``; close it (or use it as a context manager).
+    """
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(
+        dataset,
+        crs=grid["crs"],
+        transform=grid["transform"],
+        width=grid["width"],
+        height=grid["height"],
+        resampling=Resampling[resampling],
+        nodata=nodata,
+    )

@@ -22,7 +22,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
-from geoseg.io.open import open_raster
+from geoseg.io.open import grid_of, open_raster
 from geoseg.io.windows import clip_window, tile_transform
 
 T = TypeVar("T")
@@ -257,6 +257,15 @@ class RasterReader:
         data = np.concatenate([p.data for p in parts], axis=2)
         valid = np.concatenate([p.valid for p in parts], axis=1)
         return GeoArray(data, valid, self.transform, self.crs)
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """Height, width, transform, CRS (and GCPs if the raster has them instead of a
+        transform): the keywords that make an output raster on this raster's grid."""
+        grid = grid_of(self)
+        if self.gcps is not None:
+            grid["gcps"] = self.gcps
+        return grid
 
     @property
     def pixel_size(self) -> float | None:
