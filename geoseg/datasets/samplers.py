@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TypedDict, Unpack
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -19,7 +21,14 @@ from geoseg.classes import MASK_NODATA
 from geoseg.errors import DatasetError
 from geoseg.io.windows import axis_starts
 
-__all__ = ["ClassBalancedSampler", "GridSampler", "Patch", "PatchIndex", "RandomSampler"]
+__all__ = [
+    "ClassBalancedSampler",
+    "DrawOptions",
+    "GridSampler",
+    "Patch",
+    "PatchIndex",
+    "RandomSampler",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -135,42 +144,60 @@ class _Base(Sampler[Patch]):
         return self.max_nodata >= 1.0 or self.index.invalid_fraction(p) <= self.max_nodata
 
 
-class RandomSampler(_Base):
-    """``length`` patches at uniformly random positions (scenes weighted by area)."""
+class DrawOptions(TypedDict, total=False):
+    """Options of the samplers that draw patches at random."""
+
+    seed: int
+    max_nodata: float  # the largest nodata fraction a patch may hold
+    tries: int  # draws per patch before one with more nodata is kept
+
+
+class _Drawn(_Base):
+    """``length`` patches drawn one at a time by :meth:`_draw`; a patch holding more than
+    ``max_nodata`` is drawn again, up to ``tries`` times."""
 
     def __init__(
-        self,
-        index: PatchIndex,
-        size: int,
-        length: int,
-        *,
-        seed: int = 0,
-        max_nodata: float = 1.0,
-        tries: int = 50,
+        self, index: PatchIndex, size: int, length: int, **options: Unpack[DrawOptions]
     ) -> None:
-        super().__init__(index, size, seed=seed, max_nodata=max_nodata)
-        self.length, self.tries = int(length), tries
-        area = np.array([(h - size + 1) * (w - size + 1) for h, w in index.shapes], np.float64)
-        self._p = area / area.sum()
+        super().__init__(
+            index, size, seed=options.get("seed", 0), max_nodata=options.get("max_nodata", 1.0)
+        )
+        self.length, self.tries = int(length), int(options.get("tries", 50))
 
     def __len__(self) -> int:
         return self.length
+
+    def _draw(self, rng: np.random.Generator) -> Patch:
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[Patch]:
         rng = self._rng()
         for _ in range(self.length):
             for _ in range(self.tries):
-                s = int(rng.choice(len(self._p), p=self._p))
-                h, w = self.index.shapes[s]
-                p = Patch(
-                    s,
-                    int(rng.integers(h - self.size + 1)),
-                    int(rng.integers(w - self.size + 1)),
-                    self.size,
-                )
+                p = self._draw(rng)
                 if self._ok(p):
                     break
             yield p
+
+
+class RandomSampler(_Drawn):
+    """``length`` patches at uniformly random positions (scenes weighted by area).
+
+    Options (:class:`DrawOptions`): ``seed``, ``max_nodata``, ``tries``.
+    """
+
+    @cached_property
+    def _p(self) -> np.ndarray:
+        area = [(h - self.size + 1) * (w - self.size + 1) for h, w in self.index.shapes]
+        weights = np.array(area, np.float64)
+        return weights / weights.sum()
+
+    def _draw(self, rng: np.random.Generator) -> Patch:
+        s = int(rng.choice(len(self._p), p=self._p))
+        h, w = self.index.shapes[s]
+        return Patch(
+            s, int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1)), self.size
+        )
 
 
 class GridSampler(_Base):
@@ -203,7 +230,7 @@ def _starts(n: int, size: int, stride: int) -> list[int]:
     return list(axis_starts(n, size, min(stride, size)))
 
 
-class ClassBalancedSampler(_Base):
+class ClassBalancedSampler(_Drawn):
     """Patches centred on a pixel of a class drawn with probability ∝ frequency^``power``.
 
     ``power=1`` samples classes as they occur; ``power=0`` draws every present class equally
@@ -217,14 +244,11 @@ class ClassBalancedSampler(_Base):
         length: int,
         *,
         power: float = 0.5,
-        seed: int = 0,
-        max_nodata: float = 1.0,
-        tries: int = 50,
+        **options: Unpack[DrawOptions],
     ) -> None:
-        super().__init__(index, size, seed=seed, max_nodata=max_nodata)
+        super().__init__(index, size, length, **options)
         if not index.num_classes:
             raise DatasetError("a class-balanced sampler needs label masks and a class count")
-        self.length, self.tries = int(length), tries
         freq = index.class_frequencies().astype(np.float64)
         present = freq > 0
         if not present.any():
@@ -244,26 +268,17 @@ class ClassBalancedSampler(_Base):
             cnt = np.concatenate(counts).astype(np.float64)
             self._cells.append((np.concatenate(scenes), np.concatenate(flats), cnt.cumsum()))
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self) -> Iterator[Patch]:
-        rng = self._rng()
+    def _draw(self, rng: np.random.Generator) -> Patch:
         cell = self.index.cell
-        for _ in range(self.length):
-            for _ in range(self.tries):
-                c = int(rng.choice(self.class_p.size, p=self.class_p))
-                scenes, flats, cum = self._cells[c]
-                k = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-                s = int(scenes[k])
-                h, w = self.index.shapes[s]
-                gw = -(-w // cell)
-                cy, cx = divmod(int(flats[k]), gw)
-                y = cy * cell + int(rng.integers(cell))
-                x = cx * cell + int(rng.integers(cell))
-                r = int(np.clip(y - self.size // 2, 0, h - self.size))
-                q = int(np.clip(x - self.size // 2, 0, w - self.size))
-                p = Patch(s, r, q, self.size)
-                if self._ok(p):
-                    break
-            yield p
+        c = int(rng.choice(self.class_p.size, p=self.class_p))
+        scenes, flats, cum = self._cells[c]
+        k = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        s = int(scenes[k])
+        h, w = self.index.shapes[s]
+        gw = -(-w // cell)
+        cy, cx = divmod(int(flats[k]), gw)
+        y = cy * cell + int(rng.integers(cell))
+        x = cx * cell + int(rng.integers(cell))
+        r = int(np.clip(y - self.size // 2, 0, h - self.size))
+        q = int(np.clip(x - self.size // 2, 0, w - self.size))
+        return Patch(s, r, q, self.size)
