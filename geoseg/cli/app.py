@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.options import device_option, float_option, folder_option, int_option, text_option
+
 
 def _parse_auth(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
@@ -22,32 +24,17 @@ def _parse_auth(
 
 
 @click.command(short_help="Serve the web app: upload an image, get a map back.")
-@click.option(
+@folder_option(
     "--models",
     "models_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    path_type=Path,
     help="Folder of .safetensors checkpoints to offer besides the bundled model.",
 )
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 exposes the app to the network.",
+@text_option(
+    "--host", "127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the app to the network."
 )
-@click.option(
-    "--port",
-    default=7860,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="TCP port (0: any free port).",
-)
-@click.option(
-    "--max-size-mb",
-    default=200.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Largest upload accepted.",
-)
+@int_option("--port", 7860, minimum=0, maximum=65535, help="TCP port (0: any free port).")
+@float_option("--max-size-mb", 200.0, minimum=0, min_open=True, help="Largest upload accepted.")
 @click.option(
     "--auth",
     multiple=True,
@@ -56,30 +43,18 @@ def _parse_auth(
     envvar="GEOSEG_APP_AUTH",
     help="Require this login (repeatable); GEOSEG_APP_AUTH keeps it off the command line.",
 )
-@click.option(
-    "--concurrency",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Predictions running at once; others queue.",
-)
-@click.option(
-    "--queue-size",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests that may wait in the queue.",
-)
-@click.option(
+@int_option("--concurrency", 1, minimum=1, help="Predictions running at once; others queue.")
+@int_option("--queue-size", 16, minimum=1, help="Requests that may wait in the queue.")
+@float_option(
     "--keep-minutes",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    60.0,
+    minimum=0,
+    min_open=True,
     help="Remove each request's upload and results this long after it ran.",
 )
 @click.option("--no-urls", is_flag=True, help="Accept uploads only, not http(s):// URLs.")
 @click.option("--no-bundled", is_flag=True, help="Offer only the checkpoints in --models.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 def app(
     models_dir: Path | None,
     host: str,

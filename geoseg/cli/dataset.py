@@ -6,7 +6,8 @@ import json
 
 import click
 
-from geoseg.cli.options import is_quiet
+from geoseg.cli.console import say
+from geoseg.cli.options import choice_option, file_option, text_option
 
 
 class KindChoice(click.ParamType):
@@ -36,13 +37,10 @@ _kind = click.option(
     help="Dataset layout: geotiff, spacenet6, dubai, or a kind registered with "
     "geoseg.datasets.register_dataset_kind.",
 )
-_images = click.option(
-    "--images", default="images/*.tif", show_default=True, help="Image glob under PATH (geotiff)."
-)
-_product = click.option(
+_images = text_option("--images", "images/*.tif", help="Image glob under PATH (geotiff).")
+_product = text_option(
     "--product",
-    default="SAR-Intensity",
-    show_default=True,
+    "SAR-Intensity",
     help="SpaceNet 6 product(s), e.g. SAR-Intensity or SAR-Intensity+PS-RGB.",
 )
 
@@ -58,15 +56,12 @@ def dataset() -> None:
 @click.argument("path", type=click.Path())
 @_kind
 @_images
-@click.option(
-    "--labels", default="labels/*.tif", show_default=True, help="Label glob under PATH (geotiff)."
-)
+@text_option("--labels", "labels/*.tif", help="Label glob under PATH (geotiff).")
 @_product
-@click.option(
+@choice_option(
     "--on-error",
-    default="stop",
-    show_default=True,
-    type=click.Choice(["stop", "skip"]),
+    ["stop", "skip"],
+    "stop",
     help="On an unreadable file: stop, or list it and carry on.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -107,9 +102,7 @@ def check(
     default=None,
     help="Convert to dB first [default: yes for SAR-Intensity].",
 )
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write the statistics as JSON here."
-)
+@file_option("-o", "--output", help="Write the statistics as JSON here.")
 @click.pass_context
 def stats(
     ctx: click.Context,
@@ -129,7 +122,6 @@ def stats(
         from pathlib import Path
 
         Path(output).write_text(text + "\n", encoding="utf-8")
-        if not is_quiet(ctx):
-            click.echo(f"wrote {output}")
+        say(ctx, f"wrote {output}")
     else:
         click.echo(text)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from geoseg.cli.console import progress_bar, say
 from geoseg.cli.options import (
-    is_quiet,
+    folder_option,
+    int_option,
     labelled_data_options,
     overwrite_option,
     pop_labelled_data,
@@ -18,34 +20,10 @@ from geoseg.cli.options import (
     short_help="Where a model fails: error maps, uncertainty, per-cell metrics, calibration."
 )
 @labelled_data_options
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for every output and index.md.",
-)
-@click.option(
-    "--cell",
-    type=click.IntRange(min=8),
-    default=256,
-    show_default=True,
-    help="Per-cell metric grid size in pixels.",
-)
-@click.option(
-    "--worst",
-    type=click.IntRange(min=0),
-    default=8,
-    show_default=True,
-    help="Panels for this many worst cells.",
-)
-@click.option(
-    "--bins",
-    type=click.IntRange(min=2),
-    default=15,
-    show_default=True,
-    help="Confidence bins for the ECE.",
-)
+@folder_option("-o", "--output", required=True, help="Folder for every output and index.md.")
+@int_option("--cell", 256, minimum=8, help="Per-cell metric grid size in pixels.")
+@int_option("--worst", 8, minimum=0, help="Panels for this many worst cells.")
+@int_option("--bins", 15, minimum=2, help="Confidence bins for the ECE.")
 @click.option(
     "--fit-temperature",
     is_flag=True,
@@ -73,22 +51,19 @@ def diagnose(
 
     options = pop_predict_options(params)
     model, pairs = pop_labelled_data(params, "diagnose")
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(
-        model,
-        pairs,
-        output,
-        options,
-        cell=cell,
-        worst=worst,
-        bins=bins,
-        temperature=fit_temperature,
-        overwrite=overwrite,
-        progress=lambda done, total: bar.update(done - bar.n),
-    )
-    bar.close()
+    with progress_bar(ctx, "image", total=len(pairs)) as step:
+        result = run(
+            model,
+            pairs,
+            output,
+            options,
+            cell=cell,
+            worst=worst,
+            bins=bins,
+            temperature=fit_temperature,
+            overwrite=overwrite,
+            progress=step,
+        )
     click.echo(result.report.table())
     click.echo(
         f"ECE {result.ece:.4f}"
@@ -98,8 +73,7 @@ def diagnose(
             else ""
         )
     )
-    if not is_quiet(ctx):
-        click.echo(
-            f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell "
-            "panels)"
-        )
+    say(
+        ctx,
+        f"wrote {result.index} ({len(result.cells)} cells, {len(result.worst)} worst-cell panels)",
+    )

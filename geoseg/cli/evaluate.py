@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from geoseg.cli.console import progress_bar, say
 from geoseg.cli.options import (
-    is_quiet,
+    folder_option,
     labelled_data_options,
     pop_labelled_data,
     pop_predict_options,
@@ -15,10 +16,9 @@ from geoseg.cli.options import (
 
 @click.command(short_help="Score a model on held-out images (IoU, F1, SpaceNet metric).")
 @labelled_data_options
-@click.option(
+@folder_option(
     "-o",
     "--output",
-    type=click.Path(file_okay=False),
     help="Write metrics.json, confusion.png and quicklooks/ (truth beside prediction) here.",
 )
 @click.option(
@@ -38,23 +38,13 @@ def evaluate(ctx: click.Context, output: str | None, quicklooks: bool, **params:
 
     options = pop_predict_options(params)
     model, pairs = pop_labelled_data(params, "evaluate on")
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pairs), unit="image", disable=is_quiet(ctx), leave=False)
-    result = run(
-        model,
-        pairs,
-        options,
-        out_dir=output,
-        quicklooks=quicklooks,
-        progress=lambda done, total: bar.update(done - bar.n),
-    )
-    bar.close()
+    with progress_bar(ctx, "image", total=len(pairs)) as step:
+        result = run(model, pairs, options, out_dir=output, quicklooks=quicklooks, progress=step)
     click.echo(result.table())
-    if output and not is_quiet(ctx):
+    if output:
         extra = (
             f" and {len(pairs)} image(s) with truth beside prediction in {output}/quicklooks/"
             if quicklooks
             else ""
         )
-        click.echo(f"wrote {output}/metrics.json, {output}/confusion.png{extra}")
+        say(ctx, f"wrote {output}/metrics.json, {output}/confusion.png{extra}")

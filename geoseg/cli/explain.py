@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from geoseg.cli.options import is_quiet, overwrite_option, pop_predict_options, predict_options
+from geoseg.cli.console import say
+from geoseg.cli.options import (
+    choice_option,
+    file_option,
+    int_option,
+    model_option,
+    overwrite_option,
+    path_option,
+    pop_predict_options,
+    predict_options,
+)
 
 
 def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
@@ -33,12 +43,7 @@ def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option(
     "--class", "target", metavar="NAME|ID", help="Class whose score is explained (Grad-CAM)."
 )
-@click.option(
-    "--method",
-    type=click.Choice(["gradcam", "gradcam++", "activations"]),
-    default="gradcam",
-    show_default=True,
-)
+@choice_option("--method", ["gradcam", "gradcam++", "activations"], "gradcam")
 @click.option(
     "--layer",
     metavar="NAME",
@@ -50,27 +55,13 @@ def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) 
     metavar="COL,ROW,W,H",
     help="Only this pixel window of SCENE.",
 )
-@click.option(
-    "--aoi", type=click.Path(), help="Polygons: explain the class score inside them only."
-)
-@click.option(
+@path_option("--aoi", help="Polygons: explain the class score inside them only.")
+@file_option(
     "--overlay",
-    type=click.Path(dir_okay=False),
     help="Picture (PNG) [default: OUT.png]; heat-map over the image, or the activation grid.",
 )
-@click.option(
-    "--channels",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Activation maps to keep.",
-)
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(),
-    help="Checkpoint, or a bundled model: quality (the default) or fast.",
-)
+@int_option("--channels", 64, minimum=1, help="Activation maps to keep.")
+@model_option("Checkpoint, or a bundled model: quality (the default) or fast.")
 @predict_options
 @overwrite_option
 @click.pass_context
@@ -119,12 +110,12 @@ def explain(
         channels=channels,
         overwrite=overwrite,
     )
-    if not is_quiet(ctx):
-        w = result.window
-        what = f"{result.method} of {result.class_name!r}" if result.class_name else "activations"
-        click.echo(
-            f"{result.path}: {what} at {result.layer}, {int(w.width)} x {int(w.height)} px, "
-            f"{result.tiles_run} tiles in {result.seconds:.1f} s"
-        )
-        if result.overlay is not None:
-            click.echo(f"{result.overlay}: picture")
+    w = result.window
+    what = f"{result.method} of {result.class_name!r}" if result.class_name else "activations"
+    say(
+        ctx,
+        f"{result.path}: {what} at {result.layer}, {int(w.width)} x {int(w.height)} px, "
+        f"{result.tiles_run} tiles in {result.seconds:.1f} s",
+    )
+    if result.overlay is not None:
+        say(ctx, f"{result.overlay}: picture")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from geoseg.cli.options import is_quiet, overwrite_option
+from geoseg.cli.console import say
+from geoseg.cli.options import int_option, overwrite_option, path_option
 
 
 @click.command(
@@ -21,21 +22,14 @@ from geoseg.cli.options import is_quiet, overwrite_option
     show_default=True,
     help="With .onnx, also write OUT.deepness.onnx: a fixed square tile for QGIS Deepness.",
 )
-@click.option(
+@int_option(
     "--tile-size",
-    type=click.IntRange(min=1),
+    minimum=1,
     help="Fixed tile edge of the Deepness variant and of the check [default: the model's].",
 )
-@click.option(
-    "--opset",
-    type=click.IntRange(min=17),
-    default=17,
-    show_default=True,
-    help="ONNX opset (>= 17).",
-)
-@click.option(
+@int_option("--opset", 17, minimum=17, help="ONNX opset (>= 17).")
+@path_option(
     "--check-raster",
-    type=click.Path(),
     help="Raster whose top-left tile drives the parity check [default: the sample scene, else "
     "synthetic].",
 )
@@ -76,18 +70,17 @@ def export(
         scene = sample_scene()
         check_raster = str(scene) if scene is not None else None
     suffix = Path(dst).suffix.lower()
-    quiet = is_quiet(ctx)
     if suffix == ".pt":
         from geoseg.export.torchscript import export_torchscript
 
         parity = export_torchscript(
             model, dst, tile_size=tile_size, check_raster=check_raster, overwrite=overwrite
         )
-        if not quiet:
-            click.echo(
-                f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| "
-                f"{parity.max_abs_diff:.2e} on {parity.source}"
-            )
+        say(
+            ctx,
+            f"{dst}: TorchScript; argmax agreement {parity.agreement:.4%}, max |prob diff| "
+            f"{parity.max_abs_diff:.2e} on {parity.source}",
+        )
         return
     if suffix != ".onnx":
         raise ExportError(
@@ -106,16 +99,16 @@ def export(
         resolution_cm=resolution_cm,
         overwrite=overwrite,
     )
-    if not quiet:
-        for path, parity in result.parity.items():
-            kind = (
-                f"fixed {result.tile_size} px tiles (QGIS Deepness)"
-                if fixed is not None and path == str(fixed)
-                else "dynamic batch/height/width"
-            )
-            click.echo(
-                f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement "
-                f"{parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on "
-                f"{parity.source}"
-            )
-        click.echo(f"run it with: geoseg predict SCENE OUT.tif --model {dst}")
+    for path, parity in result.parity.items():
+        kind = (
+            f"fixed {result.tile_size} px tiles (QGIS Deepness)"
+            if fixed is not None and path == str(fixed)
+            else "dynamic batch/height/width"
+        )
+        say(
+            ctx,
+            f"{path}: ONNX opset {result.opset}, {kind}; argmax agreement "
+            f"{parity.agreement:.4%}, max |prob diff| {parity.max_abs_diff:.2e} on "
+            f"{parity.source}",
+        )
+    say(ctx, f"run it with: geoseg predict SCENE OUT.tif --model {dst}")

@@ -1,8 +1,8 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and factories for the common kinds of option."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -12,9 +12,94 @@ if TYPE_CHECKING:  # pragma: no cover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def apply_options(f: F, options: Sequence[Callable[[Any], Any]]) -> F:
+    """``f`` decorated with ``options``, which --help then lists in this order."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _range_option(
+    name: str, kind: click.ParamType, default: float | None, help: str, attrs: dict[str, Any]
+) -> Callable[[F], F]:
+    shown: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
+    return click.option(name, type=kind, help=help, **shown, **attrs)
+
+
+def int_option(
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    help: str,
+    **attrs: Any,
+) -> Callable[[F], F]:
+    """An integer option from ``minimum`` (to ``maximum``); --help shows the default if any."""
+    return _range_option(name, click.IntRange(minimum, maximum), default, help, attrs)
+
+
+def float_option(
+    name: str,
+    default: float | None = None,
+    *,
+    minimum: float,
+    min_open: bool = False,
+    help: str,
+    **attrs: Any,
+) -> Callable[[F], F]:
+    """A number option from ``minimum`` (above it with ``min_open``); --help shows the default if
+    any."""
+    return _range_option(name, click.FloatRange(minimum, min_open=min_open), default, help, attrs)
+
+
+def text_option(name: str, default: str, *, help: str, **attrs: Any) -> Callable[[F], F]:
+    """A text option whose --help shows ``default``."""
+    return click.option(name, default=default, show_default=True, help=help, **attrs)
+
+
+def choice_option(
+    name: str, choices: Sequence[str], default: str, *, help: str | None = None, **attrs: Any
+) -> Callable[[F], F]:
+    """An option taking one of ``choices``; --help lists them and shows ``default``."""
+    return click.option(
+        name, default=default, show_default=True, type=click.Choice(choices), help=help, **attrs
+    )
+
+
+def path_option(
+    *param_decls: str,
+    help: str,
+    file_okay: bool = True,
+    dir_okay: bool = True,
+    path_type: type[Any] | None = None,
+    **attrs: Any,
+) -> Callable[[F], F]:
+    """An option naming a path (or URL); click checks only the kind of an existing one."""
+    kind = click.Path(file_okay=file_okay, dir_okay=dir_okay, path_type=path_type)
+    return click.option(*param_decls, type=kind, help=help, **attrs)
+
+
+def file_option(*param_decls: str, help: str, **attrs: Any) -> Callable[[F], F]:
+    """An option naming a file, typically one to write."""
+    return path_option(*param_decls, help=help, dir_okay=False, **attrs)
+
+
+def folder_option(*param_decls: str, help: str, **attrs: Any) -> Callable[[F], F]:
+    """An option naming a folder."""
+    return path_option(*param_decls, help=help, file_okay=False, **attrs)
+
+
+def model_option(help: str) -> Callable[[F], F]:
+    """``--model``, read as ``model_path``: a checkpoint or a bundled model's name."""
+    return path_option("--model", "model_path", help=help)
+
+
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace outputs that already exist."
 )
+device_option = text_option("--device", "auto", help="auto, cpu, cuda or cuda:N.")
 
 
 def parse_bands(
@@ -59,52 +144,32 @@ PREDICT_OPTION_NAMES = (
 )
 
 _predict_options = [
-    click.option(
-        "--tile-size",
-        type=click.IntRange(min=1),
-        help="Tile edge in pixels [default: the model's].",
-    ),
+    int_option("--tile-size", minimum=1, help="Tile edge in pixels [default: the model's]."),
     click.option(
         "--overlap",
         metavar="PX|FRACTION",
         help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's].",
     ),
-    click.option(
+    text_option(
         "--blend",
-        default="gaussian",
-        show_default=True,
+        "gaussian",
         metavar="KERNEL",
         help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with "
         "register_blend.",
     ),
-    click.option(
-        "--batch-size",
-        type=click.IntRange(min=1),
-        help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA].",
+    int_option(
+        "--batch-size", minimum=1, help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA]."
     ),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-    click.option(
+    device_option,
+    text_option(
         "--precision",
-        default="auto",
-        show_default=True,
+        "auto",
         metavar="auto|fp32|bf16|fp16",
         help="auto: the fastest precision whose classes agree with fp32 on >= 99.5% of pixels.",
     ),
-    click.option(
-        "--tta",
-        default="none",
-        show_default=True,
-        metavar="none|flip|d4",
-        help="Test-time augmentation.",
-    ),
+    text_option("--tta", "none", metavar="none|flip|d4", help="Test-time augmentation."),
     bands_option,
-    click.option(
-        "--workers",
-        default=2,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="Threads reading tiles ahead.",
-    ),
+    int_option("--workers", 2, minimum=0, help="Threads reading tiles ahead."),
     click.option(
         "--scale",
         metavar="LOW,HIGH|auto",
@@ -113,7 +178,6 @@ _predict_options = [
     ),
     click.option(
         "--resample-to-model",
-        "resample_to_model",
         is_flag=True,
         default=None,
         help="Predict at the model's pixel size, then resample the outputs back onto the input "
@@ -133,9 +197,7 @@ def predict_options(f: F) -> F:
     """Add the prediction options (tile size, overlap, blend, batch, device, precision, TTA, bands,
     workers, input scaling, resampling, strictness) to a command; read them back with
     :func:`pop_predict_options`."""
-    for option in reversed(_predict_options):
-        f = option(f)
-    return f
+    return apply_options(f, _predict_options)
 
 
 def pop_predict_options(params: dict[str, Any]) -> PredictOptions:
@@ -167,33 +229,18 @@ _labelled_data_options = [
     click.option(
         "-c",
         "--config",
-        "config",
         help="Training config naming the dataset and its split (or a bundled name).",
     ),
-    click.option(
-        "--split",
-        default="test",
-        show_default=True,
-        type=click.Choice(["test", "val"]),
-        help="Which held-out split.",
-    ),
-    click.option(
-        "--images", type=click.Path(file_okay=False), help="Folder of images (instead of --config)."
-    ),
-    click.option(
-        "--labels",
-        type=click.Path(file_okay=False),
-        help="Folder of label rasters named like the images.",
-    ),
+    choice_option("--split", ["test", "val"], "test", help="Which held-out split."),
+    folder_option("--images", help="Folder of images (instead of --config)."),
+    folder_option("--labels", help="Folder of label rasters named like the images."),
 ]
 
 
 def labelled_data_options(f: F) -> F:
     """``[CKPT] [KEY=VALUE]... -c CONFIG --split | --images DIR --labels DIR``: a model and the
     images with labels it is scored on; read them back with :func:`pop_labelled_data`."""
-    for option in reversed(_labelled_data_options):
-        f = option(f)
-    return f
+    return apply_options(f, _labelled_data_options)
 
 
 def pop_labelled_data(params: dict[str, Any], what: str) -> tuple[str, list[Any]]:

@@ -4,40 +4,30 @@ from __future__ import annotations
 
 import click
 
-from geoseg.cli.options import is_quiet, overwrite_option, pop_predict_options, predict_options
+from geoseg.cli.console import progress_bar, say
+from geoseg.cli.options import (
+    file_option,
+    model_option,
+    overwrite_option,
+    pop_predict_options,
+    predict_options,
+)
 from geoseg.cli.scale import is_many, run_many, scale_options
 from geoseg.cli.vectorize import vector_kwargs, vector_options
 
 
 @click.command(short_help="Segment a raster into a class-mask COG.")
 @click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(),
-    help="Checkpoint (.safetensors file or folder), a model exported to .onnx (run by "
-    "onnxruntime), or a bundled model by name: quality (the default) or fast.",
+@model_option(
+    "Checkpoint (.safetensors file or folder), a model exported to .onnx (run by onnxruntime), or "
+    "a bundled model by name: quality (the default) or fast."
 )
 @predict_options
-@click.option(
-    "--probabilities",
-    type=click.Path(dir_okay=False),
-    help="Also write per-class probabilities (uint8 0-255) here.",
-)
-@click.option(
-    "--confidence",
-    type=click.Path(dir_okay=False),
-    help="Also write the winning class's probability (uint8) here.",
-)
-@click.option(
-    "--vector",
-    type=click.Path(dir_okay=False),
-    help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.",
-)
-@click.option(
-    "--quicklook",
-    type=click.Path(dir_okay=False),
-    help="Also write a PNG: the image with the classes overlaid and a legend.",
+@file_option("--probabilities", help="Also write per-class probabilities (uint8 0-255) here.")
+@file_option("--confidence", help="Also write the winning class's probability (uint8) here.")
+@file_option("--vector", help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
+@file_option(
+    "--quicklook", help="Also write a PNG: the image with the classes overlaid and a legend."
 )
 @vector_options
 @scale_options
@@ -85,22 +75,10 @@ def predict(
     src = sources[0]
     import time
 
-    from tqdm import tqdm
-
     from geoseg.inference import predict_raster
+    from geoseg.io.atomic import check_paths
 
     options = pop_predict_options(params)
-    bar = tqdm(unit="tile", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
-    start = time.perf_counter()
-
-    def step(done: int, total: int, megapixels: float) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-        bar.set_postfix_str(
-            f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s"
-        )
-
-    from geoseg.io.atomic import check_paths
 
     check_paths(
         {"SRC": src, "--model": model_path},  # before anything runs, whatever --overwrite says
@@ -122,7 +100,12 @@ def predict(
 
         check_destination(vector, overwrite=overwrite)  # fail before the model runs, not after
         format_of(vector)
-    try:
+    start = time.perf_counter()
+
+    def speed(done: int, total: int, megapixels: float) -> str:
+        return f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s"
+
+    with progress_bar(ctx, "tile", postfix=speed) as step:
         result = predict_raster(
             src,
             dst,
@@ -133,22 +116,19 @@ def predict(
             overwrite=overwrite,
             progress=step,
         )
-    finally:
-        bar.close()
-    if not is_quiet(ctx):
-        agree = result.extra.get("agreement")
-        click.echo(
-            f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s "
-            f"({result.megapixels_per_second:.2f} Mpx/s), {result.tiles_run} tiles run, "
-            f"{result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
-            + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else "")
-        )
+    agree = result.extra.get("agreement")
+    say(
+        ctx,
+        f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s "
+        f"({result.megapixels_per_second:.2f} Mpx/s), {result.tiles_run} tiles run, "
+        f"{result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
+        + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else ""),
+    )
     if quicklook is not None:
         from geoseg.io.quicklook import write_quicklook
 
         write_quicklook(src, dst, quicklook)
-        if not is_quiet(ctx):
-            click.echo(f"{quicklook}: quicklook")
+        say(ctx, f"{quicklook}: quicklook")
     if vector is not None:
         from geoseg.vectorize import vectorize_raster
 
@@ -159,5 +139,4 @@ def predict(
             overwrite=overwrite,
             **vector_kwargs(params),
         )
-        if not is_quiet(ctx):
-            click.echo(f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")
+        say(ctx, f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from geoseg.cli.options import is_quiet, pop_predict_options
-
-F = TypeVar("F", bound=Callable[..., Any])
+from geoseg.cli.console import progress_bar, say
+from geoseg.cli.options import F, apply_options, int_option, pop_predict_options
 
 _PATTERN = ("*", "?", "[")
+
+_scale_options = [
+    click.option(
+        "--scheduler",
+        metavar="local[:N]|tcp://HOST:PORT",
+        help="Run on Dask: a local cluster of N worker processes, or a running scheduler.",
+    ),
+    int_option(
+        "--retries",
+        2,
+        minimum=0,
+        help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun "
+        "anyway).",
+    ),
+]
 
 
 def scale_options(f: F) -> F:
     """``--scheduler`` and ``--retries``."""
-    f = click.option(
-        "--retries",
-        default=2,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="With --scheduler: times a failed task is retried (a lost worker's tasks rerun "
-        "anyway).",
-    )(f)
-    return click.option(
-        "--scheduler",
-        metavar="local[:N]|tcp://HOST:PORT",
-        help="Run on Dask: a local cluster of N worker processes, or a running scheduler.",
-    )(f)
+    return apply_options(f, _scale_options)
 
 
 def quiet_dask(ctx: click.Context) -> None:
@@ -79,11 +80,9 @@ def run_many(
     params: dict[str, Any],
 ) -> None:
     """Run the scale-out path and print one line per run."""
-    from tqdm import tqdm
-
     from geoseg.cli.vectorize import vector_kwargs
     from geoseg.distributed.inputs import OutputSet, expand_inputs, output_set
-    from geoseg.distributed.many import run_output_sets
+    from geoseg.distributed.many import predict_many
     from geoseg.errors import WriteError
     from geoseg.io.storage import check_output, is_object_url
 
@@ -123,15 +122,10 @@ def run_many(
             )
             for s in expand_inputs(sources)
         ]
-    bar = tqdm(unit="raster", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
-
-    def step(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        result = run_output_sets(
+    with progress_bar(ctx, "raster") as step:
+        result = predict_many(
             sets,
+            None,
             model,
             options,
             scheduler=scheduler,
@@ -140,11 +134,9 @@ def run_many(
             retries=retries,
             progress=step,
         )
-    finally:
-        bar.close()
-    if not is_quiet(ctx):
-        where = f" on {result.workers} Dask worker(s)" if scheduler else ""
-        click.echo(
-            f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in "
-            f"{result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s){where}"
-        )
+    where = f" on {result.workers} Dask worker(s)" if scheduler else ""
+    say(
+        ctx,
+        f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in "
+        f"{result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s){where}",
+    )

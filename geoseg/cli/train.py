@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from geoseg.cli.options import is_quiet
+from geoseg.cli.console import say
+from geoseg.cli.options import int_option, is_quiet
 
 
 @click.command(short_help="Train a model from a config.")
@@ -28,10 +29,8 @@ from geoseg.cli.options import is_quiet
     help="Encoder weights: packaged ImageNet weights by name (efficientnet-lite0-imagenet, "
     "offline; see geoseg models), a local .safetensors/.pth file, or imagenet (downloads).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Override epochs.")
-@click.option(
-    "--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps."
-)
+@int_option("--epochs", minimum=1, help="Override epochs.")
+@int_option("--max-steps", minimum=1, help="Stop after this many optimizer steps.")
 @click.option(
     "--accelerator", type=click.Choice(["auto", "cpu", "gpu"]), help="Override the device."
 )
@@ -77,12 +76,11 @@ def train(
     result = run(
         cfg, resume=resume, overwrite=overwrite, progress=not is_quiet(ctx), max_steps=max_steps
     )
-    if not is_quiet(ctx):
-        val = result.metrics.get("validation", {})
-        miou = val.get("miou")
-        click.echo(
-            f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): "
-            f"{result.checkpoint}"
-            + (f" (validation mIoU {miou:.3f})" if isinstance(miou, float) else "")
-        )
-        click.echo(f"logs and curves: {result.run_dir}")
+    miou = result.metrics.get("validation", {}).get("miou")
+    say(
+        ctx,
+        f"{'interrupted' if result.interrupted else 'trained'} {result.epochs} epoch(s): "
+        f"{result.checkpoint}"
+        + (f" (validation mIoU {miou:.3f})" if isinstance(miou, float) else ""),
+    )
+    say(ctx, f"logs and curves: {result.run_dir}")

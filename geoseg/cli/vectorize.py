@@ -2,99 +2,90 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
-from geoseg.cli.options import F, is_quiet, overwrite_option
+from geoseg.cli.console import progress_bar, say
+from geoseg.cli.options import (
+    F,
+    apply_options,
+    choice_option,
+    float_option,
+    int_option,
+    overwrite_option,
+    path_option,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.classes import ClassTable
+    from geoseg.vectorize.engine import VectorizeResult
 
 
 def _names(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+_vector_options = [
+    choice_option(
+        "--layout",
+        ["single", "per-class"],
+        "single",
+        help="One layer, or one layer per class (GeoPackage).",
+    ),
+    click.option(
+        "--connectivity",
+        default=4,
+        show_default=True,
+        type=click.Choice(["4", "8"]),
+        callback=lambda c, p, v: int(v),
+        help="8: pixels touching at a corner join one polygon.",
+    ),
+    int_option(
+        "--sieve",
+        minimum=1,
+        metavar="PIXELS",
+        help="Merge regions smaller than PIXELS into their largest neighbour first.",
+    ),
+    float_option(
+        "--min-area", minimum=0, metavar="M2", help="Drop polygons smaller than M2 square metres."
+    ),
+    float_option(
+        "--fill-holes", minimum=0, metavar="M2", help="Fill holes smaller than M2 square metres."
+    ),
+    click.option(
+        "--simplify",
+        metavar="TOL",
+        help="Simplify, keeping shared boundaries shared: map units, or pixels as '1.5px'.",
+    ),
+    click.option(
+        "--regularize", is_flag=True, help="Square up footprints of the class named building(s)."
+    ),
+    click.option(
+        "--regularize-class",
+        metavar="IDS",
+        help="Square up these classes instead (ids or names, comma-separated).",
+    ),
+    click.option(
+        "--exclude",
+        metavar="IDS",
+        help="Classes without polygons (ids or names) [default: background].",
+    ),
+    click.option("--keep-all", is_flag=True, help="Polygons for every class, background too."),
+    click.option(
+        "--keep-crs",
+        is_flag=True,
+        help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326.",
+    ),
+    int_option("--block-size", 2048, minimum=64, help="Block edge in pixels."),
+    int_option("--vector-workers", minimum=0, help="Worker threads [default: all cores]."),
+]
+
+
 def vector_options(f: F) -> F:
     """The clean-up and format options, shared with ``geoseg predict --vector``."""
-    options = [
-        click.option(
-            "--layout",
-            default="single",
-            show_default=True,
-            type=click.Choice(["single", "per-class"]),
-            help="One layer, or one layer per class (GeoPackage).",
-        ),
-        click.option(
-            "--connectivity",
-            default=4,
-            show_default=True,
-            type=click.Choice(["4", "8"]),
-            callback=lambda c, p, v: int(v),
-            help="8: pixels touching at a corner join one polygon.",
-        ),
-        click.option(
-            "--sieve",
-            type=click.IntRange(min=1),
-            metavar="PIXELS",
-            help="Merge regions smaller than PIXELS into their largest neighbour first.",
-        ),
-        click.option(
-            "--min-area",
-            type=click.FloatRange(min=0),
-            metavar="M2",
-            help="Drop polygons smaller than M2 square metres.",
-        ),
-        click.option(
-            "--fill-holes",
-            type=click.FloatRange(min=0),
-            metavar="M2",
-            help="Fill holes smaller than M2 square metres.",
-        ),
-        click.option(
-            "--simplify",
-            metavar="TOL",
-            help="Simplify, keeping shared boundaries shared: map units, or pixels as '1.5px'.",
-        ),
-        click.option(
-            "--regularize",
-            is_flag=True,
-            help="Square up footprints of the class named building(s).",
-        ),
-        click.option(
-            "--regularize-class",
-            metavar="IDS",
-            help="Square up these classes instead (ids or names, comma-separated).",
-        ),
-        click.option(
-            "--exclude",
-            metavar="IDS",
-            help="Classes without polygons (ids or names) [default: background].",
-        ),
-        click.option("--keep-all", is_flag=True, help="Polygons for every class, background too."),
-        click.option(
-            "--keep-crs",
-            is_flag=True,
-            help="GeoJSON: keep the mask's CRS (non-standard) instead of EPSG:4326.",
-        ),
-        click.option(
-            "--block-size",
-            default=2048,
-            show_default=True,
-            type=click.IntRange(min=64),
-            help="Block edge in pixels.",
-        ),
-        click.option(
-            "--vector-workers",
-            "vector_workers",
-            type=click.IntRange(min=0),
-            help="Worker threads [default: all cores].",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(f, _vector_options)
 
 
 def vector_kwargs(params: dict) -> dict:
@@ -121,16 +112,12 @@ def vector_kwargs(params: dict) -> dict:
 @click.command(short_help="Turn a class mask into polygons.")
 @click.argument("mask", metavar="MASK")
 @click.argument("dst", type=click.Path(dir_okay=False), metavar="DST")
-@click.option(
+@path_option(
     "--confidence",
-    type=click.Path(),
     help="Confidence or probability raster of the same prediction: adds mean_confidence.",
 )
-@click.option(
-    "--classes",
-    "classes_from",
-    type=click.Path(),
-    help="Take class names and colours from this checkpoint or mask.",
+@path_option(
+    "--classes", "classes_from", help="Take class names and colours from this checkpoint or mask."
 )
 @vector_options
 @click.option(
@@ -155,57 +142,38 @@ def vectorize(
     The format follows DST's extension: .gpkg (with a QGIS style), .geojson (EPSG:4326), .fgb or
     .parquet (GeoParquet). Every polygon has class_id, class_name, area_m2 and perimeter_m.
     """
-    from tqdm import tqdm
+    from functools import partial
 
     from geoseg.vectorize import vectorize_raster
 
     classes = _classes_from(classes_from) if classes_from else None
-    bar = tqdm(unit="block", disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
+    kwargs = vector_kwargs(params)
+    run: Callable[..., VectorizeResult] = vectorize_raster
+    if scheduler is not None or dst.startswith("s3://"):
+        from geoseg.cli.scale import quiet_dask
+        from geoseg.distributed.vectorize import vectorize_on_cluster
 
-    def step(done: int, total: int, features: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-        bar.set_postfix_str(f"{features} polygons")
-
-    try:
-        if scheduler is not None or dst.startswith("s3://"):
-            from geoseg.cli.scale import quiet_dask
-            from geoseg.distributed.vectorize import vectorize_on_cluster
-
-            if scheduler is not None:
-                quiet_dask(ctx)
-
-            kwargs = vector_kwargs(params)
-            if kwargs["workers"] is None:
-                kwargs.pop("workers")
-            result = vectorize_on_cluster(
-                mask,
-                dst,
-                scheduler=scheduler,
-                classes=classes,
-                confidence=confidence,
-                overwrite=overwrite,
-                progress=step,
-                **kwargs,
-            )
-        else:
-            result = vectorize_raster(
-                mask,
-                dst,
-                classes=classes,
-                confidence=confidence,
-                overwrite=overwrite,
-                progress=step,
-                **vector_kwargs(params),
-            )
-    finally:
-        bar.close()
-    if not is_quiet(ctx):
-        click.echo(
-            f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
-            f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS "
-            f"{result.crs or 'none'}"
+        if scheduler is not None:
+            quiet_dask(ctx)
+        if kwargs["workers"] is None:
+            kwargs.pop("workers")
+        run = partial(vectorize_on_cluster, scheduler=scheduler)
+    with progress_bar(ctx, "block", postfix=lambda done, total, n: f"{n} polygons") as step:
+        result = run(
+            mask,
+            dst,
+            classes=classes,
+            confidence=confidence,
+            overwrite=overwrite,
+            progress=step,
+            **kwargs,
         )
+    say(
+        ctx,
+        f"{result.path}: {result.features} polygons in {len(result.layers)} layer(s) "
+        f"({result.seconds:.1f} s, {result.features_per_second:,.0f} polygons/s), CRS "
+        f"{result.crs or 'none'}",
+    )
 
 
 def _classes_from(path: str) -> ClassTable:

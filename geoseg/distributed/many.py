@@ -23,7 +23,7 @@ from geoseg.distributed.worker import cached_model, task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.storage import exists, is_object_url
 
-__all__ = ["ManyResult", "predict_many", "predict_one", "run_output_sets"]
+__all__ = ["ManyResult", "predict_many", "predict_one"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,29 @@ def predict_one(
     )
 
 
+def _output_sets(
+    inputs: Iterable[str | os.PathLike[str] | OutputSet],
+    outdir: str | os.PathLike[str] | None,
+    probabilities: bool,
+    confidence: bool,
+    vector: str | None,
+) -> list[OutputSet]:
+    """The output set of every input: as given, or named in ``outdir``."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    named = [i for i in items if isinstance(i, OutputSet)]
+    if named and len(named) == len(items):
+        return named
+    if named or outdir is None:
+        raise TypeError("give inputs and an output folder, or output sets alone")
+    sources = expand_inputs(i for i in items if not isinstance(i, OutputSet))
+    if not is_object_url(outdir):
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    return [
+        output_set(s, outdir, probabilities=probabilities, confidence=confidence, vector=vector)
+        for s in sources
+    ]
+
+
 def _vectorize_on_cluster(
     outputs: OutputSet, client: Any, vector_options: Mapping[str, Any] | None, retries: int
 ) -> None:
@@ -124,8 +147,8 @@ def _vectorize_on_cluster(
 
 
 def predict_many(
-    inputs: Iterable[str | os.PathLike[str]],
-    outdir: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | OutputSet],
+    outdir: str | os.PathLike[str] | None,
     model: Any = None,
     options: PredictOptions | None = None,
     *,
@@ -144,10 +167,11 @@ def predict_many(
     """Segment many rasters into ``outdir``, one output set each, skipping those already done.
 
     Args:
-        inputs: paths, URLs (``http(s)://``, ``s3://``), globs, folders, ``@list.txt`` files.
+        inputs: paths, URLs (``http(s)://``, ``s3://``), globs, folders, ``@list.txt`` files;
+            or :class:`~geoseg.distributed.OutputSet` values, inputs with their outputs named.
         outdir: output folder or ``s3://bucket/prefix``; a local one is created. Outputs are
             ``<stem>_classes.tif`` (and ``_probabilities.tif``, ``_confidence.tif``,
-            ``_polygons<vector>``).
+            ``_polygons<vector>``). None when every input is an output set.
         model: checkpoint path or ``s3://`` URL, a LoadedModel, or None (the bundled model).
         options: :class:`~geoseg.inference.PredictOptions`; keyword ``overrides`` change fields.
         scheduler: None (this process), ``"local"``, ``"local:N"``, ``"tcp://host:port"``, or a
@@ -171,46 +195,12 @@ def predict_many(
         SchedulerError: the scheduler is unreachable. Any error of a task, as raised there.
     """
     opts = PredictOptions.of(options, **overrides)
-    sources = expand_inputs(inputs)
-    if not is_object_url(outdir):
-        Path(outdir).mkdir(parents=True, exist_ok=True)
-    sets = [
-        output_set(s, outdir, probabilities=probabilities, confidence=confidence, vector=vector)
-        for s in sources
-    ]
-    return run_output_sets(
-        sets,
-        model,
-        opts,
-        scheduler=scheduler,
-        vector_options=vector_options,
-        overwrite=overwrite,
-        blocks=blocks,
-        block_size=block_size,
-        retries=retries,
-        progress=progress,
-    )
-
-
-def run_output_sets(
-    sets: list[OutputSet],
-    model: Any,
-    opts: PredictOptions,
-    *,
-    scheduler: Any = None,
-    vector_options: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-    blocks: bool | None = None,
-    block_size: int = DEFAULT_BLOCK,
-    retries: int = 2,
-    progress: Callable[[int, int], None] | None = None,
-) -> ManyResult:
-    """:func:`predict_many` over output sets already named (see there for the arguments)."""
     start = time.perf_counter()
     if isinstance(scheduler, str):
         from geoseg.distributed.cluster import parse_scheduler
 
         parse_scheduler(scheduler)  # a bad value fails now, even when every input is done
+    sets = _output_sets(inputs, outdir, probabilities, confidence, vector)
     check_output_sets(sets)
     result = ManyResult()
     todo: list[OutputSet] = []

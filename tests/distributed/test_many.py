@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from geoseg.cli import cli
 from geoseg.distributed import predict_many
 from geoseg.distributed.blocks import block_grid
+from geoseg.distributed.inputs import OutputSet
 from geoseg.distributed.vectorize import vectorize_on_cluster
 from geoseg.inference import PredictOptions, predict_raster
 from geoseg.models.checkpoint import LoadedModel
@@ -115,6 +116,18 @@ def test_one_raster_as_blocks_is_bit_identical(
             rasterio.open(tmp_path / "ref" / src.stem / ref_name) as want,
         ):  # the same nodata value and masks as a single-process run
             assert (got.nodata, got.mask_flag_enums) == (want.nodata, want.mask_flag_enums), name
+
+
+def test_named_output_sets_run_in_this_process(tmp_path: Path, tiny_model: LoadedModel) -> None:
+    src = write_raster(tmp_path / "a.tif", textured(70, 90))
+    named = OutputSet(str(src), str(tmp_path / "any name.tif"))
+    res = predict_many([named], None, tiny_model, OPTS)
+    assert res.workers == 0 and res.done[0].outputs == named
+    np.testing.assert_array_equal(read(named.mask), reference(src, tmp_path, tiny_model)["mask"])
+    with pytest.raises(TypeError, match="output sets alone"):
+        predict_many([named, str(src)], tmp_path / "out", tiny_model, OPTS)
+    with pytest.raises(TypeError, match="output sets alone"):
+        predict_many([str(src)], None, tiny_model, OPTS)
 
 
 def test_blocks_resolve_auto_precision_once(

@@ -1,0 +1,47 @@
+"""What commands show on the terminal besides their results: a progress bar and summary lines,
+both silenced by the group's -q."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from geoseg.cli.options import is_quiet
+
+
+def say(ctx: click.Context, message: str) -> None:
+    """Print ``message`` on stdout unless -q was given."""
+    if not is_quiet(ctx):
+        click.echo(message)
+
+
+@contextmanager
+def progress_bar(
+    ctx: click.Context,
+    unit: str,
+    *,
+    total: int | None = None,
+    postfix: Callable[..., str] | None = None,
+) -> Iterator[Callable[..., None]]:
+    """A bar counting ``unit``s on stderr (none with -q), closed however the block ends.
+
+    Yields the ``progress(done, total, *extra)`` callback to hand the library: it moves the bar to
+    ``done`` of ``total`` and, given ``postfix``, shows ``postfix(done, total, *extra)`` beside it.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
+
+    def step(done: int, of: int, *extra: Any) -> None:
+        bar.total = of
+        bar.update(done - bar.n)
+        if postfix is not None:
+            bar.set_postfix_str(postfix(done, of, *extra))
+
+    try:
+        yield step
+    finally:
+        bar.close()

@@ -1,0 +1,48 @@
+"""The progress bar and summary lines commands show, and -q silencing both."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import tqdm
+
+from geoseg.cli.console import progress_bar, say
+
+
+def _context(quiet: bool) -> click.Context:
+    return click.Context(click.Command("run"), obj={"quiet": quiet})
+
+
+def test_bar_follows_the_callback_and_shows_the_postfix(capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(quiet=False)
+    with progress_bar(ctx, "block", postfix=lambda done, total, n: f"{n} polygons") as step:
+        step(1, 4, 7)
+    say(ctx, "done")
+    out, err = capsys.readouterr()
+    assert "1/4" in err and "7 polygons" in err and "block" in err
+    assert out == "done\n"
+
+
+def test_quiet_shows_neither_bar_nor_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(quiet=True)
+    with progress_bar(ctx, "image", total=2) as step:
+        step(1, 2)
+        step(2, 2)
+    say(ctx, "done")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_bar_is_closed_when_the_run_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[tqdm.tqdm] = []
+
+    class Recording(tqdm.tqdm):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with progress_bar(_context(quiet=False), "tile") as step:
+            step(1, 3)
+            raise RuntimeError("disk full")
+    assert len(closed) == 1 and closed[0].n == 1 and closed[0].total == 3

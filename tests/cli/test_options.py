@@ -1,0 +1,35 @@
+"""The option factories and apply_options, through a throwaway command."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+
+from geoseg.cli.options import apply_options, int_option, text_option
+
+
+def _command() -> click.Command:
+    def run(**params: object) -> None:
+        click.echo(repr(sorted(params.items())))
+
+    options = [
+        int_option("--cell", 256, minimum=8, help="Grid size."),
+        int_option("--workers", minimum=0, help="Threads."),
+        text_option("--device", "auto", help="Where."),
+    ]
+    return click.command()(apply_options(run, options))
+
+
+def test_options_keep_their_order_and_show_defaults() -> None:
+    command = _command()
+    assert [p.name for p in command.params] == ["cell", "workers", "device"]
+    help_text = CliRunner().invoke(command, ["--help"]).output
+    assert "[default: 256; x>=8]" in help_text and "[default: auto]" in help_text
+    assert "[x>=0]" in help_text and "default: None" not in help_text
+
+
+def test_int_option_refuses_values_below_its_minimum() -> None:
+    result = CliRunner().invoke(_command(), ["--cell", "4"])
+    assert result.exit_code == 2 and "4 is not in the range x>=8" in result.output
+    ok = CliRunner().invoke(_command(), ["--workers", "0"])
+    assert ok.exit_code == 0 and "('cell', 256), ('device', 'auto'), ('workers', 0)" in ok.output
