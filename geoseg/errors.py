@@ -7,6 +7,8 @@ Messages follow one pattern: what was expected, what arrived, and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 
 class GeosegError(Exception):
     """Root of every error geoseg raises on purpose."""
@@ -128,3 +130,17 @@ class ExplainError(GeosegError, ValueError):
 
 class DeepnessWarning(GeosegWarning):
     """Part of the model's contract (normalization, resolution) cannot be told to QGIS Deepness."""
+
+
+def refuse_extra_keys(
+    given: Iterable[str], allowed: Iterable[str], error: Callable[[list[str], str], GeosegError]
+) -> None:
+    """Raise ``error(extra, allowed_text)`` when ``given`` holds keys outside ``allowed``.
+
+    ``extra`` is the sorted list of those keys and ``allowed_text`` the allowed ones, sorted and
+    comma-separated, for the message.
+    """
+    allowed = set(allowed)
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise error(extra, ", ".join(sorted(allowed)))

@@ -9,11 +9,11 @@ and a value is checked once, with the fix in the message. The CLI builds it thro
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
-from geoseg.errors import TilingError
+from geoseg.errors import TilingError, refuse_extra_keys
 from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
 __all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap", "parse_scale"]
@@ -175,13 +175,7 @@ class PredictOptions:
         Raises:
             TilingError: an unknown key (listing the known ones) or a bad value.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise TilingError(
-                f"unknown prediction option(s) {', '.join(unknown)}; expected some of "
-                f"{', '.join(sorted(names))}"
-            )
+        cls._refuse_unknown(values)
         kwargs = {k: v for k, v in values.items() if v is not None}
         if isinstance(kwargs.get("bands"), str):
             text = kwargs["bands"]
@@ -214,11 +208,15 @@ class PredictOptions:
         base = options if options is not None else cls()
         if not overrides:
             return base
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TilingError(
-                f"unknown prediction option(s) {', '.join(unknown)}; expected some of "
-                f"{', '.join(sorted(names))}"
-            )
+        cls._refuse_unknown(overrides)
         return base.replace(**overrides)
+
+    @classmethod
+    def _refuse_unknown(cls, keys: Iterable[str]) -> None:
+        refuse_extra_keys(
+            keys,
+            (f.name for f in dataclasses.fields(cls)),
+            lambda extra, known: TilingError(
+                f"unknown prediction option(s) {', '.join(extra)}; expected some of {known}"
+            ),
+        )

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from geoseg.errors import WeightsError
+from geoseg.errors import WeightsError, refuse_extra_keys
 
 __all__ = [
     "PRETRAINED",
@@ -128,12 +128,14 @@ def load_pretrained(model: nn.Module, name: str, *, encoder: str) -> dict[str, A
     target = _timm_module(model)
     own = {k: v for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")}
     mapping = spec.keymap(source, list(own))
-    unmatched = sorted(set(own) - set(mapping))
-    if unmatched:
-        raise WeightsError(
+    refuse_extra_keys(
+        own,
+        mapping,
+        lambda unmatched, _: WeightsError(
             f"{name!r} leaves {len(unmatched)} encoder tensors without weights "
             f"({', '.join(unmatched[:3])}...); is the encoder {encoder!r} the one they fit?"
-        )
+        ),
+    )
     state = {}
     for key, src in mapping.items():
         value = adapt_in_channels(source[src], own[key].shape)

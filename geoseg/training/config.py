@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from geoseg.datasets.kinds import DataSource
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, refuse_extra_keys
 
 __all__ = [
     "DataConfig",
@@ -122,13 +122,13 @@ def _build(cls: type, raw: Any, where: str) -> Any:
             f"{where or 'config'}: expected a mapping of keys, got {type(raw).__name__} {raw!r}"
         )
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where + '.' if where else ''}{unknown[0]}: unknown key; allowed keys here: "
-            f"{', '.join(sorted(names))}"
-        )
+    refuse_extra_keys(
+        raw,
+        (f.name for f in dataclasses.fields(cls)),
+        lambda extra, known: ConfigError(
+            f"{where + '.' if where else ''}{extra[0]}: unknown key; allowed keys here: {known}"
+        ),
+    )
     values = {}
     for key, value in raw.items():
         dotted = f"{where}.{key}" if where else key
