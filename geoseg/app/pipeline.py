@@ -88,20 +88,21 @@ def result_crs(mask: Path) -> object | None:
 
 def segment(
     src: str | Path,
+    folder: Path,
     model: LoadedModel,
     options: PredictOptions,
-    folder: Path,
     *,
     shown: str | None = None,
     progress: Progress | None = None,
 ) -> SegmentResult:
-    """Segment ``src`` with ``model`` and write every output into ``folder``.
+    """Segment ``src`` with ``model`` and write every output into ``folder`` (the argument order
+    of :func:`~geoseg.inference.predict_raster`).
 
     Args:
         src: the staged upload or an ``http(s)://`` URL.
+        folder: the request's private folder.
         model: a loaded model (kept by the app between requests).
         options: how to predict.
-        folder: the request's private folder.
         shown: the input's name for messages (defaults to ``src``).
         progress: called with ``(fraction 0-1, what is happening)``.
 

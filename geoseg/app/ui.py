@@ -175,7 +175,7 @@ class _Handlers:
         check_raster_kind(src, shown)
         report(0.01, f"loading {entry.name}")
         model = self.catalog.load(entry.name)
-        result = segment(src, model, options, folder, shown=shown, progress=report)
+        result = segment(src, folder, model, options, shown=shown, progress=report)
         if isinstance(src, Path):
             src.unlink(missing_ok=True)  # the upload copy is not needed any more
         conf_view = folder / "confidence_view.png"
