@@ -13,6 +13,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rasterio.enums import Resampling
@@ -50,9 +51,9 @@ class ClassArea:
         return None if self.m2 is None else self.m2 / 10_000
 
 
-def _row_areas(ds: object, row0: int, rows: int) -> np.ndarray | float | None:
+def _row_areas(ds: Any, row0: int, rows: int) -> np.ndarray | float | None:
     """Area of one pixel in m² for rows ``row0..row0+rows`` (an array for geographic CRSs)."""
-    crs, t = ds.crs, ds.transform  # type: ignore[attr-defined]
+    crs, t = ds.crs, ds.transform
     if crs is None:
         return None
     if crs.is_geographic:
