@@ -22,11 +22,11 @@ import json
 import logging
 import os
 import tempfile
-import weakref
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from geoseg.models.digest import file_digest, module_digest
 
 __all__ = ["ModelCache", "cache_dir", "file_digest", "module_digest"]
 
@@ -43,55 +43,6 @@ def cache_dir() -> Path | None:
         return None if env.strip().lower() in _OFF or not env.strip() else Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "geoseg"
-
-
-def _checksum(data: Any) -> bytes:
-    """CRC-32 of a buffer: several times faster than a cryptographic hash on a large model, and the
-    digest combines one per tensor (or per 4 MiB of a file), so unrelated weights never collide
-    in practice; the cache holds nothing that needs protection against crafted collisions."""
-    return zlib.crc32(data).to_bytes(4, "little")
-
-
-def file_digest(*paths: str | os.PathLike[str] | None) -> str:
-    """A digest of the bytes of some files (a checkpoint's weights and config), hex."""
-    h = hashlib.sha256()
-    for path in paths:
-        if path is None:
-            continue
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(len(chunk).to_bytes(8, "little") + _checksum(chunk))
-        h.update(b"|")
-    return h.hexdigest()
-
-
-# digests of live modules, with the tensor versions they were computed at (in-place updates bump
-# them)
-_DIGESTS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = weakref.WeakKeyDictionary()
-
-
-def module_digest(model: Any) -> str:
-    """A digest of a module's class, state names, dtypes, shapes and bytes, hex.
-
-    Remembered per module while its tensors are not modified in place.
-    """
-    import torch
-
-    state = model.state_dict()
-    versions = tuple(t._version for t in state.values())
-    known = _DIGESTS.get(model)
-    if known is not None and known[0] == versions:
-        return known[1]
-    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
-    for name, t in state.items():
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        t = t.detach().cpu().contiguous()
-        if t.numel():
-            h.update(_checksum(t.reshape(-1).view(torch.uint8).numpy().data))
-    digest = h.hexdigest()
-    with contextlib.suppress(TypeError):
-        _DIGESTS[model] = (versions, digest)
-    return digest
 
 
 @contextlib.contextmanager

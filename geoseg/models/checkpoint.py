@@ -19,6 +19,7 @@ from torch import nn
 from geoseg.errors import CheckpointError
 from geoseg.io.atomic import atomic_output
 from geoseg.models.config import ModelConfig, _files, read_config
+from geoseg.models.digest import file_digest, remember_digest
 from geoseg.models.registry import build_model
 
 __all__ = [
@@ -132,7 +133,7 @@ def load_checkpoint(
     from safetensors.torch import load_file
 
     config = read_config(path)
-    weights, _ = _files(Path(path))
+    weights, sidecar = _files(Path(path))
     model = model_from_config(config)
     try:
         state: dict[str, Any] = _restored(load_file(str(weights), device="cpu"))
@@ -143,6 +144,9 @@ def load_checkpoint(
             f"{path}: weights do not fit the model its config describes ({first})"
         ) from None
     model.eval().to(device)
+    # a run given this module and a run given the path then share the model cache (and so run
+    # the same network variant, bit for bit)
+    remember_digest(model, file_digest(weights, sidecar))
     return LoadedModel(model, config)
 
 

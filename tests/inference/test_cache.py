@@ -15,6 +15,29 @@ from geoseg.inference.runtime import Runner, cached_frozen
 from tests.inference.conftest import conv3_model
 
 
+def tiny_unet_checkpoint(folder: Path) -> Path:
+    """A small U-Net (ResNet18 encoder, depth 3) saved as a checkpoint with 64-px tiles."""
+    from geoseg.classes import ClassTable
+    from geoseg.models import build_model, save_checkpoint
+    from geoseg.models.config import ModelConfig
+
+    kwargs = {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}
+    torch.manual_seed(0)
+    return save_checkpoint(
+        build_model("unet", "resnet18", in_channels=3, classes=3, **kwargs),
+        ModelConfig(
+            "unet",
+            "resnet18",
+            3,
+            ClassTable.default(3),
+            tile_size=64,
+            overlap=16,
+            model_kwargs=kwargs,
+        ),
+        folder / "m.safetensors",
+    )
+
+
 @pytest.fixture
 def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cache"
@@ -129,36 +152,13 @@ def test_a_cached_checkpoint_starts_without_building_the_network(
     cache_root: Path, monkeypatch: pytest.MonkeyPatch, make_raster, textured_rgb, tmp_path: Path
 ) -> None:
     import geoseg.inference.engine as engine
-    from geoseg.classes import ClassTable
     from geoseg.inference import predict_raster
-    from geoseg.models import build_model, save_checkpoint
-    from geoseg.models.config import ModelConfig
 
     monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)
     monkeypatch.setattr(
         Runner, "FREEZE_SMALL_PARAMS", 10**9
     )  # 9 tiles: measured as a small network is
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(
-        build_model(
-            "unet",
-            "resnet18",
-            in_channels=3,
-            classes=3,
-            encoder_depth=3,
-            decoder_channels=(16, 8, 8),
-        ),
-        ModelConfig(
-            "unet",
-            "resnet18",
-            3,
-            ClassTable.default(3),
-            tile_size=64,
-            overlap=16,
-            model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-        ),
-        tmp_path / "m.safetensors",
-    )
+    ckpt = tiny_unet_checkpoint(tmp_path)
     src = make_raster(textured_rgb(150, 150))
     first = predict_raster(src, tmp_path / "a.tif", ckpt, device="cpu", precision="fp32")
 
@@ -172,3 +172,32 @@ def test_a_cached_checkpoint_starts_without_building_the_network(
         assert (
             a.read() == b.read()
         ).mean() > 0.999  # folded batch norms: float rounding may flip a near tie
+
+
+def test_a_loaded_checkpoint_and_its_path_share_one_cache_entry(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch, make_raster, textured_rgb, tmp_path: Path
+) -> None:
+    """The same weights run the same network variant whether given as a path or as the loaded
+    module: the second run follows the first's recorded trace decision instead of timing its own
+    (which, on a busy machine, could choose the other variant and change the last bits)."""
+    from geoseg.inference import predict_raster
+    from geoseg.models import load_checkpoint
+    from geoseg.models.digest import file_digest, module_digest
+
+    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)  # a large network: timing decides
+    monkeypatch.setattr(Runner, "FREEZE_GAIN", float("inf"))  # the first timing says eager
+    ckpt = tiny_unet_checkpoint(tmp_path)
+    src = make_raster(textured_rgb(150, 150))
+    predict_raster(src, tmp_path / "a.tif", ckpt, device="cpu", precision="fp32")
+    records = sorted((cache_root / "models").glob("*.json"))
+    monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)  # a new timing would say frozen
+    loaded = load_checkpoint(ckpt)
+    assert module_digest(loaded.model) == file_digest(ckpt)
+    predict_raster(src, tmp_path / "b.tif", loaded, device="cpu", precision="fp32")
+    assert sorted((cache_root / "models").glob("*.json")) == records  # no second entry
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert (a.read() == b.read()).all()
+    with torch.no_grad():
+        next(loaded.model.parameters()).mul_(2)  # changed weights: no longer the checkpoint's
+    assert module_digest(loaded.model) != file_digest(ckpt)
+    assert module_digest(loaded.model.float()) == module_digest(loaded.model)
