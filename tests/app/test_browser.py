@@ -77,10 +77,13 @@ def _page(browser: Any, url: str, tmp_path: Path) -> Any:
 
 def _upload(page: Any, path: Path) -> None:
     """Choose ``path`` in the upload box and wait until the box shows it. Now and then (on a busy
-    machine) the box never shows a file it received; choosing it again brings it up."""
+    machine) the box never shows a file it received; choosing it again brings it up. Once the
+    box holds a file it has no file input until it is cleared: then only wait longer."""
     shown = page.locator("#geoseg-upload").get_by_text(path.name).filter(visible=True).first
+    chooser = page.locator("#geoseg-upload input[type=file]")
     for attempt in range(3):
-        page.locator("#geoseg-upload input[type=file]").set_input_files(str(path))
+        if attempt == 0 or chooser.count():
+            chooser.set_input_files(str(path))
         try:
             shown.wait_for(timeout=30_000)
             return
