@@ -74,6 +74,7 @@ lint: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_bf16.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_vectorize.py
 	$(BIN)/python benchmarks/bench_dataset.py
