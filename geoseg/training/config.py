@@ -69,10 +69,15 @@ class DataConfig(DataSource):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The network. ``init``: a geoseg checkpoint (path, or a bundled model's name such as
+    ``quality``) whose weights and input normalization start the run, to fine-tune it; its
+    architecture, encoder, ``kwargs``, band count and class names must be this run's."""
+
     architecture: str = "unet"
     encoder: str = "resnet34"
     encoder_weights: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
 
 @dataclass(frozen=True)

@@ -98,16 +98,20 @@ def scene_bundle(
     band_names: tuple[str, ...] = (),
     db_bands: int = 0,
     description: dict[str, Any] | None = None,
+    normalization: Normalization | None = None,
 ) -> DataBundle:
     """Loaders over scenes; normalization statistics from the training split (its first
-    ``db_bands`` bands in dB, converted by the model's normalization at training and prediction)."""
+    ``db_bands`` bands in dB, converted by the model's normalization at training and prediction),
+    unless a ``normalization`` is given (that of a model being fine-tuned)."""
     d = cfg.data
     if not train:
         raise DatasetError("the training split holds no scene; check data.root and data.split")
     stats = scene_stats(train, db_bands=db_bands)
     first = train[0].arrays()[0]
     dtype = str(first.dtype)
-    if db_bands and d.normalization != "scale":
+    if normalization is not None:
+        norm = normalization
+    elif db_bands and d.normalization != "scale":
         norm = stats.normalization(d.normalization, sar_db=True)
     else:
         norm = normalization_for(d, stats, dtype=dtype)
@@ -172,8 +176,9 @@ def scene_bundle(
     )
 
 
-def build_data(cfg: TrainConfig) -> DataBundle:
-    """Loaders for ``cfg``: the scenes of its dataset kind (:mod:`geoseg.datasets.kinds`), patched.
+def build_data(cfg: TrainConfig, *, normalization: Normalization | None = None) -> DataBundle:
+    """Loaders for ``cfg``: the scenes of its dataset kind (:mod:`geoseg.datasets.kinds`), patched
+    (normalized with ``normalization`` if given, else with the training split's statistics).
 
     Raises:
         ConfigError: an unknown kind or a bad ``data`` key.
@@ -189,6 +194,7 @@ def build_data(cfg: TrainConfig) -> DataBundle:
         band_names=scenes.band_names,
         db_bands=scenes.db_bands,
         description=scenes.description,
+        normalization=normalization,
     )
     bundle.nodata = scenes.nodata
     if _count(bundle.train_sampler) == 0:

@@ -14,15 +14,19 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from geoseg.errors import ConfigError, TrainingError, WeightsError
 from geoseg.io.atomic import atomic_output, check_run_folder
 from geoseg.training.config import TrainConfig, config_from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geoseg.models.config import ModelConfig
 
 __all__ = ["TrainResult", "train"]
 
@@ -94,6 +98,9 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
         {
             "data.root": cfg.data.root or None,
             "model.encoder_weights": weights if weights and Path(weights).exists() else None,
+            "model.init": cfg.model.init
+            if cfg.model.init and Path(cfg.model.init).exists()
+            else None,
         },
     )
     saved = run / "config.yaml"
@@ -166,6 +173,42 @@ def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
     return out
 
 
+def _init_checkpoint(cfg: TrainConfig) -> tuple[Path, ModelConfig] | None:
+    """The checkpoint ``model.init`` names (a path or a bundled model), with its config."""
+    if not cfg.model.init:
+        return None
+    from geoseg.models.config import read_config
+    from geoseg.models.default import named_model
+
+    path = Path(named_model(cfg.model.init))
+    return path, read_config(path)
+
+
+def _load_init(
+    model: Any,
+    cfg: TrainConfig,
+    class_names: Sequence[str],
+    bands: int,
+    path: Path,
+    init: ModelConfig,
+) -> None:
+    """Start ``model`` from the weights of the checkpoint at ``path``, refusing one of another
+    shape (network, bands or classes)."""
+    from geoseg.models.checkpoint import load_checkpoint
+
+    ours = (cfg.model.architecture, cfg.model.encoder, dict(cfg.model.kwargs), bands)
+    theirs = (init.architecture, init.encoder, dict(init.model_kwargs), init.in_channels)
+    if ours != theirs or tuple(class_names) != tuple(init.classes.names):
+        raise ConfigError(
+            f"model.init: {path.name} is {init.architecture}-{init.encoder} {init.model_kwargs} "
+            f"with {init.in_channels} band(s) and classes {', '.join(init.classes.names)}, but "
+            f"this run builds {cfg.model.architecture}-{cfg.model.encoder} {cfg.model.kwargs} "
+            f"with {bands} band(s) and classes {', '.join(class_names)}; set model.architecture, "
+            "model.encoder and model.kwargs to the checkpoint's, on data with its bands and classes"
+        )
+    model.load_state_dict(load_checkpoint(path).model.state_dict())
+
+
 def train(
     cfg: TrainConfig | dict[str, Any],
     *,
@@ -201,7 +244,8 @@ def train(
         cfg = config_from_dict(cfg)
     run, ckpt_path = _prepare_run(cfg, resume=resume, overwrite=overwrite)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = build_data(cfg)
+    init = _init_checkpoint(cfg)
+    data = build_data(cfg, normalization=init[1].normalization if init else None)
     earlier: list[dict[str, str]] = []
     if (
         ckpt_path is not None and (run / "metrics.csv").is_file()
@@ -231,6 +275,8 @@ def train(
                 "--encoder-weights PATH (model.encoder_weights=PATH)"
             ) from None
         raise
+    if init is not None:
+        _load_init(model, cfg, data.classes.names, len(data.band_names), *init)
     stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
     if cfg.data.patch_size % stride or cfg.tile_size % stride:
         raise ConfigError(
@@ -241,7 +287,11 @@ def train(
     from geoseg.models.pretrained import PRETRAINED, pretrained_record
 
     weights = cfg.model.encoder_weights
-    start = {"encoder_weights": pretrained_record(weights)} if weights in PRETRAINED else {}
+    start: dict[str, Any] = (
+        {"encoder_weights": pretrained_record(weights)} if weights in PRETRAINED else {}
+    )
+    if init is not None:
+        start["init"] = {"checkpoint": init[0].name, "metrics": init[1].metrics}
 
     def describe(metrics: dict[str, Any]) -> ModelConfig:
         return ModelConfig(

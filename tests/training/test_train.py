@@ -329,3 +329,59 @@ def test_wandb_logger_offline_or_clear_error(tmp_path, dubai_root, monkeypatch) 
         "an offline W&B run was recorded"
     )
     assert result.checkpoint.is_file()
+
+
+def test_fine_tune_starts_from_a_checkpoint(tmp_path, geotiff_pair) -> None:
+    image, _ = geotiff_pair
+    common = [
+        f"data.root={image.parent.parent}",
+        "data.kind=geotiff",
+        "data.patch_size=32",
+        "data.samples_per_epoch=4",
+        "data.split={val: 0.0}",
+        "epochs=1",
+        "batch_size=2",
+        "model.encoder=resnet18",
+        "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+        "logger=[csv]",
+        "tile_size=64",
+        "overlap=16",
+    ]
+    first = train(load_config(None, [*common, f"output={tmp_path / 'a'}"]), progress=False)
+    start = load_checkpoint(first.checkpoint)
+    # a learning rate of 1e-30 keeps the weights (batch norm statistics still move): they must be
+    # the checkpoint's, not a fresh initialisation
+    tuned = train(
+        load_config(
+            None,
+            [
+                *common,
+                f"output={tmp_path / 'b'}",
+                f"model.init={first.checkpoint}",
+                "optim.lr=1e-30",
+            ],
+        ),
+        progress=False,
+    )
+    after = load_checkpoint(tuned.checkpoint)
+    weights = {k: v for k, v in start.model.state_dict().items() if k.endswith(".weight")}
+    for name, value in weights.items():
+        assert np.array_equal(value.numpy(), after.model.state_dict()[name].numpy()), name
+    assert after.config.normalization == start.config.normalization
+    assert after.config.training["init"]["checkpoint"] == Path(first.checkpoint).name
+    with pytest.raises(
+        ConfigError,
+        match=r"model.init: model.safetensors is unet-resnet18 .*\[8, 8, 8\].*model.architecture",
+    ):
+        train(
+            load_config(
+                None,
+                [
+                    *common,
+                    f"output={tmp_path / 'c'}",
+                    f"model.init={first.checkpoint}",
+                    "model.kwargs={encoder_depth: 3, decoder_channels: [8, 8, 8]}",
+                ],
+            ),
+            progress=False,
+        )
