@@ -287,26 +287,27 @@ def test_evaluate_building_model_reports_spacenet_metric(tmp_path, sn6_root) -> 
 
 
 @pytest.mark.slow
+def tiny_geotiff(image: Path) -> list[str]:
+    """Overrides for a one-epoch run of a small U-Net on the GeoTIFF pair beside ``image``."""
+    return [
+        f"data.root={image.parent.parent}",
+        "data.kind=geotiff",
+        "data.patch_size=32",
+        "data.samples_per_epoch=4",
+        "data.split={val: 0.0}",
+        "epochs=1",
+        "batch_size=2",
+        "model.encoder=resnet18",
+        "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
+        "logger=[csv]",
+        "tile_size=64",
+        "overlap=16",
+    ]
+
+
 def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
-    cfg = load_config(
-        None,
-        [
-            f"data.root={image.parent.parent}",
-            "data.kind=geotiff",
-            "data.patch_size=32",
-            "data.samples_per_epoch=4",
-            "data.split={val: 0.0}",
-            "epochs=1",
-            "batch_size=2",
-            "model.encoder=resnet18",
-            "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
-            "logger=[csv]",
-            f"output={tmp_path / 'gt'}",
-            "tile_size=64",
-            "overlap=16",
-        ],
-    )
+    cfg = load_config(None, [*tiny_geotiff(image), f"output={tmp_path / 'gt'}"])
     result = train(cfg, progress=False)
     config = read_config(result.checkpoint)
     assert config.in_channels == 3 and config.num_classes == 3 and config.nodata == 0
@@ -333,20 +334,7 @@ def test_wandb_logger_offline_or_clear_error(tmp_path, dubai_root, monkeypatch) 
 
 def test_fine_tune_starts_from_a_checkpoint(tmp_path, geotiff_pair) -> None:
     image, _ = geotiff_pair
-    common = [
-        f"data.root={image.parent.parent}",
-        "data.kind=geotiff",
-        "data.patch_size=32",
-        "data.samples_per_epoch=4",
-        "data.split={val: 0.0}",
-        "epochs=1",
-        "batch_size=2",
-        "model.encoder=resnet18",
-        "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 8]}",
-        "logger=[csv]",
-        "tile_size=64",
-        "overlap=16",
-    ]
+    common = tiny_geotiff(image)
     first = train(load_config(None, [*common, f"output={tmp_path / 'a'}"]), progress=False)
     start = load_checkpoint(first.checkpoint)
     # a learning rate of 1e-30 keeps the weights (batch norm statistics still move): they must be
