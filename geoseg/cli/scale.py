@@ -81,10 +81,10 @@ def run_many(
 ) -> None:
     """Run the scale-out path and print one line per run."""
     from geoseg.cli.vectorize import vector_kwargs
-    from geoseg.distributed.inputs import OutputSet, expand_inputs, output_set
+    from geoseg.distributed.inputs import OutputSet, expand_inputs
     from geoseg.distributed.many import predict_many
     from geoseg.errors import WriteError
-    from geoseg.io.storage import check_output, is_object_url
+    from geoseg.io.storage import check_output
 
     scheduler, retries = params.pop("scheduler"), params.pop("retries")
     if scheduler:
@@ -96,6 +96,8 @@ def run_many(
         raise click.UsageError(
             "--quicklook writes one PNG for one input; run it without --scheduler or several inputs"
         )
+    inputs: list[Any] = list(sources)
+    outdir: str | None = dst
     if not _is_folder(dst):  # one input, one named output (on s3:// or through a cluster)
         src = expand_inputs(sources)
         if len(src) != 1:
@@ -103,32 +105,20 @@ def run_many(
                 f"{dst}: expected an output folder for {len(src)} inputs; name a folder (ending "
                 "in /)"
             )
-        sets = [OutputSet(src[0], dst, probabilities, confidence, vector)]
-        for path in sets[0].paths:
+        inputs, outdir = [OutputSet(src[0], dst, probabilities, confidence, vector)], None
+        for path in inputs[0].paths:
             check_output(path, overwrite=overwrite)
         overwrite = True
-    else:
-        if not is_object_url(dst):
-            import os
-
-            os.makedirs(dst, exist_ok=True)
-        sets = [
-            output_set(
-                s,
-                dst,
-                probabilities=probabilities is not None,
-                confidence=confidence is not None,
-                vector=vector,
-            )
-            for s in expand_inputs(sources)
-        ]
     with progress_bar(ctx, "raster") as step:
         result = predict_many(
-            sets,
-            None,
+            inputs,
+            outdir,
             model,
             options,
             scheduler=scheduler,
+            probabilities=probabilities is not None,
+            confidence=confidence is not None,
+            vector=vector,
             vector_options=vopts,
             overwrite=overwrite,
             retries=retries,

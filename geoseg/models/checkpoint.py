@@ -122,6 +122,15 @@ def _restored(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
+def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights as a state dict (stored int8/fp16 tensors restored), on the CPU,
+    without building its network."""
+    from safetensors.torch import load_file
+
+    weights, _ = _files(Path(path))
+    return _restored(load_file(str(weights), device="cpu"))
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> LoadedModel:
@@ -130,14 +139,11 @@ def load_checkpoint(
     Raises:
         CheckpointError: missing file, a pickle, a newer format, or weights that do not fit.
     """
-    from safetensors.torch import load_file
-
     config = read_config(path)
     weights, sidecar = _files(Path(path))
     model = model_from_config(config)
     try:
-        state: dict[str, Any] = _restored(load_file(str(weights), device="cpu"))
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(read_state(path), strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(

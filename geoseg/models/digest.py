@@ -12,6 +12,7 @@ import hashlib
 import os
 import weakref
 import zlib
+from pathlib import Path
 from typing import Any
 
 __all__ = ["file_digest", "module_digest", "remember_digest"]
@@ -24,17 +25,35 @@ def _checksum(data: Any) -> bytes:
     return zlib.crc32(data).to_bytes(4, "little")
 
 
+# file digests by (path, size, mtime, inode) of each file: a checkpoint is digested once per
+# process, not again when its path and then its loaded module ask for the model cache
+_FILE_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+
+
 def file_digest(*paths: str | os.PathLike[str] | None) -> str:
-    """A digest of the bytes of some files (a checkpoint's weights and config), hex."""
+    """A digest of the bytes of some files (a checkpoint's weights and config), hex.
+
+    Remembered while each file keeps its size, modification time and inode.
+    """
+    files = [Path(p) for p in paths if p is not None]
+    stats = [f.stat() for f in files]
+    key = tuple(
+        (str(f.resolve()), s.st_size, s.st_mtime_ns, s.st_ino)
+        for f, s in zip(files, stats, strict=True)
+    )
+    known = _FILE_DIGESTS.get(key)
+    if known is not None:
+        return known
     h = hashlib.sha256()
-    for path in paths:
-        if path is None:
-            continue
+    for path in files:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(len(chunk).to_bytes(8, "little") + _checksum(chunk))
         h.update(b"|")
-    return h.hexdigest()
+    if len(_FILE_DIGESTS) > 64:  # a long-lived process (the web app) seeing many checkpoints
+        _FILE_DIGESTS.clear()
+    _FILE_DIGESTS[key] = h.hexdigest()
+    return _FILE_DIGESTS[key]
 
 
 Signature = tuple[tuple[int, Any], ...]

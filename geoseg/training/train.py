@@ -194,7 +194,7 @@ def _load_init(
 ) -> None:
     """Start ``model`` from the weights of the checkpoint at ``path``, refusing one of another
     shape (network, bands or classes)."""
-    from geoseg.models.checkpoint import load_checkpoint
+    from geoseg.models.checkpoint import read_state
 
     ours = (cfg.model.architecture, cfg.model.encoder, dict(cfg.model.kwargs), bands)
     theirs = (init.architecture, init.encoder, dict(init.model_kwargs), init.in_channels)
@@ -206,7 +206,7 @@ def _load_init(
             f"with {bands} band(s) and classes {', '.join(class_names)}; set model.architecture, "
             "model.encoder and model.kwargs to the checkpoint's, on data with its bands and classes"
         )
-    model.load_state_dict(load_checkpoint(path).model.state_dict())
+    model.load_state_dict(read_state(path))
 
 
 def train(

@@ -201,3 +201,18 @@ def test_a_loaded_checkpoint_and_its_path_share_one_cache_entry(
         next(loaded.model.parameters()).mul_(2)  # changed weights: no longer the checkpoint's
     assert module_digest(loaded.model) != file_digest(ckpt)
     assert module_digest(loaded.model.float()) == module_digest(loaded.model)
+
+
+def test_file_digest_follows_a_rewritten_file(tmp_path: Path) -> None:
+    from geoseg.models.digest import file_digest
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 100)
+    first = file_digest(path)
+    assert file_digest(path) == first  # remembered
+    (tmp_path / "new.bin").write_bytes(b"b" * 100)
+    (tmp_path / "new.bin").replace(path)  # how checkpoints are written: same size, new file
+    assert file_digest(path) != first
+    second = file_digest(path)
+    path.write_bytes(b"c" * 101)  # rewritten in place, another size
+    assert file_digest(path) not in (first, second)
