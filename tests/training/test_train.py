@@ -168,9 +168,12 @@ def test_config_errors_name_the_key(tmp_path, dubai_root) -> None:
         load_config(path, ["data.kind=tiff"])
     with pytest.raises(
         ConfigError,
-        match=r"optim.lrr: unknown key; allowed keys here: lr, name, schedule, weight_decay",
+        match=r"optim.lrr: unknown key; allowed keys here: encoder_lr_scale, lr, name, "
+        r"schedule, weight_decay",
     ):
         load_config(path, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"optim.encoder_lr_scale.*a scale > 0"):
+        load_config(path, ["optim.encoder_lr_scale=0"])
     with pytest.raises(
         ConfigError,
         match=r"loss.dise: unknown loss; expected some of ce, dice, focal, jaccard, lovasz",
