@@ -27,7 +27,8 @@ from geoseg.cli.options import int_option, is_quiet
 @click.option(
     "--encoder-weights",
     help="Encoder weights: packaged ImageNet weights by name (efficientnet-lite0-imagenet, "
-    "offline; see geoseg models), a local .safetensors/.pth file, or imagenet (downloads).",
+    "or lite1, lite2 in its place; offline; see geoseg models), a local .safetensors/.pth file, "
+    "or imagenet (downloads).",
 )
 @int_option("--epochs", minimum=1, help="Override epochs.")
 @int_option("--max-steps", minimum=1, help="Stop after this many optimizer steps.")
