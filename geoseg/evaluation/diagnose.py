@@ -40,7 +40,7 @@ from geoseg.evaluation.calibration import (
     apply_temperature,
     fit_temperature,
 )
-from geoseg.evaluation.errormap import error_codes, error_table, write_rat
+from geoseg.evaluation.errormap import error_codes, error_table
 from geoseg.evaluation.evaluate import EvalPair, EvalResult, checked_labels, write_report
 from geoseg.evaluation.metrics import scores
 from geoseg.evaluation.pertile import CellGrid, write_cells
@@ -208,7 +208,7 @@ def diagnose(
                     calib.add(conf[counted], (pred == truth)[counted])
                     if sample is not None:
                         sample.add(probs[:, counted], truth[counted])
-        write_rat(paths["errors"], codes_table, hist)
+            w_err.class_counts = hist  # the attribute table gets a count column
         cm_image = grid.total()  # the cells hold every counted pixel once
         total += cm_image
         megapixels += geo["height"] * geo["width"] / 1e6

@@ -3,23 +3,18 @@
 Code 0 is a correct pixel; a wrong pixel whose true class index is ``t`` and predicted index ``p``
 gets ``1 + t * n + p`` (``n`` classes); 255 marks pixels without a label or prediction. The codes
 form a :class:`~geoseg.classes.ClassTable` (names like ``road -> building``), so the COG writer
-gives the map a colour table, class names and a QGIS style, and :func:`write_rat` adds a GDAL
-raster attribute table.
+gives the map a colour table, class names, a QGIS style and a GDAL raster attribute table (with a
+pixel count per code when the writer is given the histogram).
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 
 from geoseg.classes import MASK_NODATA, ClassInfo, ClassTable
 from geoseg.errors import DatasetError
-from geoseg.io.atomic import atomic_output
-from geoseg.io.writer import rat_xml
 
-__all__ = ["CORRECT", "MAX_CLASSES", "counts_of", "error_codes", "error_table", "write_rat"]
+__all__ = ["CORRECT", "MAX_CLASSES", "counts_of", "error_codes", "error_table"]
 
 CORRECT = 0
 MAX_CLASSES = 15  # 1 + n * n codes must stay below the nodata value 255
@@ -70,14 +65,3 @@ def counts_of(codes: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
             if t != p:
                 wrong[t, p] = hist[1 + t * n + p]
     return wrong, int(hist[CORRECT])
-
-
-def write_rat(
-    path: str | os.PathLike[str], table: ClassTable, counts: np.ndarray | None = None
-) -> Path:
-    """Write a GDAL raster attribute table (``value``, ``count``, ``class``, colour) as the
-    ``.aux.xml`` sidecar GDAL and QGIS read beside ``path``."""
-    out = Path(f"{path}.aux.xml")
-    with atomic_output(out) as tmp:
-        tmp.write_text(rat_xml(table, counts), encoding="utf-8")
-    return out

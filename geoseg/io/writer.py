@@ -211,6 +211,7 @@ class COGWriter:
         with COGWriter(dst, height=h, width=w, count=1, dtype="uint8", transform=t, crs=crs,
                        nodata=255, classes=table) as out:
             out.write(array, window)
+            out.class_counts = histogram  # optional: a count column in the attribute table
 
     Args:
         dst: output path.
@@ -287,6 +288,9 @@ class COGWriter:
         self.compress = compress
         self.blocksize = blocksize
         self.mask = mask
+        # pixels per value, indexed by class id: set before the block exits to add a ``count``
+        # column to the attribute table
+        self.class_counts: np.ndarray | None = None
         self._tmp = temporary_name(self.dst, "-stream")
         self._publisher: Any = None
         self._tmp_cog = self._tmp
@@ -405,7 +409,7 @@ class COGWriter:
             # GDAL keeps a GeoTIFF's attribute table in its PAM side-car; QGIS >= 3.30 shows it as
             # the legend
             with atomic_output(self.dst.with_name(self.dst.name + ".aux.xml")) as tmp:
-                tmp.write_text(rat_xml(self.classes), encoding="utf-8")
+                tmp.write_text(rat_xml(self.classes, self.class_counts), encoding="utf-8")
 
     def _cleanup(self) -> None:
         for p in (

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,27 @@ def test_a_masked_writer_given_no_validity_marks_every_pixel_valid(tmp_path: Pat
     with rasterio.open(tmp_path / "p.tif") as ds:
         masks = ds.read_masks(1)
     assert (masks[:32] == 255).all() and (masks[32:] == np.eye(32, 64) * 255).all()
+
+
+def test_class_counts_become_the_attribute_table_count_column(tmp_path: Path) -> None:
+    arr = np.zeros((1, 40, 30), np.uint8)
+    arr[0, :10] = 2
+    dst = tmp_path / "mask.tif"
+    with COGWriter(
+        dst,
+        height=40,
+        width=30,
+        count=1,
+        dtype="uint8",
+        transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
+        crs="EPSG:32631",
+        nodata=255,
+        classes=CLASSES,
+    ) as out:
+        out.write(arr, Window(0, 0, 30, 40))
+        out.class_counts = np.bincount(arr.ravel(), minlength=256)
+    rat = ET.parse(tmp_path / "mask.tif.aux.xml").find("PAMRasterBand/GDALRasterAttributeTable")
+    assert rat is not None
+    assert [f.findtext("Name") for f in rat.findall("FieldDefn")][:3] == ["value", "count", "class"]
+    rows = [[f.text for f in row.findall("F")][:3] for row in rat.findall("Row")]
+    assert rows == [["0", "900", "background"], ["1", "0", "building"], ["2", "300", "road"]]
