@@ -232,6 +232,7 @@ class _FileInfo:
     width: int
     height: int
     nodata: float | None
+    dtype: str
 
     @property
     def res(self) -> tuple[float, float]:
@@ -246,7 +247,9 @@ class _FileInfo:
 def _info(path: str, mtime: float) -> _FileInfo:
     try:
         with open_raster(path) as src:
-            return _FileInfo(src.crs, src.transform, src.width, src.height, src.nodata)
+            return _FileInfo(
+                src.crs, src.transform, src.width, src.height, src.nodata, src.dtypes[0]
+            )
     except RasterOpenError as exc:
         raise DatasetError(
             f"{path}: cannot open as a raster ({exc}); remove it or fix the glob"
@@ -574,11 +577,14 @@ def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
         classes=source.classes,
     )
     parts = split_scenes(scenes, _val_fraction(source), seed=seed)
+    dtypes = {file_info(s.name).dtype for s in parts["train"]}
     return SceneSet(
         parts["train"],
         parts["val"],
         classes,
         nodata=nodata,
+        # scenes hold float32; predict compares input with the files' own dtype
+        band_dtype=dtypes.pop() if len(dtypes) == 1 else None,
         description={
             "dataset": "GeoTIFF images with labels",
             "images": source.images,

@@ -103,6 +103,8 @@ class SceneSet:
         sar: SAR imagery (augmented without colour jitter).
         db_bands: the first bands normalized in dB.
         nodata: the images' nodata value, recorded in the checkpoint.
+        band_dtype: the image files' own dtype, recorded in the checkpoint, when the scenes hold
+            pixels converted to another (default: the scenes' dtype).
         description: what the run folder and checkpoint record about the data.
     """
 
@@ -113,6 +115,7 @@ class SceneSet:
     sar: bool = False
     db_bands: int = 0
     nodata: float | None = None
+    band_dtype: str | None = None
     description: dict[str, Any] = field(default_factory=dict)
 
 

@@ -6,6 +6,7 @@ releases the GIL while it decodes), so windows can be read ahead in background t
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import deque
@@ -28,7 +29,15 @@ from geoseg.io.windows import clip_window, tile_transform
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["ABSURD", "GeoArray", "RasterReader", "coarse_validity", "map_ordered", "valid_mask"]
+__all__ = [
+    "ABSURD",
+    "GeoArray",
+    "RasterReader",
+    "coarse_validity",
+    "ground_pixel_size",
+    "map_ordered",
+    "valid_mask",
+]
 
 # float values at least this large in magnitude are fill values (3.4e38 and the like), not data
 ABSURD = 1e30
@@ -126,6 +135,25 @@ def map_ordered(
         while pending:
             head, fut = pending.popleft()
             yield head, fut.result()
+
+
+def ground_pixel_size(transform: Affine, crs: CRS | str | None, height: int) -> float | None:
+    """Ground pixel size in metres (the mean of x and y) of a grid, or None without a CRS.
+
+    A geographic CRS gives metres along the parallel at the grid's centre row.
+    """
+    if crs is None:
+        return None
+    ref = CRS.from_user_input(crs)
+    size = (abs(transform.a) + abs(transform.e)) / 2
+    if ref.is_geographic:
+        lat = transform.f + transform.e * height / 2
+        return size * 111_320 * max(math.cos(math.radians(lat)), 0.01)
+    try:
+        factor = ref.linear_units_factor[1]
+    except Exception:  # an unusual CRS without linear units
+        return None
+    return size * float(factor)
 
 
 class RasterReader:
@@ -270,19 +298,9 @@ class RasterReader:
     @property
     def pixel_size(self) -> float | None:
         """Ground pixel size in metres (the mean of x and y), or None without a CRS or transform."""
-        if self.crs is None or self.gcps is not None:
+        if self.gcps is not None:
             return None
-        size = (abs(self.transform.a) + abs(self.transform.e)) / 2
-        if self.crs.is_geographic:  # degrees: metres along the parallel at the raster's centre
-            import math
-
-            lat = self.transform.f + self.transform.e * self.height / 2
-            return size * 111_320 * max(math.cos(math.radians(lat)), 0.01)
-        try:
-            factor = self.crs.linear_units_factor[1]
-        except Exception:  # an unusual CRS without linear units
-            return None
-        return size * float(factor)
+        return ground_pixel_size(self.transform, self.crs, self.height)
 
     def read_many(
         self, windows: Iterable[Window], *, workers: int = 2, prefetch: int = 4

@@ -12,6 +12,7 @@ from collections.abc import Sized
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geoseg.classes import ClassTable
@@ -21,10 +22,11 @@ from geoseg.datasets.patches import PatchDataset, Scene, index_scenes
 from geoseg.datasets.samplers import ClassBalancedSampler, GridSampler, RandomSampler
 from geoseg.datasets.stats import StatsResult, stream_stats
 from geoseg.errors import DatasetError
+from geoseg.io.reader import ground_pixel_size
 from geoseg.normalize import Normalization
 from geoseg.training.config import DataConfig, TrainConfig
 
-__all__ = ["DataBundle", "build_data", "scene_bundle"]
+__all__ = ["DataBundle", "build_data", "scene_bundle", "training_gsd"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,16 @@ def scene_stats(scenes: list[Scene], *, db_bands: int = 0) -> StatsResult:
     return stream_stats(
         ((image, valid) for image, _, valid in (s.arrays() for s in scenes)), db_bands=db_bands
     )
+
+
+def training_gsd(scenes: list[Scene]) -> float | None:
+    """The median ground pixel size (metres) of the georeferenced ``scenes``, or None."""
+    sizes = [
+        size
+        for s in scenes
+        if (size := ground_pixel_size(s.transform, s.crs, s.shape[0])) is not None
+    ]
+    return round(float(np.median(sizes)), 6) if sizes else None
 
 
 def normalization_for(
@@ -197,6 +209,9 @@ def build_data(cfg: TrainConfig, *, normalization: Normalization | None = None) 
         normalization=normalization,
     )
     bundle.nodata = scenes.nodata
+    bundle.gsd = training_gsd(scenes.train)
+    if scenes.band_dtype:
+        bundle.band_dtype = scenes.band_dtype
     if _count(bundle.train_sampler) == 0:
         raise DatasetError(
             "the training split yields no sample; lower data.max_nodata or data.patch_size"

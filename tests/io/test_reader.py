@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
-from geoseg.io.reader import RasterReader, valid_mask
+from geoseg.io.reader import RasterReader, ground_pixel_size, valid_mask
 from geoseg.io.windows import plan_tiles
 
 
@@ -133,3 +134,14 @@ def test_missing_url_is_a_clear_error(http_root) -> None:
     _, url = http_root
     with pytest.raises(RasterOpenError, match="expected a raster GDAL can open"):
         RasterReader(f"{url}/nope.tif")
+
+
+def test_ground_pixel_size_in_metres() -> None:
+    utm = Affine(0.5, 0, 600000, 0, -0.5, 5750000)
+    assert ground_pixel_size(utm, "EPSG:32631", 100) == 0.5
+    feet = Affine(2.0, 0, 0, 0, -2.0, 0)
+    assert ground_pixel_size(feet, "EPSG:2263", 100) == pytest.approx(2 * 0.3048006, rel=1e-6)
+    # degrees: metres along the parallel at the centre row (60 deg N halves a degree's width)
+    deg = Affine(1e-5, 0, 4.0, 0, -1e-5, 60.0 + 5e-4)
+    assert ground_pixel_size(deg, "EPSG:4326", 100) == pytest.approx(0.5566, rel=1e-3)
+    assert ground_pixel_size(Affine.identity(), None, 100) is None

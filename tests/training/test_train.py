@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from geoseg.cli import cli
-from geoseg.errors import ConfigError, TrainingError
+from geoseg.errors import ConfigError, InputCompatibilityWarning, TrainingError
+from geoseg.inference import predict_raster
 from geoseg.models.checkpoint import load_checkpoint
 from geoseg.models.config import read_config
 from geoseg.training.config import load_config
@@ -121,8 +123,6 @@ def test_cli_train_then_predict_and_evaluate(tmp_path, dubai_root) -> None:
 
 @pytest.mark.slow
 def test_save_load_predict_identical(tmp_path, dubai_root) -> None:
-    from geoseg.inference import predict_raster
-
     cfg = load_config(tiny(tmp_path, dubai_root), ["epochs=1"])
     result = train(cfg, progress=False)
     image = next((dubai_root / "Tile 3" / "images").glob("*.jpg"))
@@ -314,6 +314,12 @@ def test_train_geotiff_pairs(tmp_path, geotiff_pair) -> None:
     result = train(cfg, progress=False)
     config = read_config(result.checkpoint)
     assert config.in_channels == 3 and config.num_classes == 3 and config.nodata == 0
+    # the files' own dtype and pixel size, not those of the float32 arrays patches are cut from
+    assert config.band_dtype == "uint8" and config.gsd == 1.0
+    # so the model takes its own training imagery without a warning, even under --strict
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputCompatibilityWarning)
+        predict_raster(image, tmp_path / "own.tif", result.checkpoint, strict=True)
 
 
 @pytest.mark.slow
