@@ -98,7 +98,8 @@ def _regularize_polygon(poly: shapely.Polygon, tolerance: float) -> shapely.Poly
 def regularize(geom: shapely.Geometry, tolerance: float) -> shapely.Geometry:
     """Square up a building footprint (polygon or multipolygon) at ``tolerance`` map units."""
     if geom.geom_type == "MultiPolygon":
-        return shapely.multipolygons(
-            [_regularize_polygon(p, tolerance) for p in shapely.get_parts(geom)]
-        )
+        parts = [_regularize_polygon(p, tolerance) for p in shapely.get_parts(geom)]
+        out = shapely.multipolygons(parts)
+        # parts that touched at a corner (8-connected regions) may overlap once squared up
+        return out if out.is_valid else shapely.union_all(parts)
     return _regularize_polygon(geom, tolerance)
