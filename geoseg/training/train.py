@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from geoseg.errors import ConfigError, TrainingError, WeightsError
+from geoseg.errors import ConfigError, TrainingError
 from geoseg.io.atomic import atomic_output, check_run_folder
 from geoseg.training.config import TrainConfig, config_from_dict
 
@@ -91,6 +91,8 @@ def _merge_history(run: Path, earlier: list[dict[str, str]]) -> None:
 
 
 def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Path, Path | None]:
+    """The run folder and, on resume, its last checkpoint: checks only, nothing is touched (a new
+    run's folder is cleared and made by :func:`_start_run` once the model has been built)."""
     run = Path(cfg.output)
     weights = cfg.model.encoder_weights
     check_run_folder(
@@ -133,15 +135,19 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
                 "a new output folder"
             )
         return run, last
+    if run.exists() and any(run.iterdir()) and not overwrite:
+        raise TrainingError(
+            f"{run}: run folder exists and is not empty; pass --resume to continue it, "
+            "--overwrite to start again, or choose another output"
+        )
+    return run, None
+
+
+def _start_run(run: Path) -> None:
+    """An empty run folder (an earlier run in it goes: --overwrite was checked)."""
     if run.exists() and any(run.iterdir()):
-        if not overwrite:
-            raise TrainingError(
-                f"{run}: run folder exists and is not empty; pass --resume to continue it, "
-                "--overwrite to start again, or choose another output"
-            )
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    return run, None
 
 
 def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
@@ -238,7 +244,7 @@ def train(
     from geoseg.models.registry import build_model
     from geoseg.training.data import build_data
     from geoseg.training.losses import build_loss
-    from geoseg.training.task import SegmentationTask
+    from geoseg.training.task import SegmentationTask, parameter_groups
 
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
@@ -246,6 +252,27 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     init = _init_checkpoint(cfg)
     data = build_data(cfg, normalization=init[1].normalization if init else None)
+    n = len(data.classes)
+    model = build_model(
+        cfg.model.architecture,
+        cfg.model.encoder,
+        in_channels=len(data.band_names),
+        classes=n,
+        encoder_weights=cfg.model.encoder_weights,
+        **cfg.model.kwargs,
+    )
+    if init is not None:
+        _load_init(model, cfg, data.classes.names, len(data.band_names), *init)
+    stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
+    if cfg.data.patch_size % stride or cfg.tile_size % stride:
+        raise ConfigError(
+            f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be "
+            f"multiples of the model's output stride {stride}"
+        )
+    parameter_groups(model, cfg.optim.lr, cfg.optim.encoder_lr_scale)  # refuses a bad scale now
+    # everything that can refuse the config has run: only now is the run folder touched
+    if ckpt_path is None:
+        _start_run(run)
     earlier: list[dict[str, str]] = []
     if (
         ckpt_path is not None and (run / "metrics.csv").is_file()
@@ -257,31 +284,6 @@ def train(
     with atomic_output(run / "config.yaml") as tmp:
         tmp.write_text(
             yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
-        )
-    n = len(data.classes)
-    try:
-        model = build_model(
-            cfg.model.architecture,
-            cfg.model.encoder,
-            in_channels=len(data.band_names),
-            classes=n,
-            encoder_weights=cfg.model.encoder_weights,
-            **cfg.model.kwargs,
-        )
-    except WeightsError as exc:
-        if cfg.model.encoder_weights == "imagenet":
-            raise WeightsError(
-                f"{exc}. Offline? Download the encoder's weights once and pass the local file with "
-                "--encoder-weights PATH (model.encoder_weights=PATH)"
-            ) from None
-        raise
-    if init is not None:
-        _load_init(model, cfg, data.classes.names, len(data.band_names), *init)
-    stride = 2 ** int(cfg.model.kwargs.get("encoder_depth", 5))
-    if cfg.data.patch_size % stride or cfg.tile_size % stride:
-        raise ConfigError(
-            f"data.patch_size ({cfg.data.patch_size}) and tile_size ({cfg.tile_size}) must be "
-            f"multiples of the model's output stride {stride}"
         )
 
     from geoseg.models.pretrained import PRETRAINED, pretrained_record

@@ -205,8 +205,24 @@ def test_imagenet_offline_names_the_local_alternative(tmp_path, dubai_root) -> N
         tiny(tmp_path, dubai_root),
         ["model.encoder_weights=imagenet", "output=" + str(tmp_path / "r3")],
     )
-    with pytest.raises(WeightsError, match="--encoder-weights PATH"):
+    with pytest.raises(WeightsError, match=r"offline.*--encoder-weights path/to/encoder"):
         train(cfg, progress=False)
+    assert not (tmp_path / "r3").exists()  # a refused run leaves no folder behind
+
+
+def test_a_refused_overwrite_keeps_the_earlier_run(tmp_path, dubai_root) -> None:
+    from geoseg.errors import WeightsError
+
+    earlier = tmp_path / "r4"
+    earlier.mkdir()
+    (earlier / "model.safetensors").write_bytes(b"weights of an earlier run")
+    cfg = load_config(
+        tiny(tmp_path, dubai_root),
+        ["model.encoder_weights=imagenet", "output=" + str(earlier)],
+    )
+    with pytest.raises(WeightsError):
+        train(cfg, progress=False, overwrite=True)
+    assert (earlier / "model.safetensors").read_bytes() == b"weights of an earlier run"
 
 
 def test_bundled_default_config_is_valid() -> None:
