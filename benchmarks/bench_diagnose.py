@@ -115,6 +115,7 @@ def main() -> None:
                 target="building",
                 overlay=args.docs / "gradcam-building.png",
                 device="cpu",
+                overwrite=True,  # the pictures are remade on every --docs run
             )
             print(
                 f"  pictures of {first['image']} in {args.docs}/: error-map.png, "
