@@ -7,6 +7,7 @@ each command imports the library it needs when it runs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -59,6 +60,11 @@ class GeosegGroup(click.Group):
                 traceback.print_exc()
             click.secho(f"Error: {exc}", err=True, fg="red")
             sys.exit(1)
+        except BrokenPipeError:
+            # the reader of stdout went away (geoseg models | head): stop quietly, like cat does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except KeyboardInterrupt as exc:
             click.secho(
                 f"Interrupted: {str(exc) or 'nothing was written under the output names.'}",

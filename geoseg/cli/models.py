@@ -22,7 +22,12 @@ import click
 def models(
     checkpoint: str | None, encoders: bool, as_json: bool, layers: bool, all_modules: bool
 ) -> None:
-    """Without CHECKPOINT, list the registry; with it, print the checkpoint's config."""
+    """Without CHECKPOINT, list the registry; with it (a file or a bundled model: quality, fast),
+    print the checkpoint's config."""
+    if checkpoint:
+        from geoseg.models.default import named_model
+
+        checkpoint = str(named_model(checkpoint))
     if checkpoint and layers:
         _layers(checkpoint, as_json, all_modules)
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from geoseg.errors import BandMismatchError, ExplainError, TilingError
+from geoseg.errors import BandMismatchError, ExplainError, GeosegWarning, TilingError
 from geoseg.explain.cam import METHODS, CamComputer, activation_maps
 from geoseg.explain.layers import resolve_layer
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
@@ -256,7 +257,12 @@ def explain_raster(
     layer_name, module = resolve_layer(net.cpu(), layer, cfg.in_channels, size=probe)
     net.to(device)
     if opts.tta != "none" or opts.precision not in ("auto", "fp32"):
-        log.info("explain runs in fp32 without test-time augmentation")
+        warnings.warn(
+            f"explain runs in fp32 without test-time augmentation: tta={opts.tta!r} and "
+            f"precision={opts.precision!r} are ignored; drop them",
+            GeosegWarning,
+            stacklevel=2,
+        )
     with RasterReader(src, bands=opts.bands) as reader:
         if len(reader.bands) != cfg.in_channels:
             raise BandMismatchError(

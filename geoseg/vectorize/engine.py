@@ -55,7 +55,7 @@ class VectorizeResult:
     layers: list[str]
     blocks: int
     seconds: float
-    crs: str | None
+    crs: str | None  # of the written file
     classes: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -379,12 +379,9 @@ def vectorize_raster(
         )
     seconds = time.perf_counter() - start
     log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
+    written = None if source.crs is None else source.crs.to_string()
+    if format_of(dst) == "GeoJSON" and not keep_crs:
+        written = "EPSG:4326"  # RFC 7946: reprojected on writing
     return VectorizeResult(
-        Path(dst),
-        count,
-        layers,
-        total,
-        seconds,
-        None if source.crs is None else source.crs.to_string(),
-        {c.id: c.name for c in source.classes},
+        Path(dst), count, layers, total, seconds, written, {c.id: c.name for c in source.classes}
     )

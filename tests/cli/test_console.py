@@ -46,3 +46,24 @@ def test_bar_is_closed_when_the_run_fails(monkeypatch: pytest.MonkeyPatch) -> No
             step(1, 3)
             raise RuntimeError("disk full")
     assert len(closed) == 1 and closed[0].n == 1 and closed[0].total == 3
+
+
+def test_a_closed_stdout_stops_quietly() -> None:
+    """``geoseg models | head -1``: the reader goes away, geoseg stops without an error line."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "geoseg", "models"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert run.returncode == 141 and "Error" not in run.stderr, run.stderr

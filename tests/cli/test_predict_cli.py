@@ -119,3 +119,7 @@ def test_models_lists_and_describes(checkpoint: Path) -> None:
     assert r.exit_code == 0 and "unet" in r.output and "resnet34" in r.output
     r = CliRunner().invoke(cli, ["models", str(checkpoint)])
     assert r.exit_code == 0 and "building" in r.output and "tile 256" in r.output
+    # the bundled models by the names the listing prints (--model quality / fast)
+    r = CliRunner().invoke(cli, ["models", "fast"])
+    assert r.exit_code == 0 and "dubai-landcover-fast.safetensors" in r.output, r.output
+    assert "vegetation" in r.output

@@ -207,7 +207,10 @@ def test_formats_layers_and_qgis_style(make_mask: Any, tmp_path: Path) -> None:
     assert len(gdf) == single.features and gdf.crs.to_epsg() == 32631
     assert json.loads(papq.read_schema(pq.path).metadata[b"geo"])["primary_column"] == "geometry"
     native = vectorize_raster(src, tmp_path / "native.geojson", keep_crs=True, workers=0)
-    assert read(native.path).crs.to_epsg() == 32631
+    assert read(native.path).crs.to_epsg() == 32631 and native.crs == "EPSG:32631"
+    # the result names the CRS of the file written: RFC 7946 GeoJSON is in EPSG:4326
+    rfc = vectorize_raster(src, tmp_path / "rfc.geojson", workers=0)
+    assert read(rfc.path).crs.to_epsg() == 4326 and rfc.crs == "EPSG:4326"
 
 
 def test_true_metres_in_a_geographic_crs(make_mask: Any, tmp_path: Path) -> None:
