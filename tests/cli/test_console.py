@@ -49,16 +49,20 @@ def test_bar_is_closed_when_the_run_fails(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_closed_stdout_stops_quietly() -> None:
-    """``geoseg models | head -1``: the reader goes away, geoseg stops without an error line."""
+    """``geoseg info scene.tif | head -1``: the reader goes away, geoseg stops without an error
+    line."""
     import os
     import subprocess
     import sys
+    from pathlib import Path
+
+    scene = Path(__file__).parents[2] / "sample_data" / "rotterdam_ps_rgb.tif"
 
     read, write = os.pipe()
     os.close(read)  # every write to the pipe now fails with EPIPE
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "geoseg", "models"],
+            [sys.executable, "-m", "geoseg", "info", str(scene)],
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,
