@@ -67,7 +67,7 @@ class GeosegGroup(click.Group):
             sys.exit(141)
         except KeyboardInterrupt as exc:
             click.secho(
-                f"Interrupted: {str(exc) or 'nothing was written under the output names.'}",
+                f"Interrupted: {str(exc) or _UNFINISHED}",
                 err=True,
                 fg="yellow",
             )
@@ -117,8 +117,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
+_UNFINISHED = (
+    "no output was left half-written; outputs finished before the interrupt are complete, the "
+    "rest were not written"
+)
+
+
 def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("terminated; nothing was written under the output names.")
+    raise KeyboardInterrupt(f"terminated; {_UNFINISHED}")
 
 
 def main() -> None:

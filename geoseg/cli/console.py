@@ -25,15 +25,25 @@ def progress_bar(
     *,
     total: int | None = None,
     postfix: Callable[..., str] | None = None,
+    delay: float = 0.5,
 ) -> Iterator[Callable[..., None]]:
     """A bar counting ``unit``s on stderr (none with -q), closed however the block ends.
 
     Yields the ``progress(done, total, *extra)`` callback to hand the library: it moves the bar to
     ``done`` of ``total`` and, given ``postfix``, shows ``postfix(done, total, *extra)`` beside it.
+    The bar appears only once the block has run ``delay`` seconds, so a quick refusal or an early
+    warning is not printed after an empty bar.
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit=unit, disable=is_quiet(ctx), dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=total,
+        unit=unit,
+        disable=is_quiet(ctx),
+        dynamic_ncols=True,
+        leave=False,
+        delay=delay,
+    )
 
     def step(done: int, of: int, *extra: Any) -> None:
         bar.total = of

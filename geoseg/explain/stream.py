@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from geoseg.errors import BandMismatchError, ExplainError, GeosegWarning, TilingError
+from geoseg.errors import BandMismatchError, ExplainError, GeosegWarning
 from geoseg.explain.cam import METHODS, CamComputer, activation_maps
 from geoseg.explain.layers import resolve_layer
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
@@ -29,7 +29,8 @@ from geoseg.inference.blending import blend_weights
 from geoseg.inference.engine import ModelSource, resolve_model
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import resolve_device
-from geoseg.inference.tiles import read_tile
+from geoseg.inference.tiles import checked_tiling, read_tile
+from geoseg.io.atomic import check_paths
 from geoseg.io.reader import RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COGWriter, check_destination
@@ -233,6 +234,14 @@ def explain_raster(
     start = time.perf_counter()
     if method not in METHODS:
         raise ExplainError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    check_paths(
+        {
+            "SCENE": src,
+            "--model": model if isinstance(model, (str, os.PathLike)) else None,
+            "--aoi": aoi,
+        },
+        {"OUT": dst, "--overlay": overlay},
+    )  # an input is never replaced, even with overwrite
     for p in [dst, overlay]:
         if p is not None:
             check_destination(p, overwrite=overwrite)
@@ -270,15 +279,10 @@ def explain_raster(
                 "selected; choose them with --bands (1-based, in the model's order)"
             )
         tile = int(opts.tile_size or cfg.tile_size)
-        if tile % cfg.output_stride:
-            raise TilingError(
-                f"tile_size={tile} is not a multiple of the model's output stride "
-                f"{cfg.output_stride}; use "
-                f"{max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
-            )
-        plan = plan_tiles(
-            reader.height, reader.width, tile, cfg.overlap if opts.overlap is None else opts.overlap
+        overlap = checked_tiling(
+            tile, cfg.overlap if opts.overlap is None else opts.overlap, cfg.output_stride
         )
+        plan = plan_tiles(reader.height, reader.width, tile, overlap)
         weights = blend_weights(opts.blend, tile, plan.overlap)
         mask_of: MaskFunction | None = None
         region = _window_in(window, reader.height, reader.width)

@@ -26,6 +26,7 @@ from geoseg.errors import ExportError
 from geoseg.export._deps import require
 from geoseg.export.metadata import export_metadata
 from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
+from geoseg.inference.tiles import stride_problem
 from geoseg.io.writer import check_destination
 from geoseg.models.checkpoint import LoadedModel
 
@@ -255,11 +256,9 @@ def export_onnx(
     loaded = resolve_model(model)
     cfg = loaded.config
     tile = int(tile_size or cfg.tile_size)
-    if tile % cfg.output_stride:
-        raise ExportError(
-            f"tile_size={tile} is not a multiple of the model's output stride {cfg.output_stride}; "
-            f"use {max(cfg.output_stride, tile // cfg.output_stride * cfg.output_stride)}"
-        )
+    problem = stride_problem(tile, cfg.output_stride)
+    if problem is not None:
+        raise ExportError(problem)
     module = (
         Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()
     )  # a calibration temperature goes into the graph

@@ -25,14 +25,21 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from geoseg.errors import BandMismatchError, NoValidDataWarning, TilingError
+from geoseg.errors import BandMismatchError, NoValidDataWarning, RasterFormatError, TilingError
 from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import blend_weights
 from geoseg.inference.cache import ModelCache, file_digest
 from geoseg.inference.compat import InputAdapter, check_input
 from geoseg.inference.options import TTA_MODES, Precision, PredictOptions
 from geoseg.inference.runtime import Runner, cached_frozen, make_runner, resolve_device
-from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of, read_tile
+from geoseg.inference.tiles import (
+    MASK_NODATA,
+    Finished,
+    checked_tiling,
+    finalize,
+    geoarray_of,
+    read_tile,
+)
 from geoseg.io.atomic import check_paths
 from geoseg.io.reader import GeoArray, RasterReader, map_ordered
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
@@ -240,15 +247,13 @@ def _setup(
         reader.close()
         raise
     tile = int(options.tile_size or cfg.tile_size)
-    stride = cfg.output_stride
-    if tile % stride:
-        reader.close()
-        lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
-        raise TilingError(
-            f"tile_size={tile} is not a multiple of the model's output stride {stride}; use "
-            f"{lower} or {upper}"
+    try:
+        ov = checked_tiling(
+            tile, cfg.overlap if options.overlap is None else options.overlap, cfg.output_stride
         )
-    ov = cfg.overlap if options.overlap is None else options.overlap
+    except TilingError:
+        reader.close()
+        raise
     plan = plan_tiles(reader.height, reader.width, tile, ov)
     weights = blend_weights(options.blend, tile, plan.overlap)
     temperature = calibration_temperature(cfg)
@@ -591,6 +596,11 @@ def predict_raster(
     )
     outputs = [Path(p) for p in (dst, probabilities, confidence) if p is not None]
     for p in outputs:
+        if p.suffix.lower() not in (".tif", ".tiff"):
+            raise RasterFormatError(
+                f"{p}: predict writes Cloud-Optimized GeoTIFFs; expected a .tif or .tiff name, got "
+                f"{p.suffix or 'none'} (for a picture use --quicklook {p.with_suffix('.png').name})"
+            )
         check_destination(p, overwrite=overwrite)
     opts = PredictOptions.of(options, **overrides)
     if model is None:

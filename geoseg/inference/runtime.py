@@ -34,16 +34,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU.
 
     Raises:
-        DeviceError: CUDA asked for but not available.
+        DeviceError: an unknown device, or CUDA (or that GPU) asked for but not available.
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(
-            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or --device "
-            "auto"
-        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device {str(device)!r}; expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise DeviceError(
+                f"device {str(device)!r} was asked for but no CUDA GPU is visible; use --device "
+                "cpu or --device auto"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {str(device)!r} was asked for but only {count} CUDA GPU(s) are visible "
+                f"(cuda:0..cuda:{count - 1}); use one of those or --device auto"
+            )
     return dev
 
 

@@ -9,12 +9,60 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.classes import MASK_NODATA
+from geoseg.errors import TilingError
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.io.reader import GeoArray, RasterReader
-from geoseg.io.windows import clip_window, tile_transform
+from geoseg.io.windows import clip_window, resolve_overlap, tile_transform
 from geoseg.normalize import Normalization
 
-__all__ = ["Finished", "finalize", "pad_reflect", "read_tile"]
+__all__ = [
+    "MAX_TILE",
+    "Finished",
+    "checked_tiling",
+    "finalize",
+    "pad_reflect",
+    "read_tile",
+    "stride_problem",
+]
+
+MAX_TILE = 8192  # a larger tile needs tens of GB for one forward pass
+
+
+def stride_problem(tile: int, stride: int) -> str | None:
+    """Why ``tile`` does not suit a network of output ``stride`` (None when it does)."""
+    if tile % stride == 0:
+        return None
+    lower, upper = max(stride, tile // stride * stride), (tile // stride + 1) * stride
+    sizes = " or ".join(str(v) for v in sorted({lower, upper}))
+    return (
+        f"tile size {tile} px is not a multiple of the model's output stride {stride}; use {sizes}"
+    )
+
+
+def checked_tiling(tile: int, overlap: float | int, stride: int) -> int:
+    """The overlap in pixels of ``tile``-px tiles for a network of output ``stride``.
+
+    Raises:
+        TilingError: a tile that is not a multiple of the stride or larger than :data:`MAX_TILE`,
+            or an overlap beyond half the tile (a stride so small that the work grows
+            quadratically: 511 px of 512 is 262,144 times the tiles).
+    """
+    problem = stride_problem(tile, stride)
+    if problem is not None:
+        raise TilingError(problem)
+    if tile > MAX_TILE:
+        raise TilingError(
+            f"tile size {tile} px is larger than the {MAX_TILE} px a forward pass can hold in "
+            "memory; expected at most that, e.g. 512 or 1024"
+        )
+    px = resolve_overlap(tile, overlap)
+    if px > tile // 2:
+        raise TilingError(
+            f"overlap of {px} px leaves a stride of {tile - px} px on {tile}-px tiles, "
+            f"{(tile / (tile - px)) ** 2:,.0f}x the tiles of no overlap; expected at most half "
+            f"the tile ({tile // 2} px or 0.5)"
+        )
+    return px
 
 
 def pad_reflect(data: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:

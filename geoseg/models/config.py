@@ -174,7 +174,8 @@ def _files(path: Path) -> tuple[Path, Path | None]:
         )
     if not path.exists():
         raise CheckpointError(
-            f"{path}: no such checkpoint; expected a .safetensors file or a checkpoint folder"
+            f"{path}: no such checkpoint; expected a .safetensors file, a checkpoint folder or a "
+            "bundled model (quality, fast)"
         )
     sidecar = path.with_suffix(".json")
     return path, sidecar if sidecar.exists() else None

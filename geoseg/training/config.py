@@ -185,6 +185,16 @@ def _check(dotted: str, tp: Any, value: Any) -> Any:
     raise ConfigError(f"{dotted}: expected {getattr(base, '__name__', base)}, got {value!r}")
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (1-based line and column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = " ".join(
+        str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p
+    )
+    return where + (what or " ".join(str(exc).split()))
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"optim.lr=0.01"`` to (``["optim", "lr"]``, 0.01); values are read as YAML."""
     if "=" not in text:
@@ -192,7 +202,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01 or data.root=/data/dubai"
         )
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"override {text!r}: the value is not valid YAML ({yaml_problem(exc)}); quote it, "
+            "e.g. data.root='/data/my [2024] set'"
+        ) from None
+    return key.strip().split("."), parsed
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -238,7 +255,7 @@ def load_config(
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{p}: not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"{p}: expected a YAML mapping at the top level, got {type(raw).__name__}"

@@ -10,6 +10,7 @@ holds the blocks in flight and the seam pieces of one row of blocks, whatever th
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -217,11 +218,14 @@ def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | 
         return None
     text = str(value).strip().lower()
     try:
-        return float(text[:-2]) if text.endswith("px") else float(text) / pixel_size
+        pixels = float(text[:-2]) if text.endswith("px") else float(text) / pixel_size
     except ValueError:
+        pixels = math.nan
+    if not pixels >= 0 or math.isinf(pixels):  # NaN fails the comparison
         raise RasterFormatError(
-            f"{what}: expected a number in map units or pixels like '1.5px', got {value!r}"
-        ) from None
+            f"{what}: expected a number >= 0 in map units or pixels like '1.5px', got {value!r}"
+        )
+    return pixels
 
 
 def vectorize_raster(

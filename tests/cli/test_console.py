@@ -15,12 +15,21 @@ def _context(quiet: bool) -> click.Context:
 
 def test_bar_follows_the_callback_and_shows_the_postfix(capsys: pytest.CaptureFixture[str]) -> None:
     ctx = _context(quiet=False)
-    with progress_bar(ctx, "block", postfix=lambda done, total, n: f"{n} polygons") as step:
+    with progress_bar(
+        ctx, "block", postfix=lambda done, total, n: f"{n} polygons", delay=0
+    ) as step:
         step(1, 4, 7)
     say(ctx, "done")
     out, err = capsys.readouterr()
     assert "1/4" in err and "7 polygons" in err and "block" in err
     assert out == "done\n"
+
+
+def test_a_quick_refusal_prints_no_empty_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="bad input"):
+        with progress_bar(_context(quiet=False), "tile"):
+            raise ValueError("bad input")
+    assert capsys.readouterr().err == ""
 
 
 def test_quiet_shows_neither_bar_nor_summary(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from geoseg.cli import cli
-from geoseg.errors import ExplainError, GeosegWarning
+from geoseg.errors import ExplainError, GeosegWarning, OutputCollisionError
 from geoseg.explain import CamComputer, explain_raster, list_layers, resolve_layer
 from geoseg.models.checkpoint import LoadedModel, model_from_config, save_checkpoint
 from tests.inference.conftest import config_for
@@ -187,6 +187,15 @@ def test_errors(tmp_path: Path, make_raster, textured_rgb) -> None:
         explain_raster(
             src, tmp_path / "a.tif", loaded, target=0, layer="1", window=Window(100, 100, 5, 5)
         )
+    # an input is never replaced, not even with overwrite: as the output or as the picture
+    before = Path(src).read_bytes()
+    with pytest.raises(OutputCollisionError, match="SCENE"):
+        explain_raster(src, src, loaded, target=0, layer="1", overwrite=True)
+    with pytest.raises(OutputCollisionError, match="--overlay"):
+        explain_raster(
+            src, tmp_path / "b.tif", loaded, target=0, layer="1", overlay=src, overwrite=True
+        )
+    assert Path(src).read_bytes() == before and not (tmp_path / "b.tif").exists()
 
 
 @pytest.fixture(scope="module")

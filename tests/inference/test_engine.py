@@ -14,7 +14,13 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from geoseg.errors import BandMismatchError, NoValidDataWarning, OutputExistsError, TilingError
+from geoseg.errors import (
+    BandMismatchError,
+    NoValidDataWarning,
+    OutputExistsError,
+    RasterFormatError,
+    TilingError,
+)
 from geoseg.inference import predict_block, predict_raster
 from geoseg.inference.blending import BLEND_KERNELS
 from geoseg.io.windows import plan_tiles
@@ -158,7 +164,7 @@ def test_tile_size_must_fit_the_output_stride(make_raster, textured_rgb, tmp_pat
     model = LoadedModel(pointwise_model(), config_for().replace(output_stride=32))
     with pytest.raises(
         TilingError,
-        match="tile_size=500 is not a multiple of the model's output stride 32; use 480 or 512",
+        match="tile size 500 px is not a multiple of the model's output stride 32; use 480 or 512",
     ):
         predict_raster(
             make_raster(textured_rgb(20, 20)),
@@ -167,6 +173,28 @@ def test_tile_size_must_fit_the_output_stride(make_raster, textured_rgb, tmp_pat
             tile_size=500,
             device="cpu",
         )
+    src = make_raster(textured_rgb(20, 20))
+    # below the stride: one size to suggest, not the same one twice
+    with pytest.raises(TilingError, match=r"stride 32; use 32$"):
+        predict_raster(src, tmp_path / "m.tif", model, tile_size=7, device="cpu")
+    # a tile no forward pass can hold, or an overlap leaving a 1-px stride: refused up front
+    with pytest.raises(TilingError, match="larger than the 8192 px"):
+        predict_raster(src, tmp_path / "m.tif", model, tile_size=100_000, device="cpu")
+    with pytest.raises(
+        TilingError, match=r"overlap of 511 px leaves a stride of 1 px.*256 px or 0.5"
+    ):
+        predict_raster(src, tmp_path / "m.tif", model, tile_size=512, overlap=511, device="cpu")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_outputs_must_be_geotiff_names(make_raster, textured_rgb, tmp_path: Path) -> None:
+    model = LoadedModel(pointwise_model(), config_for())
+    src = make_raster(textured_rgb(20, 20))
+    for name, kwargs in (("m.jpg", {}), ("m", {}), ("m.tif", {"confidence": tmp_path / "c.png"})):
+        with pytest.raises(RasterFormatError, match=r"expected a \.tif or \.tiff name"):
+            predict_raster(src, tmp_path / name, model, device="cpu", **kwargs)
+    assert not list(tmp_path.glob("m*")) and not (tmp_path / "c.png").exists()
+    predict_raster(src, tmp_path / "M.TIFF", model, device="cpu")  # any case
 
 
 def test_existing_output_is_refused_before_any_work(

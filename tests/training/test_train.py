@@ -174,6 +174,14 @@ def test_config_errors_name_the_key(tmp_path, dubai_root) -> None:
         load_config(path, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match=r"optim.encoder_lr_scale.*a scale > 0"):
         load_config(path, ["optim.encoder_lr_scale=0"])
+    # YAML syntax errors on one line, with where and what
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ndata:\n  split: [1, 2\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: line 4, column 7: .*expected ','") as e:
+        load_config(broken)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"override 'data.split=\[1, 2'.*not valid YAML"):
+        load_config(path, ["data.split=[1, 2"])
     with pytest.raises(
         ConfigError,
         match=r"loss.dise: unknown loss; expected some of ce, dice, focal, jaccard, lovasz",

@@ -151,6 +151,11 @@ def test_bad_inputs_get_clear_errors(make_mask: Any, make_raster: Any, tmp_path:
         vectorize_raster(
             make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.gpkg", exclude=["forest"]
         )
+    for tolerance in ("-1", "-0.5px", "abcpx", "nan", "inf"):
+        with pytest.raises(RasterFormatError, match=r"simplify: expected a number >= 0"):
+            vectorize_raster(
+                make_mask(np.ones((4, 4), np.uint8)), tmp_path / "x.gpkg", simplify=tolerance
+            )
     (tmp_path / "exists.gpkg").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError, match=r"exists\.gpkg: already exists"):
         vectorize_raster(make_mask(np.ones((4, 4), np.uint8)), tmp_path / "exists.gpkg")
