@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -12,7 +13,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geoseg.classes import ClassInfo, ClassTable, classes_of, default_palette
-from geoseg.errors import NoCRSWarning, RasterFormatError
+from geoseg.errors import GeosegWarning, NoCRSWarning, RasterFormatError
 from geoseg.io.open import open_raster
 
 __all__ = ["MaskSource", "block_windows", "class_info", "open_mask"]
@@ -114,6 +115,7 @@ def open_mask(
                     "with another transform. Use the --confidence or --probabilities output of "
                     "the same `geoseg predict` run."
                 )
+            _check_confidence(str(confidence), cds, len(source.classes))
         source = MaskSource(**{**source.__dict__, "confidence": str(confidence)})
     return source
 
@@ -139,3 +141,23 @@ def class_info(table: ClassTable, class_id: int) -> ClassInfo:
         if c.id == class_id:
             return c
     return ClassInfo(class_id, f"class_{class_id}", default_palette(class_id % 18 + 1)[-1])
+
+
+def _check_confidence(path: str, ds: Any, classes: int) -> None:
+    """Refuse a raster that cannot be a confidence or probabilities raster of the mask, and warn
+    when nothing says it is one (its values are read as probabilities)."""
+    fix = "pass the --confidence or --probabilities output of the `geoseg predict` run"
+    if ds.descriptions and ds.descriptions[0] == "class":
+        raise RasterFormatError(f"{path}: a class mask, not a confidence raster; {fix}")
+    if ds.count != 1 and classes and ds.count != classes:
+        raise RasterFormatError(
+            f"{path}: expected 1 band (confidence) or {classes} (probabilities, one per class), "
+            f"found {ds.count}; {fix}"
+        )
+    if "GEOSEG_MODEL" not in ds.tags():
+        warnings.warn(
+            f"{path}: not written by geoseg predict, so mean_confidence reads its values as "
+            "probabilities (uint8: 0-255, floats: 0-1); if they are not, " + fix,
+            GeosegWarning,
+            stacklevel=3,
+        )

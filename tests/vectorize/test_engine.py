@@ -14,7 +14,13 @@ import shapely
 from rasterio import features
 from rasterio.transform import from_origin
 
-from geoseg.errors import NoCRSWarning, OutputExistsError, RasterFormatError, RasterOpenError
+from geoseg.errors import (
+    GeosegWarning,
+    NoCRSWarning,
+    OutputExistsError,
+    RasterFormatError,
+    RasterOpenError,
+)
 from geoseg.vectorize import vectorize_raster
 from tests.vectorize.conftest import landcover, normalized, read
 
@@ -240,14 +246,15 @@ def test_mean_confidence_and_cleanup_options(
     m[40:42, 40:42] = 2  # a 4-pixel road patch (1 m²)
     conf = np.full((1, 60, 60), 200, np.uint8)
     src = make_mask(m)
-    res = vectorize_raster(
-        src,
-        tmp_path / "c.gpkg",
-        confidence=make_raster(conf, name="conf.tif"),
-        workers=0,
-        fill_holes=5,
-        min_area=2,
-    )
+    with pytest.warns(GeosegWarning, match="not written by geoseg predict"):
+        res = vectorize_raster(
+            src,
+            tmp_path / "c.gpkg",
+            confidence=make_raster(conf, name="conf.tif"),
+            workers=0,
+            fill_holes=5,
+            min_area=2,
+        )
     df = read(res.path)
     assert df.class_name.tolist() == ["building"]
     assert len(df.geometry[0].interiors) == 0 and df.area_m2[0] == pytest.approx(400 * PIXEL_AREA)
@@ -256,6 +263,15 @@ def test_mean_confidence_and_cleanup_options(
         vectorize_raster(
             src, tmp_path / "d.gpkg", confidence=make_raster(conf[:, :30], name="small.tif")
         )
+    # an image or the mask itself is no confidence raster
+    rgb = make_raster(np.concatenate([conf] * 3), name="rgb.tif")
+    with pytest.raises(RasterFormatError, match=r"expected 1 band \(confidence\) or 4"):
+        vectorize_raster(src, tmp_path / "e.gpkg", confidence=rgb)
+    with rasterio.open(src, "r+") as ds:
+        ds.set_band_description(1, "class")
+    with pytest.raises(RasterFormatError, match="a class mask, not a confidence raster"):
+        vectorize_raster(src, tmp_path / "f.gpkg", confidence=src)
+    assert not list(tmp_path.glob("[def].gpkg"))
 
 
 def test_simplified_coverage_has_no_gaps_or_overlaps(make_mask: Any, tmp_path: Path) -> None:
