@@ -53,6 +53,13 @@ class GeosegGroup(click.Group):
         verbose = (ctx.params.get("verbose") or 0) > 0
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if verbose:
+                raise
+            # one line, like every other refusal (click's own display takes four)
+            where = exc.ctx.command_path if exc.ctx is not None else "geoseg"
+            click.secho(f"Error: {exc.format_message()} (see {where} --help)", err=True, fg="red")
+            sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except GeosegError as exc:

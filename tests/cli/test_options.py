@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from geoseg.cli.options import apply_options, int_option, text_option
@@ -33,3 +34,21 @@ def test_int_option_refuses_values_below_its_minimum() -> None:
     assert result.exit_code == 2 and "4 is not in the range x>=8" in result.output
     ok = CliRunner().invoke(_command(), ["--workers", "0"])
     assert ok.exit_code == 0 and "('cell', 256), ('device', 'auto'), ('workers', 0)" in ok.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "a.tif", "b.tif", "--tile-size", "0"], "Invalid value for '--tile-size'"),
+        (["predict"], "Missing argument"),
+        (["vectorize", "m.tif", "o.gpkg", "--bogus"], "No such option '--bogus'"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    from geoseg.cli import cli
+
+    result = CliRunner().invoke(cli, args, prog_name="geoseg")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and message in lines[0]
+    assert f"(see geoseg {args[0]} --help)" in lines[0]
