@@ -66,11 +66,12 @@ def info(paths: tuple[str, ...], as_json: bool) -> None:
     """Describe each raster PATH (local file or http(s):// URL)."""
     from geoseg.io.info import describe_raster
 
-    results = [describe_raster(p) for p in paths]
-    if as_json:
-        for r in results:
-            if r["crs"]:
-                r["crs"].pop("wkt", None)
-        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
-    else:
-        click.echo("\n\n".join(_format(r) for r in results))
+    if not as_json:  # each description as soon as it is made: a later bad path keeps them
+        for k, p in enumerate(paths):
+            click.echo(("\n" if k else "") + _format(describe_raster(p)))
+        return
+    results = [describe_raster(p) for p in paths]  # one JSON document, whole or not at all
+    for r in results:
+        if r["crs"]:
+            r["crs"].pop("wkt", None)
+    click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))

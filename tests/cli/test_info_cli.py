@@ -26,6 +26,13 @@ def test_info_text_for_several_paths(make_raster) -> None:
     assert result.exit_code == 0, result.output
     assert "EPSG:32631 (WGS 84 / UTM zone 31N)" in result.output and "EPSG:4326" in result.output
     assert "COG          yes" in result.output
+    assert "\n\n" in result.output  # a blank line between descriptions
+
+
+def test_a_bad_path_after_good_ones_keeps_their_descriptions(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["info", SAMPLE, str(tmp_path / "nope.tif")])
+    assert result.exit_code == 1 and "EPSG:32631" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error:")
 
 
 def test_missing_path_is_one_line_without_traceback(tmp_path: Path) -> None:
