@@ -223,6 +223,10 @@ def _setup(
     cfg = loaded.config
     # a graph run by another runtime (onnxruntime) is neither traced nor autocast
     outside = bool(getattr(loaded.model, "runs_outside_torch", False))
+    tile = int(options.tile_size or cfg.tile_size)  # checked before the raster is opened
+    ov = checked_tiling(
+        tile, cfg.overlap if options.overlap is None else options.overlap, cfg.output_stride
+    )
     reader = RasterReader(src, bands=options.bands)
     if len(reader.bands) != cfg.in_channels:
         names = f" ({', '.join(cfg.band_names)})" if cfg.band_names else ""
@@ -244,14 +248,6 @@ def _setup(
     try:
         adapt = check_input(reader, cfg, options, str(src))
     except BaseException:
-        reader.close()
-        raise
-    tile = int(options.tile_size or cfg.tile_size)
-    try:
-        ov = checked_tiling(
-            tile, cfg.overlap if options.overlap is None else options.overlap, cfg.output_stride
-        )
-    except TilingError:
         reader.close()
         raise
     plan = plan_tiles(reader.height, reader.width, tile, ov)

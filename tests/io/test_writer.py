@@ -17,7 +17,9 @@ from geoseg.io.writer import COGWriter
 CLASSES = ClassTable.from_names(["background", "building", "road"])
 
 
-def _write(dst: Path, arr: np.ndarray, step: int = 100, **kw) -> None:
+def _write(
+    dst: Path, arr: np.ndarray, step: int = 100, class_counts: np.ndarray | None = None, **kw
+) -> None:
     with COGWriter(
         dst,
         height=arr.shape[1],
@@ -30,6 +32,7 @@ def _write(dst: Path, arr: np.ndarray, step: int = 100, **kw) -> None:
     ) as out:
         for r in range(0, arr.shape[1], step):
             out.write(arr[:, r : r + step], Window(0, r, arr.shape[2], min(step, arr.shape[1] - r)))
+        out.class_counts = class_counts
 
 
 def test_class_mask_is_a_valid_cog_with_colours_and_names(tmp_path: Path) -> None:
@@ -125,20 +128,8 @@ def test_a_masked_writer_given_no_validity_marks_every_pixel_valid(tmp_path: Pat
 def test_class_counts_become_the_attribute_table_count_column(tmp_path: Path) -> None:
     arr = np.zeros((1, 40, 30), np.uint8)
     arr[0, :10] = 2
-    dst = tmp_path / "mask.tif"
-    with COGWriter(
-        dst,
-        height=40,
-        width=30,
-        count=1,
-        dtype="uint8",
-        transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
-        crs="EPSG:32631",
-        nodata=255,
-        classes=CLASSES,
-    ) as out:
-        out.write(arr, Window(0, 0, 30, 40))
-        out.class_counts = np.bincount(arr.ravel(), minlength=256)
+    counts = np.bincount(arr.ravel(), minlength=256)
+    _write(tmp_path / "mask.tif", arr, nodata=255, classes=CLASSES, class_counts=counts)
     rat = ET.parse(tmp_path / "mask.tif.aux.xml").find("PAMRasterBand/GDALRasterAttributeTable")
     assert rat is not None
     assert [f.findtext("Name") for f in rat.findall("FieldDefn")][:3] == ["value", "count", "class"]
