@@ -10,7 +10,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,7 +114,7 @@ def coarse_validity(dataset: Any, cell: int = 16) -> tuple[np.ndarray, Affine]:
 
 def map_ordered(
     fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4
-) -> Iterator[tuple[T, R]]:
+) -> Generator[tuple[T, R], None, None]:
     """``(item, fn(item))`` in input order, ``workers`` threads computing up to ``prefetch`` items
     ahead.
 
@@ -177,6 +177,7 @@ class RasterReader:
         self._local = threading.local()
         self._handles: list[Any] = []
         self._lock = threading.Lock()
+        self._streams: set[Generator[tuple[Window, GeoArray], None, None]] = set()
         ds = self._dataset()
         self.height: int = ds.height
         self.width: int = ds.width
@@ -215,7 +216,10 @@ class RasterReader:
         return ds
 
     def close(self) -> None:
-        """Close every thread's handle."""
+        """Close every thread's handle, once the reads in flight have finished."""
+        for reads in list(self._streams):  # their thread pools wait for running reads
+            reads.close()
+        self._streams.clear()
         with self._lock:
             for ds in self._handles:
                 ds.close()
@@ -307,7 +311,15 @@ class RasterReader:
     ) -> Iterator[GeoArray]:
         """Read windows in order, ``workers`` threads reading up to ``prefetch`` windows ahead.
 
-        Memory stays bounded by ``prefetch`` windows whatever the number of windows.
+        Memory stays bounded by ``prefetch`` windows whatever the number of windows. :meth:`close`
+        first waits for the reads in flight, so a consumer that stops early (an exception, Ctrl-C)
+        never has a handle closed under a reading thread.
         """
-        for _, array in map_ordered(self.read, windows, workers=workers, prefetch=prefetch):
-            yield array
+        reads = map_ordered(self.read, windows, workers=workers, prefetch=prefetch)
+        self._streams.add(reads)
+        try:
+            for _, array in reads:
+                yield array
+        finally:
+            reads.close()
+            self._streams.discard(reads)

@@ -145,3 +145,31 @@ def test_ground_pixel_size_in_metres() -> None:
     deg = Affine(1e-5, 0, 4.0, 0, -1e-5, 60.0 + 5e-4)
     assert ground_pixel_size(deg, "EPSG:4326", 100) == pytest.approx(0.5566, rel=1e-3)
     assert ground_pixel_size(Affine.identity(), None, 100) is None
+
+
+def test_close_waits_for_reads_in_flight(make_raster, textured_rgb, monkeypatch) -> None:
+    """A consumer that stops early (Ctrl-C) and closes the reader must not close a handle under a
+    reading thread: GDAL crashes (SIGSEGV) on such a handle."""
+    import threading
+    import time
+
+    r = RasterReader(make_raster(textured_rgb(64, 64)))
+    plain = RasterReader.read
+    running = threading.Event()
+    done: list[float] = []
+
+    def slow(self: RasterReader, window: Window):  # type: ignore[no-untyped-def]
+        running.set()
+        time.sleep(0.2)
+        out = plain(self, window)
+        done.append(time.monotonic())
+        return out
+
+    monkeypatch.setattr(RasterReader, "read", slow)
+    stream = r.read_many([Window(0, 0, 8, 8)] * 6, workers=2, prefetch=4)
+    next(stream)  # the others are being read now; the consumer stops here, stream still alive
+    running.wait()
+    r.close()
+    closed = time.monotonic()
+    time.sleep(0.6)  # long enough for any read still running to finish
+    assert done and all(t <= closed for t in done)
