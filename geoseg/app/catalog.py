@@ -22,11 +22,10 @@ from geoseg.models.config import ModelConfig, read_config
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.models.checkpoint import LoadedModel
 
-__all__ = ["BUNDLED_SUFFIX", "ModelCatalog", "ModelEntry"]
+__all__ = ["ModelCatalog", "ModelEntry"]
 
 log = logging.getLogger(__name__)
 
-BUNDLED_SUFFIX = " (bundled)"
 CHECKPOINT_SUFFIXES = (".safetensors", ".onnx")  # checkpoints, and models written by geoseg export
 
 
@@ -96,6 +95,7 @@ class ModelCatalog:
         entries: dict[str, ModelEntry] = {}
         if self.include_bundled:
             from geoseg.models.default import BUNDLED_MODELS, bundled_model, default_model
+            from geoseg.models.resolve import model_label
 
             finds: list[Callable[[], Path | None]] = [
                 default_model,
@@ -104,10 +104,10 @@ class ModelCatalog:
             for find in finds:
                 try:
                     path = find()
-                    if path is not None and path.stem + BUNDLED_SUFFIX not in entries:
-                        entries[path.stem + BUNDLED_SUFFIX] = ModelEntry(
-                            path.stem + BUNDLED_SUFFIX, path, read_config(path)
-                        )
+                    name = model_label(path) if path is not None else ""
+                    if path is not None and name not in entries:
+                        # one name per bundled model at every door: quality, fast
+                        entries[name] = ModelEntry(name, path, read_config(path))
                 except GeosegError as exc:
                     log.warning("bundled model not offered: %s", exc)
         if self.models_dir is not None:
@@ -173,9 +173,7 @@ class ModelCatalog:
         with self._lock:
             held = self._loaded.get(name)
             if held is None:
-                from geoseg.inference.engine import (
-                    resolve_model,  # .safetensors, or .onnx through onnxruntime
-                )
+                from geoseg.models.resolve import resolve_model  # .safetensors or .onnx
 
                 log.info("loading %s from %s", name, entry.path)
                 held = (entry.path, resolve_model(entry.path))

@@ -20,6 +20,7 @@ from geoseg.errors import CheckpointError, TilingError
 from geoseg.export._deps import require
 from geoseg.models.checkpoint import LoadedModel
 from geoseg.models.config import ModelConfig
+from geoseg.models.resolve import register_model_loader
 
 __all__ = ["OnnxModule", "load_onnx", "providers_for"]
 
@@ -127,3 +128,6 @@ def load_onnx(path: str | os.PathLike[str], *, device: torch.device | str = "cpu
     training["runtime"] = {"onnx": str(p), "providers": module.providers}
     log.info("%s: onnxruntime with %s", p, ", ".join(module.providers))
     return LoadedModel(module, config.replace(training=json.loads(json.dumps(training))))
+
+
+register_model_loader(".onnx", load_onnx)

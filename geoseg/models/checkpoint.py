@@ -18,7 +18,7 @@ from torch import nn
 
 from geoseg.errors import CheckpointError
 from geoseg.io.atomic import atomic_output
-from geoseg.models.config import ModelConfig, _files, read_config
+from geoseg.models.config import ModelConfig, checkpoint_files, read_config
 from geoseg.models.digest import file_digest, remember_digest
 from geoseg.models.registry import build_model
 
@@ -127,7 +127,7 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     without building its network."""
     from safetensors.torch import load_file
 
-    weights, _ = _files(Path(path))
+    weights, _ = checkpoint_files(path)
     return _restored(load_file(str(weights), device="cpu"))
 
 
@@ -140,7 +140,7 @@ def load_checkpoint(
         CheckpointError: missing file, a pickle, a newer format, or weights that do not fit.
     """
     config = read_config(path)
-    weights, sidecar = _files(Path(path))
+    weights, sidecar = checkpoint_files(path)
     model = model_from_config(config)
     try:
         model.load_state_dict(read_state(path), strict=True)

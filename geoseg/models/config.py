@@ -13,7 +13,7 @@ from geoseg.classes import ClassTable
 from geoseg.errors import CheckpointError
 from geoseg.normalize import Normalization
 
-__all__ = ["FORMAT_VERSION", "ModelConfig", "read_config"]
+__all__ = ["FORMAT_VERSION", "ModelConfig", "checkpoint_files", "read_config"]
 
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
 
@@ -156,7 +156,14 @@ class ModelConfig:
             raise CheckpointError(f"{source}: config is not valid JSON ({exc})") from None
 
 
-def _files(path: Path) -> tuple[Path, Path | None]:
+def checkpoint_files(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """The weights file of a checkpoint (a ``.safetensors`` file or a checkpoint folder) and its
+    config sidecar, if any.
+
+    Raises:
+        CheckpointError: nothing there, a folder without weights, or a pickle.
+    """
+    path = Path(path)
     if path.is_dir():
         weights = path / "model.safetensors"
         cfg = path / "config.json"
@@ -183,7 +190,7 @@ def _files(path: Path) -> tuple[Path, Path | None]:
 
 def read_config(path: str | os.PathLike[str]) -> ModelConfig:
     """Read only the config of a checkpoint (cheap: no weights, no torch model)."""
-    weights, cfg = _files(Path(path))
+    weights, cfg = checkpoint_files(path)
     if cfg is not None:
         return ModelConfig.from_json(cfg.read_text(encoding="utf-8"), source=str(cfg))
     from safetensors import safe_open

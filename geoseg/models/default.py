@@ -8,7 +8,8 @@ They ship inside the package (``geoseg/models/weights/``, installed with geoseg 
   beyond Dubai.
 
 ``GEOSEG_DEFAULT_MODEL`` points the default elsewhere. Wherever a model path is taken, a bundled
-name (``quality``, ``fast`` or a file stem such as ``dubai-landcover-fast``) is taken too.
+name is taken too: ``quality``, ``fast``, or ``default`` (whichever model is the default). Those
+names are what every door shows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "WEIGHTS_DIR",
     "bundled_model",
+    "bundled_name",
     "default_model",
     "named_model",
 ]
@@ -57,7 +59,10 @@ def default_model() -> Path:
 
 
 def bundled_model(name: str) -> Path | None:
-    """The bundled checkpoint a name means (``quality``, ``fast``, or a file's stem), else None."""
+    """The checkpoint a bundled name means (``quality``, ``fast``, ``default``, or a bundled file's
+    stem), else None."""
+    if name == "default":
+        return default_model()
     file = BUNDLED_MODELS.get(name) or next(
         (f for f in BUNDLED_MODELS.values() if Path(f).stem == name), None
     )
@@ -67,6 +72,14 @@ def bundled_model(name: str) -> Path | None:
     if not path.is_file():
         raise _missing(path, f"bundled model {name!r}")
     return path
+
+
+def bundled_name(path: str | os.PathLike[str]) -> str | None:
+    """``quality`` or ``fast`` when ``path`` is that bundled checkpoint, else None."""
+    p = Path(path)
+    if p.parent.resolve() != WEIGHTS_DIR:
+        return None
+    return next((name for name, file in BUNDLED_MODELS.items() if file == p.name), None)
 
 
 def named_model(model: T) -> T | Path:

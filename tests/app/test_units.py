@@ -41,7 +41,7 @@ def test_catalog_offers_only_checkpoints_directly_in_the_folder(
 
 def test_bundled_model_is_offered_first(models_dir: Path) -> None:
     names = ModelCatalog(models_dir).names()
-    assert names[0].endswith("(bundled)") and "tiny" in names
+    assert names[:2] == ["quality", "fast"] and "tiny" in names
 
 
 def test_workspace_folders_are_private_and_swept(tmp_path: Path) -> None:
