@@ -107,17 +107,17 @@ def test_auto_precision_is_recorded_and_reused(
     assert (again.precision, again.agreement) == (first.precision, first.agreement)
 
 
-def test_freeze_is_measured_once_and_cached(
-    cache_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)  # keep it whatever the timing on a busy machine
+def test_freeze_is_traced_once_and_kept(cache_root: Path) -> None:
     model, x = conv3_model(), torch.randn(2, 3, 32, 32)
     eager = Runner(model, torch.device("cpu"), "fp32", freeze=False)(x)
-    runner = Runner(model, torch.device("cpu"), "fp32", tiles=4)
-    out = [runner(x), runner(x)]  # the second (warm) batch is timed, then the trace measured
-    assert runner.freeze_note == "frozen (measured)" and runner._frozen is not None
+    runner = Runner(model, torch.device("cpu"), "fp32")
+    out = [runner(x), runner(x)]
+    assert runner.freeze_note == "frozen (traced)" and runner._frozen is not None
     assert all(torch.allclose(o, eager, atol=1e-4) for o in out)
-    later = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
+    same = Runner(model, torch.device("cpu"), "fp32")  # this process already holds the trace
+    same(x)
+    assert same.freeze_note == "frozen" and same._frozen is runner._frozen
+    later = Runner(conv3_model(), torch.device("cpu"), "fp32")  # equal weights: the disk cache
     assert torch.allclose(later(x), eager, atol=1e-4)
     assert later.freeze_note == "frozen (cached)"
     frozen, precision = cached_frozen(
@@ -126,38 +126,57 @@ def test_freeze_is_measured_once_and_cached(
     assert frozen is not None and precision == "fp32"
 
 
-def test_slow_trace_is_recorded_as_eager(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Runner, "FREEZE_GAIN", float("inf"))  # never pays
-    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)  # and the network counts as large
-    x = torch.randn(2, 3, 32, 32)
-    runner = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=20)
-    runner(x), runner(x)
-    assert runner.freeze_note == "eager (measured)" and runner._frozen is None
-    later = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=20)
-    later(x)
-    assert later.freeze_note == "eager (cached measurement)"
-
-
-def test_few_tiles_of_a_large_network_are_not_traced(
-    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_network_variant_does_not_depend_on_timing(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)
+    """Whatever the clock says (a loaded machine makes every timing noisy), every run of a model
+    on CPU runs the same variant: the frozen trace."""
+    import random
+    import time
+
+    noise = random.Random(0)
+    monkeypatch.setattr(time, "perf_counter", lambda: noise.uniform(0, 1e6))
+    monkeypatch.setattr(time, "monotonic", lambda: noise.uniform(0, 1e6))
+    monkeypatch.setenv("GEOSEG_CACHE_DIR", "off")
+    notes = set()
+    for seed in range(4):
+        runner = Runner(conv3_model(seed=seed), torch.device("cpu"), "fp32")
+        runner(torch.randn(2, 3, 32, 32))
+        notes.add(runner.freeze_note)
+    assert notes == {"frozen (traced)"}
+
+
+def test_an_untraceable_model_is_recorded_as_eager(cache_root: Path) -> None:
+    class Untraceable(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if torch.jit.is_tracing():
+                raise RuntimeError("this model cannot be traced")
+            return x[:, :2]
+
     x = torch.randn(2, 3, 32, 32)
-    runner = Runner(conv3_model(), torch.device("cpu"), "fp32", tiles=4)
-    runner(x), runner(x)
-    assert runner.freeze_note == "eager" and not (cache_root / "models").exists()
+    runner = Runner(Untraceable(), torch.device("cpu"), "fp32")
+    runner(x)
+    assert runner.freeze_note == "eager (cannot freeze)" and runner._frozen is None
+    records = list((cache_root / "models").glob("*.json"))
+    assert len(records) == 1 and '"frozen": false' in records[0].read_text()
+
+
+def test_a_runner_never_changes_the_module_it_is_given() -> None:
+    """The module stays where and as it was (a loaded model may serve several threads)."""
+    model = conv3_model()
+    before = {k: (v.data_ptr(), v.stride()) for k, v in model.state_dict().items()}
+    model.train()
+    Runner(model, torch.device("cpu"), "fp32")(torch.randn(1, 3, 32, 32))
+    after = {k: (v.data_ptr(), v.stride()) for k, v in model.state_dict().items()}
+    assert after == before and model.training
 
 
 def test_a_cached_checkpoint_starts_without_building_the_network(
     cache_root: Path, monkeypatch: pytest.MonkeyPatch, make_raster, textured_rgb, tmp_path: Path
 ) -> None:
-    import geoseg.inference.engine as engine
+    import geoseg.inference.session as session
     from geoseg.inference import predict_raster
 
-    monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)
-    monkeypatch.setattr(
-        Runner, "FREEZE_SMALL_PARAMS", 10**9
-    )  # 9 tiles: measured as a small network is
     ckpt = tiny_unet_checkpoint(tmp_path)
     src = make_raster(textured_rgb(150, 150))
     first = predict_raster(src, tmp_path / "a.tif", ckpt, device="cpu", precision="fp32")
@@ -165,35 +184,30 @@ def test_a_cached_checkpoint_starts_without_building_the_network(
     def no_build(*args: object, **kwargs: object) -> None:
         raise AssertionError("the network should come from the cache")
 
-    monkeypatch.setattr(engine, "resolve_model", no_build)
+    monkeypatch.setattr(session, "resolve_model", no_build)
     second = predict_raster(src, tmp_path / "b.tif", ckpt, device="cpu", precision="fp32")
     assert first.tiles_run == second.tiles_run
+    assert (first.network, second.network) == ("frozen (traced)", "scripted")
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
-        assert (
-            a.read() == b.read()
-        ).mean() > 0.999  # folded batch norms: float rounding may flip a near tie
+        assert (a.read() == b.read()).all()  # the trace kept on disk is the trace that ran
 
 
 def test_a_loaded_checkpoint_and_its_path_share_one_cache_entry(
-    cache_root: Path, monkeypatch: pytest.MonkeyPatch, make_raster, textured_rgb, tmp_path: Path
+    cache_root: Path, make_raster, textured_rgb, tmp_path: Path
 ) -> None:
-    """The same weights run the same network variant whether given as a path or as the loaded
-    module: the second run follows the first's recorded trace decision instead of timing its own
-    (which, on a busy machine, could choose the other variant and change the last bits)."""
+    """The same weights run the same network whether given as a path or as the loaded module."""
     from geoseg.inference import predict_raster
     from geoseg.models import load_checkpoint
     from geoseg.models.digest import file_digest, module_digest
 
-    monkeypatch.setattr(Runner, "FREEZE_SMALL_PARAMS", 0)  # a large network: timing decides
-    monkeypatch.setattr(Runner, "FREEZE_GAIN", float("inf"))  # the first timing says eager
     ckpt = tiny_unet_checkpoint(tmp_path)
     src = make_raster(textured_rgb(150, 150))
     predict_raster(src, tmp_path / "a.tif", ckpt, device="cpu", precision="fp32")
     records = sorted((cache_root / "models").glob("*.json"))
-    monkeypatch.setattr(Runner, "FREEZE_GAIN", 0.0)  # a new timing would say frozen
     loaded = load_checkpoint(ckpt)
     assert module_digest(loaded.model) == file_digest(ckpt)
-    predict_raster(src, tmp_path / "b.tif", loaded, device="cpu", precision="fp32")
+    result = predict_raster(src, tmp_path / "b.tif", loaded, device="cpu", precision="fp32")
+    assert result.network == "frozen (cached)"
     assert sorted((cache_root / "models").glob("*.json")) == records  # no second entry
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         assert (a.read() == b.read()).all()
