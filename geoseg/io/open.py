@@ -17,26 +17,6 @@ __all__ = ["is_url", "open_raster", "to_gdal_path"]
 
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
-# GDAL's HTTP settings unless the environment sets them: a server that accepts the connection and
-# never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to
-# change it.
-HTTP_DEFAULTS = {
-    "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to connect
-    "GDAL_HTTP_TIMEOUT": "60",  # seconds for a whole request
-    # give up on a transfer slower than LOW_SPEED_LIMIT for this long
-    "GDAL_HTTP_LOW_SPEED_TIME": "30",
-    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # bytes per second
-    "GDAL_HTTP_MAX_RETRY": "2",  # retries of 429/5xx answers and timeouts
-    "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (doubling)
-}
-
-
-def http_defaults() -> None:
-    """Apply :data:`HTTP_DEFAULTS` where the environment does not set them (GDAL reads its
-    configuration from the environment)."""
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
 
 def is_url(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a URL (``http(s)://``, ``s3://``...) rather than a local file."""
@@ -89,7 +69,9 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
     if not is_url(text):
         _check_local(text)
     else:
-        http_defaults()
+        from geoseg.io.storage import apply_environment
+
+        apply_environment()
     try:
         dataset = rasterio.open(to_gdal_path(text), **kwargs)
     except RasterioIOError as exc:

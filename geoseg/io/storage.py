@@ -30,9 +30,12 @@ from urllib.parse import urlparse
 from geoseg.errors import OutputExistsError, StorageError
 
 __all__ = [
+    "HTTP_DEFAULTS",
+    "apply_environment",
     "download",
     "exists",
     "gdal_options",
+    "http_defaults",
     "is_object_url",
     "join",
     "list_objects",
@@ -64,6 +67,27 @@ FORWARDED = (
 )
 
 
+# GDAL's HTTP settings unless the environment sets them: a server that accepts the connection and
+# never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to
+# change it.
+HTTP_DEFAULTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to connect
+    "GDAL_HTTP_TIMEOUT": "60",  # seconds for a whole request
+    # give up on a transfer slower than LOW_SPEED_LIMIT for this long
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # bytes per second
+    "GDAL_HTTP_MAX_RETRY": "2",  # retries of 429/5xx answers and timeouts
+    "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (doubling)
+}
+
+
+def http_defaults() -> None:
+    """Apply :data:`HTTP_DEFAULTS` where the environment does not set them (GDAL reads its
+    configuration from the environment)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def is_object_url(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is an ``s3://bucket/key`` URL."""
     return str(path).startswith(SCHEME)
@@ -89,23 +113,66 @@ def join(folder: str | os.PathLike[str], name: str) -> str:
     return str(Path(text) / name)
 
 
+def _derived(env: dict[str, str]) -> dict[str, str]:
+    """GDAL's settings for the S3-compatible endpoint ``AWS_ENDPOINT_URL`` names (boto3's
+    variable), where GDAL's own are not set."""
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if not endpoint or env.get("AWS_S3_ENDPOINT"):
+        return {}
+    parsed = urlparse(endpoint)
+    out = {"AWS_S3_ENDPOINT": parsed.netloc or parsed.path}
+    if not env.get("AWS_HTTPS"):
+        out["AWS_HTTPS"] = "NO" if parsed.scheme == "http" else "YES"
+    if not env.get("AWS_VIRTUAL_HOSTING"):
+        out["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    return out
+
+
+# the variables apply_environment put into os.environ, with their values: ours to update or
+# remove when the user's settings change, never the user's own
+_APPLIED: dict[str, str] = {}
+
+
+def _users(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment as the user set it (without what :func:`apply_environment` added)."""
+    env = dict(os.environ if environ is None else environ)
+    for key, value in _APPLIED.items():
+        if env.get(key) == value:
+            del env[key]
+    return env
+
+
 def gdal_options(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """GDAL configuration for the object store named in the environment.
+    """GDAL configuration for the object store named in the environment (every door reads it: a
+    single process through :func:`apply_environment`, a cluster's workers through the client).
 
     ``AWS_ENDPOINT_URL=http://127.0.0.1:9000`` becomes ``AWS_S3_ENDPOINT=127.0.0.1:9000``,
     ``AWS_HTTPS=NO`` and path-style addressing (``AWS_VIRTUAL_HOSTING=FALSE``), unless GDAL's own
-    settings are already there; the settings in :data:`FORWARDED` are passed on as they are. Use
-    with ``rasterio.Env(**gdal_options())``; workers of a cluster get the same dict.
+    settings are already there; the settings in :data:`FORWARDED` are passed on as they are.
     """
-    env = dict(os.environ if environ is None else environ)
+    env = _users(environ)
     out = {k: env[k] for k in FORWARDED if env.get(k)}
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint and "AWS_S3_ENDPOINT" not in out:
-        parsed = urlparse(endpoint)
-        out["AWS_S3_ENDPOINT"] = parsed.netloc or parsed.path
-        out.setdefault("AWS_HTTPS", "NO" if parsed.scheme == "http" else "YES")
-        out.setdefault("AWS_VIRTUAL_HOSTING", "FALSE")
+    out.update(_derived(env))
     return out
+
+
+def apply_environment() -> None:
+    """Make GDAL, in this process, follow the storage settings of the environment: the endpoint
+    of ``AWS_ENDPOINT_URL`` (:func:`gdal_options`) and the HTTP time limits of
+    :data:`HTTP_DEFAULTS` where not set. GDAL reads its configuration from the environment, so
+    this is how every door (predict, info, the app's URL input, explain...) reaches the same
+    store; called before any URL is opened. Settings the user made are never replaced; settings
+    made here follow the user's when those change."""
+    http_defaults()
+    derived = _derived(_users())
+    for key, value in derived.items():
+        if key not in os.environ or os.environ[key] == _APPLIED.get(key):
+            os.environ[key] = value
+            _APPLIED[key] = value
+    for key in [k for k in _APPLIED if k not in derived]:
+        if os.environ.get(key) == _APPLIED[key]:
+            del os.environ[key]
+        del _APPLIED[key]
 
 
 def _endpoint_url() -> str | None:

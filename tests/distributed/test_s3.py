@@ -3,7 +3,6 @@ own HTTP client reads and boto3 writes, exactly as against a cloud bucket."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,12 @@ from geoseg.models.checkpoint import LoadedModel
 from geoseg.vectorize import vectorize_raster
 from tests.conftest import write_raster
 from tests.distributed.conftest import read, textured
+from tests.s3_server import local_bucket
 from tests.vectorize.conftest import normalized
 from tests.vectorize.conftest import read as read_polygons
 
-moto_server = pytest.importorskip(
-    "moto.server", reason="the S3 tests need moto[server] (in the dev extra)"
-)
-boto3 = pytest.importorskip("boto3", reason="writing to s3:// needs boto3 (the s3 extra)")
+pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (in the dev extra)")
+pytest.importorskip("boto3", reason="writing to s3:// needs boto3 (the s3 extra)")
 
 OPTS = PredictOptions(device="cpu", precision="fp32", workers=1)
 pytestmark = pytest.mark.slow  # a cluster, a server and several predictions: seconds each
@@ -35,30 +33,10 @@ pytestmark = pytest.mark.slow  # a cluster, a server and several predictions: se
 
 @pytest.fixture
 def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    """A fresh bucket on a local S3 server; GDAL and boto3 pointed at it. Yields (name, client)."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_S3_ENDPOINT": f"{host}:{port}",
-        "AWS_HTTPS": "NO",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    name = f"geoseg-{uuid.uuid4().hex[:12]}"  # GDAL caches by path: a new name per test
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
-    client.create_bucket(Bucket=name)
-    try:
+    """A fresh bucket on a local S3 server; only the variables a user sets. Yields (name,
+    client)."""
+    with local_bucket(monkeypatch) as (name, client, _):
         yield name, client
-    finally:
-        server.stop()
 
 
 def _cog(src: Path, dst: Path) -> Path:
@@ -150,12 +128,11 @@ def test_bad_bucket_gets_a_clear_error(bucket: tuple[str, Any], tmp_path: Path) 
 
 
 def test_a_checkpoint_in_the_bucket_is_loaded_once_per_worker(bucket: tuple[str, Any]) -> None:
-    from geoseg.distributed import worker
     from geoseg.models.default import default_model
+    from geoseg.models.resolve import shared_model
 
     name, s3 = bucket
     s3.upload_file(str(default_model()), name, "models/landcover.safetensors")
     url = f"s3://{name}/models/landcover.safetensors"
-    first = worker.cached_model(url)
-    assert first.config.num_classes == 5 and worker.cached_model(url) is first
-    worker._MODELS.clear()
+    first = shared_model(url)
+    assert first.config.num_classes == 5 and shared_model(url) is first

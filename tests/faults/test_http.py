@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.errors import RasterOpenError
-from geoseg.io.open import HTTP_DEFAULTS, open_raster
+from geoseg.io.open import open_raster
+from geoseg.io.storage import HTTP_DEFAULTS
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_silent_server_times_out(silent_server: str, monkeypatch: pytest.MonkeyP
 
 
 def test_defaults_are_bounded_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    from geoseg.io.open import http_defaults
+    from geoseg.io.storage import http_defaults
 
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "5")
     monkeypatch.delenv("GDAL_HTTP_CONNECTTIMEOUT", raising=False)
