@@ -10,7 +10,6 @@ the client writes them into the usual atomic COG writer as they arrive.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -21,9 +20,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.distributed.inputs import OutputSet
-from geoseg.distributed.worker import cached_model, task_environment
+from geoseg.distributed.worker import task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.writer import COG_BLOCK
+from geoseg.models.resolve import model_config, shared_model
 
 __all__ = ["BlockOutput", "RasterDone", "block_grid", "predict_blocks", "resolve_precision"]
 
@@ -84,28 +84,13 @@ def block_grid(height: int, width: int, block_size: int = DEFAULT_BLOCK) -> list
 
 def resolve_precision(src: str, model: Any, options: PredictOptions) -> str:
     """The precision a single-process run of ``src`` would choose: ``options.precision`` unless it
-    is ``auto``, which is decided on the first tile holding data, exactly as the engine does."""
+    is ``auto``, which the engine decides on the raster's first tile holding data."""
     if options.precision != "auto":
         return options.precision
-    from geoseg.inference.runtime import fast_precision, resolve_device
+    from geoseg.inference.session import open_session
 
-    if fast_precision(resolve_device(options.device)) == "fp32":
-        return "fp32"  # nothing faster to try on this device: no model run needed
-    import torch
-
-    from geoseg.inference.engine import _setup, _stripes
-    from geoseg.inference.tiles import read_tile
-
-    job = _setup(src, cached_model(model), options, None)
-    try:
-        for tile in job.plan.tiles(_stripes(job.plan, job.config.num_classes)[0]):
-            item = read_tile(job.reader, tile.window, job.config.normalization)
-            if item is not None:
-                job.runner(torch.from_numpy(item[0][None]))
-                return job.runner.precision
-    finally:
-        job.reader.close()
-    return "fp32"
+    with open_session(src, shared_model(model), options) as session:
+        return session.resolve_precision()
 
 
 def predict_block_outputs(
@@ -118,22 +103,16 @@ def predict_block_outputs(
     threads: int | None = None,
 ) -> BlockOutput:
     """Predict one block on a worker and reduce it to the uint8 outputs (a Dask task)."""
-    import rasterio
-
-    from geoseg.inference.engine import _gdal_cache_bytes, _run_region, _setup
+    from geoseg.inference.session import open_session
     from geoseg.inference.tiles import finalize
 
-    with task_environment(threads):
-        job = _setup(src, cached_model(model), options, None)
-        try:
-            bands = 1 + (job.config.num_classes if probabilities else 0) + confidence
-            with rasterio.Env(GDAL_CACHEMAX=_gdal_cache_bytes(job.reader, job.plan, window, bands)):
-                parts = [
-                    finalize(rows, probabilities=probabilities, confidence=confidence)
-                    for rows in _run_region(job, window)
-                ]
-        finally:
-            job.reader.close()
+    with task_environment(threads), open_session(src, shared_model(model), options) as session:
+        bands = 1 + (session.config.num_classes if probabilities else 0) + confidence
+        with session.gdal_env(window, bands):
+            parts = [
+                finalize(rows, probabilities=probabilities, confidence=confidence)
+                for rows in session.rows(window)
+            ]
 
     def stack(name: str) -> np.ndarray | None:
         arrays = [getattr(p, name) for p in parts]
@@ -146,25 +125,10 @@ def predict_block_outputs(
         classes,
         stack("probabilities"),
         stack("confidence"),
-        job.stats["run"],
-        job.stats["skipped"],
+        session.stats.run,
+        session.stats.skipped,
         np.concatenate([p.valid for p in parts], axis=0),
     )
-
-
-def _model_config(model: Any) -> Any:
-    from geoseg.models.config import read_config
-
-    if model is None:
-        from geoseg.models.default import default_model
-
-        return read_config(default_model())
-    if isinstance(model, (str, os.PathLike)):
-        from geoseg.io.storage import localized
-
-        with localized(model) as local:
-            return read_config(local)
-    return model.config
 
 
 def predict_blocks(
@@ -198,7 +162,7 @@ def predict_blocks(
     """
     from distributed import as_completed
 
-    from geoseg.inference.engine import output_writers
+    from geoseg.inference.outputs import output_writers
     from geoseg.io.reader import RasterReader
     from geoseg.io.storage import check_output, published
 
@@ -206,7 +170,7 @@ def predict_blocks(
     for path in outputs.paths:
         check_output(path, overwrite=overwrite)
     local_model = model if not hasattr(model, "key") else model.result()
-    cfg = _model_config(local_model)
+    cfg = model_config(local_model)
     precision = resolve_precision(outputs.src, local_model, options)
     opts = options.replace(precision=precision)
     with RasterReader(outputs.src, bands=options.bands) as reader:

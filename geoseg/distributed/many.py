@@ -19,7 +19,7 @@ from typing import Any
 
 from geoseg.distributed.blocks import DEFAULT_BLOCK, RasterDone, predict_blocks
 from geoseg.distributed.inputs import OutputSet, check_output_sets, expand_inputs, output_set
-from geoseg.distributed.worker import cached_model, task_environment
+from geoseg.distributed.worker import task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.storage import exists, is_object_url
 
@@ -73,10 +73,11 @@ def predict_one(
     """
     from geoseg.inference.engine import predict_raster
     from geoseg.io.storage import published
+    from geoseg.models.resolve import shared_model
 
     start = time.perf_counter()
     with task_environment(threads), ExitStack() as stack:
-        loaded = cached_model(model)
+        loaded = shared_model(model)
         mask = stack.enter_context(published(outputs.mask))
         probs = (
             stack.enter_context(published(outputs.probabilities)) if outputs.probabilities else None

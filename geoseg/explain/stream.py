@@ -1,8 +1,10 @@
 """``explain_raster``: Grad-CAM, Grad-CAM++ or activations over a raster, tile by tile, into a COG.
 
-The tiles, their read-ahead, the blend weights and the row accumulator are those of ``predict``
-(same tile plan, same kernel), so a heat-map is as seamless as a prediction and memory stays one
-tile-high band of rows whatever the raster's height. Outputs are float32 COGs on the input's grid
+Explaining is a client of the tile engine (:class:`~geoseg.inference.PredictionSession`): the same
+reads, input adaptation, normalization, tile plan, blend weights and row accumulator as
+``predict``, with Grad-CAM (or the activations) as the per-tile function, so a heat-map explains
+exactly the tiles a prediction sees, is as seamless, and memory stays one tile-high band of rows
+whatever the raster's height. Outputs are float32 COGs on the input's grid
 (or on the window's part of it), NaN where the input has no data.
 """
 
@@ -12,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,27 +23,22 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from geoseg.errors import BandMismatchError, ExplainError, GeosegWarning
+from geoseg.errors import ExplainError, NoValidDataWarning
 from geoseg.explain.cam import METHODS, CamComputer, activation_maps
 from geoseg.explain.layers import resolve_layer
-from geoseg.inference.accumulator import FinishedRows, RowAccumulator
-from geoseg.inference.blending import blend_weights
-from geoseg.inference.engine import ModelSource, resolve_model
+from geoseg.inference.accumulator import FinishedRows
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.runtime import resolve_device
-from geoseg.inference.tiles import checked_tiling, read_tile
+from geoseg.inference.session import TileBatch, TileFunction, open_session
 from geoseg.io.atomic import check_paths
-from geoseg.io.reader import RasterReader, map_ordered
-from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
+from geoseg.io.windows import tile_transform
 from geoseg.io.writer import COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel
+from geoseg.models.resolve import ModelRef, resolve_model
 
 __all__ = ["ExplainResult", "explain_raster"]
 
 log = logging.getLogger(__name__)
 
-# A per-batch map: (x (N, bands, H, W), target masks (N, H, W)) -> (N, K, H, W) float32
-TileFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MaskFunction = Callable[[Window], np.ndarray]
 
 
@@ -105,79 +102,6 @@ def _window_in(window: Window | None, height: int, width: int) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def stream_tiles(
-    reader: RasterReader,
-    plan: TilePlan,
-    region: Window,
-    loaded: LoadedModel,
-    fn: TileFunction,
-    channels: int,
-    weights: np.ndarray,
-    *,
-    batch_size: int,
-    workers: int,
-    mask_of: MaskFunction | None = None,
-    stats: dict[str, int] | None = None,
-) -> Iterator[FinishedRows]:
-    """Run ``fn`` over every tile touching ``region`` in batches and blend its ``channels`` maps
-    with ``weights``; yield finished rows top to bottom (weighted sums, as predict's
-    accumulator)."""
-    tiles = list(plan.tiles(region))
-    last_in_row = {t.grid_row: t.index for t in tiles}
-    acc = RowAccumulator(channels, region, plan.tile_size)
-    norm = loaded.config.normalization
-    w_t = torch.from_numpy(weights)
-
-    def prepare(tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        got = read_tile(reader, tile.window, norm)
-        if got is None:
-            return None
-        target = got[1] if mask_of is None else got[1] & mask_of(tile.window)
-        return got[0], got[1], target
-
-    pending: list[tuple[Tile, tuple[np.ndarray, np.ndarray, np.ndarray] | None]] = []
-
-    def flush() -> Iterator[FinishedRows]:
-        batch = [item for _, item in pending if item is not None]
-        maps: np.ndarray | None = None
-        if batch:
-            x = torch.from_numpy(np.stack([b[0] for b in batch]))
-            masks = torch.from_numpy(np.stack([b[2] for b in batch]))
-            maps = (fn(x, masks).float().cpu() * w_t).numpy()
-        i = 0
-        for tile, item in pending:
-            if item is not None:
-                acc.add(
-                    maps[i],  # type: ignore[index]
-                    weights,
-                    item[1],
-                    int(tile.window.row_off),
-                    int(tile.window.col_off),
-                )
-                i += 1
-                if stats is not None:
-                    stats["run"] = stats.get("run", 0) + 1
-            if last_in_row[tile.grid_row] == tile.index:
-                done = acc.release(plan.rows_final_after(tile.grid_row))
-                if done is not None:
-                    yield done
-        pending.clear()
-
-    ready = 0
-    for tile, item in map_ordered(
-        prepare, tiles, workers=workers, prefetch=batch_size * 2 + workers
-    ):
-        pending.append((tile, item))
-        ready += item is not None
-        if ready >= batch_size:
-            yield from flush()
-            ready = 0
-    yield from flush()
-    rest = acc.release(int(region.row_off + region.height))
-    if rest is not None:
-        yield rest
-
-
 def blended(rows: FinishedRows) -> np.ndarray:
     """Blended maps ``(channels, rows, cols)`` float32 of finished rows, NaN where no valid
     pixel."""
@@ -187,10 +111,62 @@ def blended(rows: FinishedRows) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def _refuse_ignored(opts: PredictOptions) -> None:
+    """explain honours every prediction option that shapes its tiles and inputs (tile size,
+    overlap, blend, batch, device, bands, workers, scale, strict) and refuses the others."""
+    if opts.tta != "none":
+        raise ExplainError(
+            f"explain runs without test-time augmentation, got --tta {opts.tta}; drop --tta "
+            "(each heat-map explains one pass of the network)"
+        )
+    if opts.precision not in ("auto", "fp32"):
+        raise ExplainError(
+            f"explain computes gradients in fp32, got --precision {opts.precision}; drop "
+            "--precision or use fp32"
+        )
+    if opts.resample_to_model:
+        raise ExplainError(
+            "explain writes its maps on the scene's own grid and cannot --resample-to-model; "
+            "resample the scene first (gdalwarp -tr GSD GSD) and explain that"
+        )
+
+
+def _tile_function(
+    method: str,
+    net: torch.nn.Module,
+    module: torch.nn.Module,
+    class_index: int | None,
+    channels: int,
+    in_channels: int,
+    probe: int,
+    device: torch.device,
+    mask_of: MaskFunction | None,
+) -> tuple[TileFunction, int, CamComputer | None]:
+    """The per-tile function of ``method`` for the session, its map count, and the Grad-CAM
+    computer to close afterwards (None for activations)."""
+    if method == "activations":
+        sl = slice(0, channels)
+        k = min(channels, _layer_channels(net, module, in_channels, probe, device))
+
+        def activations(batch: TileBatch) -> torch.Tensor:
+            return activation_maps(net, module, batch.x.to(device), sl)
+
+        return activations, k, None
+    computer = CamComputer(net, module, int(class_index), method, device)  # type: ignore[arg-type]
+
+    def cam(batch: TileBatch) -> torch.Tensor:
+        target = batch.valid
+        if mask_of is not None:
+            target = target & torch.from_numpy(np.stack([mask_of(w) for w in batch.windows]))
+        return computer(batch.x, target)
+
+    return cam, 1, computer
+
+
 def explain_raster(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
-    model: ModelSource | None = None,
+    model: ModelRef = None,
     options: PredictOptions | None = None,
     *,
     target: str | int | None = None,
@@ -206,13 +182,19 @@ def explain_raster(
 ) -> ExplainResult:
     """Explain a segmentation model over a raster: a Grad-CAM heat-map or a layer's activations.
 
+    The tiles are those of ``predict`` with the same options: the same reads, input adaptation
+    (``scale``, complex values), normalization, tile plan and blending (one tile engine,
+    :class:`~geoseg.inference.PredictionSession`); only the per-tile function differs.
+
     Args:
         src: input raster ``(bands, rows, cols)``.
         dst: output float32 COG: one band for ``gradcam``/``gradcam++`` (class-score units, >= 0),
             ``channels`` bands for ``activations`` (the layer's first feature maps).
-        model: checkpoint path, :class:`LoadedModel` or module (with ``config``); None: bundled.
-        options: tile size, overlap, blend, batch size, device, bands, workers
-            (:class:`PredictOptions`; precision is always fp32 and TTA is not applied).
+        model: any model reference with layers (a checkpoint or a bundled name, a LoadedModel, a
+            module with ``config``); None: the default model.
+        options: tile size, overlap, blend, batch size, device, bands, workers, scale, strict
+            (:class:`PredictOptions`); test-time augmentation, reduced precision and
+            ``resample_to_model`` are refused.
         target: class name or id whose score is explained (Grad-CAM).
         method: ``gradcam``, ``gradcam++`` or ``activations``.
         layer: a preset (``geoseg models CKPT --layers``) or a module name; default: the
@@ -228,8 +210,9 @@ def explain_raster(
         An :class:`ExplainResult`.
 
     Raises:
-        ExplainError: unknown class, method or layer, an exported model (no gradients), a window
-            or AOI outside the raster; BandMismatchError, TilingError: as for predict.
+        ExplainError: unknown class, method or layer, an exported model (no gradients), a refused
+            option, a window or AOI outside the raster; BandMismatchError, TilingError,
+            InputCompatibilityError: as for predict.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -246,10 +229,7 @@ def explain_raster(
         if p is not None:
             check_destination(p, overwrite=overwrite)
     opts = PredictOptions.of(options, **overrides)
-    if model is None:
-        from geoseg.models.default import default_model
-
-        model = default_model()
+    _refuse_ignored(opts)
     loaded = resolve_model(model, config=config)
     if getattr(loaded.model, "runs_outside_torch", False):
         raise ExplainError(
@@ -260,30 +240,11 @@ def explain_raster(
     class_index, class_name = (
         (None, None) if method == "activations" else _class_index(loaded, target)
     )
-    device = resolve_device(opts.device)
-    net = loaded.model.eval().to(device)
-    probe = max(64, 2 * cfg.output_stride)
-    layer_name, module = resolve_layer(net.cpu(), layer, cfg.in_channels, size=probe)
-    net.to(device)
-    if opts.tta != "none" or opts.precision not in ("auto", "fp32"):
-        warnings.warn(
-            f"explain runs in fp32 without test-time augmentation: tta={opts.tta!r} and "
-            f"precision={opts.precision!r} are ignored; drop them",
-            GeosegWarning,
-            stacklevel=2,
-        )
-    with RasterReader(src, bands=opts.bands) as reader:
-        if len(reader.bands) != cfg.in_channels:
-            raise BandMismatchError(
-                f"{src}: the model expects {cfg.in_channels} band(s) but {len(reader.bands)} were "
-                "selected; choose them with --bands (1-based, in the model's order)"
-            )
-        tile = int(opts.tile_size or cfg.tile_size)
-        overlap = checked_tiling(
-            tile, cfg.overlap if opts.overlap is None else opts.overlap, cfg.output_stride
-        )
-        plan = plan_tiles(reader.height, reader.width, tile, overlap)
-        weights = blend_weights(opts.blend, tile, plan.overlap)
+    with open_session(src, loaded, opts) as session:
+        reader = session.reader
+        net = session.network_copy()
+        probe = max(64, 2 * cfg.output_stride)
+        layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
         mask_of: MaskFunction | None = None
         region = _window_in(window, reader.height, reader.width)
         if aoi is not None:
@@ -296,22 +257,21 @@ def explain_raster(
                 _window_in(area.window, reader.height, reader.width) if window is None else region
             )
             mask_of = area.mask
-        fn: TileFunction
-        computer: CamComputer | None = None
+        fn, k, computer = _tile_function(
+            method,
+            net,
+            module,
+            class_index,
+            channels,
+            cfg.in_channels,
+            probe,
+            session.device,
+            mask_of,
+        )
         if method == "activations":
-            sl = slice(0, channels)
-            k = min(channels, _layer_channels(net, module, cfg.in_channels, probe, device))
-
-            def fn(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-                return activation_maps(net, module, x.to(device), sl)
-
             descriptions = [f"{layer_name}[{i}]" for i in range(k)]
         else:
-            computer = CamComputer(net, module, int(class_index), method, device)  # type: ignore[arg-type]
-            fn, k = computer, 1
             descriptions = [f"{method} {class_name} @ {layer_name}"]
-        batch = opts.batch_size or (8 if device.type == "cuda" else 2)
-        stats: dict[str, int] = {}
         tags = {
             "GEOSEG_METHOD": method,
             "GEOSEG_LAYER": layer_name,
@@ -333,19 +293,7 @@ def explain_raster(
                 tags=tags,
                 overwrite=overwrite,
             ) as out:
-                for rows in stream_tiles(
-                    reader,
-                    plan,
-                    region,
-                    loaded,
-                    fn,
-                    k,
-                    weights,
-                    batch_size=batch,
-                    workers=opts.workers,
-                    mask_of=mask_of,
-                    stats=stats,
-                ):
+                for rows in session.rows(region, fn=fn, channels=k):
                     w = rows.window
                     out.write(
                         blended(rows),
@@ -359,6 +307,13 @@ def explain_raster(
         finally:
             if computer is not None:
                 computer.close()
+        tiles_run = session.stats.run
+    if tiles_run == 0:
+        warnings.warn(
+            f"{src}: no tile of the explained area holds a valid pixel; {dst} is all nodata (NaN)",
+            NoValidDataWarning,
+            stacklevel=2,
+        )
     drawn: Path | None = None
     if overlay is not None:
         from geoseg.io.overlay import write_activation_grid, write_heat_overlay
@@ -383,7 +338,7 @@ def explain_raster(
         layer_name,
         class_name,
         region,
-        stats.get("run", 0),
+        tiles_run,
         time.perf_counter() - start,
     )
 

@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 from geoseg.errors import DeepnessWarning
+from geoseg.inference.options import PredictOptions
 from geoseg.models.config import ModelConfig
 
 __all__ = ["deepness_metadata", "deepness_standardization", "export_metadata"]
@@ -66,7 +67,7 @@ def deepness_metadata(
         tile_size: the tile edge of the exported graph (default: the config's).
         resolution_cm: ground resolution in cm/px (default: the config's GSD; omitted if unknown).
     """
-    tile = int(tile_size or config.tile_size)
+    tile = PredictOptions(tile_size=tile_size).tile_size_for(config)
     meta: dict[str, Any] = {
         "model_type": "Segmentor",
         "class_names": {str(c.id): c.name for c in config.classes},

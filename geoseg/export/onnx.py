@@ -25,10 +25,13 @@ from torch import nn
 from geoseg.errors import ExportError
 from geoseg.export._deps import require
 from geoseg.export.metadata import export_metadata
-from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
+from geoseg.inference.options import PredictOptions
+from geoseg.inference.session import calibration_temperature
 from geoseg.inference.tiles import stride_problem
 from geoseg.io.writer import check_destination
 from geoseg.models.checkpoint import LoadedModel
+from geoseg.models.resolve import ModelRef as ModelSource
+from geoseg.models.resolve import resolve_model
 
 __all__ = ["MIN_AGREEMENT", "OPSET", "ExportResult", "Parity", "export_onnx", "parity_tile"]
 
@@ -101,23 +104,25 @@ def parity_tile(
     loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[str] | None = None
 ) -> tuple[np.ndarray, str]:
     """A normalized ``(1, bands, tile, tile)`` float32 tile for parity checks: the top-left tile of
-    ``raster`` read and normalized as ``predict`` does, or a seeded synthetic tile without one."""
+    ``raster`` as the tile engine hands it to the network (read, adapted, normalized), or a seeded
+    synthetic tile without one."""
     cfg = loaded.config
     if raster is not None:
         from rasterio.windows import Window
 
-        from geoseg.inference.tiles import read_tile
+        from geoseg.inference.session import open_session
         from geoseg.io.reader import RasterReader
 
         with RasterReader(raster) as reader:
-            if reader.count < cfg.in_channels:
-                raise ExportError(
-                    f"{raster}: has {reader.count} band(s), the model takes {cfg.in_channels}; "
-                    "pass a check raster with the model's bands, or none for a synthetic tile"
-                )
-            reader.close()
-        with RasterReader(raster, bands=list(range(1, cfg.in_channels + 1))) as reader:
-            got = read_tile(reader, Window(0, 0, tile_size, tile_size), cfg.normalization)
+            count = reader.count
+        if count < cfg.in_channels:
+            raise ExportError(
+                f"{raster}: has {count} band(s), the model takes {cfg.in_channels}; "
+                "pass a check raster with the model's bands, or none for a synthetic tile"
+            )
+        bands = tuple(range(1, cfg.in_channels + 1))
+        with open_session(raster, loaded, bands=bands, tile_size=tile_size) as session:
+            got = session.read_tile(Window(0, 0, tile_size, tile_size))
         if got is not None:
             return got[0][None].astype(
                 np.float32
@@ -255,7 +260,7 @@ def export_onnx(
         check_destination(p, overwrite=overwrite)
     loaded = resolve_model(model)
     cfg = loaded.config
-    tile = int(tile_size or cfg.tile_size)
+    tile = PredictOptions(tile_size=tile_size).tile_size_for(cfg)
     problem = stride_problem(tile, cfg.output_stride)
     if problem is not None:
         raise ExportError(problem)

@@ -10,8 +10,11 @@ import torch
 
 from geoseg.errors import ExportError
 from geoseg.export.onnx import MIN_AGREEMENT, Parity, Probabilities, parity_tile
-from geoseg.inference.engine import ModelSource, calibration_temperature, resolve_model
+from geoseg.inference.options import PredictOptions
+from geoseg.inference.session import calibration_temperature
 from geoseg.io.writer import check_destination
+from geoseg.models.resolve import ModelRef as ModelSource
+from geoseg.models.resolve import resolve_model
 
 __all__ = ["CONFIG_FILE", "export_torchscript"]
 
@@ -44,7 +47,7 @@ def export_torchscript(
             f"{path}: expected a TorchScript file name ending in .pt (or .onnx for ONNX)"
         )
     loaded = resolve_model(model)
-    tile = int(tile_size or loaded.config.tile_size)
+    tile = PredictOptions(tile_size=tile_size).tile_size_for(loaded.config)
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     module = Probabilities(loaded.model, calibration_temperature(loaded.config)).eval().cpu()

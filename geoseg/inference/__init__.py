@@ -1,4 +1,5 @@
-"""Inference: tile plans, blending kernels, a bounded-memory accumulator and ``predict_raster``.
+"""Inference: the tile engine (:class:`PredictionSession`) and the doors built on it
+(``predict_raster``, ``predict_block``, ``predict_classes``), tile plans, blending kernels.
 
 Names load lazily, so ``from geoseg.inference import PredictOptions`` needs no torch.
 """
@@ -13,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.blending import BLEND_KERNELS, blend_weights, register_blend
     from geoseg.inference.engine import (
         PredictionResult,
+        iter_probabilities,
         predict_block,
         predict_classes,
         predict_raster,
@@ -20,13 +22,26 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from geoseg.inference.options import PredictOptions, parse_overlap
     from geoseg.inference.runtime import Runner, resolve_device
+    from geoseg.inference.session import (
+        PredictionSession,
+        SessionStats,
+        TileBatch,
+        TileFunction,
+        open_session,
+    )
 
 __all__ = [
     "BLEND_KERNELS",
     "PredictOptions",
     "PredictionResult",
+    "PredictionSession",
     "Runner",
+    "SessionStats",
+    "TileBatch",
+    "TileFunction",
     "blend_weights",
+    "iter_probabilities",
+    "open_session",
     "parse_overlap",
     "predict_block",
     "predict_classes",
@@ -41,8 +56,10 @@ __getattr__, __dir__ = lazy_attributes(
     {
         ".blending": "BLEND_KERNELS blend_weights register_blend",
         ".options": "PredictOptions parse_overlap",
-        ".engine": "PredictionResult predict_block predict_classes predict_raster resolve_model",
+        ".engine": "PredictionResult iter_probabilities predict_block predict_classes "
+        "predict_raster resolve_model",
         ".runtime": "Runner resolve_device",
+        ".session": "PredictionSession SessionStats TileBatch TileFunction open_session",
     },
     __all__,
 )

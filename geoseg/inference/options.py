@@ -163,6 +163,11 @@ class PredictOptions:
                 raise TilingError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         object.__setattr__(self, "extra", dict(self.extra))
 
+    def tile_size_for(self, config: Any) -> int:
+        """The tile edge a run of the model ``config`` describes uses: this one, else the
+        checkpoint's (the one place that rule is written)."""
+        return int(self.tile_size or config.tile_size)
+
     def replace(self, **changes: Any) -> PredictOptions:
         """A copy with some fields changed (and validated again)."""
         return dataclasses.replace(self, **changes)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,50 +22,43 @@ from rasterio.windows import Window
 
 from geoseg.classes import MASK_NODATA
 from geoseg.errors import InputCompatibilityError
-from geoseg.inference.options import PredictOptions
-from geoseg.io.atomic import temporary_name
 from geoseg.io.open import open_raster, warped_onto
 from geoseg.io.reader import RasterReader
 from geoseg.io.writer import COG_BLOCK
-from geoseg.models.checkpoint import LoadedModel
 
-__all__ = ["predict_resampled"]
+__all__ = ["Resampling", "resampling_for", "warp_back", "warp_input"]
 
 log = logging.getLogger(__name__)
 
 SAME_GSD = 0.01  # relative difference under which no resampling is done
 
 
-def predict_resampled(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    loaded: LoadedModel,
-    options: PredictOptions,
-    *,
-    probabilities: str | os.PathLike[str] | None,
-    confidence: str | os.PathLike[str] | None,
-    overwrite: bool,
-    progress: Callable[[int, int, float], None] | None,
-) -> Any:
-    """:func:`~geoseg.inference.predict_raster` through the model's pixel size (see the module).
+@dataclass(frozen=True)
+class Resampling:
+    """The grids of a prediction at the model's pixel size.
+
+    Attributes:
+        grid: the input's grid (``height``, ``width``, ``transform``, ``crs``).
+        fine: the grid at the model's ground sample distance, same CRS and extent.
+        gsd: the model's ground sample distance (metres).
+    """
+
+    grid: dict[str, Any]
+    fine: dict[str, Any]
+    gsd: float
+
+
+def resampling_for(src: str | os.PathLike[str], config: Any, options: Any) -> Resampling | None:
+    """The grids of ``--resample-to-model`` for ``src``, or None when the input already has the
+    model's pixel size (within 1 %).
 
     Raises:
         InputCompatibilityError: the checkpoint has no GSD, or the input no metric pixel size.
     """
-    from geoseg.inference.engine import output_writers, predict_raster
-
-    start = time.perf_counter()
-    cfg = loaded.config
-    plain = options.replace(resample_to_model=False)
     with RasterReader(src, bands=options.bands) as reader:
-        pixel, height, width, transform, crs = (
-            reader.pixel_size,
-            reader.height,
-            reader.width,
-            reader.transform,
-            reader.crs,
-        )
-    if not cfg.gsd:
+        pixel = reader.pixel_size
+        grid = reader.grid
+    if not config.gsd:
         raise InputCompatibilityError(
             f"{src}: --resample-to-model needs the model's ground sample distance, and this "
             "checkpoint records none; resample the input yourself (gdalwarp -tr) or drop the option"
@@ -77,61 +68,31 @@ def predict_resampled(
             f"{src}: --resample-to-model needs a georeferenced input with a pixel size in metres, "
             "found none (no CRS, or GCPs only); drop the option"
         )
-    if abs(pixel / cfg.gsd - 1) < SAME_GSD:
-        return predict_raster(
-            src,
-            dst,
-            loaded,
-            plain,
-            probabilities=probabilities,
-            confidence=confidence,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    factor = pixel / cfg.gsd  # > 1: the model sees finer pixels than the input has
+    if abs(pixel / config.gsd - 1) < SAME_GSD:
+        return None
+    factor = pixel / config.gsd  # > 1: the model sees finer pixels than the input has
+    height, width = grid["height"], grid["width"]
     new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
-    fine = transform * Affine.scale(width / new_w, height / new_h)
-    fine_grid = {"height": new_h, "width": new_w, "transform": fine, "crs": crs}
-    work = temporary_name(Path(dst), "-resample")
-    work.mkdir()
-    try:
-        with (
-            open_raster(src) as ds,
-            warped_onto(ds, fine_grid, resampling="bilinear" if factor > 1 else "average") as vrt,
-        ):
-            rasterio.shutil.copy(
-                vrt, work / "input.tif", driver="GTiff", tiled=True, compress="deflate"
-            )
-        parts = {"classes": work / "classes.tif"}
-        if probabilities is not None:
-            parts["probabilities"] = work / "probabilities.tif"
-        if confidence is not None:
-            parts["confidence"] = work / "confidence.tif"
-        result = predict_raster(
-            work / "input.tif",
-            parts["classes"],
-            loaded,
-            plain,
-            probabilities=parts.get("probabilities"),
-            confidence=parts.get("confidence"),
-            overwrite=True,
-            progress=progress,
-        )
-        geo = {"height": height, "width": width, "transform": transform, "crs": crs}
-        writers = output_writers(cfg, geo, dst, probabilities, confidence, overwrite=overwrite)
-        _warp_back(parts, writers, geo)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    result.mask, result.height, result.width = Path(dst), height, width
-    result.probabilities = Path(probabilities) if probabilities else None
-    result.confidence = Path(confidence) if confidence else None
-    result.seconds = time.perf_counter() - start
-    result.megapixels_per_second = height * width / 1e6 / result.seconds
-    result.extra["resampled_to"] = cfg.gsd
-    return result
+    fine = grid["transform"] * Affine.scale(width / new_w, height / new_h)
+    return Resampling(
+        {k: grid[k] for k in ("height", "width", "transform", "crs")},
+        {"height": new_h, "width": new_w, "transform": fine, "crs": grid["crs"]},
+        float(config.gsd),
+    )
 
 
-def _warp_back(parts: dict[str, Path], writers: list[Any], geo: dict[str, Any]) -> None:
+def warp_input(src: str | os.PathLike[str], plan: Resampling, dst: Path) -> Path:
+    """Write ``src`` warped onto the fine grid as a tiled GeoTIFF ``dst``."""
+    finer = plan.fine["width"] > plan.grid["width"]
+    with (
+        open_raster(src) as ds,
+        warped_onto(ds, plan.fine, resampling="bilinear" if finer else "average") as vrt,
+    ):
+        rasterio.shutil.copy(vrt, dst, driver="GTiff", tiled=True, compress="deflate")
+    return dst
+
+
+def warp_back(parts: dict[str, Path], writers: list[Any], geo: dict[str, Any]) -> None:
     """Warp each predicted output onto the input grid, block row by block row, into its writer."""
     from contextlib import ExitStack
 

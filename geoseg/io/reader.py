@@ -177,7 +177,7 @@ class RasterReader:
         self._local = threading.local()
         self._handles: list[Any] = []
         self._lock = threading.Lock()
-        self._streams: set[Generator[tuple[Window, GeoArray], None, None]] = set()
+        self._streams: set[Generator[tuple[Any, Any], None, None]] = set()
         ds = self._dataset()
         self.height: int = ds.height
         self.width: int = ds.width
@@ -315,11 +315,23 @@ class RasterReader:
         first waits for the reads in flight, so a consumer that stops early (an exception, Ctrl-C)
         never has a handle closed under a reading thread.
         """
-        reads = map_ordered(self.read, windows, workers=workers, prefetch=prefetch)
-        self._streams.add(reads)
+        for _, array in self.map(self.read, windows, workers=workers, prefetch=prefetch):
+            yield array
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, prefetch: int = 4
+    ) -> Iterator[tuple[T, R]]:
+        """:func:`map_ordered` for functions that read from this raster (``fn`` calls
+        :meth:`read`): ``(item, fn(item))`` in order, computed ahead in ``workers`` threads.
+
+        The stream belongs to the reader: :meth:`close` first stops it and waits for the reads in
+        flight, so a consumer that stops early (an exception, a signal) never has a handle closed
+        under a reading thread.
+        """
+        stream = map_ordered(fn, items, workers=workers, prefetch=prefetch)
+        self._streams.add(stream)
         try:
-            for _, array in reads:
-                yield array
+            yield from stream
         finally:
-            reads.close()
-            self._streams.discard(reads)
+            stream.close()
+            self._streams.discard(stream)

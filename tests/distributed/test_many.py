@@ -158,19 +158,17 @@ def test_vectorize_on_a_cluster_gives_the_same_polygons(tmp_path: Path, client: 
 
 
 def test_cli_several_inputs_into_a_folder_then_resume(
-    rasters: list[Path], tmp_path: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+    rasters: list[Path], tmp_path: Path
 ) -> None:
-    # the command names checkpoints; the tiny test network stands in for the one the worker would
-    # load
-    monkeypatch.setattr(
-        "geoseg.distributed.many.cached_model", lambda model, device="cpu": tiny_model
-    )
+    """Several inputs take a bundled model by name, as one input does."""
     out = tmp_path / "out"
     args = [
         "predict",
         str(rasters[0]),
         str(rasters[1]),
         str(out) + "/",
+        "--model",
+        "fast",
         "--device",
         "cpu",
         "--precision",

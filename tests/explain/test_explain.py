@@ -11,7 +11,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from geoseg.cli import cli
-from geoseg.errors import ExplainError, GeosegWarning, OutputCollisionError
+from geoseg.errors import ExplainError, OutputCollisionError
 from geoseg.explain import CamComputer, explain_raster, list_layers, resolve_layer
 from geoseg.models.checkpoint import LoadedModel, model_from_config, save_checkpoint
 from tests.inference.conftest import config_for
@@ -78,19 +78,7 @@ def test_blended_tiles_equal_the_whole_image_away_from_the_border(
     src = make_raster(data)
     loaded = LoadedModel(local_model(), config_for(classes=3, tile=32, overlap=8))
     out = tmp_path / "cam.tif"
-    with pytest.warns(GeosegWarning, match="tta='flip' and precision='bf16' are ignored"):
-        explain_raster(
-            src,
-            out,
-            loaded,
-            target=2,
-            layer="1",
-            blend="crop",
-            device="cpu",
-            workers=1,
-            tta="flip",
-            precision="bf16",
-        )
+    explain_raster(src, out, loaded, target=2, layer="1", blend="crop", device="cpu", workers=1)
     with rasterio.open(out) as ds, rasterio.open(src) as s:
         heat = ds.read(1)
         assert (ds.width, ds.height, ds.transform, ds.crs) == (

@@ -23,7 +23,6 @@ from geoseg.errors import (
 )
 from geoseg.inference import predict_block, predict_raster
 from geoseg.inference.blending import BLEND_KERNELS
-from geoseg.io.windows import plan_tiles
 from geoseg.models.checkpoint import LoadedModel
 from tests.conftest import REPO
 from tests.inference.conftest import config_for, pointwise_model
@@ -277,15 +276,17 @@ def test_sigkill_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path, textured_rg
 def test_column_stripes_give_the_same_mask(
     make_raster, textured_rgb, conv3: LoadedModel, tmp_path: Path, monkeypatch
 ) -> None:
-    import geoseg.inference.engine as engine
+    import geoseg.inference.session as session
+    from geoseg.inference import open_session
 
     src = make_raster(textured_rgb(90, 300))
     predict_raster(
         src, tmp_path / "one.tif", conv3, device="cpu", probabilities=tmp_path / "p1.tif"
     )
     # a budget that fits one 64-px tile column forces several stripes
-    monkeypatch.setattr(engine, "STRIPE_BUDGET", 64 * 64 * (4 * 4 + 5))
-    assert len(engine._stripes(plan_tiles(90, 300, 64, 16), 4)) > 1
+    monkeypatch.setattr(session, "STRIPE_BUDGET", 64 * 64 * (4 * 4 + 5))
+    with open_session(src, conv3, device="cpu") as s:
+        assert len(s.stripes()) > 1
     predict_raster(
         src, tmp_path / "many.tif", conv3, device="cpu", probabilities=tmp_path / "p2.tif"
     )
