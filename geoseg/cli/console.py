@@ -55,3 +55,15 @@ def progress_bar(
         yield step
     finally:
         bar.close()
+
+
+def quiet_dask(ctx: click.Context) -> None:
+    """Dask's own INFO records (workers starting, connections) only with -v."""
+    import logging
+
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels; set ours after)
+    except ImportError:
+        return
+    verbose = (ctx.find_root().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from geoseg.cli.console import progress_bar, say
+from geoseg.cli.console import progress_bar, quiet_dask, say
 from geoseg.cli.options import F, apply_options, int_option, pop_predict_options
 
 _PATTERN = ("*", "?", "[")
@@ -30,18 +30,6 @@ _scale_options = [
 def scale_options(f: F) -> F:
     """``--scheduler`` and ``--retries``."""
     return apply_options(f, _scale_options)
-
-
-def quiet_dask(ctx: click.Context) -> None:
-    """Dask's own INFO records (workers starting, connections) only with -v."""
-    import logging
-
-    try:
-        import distributed  # noqa: F401  (its import sets its loggers' levels; set ours after)
-    except ImportError:
-        return
-    verbose = (ctx.find_root().obj or {}).get("verbose", 0)
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _is_folder(dst: str) -> bool:

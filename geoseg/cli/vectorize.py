@@ -150,7 +150,7 @@ def vectorize(
     kwargs = vector_kwargs(params)
     run: Callable[..., VectorizeResult] = vectorize_raster
     if scheduler is not None or dst.startswith("s3://"):
-        from geoseg.cli.scale import quiet_dask
+        from geoseg.cli.console import quiet_dask
         from geoseg.distributed.vectorize import vectorize_on_cluster
 
         if scheduler is not None:
