@@ -16,7 +16,7 @@ PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 DUBAI  ?=
 RUN    ?= runs/dubai
 
-.PHONY: install demo app test lint bench clean default-model image image-gpu image-check
+.PHONY: install demo app test lint docs bench clean default-model image image-gpu image-check
 
 install: $(STAMP)
 
@@ -71,6 +71,12 @@ lint: install
 	$(BIN)/ruff format --check geoseg tests benchmarks scripts
 	$(BIN)/mypy geoseg
 
+# The documentation site into site/ (strict: broken links and references fail). The dev extra
+# already brings the docs tools; installing the `docs` extra keeps this target right on its own.
+docs: install
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_predict.py
@@ -82,7 +88,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_app.py
 
-# Container image (README "Container image"). CONTAINER=docker works too. Podman builds use the
+# Container image (docs/container.md). CONTAINER=docker works too. Podman builds use the
 # docker format (it keeps the HEALTHCHECK) and chroot isolation (RUN steps work where containers
 # cannot start). With PIP_CERT set (a TLS-inspecting proxy), its CA bundle is lent to pip in the
 # build as the secret `ca-bundle`, never stored in the image.
@@ -105,4 +111,4 @@ image-check:
 	$(BIN)/python benchmarks/bench_distributed.py
 
 clean:
-	rm -rf $(VENV) $(OUTDIR) .pytest_cache
+	rm -rf $(VENV) $(OUTDIR) .pytest_cache site

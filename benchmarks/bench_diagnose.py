@@ -3,7 +3,7 @@
 Runs, in one process and on the same images (the test split of ``dubai-default``: Tile 8), plain
 ``evaluate`` and then ``diagnose`` with all outputs (error maps, entropy, margin, per-cell
 metrics, calibration with a temperature fit, worst-cell panels, summary page), and prints both
-times and their ratio. With ``--docs DIR`` it also writes the pictures the README shows: one
+times and their ratio. With ``--docs DIR`` it also writes the pictures the docs show: one
 error map, one Grad-CAM overlay and the reliability diagram.
 
 Usage: python benchmarks/bench_diagnose.py --root "/data/Semantic segmentation dataset"
@@ -70,7 +70,7 @@ def main() -> None:
     )
     ap.add_argument("--limit", type=int, default=None, help="Only the first N held-out images.")
     ap.add_argument(
-        "--docs", type=Path, default=None, help="Also write the README pictures into this folder."
+        "--docs", type=Path, default=None, help="Also write the docs pictures into this folder."
     )
     args = ap.parse_args()
     from geoseg.evaluation.diagnose import diagnose

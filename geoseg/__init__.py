@@ -16,7 +16,8 @@ in memory), :func:`predict_classes` (class ids in memory), all taking one :class
 Vectorizing: :func:`vectorize_raster`. Models: :func:`build_model`, :func:`load_checkpoint`,
 :func:`save_checkpoint`, :func:`default_model`. Training and evaluation: :func:`load_config`,
 :func:`train`, :func:`evaluate`, :func:`pairs_from_config`. Data: :func:`describe_raster`,
-:func:`check_dataset`, :func:`register_dataset_kind`. Errors: :class:`GeosegError`.
+:func:`check_dataset`, :func:`register_dataset_kind`, :class:`Normalization` (how band values become
+model inputs). Errors: :class:`GeosegError`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.io import GeoArray, describe_raster
     from geoseg.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
     from geoseg.models.default import default_model
+    from geoseg.normalize import Normalization
     from geoseg.training import load_config, train
     from geoseg.vectorize import vectorize_raster
 
@@ -47,6 +49,7 @@ __all__ = [
     "GeoArray",
     "GeosegError",
     "ModelConfig",
+    "Normalization",
     "PredictOptions",
     "__version__",
     "build_model",
@@ -76,6 +79,7 @@ __getattr__, __dir__ = lazy_attributes(
         "geoseg.io": "GeoArray describe_raster",
         "geoseg.models": "ModelConfig build_model load_checkpoint save_checkpoint",
         "geoseg.models.default": "default_model",
+        "geoseg.normalize": "Normalization",
         "geoseg.training": "load_config train",
         "geoseg.vectorize": "vectorize_raster",
     },

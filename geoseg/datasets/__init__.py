@@ -1,8 +1,10 @@
 """Datasets: one registry of dataset kinds, scenes, checks and TorchGeo datasets.
 
 Torch-free at import: the registry (:mod:`geoseg.datasets.kinds`), :class:`Scene`,
-:func:`check_dataset` and :func:`dataset_stats` load eagerly; the TorchGeo datasets and samplers
-(:func:`geotiff_dataset`, :class:`NodataFilter`, :class:`PatchDataset`...) load on first use.
+:func:`check_dataset`, :func:`dataset_stats`, :func:`stream_stats` and :func:`to_db` load eagerly;
+the Dubai reader (:func:`find_dubai`, :func:`read_item`), :class:`Augment` and the TorchGeo datasets
+and samplers (:func:`geotiff_dataset`, :class:`NodataFilter`, :class:`PatchDataset`...) load on
+first use.
 
 Example::
 
@@ -30,7 +32,7 @@ from geoseg.datasets.kinds import (
     split_scenes,
 )
 from geoseg.datasets.scene import Scene
-from geoseg.datasets.stats import StatsResult
+from geoseg.datasets.stats import StatsResult, stream_stats, to_db
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.datasets._torchgeo import (
@@ -40,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
         sample_image,
         sample_mask,
     )
+    from geoseg.datasets.augment import Augment
+    from geoseg.datasets.dubai import DUBAI_CLASSES, find_dubai, read_item
     from geoseg.datasets.geosamplers import NodataFilter, ValidityIndex
     from geoseg.datasets.geotiff import geotiff_dataset, to_training_sample
     from geoseg.datasets.patches import PatchDataset
@@ -47,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DATASET_KINDS",
+    "DUBAI_CLASSES",
+    "Augment",
     "CheckReport",
     "ClassBalancedSampler",
     "DataSource",
@@ -66,15 +72,19 @@ __all__ = [
     "dataset_kind",
     "dataset_stats",
     "eval_pairs",
+    "find_dubai",
     "geotiff_dataset",
     "kind_names",
     "make_query",
+    "read_item",
     "register_dataset_kind",
     "sample_geo",
     "sample_image",
     "sample_mask",
     "split_by_fraction",
     "split_scenes",
+    "stream_stats",
+    "to_db",
     "to_training_sample",
 ]
 
@@ -82,6 +92,8 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "._torchgeo": "SampleGeo make_query sample_geo sample_image sample_mask",
+        ".augment": "Augment",
+        ".dubai": "DUBAI_CLASSES find_dubai read_item",
         ".geosamplers": "NodataFilter ValidityIndex",
         ".geotiff": "geotiff_dataset to_training_sample",
         ".patches": "PatchDataset",

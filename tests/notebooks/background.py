@@ -17,7 +17,8 @@ from typing import Any
 
 import nbformat
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
+from tests.notebooks.figures import read_records
 
 PARALLEL = 2  # kernels at once
 NICENESS = 10
@@ -31,6 +32,8 @@ class Run:
     returncode: int
     stderr: str
     notebook: Any  # the executed notebook, with its outputs (and the error cell, if one failed)
+    figures: list[dict[str, Any]]  # one record per figure drawn, with its problems (figures.py)
+    folder: Path  # the run's outputs, figures/figure-N.png among them
 
 
 class Background:
@@ -68,9 +71,18 @@ class Background:
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": str(REPO),
         }
+        if "GEOSEG_DATA" not in env and SHARED_DATA.is_dir():
+            env["GEOSEG_DATA"] = str(SHARED_DATA)  # the Dubai set, the SpaceNet 6 crops
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.notebooks.run_notebook", str(path), str(executed)],
+            [
+                sys.executable,
+                "-m",
+                "tests.notebooks.run_notebook",
+                str(path),
+                str(executed),
+                str(folder / "figures"),
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -86,4 +98,5 @@ class Background:
             _, stderr = proc.communicate()
         seconds = time.perf_counter() - start
         notebook = nbformat.read(executed, as_version=4) if executed.exists() else None
-        return Run(seconds, proc.returncode, stderr[-3000:], notebook)
+        figures = read_records(folder / "figures")
+        return Run(seconds, proc.returncode, stderr[-3000:], notebook, figures, folder)

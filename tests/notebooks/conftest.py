@@ -10,18 +10,21 @@ from pathlib import Path
 
 import pytest
 
-SMOKE_TEST = "test_runs_at_smoke_size"
+# the tests that wait for a notebook run
+RUN_TESTS = ("test_runs_at_smoke_size", "test_every_figure_shows_something")
 _background: list[object] = []  # the session's Background, once started
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
-    selected = [
-        item.callspec.params["path"]
-        for item in session.items
-        if getattr(item, "originalname", "") == SMOKE_TEST
-    ]
+    selected = list(
+        dict.fromkeys(
+            item.callspec.params["path"]
+            for item in session.items
+            if getattr(item, "originalname", "") in RUN_TESTS
+        )
+    )
     if not selected:
         return
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,5 +57,30 @@ def test_runs_at_smoke_size(path: Path, runs: dict[str, Future[Run]]) -> None:
         if "image/png" in o.get("data", {})
     )
     print(f"{path.stem}: {run.seconds:.1f} s, {figures} figures")  # shown with -rP
-    if os.environ.get("GEOSEG_KEEP_NOTEBOOKS"):
-        nbformat.write(nb, Path(os.environ["GEOSEG_KEEP_NOTEBOOKS"]) / path.name)
+    if os.environ.get("GEOSEG_KEEP_NOTEBOOKS"):  # the executed notebook and its figures' PNGs
+        keep = Path(os.environ["GEOSEG_KEEP_NOTEBOOKS"])
+        nbformat.write(nb, keep / path.name)
+        if (run.folder / "figures").is_dir():
+            shutil.copytree(run.folder / "figures", keep / path.stem, dirs_exist_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_figure_shows_something(path: Path, runs: dict[str, Future[Run]]) -> None:
+    """No blank or flat panel, no all-NaN array, no colour limits that clip nearly everything
+    (``figures.py`` checks each figure in the notebook's kernel as it is drawn)."""
+    run = runs[path.stem].result()
+    drawn = sum(
+        1
+        for c in (run.notebook.cells if run.notebook else [])
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    )
+    assert len(run.figures) >= drawn, f"{len(run.figures)} figures checked, {drawn} drawn"
+    bad = [
+        f"figure {r['figure']} (cell {r['cell']}) panel {p['panel']} {p['title']!r}: {p['problem']}"
+        for r in run.figures
+        for p in r["problems"]
+    ]
+    assert not bad, "\n".join(bad)
