@@ -125,8 +125,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 _UNFINISHED = (
-    "no output was left half-written; outputs finished before the interrupt are complete, the "
-    "rest were not written"
+    "no output was left half-written: the outputs of one run appear together or not at all (with "
+    "several inputs, those finished before the interrupt are complete); run the command again to "
+    "finish"
 )
 
 

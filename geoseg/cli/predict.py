@@ -76,7 +76,7 @@ def predict(
     import time
 
     from geoseg.inference import predict_raster
-    from geoseg.io.atomic import check_paths
+    from geoseg.io.atomic import check_paths, pending_path, publish_together
 
     options = pop_predict_options(params)
 
@@ -105,38 +105,42 @@ def predict(
     def speed(done: int, total: int, megapixels: float) -> str:
         return f"{done / total * megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s"
 
-    with progress_bar(ctx, "tile", postfix=speed) as step:
-        result = predict_raster(
-            src,
-            dst,
-            model_path,
-            options,
-            probabilities=probabilities,
-            confidence=confidence,
-            overwrite=overwrite,
-            progress=step,
+    # every output of the run (mask, probabilities, confidence, quicklook, polygons) appears
+    # together at the end, or none does; later steps read the mask where it waits
+    with publish_together():
+        with progress_bar(ctx, "tile", postfix=speed) as step:
+            result = predict_raster(
+                src,
+                dst,
+                model_path,
+                options,
+                probabilities=probabilities,
+                confidence=confidence,
+                overwrite=overwrite,
+                progress=step,
+            )
+        say(
+            ctx,
+            f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s "
+            f"({result.megapixels_per_second:.2f} Mpx/s), {result.tiles_run} tiles run, "
+            f"{result.tiles_skipped} without data skipped, {result.precision_note} on "
+            f"{result.device}",
         )
-    agree = result.extra.get("agreement")
-    say(
-        ctx,
-        f"{result.mask}: {result.width} x {result.height} px in {result.seconds:.1f} s "
-        f"({result.megapixels_per_second:.2f} Mpx/s), {result.tiles_run} tiles run, "
-        f"{result.tiles_skipped} without data skipped, {result.precision} on {result.device}"
-        + (f" (argmax agreement with fp32 {agree:.2%})" if agree is not None else ""),
-    )
-    if quicklook is not None:
-        from geoseg.io.quicklook import write_quicklook
+        mask = pending_path(dst)
+        scores = confidence or probabilities
+        if quicklook is not None:
+            from geoseg.io.quicklook import write_quicklook
 
-        write_quicklook(src, dst, quicklook)
-        say(ctx, f"{quicklook}: quicklook")
-    if vector is not None:
-        from geoseg.vectorize import vectorize_raster
+            write_quicklook(src, mask, quicklook)
+            say(ctx, f"{quicklook}: quicklook")
+        if vector is not None:
+            from geoseg.vectorize import vectorize_raster
 
-        vres = vectorize_raster(
-            dst,
-            vector,
-            confidence=confidence or probabilities,
-            overwrite=overwrite,
-            **vector_kwargs(params),
-        )
-        say(ctx, f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")
+            vres = vectorize_raster(
+                mask,
+                vector,
+                confidence=pending_path(scores) if scores else None,
+                overwrite=overwrite,
+                **vector_kwargs(params),
+            )
+            say(ctx, f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")

@@ -8,6 +8,7 @@ stopped. On a cluster, many rasters run as one task each; a single raster runs a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -72,11 +73,19 @@ def predict_one(
     class mask last.
     """
     from geoseg.inference.engine import predict_raster
+    from geoseg.io.atomic import pending_path, publish_together
     from geoseg.io.storage import published
     from geoseg.models.resolve import shared_model
 
     start = time.perf_counter()
-    with task_environment(threads), ExitStack() as stack:
+    # local outputs appear together or not at all; object-storage outputs are uploaded when
+    # complete, the class mask last
+    together = not any(is_object_url(p) for p in outputs.paths)
+    with (
+        task_environment(threads),
+        publish_together() if together else contextlib.nullcontext(),
+        ExitStack() as stack,
+    ):
         loaded = shared_model(model)
         mask = stack.enter_context(published(outputs.mask))
         probs = (
@@ -91,7 +100,14 @@ def predict_one(
 
             vector = stack.enter_context(published(outputs.vector))
             kwargs = {"workers": threads or 1, **(vector_options or {})}
-            vectorize_raster(mask, vector, confidence=conf or probs, overwrite=True, **kwargs)
+            scores = conf or probs
+            vectorize_raster(
+                pending_path(mask),
+                vector,
+                confidence=pending_path(scores) if scores else None,
+                overwrite=True,
+                **kwargs,
+            )
     return RasterDone(
         outputs,
         False,

@@ -28,7 +28,7 @@ from geoseg.inference.options import PredictOptions
 from geoseg.inference.outputs import CONFIDENCE_NODATA, output_writers
 from geoseg.inference.session import PredictionSession, open_session
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of
-from geoseg.io.atomic import check_paths, temporary_name
+from geoseg.io.atomic import check_paths, publish_together, temporary_name
 from geoseg.io.reader import GeoArray
 from geoseg.io.writer import check_destination
 from geoseg.models.config import ModelConfig
@@ -288,9 +288,10 @@ def predict_raster(
         )
     session = open_session(src, model, opts, config=config)
     session.progress = progress
-    write_session(
-        session, dst, probabilities=probabilities, confidence=confidence, overwrite=overwrite
-    )
+    with publish_together():  # the mask and its companions appear together, or none does
+        write_session(
+            session, dst, probabilities=probabilities, confidence=confidence, overwrite=overwrite
+        )
     return _result(session, dst, probabilities, confidence, start)
 
 
@@ -383,7 +384,8 @@ def _predict_resampled(
         writers = output_writers(
             loaded.config, plan.grid, dst, probabilities, confidence, overwrite=overwrite
         )
-        warp_back(parts, writers, plan.grid)
+        with publish_together():
+            warp_back(parts, writers, plan.grid)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = _result(session, dst, probabilities, confidence, start)
