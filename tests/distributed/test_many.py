@@ -157,9 +157,7 @@ def test_vectorize_on_a_cluster_gives_the_same_polygons(tmp_path: Path, client: 
     assert sorted(a.class_id) == sorted(b.class_id)
 
 
-def test_cli_several_inputs_into_a_folder_then_resume(
-    rasters: list[Path], tmp_path: Path
-) -> None:
+def test_cli_several_inputs_into_a_folder_then_resume(rasters: list[Path], tmp_path: Path) -> None:
     """Several inputs take a bundled model by name, as one input does."""
     out = tmp_path / "out"
     args = [
