@@ -337,3 +337,26 @@ def test_regularize_8_connected_buildings_stays_valid(tmp_path: Path) -> None:
     # still a coverage: no two polygons share area
     union = shapely.union_all(geoms)
     assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("suffix", [".gpkg", ".fgb"])
+def test_regularized_polygons_have_the_layer_geometry_type(
+    connectivity: int, suffix: str, tmp_path: Path
+) -> None:
+    """A squared-up footprint cut by its neighbours fell into pieces: a MultiPolygon in a Polygon
+    layer (GeoPackage Req 32), refused outright by FlatGeobuf; under 8-connectivity, a
+    multipolygon squared into one piece came back a Polygon."""
+    # a 94 x 78 crop of the bundled model's map of the Rotterdam sample scene
+    mask = Path(__file__).parents[1] / "data" / "split-building.tif"
+    dst = tmp_path / f"b{suffix}"
+    res = vectorize_raster(mask, dst, regularize=True, connectivity=connectivity, workers=0)
+    declared = pyogrio.read_info(dst, layer="b")["geometry_type"]
+    assert declared == ("Polygon" if connectivity == 4 else "MultiPolygon")
+    geoms = np.asarray(read(res.path).geometry.values)
+    assert len(geoms) > 15 and set(shapely.get_type_id(geoms)) == {
+        shapely.GeometryType.POLYGON if connectivity == 4 else shapely.GeometryType.MULTIPOLYGON
+    }
+    assert shapely.is_valid(geoms).all()
+    union = shapely.union_all(geoms)
+    assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-9)
