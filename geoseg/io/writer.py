@@ -192,12 +192,12 @@ def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
         }
         cells = "".join(f"<F>{values[name]}</F>" for name in fields)
         rows.append(f'<Row index="{k}">{cells}</Row>')
-    values = range(max(c.id for c in classes) + 1)
-    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in values)
+    ids = range(max(c.id for c in classes) + 1)
+    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in ids)
     colours = {c.id: (*c.color, 255) for c in classes}
     entries = "".join(
         '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(v, (0, 0, 0, 0)))
-        for v in values
+        for v in ids
     )
     return (
         f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
