@@ -87,9 +87,10 @@ def _expected(mask: Path) -> dict[str, list[str]]:
 def test_predict_and_vectorize_through_qgis_process_equal_geoseg(
     qgis: dict[str, str], tmp_path: Path
 ) -> None:
+    scene = shutil.copy(SCENE, tmp_path)  # QGIS may leave statistics beside its input
     ours, theirs = tmp_path / "geoseg.tif", tmp_path / "qgis.tif"
-    _geoseg("predict", str(SCENE), str(ours), "--precision", "fp32")
-    log = _qgis_run(qgis, "predict", INPUT=SCENE, PRECISION=1, OUTPUT=theirs)
+    _geoseg("predict", str(scene), str(ours), "--precision", "fp32")
+    log = _qgis_run(qgis, "predict", INPUT=scene, PRECISION=1, OUTPUT=theirs)
     assert "100 - done" in log  # geoseg's progress reached QGIS's feedback
     assert theirs.read_bytes() == ours.read_bytes()
     _geoseg("vectorize", str(ours), str(tmp_path / "geoseg.gpkg"))
@@ -121,7 +122,7 @@ def test_predict_and_vectorize_through_qgis_process_equal_geoseg(
                 "--out-dir",
                 str(tmp_path / "check"),
                 "--expect-crs-of",
-                str(SCENE),
+                str(scene),
                 str(theirs),
                 str(tmp_path / "qgis.gpkg"),
             ],
@@ -152,12 +153,13 @@ def test_toolbox_loads_predicted_layers_styled(qgis: dict[str, str], tmp_path: P
 
 
 def test_a_geoseg_error_reaches_qgis_as_one_line(qgis: dict[str, str], tmp_path: Path) -> None:
+    scene = shutil.copy(SCENE, tmp_path)
     args = [
         str(_qgis_process()),
         "run",
         "geoseg:predict",
         "--",
-        f"INPUT={SCENE}",
+        f"INPUT={scene}",
         f"MODEL_FILE={tmp_path / 'missing.safetensors'}",
         f"OUTPUT={tmp_path / 'm.tif'}",
     ]
