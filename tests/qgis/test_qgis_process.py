@@ -166,3 +166,24 @@ def test_a_geoseg_error_reaches_qgis_as_one_line(qgis: dict[str, str], tmp_path:
     done = _run(args, qgis)
     assert done.returncode != 0 and not (tmp_path / "m.tif").exists()
     assert "missing.safetensors" in done.stdout + done.stderr
+
+
+def _runner(qgis: dict[str, str], *args: str) -> dict[str, object]:
+    script = Path(__file__).with_name("qgis_runner.py")
+    done = _run([QGIS_PYTHON, str(script), qgis["GEOSEG_TEST_PLUGINS"], *args], qgis)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_progress_follows_geoseg_and_cancel_stops_it(qgis: dict[str, str], tmp_path: Path) -> None:
+    scene = shutil.copy(SCENE, tmp_path)
+    args = ["predict", str(scene), str(tmp_path / "m.tif"), "--model", "fast", "--overwrite"]
+    done = _runner(qgis, *args)
+    progress = done["progress"]
+    assert done["error"] is None and isinstance(progress, list)
+    assert progress[-1] == 100 and any(0 < p < 100 for p in progress)  # per tile, as it ran
+    assert progress == sorted(progress)
+    stopped = _runner(qgis, "--cancel", *[a.replace("m.tif", "c.tif") for a in args])
+    assert str(stopped["error"]).startswith("Cancelled: geoseg was stopped")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not {n for n in names if "c.tif" in n or n.startswith(".c")}  # nothing left behind
