@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -71,6 +72,8 @@ def plugin_files() -> dict[str, bytes]:
         "choices": choices(),
     }
     files["geoseg.json"] = (json.dumps(record, indent=2) + "\n").encode()
+    metadata = files["metadata.txt"].decode()  # the plugin's version is geoseg's
+    files["metadata.txt"] = re.sub(r"(?m)^version=.*$", f"version={__version__}", metadata).encode()
     return files
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from geoseg import __version__
 from geoseg.cli import cli
 from geoseg.errors import OutputExistsError
 from geoseg.qgis import PLUGIN_NAME, build_zip, choices, install_plugin
@@ -41,6 +42,7 @@ def test_zip_holds_one_plugin_folder_that_records_this_geoseg(tmp_path: Path) ->
     assert record["choices"]["models"] == ["quality", "fast"]
     assert record["choices"]["tta"] == ["none", "flip", "d4"]
     assert "hasProcessingProvider=yes" in metadata and "qgisMinimumVersion=3.22" in metadata
+    assert f"\nversion={__version__}\n" in metadata
     with pytest.raises(OutputExistsError, match="--overwrite"):
         build_zip(path)
 
