@@ -360,3 +360,37 @@ def test_regularized_polygons_have_the_layer_geometry_type(
     assert shapely.is_valid(geoms).all()
     union = shapely.union_all(geoms)
     assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-9)
+
+
+def test_mean_confidence_from_a_probabilities_cog_with_nodata(
+    make_mask: Any, tmp_path: Path
+) -> None:
+    """geoseg predict's probabilities mark no data with nodata 0 (a valid 0 is stored as 1): the
+    winning probability of every valid pixel is read as it was written."""
+    from rasterio.windows import Window
+
+    from geoseg.io.writer import COGWriter
+
+    m = np.full((40, 40), 255, np.uint8)
+    m[:, 10:] = 1
+    src = make_mask(m, nodata=255)
+    probs = np.zeros((4, 40, 40), np.uint8)
+    probs[1, :, 10:], probs[0, :, 10:] = 204, 51  # classes 2 and 3 at 0, stored as 1
+    with rasterio.open(src) as ds:
+        geo = {"transform": ds.transform, "crs": ds.crs}
+    with COGWriter(
+        tmp_path / "p.tif",
+        height=40,
+        width=40,
+        count=4,
+        dtype="uint8",
+        mask=True,
+        tags={"GEOSEG_MODEL": "unet-test"},
+        **geo,
+    ) as out:
+        out.write(probs, Window(0, 0, 40, 40), m != 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not written by geoseg predict"
+        res = vectorize_raster(src, tmp_path / "c.gpkg", confidence=tmp_path / "p.tif", workers=0)
+    df = read(res.path)
+    assert df.class_id.tolist() == [1] and df.mean_confidence[0] == pytest.approx(204 / 255)
