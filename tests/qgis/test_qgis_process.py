@@ -143,6 +143,7 @@ def test_toolbox_loads_predicted_layers_styled(qgis: dict[str, str], tmp_path: P
     params = {
         "INPUT": str(crop),
         "MODEL": 1,  # fast
+        "PRECISION": 1,  # fp32: no timing of the variants first
         "OUTPUT": str(tmp_path / "mask.tif"),
         "PROBABILITIES": str(tmp_path / "probs.tif"),
     }
@@ -177,7 +178,8 @@ def _runner(qgis: dict[str, str], *args: str) -> dict[str, object]:
 
 def test_progress_follows_geoseg_and_cancel_stops_it(qgis: dict[str, str], tmp_path: Path) -> None:
     scene = shutil.copy(SCENE, tmp_path)
-    args = ["predict", str(scene), str(tmp_path / "m.tif"), "--model", "fast", "--overwrite"]
+    out = str(tmp_path / "m.tif")
+    args = ["predict", str(scene), out, "--model", "fast", "--precision", "fp32", "--overwrite"]
     done = _runner(qgis, *args)
     progress = done["progress"]
     assert done["error"] is None and isinstance(progress, list)
