@@ -131,7 +131,8 @@ def test_predict_and_vectorize_through_qgis_process_equal_geoseg(
         assert check.returncode == 0, check.stderr
 
 
-def test_toolbox_loads_predicted_layers_styled(qgis: dict[str, str], tmp_path: Path) -> None:
+def _crop(tmp_path: Path) -> Path:
+    """A 160 x 128 px crop of the sample scene, all valid."""
     crop = tmp_path / "crop.tif"
     with rasterio.open(SCENE) as src:
         window = Window(300, 300, 160, 128)
@@ -140,6 +141,11 @@ def test_toolbox_loads_predicted_layers_styled(qgis: dict[str, str], tmp_path: P
         profile = {k: v for k, v in profile.items() if k not in ("blockxsize", "blockysize")}
         with rasterio.open(crop, "w", **profile) as dst:
             dst.write(src.read(window=window))
+    return crop
+
+
+def test_toolbox_loads_predicted_layers_styled(qgis: dict[str, str], tmp_path: Path) -> None:
+    crop = _crop(tmp_path)
     params = {
         "INPUT": str(crop),
         "MODEL": 1,  # fast
@@ -189,3 +195,19 @@ def test_progress_follows_geoseg_and_cancel_stops_it(qgis: dict[str, str], tmp_p
     assert str(stopped["error"]).startswith("Cancelled: geoseg was stopped")
     names = {p.name for p in tmp_path.iterdir()}
     assert not {n for n in names if "c.tif" in n or n.startswith(".c")}  # nothing left behind
+
+
+def test_explain_and_diagnose_through_qgis_process(qgis: dict[str, str], tmp_path: Path) -> None:
+    crop = _crop(tmp_path)
+    _qgis_run(qgis, "explain", INPUT=crop, MODEL=1, CLASS="building", OUTPUT=tmp_path / "cam.tif")
+    with rasterio.open(tmp_path / "cam.tif") as ds:
+        assert (ds.count, ds.dtypes[0], ds.shape) == (1, "float32", (128, 160))
+    _geoseg("predict", str(crop), str(tmp_path / "labels.tif"), "--precision", "fp32")
+    out = tmp_path / "diagnosis"
+    log = _qgis_run(
+        qgis, "diagnose", INPUT=crop, LABELS=tmp_path / "labels.tif", MODEL=0, CELL=64, OUTPUT=out
+    )
+    assert f"CELLS:\t{out / 'cells.gpkg'}|layername=cells" in log
+    cells = pyogrio.read_dataframe(out / "cells.gpkg", layer="cells")
+    assert len(cells) == 6 and (cells["height"] * cells["width"]).sum() == 160 * 128
+    assert json.loads((out / "metrics.json").read_text())["pixel_accuracy"] > 0.9

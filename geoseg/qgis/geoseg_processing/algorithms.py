@@ -348,7 +348,7 @@ class DiagnoseAlgorithm(_GeosegAlgorithm):
                     shutil.copyfile(path, link)
             args = [
                 "diagnose",
-                *self._model_args(parameters, context),
+                self._model_args(parameters, context)[1],  # the checkpoint is an argument here
                 "--images",
                 str(Path(tmp) / "images"),
                 "--labels",
