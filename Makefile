@@ -16,7 +16,7 @@ PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 DUBAI  ?=
 RUN    ?= runs/dubai
 
-.PHONY: install demo app test lint docs bench clean default-model image image-gpu image-check
+.PHONY: install demo app test lint docs bench clean default-model image image-gpu image-check qgis-plugin
 
 install: $(STAMP)
 
@@ -62,6 +62,12 @@ default-model: install
 		-o $(RUN)-$(MODEL)/test-shipped --no-quicklooks
 	$(BIN)/python scripts/ship_model.py $(RUN)-$(MODEL)/model.safetensors $(RUN)-$(MODEL)/test-shipped/metrics.json \
 		geoseg/models/weights/$(SHIP_$(MODEL)) "Tile 8"
+
+# The QGIS Processing provider as a zip for Plugins > Manage and Install Plugins > Install from ZIP;
+# it runs this environment's geoseg (docs/qgis.md). `geoseg qgis-plugin install` installs it directly.
+qgis-plugin: install
+	@mkdir -p dist
+	$(BIN)/geoseg qgis-plugin zip dist/geoseg_processing.zip --overwrite
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

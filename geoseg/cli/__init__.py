@@ -30,6 +30,7 @@ _COMMANDS = {
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
+    "qgis-plugin": ("geoseg.cli.qgis_plugin", "qgis_plugin"),
     "train": ("geoseg.cli.train", "train"),
     "vectorize": ("geoseg.cli.vectorize", "vectorize"),
 }

@@ -23,7 +23,10 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
     "a bundled model by name: quality (the default) or fast."
 )
 @predict_options
-@file_option("--probabilities", help="Also write per-class probabilities (uint8 0-255) here.")
+@file_option(
+    "--probabilities",
+    help="Also write per-class probabilities here (uint8, 255 = 1; nodata 0 where SRC has none).",
+)
 @file_option("--confidence", help="Also write the winning class's probability (uint8) here.")
 @file_option("--vector", help="Also vectorize the mask into this .gpkg/.geojson/.fgb/.parquet.")
 @file_option(

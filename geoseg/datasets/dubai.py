@@ -50,14 +50,18 @@ DUBAI_COLOURS: dict[str, tuple[int, str]] = {
 }
 UNLABELED = 5
 
+# The classes a model trained on this dataset carries, with colours people can tell apart on a map
+# and over imagery (the mask PNGs' own colours above are two purples and two yellows): buildings
+# red, land tan, roads yellow, vegetation green, water blue. The bundled models carry this table.
 DUBAI_CLASSES = ClassTable(
-    tuple(
-        ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
-        for h, (i, name) in DUBAI_COLOURS.items()
-        if i != UNLABELED
+    (
+        ClassInfo(0, "building", (230, 25, 75)),
+        ClassInfo(1, "land", (222, 184, 135)),
+        ClassInfo(2, "road", (255, 215, 0)),
+        ClassInfo(3, "vegetation", (60, 180, 75)),
+        ClassInfo(4, "water", (0, 110, 230)),
     )
 )
-
 _LUT_KEYS = np.array([int(h[1:], 16) for h in DUBAI_COLOURS], np.int64)
 _LUT_VALUES = np.array([i for i, _ in DUBAI_COLOURS.values()], np.uint8)
 _ORDER = np.argsort(_LUT_KEYS)

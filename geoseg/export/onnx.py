@@ -191,11 +191,23 @@ def _write_graph(
 
 
 def _finish(
-    tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x: np.ndarray, source: str
+    tmp: Path,
+    dst: Path,
+    props: dict[str, str],
+    loaded: LoadedModel,
+    x: np.ndarray,
+    source: str,
+    *,
+    tile: int | None = None,
 ) -> Parity:
-    """Add metadata, check the graph and its parity, then give it its final name."""
+    """Add metadata (and, for a fixed ``tile``, the output's height and width), check the graph
+    and its parity, then give it its final name."""
     onnx = require("onnx")
     proto = onnx.load(str(tmp))
+    if tile is not None:  # the exporter's shape inference leaves them as "batch" and a dim_3
+        dims = proto.graph.output[0].type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        dims[2].dim_value = dims[3].dim_value = tile
     del proto.metadata_props[:]
     for key, value in props.items():
         entry = proto.metadata_props.add()
@@ -238,7 +250,8 @@ def export_onnx(
         tile_size: the fixed variant's tile edge (default: the model's tile size).
         opset: ONNX opset, >= 17.
         check_raster: a raster whose top-left tile drives the parity check (default: synthetic).
-        resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD).
+        resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD;
+            required with ``fixed`` when the model records none).
         overwrite: replace existing files.
 
     Returns:
@@ -246,7 +259,8 @@ def export_onnx(
 
     Raises:
         ExportError: the graph cannot be exported, the checker refuses it, or it does not agree
-            with PyTorch; MissingDependencyError: onnx/onnxruntime are not installed.
+            with PyTorch; ``fixed`` is asked for and the ground resolution is unknown;
+            MissingDependencyError: onnx/onnxruntime are not installed.
     """
     start = time.perf_counter()
     require("onnx")
@@ -264,20 +278,23 @@ def export_onnx(
     problem = stride_problem(tile, cfg.output_stride)
     if problem is not None:
         raise ExportError(problem)
+    metadata = export_metadata(  # refuses an unknown ground resolution before any work
+        cfg, tile_size=tile, resolution_cm=resolution_cm, deepness=fixed is not None
+    )
     module = (
         Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()
     )  # a calibration temperature goes into the graph
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
-    result.metadata = export_metadata(
-        cfg, tile_size=tile, resolution_cm=resolution_cm
-    )  # warns once
+    result.metadata = metadata
     for path, dynamic in zip(outputs, (True, False), strict=False):
         tmp = path.with_name(f".{path.name}.partial")
         try:
             _write_graph(module, example, tmp, dynamic=dynamic, opset=opset)
-            result.parity[str(path)] = _finish(tmp, path, result.metadata, loaded, x, source)
+            result.parity[str(path)] = _finish(
+                tmp, path, metadata, loaded, x, source, tile=None if dynamic else tile
+            )
         finally:
             tmp.unlink(missing_ok=True)
         log.info(

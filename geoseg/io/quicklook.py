@@ -1,10 +1,8 @@
 """A PNG quicklook: the image, its class mask laid over it, and a legend of class names.
 
-The overlay is drawn with colours people can tell apart (:func:`display_colours`): the class
-colours stored in a mask COG are kept for GIS use, but two of them may look alike once blended with
-imagery (two purples, two yellows), so common land-cover names get their conventional colours
-(buildings red, roads yellow, vegetation green, water blue) and any colour too close to another is
-replaced. With ground truth, the truth is drawn beside the prediction on the same image.
+The overlay and the legend use the class table's own colours (the model's, or the mask's), the
+same colours the mask COG, its QGIS style and the polygons carry. With ground truth, the truth is
+drawn beside the prediction on the same image.
 """
 
 from __future__ import annotations
@@ -29,71 +27,10 @@ __all__ = ["display_colours", "render_quicklook", "write_comparison", "write_qui
 
 RGB = tuple[int, int, int]
 
-# Conventional land-cover colours, by words that appear in class names.
-CONVENTIONAL: tuple[tuple[tuple[str, ...], RGB], ...] = (
-    (("building", "roof", "house", "urban", "built"), (230, 25, 75)),
-    (("road", "street", "highway", "pavement", "parking"), (255, 215, 0)),
-    (("vegetation", "tree", "forest", "grass", "crop", "park", "green"), (60, 180, 75)),
-    (("water", "river", "sea", "lake", "canal", "flood"), (0, 110, 230)),
-    (("land", "bare", "soil", "sand", "ground", "desert"), (222, 184, 135)),
-    (("cloud", "snow"), (245, 245, 245)),
-)
-# Colour-blind-safe qualitative colours for everything else (Okabe-Ito, then a few more).
-QUALITATIVE: tuple[RGB, ...] = (
-    (230, 159, 0),
-    (86, 180, 233),
-    (0, 158, 115),
-    (240, 228, 66),
-    (0, 114, 178),
-    (213, 94, 0),
-    (204, 121, 167),
-    (128, 128, 128),
-    (145, 30, 180),
-    (70, 240, 240),
-    (170, 110, 40),
-    (128, 0, 0),
-)
-MIN_DELTA_E = 30.0  # CIE76 difference below which two overlay colours are hard to tell apart
-
-
-def _lab(rgb: RGB) -> np.ndarray:
-    """sRGB (0-255) to CIE L*a*b* (D65)."""
-    c = np.asarray(rgb, np.float64) / 255
-    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    xyz = (
-        np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
-    )
-    xyz /= np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
-def delta_e(a: RGB, b: RGB) -> float:
-    """The CIE76 colour difference of two sRGB colours (about 2.3 is just noticeable)."""
-    return float(np.linalg.norm(_lab(a) - _lab(b)))
-
 
 def display_colours(table: ClassTable) -> dict[int, RGB]:
-    """Overlay colours for ``table``'s classes that people can tell apart.
-
-    A class whose name contains a common land-cover word gets its conventional colour; any other
-    keeps its table colour. A colour closer than :data:`MIN_DELTA_E` to one already given is
-    replaced by the first qualitative colour far enough from all of them.
-    """
-    chosen: dict[int, RGB] = {}
-    for c in table:
-        name = c.name.lower()
-        wish = next(
-            (rgb for words, rgb in CONVENTIONAL if any(w in name for w in words)), tuple(c.color)
-        )
-        colour: RGB = (int(wish[0]), int(wish[1]), int(wish[2]))
-        if any(delta_e(colour, other) < MIN_DELTA_E for other in chosen.values()):
-            spare = [
-                q for q in QUALITATIVE if all(delta_e(q, o) >= MIN_DELTA_E for o in chosen.values())
-            ]
-            colour = spare[0] if spare else QUALITATIVE[len(chosen) % len(QUALITATIVE)]
-        chosen[c.id] = colour
-    return chosen
+    """The overlay and legend colour of each class of ``table``: its own colour."""
+    return {c.id: (int(c.color[0]), int(c.color[1]), int(c.color[2])) for c in table}
 
 
 def _display(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -123,7 +60,7 @@ def render_quicklook(
     """Side-by-side panels of ``base`` (rows, cols, 3 uint8) with class-id arrays laid over it.
 
     Each panel is ``(title, ids)``; ids outside the table (nodata 255) are left unpainted. Below:
-    a legend of the classes present in any panel, in their display colours, and ``caption``.
+    a legend of the classes present in any panel, in their table colours, and ``caption``.
     """
     from PIL import Image, ImageDraw
 
@@ -200,9 +137,9 @@ def write_quicklook(
     """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend
     below.
 
-    Class names come from ``classes`` or from the mask's own class table; the overlay uses
-    :func:`display_colours`. With ``truth`` (a label raster on the mask's grid, or its class ids),
-    the truth is drawn beside the prediction.
+    Class names and colours come from ``classes`` or from the mask's own class table. With
+    ``truth`` (a label raster on the mask's grid, or its class ids), the truth is drawn beside the
+    prediction.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)

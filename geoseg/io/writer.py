@@ -162,7 +162,12 @@ _RAT_FIELDS = {
 
 def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
     """A GDAL raster attribute table (value, pixel count if ``counts`` is given, class name,
-    colour) and the category names for band 1, as GDAL's PAM XML.
+    colour), the category names and a colour table of one entry per class for band 1, as GDAL's
+    PAM XML.
+
+    A GeoTIFF's own colour table always has 256 entries (QGIS lists every one in its legend); GDAL
+    reads the PAM colour table instead, so QGIS shows the classes alone. Ids missing between the
+    classes get transparent entries.
 
     Args:
         classes: the table of values.
@@ -187,12 +192,16 @@ def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
         }
         cells = "".join(f"<F>{values[name]}</F>" for name in fields)
         rows.append(f'<Row index="{k}">{cells}</Row>')
-    names = "".join(
-        f"<Category>{escape(_name_of(classes, v))}</Category>"
-        for v in range(max(c.id for c in classes) + 1)
+    ids = range(max(c.id for c in classes) + 1)
+    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in ids)
+    colours = {c.id: (*c.color, 255) for c in classes}
+    entries = "".join(
+        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(v, (0, 0, 0, 0)))
+        for v in ids
     )
     return (
         f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
+        f"<ColorInterp>Palette</ColorInterp><ColorTable>{entries}</ColorTable>"
         f'<GDALRasterAttributeTable tableType="thematic">{defs}{"".join(rows)}'
         "</GDALRasterAttributeTable>"
         "</PAMRasterBand></PAMDataset>\n"
@@ -230,8 +239,12 @@ class COGWriter:
         compress: COG compression.
         blocksize: internal tile size of the COG.
         overwrite: replace an existing ``dst``.
-        mask: keep an internal validity mask (see :meth:`write`): readers show the invalid area
-            as transparent, and GDAL leaves it out of the overviews.
+        mask: mark the pixels :meth:`write` is told are invalid as nodata, for outputs whose
+            every value is meaningful (probabilities). Unless ``nodata`` is given, integer bands
+            reserve their lowest value (a valid pixel holding it is written one step up, e.g. a
+            uint8 probability of 0 as 1, i.e. 1/255), float bands NaN. Readers show the invalid
+            area as transparent and leave it out of statistics and overviews. (Not a GDAL
+            internal mask: QGIS 3.22 lists one as an extra band and counts masked pixels.)
 
     Raises:
         OutputExistsError: ``dst`` exists and ``overwrite`` is False.
@@ -260,6 +273,9 @@ class COGWriter:
         mask: bool = False,
     ) -> None:
         self.dst = check_destination(dst, overwrite=overwrite)
+        if mask and nodata is None:
+            kind = np.dtype(dtype)
+            nodata = float("nan") if kind.kind == "f" else int(np.iinfo(kind).min)
         self.profile: dict[str, Any] = {
             "driver": "GTiff",
             "height": height,
@@ -327,21 +343,29 @@ class COGWriter:
 
     def write(self, data: np.ndarray, window: Window, valid: np.ndarray | None = None) -> None:
         """Write a ``(bands, rows, cols)`` array at ``window``; ``valid`` (``(rows, cols)`` bool)
-        fills the internal mask of a writer made with ``mask=True``."""
+        marks the pixels that hold data for a writer made with ``mask=True`` (the others become
+        nodata)."""
+        if self.mask:
+            data = self._masked(data, valid)
         try:
             self._ds.write(data, window=window)
-            if self.mask:
-                self._ds.write_mask(
-                    np.where(valid, 255, 0).astype(np.uint8)
-                    if valid is not None
-                    else np.full((int(window.height), int(window.width)), 255, np.uint8),
-                    window=window,
-                )
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             rows = f"rows {window.row_off}..{window.row_off + window.height}"
             raise WriteError(
                 self._explain(exc, f"writing {rows} failed", "nothing was written under that name")
             ) from None
+
+    def _masked(self, data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """``data`` with invalid pixels set to nodata, and valid ones moved off it."""
+        nodata = self.profile["nodata"]
+        if data.dtype.kind == "f":
+            out = data.astype(data.dtype, copy=True)
+        else:
+            step = 1 if nodata < np.iinfo(data.dtype).max else -1
+            out = np.where(data == nodata, nodata + step, data).astype(data.dtype)
+        if valid is not None:
+            out[:, ~valid] = nodata
+        return out
 
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
         known = describe_os_error(self.dst, exc)
