@@ -16,7 +16,7 @@ PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 DUBAI  ?=
 RUN    ?= runs/dubai
 
-.PHONY: install demo app test lint docs bench clean default-model image image-gpu image-check qgis-plugin
+.PHONY: install demo app test lint docs bench stress clean default-model image image-gpu image-check qgis-plugin
 
 install: $(STAMP)
 
@@ -115,6 +115,13 @@ image-gpu:
 image-check:
 	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
 	$(BIN)/python benchmarks/bench_distributed.py
+
+# Interrupt predict 50 times with SIGTERM and 50 with SIGINT at random moments (exit-code histogram,
+# 0 crashes expected), then run 20 predictions on a Dask worker with two threads (0 deaths expected).
+RUNS ?= 50
+stress: install
+	$(BIN)/python scripts/stress_signals.py --runs $(RUNS)
+	$(BIN)/python scripts/stress_dask.py --runs 20
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache site
