@@ -2,9 +2,10 @@
 
 Each run segments a 1024² raster with a small U-Net into a mask, a confidence raster, polygons and
 a quicklook (every optional output), and receives SIGTERM or SIGINT at a random moment between
-its start (once the interpreter runs geoseg's code: 0.3 s) and its usual end. Every run must end with 130 (interrupted: nothing half-written) or 0
-(finished before the signal), never with a negative status (killed by a signal: a crash), and its
-outputs must all be there, whole, or none of them; a rerun must leave no temporary file.
+its start (once the interpreter runs geoseg's code: 0.3 s) and its usual end. Every run must end
+with 130 (interrupted: nothing half-written) or 0 (finished before the signal), never with a
+negative status (killed by a signal: a crash), and its outputs must all be there, whole, or none
+of them; a rerun must leave no temporary file.
 
 Usage: python scripts/stress_signals.py [--runs 50] [--signals TERM,INT] [--seed 0]
 Exit status 1 when any run crashed or published by halves.
