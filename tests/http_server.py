@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 __all__ = ["serve_directory"]
 
@@ -20,8 +21,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
     ``redirects`` with a 302 to their target, and appends ``METHOD path`` of every request to
     ``requests_log`` when given."""
 
-    redirects: dict[str, str] = {}
-    requests_log: str | None = None
+    redirects: ClassVar[dict[str, str]] = {}
+    requests_log: ClassVar[str | None] = None
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
