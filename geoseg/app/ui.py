@@ -224,10 +224,10 @@ def build_app(
                 session=getattr(request, "session_hash", None),
             )
 
-        def on_failure(request: Any) -> Any:
+        def on_failure(request: Any) -> tuple[Any, Any]:
             # also called after a cancel, which left no error: then the status line stays
             message = handlers.last_error(getattr(request, "session_hash", None))
-            return message or gr.skip()
+            return message or gr.skip(), gr.Button(interactive=False)
 
         def on_cancel(request: Any) -> tuple[str, Any]:
             text = handlers.cancel(getattr(request, "session_hash", None))
@@ -252,7 +252,7 @@ def build_app(
             show_progress_on=status,
         )
         event.then(lambda: gr.Button(interactive=False), outputs=cancel, **quick)
-        event.failure(on_failure, outputs=status, **quick)
+        event.failure(on_failure, outputs=[status, cancel], **quick)  # .then runs on success only
         # the click stops the run (between two tiles) or takes it out of the queue
         cancel.click(on_cancel, outputs=[status, cancel], cancels=[event], **quick)
         demo.unload(on_unload)

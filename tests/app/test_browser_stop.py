@@ -72,6 +72,13 @@ def _note(text: str) -> None:
         f.write(text + "\n")
 
 
+def _cancel_goes_grey(page: Any) -> None:
+    """Wait until the Cancel button is disabled again: nothing runs for this page."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("button#geoseg-cancel")).to_be_disabled(timeout=30_000)
+
+
 def _start_long_run(browser: Any, url: str, scene: Path) -> Any:
     """A page whose run has reached its first tiles."""
     page = open_page(browser, url)
@@ -95,6 +102,7 @@ def test_huge_claim_is_refused_before_any_tile(
     )
     job = tiny_app.demo.handlers.jobs.finished[-1]
     assert (job.outcome, job.step) == ("refused", "")  # no step reported: no model, no tile
+    _cancel_goes_grey(page)
     page.screenshot(path=str(ARTIFACTS / "app-refused.png"), full_page=True)
     page.context.close()
 
@@ -111,7 +119,9 @@ def test_cancel_stops_the_run_and_the_next_user_runs(
     assert first.locator("#geoseg-status .progress-text").count() == 1
     second.locator("#geoseg-run").click()
     second.locator("#geoseg-status").get_by_text("queue").wait_for(timeout=60_000)
-    (running,) = jobs.running()  # the first user's run; the second waits in the queue
+    runs = jobs.running()  # the first user's run; the second waits in the queue
+    assert len(runs) == 1, [(j.session, j.step) for j in runs]
+    running = runs[0]
     first.screenshot(path=str(ARTIFACTS / "app-running.png"), full_page=True)
 
     clicked = time.perf_counter()
@@ -128,11 +138,12 @@ def test_cancel_stops_the_run_and_the_next_user_runs(
     assert " ".join(first.locator("#geoseg-status").inner_text().split()) == (
         "Cancelled: the run stopped; nothing was kept."
     )
-    assert first.locator("#geoseg-cancel button, button#geoseg-cancel").first.is_disabled()
+    _cancel_goes_grey(first)
     first.screenshot(path=str(ARTIFACTS / "app-cancelled.png"), full_page=True)
 
     second.locator("#geoseg-status").get_by_text("Done.").wait_for(timeout=120_000)
     assert "a.tif: 80 x 96 px" in second.locator("#geoseg-status").inner_text()
+    _cancel_goes_grey(second)
     second.screenshot(path=str(ARTIFACTS / "app-next-user.png"), full_page=True)
     assert not list(Path(tiny_app.demo.workspace.root).glob("*/input.tif"))
     first.context.close()
@@ -141,9 +152,11 @@ def test_cancel_stops_the_run_and_the_next_user_runs(
 
 def test_closing_the_tab_stops_its_run(browser: Any, tiny_app: Served, long_scene: Path) -> None:
     page = _start_long_run(browser, tiny_app.url, long_scene)
-    (running,) = tiny_app.demo.handlers.jobs.running()
+    jobs = tiny_app.demo.handlers.jobs.running()
+    assert len(jobs) == 1, [(j.session, j.step) for j in jobs]
+    running = jobs[0]
     page.context.close()
-    assert running.stopped.wait(30)
+    assert running.stopped.wait(30), f"still running at {running.step!r} ({running.why!r})"
     assert (running.outcome, running.why) == ("cancelled", "the page was closed")
     _note(
         f"closed tab: run stopped {tiny_app.demo.handlers.jobs.stop_latencies[-1]:.3f} s after "
