@@ -155,3 +155,40 @@ def test_proxy_wants_its_token(proxy: EgressProxy, www: Path) -> None:
         s.sendall(f"GET {url}/a.tif HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         answer = s.recv(1000).decode()
     assert answer.startswith("HTTP/1.1 407 Proxy Authentication Required")
+
+
+def _through_proxy(proxy: EgressProxy, request: str) -> str:
+    import base64
+
+    token = base64.b64encode(proxy.credentials.encode()).decode()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+        s.sendall(
+            request.replace(
+                "\r\n\r\n", f"\r\nProxy-Authorization: Basic {token}\r\n\r\n", 1
+            ).encode()
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            if request.startswith("CONNECT") and b"\r\n\r\n" in answer:
+                if not answer.startswith(b"HTTP/1.1 200"):
+                    break
+                # the tunnel is open: speak HTTP to the server through it
+                s.sendall(b"HEAD /a.tif HTTP/1.0\r\nHost: x\r\n\r\n")
+                request = "tunnelled"
+    return answer.decode("latin-1")
+
+
+def test_proxy_tunnels_https_style_connects_to_allowed_hosts_only(
+    proxy: EgressProxy, www: Path
+) -> None:
+    with serve_directory(www) as allowed, serve_directory(www, host="127.0.0.2") as internal:
+        port = allowed.rsplit(":", 1)[1]
+        answer = _through_proxy(proxy, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.0 200 OK")
+        port = internal.rsplit(":", 1)[1]
+        answer = _through_proxy(proxy, f"CONNECT 127.0.0.2:{port} HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith("HTTP/1.1 403 Forbidden")
+        assert answer.endswith(
+            "127.0.0.2 is a loopback address; this server reads public addresses only\n"
+        )
