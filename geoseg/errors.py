@@ -108,6 +108,11 @@ class UploadError(GeosegError, ValueError):
     URL."""
 
 
+class RunCancelledError(GeosegError, RuntimeError):
+    """A run was stopped on request (a cancel button, a client that went away, a server shutting
+    down) before it finished; nothing was published under a final name."""
+
+
 class StorageError(GeosegError, OSError):
     """An object-storage path (``s3://bucket/key``) cannot be read, listed or written."""
 

@@ -56,11 +56,13 @@ def render_quicklook(
     *,
     alpha: float = 0.45,
     caption: str = "",
+    legend: bool = True,
 ) -> PILImage:
     """Side-by-side panels of ``base`` (rows, cols, 3 uint8) with class-id arrays laid over it.
 
     Each panel is ``(title, ids)``; ids outside the table (nodata 255) are left unpainted. Below:
-    a legend of the classes present in any panel, in their table colours, and ``caption``.
+    a legend of the classes present in any panel, in their table colours (unless ``legend`` is
+    false: a page that draws its own), and ``caption``.
     """
     from PIL import Image, ImageDraw
 
@@ -75,9 +77,12 @@ def render_quicklook(
     titled = len(panels) > 1
     top = row_h + pad if titled else 0
     present = [c for c in table if any((ids == c.id).any() for _, ids in panels)] or list(table)
+    if not legend:
+        present = []
     legend_rows = (len(present) + 2) // 3 + (1 if caption else 0)
     width = cols * len(panels) + gap * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, top + rows + pad * 2 + row_h * legend_rows), "white")
+    below = pad * 2 + row_h * legend_rows if legend_rows else 0
+    canvas = Image.new("RGB", (width, top + rows + below), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (title, ids) in enumerate(panels):
         paint = known[ids][..., None]
@@ -133,9 +138,10 @@ def write_quicklook(
     alpha: float = 0.45,
     truth: str | os.PathLike[str] | np.ndarray | None = None,
     caption: str = "",
+    legend: bool = True,
 ) -> Path:
     """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend
-    below.
+    below (unless ``legend`` is false).
 
     Class names and colours come from ``classes`` or from the mask's own class table. With
     ``truth`` (a label raster on the mask's grid, or its class ids), the truth is drawn beside the
@@ -163,7 +169,10 @@ def write_quicklook(
                         ("ground truth", t.read(1, out_shape=shape, resampling=Resampling.nearest))
                     )
     return _save(
-        render_quicklook(_read_base(image, shape), panels, table, alpha=alpha, caption=caption), dst
+        render_quicklook(
+            _read_base(image, shape), panels, table, alpha=alpha, caption=caption, legend=legend
+        ),
+        dst,
     )
 
 

@@ -29,6 +29,20 @@ def test_quicklook_overlays_classes_and_adds_a_legend(tmp_path) -> None:
     assert (png[100:] < 128).any()  # legend text and swatches
 
 
+def test_quicklook_without_legend_is_the_picture_alone(tmp_path) -> None:
+    image = write_raster(tmp_path / "img.tif", np.full((3, 200, 300), 100, np.uint8))
+    mask = write_raster(tmp_path / "mask.tif", np.ones((200, 300), np.uint8), nodata=255)
+    classes = ClassTable.default(2)
+    out = write_quicklook(
+        image, mask, tmp_path / "q.png", classes=classes, max_size=150, legend=False
+    )
+    with_legend = write_quicklook(image, mask, tmp_path / "l.png", classes=classes, max_size=150)
+    png = np.asarray(Image.open(out).convert("RGB"))
+    assert png.shape == (100, 150, 3)  # no strip below for a legend
+    legend = np.asarray(Image.open(with_legend).convert("RGB"))
+    assert (legend[:100] == png).all() and legend.shape[0] > 100
+
+
 def test_quicklook_stretches_non_8bit_imagery(tmp_path) -> None:
     rng = np.random.default_rng(0)
     image = write_raster(
