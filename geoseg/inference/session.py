@@ -388,9 +388,7 @@ class PredictionSession:
                     maps = out.detach().float().mul_(self._weights_t).cpu().numpy()
             i = 0
             for tile, item in pending:
-                if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
-                    self.stats.skipped += 1
-                else:
+                if item is not None:  # a tile without valid pixels was counted when read
                     acc.add(
                         maps[i],
                         weights,
@@ -400,11 +398,7 @@ class PredictionSession:
                     )
                     self.stats.run += 1
                     i += 1
-                self.stats.done += 1
-                if self.progress is not None:
-                    self.progress(
-                        self.stats.done, max(self.stats.total, self.stats.done), self.megapixels
-                    )
+                    self._advance()
                 if last_in_row[tile.grid_row] == tile.index:
                     done = acc.release(plan.rows_final_after(tile.grid_row))
                     if done is not None:
@@ -419,7 +413,11 @@ class PredictionSession:
         try:
             for tile, item in reads:
                 pending.append((tile, item))
-                ready += item is not None
+                if item is None:  # no valid pixel: nothing to run or blend; said at once, so
+                    self.stats.skipped += 1  # progress (and a cancel) keeps up over empty areas
+                    self._advance()
+                else:
+                    ready += 1
                 if ready >= self.batch_size:
                     yield from flush()
                     ready = 0
@@ -429,6 +427,13 @@ class PredictionSession:
         rest = acc.release(int(region.row_off + region.height))
         if rest is not None:
             yield rest
+
+    def _advance(self) -> None:
+        """One more tile visited: counted, and said to ``progress`` (which may stop the run by
+        raising)."""
+        self.stats.done += 1
+        if self.progress is not None:
+            self.progress(self.stats.done, max(self.stats.total, self.stats.done), self.megapixels)
 
     def count_tiles(self, regions: list[Window]) -> int:
         """Tiles a run over ``regions`` visits (a tile shared by two column stripes counts
