@@ -136,6 +136,7 @@ class Handlers:
         bands: str | None,
         progress: Any,
         session: str | None = None,
+        scale: str | None = None,
     ) -> tuple[Any, ...]:
         """One prediction for the page or the API: its seven outputs. A refusal raises
         ``gradio.Error`` with one line; a cancelled run changes only the status line."""
@@ -154,7 +155,7 @@ class Handlers:
 
         outcome = "failed"
         try:
-            options = self._options(tile_size, overlap, tta, precision, bands)
+            options = self._options(tile_size, overlap, tta, precision, bands, scale)
             result = self._run(upload, url, model_name, options, report, made, job)
             outcome = "done"
             return result
@@ -183,7 +184,13 @@ class Handlers:
         raise gr.Error(message, duration=None, print_exception=False)
 
     def _options(
-        self, tile_size: Any, overlap: Any, tta: str, precision: str, bands: str | None
+        self,
+        tile_size: Any,
+        overlap: Any,
+        tta: str,
+        precision: str,
+        bands: str | None,
+        scale: str | None = None,
     ) -> PredictOptions:
         """The form's settings as prediction options (the library's parser checks them)."""
         from geoseg.inference.options import PredictOptions
@@ -195,6 +202,7 @@ class Handlers:
                 "tta": tta or "none",
                 "precision": precision or "auto",
                 "bands": (bands or "").strip() or None,
+                "scale": (scale or "").strip() or None,
                 "device": self.config.device,
             }
         )

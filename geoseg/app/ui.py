@@ -142,6 +142,13 @@ def build_app(
                         label="Bands in the model's order (e.g. 3,2,1; blank: all)",
                         elem_id="geoseg-bands",
                     )
+                    scale = gr.Textbox(
+                        label=(
+                            "Value range LOW,HIGH mapped onto the model's (e.g. 0,10000; auto: "
+                            "a 2-98 % stretch; blank: as is)"
+                        ),
+                        elem_id="geoseg-scale",
+                    )
                 with gr.Row():
                     run = gr.Button("Segment", variant="primary", elem_id="geoseg-run")
                     cancel = gr.Button(
@@ -208,6 +215,7 @@ def build_app(
             tta_: str,
             precision_: str,
             bands_: str | None,
+            scale_: str | None,
             request: Any,
             progress: Any = gr.Progress(),  # noqa: B008
         ) -> tuple[Any, ...]:
@@ -222,6 +230,7 @@ def build_app(
                 bands_,
                 progress,
                 session=getattr(request, "session_hash", None),
+                scale=scale_,
             )
 
         def on_failure(request: Any) -> tuple[Any, Any]:
@@ -244,7 +253,7 @@ def build_app(
         run.click(lambda: gr.Button(interactive=True), outputs=cancel, **quick)
         event = run.click(
             on_run,
-            inputs=[upload, url, model, tile, overlap, tta, precision, bands],
+            inputs=[upload, url, model, tile, overlap, tta, precision, bands, scale],
             outputs=[overlay, legend, confidence, map_view, table, downloads, status],
             api_name=API_NAME,
             concurrency_limit=config.concurrency,

@@ -19,6 +19,7 @@ FORM_FIELDS = {
     "--overlap": "Overlap",
     "--tta": "Test-time augmentation",
     "--precision": "Precision",
+    "--scale": "Value range",
 }
 
 _VALUE = r"(?P<value>[^\s;]+?(?: or [^\s;-][^\s;]*?)*)(?=[\s;]|[.,)]?$|[.,)]\s)"
@@ -28,10 +29,6 @@ _VALUE = r"(?P<value>[^\s;]+?(?: or [^\s;-][^\s;]*?)*)(?=[\s;]|[.,)]?$|[.,)]\s)"
 _ELSEWHERE = [
     (re.compile(r",? or --strict to refuse such input"), ""),
     (re.compile(r" \(refused because of --strict\)"), ""),
-    (
-        re.compile(r"(?:--scale [^\s;]+ or )*--scale [^\s;]+"),
-        "rescaling the image before uploading it",
-    ),
     (
         re.compile(r"--resample-to-model(?: predicts at the model's pixel size)?"),
         "resampling the image to the model's pixel size before uploading it",
@@ -50,9 +47,9 @@ _ANY_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?: [^\s;-][^\s;]*)?")
 def in_app_words(message: str) -> str:
     """``message`` with command-line options turned into what a web user can do.
 
-    ``--bands 1,1,1`` becomes ``Bands: 1,1,1 (Prediction settings)``; ``--scale auto`` becomes
-    advice to rescale the image before uploading it; any other option becomes "a setting this page
-    does not have". The result is one line.
+    ``--bands 1,1,1`` becomes ``Bands: 1,1,1 (Prediction settings)``, ``--scale auto`` becomes
+    ``Value range: auto (Prediction settings)``; an option the page does not offer becomes advice
+    or "a setting this page does not have". The result is one line.
     """
     text = " ".join(message.split())
     for option, label in FORM_FIELDS.items():

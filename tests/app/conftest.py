@@ -172,6 +172,7 @@ def segment_call(app_server: Served) -> Callable[..., Any]:
         tta: str = "none",
         precision: str = "fp32",
         bands: str = "",
+        scale: str = "",
     ) -> Any:
         c = client or app_server.client()
         return c.predict(
@@ -183,6 +184,7 @@ def segment_call(app_server: Served) -> Callable[..., Any]:
             tta,
             precision,
             bands,
+            scale,
             api_name="/segment",
         )
 

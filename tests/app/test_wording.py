@@ -40,8 +40,9 @@ from geoseg.app.wording import in_app_words
             "2-98 % stretch) maps the values onto the model's range, or --strict to refuse such "
             "input",
             "a.tif: input unlike the model's training data: values 0..4000 (2-98 %; model: "
-            "0..255); the map may be confidently wrong. Fix: rescaling the image before "
-            "uploading it (a 2-98 % stretch) maps the values onto the model's range",
+            "0..255); the map may be confidently wrong. Fix: Value range: 0,4000 (Prediction "
+            "settings) or Value range: auto (Prediction settings) (a 2-98 % stretch) maps the "
+            "values onto the model's range",
         ),
         (
             "a.tif: pixel size 10 m (model: 0.5 m); the map may be confidently wrong. Fix: "
