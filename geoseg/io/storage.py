@@ -307,9 +307,7 @@ def _abort_uploads(bucket: str, key: str, since: Any) -> str | None:
     is not possible, else None."""
     try:
         client = _client(CLEANUP_LIMITS)
-        pages = client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=bucket, Prefix=key
-        )
+        pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
         for page in pages:
             for upload in page.get("Uploads", ()):
                 if upload["Key"] == key and upload["Initiated"] >= since:
