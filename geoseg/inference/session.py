@@ -38,7 +38,13 @@ from geoseg.inference.blending import blend_weights
 from geoseg.inference.cache import ModelCache, file_digest, module_digest
 from geoseg.inference.compat import InputAdapter, check_input
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.runtime import Runner, cached_frozen, make_runner, resolve_device
+from geoseg.inference.runtime import (
+    Runner,
+    cached_frozen,
+    make_runner,
+    recorded_agreement,
+    resolve_device,
+)
 from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile
 from geoseg.io.reader import GeoArray, RasterReader
 from geoseg.io.storage import is_object_url
@@ -255,6 +261,7 @@ class PredictionSession:
                 self.options.tta,
                 freeze=False if self.outside_torch or self.device.type != "cpu" else None,
                 cache=self._cache,
+                recorded=recorded_agreement(self.config.metrics),
             )
         return self._runner
 

@@ -230,3 +230,26 @@ def test_file_digest_follows_a_rewritten_file(tmp_path: Path) -> None:
     second = file_digest(path)
     path.write_bytes(b"c" * 101)  # rewritten in place, another size
     assert file_digest(path) not in (first, second)
+
+
+def test_auto_takes_the_agreement_the_checkpoint_records(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorded figure decides ``auto`` without a check on the input's first tile."""
+    monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
+
+    def no_check(*args: object) -> float:
+        raise AssertionError("the recorded agreement should have been used")
+
+    monkeypatch.setattr(runtime, "agreement", no_check)
+    x = torch.randn(1, 3, 32, 32)
+    good = Runner(conv3_model(), torch.device("cpu"), "auto", recorded={"bf16": 0.999})
+    good(x)
+    assert (good.precision, good.agreement) == ("bf16", 0.999)
+    bad = Runner(conv3_model(seed=1), torch.device("cpu"), "auto", recorded={"bf16": 0.97})
+    bad(x)
+    assert (bad.precision, bad.agreement) == ("fp32", 0.97)
+    assert "bf16 agreed with fp32 on 97.0%" in bad.precision_note()
+    assert runtime.recorded_agreement({"precision": {"bf16": {"agreement": 0.97}}}) == {
+        "bf16": 0.97
+    }
