@@ -28,7 +28,7 @@ from geoseg.explain.cam import METHODS, CamComputer, activation_maps
 from geoseg.explain.layers import resolve_layer
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.session import TileBatch, TileFunction, open_session
+from geoseg.inference.session import PredictionSession, TileBatch, TileFunction, open_session
 from geoseg.io.atomic import check_paths
 from geoseg.io.windows import tile_transform
 from geoseg.io.writer import COGWriter, check_destination
@@ -215,21 +215,7 @@ def explain_raster(
             InputCompatibilityError: as for predict.
     """
     start = time.perf_counter()
-    if method not in METHODS:
-        raise ExplainError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    check_paths(
-        {
-            "SCENE": src,
-            "--model": model if isinstance(model, (str, os.PathLike)) else None,
-            "--aoi": aoi,
-        },
-        {"OUT": dst, "--overlay": overlay},
-    )  # an input is never replaced, even with overwrite
-    for p in [dst, overlay]:
-        if p is not None:
-            check_destination(p, overwrite=overwrite)
-    opts = PredictOptions.of(options, **overrides)
-    _refuse_ignored(opts)
+    opts = _checked_request(src, dst, model, aoi, overlay, method, overwrite, options, overrides)
     loaded = resolve_model(model, config=config)
     if getattr(loaded.model, "runs_outside_torch", False):
         raise ExplainError(
@@ -241,22 +227,10 @@ def explain_raster(
         (None, None) if method == "activations" else _class_index(loaded, target)
     )
     with open_session(src, loaded, opts) as session:
-        reader = session.reader
         net = session.network_copy()
         probe = max(64, 2 * cfg.output_stride)
         layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
-        mask_of: MaskFunction | None = None
-        region = _window_in(window, reader.height, reader.width)
-        if aoi is not None:
-            from geoseg.explain.aoi import AreaOfInterest
-
-            area = AreaOfInterest.read(
-                aoi, reader.transform, reader.crs, reader.height, reader.width
-            )
-            region = (
-                _window_in(area.window, reader.height, reader.width) if window is None else region
-            )
-            mask_of = area.mask
+        region, mask_of = _explained_area(session, window, aoi)
         fn, k, computer = _tile_function(
             method,
             net,
@@ -279,31 +253,7 @@ def explain_raster(
             "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
         }
         try:
-            with COGWriter(
-                dst,
-                height=int(region.height),
-                width=int(region.width),
-                count=k,
-                dtype="float32",
-                nodata=float("nan"),
-                transform=tile_transform(region, reader.transform),
-                crs=reader.crs,
-                descriptions=descriptions,
-                resampling="average",
-                tags=tags,
-                overwrite=overwrite,
-            ) as out:
-                for rows in session.rows(region, fn=fn, channels=k):
-                    w = rows.window
-                    out.write(
-                        blended(rows),
-                        Window(
-                            int(w.col_off - region.col_off),
-                            int(w.row_off - region.row_off),
-                            w.width,
-                            w.height,
-                        ),
-                    )
+            _write_maps(session, region, fn, k, dst, descriptions, tags, overwrite)
         finally:
             if computer is not None:
                 computer.close()
@@ -341,6 +291,92 @@ def explain_raster(
         tiles_run,
         time.perf_counter() - start,
     )
+
+
+def _checked_request(
+    src: Any,
+    dst: Any,
+    model: Any,
+    aoi: Any,
+    overlay: Any,
+    method: str,
+    overwrite: bool,
+    options: PredictOptions | None,
+    overrides: dict[str, Any],
+) -> PredictOptions:
+    """The options of an explain request, once the method, the paths and the options passed."""
+    if method not in METHODS:
+        raise ExplainError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    check_paths(
+        {
+            "SCENE": src,
+            "--model": model if isinstance(model, (str, os.PathLike)) else None,
+            "--aoi": aoi,
+        },
+        {"OUT": dst, "--overlay": overlay},
+    )  # an input is never replaced, even with overwrite
+    for p in [dst, overlay]:
+        if p is not None:
+            check_destination(p, overwrite=overwrite)
+    opts = PredictOptions.of(options, **overrides)
+    _refuse_ignored(opts)
+    return opts
+
+
+def _explained_area(
+    session: PredictionSession, window: Window | None, aoi: Any
+) -> tuple[Window, MaskFunction | None]:
+    """The part of the raster explained (the window, else the AOI's bounding window, else all)
+    and the AOI's mask function, if any."""
+    reader = session.reader
+    region = _window_in(window, reader.height, reader.width)
+    if aoi is None:
+        return region, None
+    from geoseg.explain.aoi import AreaOfInterest
+
+    area = AreaOfInterest.read(aoi, reader.transform, reader.crs, reader.height, reader.width)
+    if window is None:
+        region = _window_in(area.window, reader.height, reader.width)
+    return region, area.mask
+
+
+def _write_maps(
+    session: PredictionSession,
+    region: Window,
+    fn: TileFunction,
+    count: int,
+    dst: Any,
+    descriptions: list[str],
+    tags: dict[str, str],
+    overwrite: bool,
+) -> None:
+    """Blend ``fn``'s maps over ``region`` into the float32 COG ``dst`` (NaN where no data)."""
+    reader = session.reader
+    with COGWriter(
+        dst,
+        height=int(region.height),
+        width=int(region.width),
+        count=count,
+        dtype="float32",
+        nodata=float("nan"),
+        transform=tile_transform(region, reader.transform),
+        crs=reader.crs,
+        descriptions=descriptions,
+        resampling="average",
+        tags=tags,
+        overwrite=overwrite,
+    ) as out:
+        for rows in session.rows(region, fn=fn, channels=count):
+            w = rows.window
+            out.write(
+                blended(rows),
+                Window(
+                    int(w.col_off - region.col_off),
+                    int(w.row_off - region.row_off),
+                    w.width,
+                    w.height,
+                ),
+            )
 
 
 def _layer_channels(
