@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 _MARK = ".geoseg-"  # temporary names: .<name>.geoseg-<pid>-<token>.partial<suffix>
 FULL_BELOW = 1 << 20  # bytes free under which a failed write is blamed on a full disk
 NAME_MAX = 255  # bytes in one path component on the file systems geoseg writes to
+# packages whose errors while writing are explained like OSErrors (disk full, permission...)
+IO_LIBRARIES = frozenset({"pyogrio", "pyarrow", "sqlite3", "rasterio", "onnx", "PIL"})
 
 
 def temporary_name(dst: Path, tag: str = "") -> Path:
@@ -69,18 +71,21 @@ def remove_stale(dst: Path) -> None:
 
 
 def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
-    """A one-line explanation (expected / got / fix) of an OSError met while writing ``dst``,
-    or None when it is not one of the write failures geoseg explains."""
+    """A one-line explanation (expected / got / fix) of an OSError, or an I/O library's error,
+    met while writing ``dst``; None when it is not one of the write failures geoseg explains."""
     path = Path(dst)
     code = getattr(exc, "errno", None)
     text = " ".join(
         str(e) for e in _chain(exc)
     )  # GDAL's reason hides in the cause ("see previous exception")
+    # GDAL's drivers seldom say why a write failed ("sqlite3_exec(ROLLBACK) failed", "Cannot
+    # write feature"): a failure of an I/O library with no space left is blamed on the disk
+    vague = not isinstance(exc, OSError) or "write" in text.lower()
     if (
         code in (errno.ENOSPC, errno.EDQUOT)
         or "No space left" in text
         or "Disk quota" in text
-        or ("write" in text.lower() and _nearly_full(path.parent))
+        or (vague and _nearly_full(path.parent))
     ):
         return (
             f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
@@ -201,11 +206,8 @@ def atomic_output(
         _fsync_dir(path.parent)
     except BaseException as exc:
         message = None
-        if (
-            isinstance(exc, OSError)
-            and not isinstance(exc, WriteError)
-            and type(exc).__module__.split(".")[0] != "geoseg"
-        ):
+        package = type(exc).__module__.split(".")[0]
+        if package != "geoseg" and (isinstance(exc, OSError) or package in IO_LIBRARIES):
             message = describe_os_error(path, exc)  # before the removal frees the space
         _remove(tmp)
         if message is not None:
