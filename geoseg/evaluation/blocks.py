@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
@@ -25,7 +26,13 @@ from geoseg.errors import DatasetError, NoCRSWarning
 from geoseg.inference.options import PredictOptions
 from geoseg.io.labels import LabelReader
 
-__all__ = ["ScoredBlock", "check_label_classes", "pair_name", "scored_blocks"]
+__all__ = ["CHUNK_PIXELS", "ScoredBlock", "check_label_classes", "pair_name", "scored_blocks"]
+
+# pixels per block handed out: the engine's bands of rows (thousands of columns wide) are cut into
+# chunks of rows, so the per-pixel temporaries of scoring (int64 labels and counts, entropy...)
+# stay a few MB whatever the raster's width
+CHUNK_PIXELS = 1 << 20
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache while an image streams
 
 
 @dataclass
@@ -76,7 +83,8 @@ def check_label_classes(truth: np.ndarray, names: Sequence[str], name: str) -> N
 def scored_blocks(
     pair: EvalPair, loaded: Any, options: PredictOptions, names: Sequence[str]
 ) -> Iterator[ScoredBlock]:
-    """The image of ``pair`` predicted by ``loaded`` and its labels, band of rows by band of rows.
+    """The image of ``pair`` predicted by ``loaded`` and its labels, in chunks of rows of at most
+    :data:`CHUNK_PIXELS` pixels.
 
     Raises:
         DatasetError: labels of another size than the image, or holding an unknown class.
@@ -90,14 +98,20 @@ def scored_blocks(
         warnings.simplefilter("ignore", NoCRSWarning)
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         labels = LabelReader(pair.labels, pair.image, name=name)
-    with labels:
+    # GDAL's block cache defaults to 5 % of RAM and fills with every decoded block of the image
+    # and labels as they stream by (1.2 GB on a 20000² RGB image); a tile row's blocks suffice
+    with labels, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         for block in iter_probabilities(pair.image, loaded, options):
-            window = block.window
-            assert window is not None  # the engine's arrays carry their window
-            probs, valid = block.data, block.valid
-            pred = np.empty(probs.shape[1:], np.uint8)
-            argmax_classes(probs, pred)
-            truth = labels.read(window)
-            check_label_classes(truth, names, name)
-            counted = valid & (truth != IGNORE_INDEX) & (truth >= 0) & (truth < n)
-            yield ScoredBlock(window, probs, valid, pred, truth, counted)
+            assert block.window is not None  # the engine's arrays carry their window
+            r0, c0 = int(block.window.row_off), int(block.window.col_off)
+            rows, cols = block.valid.shape
+            step = max(1, CHUNK_PIXELS // max(cols, 1))
+            for a in range(0, rows, step):  # views of the band: no copy of the probabilities
+                probs, valid = block.data[:, a : a + step], block.valid[a : a + step]
+                window = Window(c0, r0 + a, cols, valid.shape[0])
+                pred = np.empty(probs.shape[1:], np.uint8)
+                argmax_classes(probs, pred)
+                truth = labels.read(window)
+                check_label_classes(truth, names, name)
+                counted = valid & (truth != IGNORE_INDEX) & (truth >= 0) & (truth < n)
+                yield ScoredBlock(window, probs, valid, pred, truth, counted)
