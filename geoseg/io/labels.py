@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from geoseg.classes import IGNORE_INDEX
 from geoseg.errors import DatasetError, RasterOpenError
-from geoseg.io.open import grid_of, open_raster, warped_onto
+from geoseg.io.open import grid_of, open_raster, read_failure, warped_onto
 
 __all__ = ["LabelReader"]
 
@@ -101,10 +101,8 @@ class LabelReader:
         try:
             data = self._source.read(1, window=Window(c0, r0, cols, rows))
         except RasterioIOError as exc:
-            raise RasterOpenError(
-                f"{self.path}: could not read labels at rows {r0}-{r0 + rows}, cols "
-                f"{c0}-{c0 + cols} ({str(exc).splitlines()[0]}); expected a complete raster"
-            ) from None
+            where = f"rows {r0}-{r0 + rows}, cols {c0}-{c0 + cols}"
+            raise RasterOpenError(read_failure(str(self.path), exc, where)) from None
         out = data.astype(np.int64)
         if self._nodata is not None:
             out[data == self._nodata] = IGNORE_INDEX

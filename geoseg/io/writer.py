@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from geoseg.classes import ClassTable, class_tags
 from geoseg.errors import GeosegError, OutputExistsError, WriteError
 from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
+from geoseg.io.open import gdal_reason
 
 __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_qml"]
 
@@ -107,7 +108,7 @@ def verify_cog(path: Path) -> None:
                     view.read(window=Window(view.width - w, view.height - h, w, h))
                     view.read(window=Window(0, 0, w, h))
     except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = gdal_reason(exc)
         raise WriteError(
             f"{path}: the finished raster does not read back ({reason}); the disk may be full"
         ) from None
@@ -345,11 +346,7 @@ class COGWriter:
 
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
         known = describe_os_error(self.dst, exc)
-        return (
-            known
-            or f"{self.dst}: {what} "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
-        )
+        return known or f"{self.dst}: {what} ({gdal_reason(exc)}); {fix}"
 
     def _abort(self, exc: BaseException) -> None:
         """Remove every temporary file after a failure."""
