@@ -140,7 +140,7 @@ class Handlers:
     ) -> tuple[Any, ...]:
         """One prediction for the page or the API: its seven outputs. A refusal raises
         ``gradio.Error`` with one line; a cancelled run changes only the status line."""
-        from geoseg.app.ui import import_gradio
+        from geoseg.app.deps import import_gradio
 
         gr = import_gradio()
         made: list[Path] = []

@@ -17,9 +17,11 @@ from typing import Any
 
 from geoseg.app.catalog import ModelCatalog
 from geoseg.app.config import AppConfig, ExposedWithoutAuthWarning
+from geoseg.app.deps import import_gradio
 from geoseg.app.handlers import Handlers
 from geoseg.app.views import confidence_scale_html
 from geoseg.app.workspace import Workspace, sweep_orphans
+from geoseg.inference.options import PRECISIONS, TTA_MODES
 
 __all__ = [
     "API_NAME",
@@ -35,19 +37,9 @@ log = logging.getLogger(__name__)
 
 API_NAME = "segment"
 TABLE_HEADERS = ["class", "pixels", "area m²", "area ha", "share %"]
-TTA_CHOICES = ["none", "flip", "d4"]
-PRECISION_CHOICES = ["auto", "fp32", "bf16", "fp16"]
-INSTALL_HINT = "the web app needs gradio; install it with: pip install 'geoseg[app]'"
-
-
-def import_gradio() -> Any:
-    """``gradio``, or an :class:`ImportError` whose message says how to install it."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
-    try:
-        import gradio
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from None
-    return gradio
+# the choice lists of the library itself, so the page cannot drift from the CLI and the docs
+TTA_CHOICES = list(TTA_MODES)
+PRECISION_CHOICES = list(PRECISIONS)
 
 
 def build_app(

@@ -51,9 +51,19 @@ class GeosegGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from geoseg.cli.native import captured_native_stderr
+
         verbose = (ctx.params.get("verbose") or 0) > 0
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        # the app runs for hours and its native output matters as it happens
+        capture = not verbose and (words[:1] != ["app"])
+        native = None
         try:
-            return super().invoke(ctx)
+            with captured_native_stderr(capture) as native:
+                result = super().invoke(ctx)
+            if native.lines and not ctx.params.get("quiet"):
+                sys.stderr.write(native.text if native.text.endswith("\n") else native.text + "\n")
+            return result
         except click.UsageError as exc:
             if verbose:
                 raise
@@ -64,6 +74,7 @@ class GeosegGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except GeosegError as exc:
+            # what GDAL or libtiff printed on the way is dropped: the message says what happened
             if verbose:
                 traceback.print_exc()
             click.secho(f"Error: {exc}", err=True, fg="red")
@@ -83,6 +94,8 @@ class GeosegGroup(click.Group):
         except Exception as exc:
             if verbose:
                 raise
+            if native is not None and native.lines:  # the only clue may be what GDAL printed
+                sys.stderr.write("\n".join(native.lines[-20:]) + "\n")
             click.secho(
                 f"Error: unexpected {type(exc).__name__}: {exc}. Run again with -v for the full "
                 "traceback and report it if the input looks valid.",

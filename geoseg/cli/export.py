@@ -30,7 +30,7 @@ from geoseg.cli.options import int_option, overwrite_option, path_option
 @int_option("--opset", 17, minimum=17, help="ONNX opset (>= 17).")
 @path_option(
     "--check-raster",
-    help="Raster whose top-left tile drives the parity check [default: the sample scene, else "
+    help="Raster whose fullest tile drives the parity check [default: the sample scene, else "
     "synthetic].",
 )
 @click.option(

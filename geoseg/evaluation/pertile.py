@@ -160,7 +160,7 @@ def write_cells(
     import pyogrio
     from shapely.geometry import Polygon
 
-    from geoseg.vectorize.sinks import GPKG_OPTIONS, _store_gpkg_style
+    from geoseg.vectorize.sinks import GPKG_OPTIONS, store_gpkg_style
 
     geoms = []
     for rec in records:
@@ -182,7 +182,7 @@ def write_cells(
         dataset_options=GPKG_OPTIONS,
         layer_options={"SPATIAL_INDEX": "YES"},
     )
-    _store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
+    store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
     os.replace(tmp, out)
     cpath = Path(csv_path)
     ctmp = cpath.with_name(f".{cpath.name}.partial")

@@ -18,6 +18,7 @@ from geoseg.normalize import Normalization
 __all__ = [
     "MAX_TILE",
     "Finished",
+    "argmax_classes",
     "checked_tiling",
     "finalize",
     "pad_reflect",
@@ -119,15 +120,23 @@ def _normalised(probs: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> np.
     return probs / np.where(valid, weight, 1.0)[None]
 
 
-def _argmax0(probs: np.ndarray, out: np.ndarray) -> None:
+def argmax_classes(probs: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = argmax(probs, axis=0)`` (first maximum on ties), one class plane at a time:
-    contiguous passes instead of numpy's strided reduction over the first axis."""
+    contiguous passes instead of numpy's strided reduction over the first axis.
+
+    Args:
+        probs: ``(classes, rows, cols)`` scores (probabilities or weighted sums).
+        out: ``(rows, cols)`` integer array that receives the class ids.
+    """
     best = probs[0].copy()
     out[...] = 0
     for c in range(1, probs.shape[0]):
         better = probs[c] > best
         out[better] = c
         np.maximum(best, probs[c], out=best)
+
+
+_argmax0 = argmax_classes  # the former private name
 
 
 class Finished:
@@ -152,7 +161,7 @@ class Finished:
             b = min(n, a + step)
             probs, valid = rows.probs[:, a:b], self.valid[a:b]
             cls = self.classes[0, a:b]
-            _argmax0(probs, cls)  # weighted sums share the argmax of the blend
+            argmax_classes(probs, cls)  # weighted sums share the argmax of the blend
             cls[~valid] = MASK_NODATA
             if probabilities or confidence:
                 norm = _normalised(probs, rows.weight[a:b], valid)

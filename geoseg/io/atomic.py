@@ -25,11 +25,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from geoseg.errors import OutputCollisionError, WriteError
+from geoseg.errors import OutputCollisionError, OutputExistsError, WriteError
 
 __all__ = [
     "PublishGroup",
     "atomic_output",
+    "check_destination",
     "check_paths",
     "describe_os_error",
     "pending_path",
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 _MARK = ".geoseg-"  # temporary names: .<name>.geoseg-<pid>-<token>.partial<suffix>
 FULL_BELOW = 1 << 20  # bytes free under which a failed write is blamed on a full disk
 NAME_MAX = 255  # bytes in one path component on the file systems geoseg writes to
+# packages whose errors while writing are explained like OSErrors (disk full, permission...)
+IO_LIBRARIES = frozenset({"pyogrio", "pyarrow", "sqlite3", "rasterio", "onnx", "PIL"})
 
 
 def temporary_name(dst: Path, tag: str = "") -> Path:
@@ -80,18 +83,21 @@ def remove_stale(dst: Path) -> None:
 
 
 def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
-    """A one-line explanation (expected / got / fix) of an OSError met while writing ``dst``,
-    or None when it is not one of the write failures geoseg explains."""
+    """A one-line explanation (expected / got / fix) of an OSError, or an I/O library's error,
+    met while writing ``dst``; None when it is not one of the write failures geoseg explains."""
     path = Path(dst)
     code = getattr(exc, "errno", None)
     text = " ".join(
         str(e) for e in _chain(exc)
     )  # GDAL's reason hides in the cause ("see previous exception")
+    # GDAL's drivers seldom say why a write failed ("sqlite3_exec(ROLLBACK) failed", "Cannot
+    # write feature"): a failure of an I/O library with no space left is blamed on the disk
+    vague = not isinstance(exc, OSError) or "write" in text.lower()
     if (
         code in (errno.ENOSPC, errno.EDQUOT)
         or "No space left" in text
         or "Disk quota" in text
-        or ("write" in text.lower() and _nearly_full(path.parent))
+        or (vague and _nearly_full(path.parent))
     ):
         return (
             f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
@@ -216,11 +222,8 @@ def atomic_output(
             _fsync_dir(path.parent)
     except BaseException as exc:
         message = None
-        if (
-            isinstance(exc, OSError)
-            and not isinstance(exc, WriteError)
-            and type(exc).__module__.split(".")[0] != "geoseg"
-        ):
+        package = type(exc).__module__.split(".")[0]
+        if package != "geoseg" and (isinstance(exc, OSError) or package in IO_LIBRARIES):
             message = describe_os_error(path, exc)  # before the removal frees the space
         _remove(tmp)
         if message is not None:
@@ -327,6 +330,52 @@ def pending_path(dst: str | os.PathLike[str]) -> Path:
     group = _GROUP.get()
     held = group.pending(dst) if group is not None else None
     return held if held is not None else Path(dst)
+
+
+def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Refuse an existing destination unless ``overwrite``; the folder must exist.
+
+    Raises:
+        OutputExistsError: the file exists and ``overwrite`` is False.
+        WriteError: the destination folder is missing or is not a folder.
+    """
+    path = Path(dst)
+    if len(os.fsencode(path.name)) > 255:
+        raise WriteError(
+            f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
+            "at most 255); choose a shorter name"
+        )
+    if path.is_dir():
+        raise WriteError(
+            f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}"
+        )
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
+            "another name"
+        )
+    if not path.parent.exists():
+        raise WriteError(
+            f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})"
+        )
+    _check_writable(path)
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a read-only or forbidden folder before any work is done."""
+    folder = path.parent
+    read_only = False
+    with contextlib.suppress(OSError, AttributeError):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    if read_only:
+        raise WriteError(
+            f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(
+            f"{path}: no permission to write in {folder}; write the output to a folder you own"
+        )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -14,7 +14,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import RasterOpenError
-from geoseg.io.open import open_raster
+from geoseg.io.open import open_raster, read_failure
 from geoseg.io.tiff import cog_layout_problems, read_ifd_layout
 
 __all__ = ["cog_problems", "describe_raster"]
@@ -85,6 +85,14 @@ def _crs_info(crs: Any) -> dict[str, Any] | None:
     return {"epsg": epsg, "name": name, "units": units, "wkt": crs.to_wkt()}
 
 
+def _name(value: Any) -> str | None:
+    """An enum member's name; rasterio hands out a plain string for values its enums lack
+    (``OJPEG``)."""
+    if not value:
+        return None
+    return str(getattr(value, "name", value)).upper()
+
+
 def _check_readable(ds: Any) -> None:
     """Decode the last block so a truncated file fails here rather than halfway through a job."""
     rows, cols = ds.block_shapes[0]
@@ -117,11 +125,7 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             _check_readable(ds)
         except RasterioIOError as exc:
-            raise RasterOpenError(
-                f"{text}: opened, but its pixels cannot be decoded ({str(exc).splitlines()[0]}); "
-                "expected a complete raster. The file is probably truncated: re-download or "
-                "re-export it."
-            ) from None
+            raise RasterOpenError(read_failure(text, exc, "its last block")) from None
         t: Affine = ds.transform
         gcps, gcp_crs = ds.gcps
         georef = "transform"
@@ -170,7 +174,12 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         problems = cog_problems(ds, text)
         res_x = float(np.hypot(t.a, t.d))
         res_y = float(np.hypot(t.b, t.e))
-        compression = ds.compression.name if ds.compression else "NONE"
+        compression = _name(ds.compression) or "NONE"
+        if compression.upper() == "OJPEG":
+            warnings.append(
+                "old-style JPEG (OJPEG) compression, which GDAL reads with warnings and other "
+                "tools may not; convert it (gdal_translate -co COMPRESS=JPEG in.tif out.tif)"
+            )
         tags = ds.tags()
         return {
             "path": text,
@@ -191,7 +200,7 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
             "bounds_lonlat": _lonlat_bounds(ds) if georef == "transform" else None,
             "tiled": bool(ds.profile.get("tiled", False)),
             "block_shape": list(ds.block_shapes[0]) if ds.count else None,
-            "interleave": ds.interleaving.name if ds.interleaving else None,
+            "interleave": _name(ds.interleaving),
             "compression": compression,
             "overviews": overviews,
             "cog": not problems,

@@ -23,7 +23,13 @@ from geoseg.io.atomic import atomic_output
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
 
-__all__ = ["display_colours", "render_quicklook", "write_comparison", "write_quicklook"]
+__all__ = [
+    "NearestSample",
+    "display_colours",
+    "render_quicklook",
+    "write_comparison",
+    "write_quicklook",
+]
 
 RGB = tuple[int, int, int]
 
@@ -115,10 +121,40 @@ def _shrink(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
     return max(1, round(shape[0] / max(scale, 1))), max(1, round(shape[1] / max(scale, 1)))
 
 
+def _centres(size: int, small: int) -> np.ndarray:
+    """The pixel of a ``size``-long axis under each of ``small`` evenly spaced centres."""
+    return ((np.arange(small) + 0.5) * size / small).astype(int)
+
+
 def _nearest(ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    rows = ((np.arange(shape[0]) + 0.5) * ids.shape[0] / shape[0]).astype(int)
-    cols = ((np.arange(shape[1]) + 0.5) * ids.shape[1] / shape[1]).astype(int)
+    rows, cols = _centres(ids.shape[0], shape[0]), _centres(ids.shape[1], shape[1])
     return ids[rows[:, None], cols[None, :]]
+
+
+class NearestSample:
+    """A nearest-neighbour thumbnail of a ``(rows, cols)`` raster filled window by window: the
+    pixels :func:`write_comparison` would pick from the whole array, without holding it.
+
+    Args:
+        shape: ``(rows, cols)`` of the whole raster.
+        max_size: the thumbnail's longer edge (as :func:`write_comparison`'s ``max_size``).
+        fill: value of pixels no window has covered.
+
+    Attributes:
+        data: the ``(rows, cols)`` int64 thumbnail, ready for :func:`write_comparison`.
+    """
+
+    def __init__(self, shape: tuple[int, int], max_size: int = 768, fill: int = MASK_NODATA):
+        small = _shrink(shape, max_size)
+        self.rows, self.cols = _centres(shape[0], small[0]), _centres(shape[1], small[1])
+        self.data = np.full(small, fill, np.int64)
+
+    def add(self, row_off: int, col_off: int, block: np.ndarray) -> None:
+        """Take the thumbnail's pixels that fall in ``block`` (at ``row_off, col_off``)."""
+        r = np.flatnonzero((self.rows >= row_off) & (self.rows < row_off + block.shape[0]))
+        c = np.flatnonzero((self.cols >= col_off) & (self.cols < col_off + block.shape[1]))
+        if r.size and c.size:
+            self.data[np.ix_(r, c)] = block[np.ix_(self.rows[r] - row_off, self.cols[c] - col_off)]
 
 
 def _save(canvas: PILImage, dst: str | os.PathLike[str]) -> Path:
@@ -187,7 +223,11 @@ def write_comparison(
     caption: str = "",
 ) -> Path:
     """Write ``dst`` (PNG): ``image`` with its ground truth beside the prediction (both class-id
-    arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below."""
+    arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below.
+
+    The arrays may be whole, or already the thumbnails of :class:`NearestSample` (same
+    ``max_size``): the picture is the same.
+    """
     shape = _shrink(predicted.shape[-2:], max_size)
     pred = _nearest(predicted, shape).astype(np.int64)
     true = _nearest(truth, shape).astype(np.int64)

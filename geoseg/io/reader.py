@@ -23,7 +23,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
-from geoseg.io.open import grid_of, open_raster
+from geoseg.io.open import grid_of, open_raster, read_failure
 from geoseg.io.windows import clip_window, tile_transform
 
 T = TypeVar("T")
@@ -266,9 +266,7 @@ class RasterReader:
                     valid[sl] = self._valid(ds, part, inner)
         except RasterioIOError as exc:
             raise RasterOpenError(
-                f"{self.path}: could not read pixels at rows {r0}-{r1}, cols {c0}-{c1} "
-                f"({str(exc).splitlines()[0]}); expected a complete raster. The file may be "
-                "truncated or corrupt: re-download or re-export it."
+                read_failure(self.path, exc, f"rows {r0}-{r1}, cols {c0}-{c1}")
             ) from None
         return GeoArray(data, valid, tile_transform(window, self.transform), self.crs, window)
 

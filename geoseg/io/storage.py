@@ -378,7 +378,7 @@ def check_output(dst: str | os.PathLike[str], *, overwrite: bool) -> None:
     """
     text = str(dst)
     if not is_object_url(text):
-        from geoseg.io.writer import check_destination
+        from geoseg.io.atomic import check_destination
 
         check_destination(text, overwrite=overwrite)
     elif not overwrite and exists(text):

@@ -26,8 +26,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassTable, class_tags
-from geoseg.errors import GeosegError, OutputExistsError, WriteError
-from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
+from geoseg.errors import GeosegError, WriteError
+from geoseg.io.atomic import atomic_output, check_destination, describe_os_error, temporary_name
+from geoseg.io.open import gdal_reason
 
 __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_qml"]
 
@@ -38,52 +39,6 @@ COG_BLOCK = (
 )
 
 Resampling = Literal["nearest", "mode", "average", "bilinear"]
-
-
-def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Refuse an existing destination unless ``overwrite``; the folder must exist.
-
-    Raises:
-        OutputExistsError: the file exists and ``overwrite`` is False.
-        WriteError: the destination folder is missing or is not a folder.
-    """
-    path = Path(dst)
-    if len(os.fsencode(path.name)) > 255:
-        raise WriteError(
-            f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
-            "at most 255); choose a shorter name"
-        )
-    if path.is_dir():
-        raise WriteError(
-            f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}"
-        )
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
-            "another name"
-        )
-    if not path.parent.exists():
-        raise WriteError(
-            f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})"
-        )
-    _check_writable(path)
-    return path
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse a read-only or forbidden folder before any work is done."""
-    folder = path.parent
-    read_only = False
-    with contextlib.suppress(OSError, AttributeError):
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    if read_only:
-        raise WriteError(
-            f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise WriteError(
-            f"{path}: no permission to write in {folder}; write the output to a folder you own"
-        )
 
 
 def verify_cog(path: Path) -> None:
@@ -107,7 +62,7 @@ def verify_cog(path: Path) -> None:
                     view.read(window=Window(view.width - w, view.height - h, w, h))
                     view.read(window=Window(0, 0, w, h))
     except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = gdal_reason(exc)
         raise WriteError(
             f"{path}: the finished raster does not read back ({reason}); the disk may be full"
         ) from None
@@ -369,11 +324,7 @@ class COGWriter:
 
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
         known = describe_os_error(self.dst, exc)
-        return (
-            known
-            or f"{self.dst}: {what} "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
-        )
+        return known or f"{self.dst}: {what} ({gdal_reason(exc)}); {fix}"
 
     def _abort(self, exc: BaseException) -> None:
         """Remove every temporary file after a failure."""

@@ -31,14 +31,19 @@ from rasterio.windows import Window
 from geoseg.classes import ClassTable
 from geoseg.errors import NegativeClassWarning, RasterFormatError, RasterOpenError
 from geoseg.io.atomic import check_paths
-from geoseg.io.open import open_raster
+from geoseg.io.open import open_raster, read_failure
 from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
 from geoseg.vectorize.seams import SeamMerger
 from geoseg.vectorize.sinks import format_of, write_features
-from geoseg.vectorize.source import MaskSource, block_windows, open_mask
+from geoseg.vectorize.source import (
+    MaskSource,
+    block_windows,
+    check_confidence_values,
+    open_mask,
+)
 
 __all__ = ["VectorizeResult", "vectorize_raster"]
 
@@ -86,20 +91,26 @@ def _read_block(
             data = ds.read(1, window=grown)
     except RasterioError as exc:
         raise RasterOpenError(
-            f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} "
-            f"({str(exc).splitlines()[0]}); the file looks damaged or incomplete. Write the mask "
-            "again (e.g. rerun `geoseg predict`)."
+            read_failure(source.path, exc, f"rows {r0}-{r1}, cols {c0}-{c1}")
         ) from None
     conf = None
     if source.confidence is not None:
-        with open_raster(source.confidence) as cds:
-            arr = cds.read(
-                window=Window(
-                    int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-                )
-            )
-            scale = 255.0 if arr.dtype == np.uint8 else 1.0
-            conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
+        inner = Window(
+            int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+        )
+        try:
+            with open_raster(source.confidence) as cds:
+                arr = cds.read(window=inner)
+                nodata = cds.nodata
+        except RasterioError as exc:
+            where = f"rows {inner.row_off}-{inner.row_off + inner.height}, cols "
+            where += f"{inner.col_off}-{inner.col_off + inner.width}"
+            raise RasterOpenError(
+                f"--confidence {read_failure(source.confidence, exc, where)}"
+            ) from None
+        check_confidence_values(source.confidence, arr, nodata)
+        scale = 255.0 if arr.dtype == np.uint8 else 1.0
+        conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
     return data, conf, int(window.row_off) - r0, int(window.col_off) - c0
 
 

@@ -143,7 +143,7 @@ def _write_qml_sidecar(path: Path, qml: str) -> None:
         tmp.write_text(qml, encoding="utf-8")
 
 
-def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
+def store_gpkg_style(path: Path, layer: str, qml: str) -> None:
     """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         geom_col = db.execute(
@@ -371,7 +371,7 @@ def _write_features(
             if fmt == "GPKG":
                 for name, ids in layers:
                     if ids or layout == "single":
-                        _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
+                        store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
         if fmt in STYLED_SIDECAR:
             _write_qml_sidecar(path, layer_qml(classes, layers[0][1] or [0]))
     except BaseException as exc:

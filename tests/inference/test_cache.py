@@ -89,14 +89,25 @@ def test_module_digest_follows_the_weights() -> None:
     assert module_digest(conv3_model(seed=1)) != module_digest(b)
 
 
+@pytest.mark.parametrize(("agrees", "chosen"), [(0.999, "bf16"), (0.99, "fp32")])
 def test_auto_precision_is_recorded_and_reused(
-    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch, agrees: float, chosen: str
 ) -> None:
     monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
+    measured: list[float] = []
+    real = runtime.agreement
+
+    def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+        measured.append(real(a, b))
+        return agrees  # the measured figure, decided here: the choice must follow it
+
+    monkeypatch.setattr(runtime, "agreement", agreement)
     model, x = conv3_model(), torch.randn(2, 3, 32, 32)
     first = Runner(model, torch.device("cpu"), "auto", freeze=False)
-    first(x)
-    assert first.precision in ("fp32", "bf16") and first.agreement is not None
+    out = first(x)
+    assert (first.precision, first.agreement) == (chosen, agrees) and len(measured) == 1
+    reference = Runner(model, torch.device("cpu"), chosen, freeze=False)(x)
+    assert torch.equal(out, reference)  # the chosen precision's own output is returned
 
     def no_check(*args: object) -> float:
         raise AssertionError("the recorded choice should have been used")
