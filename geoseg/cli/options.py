@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from geoseg.inference.blending import BLEND_KERNELS
+from geoseg.inference.options import PRECISIONS, TTA_MODES
+
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.options import PredictOptions
 
@@ -154,7 +157,7 @@ _predict_options = [
         "--blend",
         "gaussian",
         metavar="KERNEL",
-        help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with "
+        help=f"Weight kernel for overlaps: {', '.join(BLEND_KERNELS)}, or one added with "
         "register_blend.",
     ),
     int_option(
@@ -164,10 +167,10 @@ _predict_options = [
     text_option(
         "--precision",
         "auto",
-        metavar="auto|fp32|bf16|fp16",
+        metavar="|".join(PRECISIONS),
         help="auto: the fastest precision whose classes agree with fp32 on >= 99.5% of pixels.",
     ),
-    text_option("--tta", "none", metavar="none|flip|d4", help="Test-time augmentation."),
+    text_option("--tta", "none", metavar="|".join(TTA_MODES), help="Test-time augmentation."),
     bands_option,
     int_option("--workers", 2, minimum=0, help="Threads reading tiles ahead."),
     click.option(
