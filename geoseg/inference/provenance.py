@@ -9,6 +9,7 @@ from typing import Any
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.tiles import checked_tiling
 from geoseg.models.config import ModelConfig
+from geoseg.models.identity import ModelIdentity
 from geoseg.models.resolve import ModelRef, model_config
 from geoseg.provenance import Provenance
 
@@ -44,6 +45,7 @@ def request_provenance(
     options: PredictOptions,
     *,
     config: ModelConfig | None = None,
+    identity: ModelIdentity | None = None,
     item: str | None = None,
     created: str | None = None,
 ) -> Provenance:
@@ -55,6 +57,8 @@ def request_provenance(
         model: any model reference.
         options: the prediction options.
         config: the model's config, when already known (read from ``model`` otherwise).
+        identity: the model's name and digest, when already known (a run over many inputs
+            takes them once).
         item: the STAC item id of the input (read from ``src`` when it is a STAC item and this is
             None).
         created: the UTC time to record (default: now).
@@ -62,7 +66,7 @@ def request_provenance(
     from geoseg.io.stac import is_stac, stac_item_id
     from geoseg.models.identity import model_identity
 
-    identity = model_identity(model)
+    identity = identity if identity is not None else model_identity(model)
     cfg = config if config is not None else model_config(model)
     if item is None and is_stac(src):
         item = stac_item_id(src)
