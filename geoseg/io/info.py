@@ -53,8 +53,10 @@ def cog_problems(ds: Any, path: str | None = None) -> list[str]:
 def raster_provenance(path: str | os.PathLike[str]) -> Provenance | None:
     """The provenance a raster's tags record (a geoseg output), or None (no such tags, or the
     raster cannot be opened)."""
-    try:
-        with open_raster(path) as ds:
+    import rasterio
+
+    try:  # tags are in the file itself: no side-car to look for (a listing of the folder)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), open_raster(path) as ds:
             return Provenance.from_tags(ds.tags())
     except RasterOpenError:
         return None

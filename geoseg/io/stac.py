@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
 from geoseg.errors import StacError
@@ -250,7 +251,7 @@ def asset_bands(item: dict[str, Any], base: str) -> list[AssetBand]:
     for key, asset in (item.get("assets") or {}).items():
         if not _is_raster(key, asset):
             continue
-        href = urljoin(base, asset["href"]) if "://" in base else _local_join(base, asset["href"])
+        href = _join(base, asset["href"])
         bands = asset.get("bands") or asset.get("eo:bands") or []
         raster = asset.get("raster:bands") or [{} for _ in bands]
         roles = set(asset.get("roles") or [])
@@ -283,10 +284,17 @@ def asset_bands(item: dict[str, Any], base: str) -> list[AssetBand]:
     return out
 
 
-def _local_join(base: str, href: str) -> str:
+def _join(base: str, href: str) -> str:
+    """``href`` resolved against the document ``base`` (a path or any ``scheme://`` URL, s3://
+    too, which ``urljoin`` leaves alone)."""
     if "://" in href or href.startswith("/"):
         return href
-    return str((Path(base).parent / href).resolve())
+    if "://" not in base:
+        return str((Path(base).parent / href).resolve())
+    scheme, rest = base.split("://", 1)
+    host, _, path = rest.partition("/")
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path), href))
+    return f"{scheme}://{host}{joined}"
 
 
 def _gsd(item: dict[str, Any], key: str) -> float:

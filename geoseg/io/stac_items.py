@@ -47,6 +47,9 @@ MEDIA_TYPES = {
     ".json": "application/geo+json",
     ".parquet": "application/vnd.apache.parquet",
 }
+# reading the header of an output geoseg wrote needs no side-car (.aux.xml, .ovr): GDAL need not
+# list the folder or bucket prefix for them
+OWN_OUTPUT = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 TITLES = {
     "classes": "Class mask",
     "probabilities": "Class probabilities (0-255)",
@@ -122,12 +125,14 @@ def prediction_item(
     Raises:
         RasterOpenError: the mask cannot be opened.
     """
+    import rasterio
+
     from geoseg.classes import classes_of
     from geoseg.io.footprint import valid_footprint
     from geoseg.io.open import open_raster
 
     mask = outputs["classes"]
-    with open_raster(mask) as ds:
+    with rasterio.Env(**OWN_OUTPUT), open_raster(mask) as ds:
         footprint = valid_footprint(ds)
         classes = classes_of(ds)
         tags = ds.tags()
