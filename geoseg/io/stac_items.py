@@ -84,7 +84,7 @@ def _href(target: str, item: str) -> str:
 
 def _classes(table: Any) -> list[dict[str, Any]]:
     return [
-        {"value": c.id, "name": c.name, "description": c.name, "color-hint": c.hex()[1:].upper()}
+        {"value": c.id, "name": c.name, "description": c.name, "color_hint": c.hex()[1:].upper()}
         for c in table
     ]
 
