@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from geoseg._version import __version__
@@ -106,6 +108,15 @@ class Provenance:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def write(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``provenance.json`` into a run folder (atomically); returns its path."""
+        from geoseg.io.atomic import atomic_output
+
+        path = Path(folder) / "provenance.json"
+        with atomic_output(path) as tmp:
+            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Provenance:

@@ -164,3 +164,29 @@ def test_the_stac_item_of_a_prediction(model: LoadedModel, scene: Path, tmp_path
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(STACValidationError, match=r"against schema at \S+classification/v1.1.0"):
         validate_file(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("ext", [".gpkg", ".fgb", ".parquet"])
+def test_polygons_record_the_prediction_and_the_vectorizing(
+    model: LoadedModel, scene: Path, tmp_path: Path, ext: str
+) -> None:
+    import pyarrow.parquet as pq
+    import pyogrio
+
+    from geoseg.vectorize import vectorize_raster
+
+    res = predict_raster(scene, tmp_path / "m.tif", model, OPTS)
+    vectorize_raster(tmp_path / "m.tif", tmp_path / f"p{ext}", min_area=2.0, workers=0)
+    if ext == ".parquet":
+        meta = {
+            k.decode(): v.decode()
+            for k, v in pq.read_schema(tmp_path / f"p{ext}").metadata.items()
+            if k.startswith(b"GEOSEG_")
+        }
+    else:
+        meta = pyogrio.read_info(tmp_path / f"p{ext}")["layer_metadata"]
+    made = Provenance.from_tags(meta)
+    assert made is not None and res.provenance is not None
+    assert made.model_digest == res.provenance.model_digest and made.inputs == (str(scene),)
+    assert made.options["vectorize"]["min_area"] == 2.0
+    assert {k: v for k, v in made.options.items() if k != "vectorize"} == res.provenance.options

@@ -232,6 +232,9 @@ def diagnose(
         scores(total), names, per_image, None, time.perf_counter() - start, megapixels
     )
     write_report(report, out)
+    from geoseg.inference.provenance import run_provenance
+
+    run_provenance(checkpoint, opts, [p.image for p in pairs], config=cfg).write(out)
     if records:
         write_cells(records, transforms, cell, out / "cells.gpkg", out / "cells.csv")
     calib.plot(

@@ -300,7 +300,12 @@ def evaluate(
         megapixels,
     )
     if out_dir is not None:
+        from geoseg.inference.provenance import run_provenance
+
         write_report(report, out_dir)
+        run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(
+            out_dir
+        )
     return report
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from geoseg.inference.options import PredictOptions
@@ -13,7 +14,7 @@ from geoseg.models.identity import ModelIdentity
 from geoseg.models.resolve import ModelRef, model_config
 from geoseg.provenance import Provenance
 
-__all__ = ["pixel_options", "request_provenance"]
+__all__ = ["pixel_options", "request_provenance", "run_provenance"]
 
 
 def pixel_options(options: PredictOptions, config: ModelConfig) -> dict[str, Any]:
@@ -78,4 +79,25 @@ def request_provenance(
         inputs=(str(src),),
         item=item,
         **extra,
+    )
+
+
+def run_provenance(
+    model: ModelRef,
+    options: PredictOptions,
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    config: ModelConfig | None = None,
+) -> Provenance:
+    """The provenance of a run over several inputs with one model and options (``evaluate``,
+    ``diagnose``): what their run folder records."""
+    from geoseg.models.identity import model_identity
+
+    identity = model_identity(model)
+    cfg = config if config is not None else model_config(model)
+    return Provenance(
+        model=identity.label,
+        model_digest=identity.digest,
+        options=pixel_options(options, cfg),
+        inputs=tuple(str(i) for i in inputs),
     )
