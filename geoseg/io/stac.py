@@ -103,7 +103,7 @@ def _read_text(href: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)
 def read_json(href: str) -> dict[str, Any]:
     """A STAC document from a path or an ``http(s)://``/``s3://`` URL (remembered per process).
 
@@ -130,7 +130,7 @@ def _stac_io() -> Any:
         """pystac reads through :func:`read_json`'s reader (paths, http(s), s3)."""
 
         def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
-            return _read_text(str(source))
+            return json.dumps(read_json(str(source)))  # remembered: the items are read again
 
         def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
             raise StacError(f"{dest}: geoseg does not write into the input catalog")
