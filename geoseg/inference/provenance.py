@@ -40,6 +40,13 @@ def pixel_options(options: PredictOptions, config: ModelConfig) -> dict[str, Any
     }
 
 
+def _where(src: str | os.PathLike[str]) -> str:
+    """An input as provenance records it: URLs as they are, local paths absolute (so a rerun from
+    another folder names the same input)."""
+    text = str(src)
+    return text if "://" in text or text.startswith("/vsi") else os.path.abspath(text)
+
+
 def request_provenance(
     src: str | os.PathLike[str],
     model: ModelRef,
@@ -76,7 +83,7 @@ def request_provenance(
         model=identity.label,
         model_digest=identity.digest,
         options=pixel_options(options, cfg),
-        inputs=(str(src),),
+        inputs=(_where(src),),
         item=item,
         **extra,
     )
@@ -99,5 +106,5 @@ def run_provenance(
         model=identity.label,
         model_digest=identity.digest,
         options=pixel_options(options, cfg),
-        inputs=tuple(str(i) for i in inputs),
+        inputs=tuple(_where(i) for i in inputs),
     )
