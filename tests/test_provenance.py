@@ -184,7 +184,7 @@ def test_polygons_record_the_prediction_and_the_vectorizing(
             if k.startswith(b"GEOSEG_")
         }
     else:
-        meta = pyogrio.read_info(tmp_path / f"p{ext}")["layer_metadata"]
+        meta = pyogrio.read_info(tmp_path / f"p{ext}", layer="p")["layer_metadata"]
     made = Provenance.from_tags(meta)
     assert made is not None and res.provenance is not None
     assert made.model_digest == res.provenance.model_digest and made.inputs == (str(scene),)
