@@ -133,6 +133,11 @@ class ExplainError(GeosegError, ValueError):
     """A layer, class, method or region asked of ``explain`` does not exist or does not fit."""
 
 
+class StacError(GeosegError, ValueError):
+    """A STAC item, item collection or catalog cannot be read, or lacks an asset the model
+    needs."""
+
+
 class DeepnessWarning(GeosegWarning):
     """Part of the model's contract (normalization, resolution) cannot be told to QGIS Deepness."""
 

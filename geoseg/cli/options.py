@@ -107,26 +107,29 @@ device_option = text_option("--device", "auto", help="auto, cpu, cuda or cuda:N.
 
 def parse_bands(
     ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[int, ...] | None:
-    """``"3,2,1"`` -> ``(3, 2, 1)``: 1-based band indexes in the order the model wants."""
+) -> tuple[int, ...] | tuple[str, ...] | None:
+    """``"3,2,1"`` -> ``(3, 2, 1)``: 1-based band indexes in the order the model wants;
+    ``"red,green,nir"`` -> band names (a STAC item's assets, a raster's band descriptions)."""
     if value is None:
         return None
+    from geoseg.errors import TilingError
+    from geoseg.inference.options import parse_bands as parse
+
     try:
-        bands = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
+        return parse(value)
+    except TilingError:
         raise click.BadParameter(
-            f"expected comma-separated band numbers such as 3,2,1, got {value!r}"
+            f"expected band numbers such as 3,2,1 (they start at 1) or band names such as "
+            f"red,green,nir, got {value!r}"
         ) from None
-    if not bands or any(b < 1 for b in bands):
-        raise click.BadParameter(f"band numbers start at 1, got {value!r}; e.g. --bands 1,2,3")
-    return bands
 
 
 bands_option = click.option(
     "--bands",
     callback=parse_bands,
     metavar="B1,B2,..",
-    help="1-based input bands, in the model's order (e.g. 3,2,1).",
+    help="Input bands, in the model's order: 1-based numbers (3,2,1), or names (red,green,nir) "
+    "that pick a STAC item's assets or a raster's bands by description.",
 )
 
 # The options of PredictOptions, in the order --help shows them. Choices are checked by the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from geoseg.cli.console import progress_bar, say
@@ -32,6 +34,13 @@ from geoseg.cli.vectorize import vector_kwargs, vector_options
 @file_option(
     "--quicklook", help="Also write a PNG: the image with the classes overlaid and a legend."
 )
+@click.option(
+    "--stac",
+    is_flag=True,
+    help="Also write a STAC Item beside DST (DST.stac.json): footprint, projection, classes, "
+    "provenance, a link to the source item. A run over several inputs always writes them, "
+    "with catalog.json.",
+)
 @vector_options
 @scale_options
 @overwrite_option
@@ -44,17 +53,24 @@ def predict(
     confidence: str | None,
     vector: str | None,
     quicklook: str | None,
+    stac: bool,
     overwrite: bool,
     **params: object,
 ) -> None:
-    """Segment SRC (a GeoTIFF/COG path, http(s):// or s3:// URL) into the class mask DST.
+    """Segment SRC (a GeoTIFF/COG path, http(s):// or s3:// URL, or a STAC item) into the class
+    mask DST.
 
     DST is a Cloud-Optimized GeoTIFF on the same grid as SRC: uint8 class ids, 255 where SRC has
-    no data, with the model's class names and colours (QGIS opens it styled).
+    no data, with the model's class names and colours (QGIS opens it styled). Its tags record how
+    it was made (geoseg info shows them).
 
-    With several SRC (paths, URLs, globs, folders, @list.txt) DST is an output folder (or
-    s3://bucket/prefix/) that gets SRC_classes.tif per input; inputs already done are skipped.
-    --scheduler local:N or tcp://host:port runs on Dask (one raster: blocks across the workers).
+    A STAC item (ITEM.json, or an item URL) is read as the assets holding the model's bands
+    (red, green, blue for the bundled models; --bands red,green,nir names others).
+
+    With several SRC (paths, URLs, globs, folders, @list.txt, STAC item collections and catalogs)
+    DST is an output folder (or s3://bucket/prefix/) that gets SRC_classes.tif per input and a
+    STAC catalog; inputs whose outputs record the same request are skipped. --scheduler local:N
+    or tcp://host:port runs on Dask (one raster: blocks across the workers).
     """
     if len(paths) < 2:
         raise click.UsageError(
@@ -73,6 +89,7 @@ def predict(
             quicklook,
             overwrite,
             params,
+            stac,
         )
         return
     src = sources[0]
@@ -91,12 +108,14 @@ def predict(
             "--confidence": confidence,
             "--vector": vector,
             "--quicklook": quicklook,
+            "--stac": _item_path(dst) if stac else None,
         },
     )
-    if quicklook is not None:
-        from geoseg.io.writer import check_destination
+    for extra in (quicklook, _item_path(dst) if stac else None):
+        if extra is not None:
+            from geoseg.io.writer import check_destination
 
-        check_destination(quicklook, overwrite=overwrite)
+            check_destination(extra, overwrite=overwrite)
     if vector is not None:
         from geoseg.io.writer import check_destination
         from geoseg.vectorize.sinks import format_of
@@ -134,7 +153,7 @@ def predict(
         if quicklook is not None:
             from geoseg.io.quicklook import write_quicklook
 
-            write_quicklook(src, mask, quicklook)
+            write_quicklook(_image_of(src, model_path, options), mask, quicklook)
             say(ctx, f"{quicklook}: quicklook")
         if vector is not None:
             from geoseg.vectorize import vectorize_raster
@@ -147,3 +166,30 @@ def predict(
                 **vector_kwargs(params),
             )
             say(ctx, f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")
+        if stac:
+            from geoseg.io.stac_items import write_item
+
+            assets = {"classes": dst, "probabilities": probabilities, "confidence": confidence}
+            assets["polygons"] = vector
+            item = write_item(
+                {k: v for k, v in assets.items() if v is not None}, provenance=result.provenance
+            )
+            say(ctx, f"{item}: STAC item")
+
+
+def _item_path(dst: str) -> str:
+    from geoseg.io.stac_items import item_path
+
+    return item_path(dst)
+
+
+def _image_of(src: str, model: str | None, options: Any) -> str:
+    """The raster a quicklook draws: ``src``, or a STAC item's bands the model read."""
+    from geoseg.io.stac import is_stac
+
+    if not is_stac(src):
+        return src
+    from geoseg.inference.session import raster_input
+    from geoseg.models.resolve import model_config
+
+    return raster_input(src, options, model_config(model))[1]

@@ -23,6 +23,7 @@ from geoseg.distributed.inputs import OutputSet, check_output_sets, expand_input
 from geoseg.distributed.worker import task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.storage import exists, is_object_url
+from geoseg.provenance import Provenance
 
 __all__ = ["ManyResult", "predict_many", "predict_one"]
 
@@ -37,11 +38,13 @@ class ManyResult:
         done: one :class:`RasterDone` per input, in input order (skipped ones included).
         seconds: wall time.
         workers: Dask workers used (0: in this process).
+        catalog: the STAC catalog written beside the outputs, if any.
     """
 
     done: list[RasterDone] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 0
+    catalog: str | None = None
 
     @property
     def predicted(self) -> int:
@@ -66,11 +69,12 @@ def predict_one(
     options: PredictOptions,
     vector_options: Mapping[str, Any] | None = None,
     threads: int | None = None,
+    provenance: Provenance | None = None,
 ) -> RasterDone:
     """Predict one input into its output set, replacing leftovers of an interrupted run (a task).
 
     Outputs bound for ``s3://`` are built in a temporary folder and uploaded when complete, the
-    class mask last.
+    class mask last. ``provenance`` is what they record (default: built here).
     """
     from geoseg.inference.engine import predict_raster
     from geoseg.io.atomic import pending_path, publish_together
@@ -93,7 +97,14 @@ def predict_one(
         )
         conf = stack.enter_context(published(outputs.confidence)) if outputs.confidence else None
         result = predict_raster(
-            outputs.src, mask, loaded, options, probabilities=probs, confidence=conf, overwrite=True
+            outputs.src,
+            mask,
+            loaded,
+            options,
+            probabilities=probs,
+            confidence=conf,
+            overwrite=True,
+            provenance=provenance,
         )
         if outputs.vector is not None:
             from geoseg.vectorize import vectorize_raster
@@ -179,13 +190,20 @@ def predict_many(
     block_size: int = DEFAULT_BLOCK,
     retries: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    stac: bool = True,
     **overrides: Any,
 ) -> ManyResult:
     """Segment many rasters into ``outdir``, one output set each, skipping those already done.
 
+    An input is done when its outputs exist and the provenance its class mask records is this
+    request's (the same model weights, pixel-changing options and input): outputs that another
+    request made are redone. Beside the outputs go a STAC Item per input and a ``catalog.json``
+    linking them (:mod:`geoseg.io.stac_items`).
+
     Args:
-        inputs: paths, URLs (``http(s)://``, ``s3://``), globs, folders, ``@list.txt`` files;
-            or :class:`~geoseg.distributed.OutputSet` values, inputs with their outputs named.
+        inputs: paths, URLs (``http(s)://``, ``s3://``), globs, folders, ``@list.txt`` files,
+            STAC items, ItemCollections and static catalogs (each item an input); or
+            :class:`~geoseg.distributed.OutputSet` values, inputs with their outputs named.
         outdir: output folder or ``s3://bucket/prefix``; a local one is created. Outputs are
             ``<stem>_classes.tif`` (and ``_probabilities.tif``, ``_confidence.tif``,
             ``_polygons<vector>``). None when every input is an output set.
@@ -203,6 +221,8 @@ def predict_many(
         block_size: block edge in pixels for ``blocks``.
         retries: times a failed task is retried (a lost worker's tasks are rerun in any case).
         progress: called with ``(done, total)`` in rasters (or blocks, for one raster in blocks).
+        stac: write a STAC Item beside each input's outputs, and ``catalog.json`` in ``outdir``
+            (with an output folder).
 
     Returns:
         A :class:`ManyResult`.
@@ -219,13 +239,14 @@ def predict_many(
         parse_scheduler(scheduler)  # a bad value fails now, even when every input is done
     sets = _output_sets(inputs, outdir, probabilities, confidence, vector)
     check_output_sets(sets)
+    requests = _requests(sets, model, opts)
     result = ManyResult()
     todo: list[OutputSet] = []
     by_src: dict[str, RasterDone] = {}
     for s in sets:
-        if not overwrite and all(exists(p) for p in s.paths):
+        if not overwrite and _done(s, requests[s.src]):
             by_src[s.src] = RasterDone(s, skipped=True)
-            log.info("%s: outputs exist, skipped", s.src)
+            log.info("%s: outputs exist and record this request, skipped", s.src)
         else:
             todo.append(s)
     total, done = len(sets), len(sets) - len(todo)
@@ -233,7 +254,7 @@ def predict_many(
         progress(done, total)
     if scheduler is None:
         for s in todo:
-            by_src[s.src] = predict_one(s, model, opts, vector_options)
+            by_src[s.src] = predict_one(s, model, opts, vector_options, None, requests[s.src])
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -261,6 +282,7 @@ def predict_many(
                         retries=retries,
                         threads=threads,
                         progress=step,
+                        provenance=requests[s.src],
                     )
                     if s.vector is not None:
                         _vectorize_on_cluster(s, client, vector_options, retries)
@@ -276,6 +298,7 @@ def predict_many(
                         opts,
                         vector_options,
                         threads,
+                        requests[s.src],
                         retries=retries,
                         pure=False,
                     )
@@ -291,5 +314,65 @@ def predict_many(
                 finally:
                     client.cancel(futures)
     result.done = [by_src[s.src] for s in sets]
+    if stac and outdir is not None:
+        result.catalog = _write_stac(result.done, outdir)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _requests(sets: list[OutputSet], model: Any, options: PredictOptions) -> dict[str, Any]:
+    """The provenance of each input's request, the model identified once for all."""
+    from geoseg.inference.provenance import request_provenance
+    from geoseg.models.identity import model_identity
+    from geoseg.models.resolve import model_config
+    from geoseg.provenance import utc_now
+
+    if not sets:
+        return {}
+    identity, config, now = model_identity(model), model_config(model), utc_now()
+    return {
+        s.src: request_provenance(
+            s.src, model, options, config=config, identity=identity, created=now
+        )
+        for s in sets
+    }
+
+
+def _done(outputs: OutputSet, request: Provenance) -> bool:
+    """Whether an input's outputs all exist and its class mask records ``request``."""
+    from geoseg.io.info import raster_provenance
+
+    if not all(exists(p) for p in outputs.paths):
+        return False
+    recorded = raster_provenance(outputs.mask)
+    if request.same_request(recorded):
+        return True
+    log.info(
+        "%s: its outputs were made by %s, not this request; redone",
+        outputs.src,
+        "another request" if recorded is not None else "an unknown request (no provenance)",
+    )
+    return False
+
+
+def _write_stac(done: list[RasterDone], outdir: str | os.PathLike[str]) -> str:
+    """A STAC Item beside each input's outputs (kept when the input was skipped and its Item is
+    there), and ``catalog.json`` in ``outdir`` linking them all."""
+    from geoseg.io.stac_items import item_path, write_catalog, write_item
+    from geoseg.io.storage import join
+
+    catalog = join(outdir, "catalog.json")
+    items = []
+    for d in done:
+        o = d.outputs
+        path = item_path(o.mask)
+        if not d.skipped or not exists(path):
+            assets = {
+                "classes": o.mask,
+                "probabilities": o.probabilities,
+                "confidence": o.confidence,
+                "polygons": o.vector,
+            }
+            write_item({k: v for k, v in assets.items() if v is not None}, path, catalog=catalog)
+        items.append(path)
+    return write_catalog(items, catalog)

@@ -159,6 +159,9 @@ def diagnose(
         )
         refuse_unscored(report)
         result = _write_summaries(run, report, loaded, out, cell=cell, worst=worst, bins=bins)
+        from geoseg.inference.provenance import run_provenance
+
+        run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(out)
     except BaseException:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)

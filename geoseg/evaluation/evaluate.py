@@ -225,7 +225,12 @@ def evaluate(
         )
         refuse_unscored(report)
         if out_dir is not None:
+            from geoseg.inference.provenance import run_provenance
+
             write_report(report, out_dir)
+            run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(
+                out_dir
+            )
     except BaseException:
         for path in written:  # a failed run leaves none of its pictures
             path.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ from geoseg.inference.runtime import (
 )
 from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile
 from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.io.stac import StacRaster, is_stac, open_stac
 from geoseg.io.storage import is_object_url
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK
@@ -138,11 +139,31 @@ def _is_file_model(path: str | None) -> bool:
     return path is not None and model_loader(os.path.splitext(path)[1]) is not None
 
 
+def raster_input(
+    src: str, options: PredictOptions, config: ModelConfig
+) -> tuple[StacRaster | None, str, tuple[int, ...] | tuple[str, ...] | None]:
+    """What the reader opens for ``src``, and which of its bands: a raster as it is; a STAC
+    item as the VRT of the bands the model needs (named by ``options.bands`` when they are names,
+    else by the model's band names), numbered bands then picked from that VRT.
+
+    Returns:
+        ``(the STAC raster or None, the path GDAL opens, the bands to read)``.
+    """
+    if not is_stac(src):
+        return None, src, options.bands
+    bands = options.bands
+    named = bool(bands) and isinstance(bands[0], str)  # type: ignore[index]
+    wanted = [str(b) for b in bands] if named and bands else list(config.band_names)
+    stac = open_stac(src, wanted, data_type=config.band_dtype)
+    return stac, stac.path, None if named else bands
+
+
 class PredictionSession:
     """A raster opened for prediction with a model and options (see the module).
 
     Args:
-        src: input raster path or URL (``http(s)://``, ``s3://``).
+        src: input raster path or URL (``http(s)://``, ``s3://``), or a STAC item's (its
+            assets read as one raster: :mod:`geoseg.io.stac`; ``stac`` keeps its identity).
         model: any model reference (:func:`~geoseg.models.resolve.resolve_model`): a checkpoint,
             an ``.onnx`` file, ``quality``/``fast``/``default``, a LoadedModel, a module with
             ``config``, or None (the default model).
@@ -178,7 +199,8 @@ class PredictionSession:
         overlap = checked_tiling(  # before the raster is opened
             self.tile_size, cfg.overlap if opts.overlap is None else opts.overlap, cfg.output_stride
         )
-        self.reader = RasterReader(src, bands=opts.bands)
+        self.stac, path, bands = raster_input(self.src, opts, cfg)
+        self.reader = RasterReader(path, bands=bands)
         try:
             self._check_bands()
             adapter = check_input(self.reader, cfg, opts, self.src)

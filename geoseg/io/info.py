@@ -16,8 +16,9 @@ from rasterio.windows import Window
 from geoseg.errors import RasterOpenError
 from geoseg.io.open import open_raster, read_failure
 from geoseg.io.tiff import cog_layout_problems, read_ifd_layout
+from geoseg.provenance import Provenance
 
-__all__ = ["cog_problems", "describe_raster"]
+__all__ = ["cog_problems", "describe_raster", "raster_provenance"]
 
 
 def cog_problems(ds: Any, path: str | None = None) -> list[str]:
@@ -47,6 +48,18 @@ def cog_problems(ds: Any, path: str | None = None) -> list[str]:
     else:
         problems.append("no COG layout marker (remote file: layout not checked byte by byte)")
     return problems
+
+
+def raster_provenance(path: str | os.PathLike[str]) -> Provenance | None:
+    """The provenance a raster's tags record (a geoseg output), or None (no such tags, or the
+    raster cannot be opened)."""
+    import rasterio
+
+    try:  # tags are in the file itself: no side-car to look for (a listing of the folder)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), open_raster(path) as ds:
+            return Provenance.from_tags(ds.tags())
+    except RasterOpenError:
+        return None
 
 
 def _lonlat_bounds(ds: Any) -> list[float] | None:
@@ -206,6 +219,7 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
             "cog": not problems,
             "cog_problems": problems,
             "class_names": tags.get("CLASS_NAMES"),
+            "provenance": prov.to_dict() if (prov := Provenance.from_tags(tags)) else None,
             "has_dataset_mask": any(MaskFlags.per_dataset in f for f in ds.mask_flag_enums),
             "warnings": warnings,
         }

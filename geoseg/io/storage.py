@@ -41,6 +41,7 @@ __all__ = [
     "list_objects",
     "localized",
     "published",
+    "read_object",
     "split_url",
     "upload",
 ]
@@ -338,6 +339,21 @@ def download(url: str, local: str | os.PathLike[str]) -> Path:
         raise _failure(url, exc, "downloading") from None
     os.replace(tmp, dst)
     return dst
+
+
+def read_object(url: str) -> bytes:
+    """The bytes of a small ``s3://bucket/key`` object (a STAC item or catalog).
+
+    Raises:
+        StorageError: it cannot be read.
+    """
+    bucket, key = split_url(url)
+    try:
+        return bytes(_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise _failure(url, exc, "reading") from None
 
 
 def list_objects(url: str, pattern: str | None = None) -> list[str]:

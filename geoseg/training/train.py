@@ -179,6 +179,22 @@ def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
     return out
 
 
+def _provenance(cfg: TrainConfig, init: tuple[Path, ModelConfig] | None) -> Any:
+    """What the run folder records: the model trained (and the checkpoint it starts from), the
+    whole config (every key changes the weights), the data."""
+    from geoseg.models.identity import model_identity
+    from geoseg.provenance import Provenance
+
+    start = model_identity(init[0]) if init is not None else None
+    return Provenance(
+        model=f"{cfg.model.architecture}-{cfg.model.encoder}"
+        + (f" from {start.label}" if start is not None else ""),
+        model_digest=start.digest if start is not None else None,
+        options=json.loads(json.dumps(cfg.to_dict(), default=str)),
+        inputs=(str(cfg.data.root),),
+    )
+
+
 def _init_checkpoint(cfg: TrainConfig) -> tuple[Path, ModelConfig] | None:
     """The checkpoint ``model.init`` names (a path or a bundled model), with its config."""
     if not cfg.model.init:
@@ -286,6 +302,7 @@ def train(
             yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
         )
 
+    _provenance(cfg, init).write(run)
     from geoseg.models.pretrained import PRETRAINED, pretrained_record
 
     weights = cfg.model.encoder_weights

@@ -34,6 +34,7 @@ from geoseg.io.atomic import check_paths
 from geoseg.io.open import open_raster, read_failure
 from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
+from geoseg.provenance import Provenance
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
 from geoseg.vectorize.seams import SeamMerger
@@ -76,6 +77,19 @@ class _Options:
     simplify_px: float | None
     exclude: frozenset[int]
     cleanup: Cleanup
+
+
+def vector_provenance(mask: str | os.PathLike[str], options: dict[str, Any]) -> Provenance:
+    """The provenance of polygons made from ``mask`` with the vectorize ``options``: the mask's
+    own (a geoseg prediction's model, options and input), its options extended with
+    ``vectorize``, and the time of vectorizing; a mask without provenance is the input."""
+    from geoseg.io.info import raster_provenance
+    from geoseg.provenance import utc_now
+
+    prov = raster_provenance(mask)
+    if prov is None:
+        return Provenance(None, None, {"vectorize": options}, (str(mask),))
+    return prov.replace(options={**prov.options, "vectorize": options}, created=utc_now())
 
 
 def _read_block(
@@ -368,6 +382,18 @@ def vectorize_raster(
                 progress(state["blocks"], total, state["features"])
 
     geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
+    made = vector_provenance(
+        mask,
+        {
+            "connectivity": connectivity,
+            "sieve": sieve,
+            "min_area": min_area,
+            "fill_holes": fill_holes,
+            "simplify": simplify,
+            "regularize": sorted(squared),
+            "exclude": sorted(excluded),
+        },
+    )
     try:
         count, layers = write_features(
             dst,
@@ -380,6 +406,7 @@ def vectorize_raster(
             keep_crs=keep_crs,
             confidence=confidence is not None,
             overwrite=overwrite,
+            metadata=made.to_tags(),
         )
     finally:
         if executor is not None and owned:

@@ -182,8 +182,11 @@ def test_cli_several_inputs_into_a_folder_then_resume(rasters: list[Path], tmp_p
     assert first.exit_code == 0, first.output
     assert "2 raster(s) predicted, 0 already done" in first.output
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith((".qml", ".aux.xml"))) == [
+        "catalog.json",
+        "scene0_classes.stac.json",
         "scene0_classes.tif",
         "scene0_polygons.gpkg",
+        "scene1_classes.stac.json",
         "scene1_classes.tif",
         "scene1_polygons.gpkg",
     ]

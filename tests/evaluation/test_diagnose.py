@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -158,6 +159,8 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     assert correct == np.trace(cm) and (wrong == cm - np.diag(np.diag(cm))).all()
     assert codes[0, 0] == 255 and codes[65, 85] == 255  # nodata input and ignored label
     assert (out / "scene" / "errors.qml").is_file()
+    made = json.loads((out / "provenance.json").read_text())
+    assert made["inputs"] == [str(p.image) for p in pairs] and made["model"] == "module"
     rat = ET.parse(out / "scene" / "errors.tif.aux.xml").find(
         "PAMRasterBand/GDALRasterAttributeTable"
     )

@@ -119,6 +119,13 @@ def test_cli_train_then_predict_and_evaluate(tmp_path, dubai_root) -> None:
         e["image"].replace(" ", "").replace("/", "_")[:-4] for e in report["images"]
     )
     assert Image.open(looks[0]).size[0] == 2 * 112 + 8
+    # each run folder records how it was made
+    trained = json.loads((run / "provenance.json").read_text())
+    assert trained["model"] == "unet-resnet18" and trained["inputs"] == [str(dubai_root)]
+    assert trained["options"]["seed"] == 3 and trained["created"].endswith("Z")
+    scored = json.loads((tmp_path / "eval" / "provenance.json").read_text())
+    assert scored["model"] == "model.safetensors" and len(scored["model_digest"]) == 64
+    assert len(scored["inputs"]) == len(report["images"]) and scored["options"]["tile_size"] > 0
 
 
 @pytest.mark.slow
