@@ -116,10 +116,12 @@ image-check:
 	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
 	$(BIN)/python benchmarks/bench_distributed.py
 
-# Interrupt predict 50 times with SIGTERM and 50 with SIGINT at random moments (exit-code histogram,
-# 0 crashes expected), then run 20 predictions on a Dask worker with two threads (0 deaths expected).
+# The fault matrix at every free-space point, then predict interrupted 50 times with SIGTERM and 50
+# with SIGINT at random moments (exit-code histogram, 0 crashes expected), then 20 predictions on a
+# Dask worker with two threads (0 deaths expected).
 RUNS ?= 50
 stress: install
+	GEOSEG_FAULT_MATRIX=full $(BIN)/python -m pytest -q tests/faults/test_matrix.py
 	$(BIN)/python scripts/stress_signals.py --runs $(RUNS)
 	$(BIN)/python scripts/stress_dask.py --runs 20
 
