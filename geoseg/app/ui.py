@@ -135,6 +135,7 @@ def build_app(
                         elem_id="geoseg-bands",
                     )
                     scale = gr.Textbox(
+                        "",
                         label=(
                             "Value range LOW,HIGH mapped onto the model's (e.g. 0,10000; auto: "
                             "a 2-98 % stretch; blank: as is)"
