@@ -57,8 +57,9 @@ def export(
     bundled model's name: quality, fast) to DST.
 
     A .onnx DST gets dynamic batch, height and width and the geoseg config; with --deepness
-    both files carry the metadata QGIS Deepness reads (model type, classes, resolution, tile,
-    overlap, standardization, no threshold and no small-segment filter). Each is checked with
+    OUT.deepness.onnx carries the metadata QGIS Deepness reads (model type, classes, resolution,
+    tile, overlap, standardization, no threshold and no small-segment filter) and a geoseg config
+    with Deepness's tiling, so that geoseg predict on it runs as the plugin. Each is checked with
     onnx.checker and against PyTorch in onnxruntime. Open it in Netron (pip install netron;
     netron OUT.onnx) to see the graph. A .pt DST is a frozen
     TorchScript archive.

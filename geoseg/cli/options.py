@@ -156,12 +156,12 @@ _predict_options = [
         metavar="PX|FRACTION",
         help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's].",
     ),
-    text_option(
+    click.option(
         "--blend",
-        "gaussian",
         metavar="KERNEL",
         help=f"Weight kernel for overlaps: {', '.join(BLEND_KERNELS)}, or one added with "
-        "register_blend.",
+        "register_blend [default: the model's: gaussian; core for a model exported for QGIS "
+        "Deepness].",
     ),
     int_option(
         "--batch-size", minimum=1, help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA]."

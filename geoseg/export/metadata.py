@@ -1,8 +1,10 @@
 """What an exported model says about itself: the geoseg config and the keys QGIS Deepness reads.
 
 The Deepness keys make the plugin's defaults, as it loads them from the file, run the model as
-``geoseg predict`` does: at the model's ground resolution, with its tile and overlap, its input
-standardization, and plain argmax classes (no probability threshold, no small-segment filter).
+``geoseg predict`` runs the same file: at the model's ground resolution, with its tile and an
+overlap both can lay exactly, its input standardization, and plain argmax classes (no
+probability threshold, no small-segment filter). The file's own geoseg config names the
+``deepness`` tiling, so geoseg lays, fills and combines its tiles as the plugin does.
 Pure Python, no torch. Deepness divides 8-bit pixels by 255 and then standardizes with
 ``(x - mean) / std``; a geoseg normalization is translated into that convention where it can be
 (``meanstd`` and ``scale`` are linear), and a :class:`~geoseg.errors.DeepnessWarning` says why
@@ -12,6 +14,7 @@ where it cannot (percentile clipping, SAR decibels, imagery that is not 8-bit).
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from typing import Any
 
@@ -21,7 +24,9 @@ from geoseg.models.config import ModelConfig
 
 __all__ = [
     "DEEPNESS_KEYS",
+    "deepness_config",
     "deepness_metadata",
+    "deepness_overlap",
     "deepness_resolution",
     "deepness_standardization",
     "export_metadata",
@@ -73,12 +78,43 @@ DEEPNESS_KEYS = (
     "class_names",  # {"0": name, ...}, consecutive from 0
     "resolution",  # cm/px at which the raster is processed (its default: 3 cm/px)
     "tile_size",  # px; the fixed graph's input size wins in the plugin anyway
-    "tiles_overlap",  # % of the tile
+    "tiles_overlap",  # % of the tile, a whole, even number of pixels (deepness_overlap)
     "seg_thresh",  # 0: argmax over the probabilities (its default 0.5 sends weak pixels to class 0)
     "seg_small_segment",  # 0: no median filter (its default removes small segments)
     "standardization_mean",  # after its x / 255
     "standardization_std",
 )
+
+
+def deepness_overlap(tile: int, overlap: int) -> int:
+    """The tile overlap, in whole percent, that QGIS Deepness and geoseg lay alike: the smallest
+    share of at least ``overlap`` pixels (and at most 50 %) that is a whole, even number of pixels.
+
+    Deepness takes a whole percentage and turns it into pixels (``int(tile * p / 100 * 2) // 2``),
+    then cuts half of them from each side of a tile; a percentage that is an even number of pixels
+    means the same grid under any rounding. When no share from ``overlap`` up to 50 % is one, the
+    largest below it (0 % always is).
+
+    Args:
+        tile: the tile edge in pixels.
+        overlap: the model's recommended overlap in pixels.
+    """
+
+    def exact(p: int) -> bool:
+        return tile * p % 100 == 0 and tile * p // 100 % 2 == 0
+
+    want = math.ceil(100 * overlap / tile)
+    above = [p for p in range(want, 51) if exact(p)]
+    return above[0] if above else max(p for p in range(min(want, 51)) if exact(p))
+
+
+def deepness_config(config: ModelConfig, tile_size: int | None = None) -> ModelConfig:
+    """The config of a model exported for QGIS Deepness: its fixed tile, the overlap of
+    :func:`deepness_overlap` in pixels, and the ``deepness`` tiling, so that ``geoseg predict``
+    on the exported file lays its tiles as the plugin does."""
+    tile = PredictOptions(tile_size=tile_size).tile_size_for(config)
+    overlap = tile * deepness_overlap(tile, config.overlap) // 100
+    return config.replace(tile_size=tile, overlap=overlap, tiling="deepness")
 
 
 def deepness_resolution(config: ModelConfig, resolution_cm: float | None = None) -> float:
@@ -126,7 +162,7 @@ def deepness_metadata(
         "class_names": {str(c.id): c.name for c in config.classes},
         "resolution": deepness_resolution(config, resolution_cm),
         "tile_size": tile,
-        "tiles_overlap": round(100 * config.overlap / tile),
+        "tiles_overlap": deepness_overlap(tile, config.overlap),
         "seg_thresh": 0,
         "seg_small_segment": 0,
     }
@@ -144,9 +180,9 @@ def export_metadata(
     output: str = "probabilities",
     deepness: bool = True,
 ) -> dict[str, str]:
-    """All metadata properties of an exported model: ``geoseg_config`` (the checkpoint's JSON),
-    ``geoseg_output`` (what the graph returns) and, with ``deepness``, the Deepness keys, every
-    value JSON text.
+    """All metadata properties of an exported model: ``geoseg_config`` (the checkpoint's JSON;
+    with ``deepness``, :func:`deepness_config`'s), ``geoseg_output`` (what the graph returns) and,
+    with ``deepness``, the Deepness keys, every value JSON text.
 
     Raises:
         ExportError: ``deepness`` and the ground resolution is unknown.
@@ -157,6 +193,6 @@ def export_metadata(
         else {}
     )
     props = {k: json.dumps(v) for k, v in meta.items()}
-    props["geoseg_config"] = config.to_json()
+    props["geoseg_config"] = (deepness_config(config, tile_size) if deepness else config).to_json()
     props["geoseg_output"] = output
     return props

@@ -84,7 +84,8 @@ class ExportResult:
         tile_size: the fixed variant's tile edge.
         opset: ONNX opset.
         parity: parity of each written file with PyTorch, by path.
-        metadata: the metadata properties written into the files.
+        metadata: the metadata properties written into the Deepness file (the dynamic file's
+            without one).
         seconds: wall time.
     """
 
@@ -322,21 +323,23 @@ def export_onnx(
     problem = stride_problem(tile, cfg.output_stride)
     if problem is not None:
         raise ExportError(problem)
-    metadata = export_metadata(  # refuses an unknown ground resolution before any work
-        cfg, tile_size=tile, resolution_cm=resolution_cm, deepness=fixed is not None
-    )
+    # the dynamic file runs as the checkpoint does; the Deepness file carries the plugin's keys and
+    # a config with its tiling (refused before any work when the ground resolution is unknown)
+    metadata = [export_metadata(cfg, tile_size=tile, deepness=False)]
+    if fixed is not None:
+        metadata.append(export_metadata(cfg, tile_size=tile, resolution_cm=resolution_cm))
     module = (
         Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()
     )  # a calibration temperature goes into the graph
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
-    result.metadata = metadata
+    result.metadata = metadata[-1]
     graphs: dict[Path, bytes] = {}
-    for path, dynamic in zip(outputs, (True, False), strict=False):
+    for path, dynamic, props in zip(outputs, (True, False), metadata, strict=False):
         graph = _graph_bytes(module, example, dynamic=dynamic, opset=opset)
         graphs[path], result.parity[str(path)] = _finish(
-            graph, path, metadata, loaded, x, source, tile=None if dynamic else tile
+            graph, path, props, loaded, x, source, tile=None if dynamic else tile
         )
         log.info(
             "%s: agreement %.4f, max |dp| %.2e",

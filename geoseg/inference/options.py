@@ -123,7 +123,8 @@ class PredictOptions:
         tile_size: tile edge in pixels; a multiple of the model's output stride.
         overlap: pixels (int) or a fraction of the tile (float in [0, 1)).
         blend: a kernel name from :data:`~geoseg.inference.BLEND_KERNELS` or a callable
-            ``kernel(tile, overlap) -> (tile, tile)`` array.
+            ``kernel(tile, overlap) -> (tile, tile)`` array (``None``: the model's tiling's,
+            ``gaussian``, or ``core`` for a model exported for QGIS Deepness).
         batch_size: tiles per forward pass (``None``: 2 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
@@ -148,7 +149,7 @@ class PredictOptions:
 
     tile_size: int | None = None
     overlap: float | int | None = None
-    blend: str | Kernel = "gaussian"
+    blend: str | Kernel | None = None
     batch_size: int | None = None
     device: str = "auto"
     precision: Precision = "auto"
@@ -171,7 +172,7 @@ class PredictOptions:
         positive("batch_size", self.batch_size, 1)
         positive("workers", self.workers, 0)
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
-        if not callable(self.blend) and self.blend not in BLEND_KERNELS:
+        if self.blend is not None and not callable(self.blend) and self.blend not in BLEND_KERNELS:
             raise TilingError(
                 f"unknown blend {self.blend!r}; expected one of "
                 f"{', '.join(sorted(BLEND_KERNELS))} or a callable"

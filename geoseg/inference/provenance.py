@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.tiles import checked_tiling
+from geoseg.inference.tiles import checked_tiling, tiling_of
 from geoseg.models.config import ModelConfig
 from geoseg.models.identity import ModelIdentity
 from geoseg.models.resolve import ModelRef, model_config
@@ -27,7 +27,9 @@ def pixel_options(options: PredictOptions, config: ModelConfig) -> dict[str, Any
         config.overlap if options.overlap is None else options.overlap,
         config.output_stride,
     )
-    blend = options.blend
+    # the kernel the run uses: the options' own, else the model's tiling's (gaussian, or core for
+    # a model exported for QGIS Deepness)
+    blend = options.blend if options.blend is not None else tiling_of(config).blend
     return {
         "tile_size": tile,
         "overlap": overlap,

@@ -45,7 +45,7 @@ from geoseg.inference.runtime import (
     recorded_agreement,
     resolve_device,
 )
-from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile
+from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile, tiling_of
 from geoseg.io.reader import GeoArray, RasterReader
 from geoseg.io.stac import StacRaster, is_stac, open_stac
 from geoseg.io.storage import is_object_url
@@ -77,7 +77,8 @@ class TileBatch:
     """The tiles of one forward pass, as the network sees them.
 
     Attributes:
-        x: ``(N, bands, H, W)`` float32, normalized (invalid pixels 0, edges reflected), on CPU.
+        x: ``(N, bands, H, W)`` float32, normalized (see :meth:`PredictionSession.read_tile`), on
+            CPU.
         valid: ``(N, H, W)`` bool, True where the input holds data.
         windows: each tile's window in the raster grid (it may reach past the raster's edge).
     """
@@ -196,6 +197,7 @@ class PredictionSession:
         # a graph run by another runtime (onnxruntime) is neither traced nor autocast
         self.outside_torch = bool(getattr(self.loaded.model, "runs_outside_torch", False))
         self.tile_size = opts.tile_size_for(cfg)
+        self.tiling = tiling_of(cfg)
         overlap = checked_tiling(  # before the raster is opened
             self.tile_size, cfg.overlap if opts.overlap is None else opts.overlap, cfg.output_stride
         )
@@ -209,9 +211,10 @@ class PredictionSession:
             raise
         self.adapter: InputAdapter | None = None if adapter.identity else adapter
         self.plan: TilePlan = plan_tiles(
-            self.reader.height, self.reader.width, self.tile_size, overlap
+            self.reader.height, self.reader.width, self.tile_size, overlap, edge=self.tiling.edge
         )
-        self.weights = blend_weights(opts.blend, self.tile_size, self.plan.overlap)
+        blend = self.tiling.blend if opts.blend is None else opts.blend
+        self.weights = blend_weights(blend, self.tile_size, self.plan.overlap)
         self._weights_t: torch.Tensor | None = None
         temperature = calibration_temperature(cfg)
         self._network = self.loaded.model
@@ -344,13 +347,15 @@ class PredictionSession:
 
     def read_tile(self, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
         """One tile as the network sees it: read, adapted (scale, complex values), normalized,
-        padded by reflection at the raster's edges.
+        padded at the raster's edges (by reflection, or as the model's tiling says).
 
         Returns:
             ``(x, valid)``: ``(bands, rows, cols)`` float32 and ``(rows, cols)`` bool; None when
             the tile holds no valid pixel.
         """
-        return read_tile(self.reader, window, self.config.normalization, self.adapter)
+        return read_tile(
+            self.reader, window, self.config.normalization, self.adapter, self.tiling.fill
+        )
 
     def resolve_precision(self) -> str:
         """The precision of this run, ``auto`` resolved on the raster's first tile holding data
