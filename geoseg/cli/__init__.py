@@ -94,6 +94,10 @@ class GeosegGroup(click.Group):
         except Exception as exc:
             if verbose:
                 raise
+            message = _write_failure(exc)
+            if message is not None:
+                click.secho(f"Error: {message}", err=True, fg="red")
+                sys.exit(1)
             if native is not None and native.lines:  # the only clue may be what GDAL printed
                 sys.stderr.write("\n".join(native.lines[-20:]) + "\n")
             click.secho(
@@ -103,6 +107,19 @@ class GeosegGroup(click.Group):
                 fg="red",
             )
             sys.exit(2)
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """One line for a write that failed where geoseg's own writers could not see it (a library's
+    file, a folder made for a run): a full disk, a read-only folder, a missing permission."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno == errno.ENOENT:  # a missing input is no write
+        return None
+    from geoseg.io.atomic import describe_os_error
+
+    where = exc.filename2 or exc.filename
+    return describe_os_error(where, exc) if where else None
 
 
 def _show_warning(

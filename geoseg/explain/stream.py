@@ -29,7 +29,7 @@ from geoseg.explain.layers import resolve_layer
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.session import PredictionSession, TileBatch, TileFunction, open_session
-from geoseg.io.atomic import check_paths
+from geoseg.io.atomic import check_paths, pending_path, publish_together
 from geoseg.io.windows import tile_transform
 from geoseg.io.writer import COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel
@@ -226,61 +226,64 @@ def explain_raster(
     class_index, class_name = (
         (None, None) if method == "activations" else _class_index(loaded, target)
     )
-    with open_session(src, loaded, opts) as session:
-        net = session.network_copy()
-        probe = max(64, 2 * cfg.output_stride)
-        layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
-        region, mask_of = _explained_area(session, window, aoi)
-        fn, k, computer = _tile_function(
-            method,
-            net,
-            module,
-            class_index,
-            channels,
-            cfg.in_channels,
-            probe,
-            session.device,
-            mask_of,
-        )
-        if method == "activations":
-            descriptions = [f"{layer_name}[{i}]" for i in range(k)]
-        else:
-            descriptions = [f"{method} {class_name} @ {layer_name}"]
-        tags = {
-            "GEOSEG_METHOD": method,
-            "GEOSEG_LAYER": layer_name,
-            "GEOSEG_CLASS": class_name or "",
-            "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
-        }
-        try:
-            _write_maps(session, region, fn, k, dst, descriptions, tags, overwrite)
-        finally:
-            if computer is not None:
-                computer.close()
-        tiles_run = session.stats.run
-    if tiles_run == 0:
-        warnings.warn(
-            f"{src}: no tile of the explained area holds a valid pixel; {dst} is all nodata (NaN)",
-            NoValidDataWarning,
-            stacklevel=2,
-        )
-    drawn: Path | None = None
-    if overlay is not None:
-        from geoseg.io.overlay import write_activation_grid, write_heat_overlay
+    # the map and its picture appear together, or neither does
+    with publish_together():
+        with open_session(src, loaded, opts) as session:
+            net = session.network_copy()
+            probe = max(64, 2 * cfg.output_stride)
+            layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
+            region, mask_of = _explained_area(session, window, aoi)
+            fn, k, computer = _tile_function(
+                method,
+                net,
+                module,
+                class_index,
+                channels,
+                cfg.in_channels,
+                probe,
+                session.device,
+                mask_of,
+            )
+            if method == "activations":
+                descriptions = [f"{layer_name}[{i}]" for i in range(k)]
+            else:
+                descriptions = [f"{method} {class_name} @ {layer_name}"]
+            tags = {
+                "GEOSEG_METHOD": method,
+                "GEOSEG_LAYER": layer_name,
+                "GEOSEG_CLASS": class_name or "",
+                "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
+            }
+            try:
+                _write_maps(session, region, fn, k, dst, descriptions, tags, overwrite)
+            finally:
+                if computer is not None:
+                    computer.close()
+            tiles_run = session.stats.run
+        if tiles_run == 0:
+            warnings.warn(
+                f"{src}: no tile of the explained area holds a valid pixel; {dst} is all "
+                "nodata (NaN)",
+                NoValidDataWarning,
+                stacklevel=2,
+            )
+        drawn: Path | None = None
+        if overlay is not None:
+            from geoseg.io.overlay import write_activation_grid, write_heat_overlay
 
-        if method == "activations":
-            drawn = write_activation_grid(
-                dst, overlay, title=f"{layer_name}: first {k} feature maps"
-            )
-        else:
-            drawn = write_heat_overlay(
-                src,
-                dst,
-                overlay,
-                window=region,
-                bands=opts.bands,
-                title=f"{method}: {class_name} @ {layer_name}",
-            )
+            if method == "activations":
+                drawn = write_activation_grid(
+                    pending_path(dst), overlay, title=f"{layer_name}: first {k} feature maps"
+                )
+            else:
+                drawn = write_heat_overlay(
+                    src,
+                    pending_path(dst),
+                    overlay,
+                    window=region,
+                    bands=opts.bands,
+                    title=f"{method}: {class_name} @ {layer_name}",
+                )
     return ExplainResult(
         Path(dst),
         drawn,

@@ -62,12 +62,14 @@ class Writer:
         outputs: what it publishes, relative to the output folder (a folder output names the file
             that says the run finished, e.g. ``eval/metrics.json``).
         keeps: what it may leave on purpose when interrupted (resume state).
+        rerun: what its rerun adds to replace what a killed run finished.
     """
 
     name: str
     args: Args
     outputs: tuple[str, ...]
     keeps: tuple[str, ...] = field(default=())
+    rerun: tuple[str, ...] = ("--overwrite",)
 
 
 def _train(i: Inputs, out: Path) -> list[str]:
@@ -137,6 +139,7 @@ WRITERS = [
             str(o / "eval"),
         ],
         ("eval/metrics.json",),
+        rerun=(),  # evaluate replaces its own report files
     ),
     Writer(
         "diagnose",
@@ -395,7 +398,7 @@ def test_killed_then_rerun(writer: Writer, inputs: Inputs, tmp_path: Path) -> No
     assert rc in (0, -signal.SIGKILL), status(rc, err)
     assert_all_or_nothing(writer, out)
     args = writer.args(inputs, out)
-    again = run([*args, "--overwrite"])
+    again = run([*args, *writer.rerun])
     assert again.returncode == 0, status(again.returncode, again.stderr)
     assert assert_all_or_nothing(writer, out) and temporaries(out) == []
     assert digest(inputs.folder) == before
