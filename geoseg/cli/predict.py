@@ -15,7 +15,7 @@ from geoseg.cli.options import (
     predict_options,
 )
 from geoseg.cli.scale import is_many, run_many, scale_options
-from geoseg.cli.vectorize import vector_kwargs, vector_options
+from geoseg.cli.vectorize import vector_options, vector_options_of
 
 
 @click.command(short_help="Segment a raster into a class-mask COG.")
@@ -99,6 +99,7 @@ def predict(
     from geoseg.io.atomic import check_paths, pending_path, publish_together
 
     options = pop_predict_options(params)
+    vopts = vector_options_of(params)  # refused now, before the model runs
 
     check_paths(
         {"SRC": src, "--model": model_path},  # before anything runs, whatever --overwrite says
@@ -161,9 +162,9 @@ def predict(
             vres = vectorize_raster(
                 mask,
                 vector,
+                vopts,
                 confidence=pending_path(scores) if scores else None,
                 overwrite=overwrite,
-                **vector_kwargs(params),
             )
             say(ctx, f"{vres.path}: {vres.features} polygons ({vres.seconds:.1f} s)")
         if stac:

@@ -69,7 +69,7 @@ def run_many(
     stac: bool = False,
 ) -> None:
     """Run the scale-out path and print one line per run."""
-    from geoseg.cli.vectorize import vector_kwargs
+    from geoseg.cli.vectorize import vector_options_of
     from geoseg.distributed.inputs import OutputSet, expand_inputs
     from geoseg.distributed.many import predict_many
     from geoseg.errors import WriteError
@@ -79,8 +79,7 @@ def run_many(
     if scheduler:
         quiet_dask(ctx)
     options = pop_predict_options(params)
-    vopts = vector_kwargs(params)
-    vopts.pop("workers", None)
+    vopts = vector_options_of(params)
     if quicklook is not None:
         raise click.UsageError(
             "--quicklook writes one PNG for one input; run it without --scheduler or several inputs"

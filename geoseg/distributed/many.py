@@ -24,6 +24,7 @@ from geoseg.distributed.worker import task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.storage import exists, is_object_url
 from geoseg.provenance import Provenance
+from geoseg.vectorize.options import VectorizeOptions
 
 __all__ = ["ManyResult", "predict_many", "predict_one"]
 
@@ -67,7 +68,7 @@ def predict_one(
     outputs: OutputSet,
     model: Any,
     options: PredictOptions,
-    vector_options: Mapping[str, Any] | None = None,
+    vector_options: VectorizeOptions | Mapping[str, Any] | None = None,
     threads: int | None = None,
     provenance: Provenance | None = None,
 ) -> RasterDone:
@@ -110,14 +111,16 @@ def predict_one(
             from geoseg.vectorize import vectorize_raster
 
             vector = stack.enter_context(published(outputs.vector))
-            kwargs = {"workers": threads or 1, **(vector_options or {})}
+            vopts = VectorizeOptions.of(vector_options)
+            if vopts.workers is None:  # a task takes the threads it was given, not every core
+                vopts = vopts.replace(workers=threads or 1)
             scores = conf or probs
             vectorize_raster(
                 pending_path(mask),
                 vector,
+                vopts,
                 confidence=pending_path(scores) if scores else None,
                 overwrite=True,
-                **kwargs,
             )
     return RasterDone(
         outputs,
@@ -155,7 +158,10 @@ def _output_sets(
 
 
 def _vectorize_on_cluster(
-    outputs: OutputSet, client: Any, vector_options: Mapping[str, Any] | None, retries: int
+    outputs: OutputSet,
+    client: Any,
+    vector_options: VectorizeOptions | Mapping[str, Any] | None,
+    retries: int,
 ) -> None:
     from geoseg.distributed.cluster import total_threads
     from geoseg.io.storage import published
@@ -163,14 +169,13 @@ def _vectorize_on_cluster(
 
     assert outputs.vector is not None
     with published(outputs.vector) as vector:
-        kwargs = {**(vector_options or {}), "workers": total_threads(client)}
         vectorize_raster(
             outputs.mask,
             vector,
+            VectorizeOptions.of(vector_options).replace(workers=total_threads(client)),
             confidence=outputs.confidence or outputs.probabilities,
             overwrite=True,
             pool=client.get_executor(retries=retries, pure=False),
-            **kwargs,
         )
 
 
@@ -184,7 +189,7 @@ def predict_many(
     probabilities: bool = False,
     confidence: bool = False,
     vector: str | None = None,
-    vector_options: Mapping[str, Any] | None = None,
+    vector_options: VectorizeOptions | Mapping[str, Any] | None = None,
     overwrite: bool = False,
     blocks: bool | None = None,
     block_size: int = DEFAULT_BLOCK,
@@ -213,7 +218,8 @@ def predict_many(
             ``distributed.Client``.
         probabilities, confidence: also write those rasters.
         vector: also write polygons in this format (``".gpkg"``, ``".fgb"``, ``".parquet"``...).
-        vector_options: keyword arguments of :func:`~geoseg.vectorize.vectorize_raster`
+        vector_options: how polygons are made (:class:`~geoseg.vectorize.VectorizeOptions`, or
+            a mapping of its fields)
             (``simplify``, ``min_area``...).
         overwrite: redo inputs whose outputs exist instead of skipping them.
         blocks: on a cluster, split each raster into blocks across the workers (default: when a

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
 from geoseg.provenance import Provenance
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
+from geoseg.vectorize.options import VectorizeOptions
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
 from geoseg.vectorize.seams import SeamMerger
 from geoseg.vectorize.sinks import format_of, write_features
@@ -253,49 +254,54 @@ def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | 
     return pixels
 
 
+def _plan(mask: Any, source: Any, opts: VectorizeOptions) -> _Options:
+    """What every block needs to know, with class names resolved against the mask's table."""
+    if opts.exclude is None:
+        excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
+    else:
+        excluded = _class_ids(opts.exclude, source.classes, "exclude")
+    if opts.regularize is True:
+        squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
+        if not squared:
+            raise RasterFormatError(
+                f"{mask}: --regularize needs a class named building(s); name it with --classes "
+                "or pass the class id, e.g. --regularize-class 1"
+            )
+    else:
+        squared = _class_ids(opts.regularize or (), source.classes, "regularize")
+    return _Options(
+        opts.connectivity,
+        opts.sieve,
+        _pixels(opts.simplify, source.pixel_size, "simplify"),
+        excluded,
+        Cleanup(min_area=opts.min_area, fill_holes=opts.fill_holes, regularize=squared),
+    )
+
+
 def vectorize_raster(
     mask: str | os.PathLike[str],
     dst: str | os.PathLike[str],
+    options: VectorizeOptions | Mapping[str, Any] | None = None,
     *,
     classes: ClassTable | None = None,
-    layout: str = "single",
-    connectivity: int = 4,
-    sieve: int | None = None,
-    min_area: float | None = None,
-    fill_holes: float | None = None,
-    simplify: float | str | None = None,
-    regularize: bool | Sequence[int | str] = False,
-    exclude: Sequence[int | str] | None = None,
     confidence: str | os.PathLike[str] | None = None,
-    keep_crs: bool = False,
-    layer: str | None = None,
-    block_size: int = 2048,
-    workers: int | None = None,
     pool: str | Executor = "thread",
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    **overrides: Any,
 ) -> VectorizeResult:
     """Turn a class mask into polygons with class names, areas in metres and the mask's CRS.
 
     Args:
         mask: single-band integer class mask (e.g. from ``geoseg predict``).
         dst: ``.gpkg``, ``.geojson``, ``.fgb`` or ``.parquet`` (GeoParquet).
+        options: how (:class:`~geoseg.vectorize.options.VectorizeOptions`: layout,
+            connectivity, sieve, min_area, fill_holes, simplify, regularize, exclude, keep_crs,
+            layer, block_size, workers); keyword ``overrides`` change fields of it, e.g.
+            ``vectorize_raster(mask, dst, min_area=10, simplify="1px")``.
         classes: class table to use instead of the mask's (names, colours).
-        layout: ``single`` layer or ``per-class`` layers (GeoPackage).
-        connectivity: 4 or 8: whether pixels touching at a corner belong to one polygon.
-        sieve: merge regions smaller than this many pixels into their largest neighbour first.
-        min_area: drop polygons smaller than this (m²).
-        fill_holes: fill holes smaller than this (m²).
-        simplify: coverage-preserving tolerance in map units, or ``"<n>px"``: neighbouring
-            polygons still meet exactly, with no gaps or overlaps.
-        regularize: square up building footprints: True for classes named building(s), or ids/names.
-        exclude: class ids or names that produce no polygons (default: a class named background).
         confidence: a ``--confidence``/``--probabilities`` raster of the same prediction, for
             ``mean_confidence``.
-        keep_crs: GeoJSON: keep the mask's CRS instead of reprojecting to EPSG:4326.
-        layer: layer name (default: the file's stem).
-        block_size: block edge in pixels (rounded to the mask's internal tiles).
-        workers: parallel workers (default: all cores; 0 or 1 works in this process).
         pool: ``"thread"`` (shared memory, the default), ``"process"`` (separate interpreters),
             or an ``Executor`` you own (e.g. a Dask client's ``get_executor()``: blocks run on a
             cluster, seams still merge here in order, so the polygons are the same).
@@ -306,35 +312,14 @@ def vectorize_raster(
         RasterOpenError, RasterFormatError, OutputExistsError, WriteError.
     """
     start = time.perf_counter()
+    opts = VectorizeOptions.of(options, **overrides)
     check_paths({"MASK": mask, "--confidence": confidence}, {"DST": dst})
     check_destination(dst, overwrite=overwrite)
     format_of(dst)
-    if connectivity not in (4, 8):
-        raise RasterFormatError(f"connectivity must be 4 or 8, got {connectivity}")
-    if sieve is not None and sieve < 1:
-        raise RasterFormatError(f"sieve must be a positive number of pixels, got {sieve}")
     source = open_mask(mask, classes=classes, confidence=confidence)
-    if exclude is None:
-        excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
-    else:
-        excluded = _class_ids(exclude, source.classes, "exclude")
-    if regularize is True:
-        squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
-        if not squared:
-            raise RasterFormatError(
-                f"{mask}: --regularize needs a class named building(s); name it with --classes "
-                "or pass the class id, e.g. --regularize-class 1"
-            )
-    else:
-        squared = _class_ids(regularize or (), source.classes, "regularize")
-    opt = _Options(
-        connectivity,
-        sieve,
-        _pixels(simplify, source.pixel_size, "simplify"),
-        excluded,
-        Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared),
-    )
-    grid = block_windows(source, block_size)
+    opt = _plan(mask, source, opts)
+    connectivity, workers = opts.connectivity, opts.workers
+    grid = block_windows(source, opts.block_size)
     total = sum(len(row) for row in grid)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     n_workers = min(n_workers, total)
@@ -385,13 +370,9 @@ def vectorize_raster(
     made = vector_provenance(
         mask,
         {
-            "connectivity": connectivity,
-            "sieve": sieve,
-            "min_area": min_area,
-            "fill_holes": fill_holes,
-            "simplify": simplify,
-            "regularize": sorted(squared),
-            "exclude": sorted(excluded),
+            **opts.record(),
+            "regularize": sorted(opt.cleanup.regularize),
+            "exclude": sorted(opt.exclude),
         },
     )
     try:
@@ -401,9 +382,9 @@ def vectorize_raster(
             crs=source.crs,
             classes=source.classes,
             geometry_type=geometry_type,
-            layer=layer,
-            layout=layout,
-            keep_crs=keep_crs,
+            layer=opts.layer,
+            layout=opts.layout,
+            keep_crs=opts.keep_crs,
             confidence=confidence is not None,
             overwrite=overwrite,
             metadata=made.to_tags(),
@@ -422,7 +403,7 @@ def vectorize_raster(
     seconds = time.perf_counter() - start
     log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
     written = None if source.crs is None else source.crs.to_string()
-    if format_of(dst) == "GeoJSON" and not keep_crs:
+    if format_of(dst) == "GeoJSON" and not opts.keep_crs:
         written = "EPSG:4326"  # RFC 7946: reprojected on writing
     return VectorizeResult(
         Path(dst), count, layers, total, seconds, written, {c.id: c.name for c in source.classes}

@@ -19,15 +19,13 @@ free-space point; ``make stress`` runs three (``GEOSEG_FAULT_MATRIX=full``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, write_raster
-from tests.faults.conftest import tiny_checkpoint
+from tests.faults.conftest import small_disk, tiny_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -260,26 +258,6 @@ def assert_all_or_nothing(writer: Writer, out: Path) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str = "16m") -> Iterator[Path]:
-    """A tmpfs at ``where`` (root only); skips the cell otherwise."""
-    if os.geteuid() != 0:
-        pytest.skip("a full disk or a read-only folder needs a tmpfs mount (root; CI runs as root)")
-    where.mkdir(parents=True, exist_ok=True)
-    name = f"geoseg-matrix-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", name, str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 def fill(folder: Path, leave: int) -> None:
     """Fill ``folder``'s file system so that only about ``leave`` bytes stay free."""
     free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
@@ -306,7 +284,7 @@ def test_full_disk(
     writer: Writer, share: float, inputs: Inputs, needs: dict[str, int], tmp_path: Path
 ) -> None:
     before = digest(inputs.folder)
-    with tmpfs(tmp_path / "disk", size=f"{max(4, 4 * needs[writer.name] // 2**20 + 4)}m") as disk:
+    with small_disk(tmp_path / "disk", f"{max(4, 4 * needs[writer.name] // 2**20 + 4)}m") as disk:
         out = disk / "out"
         out.mkdir()
         fill(disk, int(share * needs[writer.name]))
@@ -326,7 +304,7 @@ def test_full_disk(
 @pytest.mark.parametrize("writer", ROWS)
 def test_read_only_folder(writer: Writer, inputs: Inputs, tmp_path: Path) -> None:
     before = digest(inputs.folder)
-    with tmpfs(tmp_path / "ro", size="4m") as out:
+    with small_disk(tmp_path / "ro", "4m") as out:
         subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)  # a read-only disk
         done = run(writer.args(inputs, out))
         assert done.returncode == 1, status(done.returncode, done.stderr)
