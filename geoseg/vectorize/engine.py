@@ -254,6 +254,24 @@ def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | 
     return pixels
 
 
+def _executor(pool: str | Executor, n_workers: int) -> tuple[Executor | None, int]:
+    """Where the blocks run: the caller's executor, threads, processes, or this thread (None);
+    and how many workers that is."""
+    if isinstance(pool, Executor):
+        return pool, max(n_workers, 1)
+    if pool not in ("thread", "process"):
+        raise RasterFormatError(f"pool must be 'thread', 'process' or an Executor, got {pool!r}")
+    if n_workers <= 1:
+        return None, n_workers
+    if pool == "thread":
+        _warm_up()  # compile (or load) the tracer once, before threads race to do it
+        return ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize"), n_workers
+    context = _mp_context()
+    if context.get_start_method() == "fork":
+        _warm_up()  # forked workers share the compiled polygonizer instead of each loading it
+    return ProcessPoolExecutor(n_workers, mp_context=context), n_workers
+
+
 def _plan(mask: Any, source: Any, opts: VectorizeOptions) -> _Options:
     """What every block needs to know, with class names resolved against the mask's table."""
     if opts.exclude is None:
@@ -329,21 +347,8 @@ def vectorize_raster(
 
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
-    executor: Executor | None = None
     owned = not isinstance(pool, Executor)
-    if not owned:
-        executor = pool  # type: ignore[assignment]
-        n_workers = max(n_workers, 1)
-    elif pool not in ("thread", "process"):
-        raise RasterFormatError(f"pool must be 'thread', 'process' or an Executor, got {pool!r}")
-    elif n_workers > 1 and pool == "thread":
-        _warm_up()  # compile (or load) the tracer once, before threads race to do it
-        executor = ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize")
-    elif n_workers > 1:
-        context = _mp_context()
-        if context.get_start_method() == "fork":
-            _warm_up()  # forked workers share the compiled polygonizer instead of each loading it
-        executor = ProcessPoolExecutor(n_workers, mp_context=context)
+    executor, n_workers = _executor(pool, n_workers)
     # the first blocks start now, while this process loads the vector writers
     results = _submitted(executor, jobs, 2 * n_workers)
 
