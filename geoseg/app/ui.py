@@ -13,6 +13,7 @@ import shutil
 import signal
 import threading
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 from geoseg.app.catalog import ModelCatalog
@@ -96,174 +97,203 @@ def build_app(
         )
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(
-                    label=f"Image (GeoTIFF/COG, JPG, PNG; up to {config.max_size_mb:g} MB, "
-                    f"{config.max_megapixels:g} megapixels)",
-                    type="filepath",
-                    elem_id="geoseg-upload",
-                )
-                url = gr.Textbox(
-                    label="…or the http(s):// URL of a COG",
-                    visible=config.allow_urls,
-                    elem_id="geoseg-url",
-                )
-                # custom values reach the handler, which refuses unknown names in one line
-                model = gr.Dropdown(
-                    names,
-                    value=first,
-                    label="Model",
-                    elem_id="geoseg-model",
-                    allow_custom_value=True,
-                )
-                model_info = gr.Markdown(info, elem_id="geoseg-model-info")
-                with gr.Accordion("Prediction settings", open=False):
-                    tile = gr.Number(
-                        tile0,
-                        label="Tile size (px; blank: the model's)",
-                        precision=0,
-                        elem_id="geoseg-tile",
-                    )
-                    overlap = gr.Number(
-                        overlap0,
-                        label="Overlap (px, or a fraction such as 0.25)",
-                        elem_id="geoseg-overlap",
-                    )
-                    tta = gr.Radio(TTA_CHOICES, value="none", label="Test-time augmentation")
-                    precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label="Precision")
-                    bands = gr.Textbox(
-                        label="Bands in the model's order (e.g. 3,2,1; blank: all)",
-                        elem_id="geoseg-bands",
-                    )
-                    scale = gr.Textbox(
-                        "",
-                        label=(
-                            "Value range LOW,HIGH mapped onto the model's (e.g. 0,10000; auto: "
-                            "a 2-98 % stretch; blank: as is)"
-                        ),
-                        elem_id="geoseg-scale",
-                    )
-                with gr.Row():
-                    run = gr.Button("Segment", variant="primary", elem_id="geoseg-run")
-                    cancel = gr.Button(
-                        "Cancel", variant="stop", interactive=False, elem_id="geoseg-cancel"
-                    )
-                # the one place that shows a run's progress
-                status = gr.Markdown(elem_id="geoseg-status", min_height=64)
+                page = _form(gr, config, names, first, info, tile0, overlap0)
             with gr.Column(scale=2):
-                with gr.Tab("Overlay"):
-                    overlay = gr.Image(
-                        label="Classes over the image",
-                        type="filepath",
-                        elem_id="geoseg-overlay",
-                        interactive=False,
-                    )
-                    legend = gr.HTML(elem_id="geoseg-legend-box")
-                with gr.Tab("Confidence"):
-                    confidence = gr.Image(
-                        label="Confidence of the winning class",
-                        type="filepath",
-                        interactive=False,
-                        elem_id="geoseg-confidence",
-                    )
-                    gr.HTML(confidence_scale_html(), elem_id="geoseg-confidence-scale-box")
-                with gr.Tab("Map"):
-                    map_view = gr.HTML(elem_id="geoseg-map-box")
-                table = gr.Dataframe(
-                    headers=TABLE_HEADERS,
-                    label="Area per class",
-                    interactive=False,
-                    elem_id="geoseg-table",
-                )
-                downloads = gr.File(
-                    label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), "
-                    "quicklook, confidence COG",
-                    file_count="multiple",
-                    interactive=False,
-                    elem_id="geoseg-downloads",
-                )
-
-        # quick events do not wait behind predictions in the queue, and show no progress
-        quick: dict[str, Any] = {
-            "api_name": False,
-            "concurrency_limit": None,
-            "show_progress": "hidden",
-        }
-        model.change(handlers.describe, inputs=model, outputs=[model_info, tile, overlap], **quick)
-
-        def on_load(current: str | None) -> Any:
-            """List the model folder again, so checkpoints added since the start show up."""
-            fresh = catalog.refresh()
-            return gr.Dropdown(
-                choices=fresh, value=current if current in fresh else catalog.default_name()
-            )
-
-        demo.load(on_load, inputs=model, outputs=model, **quick)
-
-        def on_run(
-            upload: str | None,
-            url: str | None,
-            model_name: str,
-            tile_size: Any,
-            overlap_: Any,
-            tta_: str,
-            precision_: str,
-            bands_: str | None,
-            scale_: str | None,
-            request: Any,
-            progress: Any = gr.Progress(),  # noqa: B008
-        ) -> tuple[Any, ...]:
-            return handlers.run(
-                upload,
-                url,
-                model_name,
-                tile_size,
-                overlap_,
-                tta_,
-                precision_,
-                bands_,
-                progress,
-                session=getattr(request, "session_hash", None),
-                scale=scale_,
-            )
-
-        def on_failure(request: Any) -> tuple[Any, Any]:
-            # also called after a cancel, which left no error: then the status line stays
-            message = handlers.last_error(getattr(request, "session_hash", None))
-            return message or gr.skip(), gr.Button(interactive=False)
-
-        def on_cancel(request: Any) -> tuple[str, Any]:
-            text = handlers.cancel(getattr(request, "session_hash", None))
-            return text, gr.Button(interactive=False)
-
-        def on_unload(request: Any) -> None:
-            handlers.session_closed(getattr(request, "session_hash", None))
-
-        # Gradio passes the request to parameters annotated with its class (annotations are text
-        # here)
-        for fn in (on_run, on_failure, on_cancel, on_unload):
-            fn.__annotations__["request"] = gr.Request
-
-        run.click(lambda: gr.Button(interactive=True), outputs=cancel, **quick)
-        event = run.click(
-            on_run,
-            inputs=[upload, url, model, tile, overlap, tta, precision, bands, scale],
-            outputs=[overlay, legend, confidence, map_view, table, downloads, status],
-            api_name=API_NAME,
-            concurrency_limit=config.concurrency,
-            concurrency_id="predict",
-            show_progress_on=status,
-        )
-        event.then(lambda: gr.Button(interactive=False), outputs=cancel, **quick)
-        event.failure(on_failure, outputs=[status, cancel], **quick)  # .then runs on success only
-        # the click stops the run (between two tiles) or takes it out of the queue
-        cancel.click(on_cancel, outputs=[status, cancel], cancels=[event], **quick)
-        demo.unload(on_unload)
+                page.update(_results(gr))
+        _wire(gr, demo, SimpleNamespace(**page), handlers, catalog, config)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.workspace = workspace
     demo.catalog = catalog
     demo.handlers = handlers
     demo.gradio_cache = cache
     return demo
+
+
+def _form(
+    gr: Any,
+    config: AppConfig,
+    names: list[str],
+    first: str | None,
+    info: str,
+    tile0: Any,
+    overlap0: Any,
+) -> dict[str, Any]:
+    """The left column: the image or URL, the model, the prediction settings, the buttons and
+    the one status line; its components by name."""
+    c: dict[str, Any] = {}
+    c["upload"] = gr.File(
+        label=f"Image (GeoTIFF/COG, JPG, PNG; up to {config.max_size_mb:g} MB, "
+        f"{config.max_megapixels:g} megapixels)",
+        type="filepath",
+        elem_id="geoseg-upload",
+    )
+    c["url"] = gr.Textbox(
+        label="…or the http(s):// URL of a COG", visible=config.allow_urls, elem_id="geoseg-url"
+    )
+    # custom values reach the handler, which refuses unknown names in one line
+    c["model"] = gr.Dropdown(
+        names, value=first, label="Model", elem_id="geoseg-model", allow_custom_value=True
+    )
+    c["model_info"] = gr.Markdown(info, elem_id="geoseg-model-info")
+    with gr.Accordion("Prediction settings", open=False):
+        c["tile"] = gr.Number(
+            tile0, label="Tile size (px; blank: the model's)", precision=0, elem_id="geoseg-tile"
+        )
+        c["overlap"] = gr.Number(
+            overlap0, label="Overlap (px, or a fraction such as 0.25)", elem_id="geoseg-overlap"
+        )
+        c["tta"] = gr.Radio(TTA_CHOICES, value="none", label="Test-time augmentation")
+        c["precision"] = gr.Dropdown(PRECISION_CHOICES, value="auto", label="Precision")
+        c["bands"] = gr.Textbox(
+            label="Bands in the model's order (e.g. 3,2,1; blank: all)", elem_id="geoseg-bands"
+        )
+        c["scale"] = gr.Textbox(
+            "",
+            label=(
+                "Value range LOW,HIGH mapped onto the model's (e.g. 0,10000; auto: a 2-98 % "
+                "stretch; blank: as is)"
+            ),
+            elem_id="geoseg-scale",
+        )
+    with gr.Row():
+        c["run"] = gr.Button("Segment", variant="primary", elem_id="geoseg-run")
+        c["cancel"] = gr.Button(
+            "Cancel", variant="stop", interactive=False, elem_id="geoseg-cancel"
+        )
+    # the one place that shows a run's progress
+    c["status"] = gr.Markdown(elem_id="geoseg-status", min_height=64)
+    return c
+
+
+def _results(gr: Any) -> dict[str, Any]:
+    """The right column: the overlay with its legend, the confidence with its colour bar, the
+    map, the table of areas and the downloads; its components by name."""
+    c: dict[str, Any] = {}
+    with gr.Tab("Overlay"):
+        c["overlay"] = gr.Image(
+            label="Classes over the image",
+            type="filepath",
+            elem_id="geoseg-overlay",
+            interactive=False,
+        )
+        c["legend"] = gr.HTML(elem_id="geoseg-legend-box")
+    with gr.Tab("Confidence"):
+        c["confidence"] = gr.Image(
+            label="Confidence of the winning class",
+            type="filepath",
+            interactive=False,
+            elem_id="geoseg-confidence",
+        )
+        gr.HTML(confidence_scale_html(), elem_id="geoseg-confidence-scale-box")
+    with gr.Tab("Map"):
+        c["map_view"] = gr.HTML(elem_id="geoseg-map-box")
+    c["table"] = gr.Dataframe(
+        headers=TABLE_HEADERS, label="Area per class", interactive=False, elem_id="geoseg-table"
+    )
+    c["downloads"] = gr.File(
+        label="Downloads: class-mask COG + QGIS style, polygons (GPKG, GeoJSON), quicklook, "
+        "confidence COG",
+        file_count="multiple",
+        interactive=False,
+        elem_id="geoseg-downloads",
+    )
+    return c
+
+
+def _wire(
+    gr: Any,
+    demo: Any,
+    page: SimpleNamespace,
+    handlers: Handlers,
+    catalog: ModelCatalog,
+    config: AppConfig,
+) -> None:
+    """The page's events: the model's description, the folder listed again on load, a run (the
+    API endpoint too), its cancel, and a closed tab."""
+    # quick events do not wait behind predictions in the queue, and show no progress
+    quick: dict[str, Any] = {
+        "api_name": False,
+        "concurrency_limit": None,
+        "show_progress": "hidden",
+    }
+    page.model.change(
+        handlers.describe, inputs=page.model, outputs=[page.model_info, page.tile, page.overlap],
+        **quick,
+    )  # fmt: skip
+
+    def on_load(current: str | None) -> Any:
+        """List the model folder again, so checkpoints added since the start show up."""
+        fresh = catalog.refresh()
+        return gr.Dropdown(
+            choices=fresh, value=current if current in fresh else catalog.default_name()
+        )
+
+    demo.load(on_load, inputs=page.model, outputs=page.model, **quick)
+
+    def on_run(
+        upload: str | None,
+        url: str | None,
+        model_name: str,
+        tile_size: Any,
+        overlap_: Any,
+        tta_: str,
+        precision_: str,
+        bands_: str | None,
+        scale_: str | None,
+        request: Any,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[Any, ...]:
+        return handlers.run(
+            upload,
+            url,
+            model_name,
+            tile_size,
+            overlap_,
+            tta_,
+            precision_,
+            bands_,
+            progress,
+            session=getattr(request, "session_hash", None),
+            scale=scale_,
+        )
+
+    def on_failure(request: Any) -> tuple[Any, Any]:
+        # also called after a cancel, which left no error: then the status line stays
+        message = handlers.last_error(getattr(request, "session_hash", None))
+        return message or gr.skip(), gr.Button(interactive=False)
+
+    def on_cancel(request: Any) -> tuple[str, Any]:
+        text = handlers.cancel(getattr(request, "session_hash", None))
+        return text, gr.Button(interactive=False)
+
+    def on_unload(request: Any) -> None:
+        handlers.session_closed(getattr(request, "session_hash", None))
+
+    # Gradio passes the request to parameters annotated with its class (annotations are text here)
+    for fn in (on_run, on_failure, on_cancel, on_unload):
+        fn.__annotations__["request"] = gr.Request
+
+    page.run.click(lambda: gr.Button(interactive=True), outputs=page.cancel, **quick)
+    inputs = [page.upload, page.url, page.model, page.tile, page.overlap, page.tta]
+    inputs += [page.precision, page.bands, page.scale]
+    event = page.run.click(
+        on_run,
+        inputs=inputs,
+        outputs=[
+            page.overlay, page.legend, page.confidence, page.map_view, page.table,
+            page.downloads, page.status,
+        ],
+        api_name=API_NAME,
+        concurrency_limit=config.concurrency,
+        concurrency_id="predict",
+        show_progress_on=page.status,
+    )  # fmt: skip
+    event.then(lambda: gr.Button(interactive=False), outputs=page.cancel, **quick)
+    # .then runs on success only
+    event.failure(on_failure, outputs=[page.status, page.cancel], **quick)
+    # the click stops the run (between two tiles) or takes it out of the queue
+    page.cancel.click(on_cancel, outputs=[page.status, page.cancel], cancels=[event], **quick)
+    demo.unload(on_unload)
 
 
 def close_app(demo: Any, *, wait: float = 30.0) -> None:
