@@ -247,83 +247,112 @@ def predict_many(
     check_output_sets(sets)
     requests = _requests(sets, model, opts)
     result = ManyResult()
-    todo: list[OutputSet] = []
     by_src: dict[str, RasterDone] = {}
+    todo: list[OutputSet] = []
     for s in sets:
         if not overwrite and _done(s, requests[s.src]):
             by_src[s.src] = RasterDone(s, skipped=True)
             log.info("%s: outputs exist and record this request, skipped", s.src)
         else:
             todo.append(s)
-    total, done = len(sets), len(sets) - len(todo)
-    if progress is not None:
-        progress(done, total)
+    count = [len(sets) - len(todo)]
+
+    def finished(item: RasterDone | None = None, *, say: bool = True) -> None:
+        if item is not None:
+            by_src[item.outputs.src] = item
+            count[0] += 1
+        if progress is not None and say:
+            progress(count[0], len(sets))
+
+    finished()
     if scheduler is None:
         for s in todo:
-            by_src[s.src] = predict_one(s, model, opts, vector_options, None, requests[s.src])
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            finished(predict_one(s, model, opts, vector_options, None, requests[s.src]))
     elif todo:
-        from distributed import as_completed
-
-        from geoseg.distributed.cluster import open_client
-
-        with open_client(scheduler) as (client, spec):
-            result.workers = len(client.scheduler_info().get("workers", {}))
-            threads = spec.threads if spec.local else None
-            shared = model
-            if model is not None and not isinstance(model, (str, os.PathLike)):
-                shared = client.scatter(model, broadcast=True)
-            if blocks if blocks is not None else len(todo) == 1:
-                for s in todo:
-                    step = None if progress is None or len(todo) > 1 else progress
-                    by_src[s.src] = predict_blocks(
-                        s,
-                        shared,
-                        opts,
-                        client=client,
-                        overwrite=True,
-                        block_size=block_size,
-                        retries=retries,
-                        threads=threads,
-                        progress=step,
-                        provenance=requests[s.src],
-                    )
-                    if s.vector is not None:
-                        _vectorize_on_cluster(s, client, vector_options, retries)
-                    done += 1
-                    if progress is not None and step is None:
-                        progress(done, total)
-            else:
-                futures = [
-                    client.submit(
-                        predict_one,
-                        s,
-                        shared,
-                        opts,
-                        vector_options,
-                        threads,
-                        requests[s.src],
-                        retries=retries,
-                        pure=False,
-                    )
-                    for s in todo
-                ]
-                try:
-                    for future in as_completed(futures):
-                        item: RasterDone = future.result()
-                        by_src[item.outputs.src] = item
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
-                finally:
-                    client.cancel(futures)
+        result.workers = _on_cluster(
+            todo,
+            model,
+            opts,
+            scheduler,
+            requests,
+            finished,
+            vector_options=vector_options,
+            blocks=blocks if blocks is not None else len(todo) == 1,
+            block_size=block_size,
+            retries=retries,
+            progress=progress if len(todo) == 1 else None,
+        )
     result.done = [by_src[s.src] for s in sets]
     if stac and outdir is not None:
         result.catalog = _write_stac(result.done, outdir)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _on_cluster(
+    todo: list[OutputSet],
+    model: Any,
+    options: PredictOptions,
+    scheduler: Any,
+    requests: dict[str, Any],
+    finished: Callable[..., None],
+    *,
+    vector_options: VectorizeOptions | Mapping[str, Any] | None,
+    blocks: bool,
+    block_size: int,
+    retries: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Predict ``todo`` on a Dask cluster: each raster in blocks across the workers, or each as
+    one task; ``finished`` is called with each outcome. Returns the number of workers."""
+    from distributed import as_completed
+
+    from geoseg.distributed.cluster import open_client
+
+    with open_client(scheduler) as (client, spec):
+        workers = len(client.scheduler_info().get("workers", {}))
+        threads = spec.threads if spec.local else None
+        shared = model
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            shared = client.scatter(model, broadcast=True)
+        if blocks:
+            for s in todo:
+                done = predict_blocks(
+                    s,
+                    shared,
+                    options,
+                    client=client,
+                    overwrite=True,
+                    block_size=block_size,
+                    retries=retries,
+                    threads=threads,
+                    progress=progress,  # one raster: its blocks are the progress
+                    provenance=requests[s.src],
+                )
+                if s.vector is not None:
+                    _vectorize_on_cluster(s, client, vector_options, retries)
+                finished(done, say=progress is None)  # a raster's blocks said its progress
+            return workers
+        futures = [
+            client.submit(
+                predict_one,
+                s,
+                shared,
+                options,
+                vector_options,
+                threads,
+                requests[s.src],
+                retries=retries,
+                pure=False,
+            )
+            for s in todo
+        ]
+        try:
+            for future in as_completed(futures):
+                finished(future.result())
+        finally:
+            client.cancel(futures)
+    return workers
 
 
 def _requests(sets: list[OutputSet], model: Any, options: PredictOptions) -> dict[str, Any]:
