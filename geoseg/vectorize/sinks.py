@@ -295,26 +295,32 @@ def write_features(
 
 @contextlib.contextmanager
 def _noting_interrupts(interrupted: list[bool]) -> Iterator[None]:
-    """Note Ctrl-C while GDAL pulls batches: Arrow turns it into "error while accessing batch"."""
+    """Note Ctrl-C or SIGTERM while GDAL pulls batches: Arrow turns the KeyboardInterrupt their
+    handlers raise into "error while accessing batch"."""
     import signal
     import threading
 
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def note(signum: int, frame: Any) -> None:
-        interrupted.append(True)
-        raise KeyboardInterrupt
+    def noting(handler: Any) -> Any:
+        def note(signum: int, frame: Any) -> None:
+            interrupted.append(True)
+            handler(signum, frame)
 
-    signal.signal(signal.SIGINT, note)
+        return note
+
+    for sig, handler in old.items():
+        if callable(handler):  # a Python handler (Ctrl-C's, the command line's SIGTERM)
+            signal.signal(sig, noting(handler))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig, handler in old.items():
+            if callable(handler):
+                signal.signal(sig, handler)
 
 
 def _write_features(
