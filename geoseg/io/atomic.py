@@ -28,10 +28,12 @@ from pathlib import Path
 from geoseg.errors import OutputCollisionError, OutputExistsError, WriteError
 
 __all__ = [
+    "LOCK_NAME",
     "PublishGroup",
     "atomic_output",
     "check_destination",
     "check_paths",
+    "claim_folder",
     "describe_os_error",
     "pending_path",
     "publish_together",
@@ -99,10 +101,7 @@ def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | 
         or "Disk quota" in text
         or (vague and _nearly_full(path.parent))
     ):
-        return (
-            f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
-            "that name. Free some space or write the output to another disk"
-        )
+        return _disk_full(path)
     if code == errno.EFBIG or "File too large" in text:
         return (
             f"{path}: the file system refuses a file this large; write to a disk without a "
@@ -128,6 +127,13 @@ def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | 
             "create it first"
         )
     return None
+
+
+def _disk_full(path: Path) -> str:
+    return (
+        f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
+        "that name. Free some space or write the output to another disk"
+    )
 
 
 def _nearly_full(folder: Path) -> bool:
@@ -211,7 +217,13 @@ def atomic_output(
                 f"{path}: the writer produced no file; nothing was written under that name"
             )
         if verify is not None:
-            verify(tmp)
+            try:
+                verify(tmp)
+            except WriteError:
+                # a file the disk cut short reads back broken: blame the disk when it is full
+                if _nearly_full(path.parent):
+                    raise WriteError(_disk_full(path)) from None
+                raise
         if tmp.is_file():
             _fsync(tmp)
         group = _GROUP.get()
@@ -458,3 +470,47 @@ def check_run_folder(
                 "or writes over its inputs, even with --overwrite. Choose an output folder "
                 "outside the data"
             )
+
+
+LOCK_NAME = ".geoseg-lock"  # inside a run folder: held while a run writes there
+
+
+@contextlib.contextmanager
+def claim_folder(folder: str | os.PathLike[str], command: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while a run writes into it: a second run into the same
+    folder at the same time is refused in one line instead of mixing its files with ours. The
+    claim is a lock on the hidden file :data:`LOCK_NAME` in the folder (made if missing); the
+    operating system releases it when the process ends, however it ends, and the file goes with
+    a clean exit.
+
+    Raises:
+        OutputExistsError: another process holds the folder.
+    """
+    import fcntl
+
+    run = Path(folder)
+    run.mkdir(parents=True, exist_ok=True)
+    lock = run / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputExistsError(
+                f"{run}: another geoseg {command} is writing this folder now; wait for it to "
+                "finish or choose another output folder"
+            ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: again
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)

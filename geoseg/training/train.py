@@ -8,6 +8,7 @@ TensorBoard events and ``curves.png``.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from geoseg.errors import ConfigError, TrainingError
-from geoseg.io.atomic import atomic_output, check_run_folder
+from geoseg.io.atomic import LOCK_NAME, atomic_output, check_run_folder, claim_folder
 from geoseg.training.config import TrainConfig, config_from_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,7 +136,7 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
                 "a new output folder"
             )
         return run, last
-    if run.exists() and any(run.iterdir()) and not overwrite:
+    if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()) and not overwrite:
         raise TrainingError(
             f"{run}: run folder exists and is not empty; pass --resume to continue it, "
             "--overwrite to start again, or choose another output"
@@ -144,10 +145,16 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
 
 
 def _start_run(run: Path) -> None:
-    """An empty run folder (an earlier run in it goes: --overwrite was checked)."""
-    if run.exists() and any(run.iterdir()):
-        shutil.rmtree(run)
+    """An empty run folder but for its lock (an earlier run in it goes: --overwrite was
+    checked)."""
     run.mkdir(parents=True, exist_ok=True)
+    for p in run.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
@@ -254,8 +261,6 @@ def train(
     import lightning as L
 
     from geoseg.training.data import build_data
-    from geoseg.training.losses import build_loss
-    from geoseg.training.task import SegmentationTask
 
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
@@ -264,13 +269,43 @@ def train(
     init = _init_checkpoint(cfg)
     data = build_data(cfg, normalization=init[1].normalization if init else None)
     model, stride = _network(cfg, data, init)
-    # everything that can refuse the config has run: only now is the run folder touched
-    if ckpt_path is None:
-        _start_run(run)
+    # everything that can refuse the config has run: only now is the run folder touched, held
+    # against a second run into it, and checked again now that nothing else can write there
+    with claim_folder(run, "train"):
+        run, ckpt_path = _prepare_run(cfg, resume=resume, overwrite=overwrite)
+        if ckpt_path is None:
+            _start_run(run)
+        try:
+            return _run(cfg, run, ckpt_path, data, (model, stride), init, progress, max_steps)
+        except BaseException:
+            # a new run that failed (a full disk) or stopped before its first checkpoint leaves
+            # nothing, so the same command can run again; one with a checkpoint stays to resume
+            if ckpt_path is None and not (run / "last.ckpt").exists():
+                shutil.rmtree(run, ignore_errors=True)
+            raise
+
+
+def _run(
+    cfg: TrainConfig,
+    run: Path,
+    ckpt_path: Path | None,
+    data: Any,
+    network: tuple[Any, int],
+    init: Any,
+    progress: bool,
+    max_steps: int | None,
+) -> TrainResult:
+    """The run itself, in its claimed folder: the config and provenance, the task, the fit and
+    the export."""
+    from geoseg.training.losses import build_loss
+    from geoseg.training.task import SegmentationTask
+
+    model, stride = network
     earlier = _earlier_history(run, ckpt_path)
     with atomic_output(run / "config.yaml") as tmp:
         tmp.write_text(
-            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
+            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False),
+            encoding="utf-8",
         )
     _provenance(cfg, init).write(run)
     describe = _describer(cfg, data, stride, init)
@@ -281,7 +316,8 @@ def train(
     )
     train_loader, val_loader = data.loaders(cfg.batch_size, cfg.data.num_workers)
     monitor = cfg.monitor if val_loader is not None else "train_loss_epoch"
-    trainer = _trainer(cfg, run, _callbacks(cfg, run, task, describe, monitor), progress, max_steps)
+    callbacks = _callbacks(cfg, run, task, describe, monitor)
+    trainer = _trainer(cfg, run, callbacks, progress, max_steps)
     _fit(trainer, task, train_loader, val_loader, ckpt_path, run)
     return _finish(cfg, run, task, trainer, describe, earlier)
 
@@ -441,7 +477,23 @@ def _trainer(
             "lightning.fabric.utilities.rank_zero",
         ):
             logging.getLogger(name).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Lightning's checkpoints written as every geoseg output is: under a temporary name in
+        the run folder, renamed when complete (Lightning's own write goes through /tmp and a
+        copy, which a full disk cuts short under the final name)."""
+
+        def save_checkpoint(
+            self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+        ) -> None:
+            buffer = io.BytesIO()  # a full disk then fails as an OSError, not torch's C++ one
+            torch.save(checkpoint, buffer)
+            with atomic_output(Path(path)) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+
     return L.Trainer(
+        plugins=[AtomicCheckpointIO()],
         max_epochs=cfg.epochs,
         max_steps=max_steps or -1,
         accelerator=accelerator,

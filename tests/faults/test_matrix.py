@@ -61,6 +61,8 @@ class Writer:
             that says the run finished, e.g. ``eval/metrics.json``).
         keeps: what it may leave on purpose when interrupted (resume state).
         rerun: what its rerun adds to replace what a killed run finished.
+        resume: what its rerun adds to go on from the resume state a failed run kept (the
+            run's own advice: "pass --resume to continue it").
     """
 
     name: str
@@ -68,6 +70,7 @@ class Writer:
     outputs: tuple[str, ...]
     keeps: tuple[str, ...] = field(default=())
     rerun: tuple[str, ...] = ("--overwrite",)
+    resume: tuple[str, ...] = ()
 
 
 def _train(i: Inputs, out: Path) -> list[str]:
@@ -164,6 +167,7 @@ WRITERS = [
         _train,
         ("run/model.safetensors",),
         keeps=("run/last.ckpt", "run/config.yaml", "run/metrics.csv", "run/train.json"),
+        resume=("--resume",),
     ),
 ]
 ROWS = [pytest.param(w, id=w.name) for w in WRITERS]
@@ -295,7 +299,9 @@ def test_full_disk(
         assert not assert_all_or_nothing(writer, out)
         assert temporaries(out) == []
         (disk / "filler").unlink()
-        again = run(writer.args(inputs, out))  # with space again, the same command succeeds
+        # with space again the same command succeeds, resuming what the failed run kept
+        kept = any((out / k).exists() for k in writer.keeps)
+        again = run([*writer.args(inputs, out), *(writer.resume if kept else ())])
         assert again.returncode == 0, status(again.returncode, again.stderr)
         assert assert_all_or_nothing(writer, out) and temporaries(out) == []
     assert digest(inputs.folder) == before
@@ -328,7 +334,7 @@ def test_two_runs_writing_one_path(writer: Writer, inputs: Inputs, tmp_path: Pat
         if proc.returncode == 1:  # the other run's output is there: refused in one line
             lines = err.strip().splitlines()
             assert len(lines) == 1 and any(
-                word in lines[0] for word in ("exists", "earlier", "not empty")
+                word in lines[0] for word in ("exists", "earlier", "not empty", "is writing")
             ), err
     assert any(p.returncode == 0 for p, _, _ in results)
     assert assert_all_or_nothing(writer, out) and temporaries(out) == []
