@@ -233,14 +233,15 @@ def open_page(browser: Any, url: str) -> Any:
 
 
 def upload(page: Any, path: Path) -> None:
-    """Choose ``path`` in the upload box and wait until the box shows it. Now and then (on a busy
-    machine) the box never shows a file it received; choosing it again brings it up. Once the
-    box holds a file it has no file input until it is cleared: then only wait longer."""
+    """Choose ``path`` in the upload box of a page just opened and wait until the box shows it.
+    Now and then (on a busy machine, before the page's scripts are all wired) the box never shows
+    a file it received: then the page is loaded again and the file chosen again."""
     shown = page.locator("#geoseg-upload").get_by_text(path.name).filter(visible=True).first
-    chooser = page.locator("#geoseg-upload input[type=file]")
     for attempt in range(3):
-        if attempt == 0 or chooser.count():
-            chooser.set_input_files(str(path))
+        if attempt:
+            page.reload(wait_until="domcontentloaded")
+            page.locator("#geoseg-run").wait_for(timeout=60_000)
+        page.locator("#geoseg-upload input[type=file]").set_input_files(str(path))
         try:
             shown.wait_for(timeout=30_000)
             return
