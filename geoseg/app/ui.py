@@ -18,6 +18,7 @@ from geoseg.app.config import AppConfig, ExposedWithoutAuthWarning
 from geoseg.app.pipeline import OUTPUT_NAMES, segment
 from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
 from geoseg.errors import GeosegError, UploadError
+from geoseg.inference.options import PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.options import PredictOptions
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 API_NAME = "segment"
 TABLE_HEADERS = ["class", "pixels", "area m²", "area ha", "share %"]
 TTA_CHOICES = ["none", "flip", "d4"]
-PRECISION_CHOICES = ["auto", "fp32", "bf16", "fp16"]
+PRECISION_CHOICES = list(PRECISIONS)
 INSTALL_HINT = "the web app needs gradio; install it with: pip install 'geoseg[app]'"
 
 

@@ -30,6 +30,7 @@ _COMMANDS = {
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
+    "quantize": ("geoseg.cli.quantize", "quantize"),
     "train": ("geoseg.cli.train", "train"),
     "vectorize": ("geoseg.cli.vectorize", "vectorize"),
 }

@@ -18,7 +18,7 @@ from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
 __all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap", "parse_scale"]
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 # test-time augmentation: (quarter turns, horizontal flip) applied to each batch, undone on the
@@ -92,8 +92,10 @@ class PredictOptions:
             ``kernel(tile, overlap) -> (tile, tile)`` array.
         batch_size: tiles per forward pass (``None``: 2 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
-            ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto`` (on CPU: the checkpoint's int8 variant when its recorded agreement
+            with fp32 is >= 99 %; else the fastest precision whose argmax agrees with fp32 on
+            >= 99.5 %), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU, a calibrated checkpoint:
+            ``geoseg quantize``).
         tta: test-time augmentation, a key of :data:`~geoseg.inference.runtime.TTA_MODES`.
         bands: 1-based input bands in the model's order (``None``: all).
         workers: threads reading tiles ahead (0: read in the calling thread).
