@@ -16,7 +16,7 @@ PYTHON_CHECK ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 DUBAI  ?=
 RUN    ?= runs/dubai
 
-.PHONY: install demo app test lint docs bench clean default-model int8-models image image-gpu image-check
+.PHONY: install demo app test lint docs bench stress clean default-model int8-models image image-gpu image-check qgis-plugin
 
 install: $(STAMP)
 
@@ -73,6 +73,12 @@ int8-models: install
 	$(BIN)/geoseg quantize fast $(RUN)-int8/$(SHIP_fast) --config $(CONFIG_fast) data.root="$(DUBAI)" --overwrite
 	cp $(RUN)-int8/$(SHIP_quality) $(RUN)-int8/$(SHIP_fast) geoseg/models/weights/
 
+# The QGIS Processing provider as a zip for Plugins > Manage and Install Plugins > Install from ZIP;
+# it runs this environment's geoseg (docs/qgis.md). `geoseg qgis-plugin install` installs it directly.
+qgis-plugin: install
+	@mkdir -p dist
+	$(BIN)/geoseg qgis-plugin zip dist/geoseg_processing.zip --overwrite
+
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -119,6 +125,15 @@ image-gpu:
 image-check:
 	IMAGE=$(IMAGE) PYTHON=$(PYTHON_CHECK) scripts/image-check.sh
 	$(BIN)/python benchmarks/bench_distributed.py
+
+# The fault matrix at every free-space point, then predict interrupted 50 times with SIGTERM and 50
+# with SIGINT at random moments (exit-code histogram, 0 crashes expected), then 20 predictions on a
+# Dask worker with two threads (0 deaths expected).
+RUNS ?= 50
+stress: install
+	GEOSEG_FAULT_MATRIX=full $(BIN)/python -m pytest -q tests/faults/test_matrix.py
+	$(BIN)/python scripts/stress_signals.py --runs $(RUNS)
+	$(BIN)/python scripts/stress_dask.py --runs 20
 
 clean:
 	rm -rf $(VENV) $(OUTDIR) .pytest_cache site

@@ -169,27 +169,15 @@ def geoseg_e2e(
 
 
 def net_used(ckpt: Path, precision: str) -> str:
-    """What the model cache now says about the network: eager or frozen, and the measured
-    speed-up."""
-    try:
-        from geoseg.inference.cache import ModelCache, module_digest
-        from geoseg.inference.runtime import freeze_record
-    except ImportError:  # a geoseg without the model cache: traces every run with 8 tiles or more
-        return "network: frozen on every run of 8 tiles or more (no model cache)"
+    """What the model cache says about the network geoseg ran: the frozen trace, or the eager
+    network when the model cannot be traced (the choice is the same on every run: nothing is
+    timed)."""
+    from geoseg.inference.cache import ModelCache, module_digest
+    from geoseg.inference.runtime import freeze_record
 
     cache = ModelCache(module_digest(load_checkpoint(ckpt).model))
-    rec = (
-        cache.get(
-            freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last, precision)
-        )
-        or {}
-    )
-    speed = (
-        f"frozen/eager per tile measured {rec['speedup']:.2f}x"
-        if rec.get("speedup")
-        else "trace not measured: too few tiles"
-    )
-    return f"network: {'frozen TorchScript' if rec.get('keep') else 'eager'} ({speed})"
+    rec = cache.get(freeze_record(torch.device("cpu"), (1, 3, TILE, TILE), torch.channels_last))
+    return f"network: {'frozen TorchScript' if (rec or {}).get('frozen') else 'eager'}"
 
 
 def toolbelt(src: Path, ckpt: Path, out: Path, *, own: bool = False) -> float:

@@ -113,6 +113,11 @@ class UploadError(GeosegError, ValueError):
     URL."""
 
 
+class RunCancelledError(GeosegError, RuntimeError):
+    """A run was stopped on request (a cancel button, a client that went away, a server shutting
+    down) before it finished; nothing was published under a final name."""
+
+
 class StorageError(GeosegError, OSError):
     """An object-storage path (``s3://bucket/key``) cannot be read, listed or written."""
 
@@ -131,6 +136,11 @@ class MissingDependencyError(GeosegError, ImportError):
 
 class ExplainError(GeosegError, ValueError):
     """A layer, class, method or region asked of ``explain`` does not exist or does not fit."""
+
+
+class StacError(GeosegError, ValueError):
+    """A STAC item, item collection or catalog cannot be read, or lacks an asset the model
+    needs."""
 
 
 class DeepnessWarning(GeosegWarning):

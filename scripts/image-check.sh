@@ -20,8 +20,10 @@
 #      against the worker's /health (skipped when the image has no dask); with moto and boto3 on
 #      the outside Python, the scene served by a local S3 server and read inside the image as
 #      s3://..., credentials and endpoint passed as AWS_* variables as `docker run -e` passes them.
-#   4. clean-up: chroot mounts, the image mount, scratch files and dangling layers. The image stays;
-#      `podman rmi geoseg:latest` removes it.
+#   4. clean-up: every process started inside the image (each runs as its own process group, so
+#      the app's and Dask's children stop with it; none may remain rooted in the image mount), chroot
+#      mounts, the image mount, scratch files and dangling layers. The image stays; `podman rmi
+#      geoseg:latest` removes it.
 #
 # Needs: root, podman (Debian: apt-get install podman), debootstrap when the base is missing, and a
 # Python with rasterio for the outside checks (PYTHON, default .venv/bin/python or python3).
@@ -31,6 +33,8 @@
 # DEBIAN_MIRROR (http://deb.debian.org/debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/process-groups.sh
+source scripts/process-groups.sh
 
 IMAGE=${IMAGE:-geoseg:latest}
 CONTAINERFILE=${CONTAINERFILE:-Containerfile}
@@ -56,10 +60,14 @@ S3_PID=""
 DASK_PIDS=()
 cleanup() {
     set +e
-    [[ ${#DASK_PIDS[@]} -gt 0 ]] && kill "${DASK_PIDS[@]}" 2>/dev/null
-    [[ -n "$APP_PID" ]] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null
+    STOP_GRACE=5 stop_groups ${APP_PID:+"$APP_PID"} "${DASK_PIDS[@]}"
     [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null
-    local i
+    local i left
+    if [[ -n "$MNT" && -d "$MNT" ]]; then  # anything still running inside, whatever its group
+        left=$(rooted_in "$MNT")
+        # shellcheck disable=SC2086
+        [[ -n "$left" ]] && { describe $left >&2; kill -KILL $left 2>/dev/null; sleep 1; }
+    fi
     for ((i = ${#BOUND[@]} - 1; i >= 0; i--)); do umount -l "${BOUND[i]}" 2>/dev/null; done
     [[ -n "$MNT" ]] && podman image unmount "$IMAGE" >/dev/null 2>&1
     rm -rf "$SCRATCH"
@@ -125,9 +133,25 @@ IDS=$(chroot "$MNT" /usr/bin/id -u "$USER_NAME"):$(chroot "$MNT" /usr/bin/id -g 
 chown "$IDS" "$SCRATCH/data"
 mapfile -t IMAGE_ENV < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
 
-inside() {  # run a command in the image as its user, in its working folder, with its environment only
-    chroot --userspec="$IDS" "$MNT" /usr/bin/env -i "${IMAGE_ENV[@]}" HOME=/tmp \
-        /bin/sh -c 'cd "$0" && exec "$@"' "${WORKDIR:-/data}" "$@"
+# a command in the image as its user, in its working folder, with its environment only
+INSIDE=(chroot --userspec="$IDS" "$MNT" /usr/bin/env -i "${IMAGE_ENV[@]}" HOME=/tmp
+        /bin/sh -c 'cd "$0" && exec "$@"' "${WORKDIR:-/data}")
+inside() { "${INSIDE[@]}" "$@"; }
+# The background services: chroot, env and sh exec, so each started process is the service itself,
+# leading a process group of its own with every child it starts.
+start_inside() {  # start_inside LOG CMD...: sets STARTED
+    start_group "$1" "${INSIDE[@]}" "${@:2}"
+}
+none_inside() {  # none_inside WHAT: fail when a process still runs inside the image
+    local left
+    left=$(rooted_in "$MNT")
+    if [[ -n "$left" ]]; then
+        # shellcheck disable=SC2086
+        describe $left >&2
+        # shellcheck disable=SC2086
+        kill -KILL $left 2>/dev/null
+        die "$1 left processes running inside the image (listed above; now killed)"
+    fi
 }
 
 say "inside: id; geoseg --version"
@@ -229,8 +253,8 @@ if inside geoseg app --help >/dev/null 2>&1; then
     PORT=$(free_port)
     HEALTH_URL="http://127.0.0.1:$PORT/"
     say "inside: geoseg app --host 127.0.0.1 --port $PORT"
-    inside geoseg app --host 127.0.0.1 --port "$PORT" >"$SCRATCH/app.log" 2>&1 &
-    APP_PID=$!
+    start_inside "$SCRATCH/app.log" geoseg app --host 127.0.0.1 --port "$PORT"
+    APP_PID=$STARTED
     code=000
     for _ in $(seq 180); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "$HEALTH_URL" || true)
@@ -240,8 +264,9 @@ if inside geoseg app --help >/dev/null 2>&1; then
     done
     # The image's own HEALTHCHECK command, pointed at the test port.
     hc=$(inside env GEOSEG_HEALTH_URL="$HEALTH_URL" "${hc_cmd[@]}" >/dev/null 2>&1 && echo ok || echo failed)
-    kill "$APP_PID" 2>/dev/null; wait "$APP_PID" 2>/dev/null || true
+    stop_groups "$APP_PID"
     APP_PID=""
+    none_inside "geoseg app"
     [[ "$code" == 200 ]] || { tail -20 "$SCRATCH/app.log" >&2; die "the app did not answer 200 on $HEALTH_URL (got $code; log above)"; }
     say "app answered HTTP $code on $HEALTH_URL; the image's HEALTHCHECK command: $hc; app stopped"
     [[ "$hc" == ok ]] || die "the image's HEALTHCHECK failed against the running app"
@@ -254,12 +279,13 @@ if inside sh -c 'command -v dask' >/dev/null 2>&1; then
     SCHED_PORT=$(free_port)
     WORKER_HTTP=$(free_port)
     say "inside: dask scheduler on 127.0.0.1:$SCHED_PORT and dask worker (dashboard :$WORKER_HTTP)"
-    inside dask scheduler --host 127.0.0.1 --port "$SCHED_PORT" --dashboard-address "127.0.0.1:$(free_port)" \
-        >"$SCRATCH/scheduler.log" 2>&1 &
-    DASK_PIDS=($!)
-    inside env GEOSEG_HEALTH_URL="http://127.0.0.1:$WORKER_HTTP/health" dask worker "tcp://127.0.0.1:$SCHED_PORT" \
-        --nthreads 1 --host 127.0.0.1 --dashboard-address "127.0.0.1:$WORKER_HTTP" >"$SCRATCH/worker.log" 2>&1 &
-    DASK_PIDS+=($!)
+    start_inside "$SCRATCH/scheduler.log" dask scheduler --host 127.0.0.1 --port "$SCHED_PORT" \
+        --dashboard-address "127.0.0.1:$(free_port)"
+    DASK_PIDS=("$STARTED")
+    start_inside "$SCRATCH/worker.log" env GEOSEG_HEALTH_URL="http://127.0.0.1:$WORKER_HTTP/health" \
+        dask worker "tcp://127.0.0.1:$SCHED_PORT" --nthreads 1 --host 127.0.0.1 \
+        --dashboard-address "127.0.0.1:$WORKER_HTTP"
+    DASK_PIDS+=("$STARTED")
     inside python -c "
 import sys
 from distributed import Client
@@ -268,8 +294,9 @@ with Client('tcp://127.0.0.1:$SCHED_PORT', timeout=120) as client:
     print('a client inside the image sees', len(client.scheduler_info()['workers']), 'worker(s); geoseg', client.submit(lambda: __import__('geoseg').__version__).result(), 'on the worker')
 " || { tail -20 "$SCRATCH/worker.log" >&2; die "the Dask worker did not join the scheduler"; }
     hc=$(inside env GEOSEG_HEALTH_URL="http://127.0.0.1:$WORKER_HTTP/health" "${hc_cmd[@]}" >/dev/null 2>&1 && echo ok || echo failed)
-    kill "${DASK_PIDS[@]}" 2>/dev/null; wait "${DASK_PIDS[@]}" 2>/dev/null || true
+    stop_groups "${DASK_PIDS[@]}"
     DASK_PIDS=()
+    none_inside "the Dask scheduler and worker"
     say "the image's HEALTHCHECK against the worker's /health: $hc; scheduler and worker stopped"
     [[ "$hc" == ok ]] || die "the image's HEALTHCHECK failed against the Dask worker"
 else

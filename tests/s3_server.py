@@ -24,9 +24,9 @@ GDAL_OWN = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_PROFILE"
 
 
 @contextlib.contextmanager
-def local_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, str]]:
+def local_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, Any]]:
     """A fresh bucket on a local S3 server, the environment pointed at it. Yields
-    ``(bucket name, boto3 client, endpoint URL)``."""
+    ``(bucket name, boto3 client, the server)`` (``server.stop()`` takes it away)."""
     moto_server = pytest.importorskip(
         "moto.server", reason="the S3 tests need moto[server] (in the dev extra)"
     )
@@ -43,6 +43,7 @@ def local_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, st
     client = boto3.client("s3", endpoint_url=endpoint)
     client.create_bucket(Bucket=name)
     try:
-        yield name, client, endpoint
+        yield name, client, server
     finally:
-        server.stop()
+        with contextlib.suppress(Exception):  # a test may have stopped it already
+            server.stop()

@@ -117,3 +117,110 @@ def test_image_requirements_of_this_project_include_torch() -> None:
         for r in requirements(str(REPO / "pyproject.toml"), [])
     ]
     assert {"torch", "torchvision", "rasterio"} <= set(names)
+
+
+def _bash(script: str, tmp_path: Path) -> list[str]:
+    """Run ``script`` with scripts/process-groups.sh sourced; its stdout lines."""
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; source scripts/process-groups.sh; {script}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+    finally:
+        with __import__("contextlib").suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_stop_groups_stops_a_wrapper_with_its_children_and_a_stubborn_grandchild(
+    tmp_path: Path,
+) -> None:
+    # a wrapper (like chroot -> env -> sh) whose children outlive a plain `kill $!` of it; one
+    # of them ignores SIGTERM
+    out = _bash(
+        """
+        STOP_GRACE=1
+        start_group "$DIR/log" bash -c 'sleep 300 & (trap "" TERM; exec sleep 301) & wait'
+        group=$STARTED
+        for _ in $(seq 100); do
+            [[ $(group_members "$group" | wc -l) -ge 3 ]] && break
+            sleep 0.1
+        done
+        echo "before:$(group_members "$group" | wc -l)"
+        group_members "$group" | sed 's/^/pid:/'
+        stop_groups "$group"
+        echo "after:$(group_members "$group" | wc -l)"
+        """,
+        tmp_path,
+    )
+    assert out[0] == "before:3" and out[-1] == "after:0", out
+    pids = [int(w[4:]) for w in out if w.startswith("pid:")]
+    assert len(pids) == 3 and not any(_alive(p) for p in pids)
+
+
+def test_rooted_in_finds_what_runs_in_a_chroot_even_outside_its_group(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("chroot and a bind mount need root (CI runs the tests as root)")
+    root = tmp_path / "root"
+    root.mkdir()
+    if subprocess.run(["mount", "--bind", "/", str(root)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount / here")
+    try:
+        out = _bash(
+            f"""
+            STOP_GRACE=1
+            start_group "$DIR/log" chroot {root} /bin/sh -c 'setsid -f sleep 302; exec sleep 303'
+            group=$STARTED
+            for _ in $(seq 100); do
+                [[ $(rooted_in {root} | wc -l) -ge 2 ]] && break
+                sleep 0.1
+            done
+            echo "inside:$(rooted_in {root} | wc -l)"
+            stop_groups "$group"
+            left=$(rooted_in {root})
+            echo "left:$(echo $left | wc -w)"
+            describe $left | sed 's/ /_/g'
+            kill -KILL $left
+            """,
+            tmp_path,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+    assert out[:2] == ["inside:2", "left:1"], out
+    assert out[2].endswith("_sleep_302_"), out  # the one that left the group, still found
+
+
+def test_every_service_in_the_image_check_is_started_as_a_group() -> None:
+    import re
+
+    script = (REPO / "scripts" / "image-check.sh").read_text()
+    backgrounded = [
+        line.strip()
+        for line in script.splitlines()
+        if re.search(r"&\s*$", line) and not line.strip().startswith("#") and "&&" not in line
+    ]
+    assert backgrounded == [
+        '"$PYTHON" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$SCRATCH/s3.log" 2>&1 &'
+    ]  # the S3 server runs outside the image: its pid is the process itself
+    assert script.count("start_inside ") == 4  # the definition, the app, the scheduler, the worker
+    assert 'none_inside "geoseg app"' in script
+    assert 'none_inside "the Dask scheduler and worker"' in script

@@ -218,10 +218,38 @@ def test_object_storage_in_one_process_and_on_the_cluster(
             np.testing.assert_array_equal(read(tmp_path / "got.tif"), reference)
 
 
+def test_the_web_app_and_its_api(scene: Path, reference: np.ndarray, tmp_path: Path) -> None:
+    """The page's API (gradio_client, as the page itself calls it) with the same settings."""
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+
+    from geoseg.app import AppConfig, close_app, launch_app
+    from tests.app.conftest import free_port
+
+    config = AppConfig(port=free_port(), workdir=tmp_path / "app", device="cpu")
+    (tmp_path / "app").mkdir()
+    demo = launch_app(config, block=False, warm=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{config.port}/", verbose=False,
+                        download_files=str(tmp_path / "client"))  # fmt: skip
+        *_, files, status = client.predict(
+            handle_file(str(scene)), "", MODEL, 256, 32, "none", "auto", "2,3,4", "0,4080",
+            api_name="/segment",
+        )  # fmt: skip
+        assert status.startswith("Done."), status
+        paths = [Path(f["value"] if isinstance(f, dict) else f) for f in files]
+        mask = next(p for p in paths if p.name == "classes.tif")
+        np.testing.assert_array_equal(read(mask), reference)
+    finally:
+        close_app(demo)
+
+
 def test_an_onnx_export_agrees(scene: Path, reference: np.ndarray, tmp_path: Path) -> None:
     """onnxruntime runs the exported graph in fp32: it agrees with geoseg's fp32 run."""
     pytest.importorskip("onnxruntime")
-    exported = CliRunner().invoke(cli, ["export", MODEL, str(tmp_path / "fast.onnx")])
+    exported = CliRunner().invoke(
+        cli, ["export", MODEL, str(tmp_path / "fast.onnx"), "--no-deepness"]
+    )
     assert exported.exit_code == 0, exported.output
     fp32 = tmp_path / "fp32.tif"
     predict_raster(scene, fp32, MODEL, OPTIONS.replace(precision="fp32"))

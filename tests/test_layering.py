@@ -105,7 +105,7 @@ LAYERS: list[set[str]] = [
     {"models", "datasets", "vectorize"},
     {"inference", "training"},
     {"evaluation", "explain", "export", "distributed"},
-    {"app"},
+    {"app", "qgis"},
     {"cli", "__main__", "__init__"},
 ]
 # modules of pure arithmetic that sit lower than their package: training scores its validation

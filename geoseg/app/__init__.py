@@ -4,9 +4,11 @@ A client of the public API only: it runs :func:`geoseg.inference.predict_raster`
 :class:`~geoseg.inference.PredictOptions`, the vectorizer and the quicklook writer. Gradio is
 imported when the app is built, so ``import geoseg.app`` stays light::
 
-    from geoseg.app import AppConfig, build_app
+    from geoseg.app import AppConfig, build_app, close_app
     demo = build_app(AppConfig(models_dir="models"))
-    demo.launch(server_name="127.0.0.1")
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True)
+    ...
+    close_app(demo)  # stops running predictions, removes every request folder
 
 Names load lazily.
 """
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.app.catalog import ModelCatalog, ModelEntry
     from geoseg.app.config import AppConfig
     from geoseg.app.pipeline import SegmentResult, segment
-    from geoseg.app.ui import build_app, launch_app
+    from geoseg.app.ui import build_app, close_app, launch_app
 
 __all__ = [
     "AppConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "ModelEntry",
     "SegmentResult",
     "build_app",
+    "close_app",
     "launch_app",
     "segment",
 ]
@@ -39,7 +42,7 @@ __getattr__, __dir__ = lazy_attributes(
         ".config": "AppConfig",
         ".catalog": "ModelCatalog ModelEntry",
         ".pipeline": "SegmentResult segment",
-        ".ui": "build_app launch_app",
+        ".ui": "build_app close_app launch_app",
     },
     __all__,
 )

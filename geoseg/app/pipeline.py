@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.options import PredictOptions
     from geoseg.models.checkpoint import LoadedModel
 
-__all__ = ["OUTPUT_NAMES", "SegmentResult", "segment"]
+__all__ = ["OUTPUT_NAMES", "OVERLAY_NAME", "SegmentResult", "segment"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ OUTPUT_NAMES = {
     "quicklook": "quicklook.png",
     "confidence": "confidence.tif",
 }
+OVERLAY_NAME = "overlay.png"  # the page's picture: the quicklook without its legend
 
 Progress = Callable[[float, str], None]
 
@@ -133,6 +134,13 @@ def segment(
             seconds["predict"] = time.perf_counter() - start
             report(0.82, "quicklook")
             write_quicklook(src, files["mask"], files["quicklook"], classes=model.config.classes)
+            write_quicklook(
+                src,
+                files["mask"],
+                folder / OVERLAY_NAME,
+                classes=model.config.classes,
+                legend=False,
+            )
             report(0.86, "polygons")
             t = time.perf_counter()
             vectorize_raster(files["mask"], files["gpkg"], confidence=files["confidence"])

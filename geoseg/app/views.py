@@ -25,6 +25,7 @@ __all__ = [
     "Footprint",
     "class_areas",
     "confidence_png",
+    "confidence_scale_html",
     "footprint_of",
     "legend_html",
     "map_svg",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 PREVIEW = 768  # longest side of the pictures, in pixels
+CONFIDENCE_COLORMAP = "viridis"  # the confidence picture and its colour bar
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,32 @@ def confidence_png(
         conf = ds.read(1, out_shape=shape, resampling=Resampling.average)
     with open_raster(mask) as ds:
         ids = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
-    rgba = (colormaps["viridis"](conf / 255.0) * 255).astype(np.uint8)
+    rgba = (colormaps[CONFIDENCE_COLORMAP](conf / 255.0) * 255).astype(np.uint8)
     rgba[ids == MASK_NODATA, 3] = 0
     return _png(rgba)
+
+
+def confidence_scale_html(*, stops: int = 11) -> str:
+    """The colour bar of :func:`confidence_png`: the colour map from probability 0 to 1, sampled
+    at ``stops`` points, with ticks every 0.25."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[CONFIDENCE_COLORMAP]
+    gradient = ", ".join(
+        "rgb({}, {}, {}) {:.0f}%".format(
+            *(round(255 * c) for c in cmap(i / (stops - 1))[:3]), 100 * i / (stops - 1)
+        )
+        for i in range(stops)
+    )
+    ticks = "".join(f"<span>{t:g}</span>" for t in (0, 0.25, 0.5, 0.75, 1))
+    return (
+        '<div id="geoseg-confidence-scale" style="max-width:480px;margin:6px 0;font-size:12px;">'
+        "<b>Probability of the winning class</b>"
+        f'<div class="geoseg-colorbar" style="height:14px;margin:3px 0;border:1px solid #333;'
+        f'background:linear-gradient(to right, {gradient});"></div>'
+        f'<div style="display:flex;justify-content:space-between;">{ticks}</div>'
+        "<small>purple: unsure, yellow: sure; transparent: no data</small></div>"
+    )
 
 
 def legend_html(areas: list[ClassArea]) -> str:

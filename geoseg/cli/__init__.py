@@ -30,6 +30,7 @@ _COMMANDS = {
     "info": ("geoseg.cli.info", "info"),
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
+    "qgis-plugin": ("geoseg.cli.qgis_plugin", "qgis_plugin"),
     "quantize": ("geoseg.cli.quantize", "quantize"),
     "train": ("geoseg.cli.train", "train"),
     "vectorize": ("geoseg.cli.vectorize", "vectorize"),
@@ -51,9 +52,19 @@ class GeosegGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from geoseg.cli.native import captured_native_stderr
+
         verbose = (ctx.params.get("verbose") or 0) > 0
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        # the app runs for hours and its native output matters as it happens
+        capture = not verbose and (words[:1] != ["app"])
+        native = None
         try:
-            return super().invoke(ctx)
+            with captured_native_stderr(capture) as native:
+                result = super().invoke(ctx)
+            if native.lines and not ctx.params.get("quiet"):
+                sys.stderr.write(native.text if native.text.endswith("\n") else native.text + "\n")
+            return result
         except click.UsageError as exc:
             if verbose:
                 raise
@@ -64,6 +75,7 @@ class GeosegGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except GeosegError as exc:
+            # what GDAL or libtiff printed on the way is dropped: the message says what happened
             if verbose:
                 traceback.print_exc()
             click.secho(f"Error: {exc}", err=True, fg="red")
@@ -83,6 +95,12 @@ class GeosegGroup(click.Group):
         except Exception as exc:
             if verbose:
                 raise
+            message = _write_failure(exc)
+            if message is not None:
+                click.secho(f"Error: {message}", err=True, fg="red")
+                sys.exit(1)
+            if native is not None and native.lines:  # the only clue may be what GDAL printed
+                sys.stderr.write("\n".join(native.lines[-20:]) + "\n")
             click.secho(
                 f"Error: unexpected {type(exc).__name__}: {exc}. Run again with -v for the full "
                 "traceback and report it if the input looks valid.",
@@ -90,6 +108,19 @@ class GeosegGroup(click.Group):
                 fg="red",
             )
             sys.exit(2)
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """One line for a write that failed where geoseg's own writers could not see it (a library's
+    file, a folder made for a run): a full disk, a read-only folder, a missing permission."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno == errno.ENOENT:  # a missing input is no write
+        return None
+    from geoseg.io.atomic import describe_os_error
+
+    where = exc.filename2 or exc.filename
+    return describe_os_error(where, exc) if where else None
 
 
 def _show_warning(
@@ -126,8 +157,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 _UNFINISHED = (
-    "no output was left half-written; outputs finished before the interrupt are complete, the "
-    "rest were not written"
+    "no output was left half-written: the outputs of one run appear together or not at all (with "
+    "several inputs, those finished before the interrupt are complete); run the command again to "
+    "finish"
 )
 
 

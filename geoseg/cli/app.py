@@ -35,6 +35,14 @@ def _parse_auth(
 )
 @int_option("--port", 7860, minimum=0, maximum=65535, help="TCP port (0: any free port).")
 @float_option("--max-size-mb", 200.0, minimum=0, min_open=True, help="Largest upload accepted.")
+@float_option(
+    "--max-megapixels",
+    100.0,
+    minimum=0,
+    min_open=True,
+    help="Largest image accepted (width x height, millions of pixels), upload or URL; bigger ones "
+    "are refused before any tile runs.",
+)
 @click.option(
     "--auth",
     multiple=True,
@@ -53,6 +61,12 @@ def _parse_auth(
     help="Remove each request's upload and results this long after it ran.",
 )
 @click.option("--no-urls", is_flag=True, help="Accept uploads only, not http(s):// URLs.")
+@click.option(
+    "--allow-private-urls",
+    is_flag=True,
+    help="Also read URLs on loopback, private and link-local addresses (an internal server); by "
+    "default only public internet addresses are read.",
+)
 @click.option("--no-bundled", is_flag=True, help="Offer only the checkpoints in --models.")
 @device_option
 def app(
@@ -60,18 +74,21 @@ def app(
     host: str,
     port: int,
     max_size_mb: float,
+    max_megapixels: float,
     auth: tuple[tuple[str, str], ...],
     concurrency: int,
     queue_size: int,
     keep_minutes: float,
     no_urls: bool,
+    allow_private_urls: bool,
     no_bundled: bool,
     device: str,
 ) -> None:
     """Serve the geoseg web app (needs the `app` extra: pip install 'geoseg[app]').
 
     It listens on 127.0.0.1 by default; the page and its API (gradio_client, endpoint /segment)
-    run the same prediction as `geoseg predict --vector --quicklook`.
+    run the same prediction as `geoseg predict --vector --quicklook`. Ctrl-C or SIGTERM stops
+    the running predictions and removes every request's files before it exits.
     """
     from geoseg.app.config import AppConfig
 
@@ -87,11 +104,13 @@ def app(
         host=host,
         port=port,
         max_size_mb=max_size_mb,
+        max_megapixels=max_megapixels,
         auth=auth,
         concurrency=concurrency,
         queue_size=queue_size,
         keep_minutes=keep_minutes,
         allow_urls=not no_urls,
+        allow_private_urls=allow_private_urls,
         device=device,
     )
     launch_app(config)

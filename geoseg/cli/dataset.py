@@ -77,7 +77,7 @@ def check(
     as_json: bool,
 ) -> None:
     """Read every file of the dataset at PATH once and report what training would meet."""
-    from geoseg.datasets.check import check_dataset
+    from geoseg.datasets.kinds import check_dataset
 
     report = check_dataset(
         path,
@@ -114,7 +114,7 @@ def stats(
     output: str | None,
 ) -> None:
     """Streaming per-band statistics over every valid pixel of the dataset at PATH."""
-    from geoseg.datasets.check import dataset_stats
+    from geoseg.datasets.kinds import dataset_stats
 
     result = dataset_stats(path, kind, images=images, product=product, sar_db=sar_db)
     text = json.dumps(result.to_dict(), indent=2)

@@ -30,14 +30,15 @@ from geoseg.cli.options import int_option, overwrite_option, path_option
 @int_option("--opset", 17, minimum=17, help="ONNX opset (>= 17).")
 @path_option(
     "--check-raster",
-    help="Raster whose top-left tile drives the parity check [default: the sample scene, else "
+    help="Raster whose fullest tile drives the parity check [default: the sample scene, else "
     "synthetic].",
 )
 @click.option(
     "--resolution",
     "resolution_cm",
     type=float,
-    help="Ground resolution in cm/px for Deepness [default: the model's GSD].",
+    help="Ground resolution in cm/px that QGIS Deepness processes at [default: the model's GSD; "
+    "required when the model records none, as the bundled ones (e.g. 50 for 0.5 m imagery)].",
 )
 @overwrite_option
 @click.pass_context
@@ -55,9 +56,12 @@ def export(
     """Export MODEL (a .safetensors checkpoint, "default" for the default bundled model, or a
     bundled model's name: quality, fast) to DST.
 
-    A .onnx DST gets dynamic batch, height and width, the geoseg config and the metadata QGIS
-    Deepness reads; it is checked with onnx.checker and against PyTorch in onnxruntime. Open it in
-    Netron (pip install netron; netron OUT.onnx) to see the graph. A .pt DST is a frozen
+    A .onnx DST gets dynamic batch, height and width and the geoseg config; with --deepness
+    OUT.deepness.onnx carries the metadata QGIS Deepness reads (model type, classes, resolution,
+    tile, overlap, standardization, no threshold and no small-segment filter) and a geoseg config
+    with Deepness's tiling, so that geoseg predict on it runs as the plugin. Each is checked with
+    onnx.checker and against PyTorch in onnxruntime. Open it in Netron (pip install netron;
+    netron OUT.onnx) to see the graph. A .pt DST is a frozen
     TorchScript archive.
     """
     from geoseg.errors import ExportError

@@ -53,6 +53,11 @@ def _format(d: dict[str, Any]) -> str:
     if d["class_names"]:
         names = ", ".join(f"{c['id']}={c['name']}" for c in json.loads(d["class_names"]))
         lines.append(f"  classes      {names}")
+    if d.get("provenance"):
+        from geoseg.provenance import Provenance
+
+        made = Provenance.from_dict(d["provenance"]).describe()
+        lines += [f"  {'made by' if k == 0 else '':<12} {line}" for k, line in enumerate(made)]
     lines += [f"  warning      {w}" for w in d["warnings"]]
     return "\n".join(lines)
 

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from geoseg.inference.blending import BLEND_KERNELS
+from geoseg.inference.options import PRECISIONS, TTA_MODES
+
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.inference.options import PredictOptions
 
@@ -104,31 +107,32 @@ device_option = text_option("--device", "auto", help="auto, cpu, cuda or cuda:N.
 
 def parse_bands(
     ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[int, ...] | None:
-    """``"3,2,1"`` -> ``(3, 2, 1)``: 1-based band indexes in the order the model wants."""
+) -> tuple[int, ...] | tuple[str, ...] | None:
+    """``"3,2,1"`` -> ``(3, 2, 1)``: 1-based band indexes in the order the model wants;
+    ``"red,green,nir"`` -> band names (a STAC item's assets, a raster's band descriptions)."""
     if value is None:
         return None
+    from geoseg.errors import TilingError
+    from geoseg.inference.options import parse_bands as parse
+
     try:
-        bands = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
+        return parse(value)
+    except TilingError:
         raise click.BadParameter(
-            f"expected comma-separated band numbers such as 3,2,1, got {value!r}"
+            f"expected band numbers such as 3,2,1 (they start at 1) or band names such as "
+            f"red,green,nir, got {value!r}"
         ) from None
-    if not bands or any(b < 1 for b in bands):
-        raise click.BadParameter(f"band numbers start at 1, got {value!r}; e.g. --bands 1,2,3")
-    return bands
 
 
 bands_option = click.option(
     "--bands",
     callback=parse_bands,
     metavar="B1,B2,..",
-    help="1-based input bands, in the model's order (e.g. 3,2,1).",
+    help="Input bands, in the model's order: 1-based numbers (3,2,1), or names (red,green,nir) "
+    "that pick a STAC item's assets or a raster's bands by description.",
 )
 
-# PredictOptions.precision's choices (geoseg.inference.options.PRECISIONS, which a test holds this
-# to): written out so that --help imports nothing but click
-PRECISION_METAVAR = "auto|fp32|bf16|fp16|int8"
+PRECISION_METAVAR = "|".join(PRECISIONS)  # the library's own choices
 
 # The options of PredictOptions, in the order --help shows them. Choices are checked by the
 # library's own parser when the command runs, so a kernel added with register_blend can be chosen.
@@ -154,12 +158,12 @@ _predict_options = [
         metavar="PX|FRACTION",
         help="Overlap in pixels (128) or as a fraction of the tile (0.25) [default: the model's].",
     ),
-    text_option(
+    click.option(
         "--blend",
-        "gaussian",
         metavar="KERNEL",
-        help="Weight kernel for overlaps: gaussian, cosine, linear, mean, crop, or one added with "
-        "register_blend.",
+        help=f"Weight kernel for overlaps: {', '.join(BLEND_KERNELS)}, or one added with "
+        "register_blend [default: the model's: gaussian; core for a model exported for QGIS "
+        "Deepness].",
     ),
     int_option(
         "--batch-size", minimum=1, help="Tiles per forward pass [default: 2 on CPU, 8 on CUDA]."
@@ -173,7 +177,7 @@ _predict_options = [
         ">= 99% of held-out pixels (geoseg quantize), else the fastest precision whose classes "
         "agree with fp32 on >= 99.5% of a tile's pixels.",
     ),
-    text_option("--tta", "none", metavar="none|flip|d4", help="Test-time augmentation."),
+    text_option("--tta", "none", metavar="|".join(TTA_MODES), help="Test-time augmentation."),
     bands_option,
     int_option("--workers", 2, minimum=0, help="Threads reading tiles ahead."),
     click.option(

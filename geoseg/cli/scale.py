@@ -66,9 +66,10 @@ def run_many(
     quicklook: str | None,
     overwrite: bool,
     params: dict[str, Any],
+    stac: bool = False,
 ) -> None:
     """Run the scale-out path and print one line per run."""
-    from geoseg.cli.vectorize import vector_kwargs
+    from geoseg.cli.vectorize import vector_options_of
     from geoseg.distributed.inputs import OutputSet, expand_inputs
     from geoseg.distributed.many import predict_many
     from geoseg.errors import WriteError
@@ -78,8 +79,7 @@ def run_many(
     if scheduler:
         quiet_dask(ctx)
     options = pop_predict_options(params)
-    vopts = vector_kwargs(params)
-    vopts.pop("workers", None)
+    vopts = vector_options_of(params)
     if quicklook is not None:
         raise click.UsageError(
             "--quicklook writes one PNG for one input; run it without --scheduler or several inputs"
@@ -96,6 +96,10 @@ def run_many(
         inputs, outdir = [OutputSet(src[0], dst, probabilities, confidence, vector)], None
         for path in inputs[0].paths:
             check_output(path, overwrite=overwrite)
+        if stac:
+            from geoseg.io.stac_items import item_path
+
+            check_output(item_path(dst), overwrite=overwrite)
         overwrite = True
     with progress_bar(ctx, "raster") as step:
         result = predict_many(
@@ -118,3 +122,13 @@ def run_many(
         f"{dst}: {result.predicted} raster(s) predicted, {result.skipped} already done, in "
         f"{result.seconds:.1f} s ({result.megapixels_per_second:.2f} Mpx/s){where}",
     )
+    if result.catalog is not None:
+        say(ctx, f"{result.catalog}: STAC catalog of {len(result.done)} item(s)")
+    elif stac and outdir is None:
+        from geoseg.io.stac_items import write_item
+
+        done = inputs[0]
+        assets = {"classes": done.mask, "probabilities": done.probabilities}
+        assets |= {"confidence": done.confidence, "polygons": done.vector}
+        item = write_item({k: v for k, v in assets.items() if v is not None})
+        say(ctx, f"{item}: STAC item")

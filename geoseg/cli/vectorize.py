@@ -17,6 +17,8 @@ from geoseg.cli.options import (
     overwrite_option,
     path_option,
 )
+from geoseg.errors import RasterFormatError
+from geoseg.vectorize.options import CONNECTIVITIES, LAYOUTS, VectorizeOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.classes import ClassTable
@@ -30,15 +32,15 @@ def _names(value: str | None) -> list[str] | None:
 _vector_options = [
     choice_option(
         "--layout",
-        ["single", "per-class"],
+        list(LAYOUTS),
         "single",
         help="One layer, or one layer per class (GeoPackage).",
     ),
     click.option(
         "--connectivity",
-        default=4,
+        default=str(CONNECTIVITIES[0]),
         show_default=True,
-        type=click.Choice(["4", "8"]),
+        type=click.Choice([str(c) for c in CONNECTIVITIES]),
         callback=lambda c, p, v: int(v),
         help="8: pixels touching at a corner join one polygon.",
     ),
@@ -88,25 +90,31 @@ def vector_options(f: F) -> F:
     return apply_options(f, _vector_options)
 
 
-def vector_kwargs(params: dict) -> dict:
-    """``vectorize_raster`` keyword arguments from the shared options."""
-    regularize: bool | list[str] = params["regularize"]
-    if params["regularize_class"]:
-        regularize = _names(params["regularize_class"]) or []
-    exclude = [] if params["keep_all"] else _names(params["exclude"])
-    return {
-        "layout": params["layout"],
-        "connectivity": params["connectivity"],
-        "sieve": params["sieve"],
-        "min_area": params["min_area"],
-        "fill_holes": params["fill_holes"],
-        "simplify": params["simplify"],
+def vector_options_of(params: dict) -> VectorizeOptions:
+    """The :class:`~geoseg.vectorize.options.VectorizeOptions` the shared options name (removed
+    from the command's keyword arguments); a value the library refuses is a usage error."""
+    regularize: bool | list[str] = params.pop("regularize")
+    chosen = params.pop("regularize_class")
+    if chosen:
+        regularize = _names(chosen) or []
+    exclude = params.pop("exclude")
+    values = {
+        "layout": params.pop("layout"),
+        "connectivity": params.pop("connectivity"),
+        "sieve": params.pop("sieve"),
+        "min_area": params.pop("min_area"),
+        "fill_holes": params.pop("fill_holes"),
+        "simplify": params.pop("simplify"),
         "regularize": regularize,
-        "exclude": exclude,
-        "keep_crs": params["keep_crs"],
-        "block_size": params["block_size"],
-        "workers": params["vector_workers"],
+        "exclude": () if params.pop("keep_all") else _names(exclude),
+        "keep_crs": params.pop("keep_crs"),
+        "block_size": params.pop("block_size"),
+        "workers": params.pop("vector_workers"),
     }
+    try:
+        return VectorizeOptions.parse(values)
+    except RasterFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command(short_help="Turn a class mask into polygons.")
@@ -147,7 +155,7 @@ def vectorize(
     from geoseg.vectorize import vectorize_raster
 
     classes = _classes_from(classes_from) if classes_from else None
-    kwargs = vector_kwargs(params)
+    vopts = vector_options_of(params)
     run: Callable[..., VectorizeResult] = vectorize_raster
     if scheduler is not None or dst.startswith("s3://"):
         from geoseg.cli.console import quiet_dask
@@ -155,18 +163,16 @@ def vectorize(
 
         if scheduler is not None:
             quiet_dask(ctx)
-        if kwargs["workers"] is None:
-            kwargs.pop("workers")
         run = partial(vectorize_on_cluster, scheduler=scheduler)
     with progress_bar(ctx, "block", postfix=lambda done, total, n: f"{n} polygons") as step:
         result = run(
             mask,
             dst,
+            vopts,
             classes=classes,
             confidence=confidence,
             overwrite=overwrite,
             progress=step,
-            **kwargs,
         )
     say(
         ctx,

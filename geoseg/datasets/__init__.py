@@ -17,14 +17,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geoseg._lazy import lazy_attributes
-from geoseg.datasets.check import CheckReport, check_dataset, dataset_stats
+from geoseg.datasets.check import CheckReport
+from geoseg.datasets.dubai import DubaiKind
+from geoseg.datasets.geotiff_kind import GeoTiffKind
 from geoseg.datasets.kinds import (
     DATASET_KINDS,
     DatasetKind,
     DataSource,
     EvalPair,
     SceneSet,
+    check_dataset,
     dataset_kind,
+    dataset_stats,
     eval_pairs,
     kind_names,
     register_dataset_kind,
@@ -32,6 +36,7 @@ from geoseg.datasets.kinds import (
     split_scenes,
 )
 from geoseg.datasets.scene import Scene
+from geoseg.datasets.spacenet6 import SpaceNet6Kind
 from geoseg.datasets.stats import StatsResult, stream_stats, to_db
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +62,9 @@ __all__ = [
     "ClassBalancedSampler",
     "DataSource",
     "DatasetKind",
+    "DubaiKind",
     "EvalPair",
+    "GeoTiffKind",
     "GridSampler",
     "NodataFilter",
     "Patch",
@@ -66,6 +73,7 @@ __all__ = [
     "SampleGeo",
     "Scene",
     "SceneSet",
+    "SpaceNet6Kind",
     "StatsResult",
     "ValidityIndex",
     "check_dataset",

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geoseg.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from geoseg.datasets.check import CheckReport, _handle, _start
+from geoseg.datasets.kind import DatasetKind
 from geoseg.datasets.scene import Scene
+from geoseg.datasets.source import DataSource, EvalPair, OnError, Progress, SceneSet
+from geoseg.datasets.stats import StatsResult, stream_stats
 from geoseg.errors import ConfigError, DatasetError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = [
     "DUBAI_CLASSES",
@@ -50,14 +51,18 @@ DUBAI_COLOURS: dict[str, tuple[int, str]] = {
 }
 UNLABELED = 5
 
+# The classes a model trained on this dataset carries, with colours people can tell apart on a map
+# and over imagery (the mask PNGs' own colours above are two purples and two yellows): buildings
+# red, land tan, roads yellow, vegetation green, water blue. The bundled models carry this table.
 DUBAI_CLASSES = ClassTable(
-    tuple(
-        ClassInfo(i, name, (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)))
-        for h, (i, name) in DUBAI_COLOURS.items()
-        if i != UNLABELED
+    (
+        ClassInfo(0, "building", (230, 25, 75)),
+        ClassInfo(1, "land", (222, 184, 135)),
+        ClassInfo(2, "road", (255, 215, 0)),
+        ClassInfo(3, "vegetation", (60, 180, 75)),
+        ClassInfo(4, "water", (0, 110, 230)),
     )
 )
-
 _LUT_KEYS = np.array([int(h[1:], 16) for h in DUBAI_COLOURS], np.int64)
 _LUT_VALUES = np.array([i for i, _ in DUBAI_COLOURS.values()], np.uint8)
 _ORDER = np.argsort(_LUT_KEYS)
@@ -181,23 +186,6 @@ def load_dubai(
     return [read_item(it, keep_unlabeled=keep_unlabeled) for it in items]
 
 
-# The `dubai` dataset kind (see geoseg.datasets.kinds).
-
-
-def source_classes(source: DataSource) -> ClassTable:
-    """The five land-cover classes."""
-    return DUBAI_CLASSES
-
-
-def find_items(source: DataSource) -> list[DubaiItem]:
-    """Every image/mask pair under ``source.root``."""
-    if not source.root:
-        raise ConfigError(
-            "data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')"
-        )
-    return find_dubai(source.root)
-
-
 def _held_out(source: DataSource) -> tuple[list[int], list[int]]:
     split = source.split or {}
     val, test = split.get("val", [1]), split.get("test", [8])
@@ -213,45 +201,112 @@ def _held_out(source: DataSource) -> tuple[list[int], list[int]]:
     return list(val), list(test)
 
 
-def split_items(
-    items: Sequence[DubaiItem], source: DataSource, seed: int = 0
-) -> dict[str, list[DubaiItem]]:
-    """Split by the tile numbers of ``source.split`` (``{val: [1], test: [8]}``)."""
-    val, test = _held_out(source)
-    return split_tiles(items, val=val, test=test)
+def stats_dubai(
+    source: DataSource, sar_db: bool | None = None, *, tiles: Sequence[int] | None = None
+) -> StatsResult:
+    """Statistics of the Dubai images (of ``tiles`` only, when given)."""
+    items = [it for it in find_dubai(source.root) if tiles is None or it.tile in tiles]
+    if not items:
+        raise DatasetError(f"{source.root}: no image in tile(s) {list(tiles or [])}")
+    return stream_stats((read_item(it).arrays()[0], None) for it in items)
 
 
-def item_scene(item: DubaiItem, source: DataSource) -> Scene:
-    """One pair decoded into memory."""
-    return read_item(item)
+class DubaiKind(DatasetKind):
+    """The ``dubai`` kind: Humans in the Loop aerial imagery, split by tile folder."""
 
+    name = "dubai"
+    description = "Humans in the Loop aerial imagery: 'Tile N/images/*.jpg' + 'Tile N/masks/*.png'"
 
-def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
-    """Training and validation scenes, split by tile folder."""
-    from geoseg.datasets.kinds import SceneSet
+    def classes(self, source: DataSource) -> ClassTable:
+        """The five land-cover classes."""
+        return DUBAI_CLASSES
 
-    val, test = _held_out(source)
-    parts = split_items(find_items(source), source, seed)
-    return SceneSet(
-        [read_item(it) for it in parts["train"]],
-        [read_item(it) for it in parts["val"]],
-        DUBAI_CLASSES,
-        band_names=("red", "green", "blue"),
-        description={
-            "dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
-            "split": {"val_tiles": val, "test_tiles": test},
-        },
-    )
+    def find(self, source: DataSource) -> list[DubaiItem]:
+        """Every image/mask pair under ``source.root``."""
+        if not source.root:
+            raise ConfigError(
+                "data.root: give the Dubai dataset folder (the one holding 'Tile 1' ... 'Tile 8')"
+            )
+        return find_dubai(source.root)
 
+    def split(
+        self, items: Sequence[DubaiItem], source: DataSource, seed: int = 0
+    ) -> dict[str, list[DubaiItem]]:
+        """Split by the tile numbers of ``source.split`` (``{val: [1], test: [8]}``)."""
+        val, test = _held_out(source)
+        return split_tiles(items, val=val, test=test)
 
-def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
-    """The images of the ``split`` tiles with their decoded masks."""
-    from geoseg.datasets.kinds import EvalPair
+    def scene(self, item: DubaiItem, source: DataSource) -> Scene:
+        """One pair decoded into memory."""
+        return read_item(item)
 
-    part = split_items(find_items(source), source, seed)[split]
-    if not part:
-        raise DatasetError(f"the {split} split of {source.root} holds no image; check data.split")
-    return [
-        EvalPair(str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}")
-        for it in part
-    ]
+    def scenes(self, source: DataSource, seed: int = 0) -> SceneSet:
+        """Training and validation scenes, split by tile folder."""
+        val, test = _held_out(source)
+        parts = self.split(self.find(source), source, seed)
+        return SceneSet(
+            [read_item(it) for it in parts["train"]],
+            [read_item(it) for it in parts["val"]],
+            DUBAI_CLASSES,
+            band_names=("red", "green", "blue"),
+            description={
+                "dataset": "Dubai aerial imagery (Humans in the Loop / MBRSC)",
+                "split": {"val_tiles": val, "test_tiles": test},
+            },
+        )
+
+    def pairs(self, source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
+        """The images of the ``split`` tiles with their decoded masks."""
+        part = self.split(self.find(source), source, seed)[split]
+        if not part:
+            raise DatasetError(
+                f"the {split} split of {source.root} holds no image; check data.split"
+            )
+        return [
+            EvalPair(
+                str(it.image), read_mask(it).astype(np.int64), f"Tile {it.tile}/{it.image.name}"
+            )
+            for it in part
+        ]
+
+    def check(
+        self, source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+    ) -> CheckReport:
+        """Every mask decoded once: unknown colours, class pixels, tile sizes."""
+        from PIL import Image
+
+        base, report, counts = _start(source)
+        total = 0
+        items = find_dubai(base)
+        report.files, report.images, report.labels = 2 * len(items), len(items), len(items)
+        report.groups = dict(Counter(f"Tile {it.tile}" for it in items))
+        unknown = 0
+        for k, it in enumerate(items):
+            try:
+                m = read_mask(it, keep_unlabeled=True)
+                with Image.open(it.image) as im:
+                    size = im.size
+            except (OSError, DatasetError) as exc:
+                _handle(report, str(it.mask), exc, on_error)
+                continue
+            if (m.shape[1], m.shape[0]) != size:
+                report.problems.append(
+                    f"{it.mask}: mask {m.shape[1]}x{m.shape[0]} differs from its image "
+                    f"{size[0]}x{size[1]}"
+                )
+            counts.update(dict(zip(*np.unique(m, return_counts=True), strict=True)))
+            unknown += int((m == IGNORE_INDEX).sum())
+            total += m.size
+            if progress:
+                progress(k + 1, len(items))
+        names = {i: n for i, n in DUBAI_COLOURS.values()}
+        report.class_pixels = {
+            names[int(c)]: int(v) for c, v in sorted(counts.items()) if c != IGNORE_INDEX
+        }
+        report.class_pixels["unannotated (ignored)"] = unknown
+        report.crs = {"none (not georeferenced)": len(items)}
+        return report
+
+    def stats(self, source: DataSource, sar_db: bool | None = None) -> StatsResult:
+        """Statistics of the images."""
+        return stats_dubai(source, sar_db)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,13 +33,10 @@ from torchgeo.datasets import IntersectionDataset, RasterDataset, VectorDataset
 from geoseg.classes import IGNORE_INDEX, ClassTable, classes_of
 from geoseg.datasets._torchgeo import sample_image, sample_mask
 from geoseg.datasets.scene import Scene
-from geoseg.errors import AlignmentWarning, ConfigError, DatasetError, RasterOpenError
+from geoseg.errors import AlignmentWarning, DatasetError, RasterOpenError
 from geoseg.io.open import open_raster
 from geoseg.io.reader import valid_mask
 from geoseg.normalize import Normalization
-
-if TYPE_CHECKING:  # pragma: no cover
-    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = [
     "GeoTiffImages",
@@ -417,7 +414,7 @@ def split_scenes_by_location(
 ) -> dict[str, list[Scene]]:
     """Split scenes so overlapping ones stay on one side (see
     :func:`geoseg.datasets.kinds.split_scenes`)."""
-    from geoseg.datasets.kinds import split_scenes
+    from geoseg.datasets.kind import split_scenes
 
     return split_scenes(scenes, val_fraction, seed=seed)
 
@@ -516,89 +513,3 @@ def _label_classes(labels: Sequence[str], count: int) -> ClassTable:
         if table is not None and len(table) >= count:
             return table
     return ClassTable.default(count)
-
-
-# The `geotiff` dataset kind (see geoseg.datasets.kinds).
-
-
-def find_items(source: DataSource) -> list[str]:
-    """The image files ``source.images`` matches under ``source.root``."""
-    images = expand_paths(source.images, source.root)
-    if not images:
-        raise ConfigError(
-            f"data.images: no file matches {source.images!r} under {source.root or '.'}"
-        )
-    return images
-
-
-def _labels(source: DataSource) -> list[str]:
-    return expand_paths(source.labels, source.root)
-
-
-def _val_fraction(source: DataSource) -> float:
-    return float((source.split or {}).get("val", 0.2) or 0.0)
-
-
-def split_items(items: Sequence[str], source: DataSource, seed: int = 0) -> dict[str, list[str]]:
-    """Split images by location (their footprints): overlapping images stay on one side."""
-    from geoseg.datasets.splits import split_by_location
-
-    idx = split_by_location([file_info(p).bounds for p in items], _val_fraction(source), seed=seed)
-    return {**{k: [items[i] for i in v] for k, v in idx.items()}, "test": []}
-
-
-def item_scene(item: str, source: DataSource) -> Scene:
-    """One image with its labels aligned to its grid."""
-    return geotiff_scenes(
-        [item],
-        _labels(source),
-        label_attribute=source.label_attribute or None,
-        classes=source.classes,
-    )[0][0]
-
-
-def source_classes(source: DataSource) -> ClassTable:
-    """Names from ``data.classes``, else the label rasters' class table, else ``class_0..``."""
-    if source.classes:
-        return ClassTable.from_names(source.classes)
-    return geotiff_scenes(
-        find_items(source), _labels(source), label_attribute=source.label_attribute or None
-    )[1]
-
-
-def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
-    """Every image read with its labels, split by location."""
-    from geoseg.datasets.kinds import SceneSet, split_scenes
-
-    scenes, classes, nodata = geotiff_scenes(
-        find_items(source),
-        _labels(source),
-        label_attribute=source.label_attribute or None,
-        classes=source.classes,
-    )
-    parts = split_scenes(scenes, _val_fraction(source), seed=seed)
-    dtypes = {file_info(s.name).dtype for s in parts["train"]}
-    return SceneSet(
-        parts["train"],
-        parts["val"],
-        classes,
-        nodata=nodata,
-        # scenes hold float32; predict compares input with the files' own dtype
-        band_dtype=dtypes.pop() if len(dtypes) == 1 else None,
-        description={
-            "dataset": "GeoTIFF images with labels",
-            "images": source.images,
-            "labels": source.labels,
-            "split": {"by": "location", "val_fraction": _val_fraction(source)},
-        },
-    )
-
-
-def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
-    """Every image with its label raster (matched in sorted order; one label raster per image)."""
-    from geoseg.datasets.kinds import EvalPair
-
-    images, labels = expand_paths(source.images, source.root), _labels(source)
-    if images and len(labels) == len(images):
-        return [EvalPair(i, lab, Path(i).name) for i, lab in zip(images, labels, strict=True)]
-    raise DatasetError("evaluate needs one label raster per image; pass --images DIR --labels DIR")

@@ -22,23 +22,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from geoseg.datasets.check import CheckReport, _handle, _start
+from geoseg.datasets.kind import DatasetKind
 from geoseg.datasets.scene import Scene
-from geoseg.errors import ConfigError, DatasetError
+from geoseg.datasets.source import DataSource, EvalPair, OnError, Progress, SceneSet
+from geoseg.datasets.stats import StatsResult, stream_stats
+from geoseg.errors import ConfigError, DatasetError, GeosegError
 from geoseg.io.open import grid_of, open_raster, warped_onto
-
-if TYPE_CHECKING:  # pragma: no cover
-    from geoseg.datasets.kinds import DataSource, EvalPair, SceneSet
 
 __all__ = [
     "PRODUCTS",
@@ -345,14 +346,6 @@ def pixel_footprints(tile: SN6Tile, geo: dict[str, Any]) -> list[Any] | None:
     ]
 
 
-# The `spacenet6` dataset kind (see geoseg.datasets.kinds).
-
-
-def source_classes(source: DataSource) -> ClassTable:
-    """Background and building, plus edge and contact for ``footprint-edge-contact`` targets."""
-    return SN6_EDGE_CLASSES if source.target == "footprint-edge-contact" else SN6_CLASSES
-
-
 def _products(source: DataSource) -> list[str]:
     if not source.root:
         raise ConfigError(
@@ -361,78 +354,137 @@ def _products(source: DataSource) -> list[str]:
     return parse_products(source.product)
 
 
-def find_items(source: DataSource) -> list[SN6Tile]:
-    """Every tile that has all products of ``source.product``."""
-    return find_spacenet6(source.root, _products(source))
-
-
 def _val_fraction(source: DataSource) -> float:
     return float((source.split or {}).get("val", 0.2) or 0.0)
 
 
-def split_items(
-    items: Sequence[SN6Tile], source: DataSource, seed: int = 0
-) -> dict[str, list[SN6Tile]]:
-    """Split by location; there is no separate test part (``test`` is the validation part)."""
-    parts = split_by_location(items, _val_fraction(source), seed=seed)
-    return {**parts, "test": parts["val"]}
+class SpaceNet6Kind(DatasetKind):
+    """The ``spacenet6`` kind: SpaceNet 6 Rotterdam, split by location."""
 
-
-def item_scene(item: SN6Tile, source: DataSource) -> Scene:
-    """A lazily read scene of one tile."""
-    return tile_scene(item, _products(source), target=source.target)
-
-
-def source_scenes(source: DataSource, seed: int = 0) -> SceneSet:
-    """Training and validation scenes (read lazily), split by location; SAR normalized in dB."""
-    from geoseg.datasets.kinds import SceneSet
-
-    products = _products(source)
-    parts = split_items(find_spacenet6(source.root, products), source, seed)
-    sar = products == ["SAR-Intensity"]
-    make = lambda ts: [tile_scene(t, products, target=source.target) for t in ts]  # noqa: E731
-    return SceneSet(
-        make(parts["train"]),
-        make(parts["val"]),
-        source_classes(source),
-        sar=sar,
-        db_bands=4 if sar else 0,
-        band_names=tuple(b for p in products for b in BAND_NAMES[p]),
-        description={
-            "dataset": "SpaceNet 6 (AOI_11_Rotterdam)",
-            "products": products,
-            "target": source.target,
-            "split": {
-                "by": "location",
-                "val_fraction": _val_fraction(source),
-                "excluded_tiles": len(parts["excluded"]),
-            },
-        },
+    name = "spacenet6"
+    description = (
+        "SpaceNet 6 Rotterdam: SAR-Intensity and optical products with building footprints"
     )
 
+    def classes(self, source: DataSource) -> ClassTable:
+        """Background and building, plus edge and contact for ``footprint-edge-contact``."""
+        return SN6_EDGE_CLASSES if source.target == "footprint-edge-contact" else SN6_CLASSES
 
-def source_pairs(source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
-    """Held-out tiles (the validation part for ``test`` and ``val``) with labels and true
-    footprints."""
-    from geoseg.datasets.kinds import EvalPair
+    def find(self, source: DataSource) -> list[SN6Tile]:
+        """Every tile that has all products of ``source.product``."""
+        return find_spacenet6(source.root, _products(source))
 
-    products = _products(source)
-    if len(products) > 1:
-        raise DatasetError(
-            "evaluation runs on one product file per tile; stacked products are not supported yet"
+    def split(
+        self, items: Sequence[SN6Tile], source: DataSource, seed: int = 0
+    ) -> dict[str, list[SN6Tile]]:
+        """Split by location; there is no separate test part (``test`` is the validation part)."""
+        parts = split_by_location(items, _val_fraction(source), seed=seed)
+        return {**parts, "test": parts["val"]}
+
+    def scene(self, item: SN6Tile, source: DataSource) -> Scene:
+        """A lazily read scene of one tile."""
+        return tile_scene(item, _products(source), target=source.target)
+
+    def scenes(self, source: DataSource, seed: int = 0) -> SceneSet:
+        """Training and validation scenes (read lazily), split by location; SAR normalized in
+        dB."""
+        products = _products(source)
+        parts = self.split(find_spacenet6(source.root, products), source, seed)
+        sar = products == ["SAR-Intensity"]
+        make = lambda ts: [tile_scene(t, products, target=source.target) for t in ts]  # noqa: E731
+        return SceneSet(
+            make(parts["train"]),
+            make(parts["val"]),
+            self.classes(source),
+            sar=sar,
+            db_bands=4 if sar else 0,
+            band_names=tuple(b for p in products for b in BAND_NAMES[p]),
+            description={
+                "dataset": "SpaceNet 6 (AOI_11_Rotterdam)",
+                "products": products,
+                "target": source.target,
+                "split": {
+                    "by": "location",
+                    "val_fraction": _val_fraction(source),
+                    "excluded_tiles": len(parts["excluded"]),
+                },
+            },
         )
-    part = split_items(find_spacenet6(source.root, products), source, seed)[
-        "val" if split != "train" else "train"
-    ]
-    pairs = []
-    for t in part:
-        _, tile_ids, _, geo = load_tile(t, products, target=source.target, flip_orientation=False)
-        pairs.append(
-            EvalPair(
-                str(t.files[products[0]]),
-                tile_ids.astype(np.int64),
-                t.files[products[0]].name,
-                footprints=pixel_footprints(t, geo),
+
+    def pairs(self, source: DataSource, split: str = "test", seed: int = 0) -> list[EvalPair]:
+        """Held-out tiles (the validation part for ``test`` and ``val``) with labels and true
+        footprints."""
+        products = _products(source)
+        if len(products) > 1:
+            raise DatasetError(
+                "evaluation runs on one product file per tile; stacked products are not "
+                "supported yet"
             )
+        part = self.split(find_spacenet6(source.root, products), source, seed)[
+            "val" if split != "train" else "train"
+        ]
+        pairs = []
+        for t in part:
+            _, tile_ids, _, geo = load_tile(
+                t, products, target=source.target, flip_orientation=False
+            )
+            pairs.append(
+                EvalPair(
+                    str(t.files[products[0]]),
+                    tile_ids.astype(np.int64),
+                    t.files[products[0]].name,
+                    footprints=pixel_footprints(t, geo),
+                )
+            )
+        return pairs
+
+    def check(
+        self, source: DataSource, on_error: OnError = "stop", progress: Progress | None = None
+    ) -> CheckReport:
+        """Every tile read once: products, footprints, grids."""
+        base, report, counts = _start(source)
+        nodata = total = 0
+        products = parse_products(source.product)
+        tiles = find_spacenet6(base, products)
+        report.images = len(tiles)
+        report.labels = sum(t.buildings is not None for t in tiles)
+        report.files = report.images * len(products) + report.labels
+        report.groups = dict(Counter(f"orientation {t.orientation}" for t in tiles))
+        missing = [t.tile for t in tiles if t.buildings is None]
+        if missing:
+            report.problems.append(
+                f"{len(missing)} tile(s) have no buildings GeoJSON (first: tile {missing[0]})"
+            )
+        for k, t in enumerate(tiles):
+            try:
+                _, lab, valid, info = load_tile(t, products, flip_orientation=False)
+            except (GeosegError, OSError) as exc:
+                _handle(report, str(t.files[products[0]]), exc, on_error)
+                continue
+            geo: dict[str, Any] = dict(info)
+            crs = geo["crs"].to_string() if geo["crs"] else "none"
+            res = f"{abs(geo['transform'].a):.3g} m"
+            report.add_grid(crs, res)
+            nodata += int((~valid).sum())
+            total += valid.size
+            counts.update(dict(zip(*np.unique(lab[valid], return_counts=True), strict=True)))
+            if progress:
+                progress(k + 1, len(tiles))
+        report.nodata_fraction = nodata / max(total, 1)
+        report.class_pixels = {
+            "background": int(counts.get(0, 0)),
+            "building": int(counts.get(1, 0)),
+        }
+        return report
+
+    def stats(self, source: DataSource, sar_db: bool | None = None) -> StatsResult:
+        """Statistics of the tiles (SAR in dB unless ``sar_db`` is False)."""
+        products = parse_products(source.product)
+        db = (products[0] == "SAR-Intensity") if sar_db is None else sar_db
+        chips = (
+            load_tile(t, products, flip_orientation=False)
+            for t in find_spacenet6(source.root, products)
         )
-    return pairs
+        return stream_stats(
+            ((image, valid) for image, _, valid, _ in chips), db_bands=4 if db else 0
+        )

@@ -24,6 +24,7 @@ from geoseg.distributed.worker import task_environment
 from geoseg.inference.options import PredictOptions
 from geoseg.io.writer import COG_BLOCK
 from geoseg.models.resolve import model_config, shared_model
+from geoseg.provenance import Provenance
 
 __all__ = ["BlockOutput", "RasterDone", "block_grid", "predict_blocks", "resolve_precision"]
 
@@ -142,6 +143,7 @@ def predict_blocks(
     retries: int = 2,
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    provenance: Provenance | None = None,
 ) -> RasterDone:
     """Predict one raster as blocks on a Dask cluster into its output set.
 
@@ -156,6 +158,7 @@ def predict_blocks(
         retries: times a failed block is retried (a lost worker's blocks are rerun anyway).
         threads: torch threads per task (None: the worker's setting).
         progress: called with ``(blocks done, blocks in all)``.
+        provenance: what the outputs record (default: this request's, built here).
 
     Returns:
         A :class:`RasterDone`.
@@ -163,6 +166,7 @@ def predict_blocks(
     from distributed import as_completed
 
     from geoseg.inference.outputs import output_writers
+    from geoseg.inference.session import raster_input
     from geoseg.io.reader import RasterReader
     from geoseg.io.storage import check_output, published
 
@@ -173,7 +177,12 @@ def predict_blocks(
     cfg = model_config(local_model)
     precision = resolve_precision(outputs.src, local_model, options)
     opts = options.replace(precision=precision)
-    with RasterReader(outputs.src, bands=options.bands) as reader:
+    if provenance is None:
+        from geoseg.inference.provenance import request_provenance
+
+        provenance = request_provenance(outputs.src, local_model, options, config=cfg)
+    _, path, bands = raster_input(outputs.src, options, cfg)  # a STAC item: its VRT
+    with RasterReader(path, bands=bands) as reader:
         geo = reader.grid
     windows = block_grid(geo["height"], geo["width"], block_size)
     want_p, want_c = outputs.probabilities is not None, outputs.confidence is not None
@@ -200,7 +209,7 @@ def predict_blocks(
             None if path is None else stack.enter_context(published(path))
             for path in (outputs.probabilities, outputs.confidence)
         ]
-        writers = output_writers(cfg, geo, mask, *extra, overwrite=True)
+        writers = output_writers(cfg, geo, mask, *extra, overwrite=True, provenance=provenance)
         for writer, _ in writers:
             stack.enter_context(writer)
         stack.callback(lambda: client.cancel(futures))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geoseg.errors import RasterOpenError, WriteError
+from geoseg.io.stac import is_stac, stac_inputs
 from geoseg.io.storage import is_object_url, join, list_objects
 
 __all__ = ["RASTER_SUFFIXES", "OutputSet", "expand_inputs", "output_set"]
@@ -33,6 +34,8 @@ def _folder(path: Path) -> list[str]:
 
 
 def _one(item: str) -> list[str]:
+    if is_stac(item):  # an item, an ItemCollection or a catalog: its items
+        return stac_inputs(item)
     if item.startswith("@"):
         listing = Path(item[1:])
         if not listing.is_file():
@@ -75,8 +78,9 @@ def _one(item: str) -> list[str]:
 
 def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Rasters named by paths, URLs (``http(s)://``, ``s3://``), globs (``tiles/*.tif``), folders
-    (their rasters) and ``@list.txt`` (a path or URL per line, ``#`` comments), in order, without
-    duplicates.
+    (their rasters), ``@list.txt`` (a path or URL per line, ``#`` comments) and STAC JSON (an
+    item; the items of an ItemCollection, as ``items.json#ID``, or of a static catalog), in
+    order, without duplicates.
 
     Raises:
         RasterOpenError: an item that names nothing.
@@ -112,7 +116,10 @@ class OutputSet:
 
 
 def _stem(src: str) -> str:
-    name = src.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    base, _, fragment = src.partition("#")
+    if fragment:  # an item of an ItemCollection: its id
+        return fragment
+    name = base.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
     for suffix in RASTER_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]

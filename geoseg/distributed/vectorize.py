@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from geoseg.distributed.cluster import open_client, total_threads
+from geoseg.vectorize.options import VectorizeOptions
 
 __all__ = ["vectorize_on_cluster"]
 
@@ -19,6 +20,7 @@ __all__ = ["vectorize_on_cluster"]
 def vectorize_on_cluster(
     mask: str | os.PathLike[str],
     dst: str | os.PathLike[str],
+    options: VectorizeOptions | None = None,
     *,
     scheduler: Any,
     retries: int = 2,
@@ -27,8 +29,8 @@ def vectorize_on_cluster(
 ) -> Any:
     """:func:`~geoseg.vectorize.vectorize_raster` with its blocks polygonized on ``scheduler``
     (``"local:N"``, ``"tcp://host:port"``, a ``distributed.Client``, or None: in this process);
-    other keyword arguments
-    are those of ``vectorize_raster``.
+    ``options`` (:class:`~geoseg.vectorize.VectorizeOptions`) and other keyword arguments are
+    those of ``vectorize_raster``.
 
     Returns:
         The :class:`~geoseg.vectorize.engine.VectorizeResult` (its ``path`` is the local build
@@ -40,12 +42,15 @@ def vectorize_on_cluster(
     check_output(dst, overwrite=overwrite)
     if scheduler is None:  # in this process (an s3:// destination)
         with published(dst) as local:
-            return vectorize_raster(mask, local, overwrite=True, **kwargs)
+            return vectorize_raster(mask, local, options, overwrite=True, **kwargs)
     with open_client(scheduler) as (client, _), published(dst) as local:
-        kwargs.setdefault("workers", total_threads(client))
+        opts = VectorizeOptions.of(options)
+        if opts.workers is None:
+            opts = opts.replace(workers=total_threads(client))
         return vectorize_raster(
             mask,
             local,
+            opts,
             overwrite=True,
             pool=client.get_executor(retries=retries, pure=False),
             **kwargs,

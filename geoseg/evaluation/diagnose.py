@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,8 +33,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geoseg.classes import IGNORE_INDEX, MASK_NODATA
-from geoseg.errors import DatasetError, OutputExistsError
+from geoseg.classes import MASK_NODATA
+from geoseg.errors import DatasetError, NoCRSWarning, OutputExistsError
+from geoseg.evaluation.blocks import pair_name, scored_blocks
 from geoseg.evaluation.calibration import (
     CalibrationBins,
     PixelSample,
@@ -41,12 +43,13 @@ from geoseg.evaluation.calibration import (
     fit_temperature,
 )
 from geoseg.evaluation.errormap import error_codes, error_table
-from geoseg.evaluation.evaluate import EvalPair, EvalResult, checked_labels, write_report
+from geoseg.evaluation.evaluate import EvalPair, EvalResult, refuse_unscored, write_report
 from geoseg.evaluation.metrics import scores
+from geoseg.evaluation.panels import write_index
 from geoseg.evaluation.pertile import CellGrid, write_cells
 from geoseg.evaluation.uncertainty import entropy, margin
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.tiles import _argmax0
+from geoseg.io.atomic import atomic_output
 
 __all__ = ["DiagnoseResult", "diagnose"]
 
@@ -101,6 +104,9 @@ def diagnose(
 ) -> DiagnoseResult:
     """Diagnose a model on images with labels; write every output into ``out_dir``.
 
+    Each image is streamed in bands of rows (probabilities, labels and outputs alike), so memory
+    holds counts, not images. A run that fails removes the folders it created.
+
     Args:
         checkpoint: checkpoint path or :class:`~geoseg.models.checkpoint.LoadedModel`.
         pairs: images with labels (:func:`~geoseg.evaluation.evaluate.pairs_from_config` or
@@ -116,13 +122,11 @@ def diagnose(
         overwrite: replace earlier outputs.
 
     Raises:
-        DatasetError: no pair, labels that do not fit the image or the model.
+        DatasetError: no pair, labels that do not fit the image or the model, or no pixel
+            scored in any image (all nodata or NaN).
         OutputExistsError: ``out_dir`` holds an earlier diagnosis and ``overwrite`` is False.
     """
-    from geoseg.errors import NoCRSWarning
-    from geoseg.inference.engine import iter_probabilities, resolve_model
-    from geoseg.io.reader import RasterReader
-    from geoseg.io.writer import COGWriter
+    from geoseg.inference.engine import resolve_model
 
     start = time.perf_counter()
     if not pairs:
@@ -133,141 +137,255 @@ def diagnose(
             f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or "
             "choose another folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
     opts = PredictOptions.of(options, **overrides)
     loaded = resolve_model(checkpoint)
-    cfg = loaded.config
-    names, ids = cfg.classes.names, [c.id for c in cfg.classes]
-    n = len(names)
-    id_of = np.array(ids, np.uint8)
-    codes_table = error_table(cfg.classes)
-    total = np.zeros((n, n), np.int64)
-    calib = CalibrationBins(bins)
-    sample = PixelSample() if temperature else None
-    records: list[dict[str, Any]] = []
-    transforms: dict[str, Any] = {}
-    per_image: list[dict[str, Any]] = []
-    images: dict[str, dict[str, Any]] = {}
-    megapixels = 0.0
-    for k, pair in enumerate(pairs):
-        name = pair.name or Path(pair.image).name
-        stem = _safe(name)
-        folder = out / stem
-        folder.mkdir(exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with RasterReader(pair.image) as r:
-                geo = r.grid
-        labels = checked_labels(pair, (geo["height"], geo["width"]), names)
-        grid = CellGrid(geo["height"], geo["width"], cell, n)
-        hist = np.zeros(256, np.int64)
-        paths = {
-            key: folder / f"{key}.tif" for key in ("prediction", "errors", "entropy", "margin")
-        }
-        with ExitStack() as stack:
-            coded: dict[str, Any] = {"dtype": "uint8", "nodata": MASK_NODATA, "resampling": "mode"}
-            score: dict[str, Any] = {
-                "dtype": "float32",
-                "nodata": float("nan"),
-                "resampling": "average",
-            }
-            specs: dict[str, dict[str, Any]] = {
-                "prediction": {"classes": cfg.classes, "descriptions": ["class"], **coded},
-                "errors": {"classes": codes_table, "descriptions": ["true -> predicted"], **coded},
-                "entropy": {"descriptions": ["normalized entropy"], **score},
-                "margin": {"descriptions": ["top-1 minus top-2 probability"], **score},
-            }
-            w_pred, w_err, w_ent, w_mar = (
-                stack.enter_context(COGWriter(paths[key], count=1, overwrite=True, **spec, **geo))
-                for key, spec in specs.items()
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NoCRSWarning)
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                for block in iter_probabilities(pair.image, loaded, opts):
-                    w = block.window
-                    assert w is not None
-                    r0, c0, h, wd = int(w.row_off), int(w.col_off), int(w.height), int(w.width)
-                    probs, valid = block.data, block.valid
-                    pred = np.empty(probs.shape[1:], np.uint8)
-                    _argmax0(probs, pred)  # one contiguous pass per class plane
-                    truth = labels[r0 : r0 + h, c0 : c0 + wd]
-                    counted = valid & (truth != IGNORE_INDEX) & (truth >= 0) & (truth < n)
-                    codes = error_codes(pred, truth, counted, n)
-                    hist += np.bincount(codes.ravel(), minlength=256)
-                    ent, mar = entropy(probs), margin(probs)
-                    ent[~valid], mar[~valid] = np.nan, np.nan
-                    mask = np.where(valid, id_of[pred], MASK_NODATA).astype(np.uint8)
-                    win = Window(c0, r0, wd, h)
-                    w_pred.write(mask[None], win)
-                    w_err.write(codes[None], win)
-                    w_ent.write(ent[None], win)
-                    w_mar.write(mar[None], win)
-                    grid.add(r0, c0, truth, pred, counted, np.nan_to_num(ent))
-                    conf = probs.max(axis=0)
-                    calib.add(conf[counted], (pred == truth)[counted])
-                    if sample is not None:
-                        sample.add(probs[:, counted], truth[counted])
-            w_err.class_counts = hist  # the attribute table gets a count column
-        cm_image = grid.total()  # the cells hold every counted pixel once
-        total += cm_image
-        megapixels += geo["height"] * geo["width"] / 1e6
-        recs = grid.records(names, name)
-        records.extend(recs)
-        transforms[name] = (geo["transform"], geo["crs"])
-        s = scores(cm_image)
-        per_image.append(
+    created: list[Path] = []  # folders this run made: removed if it fails
+    try:
+        _make_folder(out, created, parents=True)
+        run = _Totals(loaded.config.num_classes, bins, temperature)
+        for k, pair in enumerate(pairs):
+            folder = out / _safe(pair_name(pair))
+            _make_folder(folder, created)
+            run.add(_diagnose_image(pair, loaded, opts, folder, cell, run))
+            if progress is not None:
+                progress(k + 1, len(pairs))
+        report = EvalResult(
+            scores(run.confusion),
+            loaded.config.classes.names,
+            run.per_image,
+            None,
+            time.perf_counter() - start,
+            run.megapixels,
+        )
+        refuse_unscored(report)
+        result = _write_summaries(run, report, loaded, out, cell=cell, worst=worst, bins=bins)
+        from geoseg.inference.provenance import run_provenance
+
+        run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(out)
+    except BaseException:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    result.seconds = time.perf_counter() - start
+    result.index = write_index(result, loaded.config)
+    return result
+
+
+def _make_folder(folder: Path, created: list[Path], *, parents: bool = False) -> None:
+    """Create ``folder`` if it is missing, noting it in ``created``."""
+    if folder.is_dir():
+        return
+    missing = [p for p in (folder, *folder.parents) if not p.exists()] if parents else [folder]
+    folder.mkdir(parents=parents, exist_ok=True)
+    created.extend(reversed(missing))
+
+
+@dataclass
+class _ImageDiagnosis:
+    """What one image adds to the run."""
+
+    name: str
+    confusion: np.ndarray
+    records: list[dict[str, Any]]
+    grid: dict[str, Any]
+    folder: Path
+    pair: EvalPair
+
+
+@dataclass
+class _Totals:
+    """The run's running totals: counts, calibration bins, a pixel sample, cell records."""
+
+    num_classes: int
+    bins: int
+    temperature: bool
+    confusion: np.ndarray = field(init=False)
+    calib: CalibrationBins = field(init=False)
+    sample: PixelSample | None = field(init=False)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    transforms: dict[str, Any] = field(default_factory=dict)
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    megapixels: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = self.num_classes
+        self.confusion = np.zeros((n, n), np.int64)
+        self.calib = CalibrationBins(self.bins)
+        self.sample = PixelSample() if self.temperature else None
+
+    def add(self, image: _ImageDiagnosis) -> None:
+        self.confusion += image.confusion
+        self.megapixels += image.grid["height"] * image.grid["width"] / 1e6
+        self.records.extend(image.records)
+        self.transforms[image.name] = (image.grid["transform"], image.grid["crs"])
+        s = scores(image.confusion)
+        self.per_image.append(
             {
-                "image": name,
+                "image": image.name,
                 "miou": None if not np.isfinite(s.miou) else round(s.miou, 6),
-                "pixels": int(cm_image.sum()),
-                "outputs": stem,
+                "pixels": int(image.confusion.sum()),
+                "outputs": image.folder.name,
             }
         )
-        images[name] = {"pair": pair, "labels": labels, "folder": folder, "stem": stem}
-        if progress is not None:
-            progress(k + 1, len(pairs))
-        del labels
-    report = EvalResult(
-        scores(total), names, per_image, None, time.perf_counter() - start, megapixels
-    )
-    write_report(report, out)
-    if records:
-        write_cells(records, transforms, cell, out / "cells.gpkg", out / "cells.csv")
-    calib.plot(
-        out / "reliability.png",
-        title=f"{cfg.architecture}-{cfg.encoder}: ECE = {calib.ece:.3f} ({bins} bins)",
-    )
-    result = DiagnoseResult(out, report, calib.ece, cells=records)
-    calibration: dict[str, Any] = {"ece": calib.ece, "bins": calib.to_dict()}
-    if sample is not None:
-        logp, lab = sample.arrays()
-        t = fit_temperature(logp, lab)
-        tempered = CalibrationBins(bins)
-        p = apply_temperature(logp, t) if lab.size else logp
-        if lab.size:
-            tempered.add(p.max(axis=0), p.argmax(axis=0) == lab)
-            before = CalibrationBins(bins)
-            q = np.exp(logp)
-            before.add(q.max(axis=0), q.argmax(axis=0) == lab)
-            calibration.update(
-                temperature=t,
-                sample_pixels=int(lab.size),
-                ece_sample_before=before.ece,
-                ece_sample_after=tempered.ece,
-            )
-        result.temperature, result.ece_tempered = t, tempered.ece
-        _save_tempered(loaded, t, tempered.ece, out / "model-calibrated.safetensors")
-    tmp = out / ".calibration.json.partial"
-    tmp.write_text(json.dumps(calibration, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "calibration.json")
-    from geoseg.evaluation.panels import write_index, write_worst_panels
+        # what the worst-cell panels re-read: the image, its labels and this image's outputs
+        self.images[image.name] = {
+            "pair": image.pair,
+            "folder": image.folder,
+            "stem": image.folder.name,
+        }
 
-    result.worst = write_worst_panels(
-        records, images, cfg, codes_table, out / "worst", count=worst, cell=cell
+
+def _image_writers(
+    stack: ExitStack, folder: Path, grid: dict[str, Any], loaded: Any
+) -> dict[str, Any]:
+    """The four COGs of one image, opened on its grid: prediction, errors, entropy, margin."""
+    from geoseg.io.writer import COGWriter
+
+    cfg = loaded.config
+    coded: dict[str, Any] = {"dtype": "uint8", "nodata": MASK_NODATA, "resampling": "mode"}
+    score: dict[str, Any] = {"dtype": "float32", "nodata": float("nan"), "resampling": "average"}
+    specs: dict[str, dict[str, Any]] = {
+        "prediction": {"classes": cfg.classes, "descriptions": ["class"], **coded},
+        "errors": {
+            "classes": error_table(cfg.classes),
+            "descriptions": ["true -> predicted"],
+            **coded,
+        },
+        "entropy": {"descriptions": ["normalized entropy"], **score},
+        "margin": {"descriptions": ["top-1 minus top-2 probability"], **score},
+    }
+    return {
+        key: stack.enter_context(
+            COGWriter(folder / f"{key}.tif", count=1, overwrite=True, **spec, **grid)
+        )
+        for key, spec in specs.items()
+    }
+
+
+def _diagnose_image(
+    pair: EvalPair,
+    loaded: Any,
+    opts: PredictOptions,
+    folder: Path,
+    cell: int,
+    run: _Totals,
+) -> _ImageDiagnosis:
+    """Stream one image: its four COGs, its cells, and its pixels into the run's calibration."""
+    from geoseg.io.reader import RasterReader
+
+    cfg = loaded.config
+    names, n = cfg.classes.names, cfg.num_classes
+    id_of = np.array([c.id for c in cfg.classes], np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with RasterReader(pair.image) as r:
+            grid = r.grid
+    cells = CellGrid(grid["height"], grid["width"], cell, n)
+    hist = np.zeros(256, np.int64)
+    with ExitStack() as stack:
+        writers = _image_writers(stack, folder, grid, loaded)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoCRSWarning)
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            for block in scored_blocks(pair, loaded, opts, names):
+                r0, c0 = block.offsets
+                probs, valid, pred, truth = block.probs, block.valid, block.pred, block.truth
+                counted = block.counted
+                codes = error_codes(pred, truth, counted, n)
+                hist += np.bincount(codes.ravel(), minlength=256)
+                ent, mar = entropy(probs), margin(probs)
+                ent[~valid], mar[~valid] = np.nan, np.nan
+                layers = {
+                    "prediction": np.where(valid, id_of[pred], MASK_NODATA).astype(np.uint8),
+                    "errors": codes,
+                    "entropy": ent,
+                    "margin": mar,
+                }
+                window = Window(c0, r0, pred.shape[1], pred.shape[0])
+                for key, data in layers.items():
+                    writers[key].write(data[None], window)
+                cells.add(r0, c0, truth, pred, counted, np.nan_to_num(ent))
+                run.calib.add(probs.max(axis=0)[counted], (pred == truth)[counted])
+                if run.sample is not None:
+                    run.sample.add(probs[:, counted], truth[counted])
+        writers["errors"].class_counts = hist  # the attribute table gets a count column
+    name = pair_name(pair)
+    # the cells hold every counted pixel once
+    return _ImageDiagnosis(name, cells.total(), cells.records(names, name), grid, folder, pair)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _calibration(run: _Totals, loaded: Any, out: Path, result: DiagnoseResult) -> dict[str, Any]:
+    """The ECE figures, and with a pixel sample the fitted temperature (its checkpoint written)."""
+    calib, sample = run.calib, run.sample
+    calibration: dict[str, Any] = {"ece": calib.ece, "bins": calib.to_dict()}
+    if sample is None:
+        return calibration
+    logp, lab = sample.arrays()
+    t = fit_temperature(logp, lab)
+    tempered = CalibrationBins(run.bins)
+    if lab.size:
+        p = apply_temperature(logp, t)
+        tempered.add(p.max(axis=0), p.argmax(axis=0) == lab)
+        before = CalibrationBins(run.bins)
+        q = np.exp(logp)
+        before.add(q.max(axis=0), q.argmax(axis=0) == lab)
+        calibration.update(
+            temperature=t,
+            sample_pixels=int(lab.size),
+            ece_sample_before=before.ece,
+            ece_sample_after=tempered.ece,
+        )
+    result.temperature, result.ece_tempered = t, tempered.ece
+    _save_tempered(loaded, t, tempered.ece, out / "model-calibrated.safetensors")
+    return calibration
+
+
+def _write_summaries(
+    run: _Totals,
+    report: EvalResult,
+    loaded: Any,
+    out: Path,
+    *,
+    cell: int,
+    worst: int,
+    bins: int,
+) -> DiagnoseResult:
+    """Everything over all images: metrics, cells, reliability, calibration, worst panels."""
+    from geoseg.evaluation.panels import write_worst_panels
+
+    cfg = loaded.config
+    write_report(report, out)
+    if run.records:
+        write_cells(run.records, run.transforms, cell, out / "cells.gpkg", out / "cells.csv")
+    run.calib.plot(
+        out / "reliability.png",
+        title=f"{cfg.architecture}-{cfg.encoder}: ECE = {run.calib.ece:.3f} ({bins} bins)",
     )
-    result.seconds = time.perf_counter() - start
-    result.index = write_index(result, cfg)
+    result = DiagnoseResult(out, report, run.calib.ece, cells=run.records)
+    calibration = _calibration(run, loaded, out, result)
+    with atomic_output(out / "calibration.json") as tmp:
+        tmp.write_text(json.dumps(_finite(calibration), indent=2, allow_nan=False), "utf-8")
+    result.worst = write_worst_panels(
+        run.records,
+        run.images,
+        cfg,
+        error_table(cfg.classes),
+        out / "worst",
+        count=worst,
+        cell=cell,
+    )
     return result
 
 

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoseg.classes import IGNORE_INDEX, MASK_NODATA
+from geoseg.classes import MASK_NODATA
 from geoseg.datasets.kinds import DataSource, EvalPair, eval_pairs
-from geoseg.errors import DatasetError, NoCRSWarning
+from geoseg.errors import DatasetError, NoCRSWarning, NoValidDataWarning
+from geoseg.evaluation.blocks import pair_name
 from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.evaluation.spacenet import PolygonScore, match_polygons
 from geoseg.inference.options import PredictOptions
@@ -87,52 +88,28 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _read_labels(path: str, image: str) -> np.ndarray:
-    """A label raster on the image grid (warped with nearest neighbour when grids differ)."""
-    from geoseg.io.open import grid_of, open_raster, warped_onto
-
-    with open_raster(image) as img, open_raster(path) as lab:
-        same = (lab.crs, lab.transform, lab.shape) == (img.crs, img.transform, img.shape)
-        if same or img.crs is None or lab.crs is None:
-            if lab.shape != img.shape:
-                raise DatasetError(
-                    f"{path}: labels are {lab.width}x{lab.height} but {image} is "
-                    f"{img.width}x{img.height}"
-                )
-            data = lab.read(1)
-        else:
-            with warped_onto(lab, grid_of(img), nodata=IGNORE_INDEX) as vrt:
-                data = vrt.read(1)
-        out = data.astype(np.int64)
-        if lab.nodata is not None:
-            out[data == lab.nodata] = IGNORE_INDEX
-    return out
-
-
 def checked_labels(pair: EvalPair, shape: tuple[int, int], names: Sequence[str]) -> np.ndarray:
-    """The pair's labels as class indexes on the image grid, checked against the image's
-    ``(rows, cols)`` and the model's class ``names``.
+    """The pair's labels, whole, as class indexes on the image grid, checked against the image's
+    ``(rows, cols)`` and the model's class ``names``. (Scoring reads them window by window
+    instead: :func:`~geoseg.evaluation.blocks.scored_blocks`.)
 
     Raises:
         DatasetError: labels of another size, or holding a class the model does not know.
     """
-    labels = (
-        pair.labels
-        if isinstance(pair.labels, np.ndarray)
-        else _read_labels(pair.labels, pair.image)
-    )
-    name = pair.name or Path(pair.image).name
-    if labels.shape != shape:
-        raise DatasetError(
-            f"{name}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
-            f"{shape[1]}x{shape[0]}"
-        )
-    top = int(labels[labels != IGNORE_INDEX].max(initial=-1))
-    if top >= len(names):
-        raise DatasetError(
-            f"{name}: labels hold class {top} but the model knows {len(names)} classes "
-            f"({', '.join(names)}); is this the right checkpoint for these labels?"
-        )
+    from rasterio.windows import Window
+
+    from geoseg.evaluation.blocks import check_label_classes, pair_name
+    from geoseg.io.labels import LabelReader
+
+    name = pair_name(pair)
+    with LabelReader(pair.labels, pair.image, name=name) as reader:
+        if (reader.height, reader.width) != shape:
+            raise DatasetError(
+                f"{name}: labels are {reader.width}x{reader.height} but the image is "
+                f"{shape[1]}x{shape[0]}"
+            )
+        labels = reader.read(Window(0, 0, reader.width, reader.height))
+    check_label_classes(labels, names, name)
     return labels
 
 
@@ -174,17 +151,6 @@ def pairs_from_config(cfg: Any, split: str = "test") -> list[EvalPair]:
     return eval_pairs(source, split, seed=int(getattr(cfg, "seed", 0)))
 
 
-def _polygons_of(mask: np.ndarray, value: int) -> list[Any]:
-    """Polygons (pixel coordinates) of one class of a mask, by the vectorizer's polygonizer, in
-    memory."""
-    from geoseg.vectorize.polygonize import polygonize_block
-
-    pieces, _ = polygonize_block(
-        (mask == value).astype(np.uint8), row_off=0, col_off=0, exclude=frozenset({0})
-    )
-    return list(pieces.geoms)
-
-
 def evaluate(
     checkpoint: Any,
     pairs: Sequence[EvalPair],
@@ -209,34 +175,15 @@ def evaluate(
         options: how to predict (:class:`~geoseg.inference.PredictOptions`), the same value
             ``predict_raster`` takes; keyword ``overrides`` change fields of it.
     """
-    from geoseg.inference.engine import predict_classes, resolve_model
+    from geoseg.inference.engine import resolve_model
 
     opts = PredictOptions.of(options, **overrides)
     if not pairs:
         raise DatasetError("nothing to evaluate: no image/label pair")
     if out_dir is not None:  # before any work: the report never replaces an input
-        inputs: dict[str, Any] = {
-            "CKPT": checkpoint if isinstance(checkpoint, (str, os.PathLike)) else None
-        }
-        for k, pair in enumerate(pairs):
-            inputs[f"image {k + 1}"] = pair.image
-            inputs[f"labels {k + 1}"] = (
-                pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
-            )
-        out = Path(out_dir)
-        outputs = {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"}
-        if quicklooks:
-            outputs.update(
-                {f"quicklook {k + 1}": _quicklook_path(out, pair) for k, pair in enumerate(pairs)}
-            )
-        check_paths(inputs, outputs)
+        _check_outputs(checkpoint, pairs, Path(out_dir), quicklooks)
     loaded = resolve_model(checkpoint)
     names = loaded.config.classes.names
-    ids = [c.id for c in loaded.config.classes]
-    n = len(names)
-    total = np.zeros((n, n), np.int64)
-    per_image: list[dict[str, Any]] = []
-    poly_scores: list[PolygonScore] = []
     if building_class == "auto":
         building_class = (
             "building"
@@ -244,64 +191,173 @@ def evaluate(
             else None
         )
     bidx = names.index(building_class) if building_class in names else None
+    total = np.zeros((len(names), len(names)), np.int64)
+    per_image: list[dict[str, Any]] = []
+    poly_scores: list[PolygonScore] = []
     seconds = megapixels = 0.0
-    for k, pair in enumerate(pairs):
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoCRSWarning)
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            pred_ids = predict_classes(pair.image, loaded, opts).data[0]
-        seconds += time.perf_counter() - start
-        megapixels += pred_ids.size / 1e6
-        pred = np.full(pred_ids.shape, -1, np.int64)
-        for i, cid in enumerate(ids):
-            pred[pred_ids == cid] = i
-        labels = checked_labels(pair, pred.shape, names)
-        valid = pred_ids != MASK_NODATA
-        cm = confusion_matrix(pred, labels, n, valid=valid)
-        total += cm
-        entry: dict[str, Any] = {
-            "image": pair.name,
-            "miou": _clean(scores(cm).miou),
-            "pixels": int(cm.sum()),
-        }
-        if bidx is not None:
-            truth = pair.footprints if pair.footprints is not None else _polygons_of(labels, bidx)
-            ps = match_polygons(_polygons_of(pred, bidx), truth)
-            poly_scores.append(ps)
-            entry["spacenet_f1"] = round(100 * ps.f1, 3)
-        per_image.append(entry)
-        if out_dir is not None and quicklooks:
-            from geoseg.io.quicklook import write_comparison
+    written: list[Path] = []
+    try:
+        for k, pair in enumerate(pairs):
+            start = time.perf_counter()
+            image = _score_image(
+                pair,
+                loaded,
+                opts,
+                bidx,
+                Path(out_dir) if out_dir is not None and quicklooks else None,
+            )
+            seconds += time.perf_counter() - start
+            megapixels += image.megapixels
+            total += image.confusion
+            per_image.append(image.entry)
+            written += image.written
+            if image.buildings is not None:
+                poly_scores.append(image.buildings)
+            if progress is not None:
+                progress(k + 1, len(pairs))
+        report = EvalResult(
+            scores(total),
+            names,
+            per_image,
+            PolygonScore.total(poly_scores) if poly_scores else None,
+            seconds,
+            megapixels,
+        )
+        refuse_unscored(report)
+        if out_dir is not None:
+            from geoseg.inference.provenance import run_provenance
 
-            _quicklook_path(Path(out_dir), pair).parent.mkdir(parents=True, exist_ok=True)
-            score = entry["miou"]
-            caption = (
-                f"{pair.name}: mIoU {score:.3f} over {entry['pixels']:,} labelled pixels"
-                if score is not None
-                else pair.name
+            write_report(report, out_dir)
+            run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(
+                out_dir
             )
-            write_comparison(
-                pair.image,
-                pred_ids,
-                labels,
-                loaded.config.classes,
-                _quicklook_path(Path(out_dir), pair),
-                caption=caption,
-            )
-        if progress is not None:
-            progress(k + 1, len(pairs))
-    report = EvalResult(
-        scores(total),
-        names,
-        per_image,
-        PolygonScore.total(poly_scores) if poly_scores else None,
-        seconds,
-        megapixels,
-    )
-    if out_dir is not None:
-        write_report(report, out_dir)
+    except BaseException:
+        for path in written:  # a failed run leaves none of its pictures
+            path.unlink(missing_ok=True)
+        raise
     return report
+
+
+def _check_outputs(checkpoint: Any, pairs: Sequence[EvalPair], out: Path, quicklooks: bool) -> None:
+    """Refuse a report that would replace one of the run's inputs."""
+    inputs: dict[str, Any] = {
+        "CKPT": checkpoint if isinstance(checkpoint, (str, os.PathLike)) else None
+    }
+    for k, pair in enumerate(pairs):
+        inputs[f"image {k + 1}"] = pair.image
+        inputs[f"labels {k + 1}"] = (
+            pair.labels if isinstance(pair.labels, (str, os.PathLike)) else None
+        )
+    outputs = {"metrics.json": out / "metrics.json", "confusion.png": out / "confusion.png"}
+    if quicklooks:
+        outputs.update(
+            {f"quicklook {k + 1}": _quicklook_path(out, pair) for k, pair in enumerate(pairs)}
+        )
+    check_paths(inputs, outputs)
+
+
+@dataclass
+class _ImageScore:
+    confusion: np.ndarray
+    entry: dict[str, Any]
+    megapixels: float
+    buildings: PolygonScore | None
+    written: list[Path]
+
+
+def _score_image(
+    pair: EvalPair,
+    loaded: Any,
+    opts: PredictOptions,
+    bidx: int | None,
+    quicklooks: Path | None,
+) -> _ImageScore:
+    """Stream one image through the engine and its labels: confusion counts, building footprints
+    as bits, and the quicklook's thumbnails; never a full-size array."""
+    from geoseg.evaluation.blocks import scored_blocks
+    from geoseg.evaluation.footprints import PackedMask
+    from geoseg.io.quicklook import NearestSample
+
+    cfg = loaded.config
+    names, n = cfg.classes.names, cfg.num_classes
+    id_of = np.array([c.id for c in cfg.classes], np.uint8)
+    cm = np.zeros((n, n), np.int64)
+    shape = _image_shape(pair.image)
+    thumbs = (NearestSample(shape), NearestSample(shape)) if quicklooks is not None else None
+    # building footprints as bits: predicted, and true unless the pair brings its own polygons
+    predicted = PackedMask(*shape) if bidx is not None else None
+    true = PackedMask(*shape) if bidx is not None and pair.footprints is None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoCRSWarning)
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for block in scored_blocks(pair, loaded, opts, names):
+            cm += confusion_matrix(block.pred, block.truth, n, valid=block.valid)
+            r0, c0 = block.offsets
+            if thumbs is not None:
+                thumbs[0].add(r0, c0, np.where(block.valid, id_of[block.pred], MASK_NODATA))
+                thumbs[1].add(r0, c0, block.truth)
+            if predicted is not None:
+                predicted.add(r0, c0, block.valid & (block.pred == bidx))
+            if true is not None:
+                true.add(r0, c0, block.truth == bidx)
+    name = pair_name(pair)
+    s = scores(cm)
+    entry: dict[str, Any] = {"image": name, "miou": _clean(s.miou), "pixels": int(cm.sum())}
+    buildings = None
+    if predicted is not None:
+        truth = true.polygons() if true is not None else (pair.footprints or [])
+        buildings = match_polygons(predicted.polygons(), truth)
+        entry["spacenet_f1"] = round(100 * buildings.f1, 3)
+    written = []
+    if thumbs is not None and quicklooks is not None:
+        from geoseg.io.quicklook import write_comparison
+
+        dst = _quicklook_path(quicklooks, pair)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        caption = (
+            f"{pair.name}: mIoU {entry['miou']:.3f} over {entry['pixels']:,} labelled pixels"
+            if entry["miou"] is not None
+            else pair.name
+        )
+        written.append(
+            write_comparison(
+                pair.image, thumbs[0].data, thumbs[1].data, cfg.classes, dst, caption=caption
+            )
+        )
+    return _ImageScore(cm, entry, shape[0] * shape[1] / 1e6, buildings, written)
+
+
+def _image_shape(image: str) -> tuple[int, int]:
+    from geoseg.io.open import open_raster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with open_raster(image) as ds:
+            return int(ds.height), int(ds.width)
+
+
+def refuse_unscored(report: EvalResult) -> None:
+    """Refuse a run in which no pixel was scored (its figures would all be NaN); warn about the
+    images that scored none.
+
+    Raises:
+        DatasetError: no image scored a pixel; naming the likely causes and the fix.
+    """
+    empty = [str(e["image"]) for e in report.per_image if not e["pixels"]]
+    if report.scores.confusion.sum() == 0:
+        raise DatasetError(
+            f"no pixel scored in {len(report.per_image)} image(s): expected image pixels with "
+            "data where the labels hold a class, got none (the images are all nodata or NaN, or "
+            "the labels all ignored). Check the images and labels (geoseg info IMAGE)"
+        )
+    if empty:
+        warnings.warn(
+            f"no pixel scored in {len(empty)} image(s) ({', '.join(empty[:5])}"
+            f"{', ...' if len(empty) > 5 else ''}): all nodata or NaN where labelled, or "
+            "unlabelled; they count for nothing",
+            NoValidDataWarning,
+            stacklevel=3,
+        )
 
 
 def _quicklook_path(out: Path, pair: EvalPair) -> Path:

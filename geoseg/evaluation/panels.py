@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ def _colours(table: ClassTable) -> np.ndarray:
     return lut
 
 
+def _labels(pair: Any, window: Window) -> np.ndarray:
+    """The labels of one window, read again: a diagnosis keeps no image's labels in memory."""
+    from geoseg.io.labels import LabelReader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with LabelReader(pair.labels, pair.image, name=pair.name) as reader:
+            return reader.read(window)
+
+
 def write_worst_panels(
     records: list[dict[str, Any]],
     images: dict[str, dict[str, Any]],
@@ -35,7 +46,11 @@ def write_worst_panels(
     min_fraction: float = 0.1,
 ) -> list[Path]:
     """One PNG per worst cell (lowest pixel accuracy among cells with at least ``min_fraction`` of
-    their pixels labelled): image | truth | prediction | errors | entropy."""
+    their pixels labelled): image | truth | prediction | errors | entropy.
+
+    ``images`` maps an image name to its ``pair``, output ``folder`` and ``stem``; every panel
+    re-reads what it draws (the image, its labels and the outputs) for its cell alone.
+    """
     from matplotlib.figure import Figure  # no pyplot: never switch the caller's backend
     from matplotlib.patches import Patch
 
@@ -61,7 +76,7 @@ def write_worst_panels(
         with rasterio.open(f / "entropy.tif") as h:
             ent = h.read(1, window=win)
         r0, c0 = int(win.row_off), int(win.col_off)
-        truth = info["labels"][r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
+        truth = _labels(info["pair"], win)
         truth_ids = np.where(
             (truth >= 0) & (truth < len(cfg.classes)), ids[np.clip(truth, 0, 255)], MASK_NODATA
         ).astype(np.uint8)

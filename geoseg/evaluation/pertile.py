@@ -83,12 +83,16 @@ class CellGrid:
             if pixels == 0:
                 continue
             s = scores(cm)
+            row_off, col_off = (i // self.cols) * self.cell, (i % self.cols) * self.cell
             rec: dict[str, Any] = {
                 "image": image,
                 "cell_row": i // self.cols,
                 "cell_col": i % self.cols,
-                "row_off": (i // self.cols) * self.cell,
-                "col_off": (i % self.cols) * self.cell,
+                "row_off": row_off,
+                "col_off": col_off,
+                # edge cells end at the image's edge
+                "height": min(self.cell, self.height - row_off),
+                "width": min(self.cell, self.width - col_off),
                 "pixels": pixels,
                 "correct": int(np.trace(cm)),
                 "accuracy": float(s.accuracy),
@@ -144,35 +148,41 @@ def write_cells(
     *,
     style_by: str = "miou",
 ) -> tuple[Path, Path]:
-    """Write the cells as a GeoPackage layer ``cells`` (polygons on each image's grid, styled by
-    ``style_by``) and as CSV. ``transforms`` maps an image name to its transform and CRS.
+    """Write the cells as a GeoPackage layer ``cells`` (polygons on each image's grid, clipped to
+    the image, styled by ``style_by``) and as CSV. ``transforms`` maps an image name to its
+    transform and CRS.
 
-    Images in different CRSs share the layer only when their CRSs agree; the layer takes the
-    first image's CRS.
+    The GeoPackage is version 1.2 with its spatial index, as ``geoseg vectorize`` writes it (what
+    GDAL 3.6 and QGIS 3.22 read without warnings). Images in different CRSs share the layer only
+    when their CRSs agree; the layer takes the first image's CRS.
     """
     import geopandas as gpd
+    import pyogrio
     from shapely.geometry import Polygon
+
+    from geoseg.vectorize.sinks import GPKG_OPTIONS, store_gpkg_style
 
     geoms = []
     for rec in records:
         t, _ = transforms[rec["image"]]
         r0, c0 = rec["row_off"], rec["col_off"]
-        corners = [
-            t * (c0, r0),
-            t * (c0 + cell, r0),
-            t * (c0 + cell, r0 + cell),
-            t * (c0, r0 + cell),
-        ]
-        geoms.append(Polygon(corners))
+        r1, c1 = r0 + rec.get("height", cell), c0 + rec.get("width", cell)
+        geoms.append(Polygon([t * (c0, r0), t * (c1, r0), t * (c1, r1), t * (c0, r1)]))
     crs = next((c for _, c in transforms.values() if c is not None), None)
     frame = gpd.GeoDataFrame(records, geometry=geoms, crs=crs)
     out = Path(gpkg)
     tmp = out.with_name(f".{out.name}.partial.gpkg")
     tmp.unlink(missing_ok=True)
-    frame.to_file(tmp, layer="cells", driver="GPKG")
-    from geoseg.vectorize.sinks import _store_gpkg_style
-
-    _store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
+    pyogrio.write_dataframe(
+        frame,
+        tmp,
+        layer="cells",
+        driver="GPKG",
+        geometry_type="Polygon",
+        dataset_options=GPKG_OPTIONS,
+        layer_options={"SPATIAL_INDEX": "YES"},
+    )
+    store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
     os.replace(tmp, out)
     cpath = Path(csv_path)
     ctmp = cpath.with_name(f".{cpath.name}.partial")

@@ -28,8 +28,8 @@ from geoseg.explain.cam import METHODS, CamComputer, activation_maps
 from geoseg.explain.layers import resolve_layer
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.session import TileBatch, TileFunction, open_session
-from geoseg.io.atomic import check_paths
+from geoseg.inference.session import PredictionSession, TileBatch, TileFunction, open_session
+from geoseg.io.atomic import check_paths, pending_path, publish_together
 from geoseg.io.windows import tile_transform
 from geoseg.io.writer import COGWriter, check_destination
 from geoseg.models.checkpoint import LoadedModel
@@ -215,6 +215,99 @@ def explain_raster(
             InputCompatibilityError: as for predict.
     """
     start = time.perf_counter()
+    opts = _checked_request(src, dst, model, aoi, overlay, method, overwrite, options, overrides)
+    loaded = resolve_model(model, config=config)
+    if getattr(loaded.model, "runs_outside_torch", False):
+        raise ExplainError(
+            "an exported .onnx model has no gradients or layers to explain; expected the "
+            ".safetensors checkpoint it came from"
+        )
+    cfg = loaded.config
+    class_index, class_name = (
+        (None, None) if method == "activations" else _class_index(loaded, target)
+    )
+    # the map and its picture appear together, or neither does
+    with publish_together():
+        with open_session(src, loaded, opts) as session:
+            net = session.network_copy()
+            probe = max(64, 2 * cfg.output_stride)
+            layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
+            region, mask_of = _explained_area(session, window, aoi)
+            fn, k, computer = _tile_function(
+                method,
+                net,
+                module,
+                class_index,
+                channels,
+                cfg.in_channels,
+                probe,
+                session.device,
+                mask_of,
+            )
+            if method == "activations":
+                descriptions = [f"{layer_name}[{i}]" for i in range(k)]
+            else:
+                descriptions = [f"{method} {class_name} @ {layer_name}"]
+            tags = {
+                "GEOSEG_METHOD": method,
+                "GEOSEG_LAYER": layer_name,
+                "GEOSEG_CLASS": class_name or "",
+                "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
+            }
+            try:
+                _write_maps(session, region, fn, k, dst, descriptions, tags, overwrite)
+            finally:
+                if computer is not None:
+                    computer.close()
+            tiles_run = session.stats.run
+        if tiles_run == 0:
+            warnings.warn(
+                f"{src}: no tile of the explained area holds a valid pixel; {dst} is all "
+                "nodata (NaN)",
+                NoValidDataWarning,
+                stacklevel=2,
+            )
+        drawn: Path | None = None
+        if overlay is not None:
+            from geoseg.io.overlay import write_activation_grid, write_heat_overlay
+
+            if method == "activations":
+                drawn = write_activation_grid(
+                    pending_path(dst), overlay, title=f"{layer_name}: first {k} feature maps"
+                )
+            else:
+                drawn = write_heat_overlay(
+                    src,
+                    pending_path(dst),
+                    overlay,
+                    window=region,
+                    bands=opts.bands,
+                    title=f"{method}: {class_name} @ {layer_name}",
+                )
+    return ExplainResult(
+        Path(dst),
+        drawn,
+        method,
+        layer_name,
+        class_name,
+        region,
+        tiles_run,
+        time.perf_counter() - start,
+    )
+
+
+def _checked_request(
+    src: Any,
+    dst: Any,
+    model: Any,
+    aoi: Any,
+    overlay: Any,
+    method: str,
+    overwrite: bool,
+    options: PredictOptions | None,
+    overrides: dict[str, Any],
+) -> PredictOptions:
+    """The options of an explain request, once the method, the paths and the options passed."""
     if method not in METHODS:
         raise ExplainError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     check_paths(
@@ -230,117 +323,63 @@ def explain_raster(
             check_destination(p, overwrite=overwrite)
     opts = PredictOptions.of(options, **overrides)
     _refuse_ignored(opts)
-    loaded = resolve_model(model, config=config)
-    if getattr(loaded.model, "runs_outside_torch", False):
-        raise ExplainError(
-            "an exported .onnx model has no gradients or layers to explain; expected the "
-            ".safetensors checkpoint it came from"
-        )
-    cfg = loaded.config
-    class_index, class_name = (
-        (None, None) if method == "activations" else _class_index(loaded, target)
-    )
-    with open_session(src, loaded, opts) as session:
-        reader = session.reader
-        net = session.network_copy()
-        probe = max(64, 2 * cfg.output_stride)
-        layer_name, module = resolve_layer(net, layer, cfg.in_channels, size=probe)
-        mask_of: MaskFunction | None = None
-        region = _window_in(window, reader.height, reader.width)
-        if aoi is not None:
-            from geoseg.explain.aoi import AreaOfInterest
+    return opts
 
-            area = AreaOfInterest.read(
-                aoi, reader.transform, reader.crs, reader.height, reader.width
-            )
-            region = (
-                _window_in(area.window, reader.height, reader.width) if window is None else region
-            )
-            mask_of = area.mask
-        fn, k, computer = _tile_function(
-            method,
-            net,
-            module,
-            class_index,
-            channels,
-            cfg.in_channels,
-            probe,
-            session.device,
-            mask_of,
-        )
-        if method == "activations":
-            descriptions = [f"{layer_name}[{i}]" for i in range(k)]
-        else:
-            descriptions = [f"{method} {class_name} @ {layer_name}"]
-        tags = {
-            "GEOSEG_METHOD": method,
-            "GEOSEG_LAYER": layer_name,
-            "GEOSEG_CLASS": class_name or "",
-            "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
-        }
-        try:
-            with COGWriter(
-                dst,
-                height=int(region.height),
-                width=int(region.width),
-                count=k,
-                dtype="float32",
-                nodata=float("nan"),
-                transform=tile_transform(region, reader.transform),
-                crs=reader.crs,
-                descriptions=descriptions,
-                resampling="average",
-                tags=tags,
-                overwrite=overwrite,
-            ) as out:
-                for rows in session.rows(region, fn=fn, channels=k):
-                    w = rows.window
-                    out.write(
-                        blended(rows),
-                        Window(
-                            int(w.col_off - region.col_off),
-                            int(w.row_off - region.row_off),
-                            w.width,
-                            w.height,
-                        ),
-                    )
-        finally:
-            if computer is not None:
-                computer.close()
-        tiles_run = session.stats.run
-    if tiles_run == 0:
-        warnings.warn(
-            f"{src}: no tile of the explained area holds a valid pixel; {dst} is all nodata (NaN)",
-            NoValidDataWarning,
-            stacklevel=2,
-        )
-    drawn: Path | None = None
-    if overlay is not None:
-        from geoseg.io.overlay import write_activation_grid, write_heat_overlay
 
-        if method == "activations":
-            drawn = write_activation_grid(
-                dst, overlay, title=f"{layer_name}: first {k} feature maps"
+def _explained_area(
+    session: PredictionSession, window: Window | None, aoi: Any
+) -> tuple[Window, MaskFunction | None]:
+    """The part of the raster explained (the window, else the AOI's bounding window, else all)
+    and the AOI's mask function, if any."""
+    reader = session.reader
+    region = _window_in(window, reader.height, reader.width)
+    if aoi is None:
+        return region, None
+    from geoseg.explain.aoi import AreaOfInterest
+
+    area = AreaOfInterest.read(aoi, reader.transform, reader.crs, reader.height, reader.width)
+    if window is None:
+        region = _window_in(area.window, reader.height, reader.width)
+    return region, area.mask
+
+
+def _write_maps(
+    session: PredictionSession,
+    region: Window,
+    fn: TileFunction,
+    count: int,
+    dst: Any,
+    descriptions: list[str],
+    tags: dict[str, str],
+    overwrite: bool,
+) -> None:
+    """Blend ``fn``'s maps over ``region`` into the float32 COG ``dst`` (NaN where no data)."""
+    reader = session.reader
+    with COGWriter(
+        dst,
+        height=int(region.height),
+        width=int(region.width),
+        count=count,
+        dtype="float32",
+        nodata=float("nan"),
+        transform=tile_transform(region, reader.transform),
+        crs=reader.crs,
+        descriptions=descriptions,
+        resampling="average",
+        tags=tags,
+        overwrite=overwrite,
+    ) as out:
+        for rows in session.rows(region, fn=fn, channels=count):
+            w = rows.window
+            out.write(
+                blended(rows),
+                Window(
+                    int(w.col_off - region.col_off),
+                    int(w.row_off - region.row_off),
+                    w.width,
+                    w.height,
+                ),
             )
-        else:
-            drawn = write_heat_overlay(
-                src,
-                dst,
-                overlay,
-                window=region,
-                bands=opts.bands,
-                title=f"{method}: {class_name} @ {layer_name}",
-            )
-    return ExplainResult(
-        Path(dst),
-        drawn,
-        method,
-        layer_name,
-        class_name,
-        region,
-        tiles_run,
-        time.perf_counter() - start,
-    )
 
 
 def _layer_channels(

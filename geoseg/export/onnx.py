@@ -10,6 +10,7 @@ name.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -20,14 +21,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.windows import Window
 from torch import nn
 
-from geoseg.errors import ExportError
+from geoseg.errors import ExportError, InputCompatibilityWarning
 from geoseg.export._deps import require
 from geoseg.export.metadata import export_metadata
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.session import calibration_temperature
 from geoseg.inference.tiles import stride_problem
+from geoseg.io.atomic import atomic_output, publish_together
 from geoseg.io.writer import check_destination
 from geoseg.models.checkpoint import LoadedModel
 from geoseg.models.resolve import ModelRef as ModelSource
@@ -81,7 +84,8 @@ class ExportResult:
         tile_size: the fixed variant's tile edge.
         opset: ONNX opset.
         parity: parity of each written file with PyTorch, by path.
-        metadata: the metadata properties written into the files.
+        metadata: the metadata properties written into the Deepness file (the dynamic file's
+            without one).
         seconds: wall time.
     """
 
@@ -100,16 +104,25 @@ def sample_scene() -> Path | None:
     return path if path.is_file() else None
 
 
+PARITY_CANDIDATES = 16  # tiles of a check raster tried, fullest first, before it is refused
+
+
 def parity_tile(
     loaded: LoadedModel, tile_size: int, raster: str | os.PathLike[str] | None = None
 ) -> tuple[np.ndarray, str]:
-    """A normalized ``(1, bands, tile, tile)`` float32 tile for parity checks: the top-left tile of
+    """A normalized ``(1, bands, tile, tile)`` float32 tile for parity checks: a tile of
     ``raster`` as the tile engine hands it to the network (read, adapted, normalized), or a seeded
-    synthetic tile without one."""
+    synthetic tile without one.
+
+    The tile is the first that holds valid pixels among the :data:`PARITY_CANDIDATES` fullest
+    (by the raster's coarse validity mask, top-left first among equals), so a scene with nodata
+    corners is checked on its data.
+
+    Raises:
+        ExportError: ``raster`` has too few bands, or none of those tiles holds a valid pixel.
+    """
     cfg = loaded.config
     if raster is not None:
-        from rasterio.windows import Window
-
         from geoseg.inference.session import open_session
         from geoseg.io.reader import RasterReader
 
@@ -121,28 +134,53 @@ def parity_tile(
                 "pass a check raster with the model's bands, or none for a synthetic tile"
             )
         bands = tuple(range(1, cfg.in_channels + 1))
-        with open_session(raster, loaded, bands=bands, tile_size=tile_size) as session:
-            got = session.read_tile(Window(0, 0, tile_size, tile_size))
-        if got is not None:
-            return got[0][None].astype(
-                np.float32
-            ), f"{raster} window (0, 0, {tile_size}, {tile_size})"
+        with warnings.catch_warnings():
+            # the raster only gives the parity check a realistic tile: how far it is from the
+            # model's training data does not matter here
+            warnings.simplefilter("ignore", InputCompatibilityWarning)
+            with open_session(raster, loaded, bands=bands, tile_size=tile_size) as session:
+                for window in _fullest_tiles(raster, tile_size, PARITY_CANDIDATES):
+                    got = session.read_tile(window)
+                    if got is not None:
+                        where = (window.col_off, window.row_off, tile_size, tile_size)
+                        return got[0][None].astype(np.float32), f"{raster} window {where}"
+        raise ExportError(
+            f"{raster}: holds no valid pixel in its {tile_size}x{tile_size} px tiles (all nodata "
+            "or NaN), expected data to check the export on; pass another --check-raster, or none "
+            "for a synthetic tile"
+        )
     rng = np.random.default_rng(0)
     return rng.standard_normal((1, cfg.in_channels, tile_size, tile_size)).astype(
         np.float32
     ), "synthetic"
 
 
+def _fullest_tiles(raster: str | os.PathLike[str], tile: int, n: int) -> list[Window]:
+    """Up to ``n`` windows of a ``tile``-px grid over ``raster``, fullest first by its coarse
+    validity mask (row-major among equals)."""
+    from geoseg.io.open import open_raster
+    from geoseg.io.reader import coarse_validity
+
+    with open_raster(raster) as ds:
+        share, _ = coarse_validity(ds, cell=tile)
+    cols = share.shape[1]
+    order = np.argsort(-share.ravel(), kind="stable")[:n]
+    return [Window(int(i % cols) * tile, int(i // cols) * tile, tile, tile) for i in order]
+
+
 def check_parity(
-    path: str | os.PathLike[str], loaded: LoadedModel, x: np.ndarray, source: str
+    graph: str | os.PathLike[str] | bytes, loaded: LoadedModel, x: np.ndarray, source: str
 ) -> Parity:
-    """Run ``x`` through the ONNX file in onnxruntime (CPU) and through PyTorch; compare.
+    """Run ``x`` through the ONNX graph (a file, or its bytes) in onnxruntime (CPU) and through
+    PyTorch; compare.
 
     Raises:
         ExportError: argmax agreement below :data:`MIN_AGREEMENT`.
     """
     ort = require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        graph if isinstance(graph, bytes) else str(graph), providers=["CPUExecutionProvider"]
+    )
     got = session.run(None, {INPUT: x})[0]
     with torch.inference_mode():
         ref = (
@@ -155,18 +193,20 @@ def check_parity(
     agreement = float((got.argmax(1) == ref.argmax(1)).mean())
     parity = Parity(agreement, float(np.abs(got - ref).max()), source)
     if agreement < MIN_AGREEMENT:
+        where = "the exported graph" if isinstance(graph, bytes) else f"{graph}: the exported graph"
         raise ExportError(
-            f"{path}: the exported graph agrees with PyTorch on {agreement:.3%} of the pixels of "
+            f"{where} agrees with PyTorch on {agreement:.3%} of the pixels of "
             f"{source}, expected >= {MIN_AGREEMENT:.1%}; export with another --opset or report the "
             "architecture"
         )
     return parity
 
 
-def _write_graph(
-    module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool, opset: int
-) -> None:
+def _graph_bytes(module: nn.Module, example: torch.Tensor, *, dynamic: bool, opset: int) -> bytes:
+    """The exported graph, serialized in memory: writing is left to :func:`atomic_output`, so a
+    full disk is reported as one, not as an export failure."""
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter(
             "ignore"
@@ -175,7 +215,7 @@ def _write_graph(
             torch.onnx.export(
                 module,
                 (example,),
-                str(path),
+                buffer,  # type: ignore[arg-type]  # the TorchScript exporter takes a file object
                 opset_version=opset,
                 input_names=[INPUT],
                 output_names=[OUTPUT],
@@ -188,14 +228,27 @@ def _write_graph(
                 f"cannot export the model to ONNX opset {opset} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300]}); try a newer --opset"
             ) from None
+    return buffer.getvalue()
 
 
 def _finish(
-    tmp: Path, dst: Path, props: dict[str, str], loaded: LoadedModel, x: np.ndarray, source: str
-) -> Parity:
-    """Add metadata, check the graph and its parity, then give it its final name."""
+    graph: bytes,
+    dst: Path,
+    props: dict[str, str],
+    loaded: LoadedModel,
+    x: np.ndarray,
+    source: str,
+    *,
+    tile: int | None = None,
+) -> tuple[bytes, Parity]:
+    """Add metadata (and, for a fixed ``tile``, the output's height and width), check the graph
+    and its parity; the finished graph's bytes and parity."""
     onnx = require("onnx")
-    proto = onnx.load(str(tmp))
+    proto = onnx.load_from_string(graph)
+    if tile is not None:  # the exporter's shape inference leaves them as "batch" and a dim_3
+        dims = proto.graph.output[0].type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        dims[2].dim_value = dims[3].dim_value = tile
     del proto.metadata_props[:]
     for key, value in props.items():
         entry = proto.metadata_props.add()
@@ -205,16 +258,18 @@ def _finish(
         f"geoseg {loaded.config.architecture}-{loaded.config.encoder}: normalized "
         "(N, bands, H, W) float32 -> class probabilities"
     )
-    onnx.save(proto, str(tmp))
     try:
-        onnx.checker.check_model(str(tmp), full_check=True)
+        onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
         raise ExportError(
             f"{dst}: onnx.checker refused the exported graph ({str(exc).splitlines()[0][:300]})"
         ) from None
-    parity = check_parity(tmp, loaded, x, source)
-    os.replace(tmp, dst)
-    return parity
+    data = proto.SerializeToString()
+    try:
+        parity = check_parity(data, loaded, x, source)
+    except ExportError as exc:
+        raise ExportError(f"{dst}: {exc}") from None
+    return data, parity
 
 
 def export_onnx(
@@ -237,8 +292,9 @@ def export_onnx(
             Deepness).
         tile_size: the fixed variant's tile edge (default: the model's tile size).
         opset: ONNX opset, >= 17.
-        check_raster: a raster whose top-left tile drives the parity check (default: synthetic).
-        resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD).
+        check_raster: a raster whose fullest tile drives the parity check (default: synthetic).
+        resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD;
+            required with ``fixed`` when the model records none).
         overwrite: replace existing files.
 
     Returns:
@@ -246,7 +302,10 @@ def export_onnx(
 
     Raises:
         ExportError: the graph cannot be exported, the checker refuses it, or it does not agree
-            with PyTorch; MissingDependencyError: onnx/onnxruntime are not installed.
+            with PyTorch; ``fixed`` is asked for and the ground resolution is unknown;
+            MissingDependencyError: onnx/onnxruntime are not installed.
+        WriteError: a file could not be written (disk full...); neither file was published and
+            no temporary file is left.
     """
     start = time.perf_counter()
     require("onnx")
@@ -264,28 +323,37 @@ def export_onnx(
     problem = stride_problem(tile, cfg.output_stride)
     if problem is not None:
         raise ExportError(problem)
+    # the dynamic file runs as the checkpoint does; the Deepness file carries the plugin's keys and
+    # a config with its tiling (refused before any work when the ground resolution is unknown)
+    metadata = [export_metadata(cfg, tile_size=tile, deepness=False)]
+    if fixed is not None:
+        metadata.append(export_metadata(cfg, tile_size=tile, resolution_cm=resolution_cm))
     module = (
         Probabilities(loaded.model, calibration_temperature(cfg)).eval().cpu()
     )  # a calibration temperature goes into the graph
     x, source = parity_tile(loaded, tile, check_raster)
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
-    result.metadata = export_metadata(
-        cfg, tile_size=tile, resolution_cm=resolution_cm
-    )  # warns once
-    for path, dynamic in zip(outputs, (True, False), strict=False):
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
-            _write_graph(module, example, tmp, dynamic=dynamic, opset=opset)
-            result.parity[str(path)] = _finish(tmp, path, result.metadata, loaded, x, source)
-        finally:
-            tmp.unlink(missing_ok=True)
+    result.metadata = metadata[-1]
+    graphs: dict[Path, bytes] = {}
+    for path, dynamic, props in zip(outputs, (True, False), metadata, strict=False):
+        graph = _graph_bytes(module, example, dynamic=dynamic, opset=opset)
+        graphs[path], result.parity[str(path)] = _finish(
+            graph, path, props, loaded, x, source, tile=None if dynamic else tile
+        )
         log.info(
             "%s: agreement %.4f, max |dp| %.2e",
             path,
             result.parity[str(path)].agreement,
             result.parity[str(path)].max_abs_diff,
         )
+    # Each file gets a temporary name of its own run (concurrent exports to one path each publish
+    # a whole file); both are written before either is renamed, so a full disk (or a signal)
+    # leaves neither.
+    with publish_together():
+        for path, data in graphs.items():
+            with atomic_output(path) as tmp:
+                tmp.write_bytes(data)
     result.seconds = time.perf_counter() - start
     return result
 

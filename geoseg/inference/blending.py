@@ -64,12 +64,27 @@ def crop(tile: int, overlap: int) -> np.ndarray:
     return np.outer(profile, profile)
 
 
+def core(tile: int, overlap: int) -> np.ndarray:
+    """Keep the tile's core, as QGIS Deepness does: full weight from ``overlap // 2`` pixels
+    inward, a 1e-12 trace in that margin (too small to move a float32 sum).
+
+    On a regular grid with an even overlap the cores of neighbouring tiles meet exactly, so each
+    pixel takes the one tile whose core holds it; the trace only decides pixels that no core
+    reaches (the raster's outer margin, which one tile covers).
+    """
+    margin = overlap // 2
+    depth = np.minimum(np.arange(tile), np.arange(tile)[::-1])
+    profile = np.where(depth >= margin, 1.0, 1e-12)
+    return np.outer(profile, profile)
+
+
 BLEND_KERNELS: dict[str, Kernel] = {
     "gaussian": gaussian,
     "cosine": cosine,
     "linear": linear,
     "mean": mean,
     "crop": crop,
+    "core": core,
 }
 
 
@@ -100,6 +115,6 @@ def blend_weights(blend: str | Kernel, tile_size: int, overlap: int) -> np.ndarr
             f"maximum, got shape {w.shape}"
         )
     w = w / w.max()
-    if kernel is crop:  # its trace weights are the point: no floor
+    if kernel in (crop, core):  # their trace weights are the point: no floor
         return w.astype(np.float32)
     return np.maximum(w, _FLOOR).astype(np.float32)

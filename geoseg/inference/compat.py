@@ -175,7 +175,17 @@ def check_input(
                 problems.append(
                     f"values {_fmt(p2)}..{_fmt(p98)} (2-98 %; model: {_fmt(lo)}..{_fmt(hi)})"
                 )
-        if any(p.startswith(("dtype", "values")) for p in problems):
+        flat = percentiles is not None and float(percentiles[0].min()) == float(
+            percentiles[1].max()
+        )
+        if flat and percentiles is not None and any(p.startswith("values") for p in problems):
+            # a constant image: no --scale can stretch one value onto a range
+            value = _fmt(float(percentiles[0].min()))
+            fixes.append(
+                f"every sampled pixel holds {value}: check that the input is not blank, or mark "
+                f"that value as nodata (gdal_edit.py -a_nodata {value} FILE)"
+            )
+        elif any(p.startswith(("dtype", "values")) for p in problems):
             hint = ""
             if percentiles is not None:
                 hint = (

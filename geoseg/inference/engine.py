@@ -28,11 +28,12 @@ from geoseg.inference.options import PredictOptions
 from geoseg.inference.outputs import CONFIDENCE_NODATA, output_writers
 from geoseg.inference.session import PredictionSession, open_session
 from geoseg.inference.tiles import MASK_NODATA, Finished, finalize, geoarray_of
-from geoseg.io.atomic import check_paths, temporary_name
+from geoseg.io.atomic import check_paths, publish_together, temporary_name
 from geoseg.io.reader import GeoArray
 from geoseg.io.writer import check_destination
 from geoseg.models.config import ModelConfig
 from geoseg.models.resolve import ModelRef, resolve_model
+from geoseg.provenance import Provenance
 
 __all__ = [
     "CONFIDENCE_NODATA",
@@ -67,6 +68,7 @@ class PredictionResult:
         device: device used.
         seconds: wall time.
         megapixels_per_second: raster megapixels per wall-clock second.
+        provenance: what the outputs record about how they were made.
     """
 
     mask: Path | None
@@ -84,6 +86,7 @@ class PredictionResult:
     precision_note: str = ""
     network: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None
 
 
 def predict_block(
@@ -193,10 +196,11 @@ def write_session(
     confidence: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     grid: dict[str, Any] | None = None,
+    provenance: Provenance | None = None,
 ) -> None:
     """Run a session over its whole raster into the output COGs (the writing half of
     :func:`predict_raster`): finished rows are reduced to uint8 here and written behind by one
-    thread. Every output is published only when complete."""
+    thread. Every output is published only when complete, tagged with ``provenance``."""
     cfg, reader = session.config, session.reader
 
     def write(out: Finished) -> None:
@@ -211,7 +215,13 @@ def write_session(
         stripes = session.stripes()
         session.count_tiles(stripes)
         writers = output_writers(
-            cfg, grid or reader.grid, dst, probabilities, confidence, overwrite=overwrite
+            cfg,
+            grid or reader.grid,
+            dst,
+            probabilities,
+            confidence,
+            overwrite=overwrite,
+            provenance=provenance,
         )
         bands = 1 + (cfg.num_classes if probabilities is not None else 0) + (confidence is not None)
         stack.enter_context(session.gdal_env(stripes[0], bands))
@@ -246,6 +256,7 @@ def predict_raster(
     confidence: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, float], None] | None = None,
+    provenance: Provenance | None = None,
     **overrides: Any,
 ) -> PredictionResult:
     """Segment a raster of any size into a class-mask COG (and optional probability/confidence
@@ -266,9 +277,12 @@ def predict_raster(
         confidence: optional path for the winning class's probability (uint8, 0-255).
         overwrite: replace existing outputs.
         progress: called after each tile with ``(tiles done, tiles in all, raster megapixels)``.
+        provenance: what every output records (:class:`~geoseg.provenance.Provenance`); default:
+            this request's (geoseg version, model name and weights digest, the options that
+            change pixels, ``src`` and its STAC item id, the time), built here.
 
     Returns:
-        A :class:`PredictionResult` with paths and figures.
+        A :class:`PredictionResult` with paths and figures (``provenance`` among them).
 
     Raises:
         RasterOpenError, BandMismatchError, TilingError, CheckpointError, OutputExistsError,
@@ -284,14 +298,52 @@ def predict_raster(
     opts = PredictOptions.of(options, **overrides)
     if opts.resample_to_model:
         return _predict_resampled(
-            src, dst, model, opts, config, probabilities, confidence, overwrite, progress, start
+            src,
+            dst,
+            model,
+            opts,
+            config,
+            probabilities,
+            confidence,
+            overwrite,
+            progress,
+            start,
+            provenance,
         )
     session = open_session(src, model, opts, config=config)
+    if provenance is None:
+        provenance = _provenance_of(session, model, opts)
     session.progress = progress
-    write_session(
-        session, dst, probabilities=probabilities, confidence=confidence, overwrite=overwrite
-    )
-    return _result(session, dst, probabilities, confidence, start)
+    with publish_together():  # the mask and its companions appear together, or none does
+        write_session(
+            session,
+            dst,
+            probabilities=probabilities,
+            confidence=confidence,
+            overwrite=overwrite,
+            provenance=provenance,
+        )
+    result = _result(session, dst, probabilities, confidence, start)
+    result.provenance = provenance
+    return result
+
+
+def _provenance_of(session: PredictionSession, model: ModelRef, opts: PredictOptions) -> Any:
+    """The request's provenance, built once at this door (a failure closes the session)."""
+    from geoseg.inference.provenance import request_provenance
+
+    stac = session.stac
+    try:
+        return request_provenance(
+            session.src,
+            model,
+            opts,
+            config=session.config,
+            item=stac.item_id if stac is not None else None,
+        )
+    except BaseException:
+        session.close()
+        raise
 
 
 def _result(
@@ -343,17 +395,25 @@ def _predict_resampled(
     overwrite: bool,
     progress: Any,
     start: float,
+    provenance: Provenance | None,
 ) -> PredictionResult:
     """``resample_to_model``: the input warped to the model's pixel size, predicted there by the
     same engine, each output warped back onto the input's exact grid."""
+    from geoseg.inference.provenance import request_provenance
     from geoseg.inference.resample import resampling_for, warp_back, warp_input
+    from geoseg.inference.session import raster_input
 
     loaded = resolve_model(model, config=config)
+    if provenance is None:
+        provenance = request_provenance(src, model, opts, config=loaded.config)
     plain = opts.replace(resample_to_model=False)
-    plan = resampling_for(src, loaded.config, opts)
+    _, raster, bands = raster_input(str(src), opts, loaded.config)
+    if bands != opts.bands:  # a STAC item: the VRT holds the model's bands already
+        plain = plain.replace(bands=bands)
+    plan = resampling_for(raster, loaded.config, opts)
     if plan is None:  # already at the model's pixel size
         return predict_raster(
-            src,
+            raster,
             dst,
             loaded,
             plain,
@@ -361,11 +421,12 @@ def _predict_resampled(
             confidence=confidence,
             overwrite=overwrite,
             progress=progress,
+            provenance=provenance,
         )
     work = temporary_name(Path(dst), "-resample")
     work.mkdir()
     try:
-        fine = warp_input(src, plan, work / "input.tif")
+        fine = warp_input(raster, plan, work / "input.tif")
         parts = {"classes": work / "classes.tif"}
         if probabilities is not None:
             parts["probabilities"] = work / "probabilities.tif"
@@ -381,13 +442,21 @@ def _predict_resampled(
             overwrite=True,
         )
         writers = output_writers(
-            loaded.config, plan.grid, dst, probabilities, confidence, overwrite=overwrite
+            loaded.config,
+            plan.grid,
+            dst,
+            probabilities,
+            confidence,
+            overwrite=overwrite,
+            provenance=provenance,
         )
-        warp_back(parts, writers, plan.grid)
+        with publish_together():
+            warp_back(parts, writers, plan.grid)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = _result(session, dst, probabilities, confidence, start)
     result.height, result.width = plan.grid["height"], plan.grid["width"]
     result.megapixels_per_second = result.height * result.width / 1e6 / result.seconds
     result.extra["resampled_to"] = plan.gsd
+    result.provenance = provenance
     return result

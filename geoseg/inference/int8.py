@@ -98,7 +98,41 @@ def quantizable(model: nn.Module) -> nn.Module:
     so each folds into the convolution before it; identities vanish from the graph."""
     out = copy.deepcopy(model).eval()
     _plain_norms(out)
+    _static_same_padding(out)
     return out
+
+
+def _static_same_padding(module: nn.Module) -> None:
+    """timm's TensorFlow-style convolutions (``Conv2dSame``) work out their padding from the
+    input's size at every call, which FX cannot trace. On the sizes geoseg runs (tiles whose sides
+    are multiples of the network's output stride, so every stage's input is a multiple of its
+    stride) that padding is always the same: a fixed zero padding before a plain convolution."""
+    for name, child in list(module.named_children()):
+        if type(child).__name__ == "Conv2dSame" and isinstance(child, nn.Conv2d):
+            pads = []
+            for k, s, d in zip(child.kernel_size, child.stride, child.dilation, strict=True):
+                total = max((k - 1) * d + 1 - s, 0)
+                pads.append((total // 2, total - total // 2))
+            (top, bottom), (left, right) = pads
+            conv = nn.Conv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                0,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+            )
+            conv.load_state_dict(child.state_dict())
+            padded: nn.Module = (
+                nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
+                if left or right or top or bottom
+                else conv
+            )
+            setattr(module, name, padded.train(child.training))
+        else:
+            _static_same_padding(child)
 
 
 class _Through(nn.Module):

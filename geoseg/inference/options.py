@@ -16,7 +16,15 @@ from typing import Any, Literal, cast, get_args
 from geoseg.errors import TilingError, refuse_extra_keys
 from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
-__all__ = ["PRECISIONS", "TTA_MODES", "Precision", "PredictOptions", "parse_overlap", "parse_scale"]
+__all__ = [
+    "PRECISIONS",
+    "TTA_MODES",
+    "Precision",
+    "PredictOptions",
+    "parse_bands",
+    "parse_overlap",
+    "parse_scale",
+]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -81,6 +89,32 @@ def parse_scale(
     return low, high
 
 
+def parse_bands(text: str) -> tuple[int, ...] | tuple[str, ...]:
+    """``"3,2,1"`` -> ``(3, 2, 1)`` (1-based band numbers); ``"red,green,nir"`` ->
+    ``("red", "green", "nir")`` (band names: a STAC item's assets, or a raster's band
+    descriptions).
+
+    Raises:
+        TilingError: numbers mixed with names, or nothing.
+    """
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    if parts and all(p.lstrip("-").isdigit() for p in parts):
+        return _checked_bands(tuple(int(p) for p in parts))
+    return _checked_bands(tuple(parts))
+
+
+def _checked_bands(value: Any) -> tuple[int, ...] | tuple[str, ...]:
+    bands = tuple(value) if not isinstance(value, str) else (value,)
+    numbers = all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands)
+    names = all(isinstance(b, str) and b.strip() and not b.strip().isdigit() for b in bands)
+    if not bands or not (numbers or names):
+        raise TilingError(
+            "bands are 1-based numbers such as 3,2,1 or band names such as red,green,nir (not "
+            f"both), got {value!r}"
+        )
+    return bands if numbers else tuple(str(b).strip().lower() for b in bands)
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """How a raster goes through a model. ``None`` means "the checkpoint's value".
@@ -89,7 +123,8 @@ class PredictOptions:
         tile_size: tile edge in pixels; a multiple of the model's output stride.
         overlap: pixels (int) or a fraction of the tile (float in [0, 1)).
         blend: a kernel name from :data:`~geoseg.inference.BLEND_KERNELS` or a callable
-            ``kernel(tile, overlap) -> (tile, tile)`` array.
+            ``kernel(tile, overlap) -> (tile, tile)`` array (``None``: the model's tiling's,
+            ``gaussian``, or ``core`` for a model exported for QGIS Deepness).
         batch_size: tiles per forward pass (``None``: 2 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (on CPU: the checkpoint's int8 variant when its recorded agreement
@@ -97,7 +132,9 @@ class PredictOptions:
             >= 99.5 %), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU, a calibrated checkpoint:
             ``geoseg quantize``).
         tta: test-time augmentation, a key of :data:`~geoseg.inference.runtime.TTA_MODES`.
-        bands: 1-based input bands in the model's order (``None``: all).
+        bands: input bands in the model's order (``None``: all, or for a STAC item the model's
+            band names): 1-based numbers, or names (``("red", "green", "nir")``) that pick a STAC
+            item's assets by common name, or a raster's bands by description.
         workers: threads reading tiles ahead (0: read in the calling thread).
         scale: map input values ``(low, high)`` linearly onto the range the model was trained
             on (clipped), or ``"auto"``: each band's 2-98 % percentiles, sampled over the whole
@@ -114,12 +151,12 @@ class PredictOptions:
 
     tile_size: int | None = None
     overlap: float | int | None = None
-    blend: str | Kernel = "gaussian"
+    blend: str | Kernel | None = None
     batch_size: int | None = None
     device: str = "auto"
     precision: Precision = "auto"
     tta: str = "none"
-    bands: tuple[int, ...] | None = None
+    bands: tuple[int, ...] | tuple[str, ...] | None = None
     workers: int = 2
     scale: tuple[float, float] | str | None = None
     resample_to_model: bool = False
@@ -137,7 +174,7 @@ class PredictOptions:
         positive("batch_size", self.batch_size, 1)
         positive("workers", self.workers, 0)
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
-        if not callable(self.blend) and self.blend not in BLEND_KERNELS:
+        if self.blend is not None and not callable(self.blend) and self.blend not in BLEND_KERNELS:
             raise TilingError(
                 f"unknown blend {self.blend!r}; expected one of "
                 f"{', '.join(sorted(BLEND_KERNELS))} or a callable"
@@ -151,14 +188,7 @@ class PredictOptions:
         if not isinstance(self.device, str):
             object.__setattr__(self, "device", str(self.device))
         if self.bands is not None:
-            bands = tuple(self.bands)
-            if not bands or any(
-                isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands
-            ):
-                raise TilingError(
-                    f"bands are 1-based integers such as (3, 2, 1), got {self.bands!r}"
-                )
-            object.__setattr__(self, "bands", bands)
+            object.__setattr__(self, "bands", _checked_bands(self.bands))
         object.__setattr__(self, "scale", parse_scale(self.scale))
         for flag in ("resample_to_model", "strict"):
             if not isinstance(getattr(self, flag), bool):
@@ -185,13 +215,7 @@ class PredictOptions:
         cls._refuse_unknown(values)
         kwargs = {k: v for k, v in values.items() if v is not None}
         if isinstance(kwargs.get("bands"), str):
-            text = kwargs["bands"]
-            try:
-                kwargs["bands"] = tuple(int(v) for v in text.split(",") if v.strip())
-            except ValueError:
-                raise TilingError(
-                    f"bands are comma-separated numbers such as 3,2,1, got {text!r}"
-                ) from None
+            kwargs["bands"] = parse_bands(kwargs["bands"])
         for key in ("tile_size", "batch_size", "workers"):
             if isinstance(kwargs.get(key), str):
                 try:

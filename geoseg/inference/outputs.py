@@ -12,6 +12,7 @@ from typing import Any
 from geoseg.classes import MASK_NODATA
 from geoseg.io.writer import COGWriter
 from geoseg.models.config import ModelConfig
+from geoseg.provenance import Provenance
 
 __all__ = ["CONFIDENCE_NODATA", "output_writers"]
 
@@ -26,12 +27,19 @@ def output_writers(
     confidence: str | os.PathLike[str] | None,
     *,
     overwrite: bool,
+    provenance: Provenance | None = None,
 ) -> list[tuple[COGWriter, str]]:
-    """The COG writers of one prediction, each with the :class:`Finished` attribute it writes."""
+    """The COG writers of one prediction, each with the :class:`Finished` attribute it writes.
+
+    Every output is tagged with the model's architecture (``GEOSEG_MODEL``) and, when given, the
+    ``provenance`` of the request (``GEOSEG_VERSION``, ``GEOSEG_MODEL_NAME``, ``_DIGEST``,
+    ``GEOSEG_OPTIONS``, ``GEOSEG_INPUT``, ``GEOSEG_STAC_ITEM``, ``GEOSEG_CREATED``)."""
     tags = {
         "GEOSEG_MODEL": f"{cfg.architecture}-{cfg.encoder}",
         "GEOSEG_VERSION": cfg.geoseg_version,
     }
+    if provenance is not None:
+        tags.update(provenance.to_tags())
     outputs_of: list[tuple[COGWriter, str]] = [
         (
             COGWriter(

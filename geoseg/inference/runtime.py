@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -99,6 +99,17 @@ def agreement(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = Non
 
 def _fmt(memory_format: torch.memory_format) -> str:
     return "cl" if memory_format == torch.channels_last else "nchw"
+
+
+def recorded_agreement(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The argmax agreement with fp32 of each reduced precision a checkpoint records
+    (``metrics.precision``: ``{"bf16": {"agreement": 0.998, ...}}``)."""
+    out: dict[str, float] = {}
+    for name, figures in (metrics.get("precision") or {}).items():
+        value = figures.get("agreement") if isinstance(figures, dict) else None
+        if name in _DTYPES and isinstance(value, int | float) and 0 <= value <= 1:
+            out[name] = float(value)
+    return out
 
 
 def precision_record(device: torch.device) -> str:
@@ -255,9 +266,10 @@ class Runner:
         model: network returning ``(N, classes, H, W)`` logits (a TorchScript module counts as
             already frozen).
         device: where to run.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (the fast precision of the device if its
-            argmax agrees with fp32 on >= 99.5 % of the pixels of the first tile, else fp32; the
-            choice is recorded in the model cache, so later runs of the same model skip the check);
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``: the fast precision of the device if
+            its argmax agrees with fp32 on >= 99.5 % of the pixels, as the checkpoint records it
+            (``recorded``), else as measured on the first tile holding data; else fp32. The
+            choice is kept in the model cache, so later runs of the same model skip the check.
             ``int8``: ``model`` is already quantized (:func:`~geoseg.inference.int8.int8_network`)
             and runs as it is, on the CPU.
         tta: ``none``, ``flip`` (2 passes) or ``d4`` (8 passes): averaged probabilities.
@@ -268,6 +280,8 @@ class Runner:
             is kept in the model cache.
         cache: where to keep what was learnt (:class:`~geoseg.inference.cache.ModelCache`);
             default: the user cache, keyed by a digest of the model's weights.
+        recorded: the argmax agreement with fp32 of each reduced precision, measured when the
+            checkpoint was made (``metrics.precision``): ``auto`` then runs no check of its own.
     """
 
     AGREEMENT = 0.995
@@ -282,6 +296,7 @@ class Runner:
         channels_last: bool = True,
         freeze: bool | None = None,
         cache: ModelCache | None = None,
+        recorded: Mapping[str, float] | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise DeviceError(f"unknown tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
@@ -305,6 +320,7 @@ class Runner:
         outside = bool(getattr(model, "runs_outside_torch", False))
         self.freeze = (device.type == "cpu" and not outside) if freeze is None else freeze
         self._cache = cache
+        self._recorded = dict(recorded or {})
         self._frozen: Any = None
         self._frozen_shape: tuple[int, ...] | None = None
         self.freeze_note = "scripted" if self.scripted else "eager"
@@ -379,10 +395,13 @@ class Runner:
             self.precision, self.agreement = record["precision"], record.get("agreement")
             log.info("precision auto: %s (recorded for this model)", self.precision)
             return self.precision
-        x = x.to(self.device)
-        reference = self._forward(x, "fp32", eager=True)
-        candidate = self._forward(x, fast, eager=True)
-        self.agreement = agreement(reference, candidate, valid)
+        if fast in self._recorded:  # measured where the model was made, on many tiles
+            self.agreement = float(self._recorded[fast])
+        else:
+            x = x.to(self.device)
+            reference = self._forward(x, "fp32", eager=True)
+            candidate = self._forward(x, fast, eager=True)
+            self.agreement = agreement(reference, candidate, valid)
         self.precision = fast if self.agreement >= self.AGREEMENT else "fp32"
         log.info(
             "precision auto: %s argmax agrees with fp32 on %.3f%% of pixels -> %s",
@@ -458,6 +477,7 @@ def make_runner(
     *,
     freeze: bool | None = None,
     cache: ModelCache | None = None,
+    recorded: Mapping[str, float] | None = None,
 ) -> Runner:
     """A :class:`Runner` for a module (plain callables are wrapped)."""
     if not isinstance(model, nn.Module):
@@ -468,4 +488,4 @@ def make_runner(
                 return fn(x)
 
         model = _Wrapped()
-    return Runner(model, device, precision, tta, freeze=freeze, cache=cache)
+    return Runner(model, device, precision, tta, freeze=freeze, cache=cache, recorded=recorded)

@@ -39,9 +39,16 @@ from geoseg.inference.cache import ModelCache, file_digest, module_digest
 from geoseg.inference.compat import InputAdapter, check_input
 from geoseg.inference.int8 import int8_network, int8_precision
 from geoseg.inference.options import PredictOptions
-from geoseg.inference.runtime import Runner, cached_frozen, make_runner, resolve_device
-from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile
+from geoseg.inference.runtime import (
+    Runner,
+    cached_frozen,
+    make_runner,
+    recorded_agreement,
+    resolve_device,
+)
+from geoseg.inference.tiles import checked_tiling, finalize, geoarray_of, read_tile, tiling_of
 from geoseg.io.reader import GeoArray, RasterReader
+from geoseg.io.stac import StacRaster, is_stac, open_stac
 from geoseg.io.storage import is_object_url
 from geoseg.io.windows import Tile, TilePlan, plan_tiles, tile_transform
 from geoseg.io.writer import COG_BLOCK
@@ -72,7 +79,8 @@ class TileBatch:
     """The tiles of one forward pass, as the network sees them.
 
     Attributes:
-        x: ``(N, bands, H, W)`` float32, normalized (invalid pixels 0, edges reflected), on CPU.
+        x: ``(N, bands, H, W)`` float32, normalized (see :meth:`PredictionSession.read_tile`), on
+            CPU.
         valid: ``(N, H, W)`` bool, True where the input holds data.
         windows: each tile's window in the raster grid (it may reach past the raster's edge).
     """
@@ -142,11 +150,31 @@ def _is_file_model(path: str | None) -> bool:
     return path is not None and model_loader(os.path.splitext(path)[1]) is not None
 
 
+def raster_input(
+    src: str, options: PredictOptions, config: ModelConfig
+) -> tuple[StacRaster | None, str, tuple[int, ...] | tuple[str, ...] | None]:
+    """What the reader opens for ``src``, and which of its bands: a raster as it is; a STAC
+    item as the VRT of the bands the model needs (named by ``options.bands`` when they are names,
+    else by the model's band names), numbered bands then picked from that VRT.
+
+    Returns:
+        ``(the STAC raster or None, the path GDAL opens, the bands to read)``.
+    """
+    if not is_stac(src):
+        return None, src, options.bands
+    bands = options.bands
+    named = bool(bands) and isinstance(bands[0], str)  # type: ignore[index]
+    wanted = [str(b) for b in bands] if named and bands else list(config.band_names)
+    stac = open_stac(src, wanted, data_type=config.band_dtype)
+    return stac, stac.path, None if named else bands
+
+
 class PredictionSession:
     """A raster opened for prediction with a model and options (see the module).
 
     Args:
-        src: input raster path or URL (``http(s)://``, ``s3://``).
+        src: input raster path or URL (``http(s)://``, ``s3://``), or a STAC item's (its
+            assets read as one raster: :mod:`geoseg.io.stac`; ``stac`` keeps its identity).
         model: any model reference (:func:`~geoseg.models.resolve.resolve_model`): a checkpoint,
             an ``.onnx`` file, ``quality``/``fast``/``default``, a LoadedModel, a module with
             ``config``, or None (the default model).
@@ -179,10 +207,12 @@ class PredictionSession:
         # a graph run by another runtime (onnxruntime) is neither traced nor autocast
         self.outside_torch = bool(getattr(self.loaded.model, "runs_outside_torch", False))
         self.tile_size = opts.tile_size_for(cfg)
+        self.tiling = tiling_of(cfg)
         overlap = checked_tiling(  # before the raster is opened
             self.tile_size, cfg.overlap if opts.overlap is None else opts.overlap, cfg.output_stride
         )
-        self.reader = RasterReader(src, bands=opts.bands)
+        self.stac, path, bands = raster_input(self.src, opts, cfg)
+        self.reader = RasterReader(path, bands=bands)
         try:
             self._check_bands()
             adapter = check_input(self.reader, cfg, opts, self.src)
@@ -191,9 +221,10 @@ class PredictionSession:
             raise
         self.adapter: InputAdapter | None = None if adapter.identity else adapter
         self.plan: TilePlan = plan_tiles(
-            self.reader.height, self.reader.width, self.tile_size, overlap
+            self.reader.height, self.reader.width, self.tile_size, overlap, edge=self.tiling.edge
         )
-        self.weights = blend_weights(opts.blend, self.tile_size, self.plan.overlap)
+        blend = self.tiling.blend if opts.blend is None else opts.blend
+        self.weights = blend_weights(blend, self.tile_size, self.plan.overlap)
         self._weights_t: torch.Tensor | None = None
         temperature = calibration_temperature(cfg)
         self._network = self.loaded.model
@@ -275,6 +306,7 @@ class PredictionSession:
                 self.options.tta,
                 freeze=False if self.outside_torch or self.device.type != "cpu" else None,
                 cache=self._cache,
+                recorded=recorded_agreement(self.config.metrics),
             )
             if self._precision == "int8" and self.options.precision == "auto":
                 variant = Int8Variant.of(self.config)
@@ -351,13 +383,15 @@ class PredictionSession:
 
     def read_tile(self, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
         """One tile as the network sees it: read, adapted (scale, complex values), normalized,
-        padded by reflection at the raster's edges.
+        padded at the raster's edges (by reflection, or as the model's tiling says).
 
         Returns:
             ``(x, valid)``: ``(bands, rows, cols)`` float32 and ``(rows, cols)`` bool; None when
             the tile holds no valid pixel.
         """
-        return read_tile(self.reader, window, self.config.normalization, self.adapter)
+        return read_tile(
+            self.reader, window, self.config.normalization, self.adapter, self.tiling.fill
+        )
 
     def resolve_precision(self) -> str:
         """The precision of this run, ``auto`` resolved on the raster's first tile holding data
@@ -424,9 +458,7 @@ class PredictionSession:
                     maps = out.detach().float().mul_(self._weights_t).cpu().numpy()
             i = 0
             for tile, item in pending:
-                if item is None:  # no valid pixel: nothing to blend, its pixels stay invalid
-                    self.stats.skipped += 1
-                else:
+                if item is not None:  # a tile without valid pixels was counted when read
                     acc.add(
                         maps[i],
                         weights,
@@ -436,11 +468,7 @@ class PredictionSession:
                     )
                     self.stats.run += 1
                     i += 1
-                self.stats.done += 1
-                if self.progress is not None:
-                    self.progress(
-                        self.stats.done, max(self.stats.total, self.stats.done), self.megapixels
-                    )
+                    self._advance()
                 if last_in_row[tile.grid_row] == tile.index:
                     done = acc.release(plan.rows_final_after(tile.grid_row))
                     if done is not None:
@@ -455,7 +483,11 @@ class PredictionSession:
         try:
             for tile, item in reads:
                 pending.append((tile, item))
-                ready += item is not None
+                if item is None:  # no valid pixel: nothing to run or blend; said at once, so
+                    self.stats.skipped += 1  # progress (and a cancel) keeps up over empty areas
+                    self._advance()
+                else:
+                    ready += 1
                 if ready >= self.batch_size:
                     yield from flush()
                     ready = 0
@@ -465,6 +497,13 @@ class PredictionSession:
         rest = acc.release(int(region.row_off + region.height))
         if rest is not None:
             yield rest
+
+    def _advance(self) -> None:
+        """One more tile visited: counted, and said to ``progress`` (which may stop the run by
+        raising)."""
+        self.stats.done += 1
+        if self.progress is not None:
+            self.progress(self.stats.done, max(self.stats.total, self.stats.done), self.megapixels)
 
     def count_tiles(self, regions: list[Window]) -> int:
         """Tiles a run over ``regions`` visits (a tile shared by two column stripes counts

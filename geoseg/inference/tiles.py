@@ -4,28 +4,82 @@ numpy."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from rasterio.windows import Window
 
 from geoseg.classes import MASK_NODATA
-from geoseg.errors import TilingError
+from geoseg.errors import CheckpointError, TilingError
 from geoseg.inference.accumulator import FinishedRows
 from geoseg.io.reader import GeoArray, RasterReader
-from geoseg.io.windows import clip_window, resolve_overlap, tile_transform
+from geoseg.io.windows import EdgeMode, clip_window, resolve_overlap, tile_transform
+from geoseg.models.config import ModelConfig
 from geoseg.normalize import Normalization
 
 __all__ = [
     "MAX_TILE",
+    "TILINGS",
     "Finished",
+    "Tiling",
+    "argmax_classes",
     "checked_tiling",
     "finalize",
     "pad_reflect",
     "read_tile",
     "stride_problem",
+    "tiling_of",
 ]
 
 MAX_TILE = 8192  # a larger tile needs tens of GB for one forward pass
+
+Fill = Literal["mean", "nodata"]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How tiles are laid over a raster, what fills their pixels without data, and how they are
+    combined: the part of a run that a model config names (its ``tiling``), so that every door
+    runs a model the way it was exported to run.
+
+    Attributes:
+        edge: the tile plan's edge modes, ``(rows, cols)`` (see
+            :func:`~geoseg.io.windows.axis_starts`).
+        blend: the blend kernel when the options name none.
+        fill: ``"mean"``: pixels without data become the normalized mean (0) and tiles are
+            reflected past the raster's edges; ``"nodata"``: pixels keep their stored value and
+            past the edges take the nodata value (0 without one), as QGIS reads a raster.
+    """
+
+    edge: tuple[EdgeMode, EdgeMode]
+    blend: str
+    fill: Fill
+
+
+TILINGS: dict[str, Tiling] = {
+    # geoseg's own: tiles inside the raster, Gaussian blending, nodata as the mean
+    "geoseg": Tiling(("shift", "shift"), "gaussian", "mean"),
+    # QGIS Deepness 0.6 (deepness/processing/extent_utils.py, tile_params.py): a regular grid from
+    # the raster's left edge and up from its bottom edge (its extent is extended to the right and
+    # the top), each tile's core kept, pixels as QGIS reads them
+    "deepness": Tiling(("pad-start", "pad"), "core", "nodata"),
+}
+
+
+def tiling_of(config: ModelConfig) -> Tiling:
+    """The :class:`Tiling` a model config names (its ``tiling``).
+
+    Raises:
+        CheckpointError: a name this geoseg does not know.
+    """
+    name = config.tiling
+    if name not in TILINGS:
+        raise CheckpointError(
+            f"the model's config asks for tiling {name!r}; this geoseg knows "
+            f"{', '.join(TILINGS)}. Upgrade geoseg (pip install -U geoseg) or re-export the model"
+        )
+    return TILINGS[name]
 
 
 def stride_problem(tile: int, stride: int) -> str | None:
@@ -78,14 +132,15 @@ def read_tile(
     window: Window,
     norm: Normalization,
     adapt: Callable[[np.ndarray], np.ndarray] | None = None,
+    fill: Fill = "mean",
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Read, pad and normalise one tile (``adapt``: applied to the raw values first, e.g. a
-    rescaling).
+    rescaling; ``fill``: see :class:`Tiling`).
 
     Returns:
-        ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 with invalid pixels set to 0 (the
-        normalised mean), ``valid`` is ``(rows, cols)`` bool; or None when the tile holds no valid
-        pixel (the model is not run on it).
+        ``(x, valid)``: ``x`` is ``(bands, rows, cols)`` float32 (with ``fill="mean"``, invalid
+        pixels set to 0, the normalised mean), ``valid`` is ``(rows, cols)`` bool; or None when
+        the tile holds no valid pixel (the model is not run on it).
     """
     row0, col0 = int(window.row_off), int(window.col_off)
     rows, cols = int(window.height), int(window.width)
@@ -95,14 +150,21 @@ def read_tile(
     inner = reader.read(clipped)
     if not inner.valid.any():
         return None
-    x = norm.apply(inner.data if adapt is None else adapt(inner.data))
-    x[:, ~inner.valid] = 0.0
+    before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
+    data = inner.data
+    if fill == "nodata" and (any(before) or any(after)):
+        value = 0 if reader.nodata is None else reader.nodata
+        widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
+        data = np.pad(data, widths, constant_values=value)
+    x = norm.apply(data if adapt is None else adapt(data))
+    if fill == "mean":
+        x[:, ~inner.valid] = 0.0
     np.nan_to_num(
         x, copy=False, nan=0.0, posinf=0.0, neginf=0.0
     )  # never let one value swamp a tile
-    before, after = (r0 - row0, c0 - col0), (row0 + rows - r1, col0 + cols - c1)
     if any(before) or any(after):
-        x = pad_reflect(x, before, after)
+        if fill == "mean":
+            x = pad_reflect(x, before, after)
         valid = np.zeros((rows, cols), dtype=bool)
         valid[before[0] : before[0] + r1 - r0, before[1] : before[1] + c1 - c0] = inner.valid
         return x, valid
@@ -119,15 +181,23 @@ def _normalised(probs: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> np.
     return probs / np.where(valid, weight, 1.0)[None]
 
 
-def _argmax0(probs: np.ndarray, out: np.ndarray) -> None:
+def argmax_classes(probs: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = argmax(probs, axis=0)`` (first maximum on ties), one class plane at a time:
-    contiguous passes instead of numpy's strided reduction over the first axis."""
+    contiguous passes instead of numpy's strided reduction over the first axis.
+
+    Args:
+        probs: ``(classes, rows, cols)`` scores (probabilities or weighted sums).
+        out: ``(rows, cols)`` integer array that receives the class ids.
+    """
     best = probs[0].copy()
     out[...] = 0
     for c in range(1, probs.shape[0]):
         better = probs[c] > best
         out[better] = c
         np.maximum(best, probs[c], out=best)
+
+
+_argmax0 = argmax_classes  # the former private name
 
 
 class Finished:
@@ -152,7 +222,7 @@ class Finished:
             b = min(n, a + step)
             probs, valid = rows.probs[:, a:b], self.valid[a:b]
             cls = self.classes[0, a:b]
-            _argmax0(probs, cls)  # weighted sums share the argmax of the blend
+            argmax_classes(probs, cls)  # weighted sums share the argmax of the blend
             cls[~valid] = MASK_NODATA
             if probabilities or confidence:
                 norm = _normalised(probs, rows.weight[a:b], valid)

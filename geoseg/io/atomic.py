@@ -14,23 +14,37 @@ by resolved path and by device/inode (hard links, ``./dir/../x``), whatever ``ov
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import logging
 import os
 import secrets
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from geoseg.errors import OutputCollisionError, WriteError
+from geoseg.errors import OutputCollisionError, OutputExistsError, WriteError
 
-__all__ = ["atomic_output", "check_paths", "describe_os_error", "temporary_name"]
+__all__ = [
+    "PublishGroup",
+    "atomic_output",
+    "check_destination",
+    "check_paths",
+    "describe_os_error",
+    "pending_path",
+    "publish_together",
+    "temporary_name",
+]
 
 log = logging.getLogger(__name__)
 
 _MARK = ".geoseg-"  # temporary names: .<name>.geoseg-<pid>-<token>.partial<suffix>
 FULL_BELOW = 1 << 20  # bytes free under which a failed write is blamed on a full disk
 NAME_MAX = 255  # bytes in one path component on the file systems geoseg writes to
+# packages whose errors while writing are explained like OSErrors (disk full, permission...)
+IO_LIBRARIES = frozenset({"pyogrio", "pyarrow", "sqlite3", "rasterio", "onnx", "PIL"})
 
 
 def temporary_name(dst: Path, tag: str = "") -> Path:
@@ -69,18 +83,21 @@ def remove_stale(dst: Path) -> None:
 
 
 def describe_os_error(dst: str | os.PathLike[str], exc: BaseException) -> str | None:
-    """A one-line explanation (expected / got / fix) of an OSError met while writing ``dst``,
-    or None when it is not one of the write failures geoseg explains."""
+    """A one-line explanation (expected / got / fix) of an OSError, or an I/O library's error,
+    met while writing ``dst``; None when it is not one of the write failures geoseg explains."""
     path = Path(dst)
     code = getattr(exc, "errno", None)
     text = " ".join(
         str(e) for e in _chain(exc)
     )  # GDAL's reason hides in the cause ("see previous exception")
+    # GDAL's drivers seldom say why a write failed ("sqlite3_exec(ROLLBACK) failed", "Cannot
+    # write feature"): a failure of an I/O library with no space left is blamed on the disk
+    vague = not isinstance(exc, OSError) or "write" in text.lower()
     if (
         code in (errno.ENOSPC, errno.EDQUOT)
         or "No space left" in text
         or "Disk quota" in text
-        or ("write" in text.lower() and _nearly_full(path.parent))
+        or (vague and _nearly_full(path.parent))
     ):
         return (
             f"{path}: the disk is full (no space left in {path.parent}); nothing was written under "
@@ -197,20 +214,168 @@ def atomic_output(
             verify(tmp)
         if tmp.is_file():
             _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        group = _GROUP.get()
+        if group is not None:
+            group.defer(tmp, path)  # renamed with the run's other outputs
+        else:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
     except BaseException as exc:
         message = None
-        if (
-            isinstance(exc, OSError)
-            and not isinstance(exc, WriteError)
-            and type(exc).__module__.split(".")[0] != "geoseg"
-        ):
+        package = type(exc).__module__.split(".")[0]
+        if package != "geoseg" and (isinstance(exc, OSError) or package in IO_LIBRARIES):
             message = describe_os_error(path, exc)  # before the removal frees the space
         _remove(tmp)
         if message is not None:
             raise WriteError(message) from None
         raise
+
+
+class PublishGroup:
+    """The outputs of one run, published together: each finished output waits under its
+    temporary name, and all are renamed onto their final names in one step at the end, with
+    SIGINT and SIGTERM held until the last rename (a signal then ends the run, its outputs all
+    there). On an error nothing is published and every temporary file is removed."""
+
+    def __init__(self) -> None:
+        self._items: dict[Path, Path] = {}  # final path -> finished temporary file
+
+    def defer(self, tmp: Path, dst: Path) -> None:
+        """Hold the finished ``tmp`` until the group publishes it as ``dst``."""
+        old = self._items.pop(dst, None)
+        if old is not None:
+            _remove(old)
+        self._items[dst] = tmp
+
+    def pending(self, dst: str | os.PathLike[str]) -> Path | None:
+        """Where the finished output ``dst`` waits, or None when the group holds no such output."""
+        return self._items.get(Path(dst))
+
+    def publish(self) -> None:
+        """Rename every held output onto its final name (signals held until the last)."""
+        folders = {dst.parent for dst in self._items}
+        try:
+            with _signals_held():
+                for dst, tmp in list(self._items.items()):
+                    os.replace(tmp, dst)
+                    del self._items[dst]
+        finally:
+            self.discard()  # what a failed rename left behind
+        for folder in folders:
+            _fsync_dir(folder)
+
+    def discard(self) -> None:
+        """Remove every held output (the run failed: none is published)."""
+        for tmp in self._items.values():
+            _remove(tmp)
+        self._items.clear()
+
+
+_GROUP: contextvars.ContextVar[PublishGroup | None] = contextvars.ContextVar(
+    "geoseg_publish_group", default=None
+)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (in the main thread) until the block ends, then take effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        signal.signal(s, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for number in caught[:1]:
+            signal.raise_signal(number)
+
+
+@contextlib.contextmanager
+def publish_together() -> Iterator[PublishGroup]:
+    """Publish every :func:`atomic_output` written inside the block (in this thread) together at
+    its end, or none of them when it fails: the outputs of one run appear together or not at
+    all. A block inside another joins the outer one.
+
+    Usage::
+
+        with publish_together():
+            predict_raster(src, "mask.tif", confidence="conf.tif")
+            vectorize_raster(pending_path("mask.tif"), "mask.gpkg")   # reads the held mask
+    """
+    outer = _GROUP.get()
+    if outer is not None:
+        yield outer
+        return
+    group = PublishGroup()
+    token = _GROUP.set(group)
+    try:
+        yield group
+    except BaseException:
+        group.discard()
+        raise
+    finally:
+        _GROUP.reset(token)
+    group.publish()
+
+
+def pending_path(dst: str | os.PathLike[str]) -> Path:
+    """The file that holds the output ``dst`` now: its temporary file while a
+    :func:`publish_together` block holds it, else ``dst`` itself."""
+    group = _GROUP.get()
+    held = group.pending(dst) if group is not None else None
+    return held if held is not None else Path(dst)
+
+
+def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Refuse an existing destination unless ``overwrite``; the folder must exist.
+
+    Raises:
+        OutputExistsError: the file exists and ``overwrite`` is False.
+        WriteError: the destination folder is missing or is not a folder.
+    """
+    path = Path(dst)
+    if len(os.fsencode(path.name)) > 255:
+        raise WriteError(
+            f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
+            "at most 255); choose a shorter name"
+        )
+    if path.is_dir():
+        raise WriteError(
+            f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}"
+        )
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
+            "another name"
+        )
+    if not path.parent.exists():
+        raise WriteError(
+            f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})"
+        )
+    _check_writable(path)
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a read-only or forbidden folder before any work is done."""
+    folder = path.parent
+    read_only = False
+    with contextlib.suppress(OSError, AttributeError):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    if read_only:
+        raise WriteError(
+            f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(
+            f"{path}: no permission to write in {folder}; write the output to a folder you own"
+        )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

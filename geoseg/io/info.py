@@ -14,10 +14,11 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import RasterOpenError
-from geoseg.io.open import open_raster
+from geoseg.io.open import open_raster, read_failure
 from geoseg.io.tiff import cog_layout_problems, read_ifd_layout
+from geoseg.provenance import Provenance
 
-__all__ = ["cog_problems", "describe_raster"]
+__all__ = ["cog_problems", "describe_raster", "raster_provenance"]
 
 
 def cog_problems(ds: Any, path: str | None = None) -> list[str]:
@@ -47,6 +48,18 @@ def cog_problems(ds: Any, path: str | None = None) -> list[str]:
     else:
         problems.append("no COG layout marker (remote file: layout not checked byte by byte)")
     return problems
+
+
+def raster_provenance(path: str | os.PathLike[str]) -> Provenance | None:
+    """The provenance a raster's tags record (a geoseg output), or None (no such tags, or the
+    raster cannot be opened)."""
+    import rasterio
+
+    try:  # tags are in the file itself: no side-car to look for (a listing of the folder)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), open_raster(path) as ds:
+            return Provenance.from_tags(ds.tags())
+    except RasterOpenError:
+        return None
 
 
 def _lonlat_bounds(ds: Any) -> list[float] | None:
@@ -85,6 +98,14 @@ def _crs_info(crs: Any) -> dict[str, Any] | None:
     return {"epsg": epsg, "name": name, "units": units, "wkt": crs.to_wkt()}
 
 
+def _name(value: Any) -> str | None:
+    """An enum member's name; rasterio hands out a plain string for values its enums lack
+    (``OJPEG``)."""
+    if not value:
+        return None
+    return str(getattr(value, "name", value)).upper()
+
+
 def _check_readable(ds: Any) -> None:
     """Decode the last block so a truncated file fails here rather than halfway through a job."""
     rows, cols = ds.block_shapes[0]
@@ -117,11 +138,7 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             _check_readable(ds)
         except RasterioIOError as exc:
-            raise RasterOpenError(
-                f"{text}: opened, but its pixels cannot be decoded ({str(exc).splitlines()[0]}); "
-                "expected a complete raster. The file is probably truncated: re-download or "
-                "re-export it."
-            ) from None
+            raise RasterOpenError(read_failure(text, exc, "its last block")) from None
         t: Affine = ds.transform
         gcps, gcp_crs = ds.gcps
         georef = "transform"
@@ -170,7 +187,12 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
         problems = cog_problems(ds, text)
         res_x = float(np.hypot(t.a, t.d))
         res_y = float(np.hypot(t.b, t.e))
-        compression = ds.compression.name if ds.compression else "NONE"
+        compression = _name(ds.compression) or "NONE"
+        if compression.upper() == "OJPEG":
+            warnings.append(
+                "old-style JPEG (OJPEG) compression, which GDAL reads with warnings and other "
+                "tools may not; convert it (gdal_translate -co COMPRESS=JPEG in.tif out.tif)"
+            )
         tags = ds.tags()
         return {
             "path": text,
@@ -191,12 +213,13 @@ def describe_raster(path: str | os.PathLike[str]) -> dict[str, Any]:
             "bounds_lonlat": _lonlat_bounds(ds) if georef == "transform" else None,
             "tiled": bool(ds.profile.get("tiled", False)),
             "block_shape": list(ds.block_shapes[0]) if ds.count else None,
-            "interleave": ds.interleaving.name if ds.interleaving else None,
+            "interleave": _name(ds.interleaving),
             "compression": compression,
             "overviews": overviews,
             "cog": not problems,
             "cog_problems": problems,
             "class_names": tags.get("CLASS_NAMES"),
+            "provenance": prov.to_dict() if (prov := Provenance.from_tags(tags)) else None,
             "has_dataset_mask": any(MaskFlags.per_dataset in f for f in ds.mask_flag_enums),
             "warnings": warnings,
         }

@@ -13,7 +13,7 @@ from rasterio.errors import RasterioIOError
 
 from geoseg.errors import NoCRSWarning, RasterOpenError
 
-__all__ = ["is_url", "open_raster", "to_gdal_path"]
+__all__ = ["gdal_reason", "is_url", "open_raster", "read_failure", "to_gdal_path"]
 
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
@@ -75,7 +75,7 @@ def open_raster(path: str | os.PathLike[str], *, warn_no_crs: bool = False, **kw
     try:
         dataset = rasterio.open(to_gdal_path(text), **kwargs)
     except RasterioIOError as exc:
-        reason = str(exc).split("\n")[0]
+        reason = gdal_reason(exc)
         if (
             "not recognized as being in a supported file format" in reason
             or "not recognized as a supported" in reason
@@ -153,4 +153,66 @@ def warped_onto(
         height=grid["height"],
         resampling=Resampling[resampling],
         nodata=nodata,
+    )
+
+
+_GENERIC = ("see previous exception", "ireadblock failed", "readencoded")
+
+
+def gdal_reason(exc: BaseException, limit: int = 300) -> str:
+    """GDAL's own words for a failure: rasterio raises "Read failed. See previous exception for
+    details." from the error GDAL reported, so the distinct messages of the exception and its
+    causes are joined, most specific first (the generic ones last, and only when alone)."""
+    seen: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 8:
+        line = (str(current).strip().splitlines() or [type(current).__name__])[0]
+        if line not in seen:
+            seen.append(line)
+        current = current.__cause__ or current.__context__
+    specific = [m for m in seen if not any(g in m.lower() for g in _GENERIC)]
+    text = "; ".join(reversed(specific or seen))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_failure(path: str | os.PathLike[str], exc: BaseException, where: str = "") -> str:
+    """What went wrong when pixels of ``path`` would not decode, with GDAL's reason and the fix.
+
+    Tells apart a source file that is missing (a VRT's), an encoding this GDAL cannot decode
+    (12-bit JPEG...), and a truncated or corrupt file.
+
+    Args:
+        path: the raster that was read.
+        exc: the exception of the read.
+        where: which pixels, e.g. ``"rows 0-512, cols 0-512"``.
+    """
+    reason = gdal_reason(exc)
+    lower = reason.lower()
+    at = f" at {where}" if where else ""
+    name = Path(str(path)).name
+    if "precision 12" in lower or ("jpeg" in lower and "12" in lower and "bits" in lower):
+        return (
+            f"{path}: holds 12-bit JPEG-compressed pixels, which this GDAL build cannot decode "
+            f"({reason}); convert it with a GDAL that reads 12-bit JPEG, e.g. `gdal_translate "
+            f"-co COMPRESS=DEFLATE {name} out.tif`"
+        )
+    if "no such file" in lower or "does not exist" in lower:
+        return (
+            f"{path}: a file it refers to is missing ({reason}); expected every source file of "
+            "a VRT (or a side-car such as .ovr or .msk) in place. Restore the file or rebuild "
+            "the VRT (gdalbuildvrt)"
+        )
+    if "permission denied" in lower:
+        return (
+            f"{path}: a file it needs cannot be read ({reason}); give read permission or copy "
+            "it somewhere readable"
+        )
+    if "unsupported" in lower or "not supported" in lower:
+        return (
+            f"{path}: its pixels{at} use an encoding this GDAL cannot decode ({reason}); convert "
+            f"it, e.g. `gdal_translate -co COMPRESS=DEFLATE {name} out.tif`"
+        )
+    return (
+        f"{path}: could not read pixels{at} ({reason}); expected a complete raster. The file "
+        "may be truncated or corrupt: re-download or re-export it"
     )

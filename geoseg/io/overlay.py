@@ -30,7 +30,7 @@ def read_display(
     image: str | os.PathLike[str],
     window: Window | None = None,
     *,
-    bands: tuple[int, ...] | None = None,
+    bands: tuple[int, ...] | tuple[str, ...] | None = None,
     max_size: int = 1024,
 ) -> np.ndarray:
     """An 8-bit RGB ``(rows, cols, 3)`` view of ``image`` (or a window of it), at most ``max_size``
@@ -40,7 +40,13 @@ def read_display(
         with rasterio.open(image) as src:
             win = window or Window(0, 0, src.width, src.height)
             shape = _shape(int(win.height), int(win.width), max_size)
-            idx = list(bands or range(1, min(src.count, 3) + 1))
+            idx: list[int] = list(range(1, min(src.count, 3) + 1))
+            if bands and isinstance(bands[0], str):
+                from geoseg.io.reader import bands_named
+
+                idx = bands_named(src, [str(b) for b in bands], str(image))
+            elif bands:
+                idx = [int(b) for b in bands]
             data = src.read(
                 idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.average
             )
@@ -64,7 +70,7 @@ def write_heat_overlay(
     dst: str | os.PathLike[str],
     *,
     window: Window | None = None,
-    bands: tuple[int, ...] | None = None,
+    bands: tuple[int, ...] | tuple[str, ...] | None = None,
     title: str = "",
     max_size: int = 1024,
     alpha: float = 0.5,

@@ -1,10 +1,8 @@
 """A PNG quicklook: the image, its class mask laid over it, and a legend of class names.
 
-The overlay is drawn with colours people can tell apart (:func:`display_colours`): the class
-colours stored in a mask COG are kept for GIS use, but two of them may look alike once blended with
-imagery (two purples, two yellows), so common land-cover names get their conventional colours
-(buildings red, roads yellow, vegetation green, water blue) and any colour too close to another is
-replaced. With ground truth, the truth is drawn beside the prediction on the same image.
+The overlay and the legend use the class table's own colours (the model's, or the mask's), the
+same colours the mask COG, its QGIS style and the polygons carry. With ground truth, the truth is
+drawn beside the prediction on the same image.
 """
 
 from __future__ import annotations
@@ -25,75 +23,20 @@ from geoseg.io.atomic import atomic_output
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
 
-__all__ = ["display_colours", "render_quicklook", "write_comparison", "write_quicklook"]
+__all__ = [
+    "NearestSample",
+    "display_colours",
+    "render_quicklook",
+    "write_comparison",
+    "write_quicklook",
+]
 
 RGB = tuple[int, int, int]
 
-# Conventional land-cover colours, by words that appear in class names.
-CONVENTIONAL: tuple[tuple[tuple[str, ...], RGB], ...] = (
-    (("building", "roof", "house", "urban", "built"), (230, 25, 75)),
-    (("road", "street", "highway", "pavement", "parking"), (255, 215, 0)),
-    (("vegetation", "tree", "forest", "grass", "crop", "park", "green"), (60, 180, 75)),
-    (("water", "river", "sea", "lake", "canal", "flood"), (0, 110, 230)),
-    (("land", "bare", "soil", "sand", "ground", "desert"), (222, 184, 135)),
-    (("cloud", "snow"), (245, 245, 245)),
-)
-# Colour-blind-safe qualitative colours for everything else (Okabe-Ito, then a few more).
-QUALITATIVE: tuple[RGB, ...] = (
-    (230, 159, 0),
-    (86, 180, 233),
-    (0, 158, 115),
-    (240, 228, 66),
-    (0, 114, 178),
-    (213, 94, 0),
-    (204, 121, 167),
-    (128, 128, 128),
-    (145, 30, 180),
-    (70, 240, 240),
-    (170, 110, 40),
-    (128, 0, 0),
-)
-MIN_DELTA_E = 30.0  # CIE76 difference below which two overlay colours are hard to tell apart
-
-
-def _lab(rgb: RGB) -> np.ndarray:
-    """sRGB (0-255) to CIE L*a*b* (D65)."""
-    c = np.asarray(rgb, np.float64) / 255
-    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    xyz = (
-        np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
-    )
-    xyz /= np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
-def delta_e(a: RGB, b: RGB) -> float:
-    """The CIE76 colour difference of two sRGB colours (about 2.3 is just noticeable)."""
-    return float(np.linalg.norm(_lab(a) - _lab(b)))
-
 
 def display_colours(table: ClassTable) -> dict[int, RGB]:
-    """Overlay colours for ``table``'s classes that people can tell apart.
-
-    A class whose name contains a common land-cover word gets its conventional colour; any other
-    keeps its table colour. A colour closer than :data:`MIN_DELTA_E` to one already given is
-    replaced by the first qualitative colour far enough from all of them.
-    """
-    chosen: dict[int, RGB] = {}
-    for c in table:
-        name = c.name.lower()
-        wish = next(
-            (rgb for words, rgb in CONVENTIONAL if any(w in name for w in words)), tuple(c.color)
-        )
-        colour: RGB = (int(wish[0]), int(wish[1]), int(wish[2]))
-        if any(delta_e(colour, other) < MIN_DELTA_E for other in chosen.values()):
-            spare = [
-                q for q in QUALITATIVE if all(delta_e(q, o) >= MIN_DELTA_E for o in chosen.values())
-            ]
-            colour = spare[0] if spare else QUALITATIVE[len(chosen) % len(QUALITATIVE)]
-        chosen[c.id] = colour
-    return chosen
+    """The overlay and legend colour of each class of ``table``: its own colour."""
+    return {c.id: (int(c.color[0]), int(c.color[1]), int(c.color[2])) for c in table}
 
 
 def _display(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -119,11 +62,13 @@ def render_quicklook(
     *,
     alpha: float = 0.45,
     caption: str = "",
+    legend: bool = True,
 ) -> PILImage:
     """Side-by-side panels of ``base`` (rows, cols, 3 uint8) with class-id arrays laid over it.
 
     Each panel is ``(title, ids)``; ids outside the table (nodata 255) are left unpainted. Below:
-    a legend of the classes present in any panel, in their display colours, and ``caption``.
+    a legend of the classes present in any panel, in their table colours (unless ``legend`` is
+    false: a page that draws its own), and ``caption``.
     """
     from PIL import Image, ImageDraw
 
@@ -138,9 +83,12 @@ def render_quicklook(
     titled = len(panels) > 1
     top = row_h + pad if titled else 0
     present = [c for c in table if any((ids == c.id).any() for _, ids in panels)] or list(table)
+    if not legend:
+        present = []
     legend_rows = (len(present) + 2) // 3 + (1 if caption else 0)
     width = cols * len(panels) + gap * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, top + rows + pad * 2 + row_h * legend_rows), "white")
+    below = pad * 2 + row_h * legend_rows if legend_rows else 0
+    canvas = Image.new("RGB", (width, top + rows + below), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (title, ids) in enumerate(panels):
         paint = known[ids][..., None]
@@ -173,10 +121,40 @@ def _shrink(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
     return max(1, round(shape[0] / max(scale, 1))), max(1, round(shape[1] / max(scale, 1)))
 
 
+def _centres(size: int, small: int) -> np.ndarray:
+    """The pixel of a ``size``-long axis under each of ``small`` evenly spaced centres."""
+    return ((np.arange(small) + 0.5) * size / small).astype(int)
+
+
 def _nearest(ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    rows = ((np.arange(shape[0]) + 0.5) * ids.shape[0] / shape[0]).astype(int)
-    cols = ((np.arange(shape[1]) + 0.5) * ids.shape[1] / shape[1]).astype(int)
+    rows, cols = _centres(ids.shape[0], shape[0]), _centres(ids.shape[1], shape[1])
     return ids[rows[:, None], cols[None, :]]
+
+
+class NearestSample:
+    """A nearest-neighbour thumbnail of a ``(rows, cols)`` raster filled window by window: the
+    pixels :func:`write_comparison` would pick from the whole array, without holding it.
+
+    Args:
+        shape: ``(rows, cols)`` of the whole raster.
+        max_size: the thumbnail's longer edge (as :func:`write_comparison`'s ``max_size``).
+        fill: value of pixels no window has covered.
+
+    Attributes:
+        data: the ``(rows, cols)`` int64 thumbnail, ready for :func:`write_comparison`.
+    """
+
+    def __init__(self, shape: tuple[int, int], max_size: int = 768, fill: int = MASK_NODATA):
+        small = _shrink(shape, max_size)
+        self.rows, self.cols = _centres(shape[0], small[0]), _centres(shape[1], small[1])
+        self.data = np.full(small, fill, np.int64)
+
+    def add(self, row_off: int, col_off: int, block: np.ndarray) -> None:
+        """Take the thumbnail's pixels that fall in ``block`` (at ``row_off, col_off``)."""
+        r = np.flatnonzero((self.rows >= row_off) & (self.rows < row_off + block.shape[0]))
+        c = np.flatnonzero((self.cols >= col_off) & (self.cols < col_off + block.shape[1]))
+        if r.size and c.size:
+            self.data[np.ix_(r, c)] = block[np.ix_(self.rows[r] - row_off, self.cols[c] - col_off)]
 
 
 def _save(canvas: PILImage, dst: str | os.PathLike[str]) -> Path:
@@ -196,13 +174,14 @@ def write_quicklook(
     alpha: float = 0.45,
     truth: str | os.PathLike[str] | np.ndarray | None = None,
     caption: str = "",
+    legend: bool = True,
 ) -> Path:
     """Write ``dst`` (PNG): ``image`` shrunk to at most ``max_size`` px, classes overlaid, a legend
-    below.
+    below (unless ``legend`` is false).
 
-    Class names come from ``classes`` or from the mask's own class table; the overlay uses
-    :func:`display_colours`. With ``truth`` (a label raster on the mask's grid, or its class ids),
-    the truth is drawn beside the prediction.
+    Class names and colours come from ``classes`` or from the mask's own class table. With
+    ``truth`` (a label raster on the mask's grid, or its class ids), the truth is drawn beside the
+    prediction.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -226,7 +205,10 @@ def write_quicklook(
                         ("ground truth", t.read(1, out_shape=shape, resampling=Resampling.nearest))
                     )
     return _save(
-        render_quicklook(_read_base(image, shape), panels, table, alpha=alpha, caption=caption), dst
+        render_quicklook(
+            _read_base(image, shape), panels, table, alpha=alpha, caption=caption, legend=legend
+        ),
+        dst,
     )
 
 
@@ -241,7 +223,11 @@ def write_comparison(
     caption: str = "",
 ) -> Path:
     """Write ``dst`` (PNG): ``image`` with its ground truth beside the prediction (both class-id
-    arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below."""
+    arrays on the image grid; ``IGNORE_INDEX``/nodata unpainted), a legend and ``caption`` below.
+
+    The arrays may be whole, or already the thumbnails of :class:`NearestSample` (same
+    ``max_size``): the picture is the same.
+    """
     shape = _shrink(predicted.shape[-2:], max_size)
     pred = _nearest(predicted, shape).astype(np.int64)
     true = _nearest(truth, shape).astype(np.int64)

@@ -23,7 +23,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterOpenError
-from geoseg.io.open import grid_of, open_raster
+from geoseg.io.open import grid_of, open_raster, read_failure
 from geoseg.io.windows import clip_window, tile_transform
 
 T = TypeVar("T")
@@ -33,6 +33,7 @@ __all__ = [
     "ABSURD",
     "GeoArray",
     "RasterReader",
+    "bands_named",
     "coarse_validity",
     "ground_pixel_size",
     "map_ordered",
@@ -156,12 +157,42 @@ def ground_pixel_size(transform: Affine, crs: CRS | str | None, height: int) -> 
     return size * float(factor)
 
 
+def bands_named(dataset: Any, names: Sequence[str], path: str) -> list[int]:
+    """1-based indexes of the bands of an open dataset named ``names`` (case-insensitive), by
+    description, else by colour interpretation (``red``, ``green``, ``blue``...).
+
+    Raises:
+        RasterFormatError: a name no band has, listing the names the raster has.
+    """
+    described = [(d or "").strip().lower() for d in dataset.descriptions]
+    colours = [c.name.lower() for c in dataset.colorinterp]
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        for table in (described, colours):
+            if key in table:
+                out.append(table.index(key) + 1)
+                break
+        else:
+            have = ", ".join(
+                f"{i}={d or c}" for i, (d, c) in enumerate(zip(described, colours, strict=True), 1)
+            )
+            raise RasterFormatError(
+                f"{path}: no band is named {name!r}; expected a band description or colour "
+                f"interpretation of that name. Its bands are {have}: name one of those, or give "
+                "band numbers (e.g. --bands 3,2,1)"
+            )
+    return out
+
+
 class RasterReader:
     """Read windows of a raster, boundless at the edges, with a validity mask.
 
     Args:
         path: local path or ``http(s)://`` URL.
-        bands: 1-based band indexes to read, in the order the model wants; default all.
+        bands: 1-based band indexes to read, in the order the model wants, or band names
+            (matched with the bands' descriptions, then their colour interpretation); default
+            all.
         fill: value written into pixels outside the raster.
 
     Raises:
@@ -170,7 +201,11 @@ class RasterReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, bands: Sequence[int] | None = None, fill: float = 0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        bands: Sequence[int] | Sequence[str] | None = None,
+        fill: float = 0,
     ) -> None:
         self.path = str(path)
         self.fill = fill
@@ -188,7 +223,11 @@ class RasterReader:
         self.dtypes: tuple[str, ...] = tuple(ds.dtypes)
         self.descriptions: tuple[str | None, ...] = tuple(ds.descriptions)
         self.block_shape: tuple[int, int] = tuple(ds.block_shapes[0])
-        self.bands: tuple[int, ...] = tuple(bands) if bands else tuple(range(1, ds.count + 1))
+        if bands and all(isinstance(b, str) for b in bands):
+            bands = bands_named(ds, [str(b) for b in bands], self.path)
+        self.bands: tuple[int, ...] = (
+            tuple(int(b) for b in bands) if bands else tuple(range(1, ds.count + 1))
+        )
         bad = [b for b in self.bands if not 1 <= b <= ds.count]
         if bad:
             raise RasterFormatError(
@@ -266,9 +305,7 @@ class RasterReader:
                     valid[sl] = self._valid(ds, part, inner)
         except RasterioIOError as exc:
             raise RasterOpenError(
-                f"{self.path}: could not read pixels at rows {r0}-{r1}, cols {c0}-{c1} "
-                f"({str(exc).splitlines()[0]}); expected a complete raster. The file may be "
-                "truncated or corrupt: re-download or re-export it."
+                read_failure(self.path, exc, f"rows {r0}-{r1}, cols {c0}-{c1}")
             ) from None
         return GeoArray(data, valid, tile_transform(window, self.transform), self.crs, window)
 

@@ -41,6 +41,7 @@ __all__ = [
     "list_objects",
     "localized",
     "published",
+    "read_object",
     "split_url",
     "upload",
 ]
@@ -71,10 +72,11 @@ FORWARDED = (
 # never answers must end in an error, not a hang. Set any of them (e.g. GDAL_HTTP_TIMEOUT=120) to
 # change it.
 HTTP_DEFAULTS = {
-    "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to connect
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",  # seconds to connect
     "GDAL_HTTP_TIMEOUT": "60",  # seconds for a whole request
-    # give up on a transfer slower than LOW_SPEED_LIMIT for this long
-    "GDAL_HTTP_LOW_SPEED_TIME": "30",
+    # give up on a transfer slower than LOW_SPEED_LIMIT for this long: a server that stops
+    # answering is given up after about half a minute with the retries, not minutes
+    "GDAL_HTTP_LOW_SPEED_TIME": "10",
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # bytes per second
     "GDAL_HTTP_MAX_RETRY": "2",  # retries of 429/5xx answers and timeouts
     "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (doubling)
@@ -193,7 +195,24 @@ def _endpoint_url() -> str | None:
     return f"{scheme}://{host}"
 
 
-def _client() -> Any:
+# boto3's limits: a store that stops answering ends in an error after a minute and a half (three
+# tries of 15 s of silence, then a brief attempt to clean up), not six minutes; AWS_MAX_ATTEMPTS
+# and AWS_RETRY_MODE, when set, replace the retries
+S3_LIMITS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 15,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
+
+
+def _limits(limits: dict[str, Any]) -> dict[str, Any]:
+    """``limits`` without the retries when the user set boto3's own retry variables."""
+    if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
+        return {k: v for k, v in limits.items() if k != "retries"}
+    return limits
+
+
+def _client(limits: dict[str, Any] | None = None) -> Any:
     try:
         import boto3
         from botocore.config import Config
@@ -210,9 +229,7 @@ def _client() -> Any:
     return boto3.client(
         "s3",
         endpoint_url=_endpoint_url(),
-        config=Config(
-            s3={"addressing_style": addressing}, retries={"max_attempts": 5, "mode": "standard"}
-        ),
+        config=Config(s3={"addressing_style": addressing}, **_limits(limits or S3_LIMITS)),
     )
 
 
@@ -256,12 +273,57 @@ def upload(
     Raises:
         StorageError: the upload failed; nothing is left under ``url``.
     """
+    import datetime
+
     bucket, key = split_url(url)
+    client = _client()
+    started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
     try:
-        _client().upload_file(str(local), bucket, key, Callback=callback)
+        client.upload_file(str(local), bucket, key, Callback=callback)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the parts sent so far must not stay stored
+        left = _abort_uploads(bucket, key, started)
+        if left:
+            log.warning("%s: %s", url, left)
+        raise
     except Exception as exc:
-        raise _failure(url, exc, "uploading") from None
+        error = _failure(url, exc, "uploading")
+        left = _abort_uploads(bucket, key, started)
+        if left:
+            raise StorageError(f"{error}; {left}") from None
+        raise error from None
     log.info("uploaded %s", url)
+
+
+# the clean-up after a failed upload asks once and briefly: the store may be what failed
+CLEANUP_LIMITS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 10,
+    "retries": {"max_attempts": 1, "mode": "standard"},
+}
+
+
+def _abort_uploads(bucket: str, key: str, since: Any) -> str | None:
+    """Abort the incomplete multipart uploads of ``key`` begun since ``since`` (a failed upload
+    leaves its parts stored, and billed, until aborted). Returns what the user must do when that
+    is not possible, else None."""
+    try:
+        client = _client(CLEANUP_LIMITS)
+        pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
+        for page in pages:
+            for upload in page.get("Uploads", ()):
+                if upload["Key"] == key and upload["Initiated"] >= since:
+                    client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                    log.info("aborted the incomplete upload %s of %s", upload["UploadId"], key)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return (
+            f"its incomplete multipart upload may remain in the bucket ({reason}); list it with "
+            f"aws s3api list-multipart-uploads --bucket {bucket} --prefix {key} and remove it "
+            "with abort-multipart-upload, or let a lifecycle rule expire incomplete uploads"
+        )
+    return None
 
 
 def download(url: str, local: str | os.PathLike[str]) -> Path:
@@ -277,6 +339,21 @@ def download(url: str, local: str | os.PathLike[str]) -> Path:
         raise _failure(url, exc, "downloading") from None
     os.replace(tmp, dst)
     return dst
+
+
+def read_object(url: str) -> bytes:
+    """The bytes of a small ``s3://bucket/key`` object (a STAC item or catalog).
+
+    Raises:
+        StorageError: it cannot be read.
+    """
+    bucket, key = split_url(url)
+    try:
+        return bytes(_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise _failure(url, exc, "reading") from None
 
 
 def list_objects(url: str, pattern: str | None = None) -> list[str]:
@@ -317,7 +394,7 @@ def check_output(dst: str | os.PathLike[str], *, overwrite: bool) -> None:
     """
     text = str(dst)
     if not is_object_url(text):
-        from geoseg.io.writer import check_destination
+        from geoseg.io.atomic import check_destination
 
         check_destination(text, overwrite=overwrite)
     elif not overwrite and exists(text):

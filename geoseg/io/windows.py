@@ -5,7 +5,10 @@ raster so that every pixel is covered and consecutive tiles overlap by at least 
 With ``edge="shift"`` (the default) the last tile of each axis is moved back inside the raster, so
 every tile lies fully inside it and has the full size; only a raster smaller than a tile gets a
 tile that reaches past its edge (the reader pads it). With ``edge="pad"`` tiles keep a regular
-stride and the last ones reach past the raster edge.
+stride from the first row (column) and the last ones reach past the raster's far edge; with
+``edge="pad-start"`` the regular stride ends on the last row (column) and the first tiles reach
+before row (column) 0. An edge mode may be given per axis, ``(rows, cols)``: QGIS Deepness lays
+``("pad-start", "pad")``, its grid padded at the top and the right.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ __all__ = [
     "tile_transform",
 ]
 
-EdgeMode = Literal["shift", "pad"]
+EdgeMode = Literal["shift", "pad", "pad-start"]
+EDGE_MODES: tuple[str, ...] = ("shift", "pad", "pad-start")
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ def axis_starts(size: int, tile: int, stride: int, edge: EdgeMode = "shift") -> 
         size: raster extent along the axis, in pixels (>= 1).
         tile: tile extent along the axis (>= 1).
         stride: distance between consecutive starts (1 <= stride <= tile).
-        edge: ``"shift"`` moves the last tile back inside the raster; ``"pad"`` keeps the stride.
+        edge: ``"shift"`` moves the last tile back inside the raster; ``"pad"`` keeps the stride
+            from 0, the last tile reaching past ``size``; ``"pad-start"`` keeps the stride back
+            from ``size``, the first tile reaching before 0.
 
     Returns:
         Increasing start offsets; the tiles ``[s, s + tile)`` cover ``[0, size)``.
@@ -93,14 +99,16 @@ def axis_starts(size: int, tile: int, stride: int, edge: EdgeMode = "shift") -> 
         raise TilingError(
             f"need size >= 1, tile >= 1, 1 <= stride <= tile; got {size=}, {tile=}, {stride=}"
         )
+    if edge not in EDGE_MODES:
+        raise TilingError(f"edge must be one of {', '.join(EDGE_MODES)}, got {edge!r}")
     if size <= tile:
-        return (0,)
+        return (size - tile,) if edge == "pad-start" else (0,)
     count = math.ceil((size - tile) / stride) + 1
     starts = [i * stride for i in range(count)]
     if edge == "shift":
         starts[-1] = size - tile
-    elif edge != "pad":
-        raise TilingError(f"edge must be 'shift' or 'pad', got {edge!r}")
+    elif edge == "pad-start":
+        starts = [size - tile - s for s in reversed(starts)]
     return tuple(starts)
 
 
@@ -176,7 +184,7 @@ def plan_tiles(
     tile_size: int,
     overlap: float | int = 0.25,
     *,
-    edge: EdgeMode = "shift",
+    edge: EdgeMode | tuple[EdgeMode, EdgeMode] = "shift",
 ) -> TilePlan:
     """Lay square tiles over a ``height x width`` raster.
 
@@ -185,7 +193,9 @@ def plan_tiles(
         width: raster columns (>= 1).
         tile_size: tile extent in pixels (>= 1).
         overlap: pixels (int) or a fraction of the tile (float in [0, 1)).
-        edge: ``"shift"`` (tiles stay inside the raster) or ``"pad"`` (regular stride).
+        edge: ``"shift"`` (tiles stay inside the raster), ``"pad"`` or ``"pad-start"`` (regular
+            stride, padded past the far or the near edge; see :func:`axis_starts`), or one mode
+            per axis as ``(rows, cols)``.
 
     Returns:
         The plan; iterate it for :class:`Tile` values in raster order.
@@ -199,13 +209,14 @@ def plan_tiles(
         raise TilingError(f"tile_size must be a positive number of pixels, got {tile_size}")
     px = resolve_overlap(tile_size, overlap)
     stride = tile_size - px
+    row_edge, col_edge = (edge, edge) if isinstance(edge, str) else edge
     return TilePlan(
         height=height,
         width=width,
         tile_size=tile_size,
         overlap=px,
-        row_starts=axis_starts(height, tile_size, stride, edge),
-        col_starts=axis_starts(width, tile_size, stride, edge),
+        row_starts=axis_starts(height, tile_size, stride, row_edge),
+        col_starts=axis_starts(width, tile_size, stride, col_edge),
     )
 
 

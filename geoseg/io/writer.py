@@ -26,8 +26,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassTable, class_tags
-from geoseg.errors import GeosegError, OutputExistsError, WriteError
-from geoseg.io.atomic import atomic_output, describe_os_error, temporary_name
+from geoseg.errors import GeosegError, WriteError
+from geoseg.io.atomic import atomic_output, check_destination, describe_os_error, temporary_name
+from geoseg.io.open import gdal_reason
 
 __all__ = ["COG_BLOCK", "COGWriter", "check_destination", "verify_cog", "write_qml"]
 
@@ -38,52 +39,6 @@ COG_BLOCK = (
 )
 
 Resampling = Literal["nearest", "mode", "average", "bilinear"]
-
-
-def check_destination(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Refuse an existing destination unless ``overwrite``; the folder must exist.
-
-    Raises:
-        OutputExistsError: the file exists and ``overwrite`` is False.
-        WriteError: the destination folder is missing or is not a folder.
-    """
-    path = Path(dst)
-    if len(os.fsencode(path.name)) > 255:
-        raise WriteError(
-            f"{path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes, "
-            "at most 255); choose a shorter name"
-        )
-    if path.is_dir():
-        raise WriteError(
-            f"{path}: is a directory; expected an output file name such as {path / 'mask.tif'}"
-        )
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose "
-            "another name"
-        )
-    if not path.parent.exists():
-        raise WriteError(
-            f"{path}: folder {path.parent} does not exist; create it first (mkdir -p {path.parent})"
-        )
-    _check_writable(path)
-    return path
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse a read-only or forbidden folder before any work is done."""
-    folder = path.parent
-    read_only = False
-    with contextlib.suppress(OSError, AttributeError):
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    if read_only:
-        raise WriteError(
-            f"{path}: the folder {folder} is on a read-only file system; write the output elsewhere"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise WriteError(
-            f"{path}: no permission to write in {folder}; write the output to a folder you own"
-        )
 
 
 def verify_cog(path: Path) -> None:
@@ -107,7 +62,7 @@ def verify_cog(path: Path) -> None:
                     view.read(window=Window(view.width - w, view.height - h, w, h))
                     view.read(window=Window(0, 0, w, h))
     except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = gdal_reason(exc)
         raise WriteError(
             f"{path}: the finished raster does not read back ({reason}); the disk may be full"
         ) from None
@@ -162,7 +117,12 @@ _RAT_FIELDS = {
 
 def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
     """A GDAL raster attribute table (value, pixel count if ``counts`` is given, class name,
-    colour) and the category names for band 1, as GDAL's PAM XML.
+    colour), the category names and a colour table of one entry per class for band 1, as GDAL's
+    PAM XML.
+
+    A GeoTIFF's own colour table always has 256 entries (QGIS lists every one in its legend); GDAL
+    reads the PAM colour table instead, so QGIS shows the classes alone. Ids missing between the
+    classes get transparent entries.
 
     Args:
         classes: the table of values.
@@ -187,12 +147,16 @@ def rat_xml(classes: ClassTable, counts: np.ndarray | None = None) -> str:
         }
         cells = "".join(f"<F>{values[name]}</F>" for name in fields)
         rows.append(f'<Row index="{k}">{cells}</Row>')
-    names = "".join(
-        f"<Category>{escape(_name_of(classes, v))}</Category>"
-        for v in range(max(c.id for c in classes) + 1)
+    ids = range(max(c.id for c in classes) + 1)
+    names = "".join(f"<Category>{escape(_name_of(classes, v))}</Category>" for v in ids)
+    colours = {c.id: (*c.color, 255) for c in classes}
+    entries = "".join(
+        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(v, (0, 0, 0, 0)))
+        for v in ids
     )
     return (
         f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{names}</CategoryNames>'
+        f"<ColorInterp>Palette</ColorInterp><ColorTable>{entries}</ColorTable>"
         f'<GDALRasterAttributeTable tableType="thematic">{defs}{"".join(rows)}'
         "</GDALRasterAttributeTable>"
         "</PAMRasterBand></PAMDataset>\n"
@@ -230,8 +194,12 @@ class COGWriter:
         compress: COG compression.
         blocksize: internal tile size of the COG.
         overwrite: replace an existing ``dst``.
-        mask: keep an internal validity mask (see :meth:`write`): readers show the invalid area
-            as transparent, and GDAL leaves it out of the overviews.
+        mask: mark the pixels :meth:`write` is told are invalid as nodata, for outputs whose
+            every value is meaningful (probabilities). Unless ``nodata`` is given, integer bands
+            reserve their lowest value (a valid pixel holding it is written one step up, e.g. a
+            uint8 probability of 0 as 1, i.e. 1/255), float bands NaN. Readers show the invalid
+            area as transparent and leave it out of statistics and overviews. (Not a GDAL
+            internal mask: QGIS 3.22 lists one as an extra band and counts masked pixels.)
 
     Raises:
         OutputExistsError: ``dst`` exists and ``overwrite`` is False.
@@ -260,6 +228,9 @@ class COGWriter:
         mask: bool = False,
     ) -> None:
         self.dst = check_destination(dst, overwrite=overwrite)
+        if mask and nodata is None:
+            kind = np.dtype(dtype)
+            nodata = float("nan") if kind.kind == "f" else int(np.iinfo(kind).min)
         self.profile: dict[str, Any] = {
             "driver": "GTiff",
             "height": height,
@@ -327,29 +298,33 @@ class COGWriter:
 
     def write(self, data: np.ndarray, window: Window, valid: np.ndarray | None = None) -> None:
         """Write a ``(bands, rows, cols)`` array at ``window``; ``valid`` (``(rows, cols)`` bool)
-        fills the internal mask of a writer made with ``mask=True``."""
+        marks the pixels that hold data for a writer made with ``mask=True`` (the others become
+        nodata)."""
+        if self.mask:
+            data = self._masked(data, valid)
         try:
             self._ds.write(data, window=window)
-            if self.mask:
-                self._ds.write_mask(
-                    np.where(valid, 255, 0).astype(np.uint8)
-                    if valid is not None
-                    else np.full((int(window.height), int(window.width)), 255, np.uint8),
-                    window=window,
-                )
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioErrors
             rows = f"rows {window.row_off}..{window.row_off + window.height}"
             raise WriteError(
                 self._explain(exc, f"writing {rows} failed", "nothing was written under that name")
             ) from None
 
+    def _masked(self, data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """``data`` with invalid pixels set to nodata, and valid ones moved off it."""
+        nodata = self.profile["nodata"]
+        if data.dtype.kind == "f":
+            out = data.astype(data.dtype, copy=True)
+        else:
+            step = 1 if nodata < np.iinfo(data.dtype).max else -1
+            out = np.where(data == nodata, nodata + step, data).astype(data.dtype)
+        if valid is not None:
+            out[:, ~valid] = nodata
+        return out
+
     def _explain(self, exc: BaseException, what: str, fix: str) -> str:
         known = describe_os_error(self.dst, exc)
-        return (
-            known
-            or f"{self.dst}: {what} "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}"
-        )
+        return known or f"{self.dst}: {what} ({gdal_reason(exc)}); {fix}"
 
     def _abort(self, exc: BaseException) -> None:
         """Remove every temporary file after a failure."""

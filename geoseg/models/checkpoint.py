@@ -28,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "model_from_config",
     "read_config",
+    "replace_config",
     "rewrite_checkpoint",
     "save_checkpoint",
 ]
@@ -194,3 +195,32 @@ def convert_checkpoint(
     if training:
         config = dataclasses.replace(config, training={**config.training, **training})
     return save_checkpoint(loaded.model, config, dst, storage=storage)
+
+
+def replace_config(path: str | os.PathLike[str], config: ModelConfig) -> Path:
+    """Write ``config`` into the header of the one-file checkpoint ``path``, its weights copied
+    byte for byte (recorded figures, class colours: facts about the model that change no weight).
+
+    Raises:
+        CheckpointError: not a one-file ``.safetensors`` checkpoint, or the weights would change.
+    """
+    import json
+    import struct
+
+    p = Path(path)
+    weights, sidecar = checkpoint_files(p)
+    if sidecar is not None or weights != p:
+        raise CheckpointError(f"{p}: expected a one-file .safetensors checkpoint")
+    raw = p.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    data = raw[8 + size :]
+    header.setdefault("__metadata__", {})["geoseg_config"] = config.to_json()
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+    out = struct.pack("<Q", len(text)) + text + data
+    if out[8 + len(text) :] != data:
+        raise CheckpointError(f"{p}: the weights would change; nothing written")
+    with atomic_output(p) as tmp:
+        tmp.write_bytes(out)
+    return p

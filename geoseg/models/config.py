@@ -37,6 +37,9 @@ class ModelConfig:
         tile_size: training tile size (pixels); the default for prediction.
         overlap: recommended overlap (pixels) for prediction.
         output_stride: input sizes must be multiples of this (32 for a 5-stage U-Net).
+        tiling: how prediction lays, fills and combines tiles, a name from
+            :data:`geoseg.inference.tiles.TILINGS`: ``geoseg``, or ``deepness`` in a model
+            exported for QGIS Deepness (its grid, so that both runtimes give the same answer).
         model_kwargs: extra keyword arguments for the architecture (``encoder_depth``...).
         metrics: validation metrics recorded at training time.
         training: free-form description of the training data and run.
@@ -59,6 +62,7 @@ class ModelConfig:
     tile_size: int = 512
     overlap: int = 128
     output_stride: int = 32
+    tiling: str = "geoseg"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +105,7 @@ class ModelConfig:
             "tile_size": self.tile_size,
             "overlap": self.overlap,
             "output_stride": self.output_stride,
+            **({} if self.tiling == "geoseg" else {"tiling": self.tiling}),
             "classes": self.classes.to_list(),
             "model_kwargs": self.model_kwargs,
             "metrics": self.metrics,
@@ -144,6 +149,7 @@ class ModelConfig:
                 tile_size=int(d.get("tile_size", 512)),
                 overlap=int(d.get("overlap", 128)),
                 output_stride=int(d.get("output_stride", 32)),
+                tiling=str(d.get("tiling", "geoseg")),
                 model_kwargs=dict(d.get("model_kwargs") or {}),
                 metrics=dict(d.get("metrics") or {}),
                 training=dict(d.get("training") or {}),

@@ -196,7 +196,7 @@ def build_data(cfg: TrainConfig, *, normalization: Normalization | None = None) 
         ConfigError: an unknown kind or a bad ``data`` key.
         DatasetError: the training split yields no sample.
     """
-    scenes = dataset_kind(cfg.data.kind).build_scenes(cfg.data, cfg.seed)
+    scenes = dataset_kind(cfg.data.kind).scenes(cfg.data, cfg.seed)
     bundle = scene_bundle(
         cfg,
         scenes.train,

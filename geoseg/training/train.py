@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,6 +179,22 @@ def _loggers(cfg: TrainConfig, run: Path) -> list[Any]:
     return out
 
 
+def _provenance(cfg: TrainConfig, init: tuple[Path, ModelConfig] | None) -> Any:
+    """What the run folder records: the model trained (and the checkpoint it starts from), the
+    whole config (every key changes the weights), the data."""
+    from geoseg.models.identity import model_identity
+    from geoseg.provenance import Provenance
+
+    start = model_identity(init[0]) if init is not None else None
+    return Provenance(
+        model=f"{cfg.model.architecture}-{cfg.model.encoder}"
+        + (f" from {start.label}" if start is not None else ""),
+        model_digest=start.digest if start is not None else None,
+        options=json.loads(json.dumps(cfg.to_dict(), default=str)),
+        inputs=(str(cfg.data.root),),
+    )
+
+
 def _init_checkpoint(cfg: TrainConfig) -> tuple[Path, ModelConfig] | None:
     """The checkpoint ``model.init`` names (a path or a bundled model), with its config."""
     if not cfg.model.init:
@@ -236,15 +252,10 @@ def train(
         ConfigError, DatasetError, TrainingError: bad config, no data, or a run that cannot resume.
     """
     import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-    from geoseg.models.checkpoint import save_checkpoint
-    from geoseg.models.config import ModelConfig
-    from geoseg.models.registry import build_model
     from geoseg.training.data import build_data
     from geoseg.training.losses import build_loss
-    from geoseg.training.task import SegmentationTask, parameter_groups
+    from geoseg.training.task import SegmentationTask
 
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
@@ -252,12 +263,40 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     init = _init_checkpoint(cfg)
     data = build_data(cfg, normalization=init[1].normalization if init else None)
+    model, stride = _network(cfg, data, init)
+    # everything that can refuse the config has run: only now is the run folder touched
+    if ckpt_path is None:
+        _start_run(run)
+    earlier = _earlier_history(run, ckpt_path)
+    with atomic_output(run / "config.yaml") as tmp:
+        tmp.write_text(
+            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
+        )
+    _provenance(cfg, init).write(run)
+    describe = _describer(cfg, data, stride, init)
     n = len(data.classes)
+    loss = build_loss(cfg.loss, class_weights=cfg.class_weights, num_classes=n)
+    task = SegmentationTask(
+        model, loss, n, cfg.optim, class_names=data.classes.names, max_epochs=cfg.epochs
+    )
+    train_loader, val_loader = data.loaders(cfg.batch_size, cfg.data.num_workers)
+    monitor = cfg.monitor if val_loader is not None else "train_loss_epoch"
+    trainer = _trainer(cfg, run, _callbacks(cfg, run, task, describe, monitor), progress, max_steps)
+    _fit(trainer, task, train_loader, val_loader, ckpt_path, run)
+    return _finish(cfg, run, task, trainer, describe, earlier)
+
+
+def _network(cfg: TrainConfig, data: Any, init: Any) -> tuple[Any, int]:
+    """The network to train (its initial weights loaded when asked) and its output stride; the
+    sizes and the encoder's learning-rate scale are checked against it."""
+    from geoseg.models.registry import build_model
+    from geoseg.training.task import parameter_groups
+
     model = build_model(
         cfg.model.architecture,
         cfg.model.encoder,
         in_channels=len(data.band_names),
-        classes=n,
+        classes=len(data.classes),
         encoder_weights=cfg.model.encoder_weights,
         **cfg.model.kwargs,
     )
@@ -270,22 +309,22 @@ def train(
             f"multiples of the model's output stride {stride}"
         )
     parameter_groups(model, cfg.optim.lr, cfg.optim.encoder_lr_scale)  # refuses a bad scale now
-    # everything that can refuse the config has run: only now is the run folder touched
-    if ckpt_path is None:
-        _start_run(run)
-    earlier: list[dict[str, str]] = []
-    if (
-        ckpt_path is not None and (run / "metrics.csv").is_file()
-    ):  # Lightning starts metrics.csv over: keep the history
-        import csv
+    return model, stride
 
-        with (run / "metrics.csv").open(encoding="utf-8") as f:
-            earlier = list(csv.DictReader(f))
-    with atomic_output(run / "config.yaml") as tmp:
-        tmp.write_text(
-            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), encoding="utf-8"
-        )
 
+def _earlier_history(run: Path, ckpt_path: Path | None) -> list[dict[str, str]]:
+    """The metrics a resumed run logged before (Lightning starts metrics.csv over)."""
+    if ckpt_path is None or not (run / "metrics.csv").is_file():
+        return []
+    import csv
+
+    with (run / "metrics.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _describer(cfg: TrainConfig, data: Any, stride: int, init: Any) -> Callable[..., Any]:
+    """``describe(metrics)``: the self-describing config of a checkpoint of this run."""
+    from geoseg.models.config import ModelConfig
     from geoseg.models.pretrained import PRETRAINED, pretrained_record
 
     weights = cfg.model.encoder_weights
@@ -319,12 +358,19 @@ def train(
             },
         )
 
-    loss = build_loss(cfg.loss, class_weights=cfg.class_weights, num_classes=n)
-    task = SegmentationTask(
-        model, loss, n, cfg.optim, class_names=data.classes.names, max_epochs=cfg.epochs
-    )
-    train_loader, val_loader = data.loaders(cfg.batch_size, cfg.data.num_workers)
-    monitor = cfg.monitor if val_loader is not None else "train_loss_epoch"
+    return describe
+
+
+def _callbacks(
+    cfg: TrainConfig, run: Path, task: Any, describe: Callable[..., Any], monitor: str
+) -> list[Any]:
+    """Export the best checkpoint as the monitored figure improves, keep ``last.ckpt`` (also on
+    Ctrl-C), and stop early when asked."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+    from geoseg.models.checkpoint import save_checkpoint
+
     mode = "min" if "loss" in monitor else "max"
 
     class ExportBest(Callback):
@@ -368,6 +414,16 @@ def train(
     ]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    return callbacks
+
+
+def _trainer(
+    cfg: TrainConfig, run: Path, callbacks: list[Any], progress: bool, max_steps: int | None
+) -> Any:
+    """The Lightning trainer of this run: device, precision, loggers, quiet unless ``-v``."""
+    import lightning as L
+    import torch
+
     accelerator = "gpu" if cfg.accelerator == "cuda" else cfg.accelerator
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise ConfigError(
@@ -376,9 +432,8 @@ def train(
     precision = _precision(cfg.precision)
     if precision == "16-mixed" and not torch.cuda.is_available():
         precision = "bf16-mixed"
-    if (
-        log.getEffectiveLevel() > logging.INFO
-    ):  # Lightning's banners and tips, unless -v; nothing but errors with -q
+    if log.getEffectiveLevel() > logging.INFO:
+        # Lightning's banners and tips, unless -v; nothing but errors with -q
         for name in (
             "lightning.pytorch",
             "lightning.fabric",
@@ -386,6 +441,32 @@ def train(
             "lightning.fabric.utilities.rank_zero",
         ):
             logging.getLogger(name).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    return L.Trainer(
+        max_epochs=cfg.epochs,
+        max_steps=max_steps or -1,
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
+        gradient_clip_val=cfg.grad_clip,
+        logger=_loggers(cfg, run) or False,
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=str(run),
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+    )
+
+
+def _fit(
+    trainer: Any,
+    task: Any,
+    train_loader: Any,
+    val_loader: Any,
+    ckpt_path: Path | None,
+    run: Path,
+) -> None:
+    """Run the training loop; Ctrl-C ends in a KeyboardInterrupt that says how to resume."""
     with warnings.catch_warnings():
         for pattern in (
             ".*does not have many workers.*",
@@ -395,21 +476,6 @@ def train(
             ".*isinstance.treespec, LeafSpec.*",
         ):
             warnings.filterwarnings("ignore", pattern)
-        trainer = L.Trainer(
-            max_epochs=cfg.epochs,
-            max_steps=max_steps or -1,
-            accelerator=accelerator,
-            devices=1,
-            precision=precision,  # type: ignore[arg-type]
-            gradient_clip_val=cfg.grad_clip,
-            logger=_loggers(cfg, run) or False,
-            callbacks=callbacks,
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            default_root_dir=str(run),
-            num_sanity_val_steps=0,
-            log_every_n_steps=10,
-        )
         try:
             trainer.fit(
                 task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None
@@ -419,9 +485,8 @@ def train(
                 raise
             import signal
 
-            signal.signal(
-                signal.SIGINT, signal.default_int_handler
-            )  # Lightning ignores further Ctrl-C
+            # Lightning ignores further Ctrl-C
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             saved = (run / "last.ckpt").is_file()
             raise KeyboardInterrupt(
                 f"training stopped; the last checkpoint is {run / 'last.ckpt'}: resume with "
@@ -429,6 +494,21 @@ def train(
                 if saved
                 else "training stopped before the first step; nothing to resume"
             ) from None
+
+
+def _finish(
+    cfg: TrainConfig,
+    run: Path,
+    task: Any,
+    trainer: Any,
+    describe: Callable[..., Any],
+    earlier: list[dict[str, str]],
+) -> TrainResult:
+    """The run's state, the exported model (the best checkpoint, else the last weights) and its
+    curves."""
+    from geoseg.models.checkpoint import save_checkpoint
+    from geoseg.models.config import read_config
+
     interrupted = bool(trainer.interrupted)
     if earlier:
         _merge_history(run, earlier)
@@ -448,6 +528,4 @@ def train(
         from geoseg.training.curves import plot_curves
 
         plot_curves(run / "metrics.csv", run / "curves.png")
-    from geoseg.models.config import read_config
-
     return TrainResult(final, run, read_config(final).metrics, trainer.current_epoch, interrupted)

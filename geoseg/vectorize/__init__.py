@@ -4,6 +4,14 @@ Nothing here imports torch: vectorizing needs only the geospatial stack.
 """
 
 from geoseg.vectorize.engine import VectorizeResult, vectorize_raster
+from geoseg.vectorize.options import CONNECTIVITIES, LAYOUTS, VectorizeOptions
 from geoseg.vectorize.sinks import FORMATS
 
-__all__ = ["FORMATS", "VectorizeResult", "vectorize_raster"]
+__all__ = [
+    "CONNECTIVITIES",
+    "FORMATS",
+    "LAYOUTS",
+    "VectorizeOptions",
+    "VectorizeResult",
+    "vectorize_raster",
+]

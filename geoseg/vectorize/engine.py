@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +31,21 @@ from rasterio.windows import Window
 from geoseg.classes import ClassTable
 from geoseg.errors import NegativeClassWarning, RasterFormatError, RasterOpenError
 from geoseg.io.atomic import check_paths
-from geoseg.io.open import open_raster
+from geoseg.io.open import open_raster, read_failure
 from geoseg.io.windows import clip_window
 from geoseg.io.writer import check_destination
+from geoseg.provenance import Provenance
 from geoseg.vectorize.finish import Cleanup, FeatureBatch, finish, metric_for
+from geoseg.vectorize.options import VectorizeOptions
 from geoseg.vectorize.polygonize import Edges, Pieces, polygonize_block, sieve_block
 from geoseg.vectorize.seams import SeamMerger
 from geoseg.vectorize.sinks import format_of, write_features
-from geoseg.vectorize.source import MaskSource, block_windows, open_mask
+from geoseg.vectorize.source import (
+    MaskSource,
+    block_windows,
+    check_confidence_values,
+    open_mask,
+)
 
 __all__ = ["VectorizeResult", "vectorize_raster"]
 
@@ -73,6 +80,19 @@ class _Options:
     cleanup: Cleanup
 
 
+def vector_provenance(mask: str | os.PathLike[str], options: dict[str, Any]) -> Provenance:
+    """The provenance of polygons made from ``mask`` with the vectorize ``options``: the mask's
+    own (a geoseg prediction's model, options and input), its options extended with
+    ``vectorize``, and the time of vectorizing; a mask without provenance is the input."""
+    from geoseg.io.info import raster_provenance
+    from geoseg.provenance import utc_now
+
+    prov = raster_provenance(mask)
+    if prov is None:
+        return Provenance(None, None, {"vectorize": options}, (str(mask),))
+    return prov.replace(options={**prov.options, "vectorize": options}, created=utc_now())
+
+
 def _read_block(
     source: MaskSource, window: Window, halo: int
 ) -> tuple[np.ndarray, np.ndarray | None, int, int]:
@@ -86,20 +106,26 @@ def _read_block(
             data = ds.read(1, window=grown)
     except RasterioError as exc:
         raise RasterOpenError(
-            f"{source.path}: cannot read rows {r0}..{r1}, columns {c0}..{c1} "
-            f"({str(exc).splitlines()[0]}); the file looks damaged or incomplete. Write the mask "
-            "again (e.g. rerun `geoseg predict`)."
+            read_failure(source.path, exc, f"rows {r0}-{r1}, cols {c0}-{c1}")
         ) from None
     conf = None
     if source.confidence is not None:
-        with open_raster(source.confidence) as cds:
-            arr = cds.read(
-                window=Window(
-                    int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-                )
-            )
-            scale = 255.0 if arr.dtype == np.uint8 else 1.0
-            conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
+        inner = Window(
+            int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+        )
+        try:
+            with open_raster(source.confidence) as cds:
+                arr = cds.read(window=inner)
+                nodata = cds.nodata
+        except RasterioError as exc:
+            where = f"rows {inner.row_off}-{inner.row_off + inner.height}, cols "
+            where += f"{inner.col_off}-{inner.col_off + inner.width}"
+            raise RasterOpenError(
+                f"--confidence {read_failure(source.confidence, exc, where)}"
+            ) from None
+        check_confidence_values(source.confidence, arr, nodata)
+        scale = 255.0 if arr.dtype == np.uint8 else 1.0
+        conf = (arr.max(axis=0) if arr.shape[0] > 1 else arr[0]).astype(np.float64) / scale
     return data, conf, int(window.row_off) - r0, int(window.col_off) - c0
 
 
@@ -228,49 +254,72 @@ def _pixels(value: float | str | None, pixel_size: float, what: str) -> float | 
     return pixels
 
 
+def _executor(pool: str | Executor, n_workers: int) -> tuple[Executor | None, int]:
+    """Where the blocks run: the caller's executor, threads, processes, or this thread (None);
+    and how many workers that is."""
+    if isinstance(pool, Executor):
+        return pool, max(n_workers, 1)
+    if pool not in ("thread", "process"):
+        raise RasterFormatError(f"pool must be 'thread', 'process' or an Executor, got {pool!r}")
+    if n_workers <= 1:
+        return None, n_workers
+    if pool == "thread":
+        _warm_up()  # compile (or load) the tracer once, before threads race to do it
+        return ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize"), n_workers
+    context = _mp_context()
+    if context.get_start_method() == "fork":
+        _warm_up()  # forked workers share the compiled polygonizer instead of each loading it
+    return ProcessPoolExecutor(n_workers, mp_context=context), n_workers
+
+
+def _plan(mask: Any, source: Any, opts: VectorizeOptions) -> _Options:
+    """What every block needs to know, with class names resolved against the mask's table."""
+    if opts.exclude is None:
+        excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
+    else:
+        excluded = _class_ids(opts.exclude, source.classes, "exclude")
+    if opts.regularize is True:
+        squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
+        if not squared:
+            raise RasterFormatError(
+                f"{mask}: --regularize needs a class named building(s); name it with --classes "
+                "or pass the class id, e.g. --regularize-class 1"
+            )
+    else:
+        squared = _class_ids(opts.regularize or (), source.classes, "regularize")
+    return _Options(
+        opts.connectivity,
+        opts.sieve,
+        _pixels(opts.simplify, source.pixel_size, "simplify"),
+        excluded,
+        Cleanup(min_area=opts.min_area, fill_holes=opts.fill_holes, regularize=squared),
+    )
+
+
 def vectorize_raster(
     mask: str | os.PathLike[str],
     dst: str | os.PathLike[str],
+    options: VectorizeOptions | Mapping[str, Any] | None = None,
     *,
     classes: ClassTable | None = None,
-    layout: str = "single",
-    connectivity: int = 4,
-    sieve: int | None = None,
-    min_area: float | None = None,
-    fill_holes: float | None = None,
-    simplify: float | str | None = None,
-    regularize: bool | Sequence[int | str] = False,
-    exclude: Sequence[int | str] | None = None,
     confidence: str | os.PathLike[str] | None = None,
-    keep_crs: bool = False,
-    layer: str | None = None,
-    block_size: int = 2048,
-    workers: int | None = None,
     pool: str | Executor = "thread",
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    **overrides: Any,
 ) -> VectorizeResult:
     """Turn a class mask into polygons with class names, areas in metres and the mask's CRS.
 
     Args:
         mask: single-band integer class mask (e.g. from ``geoseg predict``).
         dst: ``.gpkg``, ``.geojson``, ``.fgb`` or ``.parquet`` (GeoParquet).
+        options: how (:class:`~geoseg.vectorize.options.VectorizeOptions`: layout,
+            connectivity, sieve, min_area, fill_holes, simplify, regularize, exclude, keep_crs,
+            layer, block_size, workers); keyword ``overrides`` change fields of it, e.g.
+            ``vectorize_raster(mask, dst, min_area=10, simplify="1px")``.
         classes: class table to use instead of the mask's (names, colours).
-        layout: ``single`` layer or ``per-class`` layers (GeoPackage).
-        connectivity: 4 or 8: whether pixels touching at a corner belong to one polygon.
-        sieve: merge regions smaller than this many pixels into their largest neighbour first.
-        min_area: drop polygons smaller than this (m²).
-        fill_holes: fill holes smaller than this (m²).
-        simplify: coverage-preserving tolerance in map units, or ``"<n>px"``: neighbouring
-            polygons still meet exactly, with no gaps or overlaps.
-        regularize: square up building footprints: True for classes named building(s), or ids/names.
-        exclude: class ids or names that produce no polygons (default: a class named background).
         confidence: a ``--confidence``/``--probabilities`` raster of the same prediction, for
             ``mean_confidence``.
-        keep_crs: GeoJSON: keep the mask's CRS instead of reprojecting to EPSG:4326.
-        layer: layer name (default: the file's stem).
-        block_size: block edge in pixels (rounded to the mask's internal tiles).
-        workers: parallel workers (default: all cores; 0 or 1 works in this process).
         pool: ``"thread"`` (shared memory, the default), ``"process"`` (separate interpreters),
             or an ``Executor`` you own (e.g. a Dask client's ``get_executor()``: blocks run on a
             cluster, seams still merge here in order, so the polygons are the same).
@@ -281,35 +330,14 @@ def vectorize_raster(
         RasterOpenError, RasterFormatError, OutputExistsError, WriteError.
     """
     start = time.perf_counter()
+    opts = VectorizeOptions.of(options, **overrides)
     check_paths({"MASK": mask, "--confidence": confidence}, {"DST": dst})
     check_destination(dst, overwrite=overwrite)
     format_of(dst)
-    if connectivity not in (4, 8):
-        raise RasterFormatError(f"connectivity must be 4 or 8, got {connectivity}")
-    if sieve is not None and sieve < 1:
-        raise RasterFormatError(f"sieve must be a positive number of pixels, got {sieve}")
     source = open_mask(mask, classes=classes, confidence=confidence)
-    if exclude is None:
-        excluded = frozenset(c.id for c in source.classes if c.name.lower() == "background")
-    else:
-        excluded = _class_ids(exclude, source.classes, "exclude")
-    if regularize is True:
-        squared = frozenset(c.id for c in source.classes if c.name.lower() in BUILDING_NAMES)
-        if not squared:
-            raise RasterFormatError(
-                f"{mask}: --regularize needs a class named building(s); name it with --classes "
-                "or pass the class id, e.g. --regularize-class 1"
-            )
-    else:
-        squared = _class_ids(regularize or (), source.classes, "regularize")
-    opt = _Options(
-        connectivity,
-        sieve,
-        _pixels(simplify, source.pixel_size, "simplify"),
-        excluded,
-        Cleanup(min_area=min_area, fill_holes=fill_holes, regularize=squared),
-    )
-    grid = block_windows(source, block_size)
+    opt = _plan(mask, source, opts)
+    connectivity, workers = opts.connectivity, opts.workers
+    grid = block_windows(source, opts.block_size)
     total = sum(len(row) for row in grid)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     n_workers = min(n_workers, total)
@@ -319,21 +347,8 @@ def vectorize_raster(
 
     cells = [(r, c) for r, row in enumerate(grid) for c in range(len(row))]
     jobs = [(source, opt, grid[r][c]) for r, c in cells]
-    executor: Executor | None = None
     owned = not isinstance(pool, Executor)
-    if not owned:
-        executor = pool  # type: ignore[assignment]
-        n_workers = max(n_workers, 1)
-    elif pool not in ("thread", "process"):
-        raise RasterFormatError(f"pool must be 'thread', 'process' or an Executor, got {pool!r}")
-    elif n_workers > 1 and pool == "thread":
-        _warm_up()  # compile (or load) the tracer once, before threads race to do it
-        executor = ThreadPoolExecutor(n_workers, thread_name_prefix="geoseg-vectorize")
-    elif n_workers > 1:
-        context = _mp_context()
-        if context.get_start_method() == "fork":
-            _warm_up()  # forked workers share the compiled polygonizer instead of each loading it
-        executor = ProcessPoolExecutor(n_workers, mp_context=context)
+    executor, n_workers = _executor(pool, n_workers)
     # the first blocks start now, while this process loads the vector writers
     results = _submitted(executor, jobs, 2 * n_workers)
 
@@ -357,6 +372,14 @@ def vectorize_raster(
                 progress(state["blocks"], total, state["features"])
 
     geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
+    made = vector_provenance(
+        mask,
+        {
+            **opts.record(),
+            "regularize": sorted(opt.cleanup.regularize),
+            "exclude": sorted(opt.exclude),
+        },
+    )
     try:
         count, layers = write_features(
             dst,
@@ -364,11 +387,12 @@ def vectorize_raster(
             crs=source.crs,
             classes=source.classes,
             geometry_type=geometry_type,
-            layer=layer,
-            layout=layout,
-            keep_crs=keep_crs,
+            layer=opts.layer,
+            layout=opts.layout,
+            keep_crs=opts.keep_crs,
             confidence=confidence is not None,
             overwrite=overwrite,
+            metadata=made.to_tags(),
         )
     finally:
         if executor is not None and owned:
@@ -384,7 +408,7 @@ def vectorize_raster(
     seconds = time.perf_counter() - start
     log.info("%s: %d polygons from %d blocks in %.1f s", dst, count, total, seconds)
     written = None if source.crs is None else source.crs.to_string()
-    if format_of(dst) == "GeoJSON" and not keep_crs:
+    if format_of(dst) == "GeoJSON" and not opts.keep_crs:
         written = "EPSG:4326"  # RFC 7946: reprojected on writing
     return VectorizeResult(
         Path(dst), count, layers, total, seconds, written, {c.id: c.name for c in source.classes}

@@ -158,9 +158,23 @@ def _without_overlaps(
                 )
             if shape.is_empty or not shape.is_valid:
                 shape = geoms[i]
-        out[i] = shape
+        out[i] = _same_type(shape, geoms[i])
         done.append(int(i))
     return out
+
+
+def _same_type(shape: shapely.Geometry, traced: shapely.Geometry) -> shapely.Geometry:
+    """``shape`` as the geometry type of the ``traced`` polygon it replaces (the layer's type).
+
+    A squared-up polygon that its neighbours cut into pieces keeps its traced outline (one
+    Polygon cannot hold the pieces; dropping some would open a gap in the coverage); a
+    multipolygon squared into one piece becomes a MultiPolygon of one part.
+    """
+    if shapely.get_type_id(traced) == shapely.GeometryType.MULTIPOLYGON:
+        if shape.geom_type == "Polygon":
+            return shapely.multipolygons([shape])
+        return shape if shape.geom_type == "MultiPolygon" else traced
+    return shape if shape.geom_type == "Polygon" else traced
 
 
 def finish(

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -143,7 +143,7 @@ def _write_qml_sidecar(path: Path, qml: str) -> None:
         tmp.write_text(qml, encoding="utf-8")
 
 
-def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
+def store_gpkg_style(path: Path, layer: str, qml: str) -> None:
     """Put a default QGIS style in the GeoPackage (the ``layer_styles`` table QGIS reads)."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         geom_col = db.execute(
@@ -171,7 +171,12 @@ def _store_gpkg_style(path: Path, layer: str, qml: str) -> None:
 
 
 def _geoparquet(
-    path: Path, batches: Iterator[Any], schema: Any, crs: CRS | None, geometry_type: str
+    path: Path,
+    batches: Iterator[Any],
+    schema: Any,
+    crs: CRS | None,
+    geometry_type: str,
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -185,7 +190,8 @@ def _geoparquet(
         column["crs"] = None
     geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
     fields = [pa.field("geometry", pa.binary()), *[schema.field(n) for n in schema.names[1:]]]
-    out_schema = pa.schema(fields, metadata={b"geo": json.dumps(geo).encode()})
+    extra = {k.encode(): v.encode() for k, v in (metadata or {}).items()}
+    out_schema = pa.schema(fields, metadata={b"geo": json.dumps(geo).encode(), **extra})
     with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
         for rb in batches:
             writer.write_batch(pa.record_batch(rb.columns, schema=out_schema))
@@ -203,12 +209,15 @@ def write_features(
     keep_crs: bool = False,
     confidence: bool = False,
     overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[int, list[str]]:
     """Write polygon batches to ``dst`` (format from the extension), atomically.
 
     Args:
         layout: ``single`` (one layer) or ``per-class`` (one layer per class; GeoPackage only).
         keep_crs: GeoJSON only: keep the native CRS (non-standard) instead of EPSG:4326.
+        metadata: text written as each layer's metadata (GeoPackage, FlatGeobuf) or the file's
+            (GeoParquet): how the polygons were made. GeoJSON holds none.
 
     Returns:
         ``(features written, layer names)``.
@@ -280,6 +289,7 @@ def write_features(
             counter,
             failure,
             interrupted,
+            metadata=metadata,
         )
 
 
@@ -325,6 +335,7 @@ def _write_features(
     counter: list[int],
     failure: list[BaseException],
     interrupted: list[bool],
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[int, list[str]]:
     import pyarrow as pa
     import pyogrio
@@ -339,7 +350,7 @@ def _write_features(
                         "ignore", message="'crs' was not provided", category=UserWarning
                     )
                 if fmt == "GeoParquet":
-                    _geoparquet(tmp, stream, schema, crs, geometry_type)
+                    _geoparquet(tmp, stream, schema, crs, geometry_type, metadata)
                     layers = [(layer, sorted(seen))]
                 elif layout == "per-class":
                     pyogrio.write_arrow(
@@ -352,7 +363,15 @@ def _write_features(
                         crs=wkt,
                     )
                     layers = _split_per_class(
-                        spill, tmp, layer, classes, sorted(seen), schema, geometry_type, wkt
+                        spill,
+                        tmp,
+                        layer,
+                        classes,
+                        sorted(seen),
+                        schema,
+                        geometry_type,
+                        wkt,
+                        metadata,
                     )
                 else:
                     options = {"RFC7946": "NO" if keep_crs else "YES"} if fmt == "GeoJSON" else {}
@@ -364,6 +383,7 @@ def _write_features(
                         geometry_name="geometry",
                         geometry_type=geometry_type,
                         crs=wkt,
+                        layer_metadata=None if fmt == "GeoJSON" else metadata,
                         layer_options=options,
                         dataset_options=GPKG_OPTIONS if fmt == "GPKG" else {},
                     )
@@ -371,7 +391,7 @@ def _write_features(
             if fmt == "GPKG":
                 for name, ids in layers:
                     if ids or layout == "single":
-                        _store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
+                        store_gpkg_style(tmp, name, layer_qml(classes, ids or [0]))
         if fmt in STYLED_SIDECAR:
             _write_qml_sidecar(path, layer_qml(classes, layers[0][1] or [0]))
     except BaseException as exc:
@@ -401,6 +421,7 @@ def _split_per_class(
     schema: Any,
     geometry_type: str,
     wkt: str | None,
+    metadata: Mapping[str, str] | None = None,
 ) -> list[tuple[str, list[int]]]:
     """Copy each class of the spilled single layer into its own layer (streamed with a filter);
     returns each layer's name and class ids."""
@@ -418,6 +439,7 @@ def _split_per_class(
             geometry_name="geometry",
             geometry_type=geometry_type,
             crs=wkt,
+            layer_metadata=metadata,
             dataset_options=GPKG_OPTIONS,
         )
         return [(layer, [])]
@@ -435,6 +457,7 @@ def _split_per_class(
                 geometry_name="geometry",
                 geometry_type=geometry_type,
                 crs=wkt,
+                layer_metadata=metadata,
                 append=k > 0,
                 dataset_options={} if k else GPKG_OPTIONS,
             )

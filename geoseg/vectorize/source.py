@@ -10,13 +10,16 @@ from typing import Any
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.classes import ClassInfo, ClassTable, classes_of, default_palette
-from geoseg.errors import GeosegWarning, NoCRSWarning, RasterFormatError
-from geoseg.io.open import open_raster
+from geoseg.errors import GeosegWarning, NoCRSWarning, RasterFormatError, RasterOpenError
+from geoseg.io.open import open_raster, read_failure
 
-__all__ = ["MaskSource", "block_windows", "class_info", "open_mask"]
+__all__ = ["MaskSource", "block_windows", "check_confidence_values", "class_info", "open_mask"]
+
+LOOK = 1024  # longer edge of the decimated read that checks a confidence raster's values
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,43 @@ def _check_confidence(path: str, ds: Any, classes: int) -> None:
             f"{path}: expected 1 band (confidence) or {classes} (probabilities, one per class), "
             f"found {ds.count}; {fix}"
         )
+    try:
+        look = ds.read(out_shape=(ds.count, *_decimated(ds)))
+    except RasterioError as exc:
+        raise RasterOpenError(f"--confidence {read_failure(path, exc)}") from None
+    check_confidence_values(path, look, ds.nodata)
     if "GEOSEG_MODEL" not in ds.tags():
         warnings.warn(
             f"{path}: not written by geoseg predict, so mean_confidence reads its values as "
             "probabilities (uint8: 0-255, floats: 0-1); if they are not, " + fix,
             GeosegWarning,
             stacklevel=3,
+        )
+
+
+def _decimated(ds: Any) -> tuple[int, int]:
+    scale = max(ds.height, ds.width) / LOOK
+    return max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1)))
+
+
+def check_confidence_values(path: str, values: np.ndarray, nodata: float | None) -> None:
+    """Refuse confidence values that are no probabilities: uint8 holds 0..255 (any value fits),
+    every other type 0..1. Nodata and NaN are left out.
+
+    Raises:
+        RasterFormatError: naming the range found, the range expected and the fix.
+    """
+    if values.dtype == np.uint8 or values.size == 0:
+        return
+    keep = ~np.isnan(values) if values.dtype.kind in "fc" else np.ones(values.shape, bool)
+    if nodata is not None and not np.isnan(nodata):
+        keep &= values != nodata
+    if not keep.any():
+        return
+    lo, hi = float(values[keep].min()), float(values[keep].max())
+    if lo < 0 or hi > 1:
+        raise RasterFormatError(
+            f"{path}: confidence values reach {lo:g}..{hi:g}; expected probabilities, 0..1 (or "
+            "0..255 in a uint8 raster). Pass the --confidence or --probabilities output of the "
+            "`geoseg predict` run, or rescale the raster to 0..1"
         )

@@ -1,8 +1,9 @@
-"""Fixtures of the web-app tests: a folder with a tiny checkpoint and the app served on
-127.0.0.1."""
+"""Fixtures of the web-app tests: a folder with a tiny checkpoint, the app served on 127.0.0.1,
+and a headless Chromium to drive its page."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,10 @@ import pytest
 pytest.importorskip("gradio", reason="the web app needs the `app` extra (gradio)")
 pytest.importorskip("gradio_client", reason="the app tests drive it with gradio_client")
 
-from geoseg.app import AppConfig, launch_app
+from geoseg.app import AppConfig, close_app, launch_app
 from geoseg.classes import ClassTable
 from geoseg.models import ModelConfig, build_model, save_checkpoint
-from tests.conftest import write_raster
+from tests.conftest import REPO, write_raster
 
 TINY = "tiny"
 
@@ -84,11 +85,40 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def write_huge_claim(path: Path) -> Path:
+    """A sparse 3-band GeoTIFF of 200000 x 200000 px with no block written: about 300 kB that
+    claim 40 gigapixels."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200_000,
+        height=200_000,
+        count=3,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=1024,
+        blockysize=1024,
+        sparse_ok=True,
+        compress="deflate",
+        crs="EPSG:32631",
+        transform=from_origin(500000, 5800000, 0.5, 0.5),
+    ):
+        pass
+    return path
+
+
 class Served:
     """An app listening on 127.0.0.1: its URL, Blocks and config."""
 
     def __init__(self, demo: Any, url: str, config: AppConfig) -> None:
         self.demo, self.url, self.config = demo, url, config
+
+    def close(self) -> None:
+        close_app(self.demo)
 
     def client(self) -> Any:
         from gradio_client import Client
@@ -105,21 +135,25 @@ def serve(config: AppConfig) -> Served:
     return Served(demo, f"http://127.0.0.1:{config.port}/", config)
 
 
-@pytest.fixture(scope="session")
-def app_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The app with the tiny model only, 1 MB uploads, two predictions at a time."""
+def serve_tiny(models_dir: Path, workdir: Path, **settings: Any) -> Served:
+    """The app offering the tiny model only, on a free port, with ``settings`` of
+    :class:`AppConfig`."""
     config = AppConfig(
         models_dir=models_dir,
         include_bundled=False,
         port=free_port(),
-        max_size_mb=1.0,
-        concurrency=2,
-        workdir=tmp_path_factory.mktemp("app"),
+        workdir=workdir,
+        **settings,
     )
-    served = serve(config)
+    return serve(config)
+
+
+@pytest.fixture(scope="session")
+def app_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The app with the tiny model only, 1 MB uploads, two predictions at a time."""
+    served = serve_tiny(models_dir, tmp_path_factory.mktemp("app"), max_size_mb=1.0, concurrency=2)
     yield served
-    served.demo.close()
-    served.demo.workspace.close()
+    served.close()
 
 
 @pytest.fixture
@@ -138,6 +172,7 @@ def segment_call(app_server: Served) -> Callable[..., Any]:
         tta: str = "none",
         precision: str = "fp32",
         bands: str = "",
+        scale: str = "",
     ) -> Any:
         c = client or app_server.client()
         return c.predict(
@@ -149,7 +184,79 @@ def segment_call(app_server: Served) -> Callable[..., Any]:
             tta,
             precision,
             bands,
+            scale,
             api_name="/segment",
         )
 
     return call
+
+
+# -- the browser (Playwright driving Debian's Chromium, headless) ---------------------------------
+
+CHROMIUM = os.environ.get("GEOSEG_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("GEOSEG_TEST_ARTIFACTS", REPO / "test-artifacts"))
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for every browser test; skips when Playwright or Chromium is
+    missing."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser tests need playwright (the dev extra)"
+    )
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or "
+            "set GEOSEG_CHROMIUM"
+        )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser: Any, url: str) -> Any:
+    """The app's page in a new browser context (a new session), once its button is there."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator("#geoseg-run").wait_for(timeout=60_000)
+    return page
+
+
+def upload(page: Any, path: Path) -> None:
+    """Choose ``path`` in the upload box and wait until the box shows it. Now and then (on a busy
+    machine) the box never shows a file it received; choosing it again brings it up. Once the
+    box holds a file it has no file input until it is cleared: then only wait longer."""
+    shown = page.locator("#geoseg-upload").get_by_text(path.name).filter(visible=True).first
+    chooser = page.locator("#geoseg-upload input[type=file]")
+    for attempt in range(3):
+        if attempt == 0 or chooser.count():
+            chooser.set_input_files(str(path))
+        try:
+            shown.wait_for(timeout=30_000)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+
+
+def image_width(img: Any) -> int:
+    """The natural width of a visible image once it has loaded (0 when it failed to)."""
+    img.wait_for(state="visible")
+    return int(
+        img.evaluate(
+            """img => img.complete ? img.naturalWidth : new Promise(done => {
+                img.addEventListener("load", () => done(img.naturalWidth), {once: true});
+                img.addEventListener("error", () => done(0), {once: true});
+            })"""
+        )
+    )

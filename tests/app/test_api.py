@@ -104,18 +104,49 @@ def test_no_input_and_bad_settings_are_refused(
         segment_call(None, url="file:///etc/passwd")
 
 
-def test_cog_url_is_read_over_http(
-    segment_call: Callable[..., Any], scenes: dict[str, Path]
+def test_loopback_url_is_refused_by_default(
+    app_server: Any, segment_call: Callable[..., Any], scenes: dict[str, Path], tmp_path: Path
 ) -> None:
     import shutil
 
+    from gradio_client.exceptions import AppError
+
     from tests.http_server import serve_directory
 
-    root = scenes["a"].parent / "www"
-    root.mkdir(exist_ok=True)
+    shutil.copy(scenes["b"], tmp_path / "b.tif")
+    requests = tmp_path / "requests.txt"
+    with serve_directory(tmp_path, requests_log=requests) as url:
+        with pytest.raises(AppError, match="is a loopback address") as info:
+            segment_call(None, url=f"{url}/b.tif")
+    assert str(info.value).startswith(f"{url}/b.tif: 127.0.0.1 is a loopback address, and this ")
+    assert "public internet only; download the image and upload it instead" in str(info.value)
+    assert not requests.exists()  # the server was never asked for anything
+
+
+def test_cog_url_is_read_over_http_with_the_opt_in(
+    models_dir: Path, scenes: dict[str, Path], tmp_path: Path
+) -> None:
+    """An operator's ``allow_private_urls`` reads an internal server; GDAL asks it for the file
+    only, never for side files next to it."""
+    import shutil
+
+    from tests.app.conftest import serve_tiny
+    from tests.http_server import serve_directory
+
+    root = tmp_path / "www"
+    root.mkdir()
     shutil.copy(scenes["b"], root / "b.tif")
-    with serve_directory(root) as url:
-        *_, downloads, status = segment_call(None, url=f"{url}/b.tif")
+    requests = tmp_path / "requests.txt"
+    served = serve_tiny(models_dir, tmp_path, allow_private_urls=True)
+    try:
+        with serve_directory(root, requests_log=requests) as url:
+            *_, downloads, status = served.client().predict(
+                None, f"{url}/b.tif", "tiny", None, None, "none", "fp32", "", api_name="/segment"
+            )
+    finally:
+        served.close()
     assert status.startswith("Done.") and "b.tif" in status
     with rasterio.open(Path(downloads[0])) as out:
         assert out.shape == (72, 120)
+    asked = {line.split()[1] for line in requests.read_text().splitlines()}
+    assert asked == {"/b.tif"}

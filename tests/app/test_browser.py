@@ -7,7 +7,6 @@ chooses another folder); ``docs/app.png`` is that screenshot, scaled to 1000 px 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,39 +14,13 @@ from typing import Any
 import pytest
 import rasterio
 
-from tests.app.conftest import Served, free_port, serve
+from tests.app.conftest import ARTIFACTS, Served, free_port, image_width, open_page, serve, upload
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("GEOSEG_CHROMIUM", "/usr/bin/chromium")
 SAMPLE = REPO / "sample_data" / "rotterdam_ps_rgb.tif"
-ARTIFACTS = Path(os.environ.get("GEOSEG_TEST_ARTIFACTS", REPO / "test-artifacts"))
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RUN_TIMEOUT_MS = 240_000  # the bundled model on the sample scene, on a busy CPU
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser tests need playwright (the dev extra)"
-    )
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(
-            f"no Chromium at {CHROMIUM}: install it (apt-get install chromium; .ci/run does) or "
-            "set GEOSEG_CHROMIUM"
-        )
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,56 +36,18 @@ def full_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     served = serve(config)
     yield served
-    served.demo.close()
-    served.demo.workspace.close()
-
-
-def _page(browser: Any, url: str, tmp_path: Path) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.goto(url, wait_until="domcontentloaded")
-    page.locator("#geoseg-run").wait_for(timeout=60_000)
-    return page
-
-
-def _upload(page: Any, path: Path) -> None:
-    """Choose ``path`` in the upload box and wait until the box shows it. Now and then (on a busy
-    machine) the box never shows a file it received; choosing it again brings it up. Once the
-    box holds a file it has no file input until it is cleared: then only wait longer."""
-    shown = page.locator("#geoseg-upload").get_by_text(path.name).filter(visible=True).first
-    chooser = page.locator("#geoseg-upload input[type=file]")
-    for attempt in range(3):
-        if attempt == 0 or chooser.count():
-            chooser.set_input_files(str(path))
-        try:
-            shown.wait_for(timeout=30_000)
-            return
-        except Exception:
-            if attempt == 2:
-                raise
-
-
-def _image_width(img: Any) -> int:
-    """The natural width of a visible image once it has loaded (0 when it failed to)."""
-    img.wait_for(state="visible")
-    return int(
-        img.evaluate(
-            """img => img.complete ? img.naturalWidth : new Promise(done => {
-                img.addEventListener("load", () => done(img.naturalWidth), {once: true});
-                img.addEventListener("error", () => done(0), {once: true});
-            })"""
-        )
-    )
+    served.close()
 
 
 def test_sample_scene_end_to_end(browser: Any, full_app: Served, tmp_path: Path) -> None:
-    page = _page(browser, full_app.url, tmp_path)
-    _upload(page, SAMPLE)
+    page = open_page(browser, full_app.url)
+    upload(page, SAMPLE)
     page.locator("#geoseg-run").click()
     page.locator("#geoseg-status").get_by_text("Done.").wait_for(timeout=RUN_TIMEOUT_MS)
-    assert _image_width(page.locator("#geoseg-overlay img")) > 500
+    assert image_width(page.locator("#geoseg-overlay img")) > 500
     legend = page.locator("#geoseg-legend")
-    assert legend.is_visible()
+    assert legend.count() == 1 and legend.is_visible()  # one legend
+    assert page.locator(".progress-text").count() == 0  # the progress display has gone
     for name in ("building", "land", "road", "vegetation", "water"):
         assert name in legend.inner_text()
     table = page.locator("#geoseg-table").get_by_text("building").filter(visible=True)
@@ -129,8 +64,14 @@ def test_sample_scene_end_to_end(browser: Any, full_app: Served, tmp_path: Path)
         assert out.tags()["CLASS_NAMES"].count("building") == 1
 
     page.get_by_role("tab", name="Confidence").click()
-    assert _image_width(page.locator("#geoseg-confidence img")) > 500
-    page.screenshot(path=str(ARTIFACTS / "app-confidence.png"))
+    assert image_width(page.locator("#geoseg-confidence img")) > 500
+    scale = page.locator("#geoseg-confidence-scale")
+    assert scale.is_visible() and scale.locator(".geoseg-colorbar").bounding_box()["width"] > 300
+    assert " ".join(scale.inner_text().split()) == (
+        "Probability of the winning class 0 0.25 0.5 0.75 1 purple: unsure, yellow: sure; "
+        "transparent: no data"
+    )
+    page.screenshot(path=str(ARTIFACTS / "app-confidence.png"), full_page=True)
 
     page.get_by_role("tab", name="Map").click()
     svg = page.locator("svg#geoseg-map")
@@ -145,8 +86,8 @@ def test_bad_file_shows_the_one_line_message(
 ) -> None:
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(b"%PDF-1.4\n" + b"0" * 500)
-    page = _page(browser, full_app.url, tmp_path)
-    _upload(page, pdf)
+    page = open_page(browser, full_app.url)
+    upload(page, pdf)
     page.locator("#geoseg-run").click()
     status = page.locator("#geoseg-status").get_by_text(
         "report.pdf: expected a raster GDAL can open"

@@ -45,12 +45,46 @@ def test_model_names_cannot_reach_files(
 ) -> None:
     from gradio_client.exceptions import AppError
 
-    # the picker refuses names it does not list; the app looks names up, never joins them to a path
-    with pytest.raises(
-        AppError,
-        match=r"unknown model .* expected one of: tiny|is not in the list of choices: \['tiny'\]",
-    ):
+    # the app looks names up in the folder's list, never joins them to a path
+    with pytest.raises(AppError, match=r"^unknown model '.*'; expected one of: tiny\. Models are"):
         segment_call(scenes["a"], model=name)
+
+
+def test_pixel_budget_refuses_a_huge_claim_before_any_tile(
+    app_server: Served, segment_call: Callable[..., Any], tmp_path: Path
+) -> None:
+    from gradio_client.exceptions import AppError
+
+    from tests.app.conftest import write_huge_claim
+
+    huge = write_huge_claim(tmp_path / "huge.tif")
+    with pytest.raises(AppError, match="over this server's limit of 100 megapixels") as info:
+        segment_call(huge)
+    assert str(info.value).startswith("huge.tif: 200000 x 200000 px (40,000 megapixels) is over")
+    job = app_server.demo.handlers.jobs.finished[-1]
+    assert (job.outcome, job.step) == ("refused", "")  # no step reported: no model, no tile
+    assert not list(Path(app_server.demo.workspace.root).glob("*/input.*"))  # nothing kept
+
+
+def test_expected_errors_are_logged_in_one_line(
+    segment_call: Callable[..., Any],
+    scenes: dict[str, Path],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from gradio_client.exceptions import AppError
+
+    caplog.set_level(logging.INFO, logger="geoseg.app")
+    for model, bands in (("no-such-model", ""), ("tiny", "1,2")):
+        with pytest.raises(AppError, match=r"unknown model|the model expects 3 band"):
+            segment_call(scenes["a"], model=model, bands=bands)
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert refusals[0].startswith("refused: unknown model 'no-such-model'; expected one of: tiny")
+    assert refusals[1].startswith("refused: a.tif: the model expects 3 band(s)")
+    assert len(refusals) == 2 and all("\n" not in r and "--" not in r for r in refusals)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_two_clients_get_their_own_results(
@@ -81,17 +115,9 @@ def test_auth_keeps_strangers_out(models_dir: Path, tmp_path: Path) -> None:
     import requests
     from gradio_client import Client
 
-    from geoseg.app import AppConfig
-    from tests.app.conftest import free_port, serve
+    from tests.app.conftest import serve_tiny
 
-    config = AppConfig(
-        models_dir=models_dir,
-        include_bundled=False,
-        port=free_port(),
-        auth=(("alice", "s3cret"),),
-        workdir=tmp_path,
-    )
-    served = serve(config)
+    served = serve_tiny(models_dir, tmp_path, auth=(("alice", "s3cret"),))
     try:
         assert requests.get(f"{served.url}config", timeout=30).status_code in (401, 403)
         with pytest.raises(Exception, match=r"(?i)(401|403|auth|login|credentials)"):
@@ -101,8 +127,7 @@ def test_auth_keeps_strangers_out(models_dir: Path, tmp_path: Path) -> None:
         client = Client(served.url, auth=("alice", "s3cret"), verbose=False)
         assert "/segment" in str(client.view_api(print_info=False, return_format="dict"))
     finally:
-        served.demo.close()
-        served.demo.workspace.close()
+        served.close()
 
 
 @pytest.mark.parametrize("target", ["models", "/etc/passwd", "../../../../etc/passwd"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from affine import Affine
 
 from geoseg.app.catalog import ModelCatalog
 from geoseg.app.config import AppConfig
+from geoseg.app.urls import check_url
 from geoseg.app.views import Footprint, class_areas, footprint_of, legend_html, map_svg
-from geoseg.app.workspace import Workspace, check_raster_kind, check_url, display_name, stage_upload
+from geoseg.app.workspace import Workspace, check_raster, display_name, stage_upload
 from geoseg.classes import ClassTable
 from geoseg.errors import ConfigError, ModelError, RasterOpenError, UploadError
 from tests.conftest import write_raster
@@ -80,11 +82,11 @@ def test_only_plain_image_formats_are_read(tmp_path: Path) -> None:
     with pytest.raises(
         UploadError, match="expected a GeoTIFF/COG, JPEG or PNG image, found a VRT file"
     ):
-        check_raster_kind(vrt, "x.vrt")
-    assert check_raster_kind(tmp_path / "r.tif", "r.tif") == "GTiff"
+        check_raster(vrt, "x.vrt")
+    assert check_raster(tmp_path / "r.tif", "r.tif") == ("GTiff", 4, 4)
     (tmp_path / "t.txt").write_text("hello")
     with pytest.raises(RasterOpenError, match=r"^t\.txt: expected a raster"):
-        check_raster_kind(tmp_path / "t.txt", "t.txt")
+        check_raster(tmp_path / "t.txt", "t.txt")
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,8 @@ def test_only_http_urls(url: str) -> None:
         check_url(url)
     with pytest.raises(UploadError, match="does not read URLs"):
         check_url("https://example.org/a.tif", allowed=False)
-    assert check_url(" https://example.org/a.tif ") == "https://example.org/a.tif"
+    remote = check_url(" https://example.org/a.tif?sig=1 ", allow_private=True)
+    assert (remote.url, remote.name) == ("https://example.org/a.tif?sig=1", "a.tif")
 
 
 def test_exposure_warning_and_settings(models_dir: Path, tmp_path: Path) -> None:
@@ -235,3 +238,117 @@ def test_catalog_offers_exported_onnx_models(models_dir: Path, tmp_path: Path) -
 
     with rasterio.open(a.mask) as x, rasterio.open(b.mask) as y:
         assert (x.read() == y.read()).mean() > 0.999
+
+
+def _workspace_in_child(parent: Path, *, stay: bool) -> tuple[Path, Any]:
+    """A workspace made by another process: one that stays alive (until its stdin closes), or
+    one that dies at once without cleaning up, as a crash would."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import os, sys; from pathlib import Path; from geoseg.app.workspace import Workspace; "
+        f"w = Workspace(root=Path({str(parent)!r})); w.new_request(); print(w.root, flush=True); "
+        + ("sys.stdin.read(); " if stay else "")
+        + "os._exit(0)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.stdout is not None
+    root = Path(child.stdout.readline().strip())
+    if not stay:
+        child.wait(30)
+    return root, child
+
+
+def test_start_up_sweep_removes_only_roots_no_live_process_owns(tmp_path: Path) -> None:
+    from geoseg.app.workspace import ORPHAN_GRACE, sweep_orphans
+
+    crashed, _ = _workspace_in_child(tmp_path, stay=False)
+    alive, child = _workspace_in_child(tmp_path, stay=True)
+    mine = Workspace(root=tmp_path)
+    legacy = tmp_path / "geoseg-app-legacy"  # no lock file: made by an older version
+    (legacy / "req").mkdir(parents=True)
+    (legacy / "req" / "input.tif").write_bytes(b"x")
+    old = time.time() - ORPHAN_GRACE - 5
+    os.utime(legacy, (old, old))
+    being_made = tmp_path / "geoseg-app-new"  # no lock file yet, made a moment ago
+    being_made.mkdir()
+    target = tmp_path / "keep"
+    target.mkdir()
+    (tmp_path / "geoseg-app-link").symlink_to(target)
+    (tmp_path / "geoseg-app-file").write_text("not a folder")
+    try:
+        assert crashed.is_dir() and any(crashed.iterdir())
+        assert sorted(sweep_orphans(tmp_path)) == sorted([crashed, legacy])
+        assert not crashed.exists() and not legacy.exists()
+        assert alive.is_dir() and mine.root.is_dir() and being_made.is_dir() and target.is_dir()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(30)
+        mine.close()
+    assert sweep_orphans(tmp_path) == [alive]  # its process has ended now
+    assert not mine.root.exists()
+
+
+def test_request_sweep_keeps_the_lock_and_gradios_cache(tmp_path: Path) -> None:
+    ws = Workspace(keep_seconds=60, root=tmp_path)
+    request = ws.new_request()
+    (ws.root / "gradio").mkdir()
+    old = time.time() - 120
+    for p in (request, ws.root / "gradio", ws.root / ".owner.lock"):
+        os.utime(p, (old, old))
+    assert ws.sweep() == 1
+    assert sorted(p.name for p in ws.root.iterdir()) == [".owner.lock", "gradio"]
+    ws.close()
+    assert not ws.root.exists()
+
+
+def test_pixel_budget_is_checked_from_the_header(tmp_path: Path) -> None:
+    from tests.app.conftest import write_huge_claim
+
+    huge = write_huge_claim(tmp_path / "huge.tif")
+    assert huge.stat().st_size < 1_000_000
+    with pytest.raises(UploadError) as info:
+        check_raster(huge, "huge.tif", max_pixels=100_000_000)
+    assert str(info.value) == (
+        "huge.tif: 200000 x 200000 px (40,000 megapixels) is over this server's limit of 100 "
+        "megapixels; crop it to the area you need or reduce its resolution, and upload that"
+    )
+    small = write_raster(tmp_path / "s.tif", np.zeros((3, 10, 20), np.uint8))
+    assert check_raster(small, "s.tif", max_pixels=200) == ("GTiff", 20, 10)
+    with pytest.raises(
+        UploadError, match=r"^s\.tif: 20 x 10 px \(0\.0002 megapixels\) is over this server's limit"
+    ):
+        check_raster(small, "s.tif", max_pixels=199)
+
+
+def test_confidence_colour_bar_matches_the_picture(tmp_path: Path) -> None:
+    import io
+    import re
+
+    from PIL import Image
+
+    from geoseg.app.views import confidence_png, confidence_scale_html
+
+    conf = write_raster(
+        tmp_path / "c.tif", np.array([[[0, 255]]], np.uint8), transform=Affine(1, 0, 0, 0, -1, 2)
+    )
+    mask = write_raster(
+        tmp_path / "m.tif", np.zeros((1, 1, 2), np.uint8), transform=Affine(1, 0, 0, 0, -1, 2)
+    )
+    picture = np.asarray(Image.open(io.BytesIO(confidence_png(conf, mask))))
+    stops = re.findall(r"rgb\((\d+), (\d+), (\d+)\) (\d+)%", confidence_scale_html())
+    assert len(stops) == 11 and stops[0][3] == "0" and stops[-1][3] == "100"
+    bar_ends = [tuple(int(v) for v in stops[k][:3]) for k in (0, -1)]
+    for end, pixel in zip(bar_ends, picture[0], strict=True):  # probability 0 and 1
+        assert np.abs(np.array(end) - pixel[:3].astype(int)).max() <= 1
+    assert ">0<" in confidence_scale_html() and ">1<" in confidence_scale_html()

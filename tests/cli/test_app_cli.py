@@ -35,6 +35,11 @@ def test_defaults_bind_loopback(launched: list[Any]) -> None:
         1,
         (),
     )
+    assert (config.max_pixels, config.allow_urls, config.allow_private_urls) == (
+        100_000_000,
+        True,
+        False,
+    )
     assert "Warning" not in result.output
 
 
@@ -56,6 +61,9 @@ def test_options_reach_the_config(launched: list[Any], tmp_path: Path) -> None:
             "--no-urls",
             "--keep-minutes",
             "1",
+            "--max-megapixels",
+            "2.5",
+            "--allow-private-urls",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -68,6 +76,7 @@ def test_options_reach_the_config(launched: list[Any], tmp_path: Path) -> None:
     assert (
         config.auth == (("alice", "secret"),) and not config.allow_urls and config.keep_minutes == 1
     )
+    assert config.max_pixels == 2_500_000 and config.allow_private_urls
     assert "Warning" not in result.output  # exposed, but with a login
 
 
@@ -83,6 +92,8 @@ def test_exposed_without_auth_warns(launched: list[Any]) -> None:
 def test_bad_options_are_one_line_errors(launched: list[Any], tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["app", "--auth", "alice"])
     assert r.exit_code == 2 and "expected USER:PASSWORD" in r.output
+    r = CliRunner().invoke(cli, ["app", "--max-megapixels", "0"])
+    assert r.exit_code == 2 and "--max-megapixels" in r.output
     r = CliRunner().invoke(cli, ["app", "--models", str(tmp_path / "none")])
     assert (
         r.exit_code == 1

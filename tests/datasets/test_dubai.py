@@ -17,7 +17,9 @@ def test_decode_by_mask_colours() -> None:
     assert decode_mask(rgb).tolist() == [[0, 1, 2, 3, 4, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
     assert decode_mask(rgb, keep_unlabeled=True)[0, 5] == 5
     assert DUBAI_CLASSES.names == ["building", "land", "road", "vegetation", "water"]
-    assert DUBAI_CLASSES.classes[0].hex() == "#3c1098"
+    # models carry colours people can tell apart; the PNGs' own colours only decode labels
+    assert DUBAI_CLASSES.classes[0].hex() == "#e6194b"
+    assert decode_mask(np.array([[[0x3C, 0x10, 0x98]]], np.uint8))[0, 0] == 0
 
 
 def test_rgb_and_palette_masks_decode_alike(dubai_root) -> None:

@@ -64,17 +64,22 @@ def test_read_a_cog_from_the_bucket_predict_and_write_mask_and_polygons_back(
         "out/scene_classes.tif",
         "out/scene_classes.tif.aux.xml",
         "out/scene_classes.qml",
+        "out/scene_classes.stac.json",
         "out/scene_confidence.tif",
         "out/scene_polygons.gpkg",
+        "out/catalog.json",
     }
     # the same run on local disk gives the same mask, confidence and polygons
     predict_raster(local, tmp_path / "m.tif", tiny_model, OPTS, confidence=tmp_path / "c.tif")
     vectorize_raster(
         tmp_path / "m.tif", tmp_path / "v.gpkg", confidence=tmp_path / "c.tif", workers=0
     )
-    with rasterio.open(
-        f"/vsis3/{name}/out/scene_classes.tif"
-    ) as ds:  # GDAL reads it back from the bucket
+    # GDAL reads it back from the bucket, without looking for side-cars: the server is a thread of
+    # this process and GDAL holds the GIL while it opens, so a side-car fetch would wait 30 s
+    with (
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.open(f"/vsis3/{name}/out/scene_classes.tif") as ds,
+    ):
         assert ds.crs.to_epsg() == 32631 and ds.tags()["GEOSEG_MODEL"] == "test-none"
         np.testing.assert_array_equal(ds.read(), read(tmp_path / "m.tif"))
     s3.download_file(name, "out/scene_polygons.gpkg", str(tmp_path / "back.gpkg"))
@@ -114,10 +119,63 @@ def test_an_interrupted_run_leaves_no_object_under_the_final_key(
         if sent[0] > 2**20:
             raise ConnectionError("connection lost")
 
-    with pytest.raises(StorageError, match="uploading failed"):
+    with pytest.raises(StorageError, match="uploading failed") as failed:
         storage.upload(big, url, callback=cut)
     assert sent[0] > 0 and not storage.exists(url)
     assert "Contents" not in s3.list_objects_v2(Bucket=name, Prefix="out/")
+    # and its stored parts were aborted, not left to be billed
+    assert s3.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+    assert "may remain" not in str(failed.value)
+
+
+def _big_file(tmp_path: Path) -> Path:
+    big = tmp_path / "big.bin"
+    big.write_bytes(np.random.default_rng(0).integers(0, 255, 12 * 2**20, dtype=np.uint8).tobytes())
+    return big
+
+
+def test_an_interrupted_upload_leaves_no_stored_parts(
+    bucket: tuple[str, Any], tmp_path: Path
+) -> None:
+    """Ctrl-C (or SIGTERM, which geoseg turns into it) in the middle of a multipart upload: the
+    parts already sent are aborted, not left in the bucket."""
+    import os
+    import signal
+
+    name, s3 = bucket
+    sent = [0]
+
+    def interrupt(n: int) -> None:  # runs in a transfer thread, as the signal would
+        sent[0] += n
+        if sent[0] > 2**20 and sent[0] - n <= 2**20:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.upload(_big_file(tmp_path), f"s3://{name}/out/big.bin", callback=interrupt)
+    assert s3.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=name, Prefix="out/")
+
+
+def test_a_store_gone_mid_upload_says_what_may_remain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When the store goes away in the middle of an upload, geoseg cannot abort the parts it
+    sent: the error says so, and how to remove them."""
+    with local_bucket(monkeypatch) as (name, _, server):
+        sent = [0]
+
+        def store_goes_away(n: int) -> None:
+            sent[0] += n
+            if sent[0] > 2**20 and sent[0] - n <= 2**20:
+                server.stop()
+
+        with pytest.raises(StorageError, match="uploading failed") as failed:
+            storage.upload(
+                _big_file(tmp_path), f"s3://{name}/out/big.bin", callback=store_goes_away
+            )
+    message = str(failed.value)
+    assert "may remain in the bucket" in message and "abort-multipart-upload" in message
+    assert len(message.splitlines()) == 1
 
 
 def test_bad_bucket_gets_a_clear_error(bucket: tuple[str, Any], tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -107,11 +108,44 @@ def labelled(make_raster, textured_rgb, tmp_path: Path) -> tuple[LoadedModel, li
     return loaded, [EvalPair(str(src), labels, "scene.tif")]
 
 
+def _ece_by_hand(loaded: LoadedModel, pair: EvalPair, bins: int) -> float:
+    """The ECE of a 1x1-convolution model computed on the whole image at once (any tiling of
+    such a model gives the same probabilities)."""
+    import torch
+
+    with rasterio.open(pair.image) as src:
+        data = src.read()
+    with torch.no_grad():
+        logits = loaded.model(torch.from_numpy(data.astype(np.float32) / 255)[None])[0]
+    probs = torch.softmax(logits, 0).numpy()
+    labels = np.asarray(pair.labels)
+    counted = ~(data == 0).all(0) & (labels != 255)
+    conf, right = probs.max(0)[counted], (probs.argmax(0) == labels)[counted]
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(
+        sum(
+            (which == b).mean() * abs(right[which == b].mean() - conf[which == b].mean())
+            for b in range(bins)
+            if (which == b).any()
+        )
+    )
+
+
 @pytest.mark.slow
 def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     loaded, pairs = labelled
     out = tmp_path / "diag"
-    res = diagnose(loaded, pairs, out, cell=32, worst=2, temperature=True, device="cpu", workers=1)
+    res = diagnose(
+        loaded,
+        pairs,
+        out,
+        cell=32,
+        worst=2,
+        temperature=True,
+        device="cpu",
+        workers=1,
+        precision="fp32",
+    )
     cm = res.report.scores.confusion
     with rasterio.open(pairs[0].image) as src:
         grid = (src.width, src.height, src.transform, src.crs)
@@ -125,6 +159,8 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     assert correct == np.trace(cm) and (wrong == cm - np.diag(np.diag(cm))).all()
     assert codes[0, 0] == 255 and codes[65, 85] == 255  # nodata input and ignored label
     assert (out / "scene" / "errors.qml").is_file()
+    made = json.loads((out / "provenance.json").read_text())
+    assert made["inputs"] == [str(p.image) for p in pairs] and made["model"] == "module"
     rat = ET.parse(out / "scene" / "errors.tif.aux.xml").find(
         "PAMRasterBand/GDALRasterAttributeTable"
     )
@@ -145,7 +181,8 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
     assert len(cells) == len(rows) and cells.crs == grid[3]
     assert len(res.worst) == 2 and all(p.is_file() for p in res.worst)
     assert res.temperature is not None and (out / "model-calibrated.safetensors").is_file()
-    assert 0 <= res.ece <= 1 and (out / "reliability.png").is_file()
+    assert res.ece == pytest.approx(_ece_by_hand(loaded, pairs[0], 15), abs=1e-5)
+    assert (out / "reliability.png").is_file()
     text = (out / "index.md").read_text()
     assert "scene/errors.tif" in text and "reliability.png" in text
     with pytest.raises(OutputExistsError, match="--overwrite"):

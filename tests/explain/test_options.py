@@ -42,8 +42,10 @@ def tiles_seen(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[int, int], np.ndar
     seen: dict[tuple[int, int], np.ndarray] = {}
     read = session_module.read_tile
 
-    def recording(reader: Any, window: Any, norm: Any, adapt: Any = None) -> Any:
-        got = read(reader, window, norm, adapt)
+    def recording(
+        reader: Any, window: Any, norm: Any, adapt: Any = None, fill: Any = "mean"
+    ) -> Any:
+        got = read(reader, window, norm, adapt, fill)
         if got is not None:
             seen[(int(window.row_off), int(window.col_off))] = got[0].copy()
         return got

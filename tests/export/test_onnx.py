@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from geoseg.errors import (
     TilingError,
 )
 from geoseg.export import export_onnx, export_torchscript, load_onnx, read_metadata
-from geoseg.export.metadata import deepness_metadata, deepness_standardization
+from geoseg.export.metadata import DEEPNESS_KEYS, deepness_metadata, deepness_standardization
 from geoseg.inference import predict_block, predict_raster
 from geoseg.models.checkpoint import LoadedModel
 from geoseg.normalize import Normalization
@@ -54,12 +53,22 @@ def test_export_writes_checked_dynamic_and_fixed_graphs(
         for d in onnx.load(str(res.fixed)).graph.input[0].type.tensor_type.shape.dim
     ]
     assert fixed == ["batch", 3, 64, 64]
+    out = [
+        d.dim_param or d.dim_value
+        for d in onnx.load(str(res.fixed)).graph.output[0].type.tensor_type.shape.dim
+    ]
+    assert out == ["batch", 4, 64, 64]  # no height axis named "batch"
+    out = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert out == ["batch", 4, "height", "width"]
     meta = read_metadata(res.fixed)
+    assert set(meta) == {*DEEPNESS_KEYS, "geoseg_config", "geoseg_output"}
     assert json.loads(meta["model_type"]) == "Segmentor"
     assert json.loads(meta["class_names"]) == {str(c.id): c.name for c in conv3_64.config.classes}
     assert json.loads(meta["resolution"]) == 50.0
-    assert json.loads(meta["tiles_size"]) == json.loads(meta["tile_size"]) == 64
+    assert json.loads(meta["tile_size"]) == 64
     assert json.loads(meta["tiles_overlap"]) == 25
+    # Deepness' defaults: threshold 0.5 and a small-segment filter; it turns both off at 0
+    assert json.loads(meta["seg_thresh"]) == json.loads(meta["seg_small_segment"]) == 0
     assert json.loads(meta["standardization_mean"]) == [0.0, 0.0, 0.0]
     assert json.loads(meta["standardization_std"]) == [1.0, 1.0, 1.0]
     assert json.loads(meta["geoseg_config"])["tile_size"] == 64
@@ -94,6 +103,21 @@ def test_deepness_warns_when_normalization_does_not_translate(changes: dict, mat
     with pytest.warns(DeepnessWarning, match=match):
         meta = deepness_metadata(cfg)
     assert "standardization_mean" not in meta
+
+
+def test_deepness_export_refuses_an_unknown_ground_resolution(
+    tmp_path: Path, conv3_64: LoadedModel
+) -> None:
+    unknown = LoadedModel(conv3_64.model, conv3_64.config.replace(gsd=None))
+    with pytest.raises(ExportError, match=r"no ground sample distance.*pass --resolution CM"):
+        export_onnx(unknown, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx")
+    assert not list(tmp_path.iterdir())  # refused before any file
+    with pytest.raises(ExportError, match="expected a ground resolution in cm/px > 0"):
+        export_onnx(unknown, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", resolution_cm=0)
+    res = export_onnx(unknown, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", resolution_cm=30)
+    assert json.loads(read_metadata(res.fixed)["resolution"]) == 30.0  # type: ignore[arg-type]
+    alone = export_onnx(unknown, tmp_path / "a.onnx")  # no Deepness file: nothing to refuse
+    assert "resolution" not in read_metadata(alone.path)
 
 
 def test_onnx_predict_equals_torch_predict(
@@ -163,9 +187,11 @@ def test_bundled_model_export_parity_on_the_sample_scene(tmp_path: Path) -> None
     from geoseg.models.default import default_model
 
     model = default_model()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeepnessWarning)  # the Dubai images carry no GSD
-        res = export_onnx(model, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", check_raster=scene)
+    with pytest.raises(ExportError, match="--resolution"):  # the Dubai images carry no GSD
+        export_onnx(model, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", check_raster=scene)
+    res = export_onnx(
+        model, tmp_path / "m.onnx", fixed=tmp_path / "d.onnx", check_raster=scene, resolution_cm=50
+    )
     for parity in res.parity.values():
         assert parity.agreement >= 0.999
         assert parity.max_abs_diff < 1e-3

@@ -66,43 +66,101 @@ def big_mask(tmp_path: Path) -> Path:
     return write_raster(tmp_path / "in" / "mask.tif", mask)
 
 
+def exit_status(proc: subprocess.Popen[str], err: str) -> str:
+    """A process's exit status as a person reads it: ``130``, or ``SIGSEGV`` for a crash."""
+    rc = proc.returncode
+    shown = signal.Signals(-rc).name if rc < 0 else str(rc)
+    return f"exit {shown}; stderr: {err[-2000:]}"
+
+
+def assert_interrupted(sig: signal.Signals, proc: subprocess.Popen[str], err: str) -> None:
+    """The exit status first: SIGKILL kills; SIGINT and SIGTERM end in the one-line message and
+    130, never in a crash (a negative status names the signal that killed it)."""
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, exit_status(proc, err)
+        return
+    assert proc.returncode == 130, exit_status(proc, err)
+    assert "Interrupted: " in err and "Traceback" not in err, err
+    assert "no output was left half-written" in err
+
+
+PREDICT_OUTPUTS = ("mask.tif", "conf.tif", "mask.gpkg", "mask.png")
+
+
+def predict_args(scene: Path, ckpt: Path) -> list[str]:
+    return [
+        "predict", str(scene), "out/mask.tif", "--model", str(ckpt), "--precision", "fp32",
+        "--confidence", "out/conf.tif", "--vector", "out/mask.gpkg", "--quicklook", "out/mask.png",
+    ]  # fmt: skip
+
+
+def assert_all_or_nothing(out: Path) -> bool:
+    """Every output of the run is there and whole, or none is (side files aside); True when all
+    are there."""
+    there = [n for n in PREDICT_OUTPUTS if (out / n).exists()]
+    assert there in ([], list(PREDICT_OUTPUTS)), f"published by halves: {_names(out)}"
+    if there:
+        verify_cog(out / "mask.tif")
+        verify_cog(out / "conf.tif")
+        assert len(gpd.read_file(out / "mask.gpkg")) > 0
+    return bool(there)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_predict_interrupted(
     sig: signal.Signals, big_scene: Path, ckpt: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    proc = _start(
-        [
-            "predict",
-            str(big_scene),
-            "out/mask.tif",
-            "--model",
-            str(ckpt),
-            "--precision",
-            "fp32",
-            "--confidence",
-            "out/conf.tif",
-        ],
-        tmp_path,
-    )
+    proc = _start(predict_args(big_scene, ckpt), tmp_path)
     _wait_for_temporary(out, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    if sig != signal.SIGKILL and "mask.tif" in _names(out):
-        # the signal landed after the outputs were published (the run was that close to its end):
-        # then they are whole, never partial
-        for name in ("mask.tif", "conf.tif"):
-            verify_cog(out / name)
-        return
-    assert "mask.tif" not in _names(out) and "conf.tif" not in _names(out)
+    assert_interrupted(sig, proc, err)
+    if assert_all_or_nothing(out):
+        return  # the signal came as the outputs were published: all of them are whole
     if sig == signal.SIGKILL:  # nothing can clean up after SIGKILL: the next run does
-        remove_stale(out / "mask.tif")
-        remove_stale(out / "conf.tif")
-    else:
-        assert proc.returncode == 130 and "Interrupted: " in err and "Traceback" not in err, err
-        assert "no output was left half-written" in err
+        for name in PREDICT_OUTPUTS:
+            remove_stale(out / name)
     assert [n for n in _names(out) if not n.endswith(".qml")] == []
+
+
+# Runs geoseg with os.replace wrapped: right after the first output is renamed onto its final
+# name, the process sends itself the signal: deterministically between two publications.
+BETWEEN_PUBLICATIONS = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    real(src, dst, *args, **kwargs)
+    if str(dst).endswith({names!r}):
+        os.replace = real
+        os.kill(os.getpid(), {sig})
+os.replace = replace
+sys.argv = ["geoseg", *sys.argv[1:]]
+from geoseg.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_between_two_publications_publishes_the_whole_run(
+    sig: signal.Signals, ckpt: Path, tmp_path: Path
+) -> None:
+    """The outputs of one run appear together: a signal that lands after the first of them is
+    renamed into place waits until the last one is, then ends the run."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    scene = write_raster(tmp_path / "in" / "scene.tif", rgb(200, 200))
+    code = BETWEEN_PUBLICATIONS.format(names=PREDICT_OUTPUTS, sig=int(sig))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "-q", *predict_args(scene, ckpt)],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert_interrupted(sig, proc, err)
+    assert assert_all_or_nothing(tmp_path / "out")
+    assert [n for n in _names(tmp_path / "out") if ".partial" in n] == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
@@ -116,6 +174,8 @@ def test_vectorize_interrupted(sig: signal.Signals, big_mask: Path, tmp_path: Pa
     _wait_for_temporary(out, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
+    assert_interrupted(sig, proc, err)
+    assert "GeneratorExit" not in err
     if sig != signal.SIGKILL and "polygons.gpkg" in _names(
         out
     ):  # published just before the signal: whole
@@ -124,7 +184,4 @@ def test_vectorize_interrupted(sig: signal.Signals, big_mask: Path, tmp_path: Pa
     assert "polygons.gpkg" not in _names(out)
     if sig == signal.SIGKILL:
         remove_stale(out / "polygons.gpkg")
-    else:
-        assert proc.returncode == 130 and "Traceback" not in err and "GeneratorExit" not in err, err
-        assert "Interrupted: " in err and not err.strip().endswith("Interrupted:")
     assert _names(out) == []

@@ -23,3 +23,14 @@ def test_callable_kernel_and_unknown_name() -> None:
         blend_weights("tent", 8, 2)
     with pytest.raises(TilingError, match="must return finite"):
         blend_weights(lambda t, o: np.ones((t, t + 1)), 8, 2)
+
+
+def test_core_keeps_each_tiles_centre_as_deepness_does() -> None:
+    w = blend_weights("core", 64, 16)
+    assert (w[8:56, 8:56] == 1).all()
+    assert w[0, 32] == w[32, 7] == np.float32(1e-12) and w[0, 0] == np.float32(1e-24)
+    # on a regular grid (stride 48) the cores of neighbouring tiles meet without overlapping
+    row = np.zeros(64 + 48)
+    row[:64] += w[32] == 1
+    row[48:] += w[32] == 1
+    assert row[8:104].tolist() == [1.0] * 96

@@ -89,14 +89,25 @@ def test_module_digest_follows_the_weights() -> None:
     assert module_digest(conv3_model(seed=1)) != module_digest(b)
 
 
+@pytest.mark.parametrize(("agrees", "chosen"), [(0.999, "bf16"), (0.99, "fp32")])
 def test_auto_precision_is_recorded_and_reused(
-    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch, agrees: float, chosen: str
 ) -> None:
     monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
+    measured: list[float] = []
+    real = runtime.agreement
+
+    def agreement(a: torch.Tensor, b: torch.Tensor, valid: object = None) -> float:
+        measured.append(real(a, b))
+        return agrees  # the measured figure, decided here: the choice must follow it
+
+    monkeypatch.setattr(runtime, "agreement", agreement)
     model, x = conv3_model(), torch.randn(2, 3, 32, 32)
     first = Runner(model, torch.device("cpu"), "auto", freeze=False)
-    first(x)
-    assert first.precision in ("fp32", "bf16") and first.agreement is not None
+    out = first(x)
+    assert (first.precision, first.agreement) == (chosen, agrees) and len(measured) == 1
+    reference = Runner(model, torch.device("cpu"), chosen, freeze=False)(x)
+    assert torch.equal(out, reference)  # the chosen precision's own output is returned
 
     def no_check(*args: object) -> float:
         raise AssertionError("the recorded choice should have been used")
@@ -230,3 +241,26 @@ def test_file_digest_follows_a_rewritten_file(tmp_path: Path) -> None:
     second = file_digest(path)
     path.write_bytes(b"c" * 101)  # rewritten in place, another size
     assert file_digest(path) not in (first, second)
+
+
+def test_auto_takes_the_agreement_the_checkpoint_records(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorded figure decides ``auto`` without a check on the input's first tile."""
+    monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
+
+    def no_check(*args: object) -> float:
+        raise AssertionError("the recorded agreement should have been used")
+
+    monkeypatch.setattr(runtime, "agreement", no_check)
+    x = torch.randn(1, 3, 32, 32)
+    good = Runner(conv3_model(), torch.device("cpu"), "auto", recorded={"bf16": 0.999})
+    good(x)
+    assert (good.precision, good.agreement) == ("bf16", 0.999)
+    bad = Runner(conv3_model(seed=1), torch.device("cpu"), "auto", recorded={"bf16": 0.97})
+    bad(x)
+    assert (bad.precision, bad.agreement) == ("fp32", 0.97)
+    assert "bf16 agreed with fp32 on 97.0%" in bad.precision_note()
+    assert runtime.recorded_agreement({"precision": {"bf16": {"agreement": 0.97}}}) == {
+        "bf16": 0.97
+    }

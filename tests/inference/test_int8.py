@@ -118,6 +118,25 @@ def test_timm_norm_act_becomes_a_foldable_batch_norm() -> None:
         assert torch.allclose(model(x), plain(x))
 
 
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (1, 1)])
+def test_tensorflow_same_padding_becomes_a_fixed_padding_fx_traces(kernel: int, stride: int) -> None:
+    """timm's ``Conv2dSame`` (the ``tf_`` encoders, the bundled ``fast`` model's) pads by the
+    input's size at each call, which FX cannot trace: on the sizes geoseg runs it is a fixed
+    padding, with the same output."""
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv2dSame(3, 4, kernel, stride), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    plain = quantizable(model)
+    assert not any(type(m).__name__ == "Conv2dSame" for m in plain.modules())
+    torch.fx.symbolic_trace(plain)  # raises on size-dependent control flow
+    for shape in ((1, 3, 64, 64), (2, 3, 32, 96)):
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            assert torch.allclose(model(x), plain(x), atol=1e-6)
+    assert calibrate(model, [torch.rand(1, 3, 32, 32)], 3)  # and it quantizes
+
+
 def test_a_record_that_does_not_fit_the_graph_is_refused() -> None:
     model = TinyNet().eval()
     variant = variant_of(model)

@@ -29,7 +29,7 @@ def test_defaults_are_declared_once() -> None:
     opts = PredictOptions()
     assert (opts.precision, opts.blend, opts.tta, opts.device, opts.workers) == (
         "auto",
-        "gaussian",
+        None,  # the model's tiling's kernel: gaussian, core for a Deepness export
         "none",
         "auto",
         2,

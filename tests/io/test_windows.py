@@ -24,9 +24,9 @@ def _grid(draw: st.DrawFn) -> tuple[int, int, int]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(grid=_grid(), frac=st.floats(0, 0.9), edge=st.sampled_from(["shift", "pad"]))
+@given(grid=_grid(), frac=st.floats(0, 0.9), edge=st.sampled_from(["shift", "pad", "pad-start"]))
 def test_plan_covers_every_pixel_with_full_tiles(
-    grid: tuple[int, int, int], frac: float, edge: Literal["shift", "pad"]
+    grid: tuple[int, int, int], frac: float, edge: Literal["shift", "pad", "pad-start"]
 ) -> None:
     height, width, tile = grid
     plan = plan_tiles(height, width, tile, frac, edge=edge)
@@ -45,6 +45,26 @@ def test_plan_covers_every_pixel_with_full_tiles(
         gaps = np.diff(starts)
         assert (gaps <= plan.stride).all() and (gaps >= 1).all()
     assert len(list(plan)) == len(plan) == plan.shape[0] * plan.shape[1]
+    if edge != "shift":  # a regular stride, reaching past one edge only
+        for starts, size in ((plan.row_starts, height), (plan.col_starts, width)):
+            assert set(np.diff(starts)) <= {plan.stride}
+            first, end = starts[0], starts[-1] + tile
+            if edge == "pad":  # from the first pixel, past the last
+                assert first == 0 and end >= size
+            else:  # up to the last pixel, from before the first
+                assert end == size and first <= 0
+
+
+def test_edge_modes_per_axis_lay_the_deepness_grid() -> None:
+    """QGIS Deepness' grid: regular from the left edge and up from the bottom edge."""
+    assert axis_starts(900, 512, 384, "pad") == (0, 384, 768)
+    assert axis_starts(900, 512, 384, "pad-start") == (-380, 4, 388)
+    assert axis_starts(900, 512, 384, "shift") == (0, 384, 388)
+    assert axis_starts(300, 512, 384, "pad-start") == (-212,)
+    assert axis_starts(512, 512, 384, "pad-start") == (0,)
+    plan = plan_tiles(900, 640, 512, 128, edge=("pad-start", "pad"))
+    assert (plan.row_starts, plan.col_starts) == ((-380, 4, 388), (0, 384))
+    assert plan.tile(0, 1).window == Window(384, -380, 512, 512)
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,7 +18,12 @@ CLASSES = ClassTable.from_names(["background", "building", "road"])
 
 
 def _write(
-    dst: Path, arr: np.ndarray, step: int = 100, class_counts: np.ndarray | None = None, **kw
+    dst: Path,
+    arr: np.ndarray,
+    step: int = 100,
+    class_counts: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    **kw,
 ) -> None:
     with COGWriter(
         dst,
@@ -31,7 +36,8 @@ def _write(
         **kw,
     ) as out:
         for r in range(0, arr.shape[1], step):
-            out.write(arr[:, r : r + step], Window(0, r, arr.shape[2], min(step, arr.shape[1] - r)))
+            window = Window(0, r, arr.shape[2], min(step, arr.shape[1] - r))
+            out.write(arr[:, r : r + step], window, None if valid is None else valid[r : r + step])
         out.class_counts = class_counts
 
 
@@ -135,3 +141,25 @@ def test_class_counts_become_the_attribute_table_count_column(tmp_path: Path) ->
     assert [f.findtext("Name") for f in rat.findall("FieldDefn")][:3] == ["value", "count", "class"]
     rows = [[f.text for f in row.findall("F")][:3] for row in rat.findall("Row")]
     assert rows == [["0", "900", "background"], ["1", "0", "building"], ["2", "300", "road"]]
+
+
+def test_masked_output_marks_invalid_pixels_with_nodata_not_an_internal_mask(
+    tmp_path: Path,
+) -> None:
+    """Probabilities use every value 0..255: invalid pixels become nodata 0 (QGIS reads it; it
+    shows a GDAL internal mask as one more band), a valid 0 is stored as 1."""
+    probs = np.zeros((2, 600, 600), np.uint8)
+    probs[0], probs[1, :, 300:] = 255, 128
+    valid = np.ones((600, 600), bool)
+    valid[:, :100] = False
+    dst = tmp_path / "p.tif"
+    _write(dst, probs, 300, valid=valid, resampling="average", mask=True)
+    with rasterio.open(dst) as ds:
+        assert ds.count == 2 and ds.nodata == 0
+        assert ds.mask_flag_enums == ([rasterio.enums.MaskFlags.nodata],) * 2
+        got = ds.read()
+        masked = ds.read(1, out_shape=(150, 150), masked=True)
+    assert (got[:, :, :100] == 0).all()
+    assert (got[0, :, 100:] == 255).all() and (got[1, :, 100:300] == 1).all()
+    assert (got[1, :, 300:] == 128).all()
+    assert masked.mask[:, :25].all() and not masked.mask[:, 25:].any()

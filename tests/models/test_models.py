@@ -136,3 +136,10 @@ def test_config_validation() -> None:
         _config(in_channels=3, band_names=())
     with pytest.raises(CheckpointError, match="no integer 'format_version'"):
         ModelConfig.from_dict({})
+
+
+def test_config_tiling_is_written_only_when_not_geosegs_own() -> None:
+    plain = _config()
+    assert plain.tiling == "geoseg" and "tiling" not in plain.to_dict()
+    deep = ModelConfig.from_json(plain.replace(tiling="deepness").to_json())
+    assert deep.tiling == "deepness" and deep.to_dict()["tiling"] == "deepness"

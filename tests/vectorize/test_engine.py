@@ -337,3 +337,60 @@ def test_regularize_8_connected_buildings_stays_valid(tmp_path: Path) -> None:
     # still a coverage: no two polygons share area
     union = shapely.union_all(geoms)
     assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("suffix", [".gpkg", ".fgb"])
+def test_regularized_polygons_have_the_layer_geometry_type(
+    connectivity: int, suffix: str, tmp_path: Path
+) -> None:
+    """A squared-up footprint cut by its neighbours fell into pieces: a MultiPolygon in a Polygon
+    layer (GeoPackage Req 32), refused outright by FlatGeobuf; under 8-connectivity, a
+    multipolygon squared into one piece came back a Polygon."""
+    # a 94 x 78 crop of the bundled model's map of the Rotterdam sample scene
+    mask = Path(__file__).parents[1] / "data" / "split-building.tif"
+    dst = tmp_path / f"b{suffix}"
+    res = vectorize_raster(mask, dst, regularize=True, connectivity=connectivity, workers=0)
+    declared = pyogrio.read_info(dst, layer="b")["geometry_type"]
+    assert declared == ("Polygon" if connectivity == 4 else "MultiPolygon")
+    geoms = np.asarray(read(res.path).geometry.values)
+    assert len(geoms) > 15 and set(shapely.get_type_id(geoms)) == {
+        shapely.GeometryType.POLYGON if connectivity == 4 else shapely.GeometryType.MULTIPOLYGON
+    }
+    assert shapely.is_valid(geoms).all()
+    union = shapely.union_all(geoms)
+    assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-9)
+
+
+def test_mean_confidence_from_a_probabilities_cog_with_nodata(
+    make_mask: Any, tmp_path: Path
+) -> None:
+    """geoseg predict's probabilities mark no data with nodata 0 (a valid 0 is stored as 1): the
+    winning probability of every valid pixel is read as it was written."""
+    from rasterio.windows import Window
+
+    from geoseg.io.writer import COGWriter
+
+    m = np.full((40, 40), 255, np.uint8)
+    m[:, 10:] = 1
+    src = make_mask(m, nodata=255)
+    probs = np.zeros((4, 40, 40), np.uint8)
+    probs[1, :, 10:], probs[0, :, 10:] = 204, 51  # classes 2 and 3 at 0, stored as 1
+    with rasterio.open(src) as ds:
+        geo = {"transform": ds.transform, "crs": ds.crs}
+    with COGWriter(
+        tmp_path / "p.tif",
+        height=40,
+        width=40,
+        count=4,
+        dtype="uint8",
+        mask=True,
+        tags={"GEOSEG_MODEL": "unet-test"},
+        **geo,
+    ) as out:
+        out.write(probs, Window(0, 0, 40, 40), m != 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not written by geoseg predict"
+        res = vectorize_raster(src, tmp_path / "c.gpkg", confidence=tmp_path / "p.tif", workers=0)
+    df = read(res.path)
+    assert df.class_id.tolist() == [1] and df.mean_confidence[0] == pytest.approx(204 / 255)
