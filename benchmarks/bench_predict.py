@@ -180,18 +180,26 @@ def net_used(ckpt: Path, precision: str) -> str:
     return f"network: {'frozen TorchScript' if (rec or {}).get('frozen') else 'eager'}"
 
 
-def toolbelt(src: Path, ckpt: Path, out: Path) -> float:
-    """pytorch-toolbelt's documented recipe: whole image in memory, ImageSlicer/TileMerger."""
+def toolbelt(src: Path, ckpt: Path, out: Path, *, own: bool = False) -> float:
+    """pytorch-toolbelt's documented recipe: whole image in memory, ImageSlicer/TileMerger; with
+    ``own``, the checkpoint's own normalization, tile size and overlap (else x / 255, 512 px tiles
+    at 50 % overlap)."""
     from pytorch_toolbelt.inference.tiles import ImageSlicer, TileMerger
 
-    model = load_checkpoint(ckpt).model.eval()
+    loaded = load_checkpoint(ckpt)
+    model, cfg = loaded.model.eval(), loaded.config
+    tile, step = (cfg.tile_size, cfg.tile_size - cfg.overlap) if own else (TILE, TILE // 2)
     start = time.perf_counter()
     with rasterio.open(src) as ds:
-        image = ds.read().transpose(1, 2, 0)
+        image = ds.read()
         profile = ds.profile
-    slicer = ImageSlicer(image.shape, tile_size=TILE, tile_step=TILE // 2, weight="pyramid")
-    tiles = [t.transpose(2, 0, 1).astype(np.float32) / 255.0 for t in slicer.split(image)]
-    merger = TileMerger(slicer.target_shape, CLASSES, slicer.weight)
+    image = (cfg.normalization.apply(image.astype(np.float32)) if own else image / 255.0).astype(
+        np.float32
+    )
+    image = image.transpose(1, 2, 0)
+    slicer = ImageSlicer(image.shape, tile_size=tile, tile_step=step, weight="pyramid")
+    tiles = [t.transpose(2, 0, 1) for t in slicer.split(image)]
+    merger = TileMerger(slicer.target_shape, cfg.num_classes, slicer.weight)
     with torch.inference_mode():
         for i in range(0, len(tiles), BATCH):
             batch = torch.from_numpy(np.stack(tiles[i : i + BATCH]))

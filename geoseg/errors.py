@@ -95,6 +95,11 @@ class InputCompatibilityWarning(GeosegWarning):
     size)."""
 
 
+class LowAgreementWarning(GeosegWarning):
+    """An int8 variant asked for by name agreed with fp32 less than ``--precision auto`` requires,
+    or by an unknown amount."""
+
+
 class InputCompatibilityError(GeosegError, ValueError):
     """The input differs from what the model was trained on, and ``strict`` refuses it."""
 

@@ -28,7 +28,7 @@ PAGES = sorted((REPO / "docs").rglob("*.md"))
 MARKDOWN = [REPO / "README.md", *PAGES]
 RUNNABLE = [p for p in PAGES if python_blocks(p.read_text(encoding="utf-8"))]
 COMMANDS = ["info", "predict", "vectorize", "dataset", "train", "evaluate", "diagnose", "explain"]
-COMMANDS += ["export", "models", "app", "qgis-plugin"]
+COMMANDS += ["export", "quantize", "models", "app", "qgis-plugin"]
 
 
 def _name(path: Path) -> str:

@@ -31,6 +31,7 @@ _COMMANDS = {
     "models": ("geoseg.cli.models", "models"),
     "predict": ("geoseg.cli.predict", "predict"),
     "qgis-plugin": ("geoseg.cli.qgis_plugin", "qgis_plugin"),
+    "quantize": ("geoseg.cli.quantize", "quantize"),
     "train": ("geoseg.cli.train", "train"),
     "vectorize": ("geoseg.cli.vectorize", "vectorize"),
 }

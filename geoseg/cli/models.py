@@ -47,6 +47,14 @@ def models(
             click.echo(f"  {c.id:>3}  {c.hex()}  {c.name}")
         if cfg.metrics:
             click.echo("  metrics: " + json.dumps(cfg.metrics))
+        from geoseg.models.variants import Int8Variant
+
+        variant = Int8Variant.of(cfg)
+        click.echo(
+            f"  variant int8: {variant.summary()}"
+            if variant is not None
+            else "  variants: none (geoseg quantize CKPT OUT --calibration IMAGES... adds int8)"
+        )
         return
     from geoseg.models import list_architectures, list_encoders, read_config
     from geoseg.models.pretrained import PRETRAINED
@@ -70,12 +78,16 @@ def models(
         return
     click.echo("architectures: " + ", ".join(list_architectures()))
     from geoseg.models.default import BUNDLED_MODELS, WEIGHTS_DIR
+    from geoseg.models.variants import Int8Variant
 
     for n, file in BUNDLED_MODELS.items():
         if (WEIGHTS_DIR / file).is_file():
             cfg = read_config(WEIGHTS_DIR / file)
             score = (cfg.metrics.get("test") or {}).get("miou")
             held = f", held-out mIoU {score:.3f}" if score is not None else ""
+            variant = Int8Variant.of(cfg)
+            if variant is not None and variant.agreement_value is not None:
+                held += f", int8 variant agreeing with fp32 on {variant.agreement_value:.2%}"
             click.echo(
                 f"bundled model {n}{' (the default)' if n == 'quality' else ''}: --model {n} "
                 f"({cfg.architecture} / {cfg.encoder}{held})"

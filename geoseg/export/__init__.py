@@ -1,4 +1,5 @@
-"""Model export (ONNX with QGIS Deepness metadata, TorchScript) and the onnxruntime runner.
+"""Model export (ONNX with QGIS Deepness metadata, TorchScript, a calibrated int8 variant) and the
+onnxruntime runner.
 
 Names load lazily: ``import geoseg.export`` needs neither torch nor onnx.
 """
@@ -12,6 +13,7 @@ from geoseg._lazy import lazy_attributes
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.export.metadata import deepness_metadata, export_metadata
     from geoseg.export.onnx import ExportResult, Parity, export_onnx, read_metadata
+    from geoseg.export.quantize import QuantizeResult, quantize_checkpoint
     from geoseg.export.runner import OnnxModule, load_onnx
     from geoseg.export.torchscript import export_torchscript
 
@@ -19,11 +21,13 @@ __all__ = [
     "ExportResult",
     "OnnxModule",
     "Parity",
+    "QuantizeResult",
     "deepness_metadata",
     "export_metadata",
     "export_onnx",
     "export_torchscript",
     "load_onnx",
+    "quantize_checkpoint",
     "read_metadata",
 ]
 
@@ -32,6 +36,7 @@ __getattr__, __dir__ = lazy_attributes(
     {
         ".metadata": "deepness_metadata export_metadata",
         ".onnx": "ExportResult Parity export_onnx read_metadata",
+        ".quantize": "QuantizeResult quantize_checkpoint",
         ".runner": "OnnxModule load_onnx",
         ".torchscript": "export_torchscript",
     },

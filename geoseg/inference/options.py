@@ -26,7 +26,7 @@ __all__ = [
     "parse_scale",
 ]
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 # test-time augmentation: (quarter turns, horizontal flip) applied to each batch, undone on the
@@ -127,8 +127,10 @@ class PredictOptions:
             ``gaussian``, or ``core`` for a model exported for QGIS Deepness).
         batch_size: tiles per forward pass (``None``: 2 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fastest precision whose argmax agrees with fp32 on >= 99.5 %),
-            ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto`` (on CPU: the checkpoint's int8 variant when its recorded agreement
+            with fp32 is >= 99 %; else the fastest precision whose argmax agrees with fp32 on
+            >= 99.5 %), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU, a calibrated checkpoint:
+            ``geoseg quantize``).
         tta: test-time augmentation, a key of :data:`~geoseg.inference.runtime.TTA_MODES`.
         bands: input bands in the model's order (``None``: all, or for a STAC item the model's
             band names): 1-based numbers, or names (``("red", "green", "nir")``) that pick a STAC

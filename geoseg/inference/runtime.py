@@ -14,7 +14,7 @@ from torch import nn
 
 from geoseg.errors import DeviceError
 from geoseg.inference.cache import ModelCache, module_digest
-from geoseg.inference.options import TTA_MODES, Precision
+from geoseg.inference.options import PRECISIONS, TTA_MODES, Precision
 
 __all__ = [
     "TTA_MODES",
@@ -270,6 +270,8 @@ class Runner:
             its argmax agrees with fp32 on >= 99.5 % of the pixels, as the checkpoint records it
             (``recorded``), else as measured on the first tile holding data; else fp32. The
             choice is kept in the model cache, so later runs of the same model skip the check.
+            ``int8``: ``model`` is already quantized (:func:`~geoseg.inference.int8.int8_network`)
+            and runs as it is, on the CPU.
         tta: ``none``, ``flip`` (2 passes) or ``d4`` (8 passes): averaged probabilities.
         channels_last: use the channels-last memory format (faster convolutions on CPU and GPU).
         freeze: run a TorchScript-frozen copy of the model (batch norms folded into the
@@ -298,10 +300,14 @@ class Runner:
     ) -> None:
         if tta not in TTA_MODES:
             raise DeviceError(f"unknown tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise DeviceError(f"unknown precision {precision!r}; expected auto, fp32, bf16 or fp16")
+        if precision not in PRECISIONS:
+            raise DeviceError(
+                f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
+            )
         if precision == "fp16" and device.type == "cpu":
             raise DeviceError("fp16 is not supported on CPU; use --precision bf16 or fp32")
+        if precision == "int8" and device.type != "cpu":
+            raise DeviceError("int8 runs on the CPU only; use --device cpu, or bf16 on the GPU")
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.source = model
@@ -310,6 +316,7 @@ class Runner:
         self.tta = TTA_MODES[tta]
         self.precision: str = precision
         self.agreement: float | None = None
+        self.reason: str | None = None  # why a precision was chosen elsewhere (int8 by auto)
         outside = bool(getattr(model, "runs_outside_torch", False))
         self.freeze = (device.type == "cpu" and not outside) if freeze is None else freeze
         self._cache = cache
@@ -356,7 +363,7 @@ class Runner:
 
     @contextlib.contextmanager
     def _autocast(self, precision: str) -> Iterator[None]:
-        if precision == "fp32":
+        if precision in ("fp32", "int8"):  # an int8 network runs as it was quantized
             yield
         else:
             with torch.autocast(self.device.type, dtype=_DTYPES[precision]):
@@ -411,6 +418,8 @@ class Runner:
     def precision_note(self) -> str:
         """The precision used, said so a person understands why (``fp32``; ``fp32 (bf16 agreed
         with fp32 on 97.2 % of a tile's pixels, 99.5 % needed)``)."""
+        if self.reason is not None:
+            return f"{self.precision} ({self.reason})"
         if self.agreement is None:
             return self.precision
         fast = fast_precision(self.device)

@@ -37,6 +37,7 @@ from geoseg.inference.accumulator import FinishedRows, RowAccumulator
 from geoseg.inference.blending import blend_weights
 from geoseg.inference.cache import ModelCache, file_digest, module_digest
 from geoseg.inference.compat import InputAdapter, check_input
+from geoseg.inference.int8 import int8_network, int8_precision
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.runtime import (
     Runner,
@@ -54,6 +55,7 @@ from geoseg.io.writer import COG_BLOCK
 from geoseg.models.checkpoint import LoadedModel
 from geoseg.models.config import ModelConfig, checkpoint_files, read_config
 from geoseg.models.resolve import ModelRef, model_loader, model_path, resolve_model
+from geoseg.models.variants import MIN_AGREEMENT, Int8Variant
 
 __all__ = [
     "PredictionSession",
@@ -124,15 +126,23 @@ class Tempered(nn.Module):
         return self.model(x) / self.temperature
 
 
-def _model_cache(model: ModelRef, loaded: LoadedModel | None, temperature: float | None) -> Any:
+def _model_cache(
+    model: ModelRef, loaded: LoadedModel | None, temperature: float | None, precision: str
+) -> Any:
     """The model cache of a checkpoint file or of a loaded module (they share one entry: a module
-    loaded from a checkpoint answers that file's digest), per calibration temperature."""
+    loaded from a checkpoint answers that file's digest), per calibration temperature, and apart
+    for the int8 network of each calibration."""
     if loaded is not None:
         digest = module_digest(loaded.model)
     else:
         weights, sidecar = checkpoint_files(str(model))
         digest = file_digest(weights, sidecar)
-    return ModelCache(digest if temperature is None else f"{digest}|T={temperature!r}")
+    if temperature is not None:
+        digest = f"{digest}|T={temperature!r}"
+    if precision == "int8":
+        cfg = loaded.config if loaded is not None else read_config(str(model))
+        digest = f"{digest}|int8={Int8Variant.of(cfg).digest}"  # type: ignore[union-attr]
+    return ModelCache(digest)
 
 
 def _is_file_model(path: str | None) -> bool:
@@ -222,7 +232,7 @@ class PredictionSession:
             # calibrated probabilities: softmax(logits / T); the classes do not change
             self._network = Tempered(self.loaded.model, temperature)
         if self._cache is None and not self.outside_torch:
-            self._cache = _model_cache(model, self.loaded, temperature)
+            self._cache = _model_cache(model, self.loaded, temperature, self._precision)
 
     def _load(
         self, model: ModelRef, config: ModelConfig | None
@@ -242,16 +252,21 @@ class PredictionSession:
             and not is_object_url(path)
         ):
             cfg = read_config(path)
-            cache = _model_cache(path, None, calibration_temperature(cfg))
+            precision = int8_precision(cfg, self.device, opts.precision)
+            cache = _model_cache(path, None, calibration_temperature(cfg), precision)
             tile = opts.tile_size_for(cfg)
             frozen, precision = cached_frozen(
-                cache, self.device, opts.precision, (1, cfg.in_channels, tile, tile)
+                cache, self.device, precision, (1, cfg.in_channels, tile, tile)
             )
             if frozen is not None:
                 return LoadedModel(frozen, cfg), cache, precision
+            loaded = resolve_model(path, device="cpu")
+            return loaded, None, precision
         device = self.device if _is_file_model(path) else "cpu"
         loaded = resolve_model(path if path is not None else model, config=config, device=device)
-        return loaded, None, opts.precision
+        if _is_file_model(path):  # another runtime runs the graph as it was exported
+            return loaded, None, opts.precision
+        return loaded, None, int8_precision(loaded.config, self.device, opts.precision)
 
     def _check_bands(self) -> None:
         cfg, reader = self.config, self.reader
@@ -279,8 +294,13 @@ class PredictionSession:
     def runner(self) -> Runner:
         """The runner (device, precision, frozen or eager network), built on first use."""
         if self._runner is None:
+            network = self._network
+            if self._precision == "int8" and not isinstance(
+                self.loaded.model, torch.jit.ScriptModule
+            ):
+                network = self._int8_network()
             self._runner = make_runner(
-                self._network,
+                network,
                 self.device,
                 "fp32" if self.outside_torch else self._precision,  # type: ignore[arg-type]
                 self.options.tta,
@@ -288,7 +308,23 @@ class PredictionSession:
                 cache=self._cache,
                 recorded=recorded_agreement(self.config.metrics),
             )
+            if self._precision == "int8" and self.options.precision == "auto":
+                variant = Int8Variant.of(self.config)
+                assert variant is not None and variant.agreement_value is not None
+                self._runner.agreement = variant.agreement_value
+                self._runner.reason = (
+                    f"precision auto: the calibrated int8 variant agreed with fp32 on "
+                    f"{variant.agreement_value:.2%} of held-out pixels, {MIN_AGREEMENT:.0%} needed"
+                )
         return self._runner
+
+    def _int8_network(self) -> nn.Module:
+        """The checkpoint's int8 network (built once per process), tempered like the float one."""
+        variant = Int8Variant.of(self.config)
+        assert variant is not None
+        network = int8_network(self.loaded.model, variant, self.config.in_channels)
+        temperature = calibration_temperature(self.config)
+        return network if temperature is None else Tempered(network, temperature)
 
     def network_copy(self) -> nn.Module:
         """A private copy of the eager network on the session's device, in eval mode, for per-tile

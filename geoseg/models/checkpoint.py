@@ -29,6 +29,7 @@ __all__ = [
     "model_from_config",
     "read_config",
     "replace_config",
+    "rewrite_checkpoint",
     "save_checkpoint",
 ]
 
@@ -155,6 +156,23 @@ def load_checkpoint(
     # the same network variant, bit for bit)
     remember_digest(model, file_digest(weights, sidecar))
     return LoadedModel(model, config)
+
+
+def rewrite_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], config: ModelConfig
+) -> Path:
+    """Write checkpoint ``src`` again as the one file ``dst`` (``.safetensors``) with ``config``:
+    its stored tensors are copied as they are (int8 or fp16 storage stays), only the config
+    changes."""
+    from safetensors.torch import load_file, save_file
+
+    weights, _ = checkpoint_files(src)
+    state = load_file(str(weights), device="cpu")
+    p = Path(dst)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(p) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
+    return p
 
 
 def convert_checkpoint(

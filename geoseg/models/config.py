@@ -43,6 +43,9 @@ class ModelConfig:
         model_kwargs: extra keyword arguments for the architecture (``encoder_depth``...).
         metrics: validation metrics recorded at training time.
         training: free-form description of the training data and run.
+        variants: other forms of the network the checkpoint carries, by name: ``int8`` (the
+            scales of a calibrated quantized network, how it was calibrated and how closely it
+            agrees with fp32; see :mod:`geoseg.inference.int8`).
         geoseg_version: version that wrote the checkpoint.
         format_version: checkpoint format version.
     """
@@ -63,6 +66,7 @@ class ModelConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Any] = field(default_factory=dict)
     geoseg_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -106,6 +110,7 @@ class ModelConfig:
             "model_kwargs": self.model_kwargs,
             "metrics": self.metrics,
             "training": self.training,
+            **({"variants": self.variants} if self.variants else {}),
         }
 
     def to_json(self) -> str:
@@ -148,6 +153,7 @@ class ModelConfig:
                 model_kwargs=dict(d.get("model_kwargs") or {}),
                 metrics=dict(d.get("metrics") or {}),
                 training=dict(d.get("training") or {}),
+                variants=dict(d.get("variants") or {}),
                 geoseg_version=str(d.get("geoseg_version", "?")),
                 format_version=version,
             )

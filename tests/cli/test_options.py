@@ -52,3 +52,12 @@ def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith("Error: ") and message in lines[0]
     assert f"(see geoseg {args[0]} --help)" in lines[0]
+
+
+def test_the_precision_choices_shown_are_the_library_s() -> None:
+    from geoseg.app.ui import PRECISION_CHOICES
+    from geoseg.cli.options import PRECISION_METAVAR
+    from geoseg.inference.options import PRECISIONS
+
+    assert PRECISION_METAVAR == "|".join(PRECISIONS) == "auto|fp32|bf16|fp16|int8"
+    assert list(PRECISIONS) == PRECISION_CHOICES
