@@ -25,7 +25,28 @@ def main() -> None:
 
         sys.stderr.write("Interrupted: before the command started; nothing was written\n")
         sys.exit(130)
-    run()
+    try:
+        run()
+    finally:
+        _quiet_end()
+
+
+def _quiet_end() -> None:
+    """The command is over, its outputs published or removed: a signal from now on (while the
+    interpreter shuts down) ends the process at once with 130. Python would otherwise raise
+    KeyboardInterrupt where nothing catches it, and end by killing itself with SIGINT."""
+    import contextlib
+    import os
+    import sys
+
+    def end(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed stream has nothing to flush
+                stream.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, end)
+    signal.signal(signal.SIGTERM, end)
 
 
 if __name__ == "__main__":

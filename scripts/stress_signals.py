@@ -2,10 +2,10 @@
 
 Each run segments a 1024² raster with a small U-Net into a mask, a confidence raster, polygons and
 a quicklook (every optional output), and receives SIGTERM or SIGINT at a random moment between
-its start (once the interpreter runs geoseg's code: 0.3 s) and its usual end. Every run must end
-with 130 (interrupted: nothing half-written) or 0 (finished before the signal), never with a
-negative status (killed by a signal: a crash), and its outputs must all be there, whole, or none
-of them; a rerun must leave no temporary file.
+the moment the process catches it (geoseg's handlers installed, read from /proc/PID/status) and
+its usual end. Every run must end with 130 (interrupted: nothing half-written) or 0 (finished
+before the signal), never with a negative status (killed by a signal: a crash), and its outputs
+must all be there, whole, or none of them; a rerun must leave no temporary file.
 
 Usage: python scripts/stress_signals.py [--runs 50] [--signals TERM,INT] [--seed 0]
 Exit status 1 when any run crashed or published by halves.
@@ -28,9 +28,23 @@ import numpy as np
 import rasterio
 
 OUTPUTS = ("mask.tif", "conf.tif", "mask.gpkg", "mask.png")
-# before this the interpreter has not reached geoseg's first line (and the signal's default
-# action ends a process that has written nothing)
-STARTUP = 0.3
+
+
+def handled(pid: int, sig: signal.Signals, timeout: float = 30.0) -> float:
+    """Wait until process ``pid`` catches ``sig`` (its bit in ``SigCgt`` of /proc/PID/status: the
+    interpreter has reached geoseg's first line, which installs the handler; before that the
+    system's default action ends a process that has written nothing). Returns the seconds waited."""
+    start = time.perf_counter()
+    status = Path(f"/proc/{pid}/status")
+    while time.perf_counter() - start < timeout:
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            break  # the process has ended (or no /proc): signal it now
+        if int(line.split()[1], 16) >> (sig - 1) & 1:
+            break
+        time.sleep(0.005)
+    return time.perf_counter() - start
 
 
 def make_inputs(folder: Path) -> tuple[Path, Path]:
@@ -94,7 +108,9 @@ def main() -> int:
         subprocess.run(command(scene, ckpt), cwd=root, check=True)
         usual = time.perf_counter() - start
         print(
-            f"one uninterrupted run: {usual:.1f} s; signals at {STARTUP}-{usual:.1f} s", flush=True
+            f"one uninterrupted run: {usual:.1f} s; signals at 0-{usual:.1f} s after geoseg's "
+            "handlers are installed",
+            flush=True,
         )
         for sig in sigs:
             histogram: collections.Counter[str] = collections.Counter()
@@ -106,7 +122,8 @@ def main() -> int:
                     command(scene, ckpt), cwd=root, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True,
                 )  # fmt: skip
-                time.sleep(rng.uniform(min(STARTUP, usual), usual))
+                ready = handled(proc.pid, sig)
+                time.sleep(rng.uniform(0.0, max(usual - ready, 0.0)))
                 proc.send_signal(sig)
                 _, err = proc.communicate(timeout=600)
                 rc = proc.returncode

@@ -117,10 +117,10 @@ def _static_same_padding(module: nn.Module) -> None:
             conv = nn.Conv2d(
                 child.in_channels,
                 child.out_channels,
-                child.kernel_size,
-                child.stride,
+                child.kernel_size,  # type: ignore[arg-type]  # 2-tuples on a Conv2d
+                child.stride,  # type: ignore[arg-type]
                 0,
-                child.dilation,
+                child.dilation,  # type: ignore[arg-type]
                 child.groups,
                 child.bias is not None,
             )

@@ -185,3 +185,28 @@ def test_vectorize_interrupted(sig: signal.Signals, big_mask: Path, tmp_path: Pa
     if sig == signal.SIGKILL:
         remove_stale(out / "polygons.gpkg")
     assert _names(out) == []
+
+
+# A signal that lands once the command is over, while the interpreter shuts down (joining
+# threads, running atexit): Python would raise KeyboardInterrupt where nothing catches it and end
+# by killing itself with SIGINT, a crash to whoever waits for the process.
+AFTER_THE_COMMAND = """
+import os, signal, sys, threading, time
+sys.argv = ["geoseg", "--version"]
+from geoseg.__main__ import main
+def late():
+    time.sleep(0.5)
+    os.kill(os.getpid(), {sig})
+threading.Thread(target=late).start()  # not a daemon: shutdown waits for it
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_command_ends_it_with_130(sig: signal.Signals) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", AFTER_THE_COMMAND.format(sig=int(sig))],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and done.stdout.startswith("geoseg"), done
