@@ -10,6 +10,7 @@ folder (``GEOSEG_TEST_ARTIFACTS``) with the measured stop latencies in ``app-sto
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,17 @@ pytestmark = pytest.mark.slow
 
 STARTED_MS = 120_000  # from Segment to the first tile, the model loading on a busy machine
 STOP_LIMIT_S = 2.0  # a cancelled run stops within this, counted on the server
+
+
+def settled(status: Any, timeout: float = 10.0) -> str:
+    """The status line's text once the run's progress timer ("0.0s") has left it: the message
+    comes first, the timer goes a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = " ".join(status.inner_text().split())
+        if not re.match(r"\d+(\.\d+)?s\b", text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +108,7 @@ def test_huge_claim_is_refused_before_any_tile(
     page.locator("#geoseg-run").click()
     status = page.locator("#geoseg-status")
     status.get_by_text("over this server's limit of 100 megapixels").wait_for(timeout=60_000)
-    assert " ".join(status.inner_text().split()) == (
+    assert settled(status) == (
         "Error: huge.tif: 200000 x 200000 px (40,000 megapixels) is over this server's limit of "
         "100 megapixels; crop it to the area you need or reduce its resolution, and upload that"
     )
@@ -135,7 +147,7 @@ def test_cancel_stops_the_run_and_the_next_user_runs(
         f"after the click (stopped at {running.step!r})"
     )
     assert latency < STOP_LIMIT_S
-    assert " ".join(first.locator("#geoseg-status").inner_text().split()) == (
+    assert settled(first.locator("#geoseg-status")) == (
         "Cancelled: the run stopped; nothing was kept."
     )
     _cancel_goes_grey(first)
