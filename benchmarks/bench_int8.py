@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=16384)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-speed", action="store_true", help="agreement and memory only")
+    ap.add_argument("--skip-agreement", action="store_true", help="speed and memory only")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -199,9 +200,14 @@ def main() -> None:
     print(f"model {args.model}: int8 variant {variant.summary()}")
 
     print("\n1) agreement of int8 with fp32 (valid pixels, each image predicted whole)")
-    scene = agreement_and_miou(model, [EvalPair(str(SCENE), "", SCENE.name)])
-    print(f"   sample scene {SCENE.name}: {scene['agreement']:.4%} of {scene['pixels']:,} pixels")
-    if args.dubai is not None:
+    if args.skip_agreement:
+        print("   (skipped)")
+    pair = EvalPair(str(SCENE), "", SCENE.name)
+    scene = None if args.skip_agreement else agreement_and_miou(model, [pair])
+    if scene is not None:
+        share, pixels = scene["agreement"], scene["pixels"]
+        print(f"   sample scene {SCENE.name}: {share:.4%} of {pixels:,} pixels")
+    if args.dubai is not None and not args.skip_agreement:
         held = agreement_and_miou(model, dubai_split(args.dubai)[1])
         print(
             f"   Dubai Tile 8 (9 held-out images): {held['agreement']:.4%} of "

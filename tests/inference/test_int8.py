@@ -119,7 +119,7 @@ def test_timm_norm_act_becomes_a_foldable_batch_norm() -> None:
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (1, 1)])
-def test_tensorflow_same_padding_becomes_a_fixed_padding_fx_traces(kernel: int, stride: int) -> None:
+def test_tensorflow_same_padding_becomes_a_fixed_padding(kernel: int, stride: int) -> None:
     """timm's ``Conv2dSame`` (the ``tf_`` encoders, the bundled ``fast`` model's) pads by the
     input's size at each call, which FX cannot trace: on the sizes geoseg runs it is a fixed
     padding, with the same output."""
