@@ -3,6 +3,7 @@ server."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,14 @@ from tests.http_server import serve_directory
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRANSFORM = Affine(0.5, 0, 500000.0, 0, -0.5, 5700000.0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C back to its default when this run inherited it ignored: a shell starts background
+    jobs that way (``make test`` runs the fault matrix beside the rest of the suite), and every
+    process the tests start would inherit it, so that no SIGINT test could interrupt anything."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -210,3 +210,13 @@ def test_a_signal_after_the_command_ends_it_with_130(sig: signal.Signals) -> Non
     )  # fmt: skip
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr and done.stdout.startswith("geoseg"), done
+
+
+def test_the_processes_the_tests_start_can_be_interrupted() -> None:
+    """Ctrl-C reaches the processes the suite starts, however the suite itself was started (a
+    background job inherits it ignored): otherwise every SIGINT test here would pass untested."""
+    shown = subprocess.run(
+        [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT).__name__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert shown == "default_int_handler"
