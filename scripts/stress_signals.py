@@ -97,6 +97,9 @@ def main() -> int:
     parser.add_argument("--signals", default="TERM,INT")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started as a background job: the runs would inherit Ctrl-C ignored, and never stop
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     sigs = [getattr(signal, f"SIG{s.strip().upper()}") for s in args.signals.split(",")]
     bad: list[str] = []
