@@ -18,6 +18,9 @@ def _terminate(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
+    import atexit
+
+    atexit.register(_ignore_signals)  # registered first, so it runs after every other one
     try:
         from geoseg.cli import main as run
     except KeyboardInterrupt:  # before the command started: nothing was written
@@ -47,6 +50,15 @@ def _quiet_end() -> None:
 
     signal.signal(signal.SIGINT, end)
     signal.signal(signal.SIGTERM, end)
+
+
+def _ignore_signals() -> None:
+    """The last exit handler: the interpreter now tears itself down, and it puts the system's
+    default action back for every signal that has a Python handler, so a SIGTERM or Ctrl-C from
+    here on would kill a process whose work is done. Ignored instead, the process ends with its
+    command's status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
