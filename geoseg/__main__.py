@@ -30,8 +30,30 @@ def main() -> None:
         sys.exit(130)
     try:
         run()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _end_interrupted()
+        raise
     finally:
         _quiet_end()
+
+
+def _end_interrupted() -> None:
+    """An interrupted command has cleaned up and said so: end the process here with 130. Left to
+    the interpreter's own exit, a KeyboardInterrupt that once passed through a C extension's call
+    back into Python (and was caught by the command) still makes it end by killing itself with
+    SIGINT, which whoever waits for the process reads as a crash."""
+    import atexit
+    import contextlib
+    import os
+    import sys
+
+    _quiet_end()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed stream has nothing to flush
+            stream.flush()
+    os._exit(130)
 
 
 def _quiet_end() -> None:
