@@ -4,14 +4,15 @@ With the bundled model on textured RGB rasters (tiled 512, DEFLATE), prints:
 
 1. many rasters (``--count`` x ``--size``²), one task each: ``local:2`` (two worker processes, one
    thread each) and ``local:1`` (one worker, all threads) against one process with all threads
-   (``predict_many`` without a scheduler, the model loaded once), with and without the cluster's
-   start-up;
+   (``predict_many`` without a scheduler, the model loaded once), on started clusters whose
+   workers are warmed up (start-up and warm-up printed beside), in ``--repeat`` interleaved
+   rounds (medians and spread);
 2. one ``--big``² raster as blocks through ``local:2``: time, Mpx/s, and the peak RSS of each
    worker process (against the peak RSS of the in-process run with ``--big-baseline``);
 3. the object-storage round trip: a ``--size``² COG read from and written back to an S3-compatible
    server on 127.0.0.1 (moto, a child process), against the same run on local disk.
 
-Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--big 16384]
+Usage: python benchmarks/bench_distributed.py [--count 8] [--size 2048] [--repeat 3] [--big 16384]
        [--block-size 4096] [--big-baseline] [--skip-many] [--skip-s3] [--skip-big]
 """
 
@@ -22,6 +23,7 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import make_raster
+from bench_predict import make_raster, spread
 
 from geoseg.distributed import predict_many
 from geoseg.distributed.cluster import open_client, parse_scheduler
@@ -54,42 +56,72 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     return time.perf_counter() - start, out
 
 
-def cluster_start(scheduler: str) -> float:
-    """Seconds to start and stop an empty local cluster (what a run pays besides its tasks)."""
+def warm_up(src: str) -> float:
+    """Import geoseg and torch, load the bundled model and its frozen trace, in this process (a
+    worker's first task pays this once; so does a first in-process run). Returns the seconds."""
+    from geoseg.inference import predict_raster
+
     start = time.perf_counter()
-    with open_client(scheduler) as (client, _):
-        client.wait_for_workers(parse_scheduler(scheduler).workers)
+    out = Path(tempfile.mkdtemp(prefix="geoseg-warm-")) / "warm.tif"
+    predict_raster(src, out, None)
+    shutil.rmtree(out.parent, ignore_errors=True)
     return time.perf_counter() - start
 
 
-def many_rasters(root: Path, count: int, size: int, opts: PredictOptions) -> None:
+def many_rasters(root: Path, count: int, size: int, opts: PredictOptions, repeat: int) -> None:
+    """In-process, ``local:2`` and ``local:1`` in turn, ``repeat`` rounds: medians and spread (a
+    shared 2-core machine's speed drifts by 1.5x within minutes, so single runs mislead). Each
+    cluster is started, and its workers warmed up (torch imported, model loaded) before the runs
+    are timed; the in-process baseline is warmed up once the same way."""
     folder = root / "many"
     folder.mkdir()
     for i in range(count):
         make_raster(folder / f"r{i}.tif", size, seed=i)
+    small = str(make_raster(root / "small.tif", 512, seed=99))
     mpx = count * size * size / 1e6
     print(f"\n## {count} rasters of {size}² ({mpx:.0f} Mpx), bundled model, one task per raster")
-    base, res = timed(predict_many, [str(folder)], root / "out0", None, opts)
+    names = ("in-process", "local:2", "local:1")
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    starts: dict[str, list[float]] = {n: [] for n in names[1:]}
+    warms: dict[str, list[float]] = {n: [] for n in names[1:]}
+    warm_up(small)
+    precision = ""
+    for r in range(repeat):
+        wall, res = timed(predict_many, [str(folder)], root / f"out0-{r}", None, opts)
+        walls["in-process"].append(wall)
+        precision = res.done[0].precision
+        for scheduler in names[1:]:
+            begin = time.perf_counter()
+            with open_client(scheduler) as (client, _):
+                client.wait_for_workers(parse_scheduler(scheduler).workers)
+                started = time.perf_counter()
+                warms[scheduler].append(max(client.run(warm_up, small).values()))
+                wall, res = timed(
+                    predict_many,
+                    [str(folder)],
+                    root / f"out-{scheduler[-1]}-{r}",
+                    None,
+                    opts,
+                    scheduler=client,
+                    blocks=False,
+                )
+                walls[scheduler].append(wall)
+                ended = time.perf_counter()
+            starts[scheduler].append(started - begin + time.perf_counter() - ended)
+    base = statistics.median(walls["in-process"])
     print(
-        f"in-process, {torch.get_num_threads()} threads: {base:.1f} s ({mpx / base:.2f} Mpx/s), "
-        f"precision {res.done[0].precision}"
+        f"in-process, {torch.get_num_threads()} threads: {spread(walls['in-process'], '{:.1f}')} s "
+        f"({mpx / base:.2f} Mpx/s), precision {precision}; medians (min..max) of {repeat} rounds"
     )
-    for scheduler in ("local:2", "local:1"):
-        startup = cluster_start(scheduler)
-        wall, res = timed(
-            predict_many,
-            [str(folder)],
-            root / f"out-{scheduler[-1]}",
-            None,
-            opts,
-            scheduler=scheduler,
-            blocks=False,
-        )
+    for scheduler in names[1:]:
         spec = parse_scheduler(scheduler)
+        wall = statistics.median(walls[scheduler])
         print(
-            f"{scheduler} ({spec.workers} worker(s) x {spec.threads} thread(s)): {wall:.1f} s "
-            f"({mpx / wall:.2f} Mpx/s); / in-process = {wall / base:.3f} (cluster start+stop "
-            f"{startup:.1f} s; without it {(wall - startup) / base:.3f})"
+            f"{scheduler} ({spec.workers} worker(s) x {spec.threads} torch thread(s)): "
+            f"{spread(walls[scheduler], '{:.1f}')} s ({mpx / wall:.2f} Mpx/s); / in-process = "
+            f"**{wall / base:.3f}**; besides: cluster start+stop "
+            f"{spread(starts[scheduler], '{:.1f}')} s, worker warm-up "
+            f"{spread(warms[scheduler], '{:.1f}')} s"
         )
 
 
@@ -211,6 +243,7 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the many-raster runs")
     args = parser.parse_args()
     opts = PredictOptions(device="cpu", precision=args.precision)
     root = Path(tempfile.mkdtemp(prefix="geoseg-bench-dist-"))
@@ -220,7 +253,7 @@ def main() -> None:
     )
     try:
         if not args.skip_many:
-            many_rasters(root, args.count, args.size, opts)
+            many_rasters(root, args.count, args.size, opts, args.repeat)
         if not args.skip_s3:
             s3_round_trip(root, args.size, opts)
         if not args.skip_big:

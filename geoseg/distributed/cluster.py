@@ -90,13 +90,12 @@ def _quiet(name: str) -> Iterator[None]:
 
 
 def _configure(client: Any) -> None:
-    """Send the object-store settings to every worker, present and future."""
+    """Send the object-store settings (and the allocator settings) to every worker, present and
+    future."""
     from geoseg.distributed.worker import EnvironmentPlugin
     from geoseg.io.storage import gdal_options
 
-    settings = gdal_options()
-    if settings:
-        client.register_plugin(EnvironmentPlugin(settings))
+    client.register_plugin(EnvironmentPlugin(gdal_options()))
 
 
 def total_threads(client: Any) -> int:
@@ -142,6 +141,17 @@ def _local_cluster(distributed: Any, spec: Scheduler) -> Iterator[Any]:
             cluster.close()
 
 
+def _spec_of(distributed: Any, client: Any) -> Scheduler:
+    """What a Client you hold is connected to. A local cluster of worker processes shares this
+    machine's cores: each task gets ``cores // (threads of all workers)`` torch threads, as the
+    local clusters opened here do (its workers are given one by Dask's ``OMP_NUM_THREADS=1``)."""
+    cluster = getattr(client, "cluster", None)
+    if isinstance(cluster, distributed.LocalCluster) and cluster.processes:
+        workers = len(client.scheduler_info().get("workers", {}))
+        return Scheduler(None, workers, max(1, (os.cpu_count() or 1) // total_threads(client)))
+    return Scheduler(getattr(client.scheduler, "address", None), 0, 0)
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Scheduler]]:
     """A connected ``distributed.Client`` for ``scheduler`` (a string, a :class:`Scheduler`, or a
@@ -156,7 +166,7 @@ def open_client(scheduler: str | Scheduler | Any) -> Iterator[tuple[Any, Schedul
     distributed = _import_distributed()
     if isinstance(scheduler, distributed.Client):
         _configure(scheduler)
-        yield scheduler, Scheduler(getattr(scheduler.scheduler, "address", None), 0, 0)
+        yield scheduler, _spec_of(distributed, scheduler)
         return
     spec = scheduler if isinstance(scheduler, Scheduler) else parse_scheduler(str(scheduler))
     if spec.local:
