@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,16 +57,30 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     return time.perf_counter() - start, out
 
 
-def warm_up(src: str) -> float:
-    """Import geoseg and torch, load the bundled model and its frozen trace, in this process (a
-    worker's first task pays this once; so does a first in-process run). Returns the seconds."""
+def warm_up(src: str, threads: int | None = None) -> float:
+    """What a process's first task pays once, paid here: import geoseg and torch, load the bundled
+    model (the one ``predict_many`` shares between a worker's tasks) and its frozen trace, and run
+    one raster with the task's torch threads. Returns the seconds."""
+    from geoseg.distributed.worker import task_environment
     from geoseg.inference import predict_raster
+    from geoseg.models.resolve import shared_model
 
     start = time.perf_counter()
     out = Path(tempfile.mkdtemp(prefix="geoseg-warm-")) / "warm.tif"
-    predict_raster(src, out, None)
+    with task_environment(threads):
+        predict_raster(src, out, shared_model(None))
     shutil.rmtree(out.parent, ignore_errors=True)
     return time.perf_counter() - start
+
+
+def warm_workers(client: Any, src: str, threads: int) -> float:
+    """:func:`warm_up` as a task on each worker (a task runs in the worker's task thread, where
+    the runs will: ``client.run`` would warm another thread). Returns the slowest one's seconds."""
+    futures = [
+        client.submit(warm_up, src, threads, workers=[w], pure=False, allow_other_workers=False)
+        for w in client.scheduler_info()["workers"]
+    ]
+    return max(f.result() for f in futures)
 
 
 def many_rasters(root: Path, count: int, size: int, opts: PredictOptions, repeat: int) -> None:
@@ -92,10 +107,10 @@ def many_rasters(root: Path, count: int, size: int, opts: PredictOptions, repeat
         precision = res.done[0].precision
         for scheduler in names[1:]:
             begin = time.perf_counter()
-            with open_client(scheduler) as (client, _):
-                client.wait_for_workers(parse_scheduler(scheduler).workers)
+            with open_client(scheduler) as (client, spec):
+                client.wait_for_workers(spec.workers)
                 started = time.perf_counter()
-                warms[scheduler].append(max(client.run(warm_up, small).values()))
+                warms[scheduler].append(warm_workers(client, small, spec.threads))
                 wall, res = timed(
                     predict_many,
                     [str(folder)],
