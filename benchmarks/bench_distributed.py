@@ -74,8 +74,9 @@ def warm_up(src: str, threads: int | None = None) -> float:
 
 
 def warm_workers(client: Any, src: str, threads: int) -> float:
-    """:func:`warm_up` as a task on each worker (a task runs in the worker's task thread, where
-    the runs will: ``client.run`` would warm another thread). Returns the slowest one's seconds."""
+    """:func:`warm_up` as a task on each worker, run where the runs will be (a worker's task
+    thread; a warm-up through ``client.run`` left the first timed tasks slow). Returns the
+    slowest one's seconds."""
     futures = [
         client.submit(warm_up, src, threads, workers=[w], pure=False, allow_other_workers=False)
         for w in client.scheduler_info()["workers"]
