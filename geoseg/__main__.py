@@ -44,34 +44,35 @@ def _end_interrupted() -> None:
     back into Python (and was caught by the command) still makes it end by killing itself with
     SIGINT, which whoever waits for the process reads as a crash."""
     import atexit
-    import contextlib
-    import os
-    import sys
 
     _quiet_end()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed stream has nothing to flush
-            stream.flush()
-    os._exit(130)
+    _exit_now(130)
 
 
 def _quiet_end() -> None:
     """The command is over, its outputs published or removed: a signal from now on (while the
     interpreter shuts down) ends the process at once with 130. Python would otherwise raise
     KeyboardInterrupt where nothing catches it, and end by killing itself with SIGINT."""
+
+    def end(signum: int, frame: Any) -> None:
+        _exit_now(130)
+
+    signal.signal(signal.SIGINT, end)
+    signal.signal(signal.SIGTERM, end)
+
+
+def _exit_now(status: int) -> None:
+    """Flush what was printed and end the process with ``status``, skipping the interpreter's
+    teardown."""
     import contextlib
     import os
     import sys
 
-    def end(signum: int, frame: Any) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):  # a closed stream has nothing to flush
-                stream.flush()
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, end)
-    signal.signal(signal.SIGTERM, end)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed stream has nothing to flush
+            stream.flush()
+    os._exit(status)
 
 
 def _ignore_signals() -> None:
