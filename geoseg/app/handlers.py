@@ -52,6 +52,17 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+_CANCEL_BUTTON = "the Cancel button was pressed"
+
+
+def _cancelled(why: str) -> str:
+    """The status line of a cancelled run. The Cancel handler and the run itself both write it,
+    in either order, so both must say the same thing."""
+    if why == _CANCEL_BUTTON:
+        return "Cancelled: the run stopped; nothing was kept."
+    return f"Cancelled: {why}; nothing was kept."
+
+
 class Handlers:
     """The app's state (catalog, workspace, running jobs, settings) and the functions events call.
 
@@ -95,11 +106,11 @@ class Handlers:
     def cancel(self, session: str | None) -> str:
         """The Cancel button: stop the session's run and wait (up to :data:`CANCEL_WAIT`) until
         it has; returns the status line."""
-        jobs = self.jobs.cancel(session, "the Cancel button was pressed", wait=CANCEL_WAIT)
+        jobs = self.jobs.cancel(session, _CANCEL_BUTTON, wait=CANCEL_WAIT)
         if not jobs:
             return "Cancelled."
         if all(j.stopped.is_set() for j in jobs):
-            return "Cancelled: the run stopped; nothing was kept."
+            return _cancelled(_CANCEL_BUTTON)
         return "Cancelling: the run stops after the tile it is on."
 
     def session_closed(self, session: str | None) -> None:
@@ -165,7 +176,7 @@ class Handlers:
             for f in made:
                 shutil.rmtree(f, ignore_errors=True)
             # not an error: the page keeps what it showed and says what happened
-            return (*(gr.skip() for _ in range(6)), f"Cancelled: {job.why}; nothing was kept.")
+            return (*(gr.skip() for _ in range(6)), _cancelled(job.why))
         except GeosegError as exc:
             outcome = "refused"
             message = in_app_words(str(exc))
