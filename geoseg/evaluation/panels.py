@@ -12,6 +12,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geoseg.classes import MASK_NODATA, ClassTable
+from geoseg.io.atomic import atomic_output
 
 __all__ = ["write_index", "write_worst_panels"]
 
@@ -177,7 +178,6 @@ def write_index(result: Any, cfg: Any) -> Path:
         lines += ["", "## Worst cells", ""]
         lines += [f"![{p.stem}]({rel(p)})" for p in result.worst]
     path = out / "index.md"
-    tmp = out / ".index.md.partial"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

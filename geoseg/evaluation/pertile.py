@@ -19,6 +19,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.evaluation.metrics import scores
+from geoseg.io.atomic import atomic_output
 
 __all__ = ["CellGrid", "write_cells"]
 
@@ -171,26 +172,22 @@ def write_cells(
     crs = next((c for _, c in transforms.values() if c is not None), None)
     frame = gpd.GeoDataFrame(records, geometry=geoms, crs=crs)
     out = Path(gpkg)
-    tmp = out.with_name(f".{out.name}.partial.gpkg")
-    tmp.unlink(missing_ok=True)
-    pyogrio.write_dataframe(
-        frame,
-        tmp,
-        layer="cells",
-        driver="GPKG",
-        geometry_type="Polygon",
-        dataset_options=GPKG_OPTIONS,
-        layer_options={"SPATIAL_INDEX": "YES"},
-    )
-    store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:  # a unique temporary name: two runs never share one
+        pyogrio.write_dataframe(
+            frame,
+            tmp,
+            layer="cells",
+            driver="GPKG",
+            geometry_type="Polygon",
+            dataset_options=GPKG_OPTIONS,
+            layer_options={"SPATIAL_INDEX": "YES"},
+        )
+        store_gpkg_style(tmp, "cells", _graduated_qml(style_by))
     cpath = Path(csv_path)
-    ctmp = cpath.with_name(f".{cpath.name}.partial")
-    with ctmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_output(cpath) as ctmp, ctmp.open("w", newline="", encoding="utf-8") as f:
         fields = list(records[0]) if records else ["image"]
         writer = csv.DictWriter(f, fieldnames=[*fields, "wkt"])
         writer.writeheader()
         for rec, g in zip(records, geoms, strict=True):
             writer.writerow({**rec, "wkt": g.wkt})
-    os.replace(ctmp, cpath)
     return out, cpath
