@@ -309,6 +309,54 @@ def _region_stats(
     return values, pixels, sums
 
 
+# the parts of a traced block, in the order _block packs them (the first seven, then the edges)
+_PARTS: tuple[str, ...] = ("x", "y", "ring_end", "ring_region", "value", "pixels", "weight_sum")
+_PARTS += ("top", "bottom", "left", "right")
+
+
+@njit(cache=True, nogil=True)
+def _block(
+    code: np.ndarray, flags: np.ndarray, diagonal: bool, weights: np.ndarray, use_weights: bool
+) -> np.ndarray:
+    """Every step of ``trace_block`` in one call, its results packed into one int64 array.
+
+    The lengths of the parts (in ``_PARTS`` order) come first, then the parts; the float64 weight
+    sums travel as their bits. One array, not a tuple, crosses back into Python: numba boxes a
+    returned tuple without checking its items, so a signal handled while one is boxed (Ctrl-C,
+    SIGTERM) would leave a NULL in the tuple and crash the interpreter instead of raising.
+    """
+    h, w = code.shape[0] - 2, code.shape[1] - 2
+    row_first, start, end, value = _runs(code)
+    label, regions = _label_runs(row_first, start, end, value, h, diagonal)
+    xs, ys, ring_end, ring_label = _trace(code, row_first, start, end, value, label, flags)
+    values, pixels, sums = _region_stats(
+        row_first, start, end, value, label, regions, weights, use_weights
+    )
+    top, bottom, left, right = _edges(row_first, start, end, label, h, w)
+    parts = (xs, ys, ring_end, ring_label, values, pixels, sums.view(np.int64))
+    parts2 = (top, bottom, left, right)
+    size = len(parts) + len(parts2)
+    for p in parts:
+        size += p.shape[0]
+    for p in parts2:
+        size += p.shape[0]
+    out = np.empty(size, np.int64)
+    k = 0
+    for p in parts:
+        out[k] = p.shape[0]
+        k += 1
+    for p in parts2:
+        out[k] = p.shape[0]
+        k += 1
+    for p in parts:
+        out[k : k + p.shape[0]] = p
+        k += p.shape[0]
+    for p in parts2:
+        out[k : k + p.shape[0]] = p
+        k += p.shape[0]
+    return out
+
+
 def trace_block(
     data: np.ndarray,
     keep: np.ndarray,
@@ -330,32 +378,19 @@ def trace_block(
     np.copyto(code[1:-1, 1:-1], data, where=keep, casting="unsafe")
     if data.dtype == np.int16:  # negative class ids are not classes
         np.copyto(code[1:-1, 1:-1], -1, where=data < 0)
-    diagonal = connectivity == 8
-    row_first, start, end, value = _runs(code)
-    label, regions = _label_runs(row_first, start, end, value, data.shape[0], diagonal)
-    xs, ys, ring_end, ring_label = _trace(
-        code,
-        row_first,
-        start,
-        end,
-        value,
-        label,
-        np.asarray((*dense[:4], every_corner), dtype=np.bool_),
-    )
     use = weights is not None
     w = np.ascontiguousarray(weights, dtype=np.float64) if use else np.zeros((1, 1))
-    values, pixels, sums = _region_stats(row_first, start, end, value, label, regions, w, use)
-    top, bottom, left, right = _edges(row_first, start, end, label, data.shape[0], data.shape[1])
-    return {
-        "x": xs,
-        "y": ys,
-        "ring_end": ring_end,
-        "ring_region": ring_label,
-        "value": values,
-        "pixels": pixels,
-        "weight_sum": sums,
-        "top": top,
-        "bottom": bottom,
-        "left": left,
-        "right": right,
-    }
+    flags = np.asarray((*dense[:4], every_corner), dtype=np.bool_)
+    packed = _block(code, flags, connectivity == 8, w, use)
+    return _unpack(packed)
+
+
+def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
+    """The named parts of ``_block``'s packed array (views, no copies)."""
+    out: dict[str, np.ndarray] = {}
+    at = len(_PARTS)
+    for name, n in zip(_PARTS, packed[: len(_PARTS)].tolist(), strict=True):
+        out[name] = packed[at : at + n]
+        at += n
+    out["weight_sum"] = out["weight_sum"].view(np.float64)
+    return out
