@@ -43,11 +43,32 @@ def _end_interrupted() -> None:
     the interpreter's own exit, a KeyboardInterrupt that once passed through a C extension's call
     back into Python (and was caught by the command) still makes it end by killing itself with
     SIGINT, which whoever waits for the process reads as a crash."""
-    import atexit
+    import logging
 
     _quiet_end()
-    atexit._run_exitfuncs()
+    _run_cleanups()
+    logging.shutdown()
     _exit_now(130)
+
+
+def _run_cleanups() -> None:
+    """Run the pending ``weakref.finalize`` cleanups that remove files: geoseg's own (the app's
+    work folders) and the standard library's temporary folders. The interpreter's other exit
+    handlers are skipped on purpose: they unregister torch operators and free native state while
+    a worker thread of the interrupted command may still be inside one of them (a crash, not an
+    exit status)."""
+    import contextlib
+    import weakref
+
+    pending = getattr(weakref.finalize, "_registry", {})
+    for finalizer in sorted(pending, key=lambda f: -pending[f].index):  # newest first, as at exit
+        alive = finalizer.peek()
+        if alive is None:
+            continue
+        module = getattr(alive[1], "__module__", "") or ""
+        if module.split(".")[0] in {"geoseg", "tempfile", "shutil"}:
+            with contextlib.suppress(Exception):  # a cleanup that fails leaves its folder
+                finalizer()
 
 
 def _quiet_end() -> None:
