@@ -220,3 +220,33 @@ def test_the_processes_the_tests_start_can_be_interrupted() -> None:
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert shown == "default_int_handler"
+
+
+# An interrupted command whose process still holds cleanups: the temporary folders (tempfile's
+# and the app's work folder) go, the other exit handlers (torch's, pybind11's...) do not run, as
+# they free native state a thread of the command may still be using.
+INTERRUPTED_END = """
+import atexit, sys, tempfile
+from pathlib import Path
+from geoseg.__main__ import _end_interrupted
+from geoseg.app.workspace import Workspace
+kept = tempfile.TemporaryDirectory(prefix="geoseg-test-")
+space = Workspace(root=Path(sys.argv[1]))
+marker = Path(sys.argv[1]) / "foreign-exit-handler-ran"
+atexit.register(marker.touch)
+print(kept.name, space.root, flush=True)
+_end_interrupted()
+"""
+
+
+def test_an_interrupted_end_removes_temporary_folders_and_skips_other_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_END, str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    folders = [Path(p) for p in done.stdout.split()]
+    assert len(folders) == 2 and not any(p.exists() for p in folders), done.stdout
+    assert not (tmp_path / "foreign-exit-handler-ran").exists()
