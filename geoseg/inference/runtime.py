@@ -180,17 +180,17 @@ _BUILDING: dict[tuple[int, tuple[Any, ...]], threading.Lock] = {}
 def prepared_network(
     model: nn.Module, device: torch.device, memory_format: torch.memory_format
 ) -> nn.Module:
-    """``model`` ready to run on ``device`` in ``memory_format`` (eval mode): a copy made once per
-    process and shared by every runner, so the caller's module is never moved or converted, and
-    no thread ever converts a module that another is running. TorchScript modules and modules run
-    by another runtime (onnxruntime) are used as they are."""
+    """``model`` ready to run on ``device`` in ``memory_format`` (eval mode, no weight requiring
+    grad): a copy made once per process and shared by every runner, so the caller's module is
+    never moved or converted, and no thread ever converts a module that another is running.
+    TorchScript modules and modules run by another runtime (onnxruntime) are used as they are."""
     if isinstance(model, torch.jit.ScriptModule) or getattr(model, "runs_outside_torch", False):
         return model.eval()
     key = (str(device), _fmt(memory_format))
     with _LOCK:
         held = _PREPARED.setdefault(model, {})
         if key not in held:
-            copy = _copy_of(model)
+            copy = _copy_of(model).requires_grad_(False)  # it runs, it never trains
             held[key] = copy.eval().to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
         return held[key]
 
@@ -438,6 +438,36 @@ class Runner:
         return self._forward(x, self.precision)
 
 
+class _AsOne(nn.Module):
+    """``model`` as one module to the tracer: its submodules are not registered here, so the
+    tracer wraps none of them into a ScriptModule (two thirds of a trace's time for the bundled
+    U-Nets, 340 modules) and takes its weights as constants of the graph, which is what freezing
+    makes of them anyway. The output of the traced call (eager arithmetic) is kept."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.__dict__["net"] = model  # not registered as a submodule
+        self.__dict__["outputs"] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.__dict__["net"](x)
+        self.__dict__["outputs"].append(out)
+        return out
+
+
+def _traced(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """A frozen trace of ``model`` and its eager output on ``example``: traced as one module
+    when its weights are plain tensors, else (an int8 network's packed weights, which cannot be
+    constants of a graph) module by module."""
+    state = model.state_dict().values()
+    if all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state):
+        whole = _AsOne(model).eval()
+        frozen = torch.jit.freeze(torch.jit.trace(whole, example, check_trace=False))
+        return frozen, whole.__dict__["outputs"][0]
+    frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+    return frozen, model(example)
+
+
 def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
     """A frozen TorchScript trace of ``model`` for inputs shaped like ``example``, or None when it
     cannot be traced or its fp32 probabilities differ from the eager model's by more than 1e-3."""
@@ -450,8 +480,8 @@ def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
-            ref = torch.softmax(model(example).float(), 1)
+            frozen, eager = _traced(model, example)
+            ref = torch.softmax(eager.float(), 1)
             got = torch.softmax(frozen(example).float(), 1)
         if not torch.allclose(ref, got, atol=1e-3):
             log.info(

@@ -137,6 +137,21 @@ def test_freeze_is_traced_once_and_kept(cache_root: Path) -> None:
     assert frozen is not None and precision == "fp32"
 
 
+def test_a_trace_runs_the_network_once_and_wraps_none_of_its_layers(cache_root: Path) -> None:
+    """The trace is made of the whole network as one module (its layers are not wrapped one by
+    one into ScriptModules, most of a trace's time), and its own call is the eager reference the
+    frozen copy is checked against: one eager forward in all."""
+    model, x = conv3_model(), torch.randn(2, 3, 32, 32)
+    calls = []
+    model[0].register_forward_hook(lambda *args: calls.append(1))
+    runner = Runner(model, torch.device("cpu"), "fp32")
+    out = runner(x)
+    assert runner.freeze_note == "frozen (traced)" and len(calls) == 1
+    assert list(runner._frozen.children()) == []
+    assert torch.allclose(out, Runner(conv3_model(), torch.device("cpu"), "fp32", freeze=False)(x))
+    assert all(p.requires_grad for p in model.parameters())  # the caller's module is untouched
+
+
 def test_the_network_variant_does_not_depend_on_timing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
