@@ -100,9 +100,11 @@ def _configure(client: Any) -> None:
 
 def total_threads(client: Any) -> int:
     """Threads across the cluster's workers (at least 1)."""
-    return max(
-        1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
-    )
+    return _threads(client.scheduler_info().get("workers", {}))
+
+
+def _threads(workers: dict[str, Any]) -> int:
+    return max(1, sum(w.get("nthreads", 1) for w in workers.values()))
 
 
 @contextlib.contextmanager
@@ -147,8 +149,8 @@ def _spec_of(distributed: Any, client: Any) -> Scheduler:
     local clusters opened here do (its workers are given one by Dask's ``OMP_NUM_THREADS=1``)."""
     cluster = getattr(client, "cluster", None)
     if isinstance(cluster, distributed.LocalCluster) and cluster.processes:
-        workers = len(client.scheduler_info().get("workers", {}))
-        return Scheduler(None, workers, max(1, (os.cpu_count() or 1) // total_threads(client)))
+        workers = client.scheduler_info().get("workers", {})  # asked once: one answer
+        return Scheduler(None, len(workers), max(1, (os.cpu_count() or 1) // _threads(workers)))
     return Scheduler(getattr(client.scheduler, "address", None), 0, 0)
 
 
