@@ -4,8 +4,10 @@ the same command with the cache filled, in one run.
 Each call is a fresh process (``python -m geoseg predict``) with the bundled model; the cold calls
 get a new, empty ``GEOSEG_CACHE_DIR`` each, the warm calls share one filled by an untimed call.
 Cold and warm alternate, ``--repeat`` times each; the figure is the ratio of the medians (goal
-<= 1.2). Then one more cold call runs under cProfile and its top entries by cumulative time are
-printed: what the difference is made of.
+<= 1.2). Then one cold and one warm process time their phases (building the network, which
+imports segmentation-models-pytorch; choosing the precision; tracing and freezing; loading the
+kept trace; the forward passes), without a profiler's overhead; and one more cold call runs
+under cProfile and its top entries by cumulative time are printed.
 
 Usage: python benchmarks/bench_first_call.py [--size 4096] [--repeat 3] [--model quality]
 """
@@ -55,6 +57,40 @@ def profile_cold(src: Path, out: Path, model: str, cache: Path, top: int) -> str
     return text.getvalue()
 
 
+PHASES = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+from geoseg.inference import predict_raster, runtime, session
+from geoseg.inference.cache import ModelCache
+spent = {}
+def timed(owner, name, label):
+    inner = getattr(owner, name)
+    def call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+    setattr(owner, name, call)
+timed(session, "resolve_model", "build the network (imports segmentation-models-pytorch)")
+timed(runtime.Runner, "choose_precision", "choose the precision (fp32 and bf16 on a tile)")
+timed(runtime, "_freeze", "trace, freeze and check")
+timed(ModelCache, "load_module", "load the kept trace")
+timed(runtime.Runner, "__call__", "all forward passes (tracing included)")
+start = time.perf_counter()
+predict_raster(sys.argv[1], sys.argv[2], sys.argv[3], overwrite=True)
+total = time.perf_counter() - start
+print(f"  in-process total {total:.2f} s: " + "; ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+"""
+
+
+def phases(src: Path, out: Path, model: str, cache: Path) -> str:
+    """Where one fresh process spends its time, with ``cache`` as the model cache."""
+    env = {**os.environ, "GEOSEG_CACHE_DIR": str(cache)}
+    args = [sys.executable, "-c", PHASES, str(src), str(out), model]
+    return subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=4096)
@@ -77,6 +113,9 @@ def main() -> None:
         print(f"empty model cache: {c:.2f} s {spread(cold)}")
         print(f"filled model cache: {w:.2f} s {spread(warm)}")
         print(f"cold / warm = {c / w:.3f} (goal <= 1.2)")
+        print("\n## phases of one cold and one warm process")
+        print("cold:" + phases(src, root / "out.tif", args.model, root / "cold-phases"), end="")
+        print("warm:" + phases(src, root / "out.tif", args.model, root / "cold-phases"), end="")
         print(f"\n## top {args.top} entries of one cold run (cumulative time)")
         cache = root / "cold-profiled"
         print(profile_cold(src, root / "profiled.tif", args.model, cache, args.top))
