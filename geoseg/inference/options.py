@@ -8,12 +8,11 @@ and a value is checked once, with the fix in the message. The CLI builds it thro
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, ClassVar, Literal, cast, get_args
 
-from geoseg.errors import TilingError, refuse_extra_keys
+from geoseg.errors import GeosegError, KnownFields, TilingError
 from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
 __all__ = [
@@ -116,7 +115,7 @@ def _checked_bands(value: Any) -> tuple[int, ...] | tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class PredictOptions:
+class PredictOptions(KnownFields):
     """How a raster goes through a model. ``None`` means "the checkpoint's value".
 
     Attributes:
@@ -148,6 +147,9 @@ class PredictOptions:
     Raises:
         TilingError: for any value out of range, with the valid choices.
     """
+
+    FIELDS_ARE: ClassVar[str] = "prediction option"
+    UNKNOWN_ERROR: ClassVar[type[GeosegError]] = TilingError
 
     tile_size: int | None = None
     overlap: float | int | None = None
@@ -200,10 +202,6 @@ class PredictOptions:
         checkpoint's (the one place that rule is written)."""
         return int(self.tile_size or config.tile_size)
 
-    def replace(self, **changes: Any) -> PredictOptions:
-        """A copy with some fields changed (and validated again)."""
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> PredictOptions:
         """Build from loose values (CLI text, a YAML mapping): ``overlap`` as text, ``bands`` as
@@ -236,18 +234,4 @@ class PredictOptions:
     def of(cls, options: PredictOptions | None = None, **overrides: Any) -> PredictOptions:
         """``options`` (or the defaults) with keyword overrides applied: the calling convention of
         every entry point, ``predict_raster(src, dst, model, options, tile_size=256)``."""
-        base = options if options is not None else cls()
-        if not overrides:
-            return base
-        cls._refuse_unknown(overrides)
-        return base.replace(**overrides)
-
-    @classmethod
-    def _refuse_unknown(cls, keys: Iterable[str]) -> None:
-        refuse_extra_keys(
-            keys,
-            (f.name for f in dataclasses.fields(cls)),
-            lambda extra, known: TilingError(
-                f"unknown prediction option(s) {', '.join(extra)}; expected some of {known}"
-            ),
-        )
+        return cls._overridden(options, overrides)

@@ -9,13 +9,12 @@ No torch.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from geoseg.errors import RasterFormatError, refuse_extra_keys
+from geoseg.errors import GeosegError, KnownFields, RasterFormatError
 
 __all__ = ["CONNECTIVITIES", "LAYOUTS", "VectorizeOptions"]
 
@@ -37,7 +36,7 @@ def _names(value: str | Sequence[int | str] | None) -> tuple[int | str, ...] | N
 
 
 @dataclass(frozen=True)
-class VectorizeOptions:
+class VectorizeOptions(KnownFields):
     """How a class mask becomes polygons. ``None`` means "the default behaviour".
 
     Attributes:
@@ -59,6 +58,9 @@ class VectorizeOptions:
     Raises:
         RasterFormatError: for any value out of range, with the valid choices.
     """
+
+    FIELDS_ARE: ClassVar[str] = "vectorize option"
+    UNKNOWN_ERROR: ClassVar[type[GeosegError]] = RasterFormatError
 
     layout: str = "single"
     connectivity: int = 4
@@ -99,10 +101,6 @@ class VectorizeOptions:
         if not isinstance(self.regularize, bool):
             object.__setattr__(self, "regularize", _names(self.regularize) or ())
         object.__setattr__(self, "exclude", _names(self.exclude))
-
-    def replace(self, **changes: Any) -> VectorizeOptions:
-        """A copy with some fields changed (and validated again)."""
-        return dataclasses.replace(self, **changes)
 
     def record(self) -> dict[str, Any]:
         """The options that shape the polygons, JSON-ready (what a polygon file's provenance
@@ -148,21 +146,7 @@ class VectorizeOptions:
         applied: ``vectorize_raster(mask, dst, options, min_area=10)``."""
         if isinstance(options, Mapping):
             options = cls.parse(options)
-        base = options if options is not None else cls()
-        if not overrides:
-            return base
-        cls._refuse_unknown(overrides)
-        return base.replace(**overrides)
-
-    @classmethod
-    def _refuse_unknown(cls, keys: Iterable[str]) -> None:
-        refuse_extra_keys(
-            keys,
-            (f.name for f in dataclasses.fields(cls)),
-            lambda extra, known: RasterFormatError(
-                f"unknown vectorize option(s) {', '.join(extra)}; expected some of {known}"
-            ),
-        )
+        return cls._overridden(options, overrides)
 
 
 def _check_tolerance(value: float | str | None) -> None:
