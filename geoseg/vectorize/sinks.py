@@ -436,18 +436,16 @@ def _split_per_class(
 
     from geoseg.vectorize.source import class_info
 
+    every_layer = {
+        "driver": "GPKG",
+        "geometry_name": "geometry",
+        "geometry_type": geometry_type,
+        "crs": wkt,
+        "layer_metadata": metadata,
+    }
     if not ids:  # still a valid, empty layer with the schema
-        pyogrio.write_arrow(
-            pa.RecordBatchReader.from_batches(schema, iter(())),
-            tmp,
-            layer=layer,
-            driver="GPKG",
-            geometry_name="geometry",
-            geometry_type=geometry_type,
-            crs=wkt,
-            layer_metadata=metadata,
-            dataset_options=GPKG_OPTIONS,
-        )
+        empty = pa.RecordBatchReader.from_batches(schema, iter(()))
+        pyogrio.write_arrow(empty, tmp, layer=layer, dataset_options=GPKG_OPTIONS, **every_layer)
         return [(layer, [])]
     layers = []
     for k, cid in enumerate(ids):
@@ -459,13 +457,9 @@ def _split_per_class(
                 reader,
                 tmp,
                 layer=name,
-                driver="GPKG",
-                geometry_name="geometry",
-                geometry_type=geometry_type,
-                crs=wkt,
-                layer_metadata=metadata,
                 append=k > 0,
                 dataset_options={} if k else GPKG_OPTIONS,
+                **every_layer,
             )
         layers.append((name, [cid]))
     return layers
