@@ -333,25 +333,15 @@ def _block(
         row_first, start, end, value, label, regions, weights, use_weights
     )
     top, bottom, left, right = _edges(row_first, start, end, label, h, w)
-    parts = (xs, ys, ring_end, ring_label, values, pixels, sums.view(np.int64))
-    parts2 = (top, bottom, left, right)
-    size = len(parts) + len(parts2)
+    sums_bits = sums.view(np.int64)
+    parts = (xs, ys, ring_end, ring_label, values, pixels, sums_bits, top, bottom, left, right)
+    size = len(parts)
     for p in parts:
-        size += p.shape[0]
-    for p in parts2:
         size += p.shape[0]
     out = np.empty(size, np.int64)
-    k = 0
-    for p in parts:
-        out[k] = p.shape[0]
-        k += 1
-    for p in parts2:
-        out[k] = p.shape[0]
-        k += 1
-    for p in parts:
-        out[k : k + p.shape[0]] = p
-        k += p.shape[0]
-    for p in parts2:
+    k = len(parts)
+    for i, p in enumerate(parts):
+        out[i] = p.shape[0]
         out[k : k + p.shape[0]] = p
         k += p.shape[0]
     return out
