@@ -69,8 +69,6 @@ def save_checkpoint(
     quarters it: convolution and linear weights are stored as int8 with one float32 scale per
     output channel, the rest as float16. Loading restores the model's own compute dtype.
     """
-    from safetensors.torch import save_file
-
     p = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if storage is not None:
@@ -78,14 +76,14 @@ def save_checkpoint(
     if p.suffix == ".safetensors":
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(p) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
+            _write_tensors(tmp, state, {"format": "pt", "geoseg_config": config.to_json()})
         return p
     p.mkdir(parents=True, exist_ok=True)
     with (
         atomic_output(p / "model.safetensors") as tmp,
         atomic_output(p / "config.json") as tmp_config,
     ):
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        _write_tensors(tmp, state, {"format": "pt"})
         tmp_config.write_text(config.to_json(), encoding="utf-8")
     return p
 
@@ -164,15 +162,24 @@ def rewrite_checkpoint(
     """Write checkpoint ``src`` again as the one file ``dst`` (``.safetensors``) with ``config``:
     its stored tensors are copied as they are (int8 or fp16 storage stays), only the config
     changes."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     weights, _ = checkpoint_files(src)
     state = load_file(str(weights), device="cpu")
     p = Path(dst)
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(p) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "geoseg_config": config.to_json()})
+        _write_tensors(tmp, state, {"format": "pt", "geoseg_config": config.to_json()})
     return p
+
+
+def _write_tensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file as any new file is written (mode 0o666 less the umask): the
+    library's own ``save_file`` creates it readable by its owner only, so a checkpoint shared in
+    a team folder could not be read by the others."""
+    from safetensors.torch import save
+
+    path.write_bytes(save(state, metadata=metadata))
 
 
 def convert_checkpoint(

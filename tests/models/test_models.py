@@ -98,6 +98,24 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path, name: str
     assert read_config(path).classes.names == ["background", "building"]
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "model_dir"])
+def test_a_checkpoint_is_readable_as_any_new_file_is(tmp_path: Path, name: str) -> None:
+    """Mode 0o666 less the umask, like the other outputs, so others can read a shared model."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(
+            build_model("unet", "resnet18", classes=2), _config(), tmp_path / name
+        )
+    finally:
+        os.umask(old)
+    files = [path] if path.is_file() else sorted(path.iterdir())
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+        f.name: oct(0o644) for f in files
+    }
+
+
 def test_pickles_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"weights": torch.zeros(1)}, path)
