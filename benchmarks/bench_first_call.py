@@ -73,7 +73,7 @@ def timed(owner, name, label):
             spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
     setattr(owner, name, call)
 timed(session, "resolve_model", "build the network (imports segmentation-models-pytorch)")
-timed(runtime.Runner, "choose_precision", "choose the precision (fp32 and bf16 on a tile)")
+timed(runtime.Runner, "choose_precision", "choose the precision (trace, then bf16 on a tile)")
 timed(runtime, "_freeze", "trace, freeze and check")
 timed(ModelCache, "load_module", "load the kept trace")
 timed(runtime.Runner, "__call__", "all forward passes (tracing included)")

@@ -7,7 +7,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from geoseg.inference.options import PRECISIONS, TTA_MODES, Precision
 
 __all__ = [
     "TTA_MODES",
+    "FrozenNetwork",
     "Runner",
     "agreement",
     "cached_frozen",
@@ -202,12 +203,24 @@ def _copy_of(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
+class FrozenNetwork(NamedTuple):
+    """What :func:`frozen_network` found or made."""
+
+    module: Any
+    """The frozen TorchScript module, or None (the model runs eagerly)."""
+    note: str
+    """Where it came from: ``frozen (traced)``, ``frozen (cached)``, ``eager (cannot freeze)``."""
+    reference: torch.Tensor | None = None
+    """The eager model's fp32 probabilities on the example, when it was traced now (the traced
+    call computes them anyway); else None."""
+
+
 def frozen_network(
     model: nn.Module,
     example: torch.Tensor,
     cache: ModelCache | None,
     memory_format: torch.memory_format = torch.channels_last,
-) -> tuple[Any, str]:
+) -> FrozenNetwork:
     """The frozen TorchScript copy of a prepared ``model`` for tiles shaped like ``example``
     ``(1, C, H, W)``: from this process, else the model cache, else traced now (and kept in both).
     None when the model cannot be traced or its trace disagrees with it.
@@ -217,7 +230,8 @@ def frozen_network(
     eager U-Nets where measured); nothing is timed.
 
     Returns:
-        ``(frozen module or None, note)``: note says where it came from.
+        The frozen module (or None), where it came from, and the eager fp32 probabilities on
+        ``example`` when it was traced now.
     """
     fmt = memory_format
     shape = tuple(example.shape)
@@ -225,13 +239,13 @@ def frozen_network(
     with _LOCK:
         held = _FROZEN.setdefault(model, {})
         if key in held:
-            return held[key], "frozen" if held[key] is not None else "eager (cannot freeze)"
+            return FrozenNetwork(held[key], _held_note(held[key]))
         building = _BUILDING.setdefault((id(model), key), threading.Lock())
     with building:  # one thread traces; the others wait for its result
         with _LOCK:
             if key in held:
-                return held[key], "frozen" if held[key] is not None else "eager (cannot freeze)"
-        frozen, note = None, "frozen (traced)"
+                return FrozenNetwork(held[key], _held_note(held[key]))
+        frozen, note, reference = None, "frozen (traced)", None
         store = cache if cache is not None and cache.enabled else None
         record = store.get(freeze_record(example.device, shape, fmt)) if store else None
         if isinstance(record, dict) and not record.get("frozen"):
@@ -241,7 +255,7 @@ def frozen_network(
                 frozen = store.load_module(module_name(example.device, shape, fmt))
                 note = "frozen (cached)"
             if frozen is None:
-                frozen = _freeze(model, example)
+                frozen, reference = _freeze(model, example)
                 note = "frozen (traced)" if frozen is not None else "eager (cannot freeze)"
                 if store is not None:
                     if frozen is not None:
@@ -252,7 +266,11 @@ def frozen_network(
         with _LOCK:
             held[key] = frozen
             _BUILDING.pop((id(model), key), None)
-        return frozen, note
+        return FrozenNetwork(frozen, note, reference)
+
+
+def _held_note(frozen: Any) -> str:
+    return "frozen" if frozen is not None else "eager (cannot freeze)"
 
 
 class Runner:
@@ -323,6 +341,7 @@ class Runner:
         self._recorded = dict(recorded or {})
         self._frozen: Any = None
         self._frozen_shape: tuple[int, ...] | None = None
+        self._reference: tuple[torch.Tensor, torch.Tensor] | None = None  # (tile, fp32 probs)
         self.freeze_note = "scripted" if self.scripted else "eager"
 
     @property
@@ -338,9 +357,10 @@ class Runner:
             return
         x1 = x[:1].contiguous(memory_format=self.memory_format)
         self._frozen_shape = tuple(x1.shape)
-        self._frozen, self.freeze_note = frozen_network(
-            self.model, x1, self.cache, self.memory_format
-        )
+        found = frozen_network(self.model, x1, self.cache, self.memory_format)
+        self._frozen, self.freeze_note = found.module, found.note
+        if found.reference is not None:
+            self._reference = (x1, found.reference)
         log.info("network: %s", self.freeze_note)
 
     def _net(self, x: torch.Tensor) -> Any:
@@ -369,12 +389,12 @@ class Runner:
             with torch.autocast(self.device.type, dtype=_DTYPES[precision]):
                 yield
 
-    def _forward(self, x: torch.Tensor, precision: str, *, eager: bool = False) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
         out: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast(precision):
             for k, flip in self.tta:
                 xt = _flips(x, k, flip).contiguous(memory_format=self.memory_format)
-                logits = (self.model if eager else self._net(xt))(xt)
+                logits = self._net(xt)(xt)
                 probs = _unflips(torch.softmax(logits.float(), dim=1), k, flip)
                 out = probs if out is None else out.add_(probs)
             assert out is not None
@@ -399,8 +419,8 @@ class Runner:
             self.agreement = float(self._recorded[fast])
         else:
             x = x.to(self.device)
-            reference = self._forward(x, "fp32", eager=True)
-            candidate = self._forward(x, fast, eager=True)
+            reference = self._fp32_reference(x)
+            candidate = self._forward(x, fast)  # the network that will run: frozen if it froze
             self.agreement = agreement(reference, candidate, valid)
         self.precision = fast if self.agreement >= self.AGREEMENT else "fp32"
         log.info(
@@ -414,6 +434,18 @@ class Runner:
             {"precision": self.precision, "agreement": self.agreement},
         )
         return self.precision
+
+    def _fp32_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The fp32 probabilities of the tile ``x`` ``(1, C, H, W)``: those the eager model gave
+        while it was traced on this tile (freezing comes first, so a first run pays one fp32 pass
+        instead of two), else a forward pass now."""
+        self._plan_freeze(x)
+        kept, self._reference = self._reference, None
+        if kept is not None and len(self.tta) == 1:
+            tile, probs = kept
+            if tile.shape == x.shape and torch.equal(tile, x):
+                return probs
+        return self._forward(x, "fp32")
 
     def precision_note(self) -> str:
         """The precision used, said so a person understands why (``fp32``; ``fp32 (bf16 agreed
@@ -468,9 +500,10 @@ def _traced(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor]
     return frozen, model(example)
 
 
-def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
+def _freeze(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor | None]:
     """A frozen TorchScript trace of ``model`` for inputs shaped like ``example``, or None when it
-    cannot be traced or its fp32 probabilities differ from the eager model's by more than 1e-3."""
+    cannot be traced or its fp32 probabilities differ from the eager model's by more than 1e-3;
+    with the eager model's fp32 probabilities on ``example`` (None when tracing failed)."""
     import warnings
 
     try:
@@ -488,15 +521,15 @@ def _freeze(model: nn.Module, example: torch.Tensor) -> Any:
                 "frozen model differs from the eager one (max %.2e); using the eager model",
                 float((ref - got).abs().max()),
             )
-            return None
-        return frozen
+            return None, ref
+        return frozen, ref
     except Exception as exc:  # tracing is best effort: any model still runs eagerly
         log.info(
             "cannot freeze the model (%s: %s); using the eager model",
             type(exc).__name__,
             str(exc).splitlines()[0][:200],
         )
-        return None
+        return None, None
 
 
 def make_runner(

@@ -152,6 +152,38 @@ def test_a_trace_runs_the_network_once_and_wraps_none_of_its_layers(cache_root: 
     assert all(p.requires_grad for p in model.parameters())  # the caller's module is untouched
 
 
+def test_a_first_auto_run_pays_one_eager_pass_and_checks_the_network_that_runs(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Freezing comes before the precision check: the traced call's probabilities are the fp32
+    reference (one eager pass in all, not three), and the fast precision is measured on the frozen
+    network, which is what then runs."""
+    monkeypatch.setattr(runtime, "fast_precision", lambda device: "bf16")
+    compared: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def agreement(a: torch.Tensor, b: torch.Tensor, valid: object = None) -> float:
+        compared.append((a, b))
+        return 0.999
+
+    monkeypatch.setattr(runtime, "agreement", agreement)
+    model, x = conv3_model(), torch.randn(2, 3, 32, 32)
+    calls = []
+    model[0].register_forward_hook(lambda *args: calls.append(1))
+    runner = Runner(model, torch.device("cpu"), "auto")
+    runner(x)
+    assert runner.precision == "bf16" and runner.freeze_note == "frozen (traced)"
+    assert len(calls) == 1  # the trace's own call; the bf16 pass ran on the frozen copy
+    ((reference, candidate),) = compared
+    with torch.inference_mode():
+        eager = torch.softmax(conv3_model()(x[:1]), 1)
+        frozen = torch.softmax(runner._frozen(x[:1]).float(), 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            frozen_bf16 = torch.softmax(runner._frozen(x[:1]).float(), 1)
+    assert torch.allclose(reference, eager, atol=1e-5)
+    assert torch.allclose(reference, frozen, atol=1e-3)
+    assert torch.equal(candidate, frozen_bf16)
+
+
 def test_the_network_variant_does_not_depend_on_timing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
