@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -40,3 +41,48 @@ def lazy_attributes(
         return sorted(names)
 
     return __getattr__, __dir__
+
+
+class _Deferred:
+    """Stands for an optional module imported during another library's start-up: the module's
+    own code runs on the first attribute taken from it. Not a module object, so code that walks
+    ``sys.modules`` reading every module's attributes (``inspect.getmodule``) passes it by."""
+
+    def __init__(self, name: str) -> None:
+        self.__dict__["_name"] = name
+        self.__dict__["__spec__"] = None  # what ``import`` reads of a module already in sys.modules
+
+    def __getattr__(self, attr: str) -> Any:
+        import sys
+
+        name = self.__dict__["_name"]
+        if sys.modules.get(name) is self:  # type: ignore[comparison-overlap]
+            del sys.modules[name]
+        return getattr(importlib.import_module(name), attr)
+
+    def __repr__(self) -> str:
+        return f"<deferred module {self.__dict__['_name']!r}>"
+
+
+@contextlib.contextmanager
+def imports_deferred(*names: str) -> Iterator[None]:
+    """Within the block, ``import name`` of an installed, not yet imported module gives a
+    stand-in that imports the module on first use; after it, ``import name`` imports the module
+    as usual. What the block imported keeps its stand-in, which then works like the module.
+
+    For optional imports that other libraries make at start-up and geoseg's work does not use:
+    timm imports Weights & Biases, when installed, for a training-summary helper (0.4 s).
+    """
+    import importlib.util
+    import sys
+
+    placed: dict[str, _Deferred] = {}
+    for name in names:
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            sys.modules[name] = placed[name] = _Deferred(name)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name, stand_in in placed.items():
+            if sys.modules.get(name) is stand_in:  # type: ignore[comparison-overlap]
+                del sys.modules[name]

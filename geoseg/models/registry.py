@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from geoseg._lazy import imports_deferred
 from geoseg.errors import ModelError, WeightsError
 
 __all__ = [
@@ -28,11 +29,18 @@ log = logging.getLogger(__name__)
 Builder = Callable[..., nn.Module]
 
 
-def _smp(name: str) -> Builder:
-    def build(**kwargs: Any) -> nn.Module:
+def _smp_module() -> Any:
+    """``segmentation_models_pytorch``, imported with W&B deferred (timm imports it at start-up
+    when installed, for nothing a network needs; it loads on its first use)."""
+    with imports_deferred("wandb"):
         import segmentation_models_pytorch as smp
 
-        return getattr(smp, name)(**kwargs)
+    return smp
+
+
+def _smp(name: str) -> Builder:
+    def build(**kwargs: Any) -> nn.Module:
+        return getattr(_smp_module(), name)(**kwargs)
 
     build.__name__ = name
     build.__doc__ = f"segmentation_models_pytorch.{name}"
@@ -64,9 +72,7 @@ def list_architectures() -> list[str]:
 
 def list_encoders() -> list[str]:
     """Encoder names segmentation-models-pytorch knows."""
-    import segmentation_models_pytorch as smp
-
-    return sorted(smp.encoders.get_encoder_names())
+    return sorted(_smp_module().encoders.get_encoder_names())
 
 
 def _resolve(architecture: str | Builder) -> Builder:
