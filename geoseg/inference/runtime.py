@@ -359,7 +359,7 @@ class Runner:
         self._frozen_shape = tuple(x1.shape)
         found = frozen_network(self.model, x1, self.cache, self.memory_format)
         self._frozen, self.freeze_note = found.module, found.note
-        if found.reference is not None:
+        if found.reference is not None and self.precision == "auto":  # kept for the check only
             self._reference = (x1, found.reference)
         log.info("network: %s", self.freeze_note)
 
