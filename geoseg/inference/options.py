@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, cast, get_args
 
-from geoseg.errors import GeosegError, KnownFields, TilingError
+from geoseg._options import KnownFields
+from geoseg.errors import GeosegError, TilingError
 from geoseg.inference.blending import BLEND_KERNELS, Kernel
 
 __all__ = [

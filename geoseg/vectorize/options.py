@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from geoseg.errors import GeosegError, KnownFields, RasterFormatError
+from geoseg._options import KnownFields
+from geoseg.errors import GeosegError, RasterFormatError
 
 __all__ = ["CONNECTIVITIES", "LAYOUTS", "VectorizeOptions"]
 
