@@ -9,8 +9,12 @@ frozen TorchScript trace), alternating, ``--repeat`` rounds of ``--runs``
 calls each (medians), and measures the argmax agreement on held-out Tile 8 tiles. With
 ``--dubai`` absent, the sample scene's tiles calibrate and measure (the agreement then says less).
 
+With ``--keep-float CKPT`` (a checkpoint of the same network with an int8 variant, ``geoseg
+quantize``), a second QDQ file keeps in float the layers that variant's search kept in float (the
+ONNX nodes of those modules are left out of the quantization), and is measured beside the first.
+
 Usage: python benchmarks/bench_onnx_int8.py [--dubai "PATH/Semantic segmentation dataset"]
-    [--calibration-tiles 32] [--repeat 5] [--runs 10]
+    [--keep-float CKPT] [--calibration-tiles 32] [--repeat 5] [--runs 10]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +40,10 @@ from geoseg.export import export_onnx
 from geoseg.export.quantize import training_split
 from geoseg.inference.runtime import make_runner
 from geoseg.inference.session import open_session
+from geoseg.models.config import read_config
 from geoseg.models.default import named_model
 from geoseg.models.resolve import resolve_model
+from geoseg.models.variants import Int8Variant
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "rotterdam_ps_rgb.tif"
 
@@ -71,6 +78,30 @@ class Reader:
         return next(self.items, None)
 
 
+def module_of(node: str) -> str:
+    """The module an ONNX node of ``geoseg export`` comes from, as a dotted name of the network
+    (``/model/encoder/model/blocks.5/blocks.5.0/conv_pw/Conv`` ->
+    ``encoder.model.blocks.5.0.conv_pw``): the exporter names a node by its module scopes, the
+    first being the export wrapper's, and a container's children carry the container's name."""
+    path: list[str] = []
+    for part in node.strip("/").split("/")[1:-1]:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    return ".".join(path)
+
+
+def float_nodes(onnx_path: Path, layers: Sequence[str]) -> list[str]:
+    """The nodes of ``onnx_path`` that belong to ``layers`` (module names) or their children."""
+    import onnx
+
+    def kept(module: str) -> bool:
+        return any(module == layer or module.startswith(layer + ".") for layer in layers)
+
+    return [n.name for n in onnx.load(str(onnx_path)).graph.node if kept(module_of(n.name))]
+
+
 def session_of(path: Path) -> Any:
     import onnxruntime as ort
 
@@ -82,6 +113,7 @@ def session_of(path: Path) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dubai", type=Path)
+    parser.add_argument("--keep-float", type=Path, help="a checkpoint with an int8 variant")
     parser.add_argument("--calibration-tiles", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--runs", type=int, default=10)
@@ -111,27 +143,41 @@ def main() -> None:
         fp32 = export_onnx(model, root / "fp32.onnx").path
         pre = root / "pre.onnx"
         quant_pre_process(str(fp32), str(pre))
-        int8 = root / "int8.onnx"
-        start = time.perf_counter()
         name = session_of(fp32).get_inputs()[0].name
-        quantize_static(
-            str(pre),
-            str(int8),
-            Reader(name, calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        print(f"calibrated on {len(calibration)} tiles in {time.perf_counter() - start:.1f} s")
-        sessions = {"fp32": session_of(fp32), "int8 (QDQ)": session_of(int8)}
+        variants = {"int8 (QDQ)": []}
+        if args.keep_float:
+            layers = Int8Variant.of(read_config(args.keep_float)).float_layers  # type: ignore[union-attr]
+            variants["int8 (QDQ, float layers kept)"] = float_nodes(pre, layers)
+            print(
+                f"kept in float: {len(variants['int8 (QDQ, float layers kept)'])} nodes of "
+                f"{', '.join(layers)}"
+            )
+        files = {}
+        for key, exclude in variants.items():
+            files[key] = root / f"int8-{len(files)}.onnx"
+            start = time.perf_counter()
+            quantize_static(
+                str(pre),
+                str(files[key]),
+                Reader(name, calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=exclude,
+            )
+            took = time.perf_counter() - start
+            print(f"{key}: calibrated on {len(calibration)} tiles in {took:.1f} s")
+        sessions = {"fp32": session_of(fp32), **{k: session_of(f) for k, f in files.items()}}
         runner = make_runner(resolve_model(model).model, torch.device("cpu"), "fp32", "none")
-        same = total = 0
+        same = dict.fromkeys(files, 0)
+        total = 0
         for x in check:
             a = sessions["fp32"].run(None, {name: x})[0].argmax(1)
-            b = sessions["int8 (QDQ)"].run(None, {name: x})[0].argmax(1)
-            same, total = same + int((a == b).sum()), total + a.size
+            total += a.size
+            for key in files:
+                same[key] += int((a == sessions[key].run(None, {name: x})[0].argmax(1)).sum())
         x = calibration[0]
         calls = {key: (lambda s=s: s.run(None, {name: x})) for key, s in sessions.items()}
         calls["geoseg PyTorch fp32 (frozen trace)"] = lambda: runner(torch.from_numpy(x))
@@ -150,12 +196,13 @@ def main() -> None:
         print(f"\n## {head}")
         for key, v in times.items():
             print(f"{key}: {1000 * med[key]:.1f} ms ({1000 * min(v):.1f}..{1000 * max(v):.1f})")
-        print(f"onnxruntime int8 / fp32 speed: {med['fp32'] / med['int8 (QDQ)']:.2f}x")
-        own = med["geoseg PyTorch fp32 (frozen trace)"] / med["int8 (QDQ)"]
-        print(f"onnxruntime int8 / geoseg PyTorch fp32 speed: {own:.2f}x")
-        print(f"agreement of int8 classes with fp32: {same / total:.4%} of {on}")
-        sizes = {k: p.stat().st_size / 1e6 for k, p in (("fp32", fp32), ("int8", int8))}
-        print(f"file sizes: fp32 {sizes['fp32']:.1f} MB, int8 {sizes['int8']:.1f} MB")
+        own = med["geoseg PyTorch fp32 (frozen trace)"]
+        for key, path in files.items():
+            print(
+                f"{key}: {med['fp32'] / med[key]:.2f}x the fp32 ONNX file, {own / med[key]:.2f}x "
+                f"geoseg's PyTorch fp32; classes equal to fp32 on {same[key] / total:.4%} of {on}; "
+                f"{path.stat().st_size / 1e6:.1f} MB (fp32 {fp32.stat().st_size / 1e6:.1f} MB)"
+            )
 
 
 if __name__ == "__main__":
