@@ -160,16 +160,38 @@ def rewrite_checkpoint(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], config: ModelConfig
 ) -> Path:
     """Write checkpoint ``src`` again as the one file ``dst`` (``.safetensors``) with ``config``:
-    its stored tensors are copied as they are (int8 or fp16 storage stays), only the config
-    changes."""
-    from safetensors.torch import load_file
+    only the config changes (recorded figures, an int8 variant, class colours: facts about the
+    model that change no weight). A one-file ``src`` keeps its weights byte for byte; a folder's
+    stored tensors are copied as they are (int8 or fp16 storage stays).
 
-    weights, _ = checkpoint_files(src)
-    state = load_file(str(weights), device="cpu")
+    Raises:
+        CheckpointError: the weights would change; nothing is written.
+    """
+    import json
+    import struct
+
+    weights, sidecar = checkpoint_files(src)
+    metadata = config.to_json()
+    if sidecar is None:  # one file: only its header changes
+        raw = weights.read_bytes()
+        (size,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + size])
+        data = raw[8 + size :]
+        header.setdefault("__metadata__", {})["geoseg_config"] = metadata
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+        out = struct.pack("<Q", len(text)) + text + data
+        if out[8 + len(text) :] != data:
+            raise CheckpointError(f"{src}: the weights would change; nothing written")
+    else:
+        from safetensors.torch import load_file, save
+
+        state = load_file(str(weights), device="cpu")
+        out = save(state, metadata={"format": "pt", "geoseg_config": metadata})
     p = Path(dst)
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(p) as tmp:
-        _write_tensors(tmp, state, {"format": "pt", "geoseg_config": config.to_json()})
+        tmp.write_bytes(out)
     return p
 
 
@@ -205,29 +227,13 @@ def convert_checkpoint(
 
 
 def replace_config(path: str | os.PathLike[str], config: ModelConfig) -> Path:
-    """Write ``config`` into the header of the one-file checkpoint ``path``, its weights copied
-    byte for byte (recorded figures, class colours: facts about the model that change no weight).
+    """Write ``config`` into the one-file checkpoint ``path`` in place, its weights copied byte
+    for byte (:func:`rewrite_checkpoint` onto itself).
 
     Raises:
         CheckpointError: not a one-file ``.safetensors`` checkpoint, or the weights would change.
     """
-    import json
-    import struct
-
-    p = Path(path)
-    weights, sidecar = checkpoint_files(p)
-    if sidecar is not None or weights != p:
-        raise CheckpointError(f"{p}: expected a one-file .safetensors checkpoint")
-    raw = p.read_bytes()
-    (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + size])
-    data = raw[8 + size :]
-    header.setdefault("__metadata__", {})["geoseg_config"] = config.to_json()
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
-    out = struct.pack("<Q", len(text)) + text + data
-    if out[8 + len(text) :] != data:
-        raise CheckpointError(f"{p}: the weights would change; nothing written")
-    with atomic_output(p) as tmp:
-        tmp.write_bytes(out)
-    return p
+    weights, sidecar = checkpoint_files(path)
+    if sidecar is not None or weights != Path(path):
+        raise CheckpointError(f"{path}: expected a one-file .safetensors checkpoint")
+    return rewrite_checkpoint(path, path, config)

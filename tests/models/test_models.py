@@ -116,6 +116,27 @@ def test_a_checkpoint_is_readable_as_any_new_file_is(tmp_path: Path, name: str) 
     }
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "model_dir"])
+def test_rewriting_a_checkpoint_changes_its_config_and_no_weight(tmp_path: Path, name: str) -> None:
+    from geoseg.models.checkpoint import read_state, replace_config, rewrite_checkpoint
+
+    model = build_model("unet", "resnet18", in_channels=4, classes=2)
+    src = save_checkpoint(model, _config(), tmp_path / name)
+    before = read_state(src)
+    changed = _config(metrics={"miou": 0.75})
+    dst = rewrite_checkpoint(src, tmp_path / "out.safetensors", changed)
+    assert read_config(dst) == changed and read_config(src) == _config()
+    after = read_state(dst)
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
+    if src.is_file():  # one file: the weights' bytes are those of the source
+        tail = len(src.read_bytes()) - 8 - int.from_bytes(src.read_bytes()[:8], "little")
+        assert src.read_bytes()[-tail:] == dst.read_bytes()[-tail:]
+        assert replace_config(src, changed) == src and read_config(src) == changed
+    else:
+        with pytest.raises(CheckpointError, match="one-file"):
+            replace_config(src, changed)
+
+
 def test_pickles_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"weights": torch.zeros(1)}, path)
