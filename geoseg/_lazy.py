@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -48,16 +49,20 @@ class _Deferred:
     own code runs on the first attribute taken from it. Not a module object, so code that walks
     ``sys.modules`` reading every module's attributes (``inspect.getmodule``) passes it by."""
 
-    def __init__(self, name: str) -> None:
+    _lock = threading.Lock()
+
+    def __init__(self, name: str, spec: Any) -> None:
         self.__dict__["_name"] = name
-        self.__dict__["__spec__"] = None  # what ``import`` reads of a module already in sys.modules
+        # what ``import`` and ``importlib.util.find_spec`` read of a module in sys.modules
+        self.__dict__["__spec__"] = spec
 
     def __getattr__(self, attr: str) -> Any:
         import sys
 
         name = self.__dict__["_name"]
-        if sys.modules.get(name) is self:  # type: ignore[comparison-overlap]
-            del sys.modules[name]
+        with self._lock:  # one thread takes the stand-in out; the import has locks of its own
+            if sys.modules.get(name) is self:  # type: ignore[comparison-overlap]
+                del sys.modules[name]
         return getattr(importlib.import_module(name), attr)
 
     def __repr__(self) -> str:
@@ -78,11 +83,13 @@ def imports_deferred(*names: str) -> Iterator[None]:
 
     placed: dict[str, _Deferred] = {}
     for name in names:
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
-            sys.modules[name] = placed[name] = _Deferred(name)  # type: ignore[assignment]
+        spec = None if name in sys.modules else importlib.util.find_spec(name)
+        if spec is not None:
+            sys.modules[name] = placed[name] = _Deferred(name, spec)  # type: ignore[assignment]
     try:
         yield
     finally:
         for name, stand_in in placed.items():
-            if sys.modules.get(name) is stand_in:  # type: ignore[comparison-overlap]
-                del sys.modules[name]
+            with _Deferred._lock:
+                if sys.modules.get(name) is stand_in:  # type: ignore[comparison-overlap]
+                    del sys.modules[name]

@@ -33,8 +33,10 @@ def test_a_deferred_module_loads_on_first_use_only(tmp_path: Path) -> None:
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         from geoseg._lazy import imports_deferred
+        import importlib.util
         with imports_deferred("costly", "not_installed_at_all"):
             import library
+            assert importlib.util.find_spec("costly").name == "costly"  # as other libraries ask
         print("costly" in sys.modules, "not_installed_at_all" in sys.modules)
         print(library.costly.VALUE, "costly" in sys.modules)
         import costly

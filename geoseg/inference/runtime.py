@@ -211,8 +211,8 @@ class FrozenNetwork(NamedTuple):
     note: str
     """Where it came from: ``frozen (traced)``, ``frozen (cached)``, ``eager (cannot freeze)``."""
     reference: torch.Tensor | None = None
-    """The eager model's fp32 probabilities on the example, when it was traced now (the traced
-    call computes them anyway); else None."""
+    """The fp32 probabilities on the example of the network that will run (the frozen copy, else
+    the eager network), when it was traced now (its check computes them anyway); else None."""
 
 
 def frozen_network(
@@ -230,8 +230,8 @@ def frozen_network(
     eager U-Nets where measured); nothing is timed.
 
     Returns:
-        The frozen module (or None), where it came from, and the eager fp32 probabilities on
-        ``example`` when it was traced now.
+        The frozen module (or None), where it came from, and the fp32 probabilities on
+        ``example`` of the network that will run, when it was traced now.
     """
     fmt = memory_format
     shape = tuple(example.shape)
@@ -436,9 +436,10 @@ class Runner:
         return self.precision
 
     def _fp32_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The fp32 probabilities of the tile ``x`` ``(1, C, H, W)``: those the eager model gave
-        while it was traced on this tile (freezing comes first, so a first run pays one fp32 pass
-        instead of two), else a forward pass now."""
+        """The fp32 probabilities of the tile ``x`` ``(1, C, H, W)`` from the network that runs:
+        those the trace's check computed on this tile (freezing comes first, so a first run pays
+        no extra fp32 pass), else a forward pass now. Either way they come from the same network,
+        so the choice does not depend on which thread traced or whether the trace was cached."""
         self._plan_freeze(x)
         kept, self._reference = self._reference, None
         if kept is not None and len(self.tta) == 1:
@@ -503,7 +504,8 @@ def _traced(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor]
 def _freeze(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor | None]:
     """A frozen TorchScript trace of ``model`` for inputs shaped like ``example``, or None when it
     cannot be traced or its fp32 probabilities differ from the eager model's by more than 1e-3;
-    with the eager model's fp32 probabilities on ``example`` (None when tracing failed)."""
+    with the fp32 probabilities on ``example`` of whichever of the two will run (None when
+    tracing failed)."""
     import warnings
 
     try:
@@ -522,7 +524,7 @@ def _freeze(model: nn.Module, example: torch.Tensor) -> tuple[Any, torch.Tensor 
                 float((ref - got).abs().max()),
             )
             return None, ref
-        return frozen, ref
+        return frozen, got
     except Exception as exc:  # tracing is best effort: any model still runs eagerly
         log.info(
             "cannot freeze the model (%s: %s); using the eager model",

@@ -161,38 +161,53 @@ def rewrite_checkpoint(
 ) -> Path:
     """Write checkpoint ``src`` again as the one file ``dst`` (``.safetensors``) with ``config``:
     only the config changes (recorded figures, an int8 variant, class colours: facts about the
-    model that change no weight). A one-file ``src`` keeps its weights byte for byte; a folder's
-    stored tensors are copied as they are (int8 or fp16 storage stays).
+    model that change no weight). A one-file ``src`` keeps its weights byte for byte (streamed,
+    never all in memory); a folder's stored tensors are copied as they are (int8 or fp16 storage
+    stays).
 
     Raises:
-        CheckpointError: the weights would change; nothing is written.
+        CheckpointError: ``src`` is not a readable safetensors checkpoint; nothing is written.
     """
+    weights, sidecar = checkpoint_files(src)
+    p = Path(dst)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if sidecar is not None or weights != Path(src):  # a folder: load and write again
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights), device="cpu")
+        with atomic_output(p) as tmp:
+            _write_tensors(tmp, state, {"format": "pt", "geoseg_config": config.to_json()})
+        return p
+    import shutil
+
+    with open(weights, "rb") as f:
+        header = _header_with(f, config, weights)
+        with atomic_output(p) as tmp, open(tmp, "wb") as out:
+            out.write(header)
+            shutil.copyfileobj(f, out, 1 << 20)  # the data section, as it is
+    return p
+
+
+def _header_with(f: Any, config: ModelConfig, path: Path) -> bytes:
+    """The size-prefixed safetensors header read from ``f`` (left at the data section), with
+    ``config`` in its metadata."""
     import json
     import struct
 
-    weights, sidecar = checkpoint_files(src)
-    metadata = config.to_json()
-    if sidecar is None:  # one file: only its header changes
-        raw = weights.read_bytes()
-        (size,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8 : 8 + size])
-        data = raw[8 + size :]
-        header.setdefault("__metadata__", {})["geoseg_config"] = metadata
-        text = json.dumps(header, separators=(",", ":")).encode()
-        text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
-        out = struct.pack("<Q", len(text)) + text + data
-        if out[8 + len(text) :] != data:
-            raise CheckpointError(f"{src}: the weights would change; nothing written")
-    else:
-        from safetensors.torch import load_file, save
-
-        state = load_file(str(weights), device="cpu")
-        out = save(state, metadata={"format": "pt", "geoseg_config": metadata})
-    p = Path(dst)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(p) as tmp:
-        tmp.write_bytes(out)
-    return p
+    try:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        metadata = header.get("__metadata__") or {}
+        metadata["geoseg_config"] = config.to_json()
+        header["__metadata__"] = metadata
+    except (struct.error, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({type(exc).__name__}); expected a "
+            "checkpoint written by geoseg"
+        ) from None
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+    return struct.pack("<Q", len(text)) + text
 
 
 def _write_tensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -231,7 +246,7 @@ def replace_config(path: str | os.PathLike[str], config: ModelConfig) -> Path:
     for byte (:func:`rewrite_checkpoint` onto itself).
 
     Raises:
-        CheckpointError: not a one-file ``.safetensors`` checkpoint, or the weights would change.
+        CheckpointError: not a one-file ``.safetensors`` checkpoint, or not a readable one.
     """
     weights, sidecar = checkpoint_files(path)
     if sidecar is not None or weights != Path(path):

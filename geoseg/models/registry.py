@@ -32,6 +32,10 @@ Builder = Callable[..., nn.Module]
 def _smp_module() -> Any:
     """``segmentation_models_pytorch``, imported with W&B deferred (timm imports it at start-up
     when installed, for nothing a network needs; it loads on its first use)."""
+    import sys
+
+    if "segmentation_models_pytorch" in sys.modules:
+        return sys.modules["segmentation_models_pytorch"]
     with imports_deferred("wandb"):
         import segmentation_models_pytorch as smp
 

@@ -132,6 +132,11 @@ def test_rewriting_a_checkpoint_changes_its_config_and_no_weight(tmp_path: Path,
         tail = len(src.read_bytes()) - 8 - int.from_bytes(src.read_bytes()[:8], "little")
         assert src.read_bytes()[-tail:] == dst.read_bytes()[-tail:]
         assert replace_config(src, changed) == src and read_config(src) == changed
+        broken = tmp_path / "broken.safetensors"
+        broken.write_bytes(src.read_bytes()[:8] + b"{not json")
+        with pytest.raises(CheckpointError, match="not a readable safetensors"):
+            rewrite_checkpoint(broken, tmp_path / "never.safetensors", changed)
+        assert not (tmp_path / "never.safetensors").exists()
     else:
         with pytest.raises(CheckpointError, match="one-file"):
             replace_config(src, changed)
