@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -57,8 +59,6 @@ class _Deferred:
         self.__dict__["__spec__"] = spec
 
     def __getattr__(self, attr: str) -> Any:
-        import sys
-
         name = self.__dict__["_name"]
         with self._lock:  # one thread takes the stand-in out; the import has locks of its own
             if sys.modules.get(name) is self:  # type: ignore[comparison-overlap]
@@ -78,9 +78,6 @@ def imports_deferred(*names: str) -> Iterator[None]:
     For optional imports that other libraries make at start-up and geoseg's work does not use:
     timm imports Weights & Biases, when installed, for a training-summary helper (0.4 s).
     """
-    import importlib.util
-    import sys
-
     placed: dict[str, _Deferred] = {}
     for name in names:
         spec = None if name in sys.modules else importlib.util.find_spec(name)

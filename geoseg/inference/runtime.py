@@ -341,7 +341,6 @@ class Runner:
         self._recorded = dict(recorded or {})
         self._frozen: Any = None
         self._frozen_shape: tuple[int, ...] | None = None
-        self._reference: tuple[torch.Tensor, torch.Tensor] | None = None  # (tile, fp32 probs)
         self.freeze_note = "scripted" if self.scripted else "eager"
 
     @property
@@ -351,17 +350,21 @@ class Runner:
             self._cache = ModelCache(module_digest(self.source))
         return self._cache
 
-    def _plan_freeze(self, x: torch.Tensor) -> None:
-        """At the first batch: the frozen copy for its tile shape, when freezing applies."""
+    def _plan_freeze(self, x: torch.Tensor) -> torch.Tensor | None:
+        """At the first batch: the frozen copy for its tile shape, when freezing applies.
+
+        Returns:
+            The fp32 probabilities of ``x[:1]`` from the network that runs, when this call traced
+            it (the trace's check computes them); else None.
+        """
         if not self.freeze or self.scripted or self._frozen_shape is not None:
-            return
+            return None
         x1 = x[:1].contiguous(memory_format=self.memory_format)
         self._frozen_shape = tuple(x1.shape)
         found = frozen_network(self.model, x1, self.cache, self.memory_format)
         self._frozen, self.freeze_note = found.module, found.note
-        if found.reference is not None and self.precision == "auto":  # kept for the check only
-            self._reference = (x1, found.reference)
         log.info("network: %s", self.freeze_note)
+        return found.reference
 
     def _net(self, x: torch.Tensor) -> Any:
         """The frozen model for tiles of the traced shape, else the eager one; a frozen model
@@ -440,12 +443,9 @@ class Runner:
         those the trace's check computed on this tile (freezing comes first, so a first run pays
         no extra fp32 pass), else a forward pass now. Either way they come from the same network,
         so the choice does not depend on which thread traced or whether the trace was cached."""
-        self._plan_freeze(x)
-        kept, self._reference = self._reference, None
-        if kept is not None and len(self.tta) == 1:
-            tile, probs = kept
-            if tile.shape == x.shape and torch.equal(tile, x):
-                return probs
+        traced = self._plan_freeze(x)
+        if traced is not None and len(self.tta) == 1 and len(x) == 1:
+            return traced
         return self._forward(x, "fp32")
 
     def precision_note(self) -> str:

@@ -168,13 +168,13 @@ def rewrite_checkpoint(
     Raises:
         CheckpointError: ``src`` is not a readable safetensors checkpoint; nothing is written.
     """
-    weights, sidecar = checkpoint_files(src)
+    weights = _one_file(src)
     p = Path(dst)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if sidecar is not None or weights != Path(src):  # a folder: load and write again
+    if weights is None:  # a folder: load and write again
         from safetensors.torch import load_file
 
-        state = load_file(str(weights), device="cpu")
+        state = load_file(str(checkpoint_files(src)[0]), device="cpu")
         with atomic_output(p) as tmp:
             _write_tensors(tmp, state, {"format": "pt", "geoseg_config": config.to_json()})
         return p
@@ -248,7 +248,13 @@ def replace_config(path: str | os.PathLike[str], config: ModelConfig) -> Path:
     Raises:
         CheckpointError: not a one-file ``.safetensors`` checkpoint, or not a readable one.
     """
-    weights, sidecar = checkpoint_files(path)
-    if sidecar is not None or weights != Path(path):
+    if _one_file(path) is None:
         raise CheckpointError(f"{path}: expected a one-file .safetensors checkpoint")
     return rewrite_checkpoint(path, path, config)
+
+
+def _one_file(path: str | os.PathLike[str]) -> Path | None:
+    """``path`` when it is a one-file checkpoint (weights and config in one safetensors file),
+    else None."""
+    weights, sidecar = checkpoint_files(path)
+    return weights if sidecar is None and weights == Path(path) else None
