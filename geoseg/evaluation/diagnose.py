@@ -49,7 +49,7 @@ from geoseg.evaluation.panels import write_index
 from geoseg.evaluation.pertile import CellGrid, write_cells
 from geoseg.evaluation.uncertainty import entropy, margin
 from geoseg.inference.options import PredictOptions
-from geoseg.io.atomic import atomic_output
+from geoseg.io.atomic import atomic_output, claim_folder
 
 __all__ = ["DiagnoseResult", "diagnose"]
 
@@ -132,52 +132,88 @@ def diagnose(
     if not pairs:
         raise DatasetError("nothing to diagnose: no image/label pair")
     out = Path(out_dir)
+    _refuse_earlier(out, overwrite)
+    opts = PredictOptions.of(options, **overrides)
+    loaded = resolve_model(checkpoint)
+    created = [p for p in (out, *out.parents) if not p.exists()][::-1]  # removed if the run fails
+    # held against a second run into the same folder, and checked again now that none can write
+    with claim_folder(out, "diagnose"):
+        _refuse_earlier(out, overwrite)
+        try:
+            result = _diagnose(
+                loaded,
+                checkpoint,
+                pairs,
+                opts,
+                out,
+                created,
+                start=start,
+                settings=(cell, worst, bins, temperature),
+                progress=progress,
+            )
+            result.seconds = time.perf_counter() - start
+            result.index = write_index(result, loaded.config)
+        except BaseException:
+            for folder in reversed(created):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+    return result
+
+
+def _refuse_earlier(out: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds an earlier diagnosis unless ``overwrite``."""
     if (out / "index.md").exists() and not overwrite:
         raise OutputExistsError(
             f"{out}: holds an earlier diagnosis (index.md); pass --overwrite to replace it, or "
             "choose another folder"
         )
-    opts = PredictOptions.of(options, **overrides)
-    loaded = resolve_model(checkpoint)
-    created: list[Path] = []  # folders this run made: removed if it fails
-    try:
-        _make_folder(out, created, parents=True)
-        run = _Totals(loaded.config.num_classes, bins, temperature)
-        for k, pair in enumerate(pairs):
-            folder = out / _safe(pair_name(pair))
-            _make_folder(folder, created)
-            run.add(_diagnose_image(pair, loaded, opts, folder, cell, run))
-            if progress is not None:
-                progress(k + 1, len(pairs))
-        report = EvalResult(
-            scores(run.confusion),
-            loaded.config.classes.names,
-            run.per_image,
-            None,
-            time.perf_counter() - start,
-            run.megapixels,
-        )
-        refuse_unscored(report)
-        result = _write_summaries(run, report, loaded, out, cell=cell, worst=worst, bins=bins)
-        from geoseg.inference.provenance import run_provenance
 
-        run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(out)
-    except BaseException:
-        for folder in reversed(created):
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    result.seconds = time.perf_counter() - start
-    result.index = write_index(result, loaded.config)
+
+def _diagnose(
+    loaded: Any,
+    checkpoint: Any,
+    pairs: Sequence[EvalPair],
+    opts: PredictOptions,
+    out: Path,
+    created: list[Path],
+    *,
+    start: float,
+    settings: tuple[int, int, int, bool],
+    progress: Callable[[int, int], None] | None,
+) -> DiagnoseResult:
+    """The run itself, in its claimed folder: every image, then the summaries and provenance.
+    ``settings`` are the cell edge, the worst-panel count, the calibration bins and whether to
+    fit a temperature."""
+    cell, worst, bins, temperature = settings
+    run = _Totals(loaded.config.num_classes, bins, temperature)
+    for k, pair in enumerate(pairs):
+        folder = out / _safe(pair_name(pair))
+        _make_folder(folder, created)
+        run.add(_diagnose_image(pair, loaded, opts, folder, cell, run))
+        if progress is not None:
+            progress(k + 1, len(pairs))
+    report = EvalResult(
+        scores(run.confusion),
+        loaded.config.classes.names,
+        run.per_image,
+        None,
+        time.perf_counter() - start,
+        run.megapixels,
+    )
+    refuse_unscored(report)
+    result = _write_summaries(run, report, loaded, out, cell=cell, worst=worst, bins=bins)
+    from geoseg.inference.provenance import run_provenance
+
+    run_provenance(checkpoint, opts, [p.image for p in pairs], config=loaded.config).write(out)
     return result
 
 
-def _make_folder(folder: Path, created: list[Path], *, parents: bool = False) -> None:
+def _make_folder(folder: Path, created: list[Path]) -> None:
     """Create ``folder`` if it is missing, noting it in ``created``."""
     if folder.is_dir():
         return
-    missing = [p for p in (folder, *folder.parents) if not p.exists()] if parents else [folder]
-    folder.mkdir(parents=parents, exist_ok=True)
-    created.extend(reversed(missing))
+    folder.mkdir(exist_ok=True)
+    created.append(folder)
 
 
 @dataclass

@@ -28,7 +28,6 @@ from pathlib import Path
 from geoseg.errors import OutputCollisionError, OutputExistsError, WriteError
 
 __all__ = [
-    "LOCK_NAME",
     "PublishGroup",
     "atomic_output",
     "check_destination",
@@ -472,16 +471,12 @@ def check_run_folder(
             )
 
 
-LOCK_NAME = ".geoseg-lock"  # inside a run folder: held while a run writes there
-
-
 @contextlib.contextmanager
 def claim_folder(folder: str | os.PathLike[str], command: str) -> Iterator[None]:
     """Hold ``folder`` for this process while a run writes into it: a second run into the same
     folder at the same time is refused in one line instead of mixing its files with ours. The
-    claim is a lock on the hidden file :data:`LOCK_NAME` in the folder (made if missing); the
-    operating system releases it when the process ends, however it ends, and the file goes with
-    a clean exit.
+    claim is a lock on the folder itself (made if missing), so it adds no file to it; the
+    operating system releases it when the process ends, however it ends, even by ``kill -9``.
 
     Raises:
         OutputExistsError: another process holds the folder.
@@ -489,10 +484,12 @@ def claim_folder(folder: str | os.PathLike[str], command: str) -> Iterator[None]
     import fcntl
 
     run = Path(folder)
-    run.mkdir(parents=True, exist_ok=True)
-    lock = run / LOCK_NAME
     while True:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        run.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # the holder removed it between our mkdir and our open: again
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -501,16 +498,20 @@ def claim_folder(folder: str | os.PathLike[str], command: str) -> Iterator[None]
                 f"{run}: another geoseg {command} is writing this folder now; wait for it to "
                 "finish or choose another output folder"
             ) from None
+        except OSError as e:  # a file system without locks on folders (some network mounts)
+            log.debug(
+                "%s: cannot lock the folder (%s); a second run into it is not refused", run, e
+            )
+            break
         try:
-            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            now, held = os.stat(run), os.fstat(fd)
+            same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
         except FileNotFoundError:
             same = False
         if same:
             break
-        os.close(fd)  # the holder removed the file between our open and our lock: again
+        os.close(fd)  # the holder removed the folder between our open and our lock: again
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
         os.close(fd)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from geoseg.errors import ConfigError, TrainingError
-from geoseg.io.atomic import LOCK_NAME, atomic_output, check_run_folder, claim_folder
+from geoseg.io.atomic import atomic_output, check_run_folder, claim_folder
 from geoseg.training.config import TrainConfig, config_from_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,7 +136,7 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
                 "a new output folder"
             )
         return run, last
-    if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()) and not overwrite:
+    if run.exists() and any(run.iterdir()) and not overwrite:
         raise TrainingError(
             f"{run}: run folder exists and is not empty; pass --resume to continue it, "
             "--overwrite to start again, or choose another output"
@@ -145,12 +145,9 @@ def _prepare_run(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> tuple[Pa
 
 
 def _start_run(run: Path) -> None:
-    """An empty run folder but for its lock (an earlier run in it goes: --overwrite was
-    checked)."""
+    """An empty run folder (an earlier run in it goes: --overwrite was checked)."""
     run.mkdir(parents=True, exist_ok=True)
     for p in run.iterdir():
-        if p.name == LOCK_NAME:
-            continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:

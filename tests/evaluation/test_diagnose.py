@@ -189,6 +189,22 @@ def test_diagnose_outputs(tmp_path: Path, labelled) -> None:
         diagnose(loaded, pairs, out)
 
 
+def test_a_folder_another_run_is_writing_is_refused_and_left_alone(
+    tmp_path: Path, labelled
+) -> None:
+    """Two diagnoses into one folder at once: the second refuses in one line and removes nothing
+    of the first's, even a folder both saw missing when they started."""
+    from geoseg.io.atomic import claim_folder
+
+    loaded, pairs = labelled
+    out = tmp_path / "new" / "diag"
+    with claim_folder(out, "diagnose"):  # the first run holds the folder it made
+        (out / "scene").mkdir()
+        with pytest.raises(OutputExistsError, match="is writing this folder now"):
+            diagnose(loaded, pairs, out, device="cpu", workers=1, precision="fp32")
+        assert (out / "scene").is_dir()
+
+
 @pytest.mark.slow
 def test_cli(tmp_path: Path, make_raster, textured_rgb) -> None:
     from geoseg.models.checkpoint import model_from_config, save_checkpoint

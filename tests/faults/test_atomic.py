@@ -155,3 +155,39 @@ def test_concurrent_writers_publish_one_complete_output(tmp_path: Path) -> None:
         )  # one run's whole output, never a mix or nodata
         assert int(np.unique(ds.read(1, out_shape=(1, 150, 150)))[0]) == int(values[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+
+
+_HOLD = (
+    "import sys, time; from geoseg.io.atomic import claim_folder\n"
+    "with claim_folder(sys.argv[1], 'train'):\n"
+    "    print('held', flush=True); time.sleep(60)\n"
+)
+
+
+def test_a_claimed_folder_refuses_a_second_run_and_a_killed_holder_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The claim is a lock on the folder itself: another process is refused in one line while the
+    holder lives; ``kill -9`` of the holder frees the folder and leaves no file in it."""
+    import signal
+    import subprocess
+    import sys
+
+    from geoseg.errors import OutputExistsError
+    from geoseg.io.atomic import claim_folder
+
+    run = tmp_path / "made" / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError, match="another geoseg train is writing"):
+            with claim_folder(run, "train"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    assert list(run.iterdir()) == []
+    with claim_folder(run, "train"):
+        assert list(run.iterdir()) == []
