@@ -4,8 +4,8 @@ the same command with the cache filled, in one run.
 Each call is a fresh process (``python -m geoseg predict``) with the bundled model; the cold calls
 get a new, empty ``GEOSEG_CACHE_DIR`` each, the warm calls share one filled by an untimed call.
 Cold and warm alternate, ``--repeat`` times each; the figure is the ratio of the medians (goal
-<= 1.2). Then one cold and one warm process time their phases (building the network, which
-imports segmentation-models-pytorch; choosing the precision; tracing and freezing; loading the
+<= 1.2). Then one cold and one warm process time their phases (building the network, with torch
+alone for a bundled model; choosing the precision; tracing and freezing; loading the
 kept trace; the forward passes), without a profiler's overhead; and one more cold call runs
 under cProfile and its top entries by cumulative time are printed.
 
@@ -72,7 +72,7 @@ def timed(owner, name, label):
         finally:
             spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
     setattr(owner, name, call)
-timed(session, "resolve_model", "build the network (imports segmentation-models-pytorch)")
+timed(session, "resolve_model", "build the network (with torch alone for a bundled model)")
 timed(runtime.Runner, "choose_precision", "choose the precision (trace, then bf16 on a tile)")
 timed(runtime, "_freeze", "trace, freeze and check")
 timed(ModelCache, "load_module", "load the kept trace")

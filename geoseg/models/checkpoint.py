@@ -132,16 +132,27 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu", native: bool = True
 ) -> LoadedModel:
     """Load a checkpoint into a ready-to-run model (``eval()`` mode).
+
+    Args:
+        path: a ``.safetensors`` file or a checkpoint folder.
+        device: where the model goes.
+        native: build the network with torch alone where :mod:`geoseg.models.native` describes
+            it (the bundled models' U-Nets: the same modules, weights and outputs, without the
+            2 s of importing segmentation-models-pytorch); ``False`` always builds through smp.
 
     Raises:
         CheckpointError: missing file, a pickle, a newer format, or weights that do not fit.
     """
+    from geoseg.models.native import native_network
+
     config = read_config(path)
     weights, sidecar = checkpoint_files(path)
-    model = model_from_config(config)
+    model = native_network(config) if native else None
+    if model is None:
+        model = model_from_config(config)
     try:
         model.load_state_dict(read_state(path), strict=True)
     except RuntimeError as exc:
