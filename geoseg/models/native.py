@@ -337,3 +337,10 @@ class _Unet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.segmentation_head(self.decoder(self.encoder(x)))
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in ``eval()`` mode without autograd, as smp's ``predict``."""
+        if self.training:
+            self.eval()
+        return self.forward(x)

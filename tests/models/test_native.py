@@ -105,6 +105,7 @@ def test_a_checkpoint_loads_natively_and_agrees_with_smp(tmp_path) -> None:
     x = torch.randn(1, 4, 64, 64)
     with torch.no_grad():
         assert torch.equal(native.model(x), through_smp.model(x))
+    assert torch.equal(native.model.predict(x), through_smp.model.predict(x))
 
 
 def test_loading_a_bundled_model_imports_neither_smp_nor_timm_nor_torchvision() -> None:
