@@ -4,8 +4,8 @@ They ship inside the package (``geoseg/models/weights/``, installed with geoseg 
 
 - ``quality`` (the default): a U-Net with an ImageNet-pretrained EfficientNet-Lite0 encoder,
   trained with augmentations that imitate other sensors and pixel sizes.
-- ``fast``: a smaller U-Net from random weights, about 1.7 times faster on CPU, and clearly worse
-  beyond Dubai.
+- ``fast``: a smaller U-Net from random weights, its network 1.45 times as fast per tile on CPU
+  (end to end on 2 CPU cores about as fast today), and clearly worse beyond Dubai.
 
 ``GEOSEG_DEFAULT_MODEL`` points the default elsewhere. Wherever a model path is taken, a bundled
 name is taken too: ``quality``, ``fast``, or ``default`` (whichever model is the default). Those
