@@ -148,7 +148,10 @@ def diagnose(
                 out,
                 created,
                 start=start,
-                settings=(cell, worst, bins, temperature),
+                cell=cell,
+                worst=worst,
+                bins=bins,
+                temperature=temperature,
                 progress=progress,
             )
             result.seconds = time.perf_counter() - start
@@ -178,13 +181,14 @@ def _diagnose(
     created: list[Path],
     *,
     start: float,
-    settings: tuple[int, int, int, bool],
+    cell: int,
+    worst: int,
+    bins: int,
+    temperature: bool,
     progress: Callable[[int, int], None] | None,
 ) -> DiagnoseResult:
-    """The run itself, in its claimed folder: every image, then the summaries and provenance.
-    ``settings`` are the cell edge, the worst-panel count, the calibration bins and whether to
-    fit a temperature."""
-    cell, worst, bins, temperature = settings
+    """The run itself, in its claimed folder: every image, then the summaries and provenance
+    (the arguments are :func:`diagnose`'s)."""
     run = _Totals(loaded.config.num_classes, bins, temperature)
     for k, pair in enumerate(pairs):
         folder = out / _safe(pair_name(pair))

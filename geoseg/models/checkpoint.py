@@ -20,6 +20,7 @@ from geoseg.errors import CheckpointError
 from geoseg.io.atomic import atomic_output
 from geoseg.models.config import ModelConfig, checkpoint_files, read_config
 from geoseg.models.digest import file_digest, remember_digest
+from geoseg.models.native import native_network
 from geoseg.models.registry import build_model
 
 __all__ = [
@@ -146,8 +147,6 @@ def load_checkpoint(
     Raises:
         CheckpointError: missing file, a pickle, a newer format, or weights that do not fit.
     """
-    from geoseg.models.native import native_network
-
     config = read_config(path)
     weights, sidecar = checkpoint_files(path)
     model = native_network(config) if native else None
