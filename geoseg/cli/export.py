@@ -40,6 +40,25 @@ from geoseg.cli.options import int_option, overwrite_option, path_option
     help="Ground resolution in cm/px that QGIS Deepness processes at [default: the model's GSD; "
     "required when the model records none, as the bundled ones (e.g. 50 for 0.5 m imagery)].",
 )
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Write int8 ONNX (QDQ), calibrated on --calibration images; refused below 99 % "
+    "agreement with fp32.",
+)
+@path_option(
+    "--calibration",
+    multiple=True,
+    help="With --int8: images like the training data (a file, a folder or a quoted glob; "
+    "repeatable).",
+)
+@path_option(
+    "--heldout",
+    multiple=True,
+    help="With --int8: images that never calibrate, on which the agreement is measured "
+    "(repeatable) [default: calibration tiles that did not calibrate].",
+)
+@int_option("--tiles", 32, minimum=1, help="With --int8: calibration tiles at most.")
 @overwrite_option
 @click.pass_context
 def export(
@@ -51,6 +70,10 @@ def export(
     opset: int,
     check_raster: str | None,
     resolution_cm: float | None,
+    int8: bool,
+    calibration: tuple[str, ...],
+    heldout: tuple[str, ...],
+    tiles: int,
     overwrite: bool,
 ) -> None:
     """Export MODEL (a .safetensors checkpoint, "default" for the default bundled model, or a
@@ -63,6 +86,11 @@ def export(
     onnx.checker and against PyTorch in onnxruntime. Open it in Netron (pip install netron;
     netron OUT.onnx) to see the graph. A .pt DST is a frozen
     TorchScript archive.
+
+    With --int8 each ONNX file is quantized (int8 weights, uint8 activations, QDQ) on tiles of
+    the --calibration images, keeping in float the layers MODEL's int8 variant keeps (geoseg
+    quantize); its classes are compared with fp32 on held-out tiles and the file is refused below
+    99 % agreement.
     """
     from geoseg.errors import ExportError
     from geoseg.models.default import default_model, named_model
@@ -74,6 +102,14 @@ def export(
         scene = sample_scene()
         check_raster = str(scene) if scene is not None else None
     suffix = Path(dst).suffix.lower()
+    if (calibration or heldout) and not int8:
+        raise click.UsageError("--calibration and --heldout go with --int8")
+    if int8 and suffix != ".onnx":
+        raise click.UsageError(f"{dst}: --int8 writes ONNX; expected OUT.onnx")
+    if int8 and not calibration:
+        raise click.UsageError(
+            "--int8 needs --calibration IMAGES: images like the model's training data"
+        )
     if suffix == ".pt":
         from geoseg.export.torchscript import export_torchscript
 
@@ -91,6 +127,7 @@ def export(
             f"{dst}: unknown export format {suffix or '(none)'}; expected OUT.onnx or OUT.pt"
         )
     from geoseg.export.onnx import export_onnx
+    from geoseg.export.onnx_int8 import Int8Export
 
     fixed = Path(dst).with_suffix(".deepness.onnx") if deepness else None
     result = export_onnx(
@@ -101,9 +138,18 @@ def export(
         opset=opset,
         check_raster=check_raster,
         resolution_cm=resolution_cm,
+        int8=Int8Export(calibration, heldout, tiles) if int8 else None,
         overwrite=overwrite,
     )
     for path, parity in result.parity.items():
+        if path in result.int8:
+            say(
+                ctx,
+                f"{path}: int8 ONNX (QDQ, {result.int8[path]['float_nodes']} node(s) kept in "
+                "float); "
+                f"classes equal to fp32 on {parity.agreement:.2%} of {parity.source}",
+            )
+            continue
         kind = (
             f"fixed {result.tile_size} px tiles (QGIS Deepness)"
             if fixed is not None and path == str(fixed)

@@ -13,12 +13,14 @@ from geoseg._lazy import lazy_attributes
 if TYPE_CHECKING:  # pragma: no cover
     from geoseg.export.metadata import deepness_metadata, export_metadata
     from geoseg.export.onnx import ExportResult, Parity, export_onnx, read_metadata
+    from geoseg.export.onnx_int8 import Int8Export
     from geoseg.export.quantize import QuantizeResult, quantize_checkpoint
     from geoseg.export.runner import OnnxModule, load_onnx
     from geoseg.export.torchscript import export_torchscript
 
 __all__ = [
     "ExportResult",
+    "Int8Export",
     "OnnxModule",
     "Parity",
     "QuantizeResult",
@@ -36,6 +38,7 @@ __getattr__, __dir__ = lazy_attributes(
     {
         ".metadata": "deepness_metadata export_metadata",
         ".onnx": "ExportResult Parity export_onnx read_metadata",
+        ".onnx_int8": "Int8Export",
         ".quantize": "QuantizeResult quantize_checkpoint",
         ".runner": "OnnxModule load_onnx",
         ".torchscript": "export_torchscript",

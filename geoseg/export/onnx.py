@@ -27,6 +27,7 @@ from torch import nn
 from geoseg.errors import ExportError, InputCompatibilityWarning
 from geoseg.export._deps import require
 from geoseg.export.metadata import export_metadata
+from geoseg.export.onnx_int8 import Int8Export, Int8Tiles, int8_tiles, quantize_graph
 from geoseg.inference.options import PredictOptions
 from geoseg.inference.session import calibration_temperature
 from geoseg.inference.tiles import stride_problem
@@ -35,6 +36,7 @@ from geoseg.io.writer import check_destination
 from geoseg.models.checkpoint import LoadedModel
 from geoseg.models.resolve import ModelRef as ModelSource
 from geoseg.models.resolve import resolve_model
+from geoseg.models.variants import Int8Variant
 
 __all__ = ["MIN_AGREEMENT", "OPSET", "ExportResult", "Parity", "export_onnx", "parity_tile"]
 
@@ -86,6 +88,8 @@ class ExportResult:
         parity: parity of each written file with PyTorch, by path.
         metadata: the metadata properties written into the Deepness file (the dynamic file's
             without one).
+        int8: by path, how each file was quantized and its agreement with fp32 (its
+            ``geoseg_int8`` metadata), when written as int8.
         seconds: wall time.
     """
 
@@ -95,6 +99,7 @@ class ExportResult:
     opset: int
     parity: dict[str, Parity] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    int8: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -281,6 +286,7 @@ def export_onnx(
     opset: int = OPSET,
     check_raster: str | os.PathLike[str] | None = None,
     resolution_cm: float | None = None,
+    int8: Int8Export | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
     """Export a model to ONNX (dynamic batch, height and width) and optionally a fixed-tile copy.
@@ -295,6 +301,9 @@ def export_onnx(
         check_raster: a raster whose fullest tile drives the parity check (default: synthetic).
         resolution_cm: ground resolution for Deepness in cm/px (default: the model's GSD;
             required with ``fixed`` when the model records none).
+        int8: write each file quantized to int8 (QDQ, :mod:`geoseg.export.onnx_int8`),
+            calibrated on these images, keeping in float the layers the checkpoint's int8
+            variant keeps; its agreement with fp32 is the file's parity.
         overwrite: replace existing files.
 
     Returns:
@@ -302,7 +311,8 @@ def export_onnx(
 
     Raises:
         ExportError: the graph cannot be exported, the checker refuses it, or it does not agree
-            with PyTorch; ``fixed`` is asked for and the ground resolution is unknown;
+            with PyTorch (an int8 file: on fewer than 99 % of held-out pixels); ``fixed`` is asked
+            for and the ground resolution is unknown;
             MissingDependencyError: onnx/onnxruntime are not installed.
         WriteError: a file could not be written (disk full...); neither file was published and
             no temporary file is left.
@@ -335,12 +345,20 @@ def export_onnx(
     example = torch.from_numpy(x)
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
     result.metadata = metadata[-1]
+    tiles = int8_tiles(loaded, int8, tile) if int8 is not None else None
     graphs: dict[Path, bytes] = {}
     for path, dynamic, props in zip(outputs, (True, False), metadata, strict=False):
         graph = _graph_bytes(module, example, dynamic=dynamic, opset=opset)
         graphs[path], result.parity[str(path)] = _finish(
             graph, path, props, loaded, x, source, tile=None if dynamic else tile
         )
+        if tiles is not None:
+            graphs[path], record = _int8(graphs[path], path, module, loaded, tiles)
+            agreement = record["agreement"]
+            result.parity[str(path)] = Parity(
+                agreement["value"], record["max_abs_diff"], agreement["on"]
+            )
+            result.int8[str(path)] = record
         log.info(
             "%s: agreement %.4f, max |dp| %.2e",
             path,
@@ -356,6 +374,24 @@ def export_onnx(
                 tmp.write_bytes(data)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _int8(
+    graph: bytes, path: Path, module: nn.Module, loaded: LoadedModel, tiles: Int8Tiles
+) -> tuple[bytes, dict[str, Any]]:
+    """``graph`` quantized to int8 (see :func:`~geoseg.export.onnx_int8.quantize_graph`)."""
+    variant = Int8Variant.of(loaded.config)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).float().numpy()
+
+    try:
+        return quantize_graph(
+            graph, tiles, INPUT, variant.float_layers if variant is not None else (), reference
+        )
+    except ExportError as exc:
+        raise ExportError(f"{path}: {exc}") from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

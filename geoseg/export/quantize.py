@@ -172,7 +172,7 @@ def _spread(count: int, wanted: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, wanted).round()})
 
 
-def _tiles(
+def sample_tiles(
     images: Sequence[str],
     loaded: LoadedModel,
     options: PredictOptions,
@@ -405,7 +405,7 @@ def quantize_checkpoint(
     loaded = resolve_model(source)
     checks = 0 if pairs else CHECK_TILES
     searches = 0 if float_layers is not None else SEARCH_TILES
-    cal_set, check, search = _tiles(images, loaded, opts, (max_tiles, checks, searches))
+    cal_set, check, search = sample_tiles(images, loaded, opts, (max_tiles, checks, searches))
     cal = [x for x, _ in cal_set]
     log.info("calibrating on %d tiles of %d image(s)", len(cal), len(images))
     if progress is not None:

@@ -45,6 +45,8 @@ class OnnxModule(nn.Module):
     Args:
         path: the ``.onnx`` file.
         device: ``cpu`` or ``cuda`` (the CUDA provider when onnxruntime has it).
+        int8: the ``geoseg_int8`` record of a graph quantized by ``geoseg export --int8`` (how it
+            was made and how closely it agrees with fp32); its precision is then ``int8``.
     """
 
     runs_outside_torch = True
@@ -55,11 +57,14 @@ class OnnxModule(nn.Module):
         device: torch.device | str = "cpu",
         *,
         output: str = "probabilities",
+        int8: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         ort = require("onnxruntime")
         self.path = Path(path)
         self.output = output
+        self.int8 = int8
+        self.graph_precision = "int8" if int8 is not None else "fp32"
         self.providers = providers_for(device)
         self._session: Any = ort.InferenceSession(str(path), providers=self.providers)
         inp = self._session.get_inputs()[0]
@@ -114,7 +119,13 @@ def load_onnx(path: str | os.PathLike[str], *, device: torch.device | str = "cpu
         )
     config = ModelConfig.from_json(meta["geoseg_config"], source=str(p))
     del proto
-    module = OnnxModule(p, device, output=meta.get("geoseg_output", "probabilities"))
+    try:
+        int8 = json.loads(meta["geoseg_int8"]) if "geoseg_int8" in meta else None
+    except ValueError:
+        raise CheckpointError(
+            f"{p}: its geoseg_int8 metadata is not JSON; export the checkpoint again"
+        ) from None
+    module = OnnxModule(p, device, output=meta.get("geoseg_output", "probabilities"), int8=int8)
     if module.fixed_size is not None:
         config = config.replace(tile_size=int(module.fixed_size[0]))
     metrics = dict(config.metrics)

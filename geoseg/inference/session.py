@@ -299,15 +299,29 @@ class PredictionSession:
                 self.loaded.model, torch.jit.ScriptModule
             ):
                 network = self._int8_network()
+            precision = (
+                getattr(network, "graph_precision", "fp32")
+                if self.outside_torch
+                else self._precision
+            )
             self._runner = make_runner(
                 network,
                 self.device,
-                "fp32" if self.outside_torch else self._precision,  # type: ignore[arg-type]
+                precision,  # type: ignore[arg-type]
                 self.options.tta,
                 freeze=False if self.outside_torch or self.device.type != "cpu" else None,
                 cache=self._cache,
                 recorded=recorded_agreement(self.config.metrics),
             )
+            record = getattr(network, "int8", None) if self.outside_torch else None
+            if isinstance(record, dict):
+                agreement = (record.get("agreement") or {}).get("value")
+                self._runner.reason = (
+                    "the ONNX graph is quantized (QDQ); its classes agreed with fp32 on "
+                    f"{agreement:.2%} of {record['agreement'].get('on', 'held-out pixels')}"
+                    if isinstance(agreement, (int, float))
+                    else "the ONNX graph is quantized (QDQ)"
+                )
             if self._precision == "int8" and self.options.precision == "auto":
                 variant = Int8Variant.of(self.config)
                 assert variant is not None and variant.agreement_value is not None
