@@ -58,7 +58,7 @@ from geoseg.cli.options import int_option, overwrite_option, path_option
     help="With --int8: images that never calibrate, on which the agreement is measured "
     "(repeatable) [default: calibration tiles that did not calibrate].",
 )
-@int_option("--tiles", 32, minimum=1, help="With --int8: calibration tiles at most.")
+@int_option("--tiles", minimum=1, help="With --int8: calibration tiles at most [default: 32].")
 @overwrite_option
 @click.pass_context
 def export(
@@ -73,7 +73,7 @@ def export(
     int8: bool,
     calibration: tuple[str, ...],
     heldout: tuple[str, ...],
-    tiles: int,
+    tiles: int | None,
     overwrite: bool,
 ) -> None:
     """Export MODEL (a .safetensors checkpoint, "default" for the default bundled model, or a
@@ -102,8 +102,8 @@ def export(
         scene = sample_scene()
         check_raster = str(scene) if scene is not None else None
     suffix = Path(dst).suffix.lower()
-    if (calibration or heldout) and not int8:
-        raise click.UsageError("--calibration and --heldout go with --int8")
+    if (calibration or heldout or tiles is not None) and not int8:
+        raise click.UsageError("--calibration, --heldout and --tiles go with --int8")
     if int8 and suffix != ".onnx":
         raise click.UsageError(f"{dst}: --int8 writes ONNX; expected OUT.onnx")
     if int8 and not calibration:
@@ -138,7 +138,7 @@ def export(
         opset=opset,
         check_raster=check_raster,
         resolution_cm=resolution_cm,
-        int8=Int8Export(calibration, heldout, tiles) if int8 else None,
+        int8=Int8Export(calibration, heldout, tiles or 32) if int8 else None,
         overwrite=overwrite,
     )
     for path, parity in result.parity.items():
@@ -146,8 +146,9 @@ def export(
             say(
                 ctx,
                 f"{path}: int8 ONNX (QDQ, {result.int8[path]['float_nodes']} node(s) kept in "
-                "float); "
-                f"classes equal to fp32 on {parity.agreement:.2%} of {parity.source}",
+                "float); classes equal to fp32 on "
+                f"{parity.agreement:.2%} of {result.int8[path]['agreement']['pixels']:,} valid "
+                f"pixels of {parity.source}",
             )
             continue
         kind = (

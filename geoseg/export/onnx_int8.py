@@ -32,6 +32,7 @@ from geoseg.models.variants import MIN_AGREEMENT
 __all__ = ["Int8Export", "Int8Tiles", "float_nodes", "int8_tiles", "module_of", "quantize_graph"]
 
 CHECK_TILES = 32  # tiles of the calibration images that did not calibrate, when none is held out
+MIN_CHECK_TILES = 8  # fewer such tiles say too little to record an agreement
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,12 @@ def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
     Raises:
         DatasetError: an image path that names nothing; ExportError: no whole tile with data.
     """
-    from geoseg.export.quantize import calibration_images, sample_tiles
+    from geoseg.export.quantize import calibration_images, check_held_out, sample_tiles
 
     options = PredictOptions(tile_size=tile, precision="fp32", device="cpu", tta="none")
     images = calibration_images(spec.calibration)
     held = calibration_images(spec.heldout) if spec.heldout else []
-    overlap = set(map(os.path.abspath, images)) & set(map(os.path.abspath, held))
-    if overlap:
-        raise ExportError(
-            f"{sorted(overlap)[0]}: is both a calibration and a held-out image; held-out images "
-            "must not calibrate, or the agreement they measure says nothing"
-        )
+    check_held_out(images, held)
 
     def whole(found: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[Any, Any]]:
         return [
@@ -93,11 +89,12 @@ def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
         cal, check = sample_tiles(images, loaded, options, (spec.tiles, CHECK_TILES))
         on = f"{len(whole(check))} tiles of the calibration images that did not calibrate"
     out = Int8Tiles([x for x, _ in whole(cal)], whole(check), on)
-    if not out.calibration or not out.check:
+    least = 1 if held else MIN_CHECK_TILES  # tiles of other images, or of the same images
+    if not out.calibration or len(out.check) < least:
         raise ExportError(
-            f"the calibration images give {len(out.calibration)} whole {tile}-px tile(s) with "
-            f"data to calibrate and {len(out.check)} to check; int8 needs both: give more or "
-            "larger images (or --heldout images)"
+            f"the images give {len(out.calibration)} {tile}-px tile(s) with data to calibrate "
+            f"and {len(out.check)} to check the agreement on, expected >= 1 and >= {least}; "
+            "give held-out images (--heldout), or more calibration images (or fewer --tiles)"
         )
     return out
 
@@ -189,7 +186,8 @@ def quantize_graph(
         ref = reference(x)
         hit = (got.argmax(1) == ref.argmax(1))[valid]
         same, total = same + int(hit.sum()), total + int(hit.size)
-        worst = max(worst, float(np.abs(got - ref).max()))
+        if hit.size:
+            worst = max(worst, float(np.abs(got - ref).max(axis=1)[valid].max()))
     value = same / total if total else 0.0
     record = {
         "format": "QDQ",

@@ -155,6 +155,47 @@ def training_split(
     return images, eval_pairs(cfg.data, "test", seed=cfg.seed)
 
 
+def check_held_out(calibration: Sequence[str], heldout: Sequence[str]) -> None:
+    """Refuse held-out images that are also calibration images: the same path, the same file
+    under another name (a link), or a copy with the same bytes.
+
+    Raises:
+        DatasetError: naming the first such pair.
+    """
+
+    def local(paths: Sequence[str]) -> list[str]:
+        return [str(p) for p in paths if "://" not in str(p) and os.path.isfile(p)]
+
+    remote = {str(p) for p in calibration if "://" in str(p)} & {
+        str(p) for p in heldout if "://" in str(p)
+    }
+    if remote:
+        _shared(sorted(remote)[0], sorted(remote)[0])
+    sizes: dict[int, list[str]] = {}
+    for p in local(calibration):
+        sizes.setdefault(os.path.getsize(p), []).append(p)
+    for held in local(heldout):
+        for cal in sizes.get(os.path.getsize(held), []):
+            if os.path.samefile(cal, held) or _file_digest(cal) == _file_digest(held):
+                _shared(cal, held)
+
+
+def _shared(cal: str, held: str) -> None:
+    same = "" if os.path.abspath(cal) == os.path.abspath(held) else f" (the same image as {cal})"
+    raise DatasetError(
+        f"{held}: is both a calibration and a held-out image{same}; held-out images must not "
+        "calibrate, or the agreement they measure says nothing"
+    )
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _names(images: Sequence[str]) -> list[str]:
     """Image names relative to their common folder (``Tile 1/images/a.jpg``): what calibrated a
     variant, without the machine's paths."""
@@ -395,12 +436,7 @@ def quantize_checkpoint(
     inputs.update({f"held-out {k + 1}": p.image for k, p in enumerate(pairs)})
     check_paths(inputs, {"OUT": out})
     check_destination(out, overwrite=overwrite)
-    overlap = set(map(os.path.abspath, images)) & {os.path.abspath(p.image) for p in pairs}
-    if overlap:
-        raise DatasetError(
-            f"{sorted(overlap)[0]}: is both a calibration and a held-out image; held-out images "
-            "must not calibrate, or the agreement they measure says nothing"
-        )
+    check_held_out(images, [str(p.image) for p in pairs])
     opts = PredictOptions.of(options).replace(precision="fp32", device="cpu", tta="none")
     loaded = resolve_model(source)
     checks = 0 if pairs else CHECK_TILES

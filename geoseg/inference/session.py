@@ -295,26 +295,24 @@ class PredictionSession:
         """The runner (device, precision, frozen or eager network), built on first use."""
         if self._runner is None:
             network = self._network
-            if self._precision == "int8" and not isinstance(
-                self.loaded.model, torch.jit.ScriptModule
+            if (
+                self._precision == "int8"
+                and not self.outside_torch
+                and not isinstance(self.loaded.model, torch.jit.ScriptModule)
             ):
                 network = self._int8_network()
-            precision = (
-                getattr(network, "graph_precision", "fp32")
-                if self.outside_torch
-                else self._precision
-            )
             self._runner = make_runner(
                 network,
                 self.device,
-                precision,  # type: ignore[arg-type]
+                "fp32" if self.outside_torch else self._precision,  # type: ignore[arg-type]
                 self.options.tta,
                 freeze=False if self.outside_torch or self.device.type != "cpu" else None,
                 cache=self._cache,
                 recorded=recorded_agreement(self.config.metrics),
             )
             record = getattr(network, "int8", None) if self.outside_torch else None
-            if isinstance(record, dict):
+            if isinstance(record, dict):  # a graph another runtime runs as it was quantized
+                self._runner.precision = "int8"
                 agreement = (record.get("agreement") or {}).get("value")
                 self._runner.reason = (
                     "the ONNX graph is quantized (QDQ); its classes agreed with fp32 on "

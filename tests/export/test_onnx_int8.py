@@ -13,7 +13,7 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from geoseg.errors import ExportError
+from geoseg.errors import DatasetError, ExportError
 from geoseg.export.onnx import export_onnx, read_metadata
 from geoseg.export.onnx_int8 import Int8Export, module_of
 from geoseg.inference.engine import predict_raster
@@ -132,17 +132,53 @@ def test_the_layers_the_int8_variant_keeps_in_float_stay_in_float(
 def test_calibration_and_held_out_images_must_differ(
     tmp_path: Path, images: dict[str, Path]
 ) -> None:
-    spec = Int8Export([images["a"]], heldout=[images["a"]])
-    with pytest.raises(ExportError, match="both a calibration and a held-out image"):
+    """The same path, a link to it, or a copy under another name: all refused."""
+    import shutil
+
+    link = tmp_path / "held" / "link.tif"
+    link.symlink_to(images["a"])
+    copy = shutil.copy(images["a"], tmp_path / "held" / "copy.tif")
+    for held in (images["a"], link, copy):
+        spec = Int8Export([images["a"]], heldout=[held])
+        with pytest.raises(DatasetError, match="both a calibration and a held-out image"):
+            export_onnx(_model(), tmp_path / "q.onnx", int8=spec)
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_too_few_tiles_left_to_check_is_refused(tmp_path: Path, images: dict[str, Path]) -> None:
+    """Without held-out images, the tiles that did not calibrate check: at least 8 of them."""
+    spec = Int8Export([images["b"]], tiles=32)
+    with pytest.raises(
+        ExportError, match=r"and \d to check the agreement on, expected >= 1 and >= 8"
+    ):
         export_onnx(_model(), tmp_path / "q.onnx", int8=spec)
     assert not (tmp_path / "q.onnx").exists()
+    res = export_onnx(
+        _model(), tmp_path / "q.onnx", int8=Int8Export([images["a"], images["b"]], tiles=4)
+    )
+    assert "calibration images that did not calibrate" in res.int8[str(res.path)]["agreement"]["on"]
+
+
+def test_an_onnx_graph_runs_as_exported_whatever_precision_is_asked(
+    tmp_path: Path, images: dict[str, Path]
+) -> None:
+    """--precision int8 (or bf16) with an ONNX file runs the graph as it is, and says which."""
+    spec = Int8Export([images["a"]], heldout=[images["held"]], tiles=6)
+    q = export_onnx(_model(), tmp_path / "q.onnx", int8=spec).path
+    f = export_onnx(_model(), tmp_path / "f.onnx").path
+    for model, said in ((q, "int8 (the ONNX graph is quantized"), (f, "fp32")):
+        for precision in ("int8", "bf16", "auto"):
+            out = tmp_path / f"{model.stem}-{precision}.tif"
+            result = predict_raster(images["held"], out, str(model), precision=precision)
+            assert result.precision_note.startswith(said), (model, precision)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--int8"], "--int8 needs --calibration IMAGES"),
-        (["--calibration", "x.tif"], "--calibration and --heldout go with --int8"),
+        (["--calibration", "x.tif"], "--calibration, --heldout and --tiles go with --int8"),
+        (["--tiles", "8"], "--calibration, --heldout and --tiles go with --int8"),
     ],
 )
 def test_cli_int8_refusals_are_one_line(
