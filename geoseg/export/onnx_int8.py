@@ -212,5 +212,9 @@ def quantize_graph(
     entry = proto.metadata_props.add()
     entry.key, entry.value = "geoseg_int8", json.dumps(record)
     proto.producer_name, proto.doc_string = source.producer_name, source.doc_string + " (int8 QDQ)"
+    used = {n.domain for n in proto.graph.node} | {""}
+    kept = [o for o in proto.opset_import if o.domain in used]  # the quantizer declares more
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
     onnx.checker.check_model(proto)
     return proto.SerializeToString(), record

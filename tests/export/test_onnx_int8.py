@@ -76,6 +76,8 @@ def test_int8_files_are_quantized_record_their_agreement_and_predict_as_int8(
         proto = onnx.load(str(path))
         ops = {n.op_type for n in proto.graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        # the opsets it uses only, as the fp32 file: other runtimes need not know onnxruntime's
+        assert {o.domain for o in proto.opset_import} == {""}
         int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
         assert int8_weights, "no int8 weight in the graph"
         meta = read_metadata(path)
