@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from geoseg.cli.console import say
-from geoseg.cli.options import int_option, overwrite_option, path_option
+from geoseg.cli.options import bands_option, int_option, overwrite_option, path_option
 
 
 @click.command(
@@ -59,6 +59,13 @@ from geoseg.cli.options import int_option, overwrite_option, path_option
     "(repeatable) [default: calibration tiles that did not calibrate].",
 )
 @int_option("--tiles", minimum=1, help="With --int8: calibration tiles at most [default: 32].")
+@bands_option
+@click.option(
+    "--scale",
+    metavar="LOW,HIGH|auto",
+    help="With --int8: map the images' values LOW..HIGH onto the model's training range, as "
+    "geoseg predict does.",
+)
 @overwrite_option
 @click.pass_context
 def export(
@@ -74,6 +81,8 @@ def export(
     calibration: tuple[str, ...],
     heldout: tuple[str, ...],
     tiles: int | None,
+    bands: tuple[int, ...] | None,
+    scale: str | None,
     overwrite: bool,
 ) -> None:
     """Export MODEL (a .safetensors checkpoint, "default" for the default bundled model, or a
@@ -102,8 +111,10 @@ def export(
         scene = sample_scene()
         check_raster = str(scene) if scene is not None else None
     suffix = Path(dst).suffix.lower()
-    if (calibration or heldout or tiles is not None) and not int8:
-        raise click.UsageError("--calibration, --heldout and --tiles go with --int8")
+    if (calibration or heldout or tiles is not None or bands or scale) and not int8:
+        raise click.UsageError(
+            "--calibration, --heldout, --tiles, --bands and --scale go with --int8"
+        )
     if int8 and suffix != ".onnx":
         raise click.UsageError(f"{dst}: --int8 writes ONNX; expected OUT.onnx")
     if int8 and not calibration:
@@ -128,6 +139,7 @@ def export(
         )
     from geoseg.export.onnx import export_onnx
     from geoseg.export.onnx_int8 import Int8Export
+    from geoseg.inference.options import PredictOptions
 
     fixed = Path(dst).with_suffix(".deepness.onnx") if deepness else None
     result = export_onnx(
@@ -138,7 +150,16 @@ def export(
         opset=opset,
         check_raster=check_raster,
         resolution_cm=resolution_cm,
-        int8=Int8Export(calibration, heldout, tiles or 32) if int8 else None,
+        int8=(
+            Int8Export(
+                calibration,
+                heldout,
+                tiles or 32,
+                PredictOptions.parse({"bands": bands, "scale": scale}),
+            )
+            if int8
+            else None
+        ),
         overwrite=overwrite,
     )
     for path, parity in result.parity.items():

@@ -44,11 +44,13 @@ class Int8Export:
         heldout: images that never calibrate, on which the agreement is measured; without any,
             on tiles of the calibration images that did not calibrate.
         tiles: calibration tiles at most, spread evenly over the images.
+        options: how the images are read (bands, scale), as ``geoseg predict`` takes them.
     """
 
     calibration: Sequence[str | os.PathLike[str]]
     heldout: Sequence[str | os.PathLike[str]] = ()
     tiles: int = 32
+    options: PredictOptions | None = None
 
 
 @dataclass
@@ -69,7 +71,9 @@ def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
     """
     from geoseg.export.quantize import calibration_images, check_held_out, sample_tiles
 
-    options = PredictOptions(tile_size=tile, precision="fp32", device="cpu", tta="none")
+    options = PredictOptions.of(spec.options).replace(
+        tile_size=tile, precision="fp32", device="cpu", tta="none"
+    )
     images = calibration_images(spec.calibration)
     held = calibration_images(spec.heldout) if spec.heldout else []
     check_held_out(images, held)

@@ -179,8 +179,11 @@ def test_an_onnx_graph_runs_as_exported_whatever_precision_is_asked(
     ("args", "message"),
     [
         (["--int8"], "--int8 needs --calibration IMAGES"),
-        (["--calibration", "x.tif"], "--calibration, --heldout and --tiles go with --int8"),
-        (["--tiles", "8"], "--calibration, --heldout and --tiles go with --int8"),
+        (
+            ["--calibration", "x.tif"],
+            "--calibration, --heldout, --tiles, --bands and --scale go with --int8",
+        ),
+        (["--tiles", "8"], "--calibration, --heldout, --tiles, --bands and --scale go with --int8"),
     ],
 )
 def test_cli_int8_refusals_are_one_line(
@@ -198,6 +201,21 @@ def test_cli_int8_refusals_are_one_line(
     )
     assert result.exit_code == 2 and "--int8 writes ONNX" in result.output
     assert not list(tmp_path.glob("q.*"))
+
+
+def test_calibration_images_are_read_with_the_bands_asked_for(
+    tmp_path: Path, images: dict[str, Path], make_raster: Any, textured_rgb: Any
+) -> None:
+    """A grey image calibrates and checks with --bands 1,1,1, as geoseg predict would read it."""
+    from geoseg.errors import BandMismatchError
+    from geoseg.inference.options import PredictOptions
+
+    grey = [make_raster(textured_rgb(150, 170, seed=s)[:1], f"cal/grey{s}.tif") for s in (5, 6)]
+    with pytest.raises(BandMismatchError, match="--bands 1,1,1"):
+        export_onnx(_model(), tmp_path / "q.onnx", int8=Int8Export([grey[0]], [grey[1]]))
+    spec = Int8Export([grey[0]], [grey[1]], 6, PredictOptions(bands=(1, 1, 1)))
+    res = export_onnx(_model(), tmp_path / "q.onnx", int8=spec)
+    assert res.int8[str(res.path)]["agreement"]["pixels"] > 0
 
 
 def test_the_int8_graph_is_the_fp32_graph_quantized(tmp_path: Path, images: dict[str, Path]):
