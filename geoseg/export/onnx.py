@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,6 +347,8 @@ def export_onnx(
     result = ExportResult(Path(dst), Path(fixed) if fixed is not None else None, tile, opset)
     result.metadata = metadata[-1]
     tiles = int8_tiles(loaded, int8, tile) if int8 is not None else None
+    variant = Int8Variant.of(cfg)  # its float layers stay in float in an int8 file
+    floats = variant.float_layers if variant is not None else ()
     graphs: dict[Path, bytes] = {}
     for path, dynamic, props in zip(outputs, (True, False), metadata, strict=False):
         graph = _graph_bytes(module, example, dynamic=dynamic, opset=opset)
@@ -353,7 +356,7 @@ def export_onnx(
             graph, path, props, loaded, x, source, tile=None if dynamic else tile
         )
         if tiles is not None:
-            graphs[path], record = _int8(graphs[path], path, module, loaded, tiles)
+            graphs[path], record = _int8(graphs[path], path, module, floats, tiles)
             agreement = record["agreement"]
             result.parity[str(path)] = Parity(
                 agreement["value"], record["max_abs_diff"], agreement["on"]
@@ -377,19 +380,17 @@ def export_onnx(
 
 
 def _int8(
-    graph: bytes, path: Path, module: nn.Module, loaded: LoadedModel, tiles: Int8Tiles
+    graph: bytes, path: Path, module: nn.Module, layers: Sequence[str], tiles: Int8Tiles
 ) -> tuple[bytes, dict[str, Any]]:
-    """``graph`` quantized to int8 (see :func:`~geoseg.export.onnx_int8.quantize_graph`)."""
-    variant = Int8Variant.of(loaded.config)
+    """``graph`` quantized to int8, ``layers`` kept in float (see
+    :func:`~geoseg.export.onnx_int8.quantize_graph`)."""
 
     def reference(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(x)).float().numpy()
 
     try:
-        return quantize_graph(
-            graph, tiles, INPUT, variant.float_layers if variant is not None else (), reference
-        )
+        return quantize_graph(graph, tiles, INPUT, layers, reference)
     except ExportError as exc:
         raise ExportError(f"{path}: {exc}") from None
 

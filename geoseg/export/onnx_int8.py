@@ -64,10 +64,12 @@ class Int8Tiles:
 
 
 def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
-    """Whole ``tile``-px tiles of the calibration (and held-out) images as the engine reads them.
+    """``tile``-px tiles of the calibration (and held-out) images as the engine feeds them to the
+    network (read, adapted, normalized, padded at an image's edge).
 
     Raises:
-        DatasetError: an image path that names nothing; ExportError: no whole tile with data.
+        DatasetError: an image path that names nothing, or a held-out image that calibrates;
+            ExportError: no tile with data to calibrate, or too few to check.
     """
     from geoseg.export.quantize import calibration_images, check_held_out, sample_tiles
 
@@ -78,7 +80,8 @@ def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
     held = calibration_images(spec.heldout) if spec.heldout else []
     check_held_out(images, held)
 
-    def whole(found: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[Any, Any]]:
+    def arrays(found: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[Any, Any]]:
+        # the engine pads a tile short of an image's edge: a fixed-tile graph takes them all
         return [
             (x.numpy().astype(np.float32), v.numpy())
             for x, v in found
@@ -88,11 +91,12 @@ def int8_tiles(loaded: LoadedModel, spec: Int8Export, tile: int) -> Int8Tiles:
     if held:
         (cal,) = sample_tiles(images, loaded, options, (spec.tiles,))
         (check,) = sample_tiles(held, loaded, options, (CHECK_TILES,))
-        on = f"{len(whole(check))} tiles of {len(held)} held-out image(s)"
+        where = f"of {len(held)} held-out image(s)"
     else:
         cal, check = sample_tiles(images, loaded, options, (spec.tiles, CHECK_TILES))
-        on = f"{len(whole(check))} tiles of the calibration images that did not calibrate"
-    out = Int8Tiles([x for x, _ in whole(cal)], whole(check), on)
+        where = "of the calibration images that did not calibrate"
+    checked = arrays(check)
+    out = Int8Tiles([x for x, _ in arrays(cal)], checked, f"{len(checked)} tiles {where}")
     least = 1 if held else MIN_CHECK_TILES  # tiles of other images, or of the same images
     if not out.calibration or len(out.check) < least:
         raise ExportError(
